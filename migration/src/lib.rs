@@ -1,0 +1,1 @@
+//! sea-orm migrations for the price-oracle schema. The storage issue fills this crate.

@@ -1,0 +1,389 @@
+//! The command line: every flag, its `ORACLE_*` environment variable and its default, and the
+//! conversion into the typed settings the other modules take.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+
+use crate::logging::LogFilter;
+use crate::mock_exchange::{Fault, MockSettings};
+use crate::price::{FeedSettings, Source, UsdPrice};
+
+/// Decentralized ETH/USD price oracle node.
+///
+/// Nodes fetch ETH/USD, sign it (EIP-191, secp256k1), gossip and co-sign it over libp2p, and
+/// store each price with enough signatures in PostgreSQL exactly once.
+///
+/// Every flag can also be set by an environment variable, ORACLE_<FLAG> (for example
+/// --price-interval is ORACLE_PRICE_INTERVAL). Durations read like 500ms, 30s, 10m or 1h.
+#[derive(Debug, Parser)]
+#[command(name = "oracle", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+#[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at startup; boxing the arguments would buy nothing"
+)]
+pub enum Command {
+    /// Create a node key (KEY_DIR/NAME.priv), or show the address and peer id of one.
+    Keygen(KeygenArgs),
+    /// Fetch ETH/USD once from every configured source and print each quote and the median.
+    Price(PriceArgs),
+    /// Serve the four exchange APIs locally with a random-walk price (tests, offline demos).
+    MockExchange(MockExchangeArgs),
+}
+
+/// Logging, accepted before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log level: off, error, warn, info, debug or trace; per-target levels may follow, as in
+    /// "info,libp2p_gossipsub=debug".
+    #[arg(long, env = "ORACLE_LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: LogFilter,
+    /// Also append log lines to this file.
+    #[arg(long, env = "ORACLE_LOG_FILE", global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Which key file a node uses.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// Node name: the key file is KEY_DIR/NAME.priv, and the name appears on every log line.
+    #[arg(long, env = "ORACLE_NAME")]
+    pub name: String,
+    /// Folder of the key files.
+    #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
+    pub key_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Replace an existing key file. The old key, and the identity it gave, are lost.
+    #[arg(long, env = "ORACLE_FORCE", conflicts_with = "show")]
+    pub force: bool,
+    /// Print the address and peer id of the existing key instead of creating one.
+    #[arg(long, env = "ORACLE_SHOW")]
+    pub show: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PriceArgs {
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// Where ETH/USD comes from.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Comma-separated price sources; the median of those that answer is used.
+    /// Binance quotes USDT, a dollar stablecoin, not USD.
+    #[arg(
+        long,
+        env = "ORACLE_SOURCES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "coinbase"
+    )]
+    pub sources: Vec<Source>,
+    /// Fewest sources that must answer for a price to be used.
+    #[arg(long, env = "ORACLE_MIN_SOURCES", default_value_t = 1)]
+    pub min_sources: usize,
+    /// Base URL for every source, e.g. a mock exchange at http://127.0.0.1:8099.
+    #[arg(long, env = "ORACLE_SOURCE_BASE_URL", value_parser = parse_http_url)]
+    pub source_base_url: Option<Url>,
+    /// Base URL of Coinbase [default: https://api.coinbase.com].
+    #[arg(long, env = "ORACLE_COINBASE_URL", value_parser = parse_http_url)]
+    pub coinbase_url: Option<Url>,
+    /// Base URL of Coingecko [default: https://api.coingecko.com].
+    #[arg(long, env = "ORACLE_COINGECKO_URL", value_parser = parse_http_url)]
+    pub coingecko_url: Option<Url>,
+    /// Base URL of Kraken [default: https://api.kraken.com].
+    #[arg(long, env = "ORACLE_KRAKEN_URL", value_parser = parse_http_url)]
+    pub kraken_url: Option<Url>,
+    /// Base URL of Binance [default: https://api.binance.com].
+    #[arg(long, env = "ORACLE_BINANCE_URL", value_parser = parse_http_url)]
+    pub binance_url: Option<Url>,
+    /// Time limit of one HTTP request to a source.
+    #[arg(long, env = "ORACLE_SOURCE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub source_timeout: Duration,
+    /// Retries after a timeout, connection error, HTTP 5xx or 429 (backoff 250ms, doubling).
+    #[arg(long, env = "ORACLE_SOURCE_RETRIES", default_value_t = 2)]
+    pub source_retries: u32,
+}
+
+/// First retry waits this long; each further one twice as long, capped at 5 s.
+const SOURCE_BACKOFF: Duration = Duration::from_millis(250);
+
+impl SourceArgs {
+    /// The feed settings, with each source's URL resolved: its own flag, else the shared base
+    /// URL, else the public API.
+    pub fn feed_settings(&self) -> anyhow::Result<FeedSettings> {
+        let mut sources = self.sources.clone();
+        sources.sort_unstable();
+        sources.dedup();
+        if self.min_sources == 0 || self.min_sources > sources.len() {
+            anyhow::bail!(
+                "--min-sources {} must be between 1 and the number of sources ({})",
+                self.min_sources,
+                sources.len()
+            );
+        }
+        if self.source_timeout.is_zero() {
+            anyhow::bail!("--source-timeout must be longer than 0");
+        }
+        let endpoints = sources
+            .into_iter()
+            .map(|source| {
+                let base = self
+                    .url_override(source)
+                    .or(self.source_base_url.as_ref())
+                    .map(Url::as_str)
+                    .unwrap_or(source.default_base_url());
+                let url = format!("{}{}", base.trim_end_matches('/'), source.path());
+                Url::parse(&url)
+                    .map(|url| (source, url))
+                    .map_err(|err| anyhow::anyhow!("{source} URL {url}: {err}"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(FeedSettings {
+            endpoints,
+            min_sources: self.min_sources,
+            timeout: self.source_timeout,
+            retries: self.source_retries,
+            backoff: SOURCE_BACKOFF,
+        })
+    }
+
+    fn url_override(&self, source: Source) -> Option<&Url> {
+        match source {
+            Source::Coinbase => self.coinbase_url.as_ref(),
+            Source::Coingecko => self.coingecko_url.as_ref(),
+            Source::Kraken => self.kraken_url.as_ref(),
+            Source::Binance => self.binance_url.as_ref(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MockExchangeArgs {
+    /// Address to serve on.
+    #[arg(long, env = "ORACLE_LISTEN", default_value = "127.0.0.1:8099")]
+    pub listen: SocketAddr,
+    /// Starting ETH price in USD.
+    #[arg(long, env = "ORACLE_PRICE", default_value = "3000", value_parser = parse_usd)]
+    pub price: UsdPrice,
+    /// Largest relative step of the random walk per tick (0.001 = ±0.1 %); 0 keeps the price.
+    #[arg(long, env = "ORACLE_VOLATILITY", default_value_t = 0.001, value_parser = parse_volatility)]
+    pub volatility: f64,
+    /// How often the random walk steps.
+    #[arg(long, env = "ORACLE_TICK", default_value = "1s", value_parser = parse_duration)]
+    pub tick: Duration,
+    /// Seed of the walk and the faults, for reproducible runs [default: random].
+    #[arg(long, env = "ORACLE_SEED")]
+    pub seed: Option<u64>,
+    /// Share of answers (0.0 to 1.0) that are faults instead of prices.
+    #[arg(long, env = "ORACLE_FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fail_rate: f64,
+    /// Comma-separated faults to pick from.
+    #[arg(
+        long,
+        env = "ORACLE_FAULTS",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "server-error,rate-limited,html,non-numeric,hang"
+    )]
+    pub faults: Vec<Fault>,
+    /// How long a hang fault stalls before answering; longer than the clients' timeout.
+    #[arg(long, env = "ORACLE_HANG", default_value = "15s", value_parser = parse_duration)]
+    pub hang: Duration,
+}
+
+impl MockExchangeArgs {
+    pub fn settings(&self) -> MockSettings {
+        MockSettings {
+            price: self.price,
+            volatility: self.volatility,
+            tick: self.tick,
+            seed: self.seed,
+            fail_rate: self.fail_rate,
+            faults: self.faults.clone(),
+            hang: self.hang,
+        }
+    }
+}
+
+/// Durations as people write them: `500ms`, `30s`, `10m`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{err} (write durations like 500ms, 30s, 10m or 1h)"))
+}
+
+fn parse_http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|err| format!("{err}"))?;
+    match url.scheme() {
+        "http" | "https" if url.has_host() => Ok(url),
+        _ => Err("expected an http:// or https:// URL with a host".to_owned()),
+    }
+}
+
+fn parse_usd(text: &str) -> Result<UsdPrice, String> {
+    UsdPrice::parse_quote(text).map_err(|err| err.to_string())
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err("expected a number from 0.0 to 1.0".to_owned()),
+    }
+}
+
+fn parse_volatility(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..0.5).contains(&value) => Ok(value),
+        _ => Err("expected a number from 0.0 up to 0.5".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("oracle").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every flag of every subcommand has the environment variable ORACLE_<FLAG_IN_UPPER_SNAKE>.
+    #[test]
+    fn every_flag_has_its_oracle_env_var() {
+        fn check(command: &clap::Command, checked: &mut usize) {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if matches!(long, "help" | "version") {
+                    continue;
+                }
+                let expected = format!("ORACLE_{}", long.to_uppercase().replace('-', "_"));
+                assert_eq!(
+                    arg.get_env().and_then(|env| env.to_str()),
+                    Some(expected.as_str()),
+                    "--{long} of `{}`",
+                    command.get_name()
+                );
+                *checked += 1;
+            }
+            for sub in command.get_subcommands() {
+                check(sub, checked);
+            }
+        }
+        let mut checked = 0;
+        check(&Cli::command(), &mut checked);
+        assert!(checked > 20, "only {checked} flags seen");
+    }
+
+    #[test]
+    fn humane_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("10").unwrap_err().contains("30s"));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn source_urls_resolve_by_precedence() {
+        let cli = parse(&[
+            "price",
+            "--sources",
+            "kraken,coinbase,binance,coinbase",
+            "--source-base-url",
+            "http://127.0.0.1:8099/",
+            "--binance-url",
+            "https://binance.example/prefix",
+        ])
+        .unwrap();
+        let Command::Price(args) = cli.command else {
+            panic!("not the price command")
+        };
+        let settings = args.sources.feed_settings().unwrap();
+        let urls: Vec<_> = settings
+            .endpoints
+            .iter()
+            .map(|(source, url)| (*source, url.as_str()))
+            .collect();
+        assert_eq!(
+            urls,
+            vec![
+                (
+                    Source::Coinbase,
+                    "http://127.0.0.1:8099/v2/exchange-rates?currency=ETH"
+                ),
+                (
+                    Source::Kraken,
+                    "http://127.0.0.1:8099/0/public/Ticker?pair=ETHUSD"
+                ),
+                (
+                    Source::Binance,
+                    "https://binance.example/prefix/api/v3/ticker/price?symbol=ETHUSDT"
+                ),
+            ]
+        );
+        assert_eq!(settings.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn default_source_is_the_public_coinbase_api() {
+        let Command::Price(args) = parse(&["price"]).unwrap().command else {
+            panic!("not the price command")
+        };
+        let settings = args.sources.feed_settings().unwrap();
+        assert_eq!(settings.endpoints.len(), 1);
+        assert_eq!(
+            settings.endpoints[0].1.as_str(),
+            "https://api.coinbase.com/v2/exchange-rates?currency=ETH"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_a_reason() {
+        for args in [
+            &["price", "--sources", "bitstamp"][..],
+            &["price", "--source-base-url", "ftp://x"],
+            &["price", "--source-timeout", "ten"],
+            &["mock-exchange", "--fail-rate", "1.5"],
+            &["mock-exchange", "--price", "-3"],
+            &["mock-exchange", "--volatility", "NaN"],
+            &["keygen", "--name", "a", "--force", "--show"],
+            &["--log-level", "loud", "price"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?}");
+        }
+        let Command::Price(args) = parse(&["price", "--min-sources", "2"]).unwrap().command else {
+            panic!("not the price command")
+        };
+        let err = args.sources.feed_settings().unwrap_err().to_string();
+        assert!(err.contains("--min-sources"), "{err}");
+    }
+
+    #[test]
+    fn log_flags_work_after_the_subcommand() {
+        let cli = parse(&["price", "--log-level", "debug"]).unwrap();
+        assert_eq!(cli.log.log_level.default, log::LevelFilter::Debug);
+    }
+}

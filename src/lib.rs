@@ -1,0 +1,28 @@
+//! price-oracle: a decentralized ETH/USD price oracle.
+//!
+//! Every node fetches ETH/USD, signs it with its secp256k1 key the Ethereum way (EIP-191, so
+//! anyone — even a contract — can verify it), gossips it over libp2p, co-signs its peers' prices,
+//! and stores every price with enough distinct valid signatures in PostgreSQL exactly once.
+//!
+//! # Layout
+//!
+//! In the order a node's life uses them:
+//!
+//! - [`config`]: the command line, `ORACLE_*` environment variables, typed settings.
+//! - [`logging`]: `log` + `fern` lines with timestamp, level, node name and target.
+//! - [`identity`]: the key file and what derives from it — Ethereum address and libp2p PeerId.
+//! - [`price`]: exchange sources, each parsing its real response into an exact [`price::UsdPrice`],
+//!   and the median feed with timeouts and retries.
+//! - [`id`]: Sonyflake-style ids for new prices.
+//! - [`message`]: the signed price message — wire format, normative digest, sign and verify.
+//! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
+//! - [`commands`]: what each `oracle` subcommand does.
+
+pub mod commands;
+pub mod config;
+pub mod id;
+pub mod identity;
+pub mod logging;
+pub mod message;
+pub mod mock_exchange;
+pub mod price;

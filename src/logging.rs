@@ -1,0 +1,144 @@
+//! Log lines through `log` + `fern`: `TIMESTAMP LEVEL NODE TARGET: message` on stderr and,
+//! optionally, appended to a file.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use log::LevelFilter;
+
+/// Dependencies that flood the log at debug level; held at `info` unless named explicitly.
+const CHATTY_TARGETS: [&str; 7] = [
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "reqwest",
+    "multistream_select",
+    "yamux",
+];
+
+/// A level for everything, optionally followed by per-target levels:
+/// `info`, `debug`, `info,libp2p_gossipsub=debug`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilter {
+    pub default: LevelFilter,
+    pub targets: Vec<(String, LevelFilter)>,
+}
+
+impl FromStr for LogFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parse_level = |level: &str| {
+            LevelFilter::from_str(level.trim()).map_err(|_| {
+                format!("unknown log level {level:?} (use off, error, warn, info, debug or trace)")
+            })
+        };
+        let mut parts = text.split(',');
+        let default = parse_level(parts.next().unwrap_or_default())?;
+        let targets = parts
+            .map(|part| match part.split_once('=') {
+                Some((target, level)) if !target.trim().is_empty() => {
+                    Ok((target.trim().to_owned(), parse_level(level)?))
+                }
+                _ => Err(format!("expected TARGET=LEVEL, got {part:?}")),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { default, targets })
+    }
+}
+
+impl fmt::Display for LogFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.default.as_str().to_lowercase())?;
+        for (target, level) in &self.targets {
+            write!(f, ",{target}={}", level.as_str().to_lowercase())?;
+        }
+        Ok(())
+    }
+}
+
+/// Where and how much to log.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub filter: LogFilter,
+    /// Also append every line to this file.
+    pub file: Option<PathBuf>,
+    /// Shown on every line; `-` until a node name is known.
+    pub node: Option<String>,
+}
+
+/// Installs the global logger. Call once, before anything logs.
+pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+    let node = settings.node.clone().unwrap_or_else(|| "-".to_owned());
+    let mut dispatch = fern::Dispatch::new()
+        .format(move |out, message, record| {
+            out.finish(format_args!(
+                "{} {:<5} {} {}: {}",
+                humantime::format_rfc3339_millis(SystemTime::now()),
+                record.level(),
+                node,
+                record.target(),
+                message
+            ))
+        })
+        .level(settings.filter.default);
+    for target in CHATTY_TARGETS {
+        dispatch = dispatch.level_for(target, settings.filter.default.min(LevelFilter::Info));
+    }
+    for (target, level) in &settings.filter.targets {
+        dispatch = dispatch.level_for(target.clone(), *level);
+    }
+    dispatch = dispatch.chain(std::io::stderr());
+    if let Some(path) = &settings.file {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|err| {
+                anyhow::anyhow!("cannot create log folder {}: {err}", dir.display())
+            })?;
+        }
+        let file = fern::log_file(path)
+            .map_err(|err| anyhow::anyhow!("cannot open log file {}: {err}", path.display()))?;
+        dispatch = dispatch.chain(file);
+    }
+    dispatch
+        .apply()
+        .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_levels_and_target_overrides() {
+        let filter: LogFilter = "debug".parse().unwrap();
+        assert_eq!(filter.default, LevelFilter::Debug);
+        assert!(filter.targets.is_empty());
+        let filter: LogFilter = "WARN, libp2p_gossipsub=trace ,price_oracle=debug"
+            .parse()
+            .unwrap();
+        assert_eq!(filter.default, LevelFilter::Warn);
+        assert_eq!(
+            filter.targets,
+            vec![
+                ("libp2p_gossipsub".to_owned(), LevelFilter::Trace),
+                ("price_oracle".to_owned(), LevelFilter::Debug)
+            ]
+        );
+        assert_eq!(
+            filter.to_string(),
+            "warn,libp2p_gossipsub=trace,price_oracle=debug"
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_levels_with_a_hint() {
+        for bad in ["", "loud", "info,x", "info,=debug", "info,x=loud"] {
+            let err = bad.parse::<LogFilter>().unwrap_err();
+            assert!(!err.is_empty(), "{bad:?}");
+        }
+        assert!("loud".parse::<LogFilter>().unwrap_err().contains("trace"));
+    }
+}

@@ -1,0 +1,36 @@
+//! `oracle`: parse the command line, start logging, run the subcommand, report its error once.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use price_oracle::commands;
+use price_oracle::config::{Cli, Command};
+use price_oracle::logging::{self, LogSettings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let node = match &cli.command {
+        Command::Keygen(args) => Some(args.key.name.clone()),
+        Command::MockExchange(_) => Some("mock-exchange".to_owned()),
+        Command::Price(_) => None,
+    };
+    let log_settings = LogSettings {
+        filter: cli.log.log_level.clone(),
+        file: cli.log.log_file.clone(),
+        node,
+    };
+    if let Err(err) = logging::init(&log_settings) {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let result = match &cli.command {
+        Command::Keygen(args) => commands::keygen(args),
+        Command::Price(args) => commands::price(args).await,
+        Command::MockExchange(args) => commands::mock_exchange(args).await,
+    };
+    result.unwrap_or_else(|err| {
+        log::error!("{err:#}");
+        ExitCode::FAILURE
+    })
+}

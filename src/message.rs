@@ -1,0 +1,669 @@
+//! The signed price message: wire format, the normative digest, EIP-191 signing and verification.
+//!
+//! ```text
+//! DOMAIN = keccak256("price-oracle/v1")
+//! PAIR   = keccak256("ETH/USD")
+//! digest = keccak256(DOMAIN ‖ PAIR ‖ be32(id) ‖ be32_signed(price_e8) ‖ be32(observed_at))
+//! sig    = secp256k1 over keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), r ‖ s ‖ v
+//! ```
+//!
+//! That is `abi.encode(bytes32, bytes32, uint64, int256, uint64)`, so a contract verifies a
+//! signature with `ECDSA.recover(MessageHashUtils.toEthSignedMessageHash(digest), sig)`.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use alloy_primitives::{Address, B256, Signature, U256, b256, keccak256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::price::UsdPrice;
+
+/// The only pair this network signs.
+pub const PAIR: &str = "ETH/USD";
+
+/// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
+pub const DOMAIN_HASH: B256 =
+    b256!("0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d");
+
+/// `keccak256("ETH/USD")`.
+pub const PAIR_HASH: B256 =
+    b256!("0x0b43555ace6b39aae1b894097d0a9fc17f504c62fea598fa206cc6f5088e6e45");
+
+/// Encoded messages larger than this are refused before parsing.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// Half the secp256k1 group order: signatures with a larger `s` are malleable copies (EIP-2).
+const SECP256K1_HALF_ORDER: U256 = U256::from_be_bytes(
+    b256!("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0").0,
+);
+
+/// The normative digest of a price (see the module docs).
+pub fn price_digest(id: u64, price: UsdPrice, observed_at: u64) -> B256 {
+    let mut input = [0u8; 160];
+    input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+    input[32..64].copy_from_slice(PAIR_HASH.as_slice());
+    input[88..96].copy_from_slice(&id.to_be_bytes());
+    input[96..128].copy_from_slice(&int256_be(price.e8()));
+    input[152..160].copy_from_slice(&observed_at.to_be_bytes());
+    keccak256(input)
+}
+
+/// `int256` big-endian, two's complement: an `i64` sign-extended to 32 bytes.
+fn int256_be(value: i64) -> [u8; 32] {
+    let mut word = [if value < 0 { 0xff } else { 0 }; 32];
+    word[24..].copy_from_slice(&value.to_be_bytes());
+    word
+}
+
+/// A 65-byte `r ‖ s ‖ v` signature, `v ∈ {27, 28}`; on the wire `0x` + 130 lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EthSignature([u8; 65]);
+
+/// Why a signature does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("v must be 27 or 28, got {0}")]
+    BadV(u8),
+    #[error("s is in the upper half of the curve order (malleable signature)")]
+    HighS,
+    #[error("signature does not recover to a public key")]
+    Unrecoverable,
+    #[error("signature recovers to {recovered}, not to its claimed signer {claimed}")]
+    WrongSigner {
+        claimed: Address,
+        recovered: Address,
+    },
+}
+
+impl EthSignature {
+    /// Signs `digest` the EIP-191 way (`personal_sign` of the 32 digest bytes).
+    pub fn sign(signer: &PrivateKeySigner, digest: B256) -> Self {
+        // The local k256 signer cannot fail on a 32-byte prehash; a failure would be a bug.
+        let signature = signer
+            .sign_message_sync(digest.as_slice())
+            .unwrap_or_else(|err| unreachable!("local secp256k1 signing failed: {err}"));
+        Self(signature.as_bytes())
+    }
+
+    /// Recovers the address that signed `digest`; refuses odd `v` values and high `s`.
+    pub fn recover(&self, digest: B256) -> Result<Address, SignatureError> {
+        let v = self.0[64];
+        if v != 27 && v != 28 {
+            return Err(SignatureError::BadV(v));
+        }
+        let signature = Signature::from_raw_array(&self.0).map_err(|_| SignatureError::BadV(v))?;
+        if signature.s() > SECP256K1_HALF_ORDER {
+            return Err(SignatureError::HighS);
+        }
+        signature
+            .recover_address_from_msg(digest.as_slice())
+            .map_err(|_| SignatureError::Unrecoverable)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 65] {
+        &self.0
+    }
+}
+
+impl fmt::Display for EthSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", alloy_primitives::hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EthSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EthSignature({self})")
+    }
+}
+
+impl FromStr for EthSignature {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let hex = text
+            .strip_prefix("0x")
+            .ok_or("a signature is 0x followed by 130 hex characters")?;
+        if hex.len() != 130 {
+            return Err(format!(
+                "a signature has 130 hex characters, got {}",
+                hex.len()
+            ));
+        }
+        let mut bytes = [0u8; 65];
+        alloy_primitives::hex::decode_to_slice(hex, &mut bytes)
+            .map_err(|err| format!("signature is not hex: {err}"))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl Serialize for EthSignature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EthSignature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One signer's signature over a price digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureEntry {
+    #[serde(with = "checksummed_address")]
+    pub signer: Address,
+    pub signature: EthSignature,
+}
+
+impl SignatureEntry {
+    /// Signs `digest` as `signer`.
+    pub fn sign(signer: &PrivateKeySigner, digest: B256) -> Self {
+        Self {
+            signer: signer.address(),
+            signature: EthSignature::sign(signer, digest),
+        }
+    }
+
+    /// Checks that the signature over `digest` recovers to the claimed signer.
+    pub fn verify(&self, digest: B256) -> Result<(), SignatureError> {
+        let recovered = self.signature.recover(digest)?;
+        if recovered == self.signer {
+            Ok(())
+        } else {
+            Err(SignatureError::WrongSigner {
+                claimed: self.signer,
+                recovered,
+            })
+        }
+    }
+}
+
+/// A price with the signatures known for it, as gossiped between nodes.
+///
+/// ```json
+/// {"id":"1234567890123456","pair":"ETH/USD","price":"3124.56789000","observed_at":1763700000,
+///  "origin":"0x2c75…5c23","signatures":[{"signer":"0x2c75…5c23","signature":"0xef40…881c"}]}
+/// ```
+///
+/// `id` is a decimal string because ids exceed 2⁵³ and JavaScript verifiers would round a number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceMessage {
+    #[serde(with = "id_as_string")]
+    pub id: u64,
+    pub pair: String,
+    pub price: UsdPrice,
+    /// Unix seconds at which the origin fetched the price.
+    pub observed_at: u64,
+    /// The node that fetched the price; its signature is always present.
+    #[serde(with = "checksummed_address")]
+    pub origin: Address,
+    pub signatures: Vec<SignatureEntry>,
+}
+
+/// Why received bytes are not a valid price message. `reason()` names the kind for counters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("wrong pair {0:?}, expected {PAIR:?}")]
+    WrongPair(String),
+    #[error("signer {0} appears more than once")]
+    DuplicateSigner(Address),
+    #[error("origin {0} has not signed its own price")]
+    OriginUnsigned(Address),
+    #[error("invalid signature of {signer}: {error}")]
+    BadSignature {
+        signer: Address,
+        error: SignatureError,
+    },
+}
+
+impl DecodeError {
+    /// A short stable label, e.g. for a `reason` metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::WrongPair(_) => "wrong_pair",
+            Self::DuplicateSigner(_) => "duplicate_signer",
+            Self::OriginUnsigned(_) => "origin_unsigned",
+            Self::BadSignature { .. } => "bad_signature",
+        }
+    }
+}
+
+impl PriceMessage {
+    /// A new price signed by its origin.
+    pub fn originate(
+        id: u64,
+        price: UsdPrice,
+        observed_at: u64,
+        origin: &PrivateKeySigner,
+    ) -> Self {
+        let digest = price_digest(id, price, observed_at);
+        Self {
+            id,
+            pair: PAIR.to_owned(),
+            price,
+            observed_at,
+            origin: origin.address(),
+            signatures: vec![SignatureEntry::sign(origin, digest)],
+        }
+    }
+
+    /// The normative digest every signature covers.
+    pub fn digest(&self) -> B256 {
+        price_digest(self.id, self.price, self.observed_at)
+    }
+
+    /// This node's signature over the price (a co-signature when the node is not the origin).
+    pub fn sign(&self, signer: &PrivateKeySigner) -> SignatureEntry {
+        SignatureEntry::sign(signer, self.digest())
+    }
+
+    /// JSON bytes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain structs with string keys: serde_json cannot fail on them.
+        serde_json::to_vec(self).unwrap_or_else(|err| unreachable!("PriceMessage to JSON: {err}"))
+    }
+
+    /// Parses and fully checks received bytes: size, shape, pair, price range, distinct
+    /// signers, the origin's own signature, and that every signature recovers to its signer.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge(bytes.len()));
+        }
+        let message: Self =
+            serde_json::from_slice(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))?;
+        if message.pair != PAIR {
+            return Err(DecodeError::WrongPair(crate::price::truncate_for_display(
+                &message.pair,
+            )));
+        }
+        let mut seen = HashSet::with_capacity(message.signatures.len());
+        for entry in &message.signatures {
+            if !seen.insert(entry.signer) {
+                return Err(DecodeError::DuplicateSigner(entry.signer));
+            }
+        }
+        if !seen.contains(&message.origin) {
+            return Err(DecodeError::OriginUnsigned(message.origin));
+        }
+        let digest = message.digest();
+        for entry in &message.signatures {
+            entry
+                .verify(digest)
+                .map_err(|error| DecodeError::BadSignature {
+                    signer: entry.signer,
+                    error,
+                })?;
+        }
+        Ok(message)
+    }
+}
+
+/// Addresses as EIP-55 text: the form `oracle keygen` prints and people compare by eye.
+/// Input in any case is accepted.
+mod checksummed_address {
+    use alloy_primitives::Address;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(address)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Address, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        if !text.starts_with("0x") || text.len() != 42 {
+            return Err(serde::de::Error::custom(
+                "an address is 0x followed by 40 hex characters",
+            ));
+        }
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+mod id_as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        // Canonical decimal only: no sign, no leading zeros, so one id has one spelling.
+        let canonical = !text.is_empty()
+            && text.bytes().all(|b| b.is_ascii_digit())
+            && (text.len() == 1 || !text.starts_with('0'));
+        if !canonical {
+            return Err(serde::de::Error::custom("id must be a decimal string"));
+        }
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use alloy_primitives::I256;
+
+    const VECTOR_KEY: [u8; 32] =
+        alloy_primitives::hex!("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
+    const VECTOR_ID: u64 = 1_234_567_890_123_456;
+    const VECTOR_PRICE_E8: i64 = 312_456_789_000;
+    const VECTOR_OBSERVED_AT: u64 = 1_763_700_000;
+    const VECTOR_DIGEST: B256 =
+        b256!("0xdd6a7f59cad3b60997cc7a546a94d05957e9b6d8d5b530b49baab4ee2a968a02");
+    const VECTOR_SIGNATURE: &str = "0xef40f898a0a03afabeb62c43d08626fa6e6fe4c1d4f1fa9158614c61ef1f96fc5f626da19ed8a030971217620263d09966d9c9c514b3684eb7586f20a0c960881c";
+
+    fn vector_identity() -> Identity {
+        Identity::from_secret(&VECTOR_KEY).unwrap()
+    }
+
+    fn vector_price() -> UsdPrice {
+        UsdPrice::from_e8(VECTOR_PRICE_E8).unwrap()
+    }
+
+    fn vector_message() -> PriceMessage {
+        PriceMessage::originate(
+            VECTOR_ID,
+            vector_price(),
+            VECTOR_OBSERVED_AT,
+            vector_identity().signer(),
+        )
+    }
+
+    fn identities(n: u8) -> Vec<Identity> {
+        (1..=n)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn constants_are_the_hashes_they_claim() {
+        assert_eq!(keccak256("price-oracle/v1"), DOMAIN_HASH);
+        assert_eq!(keccak256(PAIR), PAIR_HASH);
+        let order = U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        assert_eq!(SECP256K1_HALF_ORDER, order >> 1);
+    }
+
+    #[test]
+    fn normative_test_vector() {
+        assert_eq!(vector_price().to_string(), "3124.56789000");
+        let digest = price_digest(VECTOR_ID, vector_price(), VECTOR_OBSERVED_AT);
+        assert_eq!(digest, VECTOR_DIGEST);
+        let message = vector_message();
+        assert_eq!(message.digest(), VECTOR_DIGEST);
+        let entry = message.signatures[0];
+        assert_eq!(entry.signature.to_string(), VECTOR_SIGNATURE);
+        assert_eq!(
+            entry.signer.to_checksum(None),
+            "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+        );
+        let parsed: EthSignature = VECTOR_SIGNATURE.parse().unwrap();
+        assert_eq!(parsed.as_bytes(), entry.signature.as_bytes());
+        assert_eq!(parsed.recover(VECTOR_DIGEST).unwrap(), entry.signer);
+    }
+
+    #[test]
+    fn digest_is_abi_encode_of_the_five_words() {
+        // Independent construction: five 32-byte words, the int256 sign-extended.
+        let negative = -5i64;
+        let mut words = Vec::new();
+        words.extend_from_slice(DOMAIN_HASH.as_slice());
+        words.extend_from_slice(PAIR_HASH.as_slice());
+        words.extend_from_slice(&U256::from(7u64).to_be_bytes::<32>());
+        words.extend_from_slice(&I256::try_from(negative).unwrap().to_be_bytes::<32>());
+        words.extend_from_slice(&U256::from(9u64).to_be_bytes::<32>());
+        let mut input = [0u8; 160];
+        input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+        input[32..64].copy_from_slice(PAIR_HASH.as_slice());
+        input[88..96].copy_from_slice(&7u64.to_be_bytes());
+        input[96..128].copy_from_slice(&int256_be(negative));
+        input[152..160].copy_from_slice(&9u64.to_be_bytes());
+        assert_eq!(words, input);
+        // And the positive vector price lands in the low bytes of its word.
+        assert_eq!(
+            int256_be(VECTOR_PRICE_E8),
+            I256::try_from(VECTOR_PRICE_E8).unwrap().to_be_bytes::<32>()
+        );
+    }
+
+    #[test]
+    fn every_field_changes_the_digest() {
+        let base = price_digest(1, UsdPrice::from_e8(2).unwrap(), 3);
+        assert_ne!(base, price_digest(9, UsdPrice::from_e8(2).unwrap(), 3));
+        assert_ne!(base, price_digest(1, UsdPrice::from_e8(9).unwrap(), 3));
+        assert_ne!(base, price_digest(1, UsdPrice::from_e8(2).unwrap(), 9));
+    }
+
+    #[test]
+    fn encode_decode_round_trip_with_cosigners() {
+        let mut message = vector_message();
+        for identity in identities(3) {
+            message.signatures.push(message.sign(identity.signer()));
+        }
+        let bytes = message.encode();
+        let decoded = PriceMessage::decode(&bytes).unwrap();
+        assert_eq!(decoded, message);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"id\":\"1234567890123456\""), "{text}");
+        assert!(text.contains("\"price\":\"3124.56789000\""), "{text}");
+        assert!(
+            text.contains("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"),
+            "{text}"
+        );
+        assert!(text.contains(VECTOR_SIGNATURE), "{text}");
+    }
+
+    fn decode_json(value: serde_json::Value) -> Result<PriceMessage, DecodeError> {
+        PriceMessage::decode(value.to_string().as_bytes())
+    }
+
+    fn vector_json() -> serde_json::Value {
+        serde_json::to_value(vector_message()).unwrap()
+    }
+
+    #[test]
+    fn rejects_oversized_input_before_parsing() {
+        let mut bytes = vector_message().encode();
+        bytes.resize(MAX_MESSAGE_BYTES + 1, b' ');
+        assert_eq!(
+            PriceMessage::decode(&bytes),
+            Err(DecodeError::TooLarge(MAX_MESSAGE_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_input() {
+        let mut cases: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"null".to_vec(),
+            b"[]".to_vec(),
+            b"{".to_vec(),
+            vec![0xff, 0xfe, 0x00],
+            b"{\"id\":1}".to_vec(),
+        ];
+        let mutations: [(&str, serde_json::Value); 12] = [
+            ("id", serde_json::json!(1234567890123456u64)),
+            ("id", serde_json::json!("-1")),
+            ("id", serde_json::json!("01")),
+            ("id", serde_json::json!("18446744073709551616")),
+            ("price", serde_json::json!(3124.5)),
+            ("price", serde_json::json!("-3124.5")),
+            ("price", serde_json::json!("3124.123456789")),
+            ("price", serde_json::json!("NaN")),
+            ("observed_at", serde_json::json!(-1)),
+            ("origin", serde_json::json!("0x1234")),
+            ("signatures", serde_json::json!("none")),
+            ("extra", serde_json::json!(true)),
+        ];
+        for (field, value) in mutations {
+            let mut json = vector_json();
+            json[field] = value;
+            cases.push(json.to_string().into_bytes());
+        }
+        let mut json = vector_json();
+        json["signatures"][0]["signature"] = serde_json::json!("0x1234");
+        cases.push(json.to_string().into_bytes());
+        for bytes in cases {
+            let result = PriceMessage::decode(&bytes);
+            assert!(
+                matches!(result, Err(DecodeError::Malformed(_))),
+                "{}: {result:?}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_pair() {
+        let mut json = vector_json();
+        json["pair"] = serde_json::json!("BTC/USD");
+        assert_eq!(
+            decode_json(json),
+            Err(DecodeError::WrongPair("BTC/USD".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_duplicate_signers() {
+        let mut message = vector_message();
+        message.signatures.push(message.signatures[0]);
+        assert_eq!(
+            PriceMessage::decode(&message.encode()),
+            Err(DecodeError::DuplicateSigner(message.origin))
+        );
+    }
+
+    #[test]
+    fn rejects_a_price_its_origin_did_not_sign() {
+        let [other] = identities(1).try_into().unwrap();
+        let mut message = vector_message();
+        message.signatures = vec![message.sign(other.signer())];
+        assert_eq!(
+            PriceMessage::decode(&message.encode()),
+            Err(DecodeError::OriginUnsigned(message.origin))
+        );
+    }
+
+    #[test]
+    fn rejects_signatures_that_do_not_recover_to_their_signer() {
+        let cosigners = identities(2);
+        // A co-signature claimed by someone else.
+        let mut message = vector_message();
+        let mut forged = message.sign(cosigners[0].signer());
+        forged.signer = cosigners[1].address();
+        message.signatures.push(forged);
+        assert!(matches!(
+            PriceMessage::decode(&message.encode()),
+            Err(DecodeError::BadSignature {
+                error: SignatureError::WrongSigner { .. },
+                ..
+            })
+        ));
+        // A valid signature over a different price.
+        let mut message = vector_message();
+        let other_digest = price_digest(VECTOR_ID + 1, vector_price(), VECTOR_OBSERVED_AT);
+        message
+            .signatures
+            .push(SignatureEntry::sign(cosigners[0].signer(), other_digest));
+        assert!(matches!(
+            PriceMessage::decode(&message.encode()),
+            Err(DecodeError::BadSignature { .. })
+        ));
+        // The price changed after signing.
+        let mut message = vector_message();
+        message.price = UsdPrice::from_e8(VECTOR_PRICE_E8 + 1).unwrap();
+        assert!(matches!(
+            PriceMessage::decode(&message.encode()),
+            Err(DecodeError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_bad_v_high_s_and_garbage_signatures() {
+        let message = vector_message();
+        let digest = message.digest();
+        let good = *message.signatures[0].signature.as_bytes();
+
+        let mut bad_v = good;
+        bad_v[64] = 1;
+        assert_eq!(
+            EthSignature(bad_v).recover(digest),
+            Err(SignatureError::BadV(1))
+        );
+
+        // (r, n − s, v flipped) is the same signature in its malleable form.
+        let order = U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        let s = U256::from_be_slice(&good[32..64]);
+        let mut high_s = good;
+        high_s[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+        high_s[64] = if good[64] == 27 { 28 } else { 27 };
+        assert_eq!(
+            EthSignature(high_s).recover(digest),
+            Err(SignatureError::HighS)
+        );
+
+        let zeros = EthSignature([0u8; 65]);
+        let mut zeros_v = *zeros.as_bytes();
+        zeros_v[64] = 27;
+        assert_eq!(
+            EthSignature(zeros_v).recover(digest),
+            Err(SignatureError::Unrecoverable)
+        );
+    }
+
+    #[test]
+    fn reasons_are_distinct_labels() {
+        let errors = [
+            DecodeError::TooLarge(0),
+            DecodeError::Malformed(String::new()),
+            DecodeError::WrongPair(String::new()),
+            DecodeError::DuplicateSigner(Address::ZERO),
+            DecodeError::OriginUnsigned(Address::ZERO),
+            DecodeError::BadSignature {
+                signer: Address::ZERO,
+                error: SignatureError::HighS,
+            },
+        ];
+        let labels: HashSet<_> = errors.iter().map(DecodeError::reason).collect();
+        assert_eq!(labels.len(), errors.len());
+    }
+
+    #[test]
+    fn decode_never_panics_on_truncations_and_bit_flips() {
+        let bytes = vector_message().encode();
+        for cut in 0..bytes.len() {
+            let _ = PriceMessage::decode(&bytes[..cut]);
+        }
+        for i in 0..bytes.len() {
+            let mut flipped = bytes.clone();
+            flipped[i] ^= 0x01;
+            if let Ok(decoded) = PriceMessage::decode(&flipped) {
+                // Only flips that keep the meaning (e.g. hex case) may still decode.
+                assert_eq!(decoded.digest(), VECTOR_DIGEST);
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Binance: `GET /api/v3/ticker/price?symbol=ETHUSDT`.
+//!
+//! `{"symbol":"ETHUSDT","price":"3124.56000000"}`. Binance quotes ETH in USDT, a dollar
+//! stablecoin, not in USD: it usually tracks the dollar within a few hundredths of a percent,
+//! which the median over several sources absorbs. Use it beside USD sources, not alone.
+
+use serde::Deserialize;
+
+use super::{ParseError, UsdPrice};
+
+pub(super) const PATH: &str = "/api/v3/ticker/price?symbol=ETHUSDT";
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    symbol: &'a str,
+    price: &'a str,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
+    let response: Response = super::parse_json(body)?;
+    if response.symbol != "ETHUSDT" {
+        return Err(ParseError::Shape(format!(
+            "ticker is for {:?}, not ETHUSDT",
+            super::truncate_for_display(response.symbol)
+        )));
+    }
+    Ok(UsdPrice::parse_quote(response.price)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_real_shape() {
+        let body = br#"{"symbol":"ETHUSDT","price":"3124.56000000"}"#;
+        assert_eq!(parse(body).unwrap().to_string(), "3124.56000000");
+    }
+
+    #[test]
+    fn rejects_wrong_shapes() {
+        for body in [
+            &br#"{"symbol":"BTCUSDT","price":"3124.56"}"#[..],
+            br#"{"symbol":"ETHUSDT","price":3124.56}"#,
+            br#"{"symbol":"ETHUSDT","price":"NaN"}"#,
+            br#"{"symbol":"ETHUSDT"}"#,
+            br#"{"code":-1121,"msg":"Invalid symbol."}"#,
+        ] {
+            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

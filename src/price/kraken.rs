@@ -1,0 +1,74 @@
+//! Kraken: `GET /0/public/Ticker?pair=ETHUSD`.
+//!
+//! `{"error":[],"result":{"XETHZUSD":{"c":["3124.56000","0.1"],…}}}` — `c[0]` is the last trade
+//! price; a non-empty `error` array means the call failed even when the HTTP status is 200.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::{ParseError, UsdPrice};
+
+pub(super) const PATH: &str = "/0/public/Ticker?pair=ETHUSD";
+
+/// The key Kraken answers `pair=ETHUSD` with.
+const PAIR_KEY: &str = "XETHZUSD";
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(borrow, default)]
+    error: Vec<&'a str>,
+    #[serde(borrow, default)]
+    result: HashMap<&'a str, Ticker<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Ticker<'a> {
+    #[serde(borrow)]
+    c: Vec<&'a str>,
+}
+
+pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
+    let response: Response = super::parse_json(body)?;
+    if let Some(first) = response.error.first() {
+        return Err(ParseError::Api(super::truncate_for_display(first)));
+    }
+    let ticker = response
+        .result
+        .get(PAIR_KEY)
+        .ok_or_else(|| ParseError::Shape(format!("no {PAIR_KEY} ticker in result")))?;
+    let last = ticker
+        .c
+        .first()
+        .ok_or_else(|| ParseError::Shape("empty last-trade array c".into()))?;
+    Ok(UsdPrice::parse_quote(last)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_last_trade_price() {
+        let body = br#"{"error":[],"result":{"XETHZUSD":{"a":["3124.57000","1","1.000"],"b":["3124.55000","3","3.000"],"c":["3124.56000","0.10000000"],"v":["1","2"]}}}"#;
+        assert_eq!(parse(body).unwrap().to_string(), "3124.56000000");
+    }
+
+    #[test]
+    fn api_errors_and_wrong_shapes_are_errors() {
+        let api = br#"{"error":["EQuery:Unknown asset pair"]}"#;
+        assert_eq!(
+            parse(api),
+            Err(ParseError::Api("EQuery:Unknown asset pair".into()))
+        );
+        for body in [
+            &br#"{"error":[],"result":{}}"#[..],
+            br#"{"error":[],"result":{"XETHZUSD":{"c":[]}}}"#,
+            br#"{"error":[],"result":{"XETHZUSD":{"c":[3124.5]}}}"#,
+            br#"{"error":[],"result":{"XETHZUSD":{"c":["x","1"]}}}"#,
+            br#"{"error":[],"result":{"XXBTZUSD":{"c":["3124.5","1"]}}}"#,
+        ] {
+            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+}

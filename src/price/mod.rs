@@ -1,0 +1,135 @@
+//! Where prices come from: one file per exchange, each parsing its real response shape into an
+//! exact [`UsdPrice`], and a [`PriceFeed`] that asks the configured sources and takes the median.
+
+mod binance;
+mod coinbase;
+mod coingecko;
+mod feed;
+mod kraken;
+mod value;
+
+pub use feed::{FeedError, FeedSettings, PriceFeed, SourceError, SourceFailure, median};
+pub(crate) use value::truncate_for_display;
+pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
+
+use std::fmt;
+
+/// An exchange API the node can ask for ETH/USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Source {
+    Coinbase,
+    Coingecko,
+    Kraken,
+    Binance,
+}
+
+impl Source {
+    pub const ALL: [Source; 4] = [
+        Source::Coinbase,
+        Source::Coingecko,
+        Source::Kraken,
+        Source::Binance,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Coinbase => "coinbase",
+            Self::Coingecko => "coingecko",
+            Self::Kraken => "kraken",
+            Self::Binance => "binance",
+        }
+    }
+
+    /// The public API this source is fetched from unless overridden.
+    pub fn default_base_url(self) -> &'static str {
+        match self {
+            Self::Coinbase => "https://api.coinbase.com",
+            Self::Coingecko => "https://api.coingecko.com",
+            Self::Kraken => "https://api.kraken.com",
+            Self::Binance => "https://api.binance.com",
+        }
+    }
+
+    /// Path and query of the ETH/USD quote, appended to the base URL.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Coinbase => coinbase::PATH,
+            Self::Coingecko => coingecko::PATH,
+            Self::Kraken => kraken::PATH,
+            Self::Binance => binance::PATH,
+        }
+    }
+
+    /// Parses a response body of this source.
+    pub fn parse(self, body: &[u8]) -> Result<UsdPrice, ParseError> {
+        match self {
+            Self::Coinbase => coinbase::parse(body),
+            Self::Coingecko => coingecko::parse(body),
+            Self::Kraken => kraken::parse(body),
+            Self::Binance => binance::parse(body),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a response body is not a price.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("response is not JSON: {0}")]
+    NotJson(String),
+    #[error("unexpected response: {0}")]
+    Shape(String),
+    #[error("API error: {0}")]
+    Api(String),
+    #[error(transparent)]
+    Value(#[from] PriceValueError),
+}
+
+fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ParseError> {
+    serde_json::from_slice(body).map_err(|err| {
+        let text = String::from_utf8_lossy(body);
+        let start = text.trim_start();
+        if start.starts_with('<') {
+            ParseError::NotJson("an HTML page".into())
+        } else if err.is_data() {
+            ParseError::Shape(err.to_string())
+        } else {
+            ParseError::NotJson(format!("{err} in {:?}", truncate_for_display(start)))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_and_garbage_are_not_json() {
+        for source in Source::ALL {
+            assert_eq!(
+                source.parse(b"\n<!DOCTYPE html><html><body>Bad gateway</body></html>"),
+                Err(ParseError::NotJson("an HTML page".into())),
+                "{source}"
+            );
+            for body in [&b""[..], b"{", b"\xff\xfe", b"null", b"42"] {
+                assert!(source.parse(body).is_err(), "{source}: {body:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_match_the_cli_values() {
+        use clap::ValueEnum;
+        for source in Source::ALL {
+            assert_eq!(
+                source.to_possible_value().unwrap().get_name(),
+                source.name()
+            );
+        }
+    }
+}
