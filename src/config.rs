@@ -44,6 +44,7 @@ pub enum Command {
 
 /// Logging, accepted before or after the subcommand.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
 pub struct LogArgs {
     /// Log level: off, error, warn, info, debug or trace; per-target levels may follow, as in
     /// "info,libp2p_gossipsub=debug".
@@ -85,6 +86,7 @@ pub struct PriceArgs {
 
 /// Where ETH/USD comes from.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Price sources")]
 pub struct SourceArgs {
     /// Comma-separated price sources; the median of those that answer is used.
     /// Binance quotes USDT, a dollar stablecoin, not USD.

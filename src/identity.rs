@@ -154,11 +154,13 @@ pub fn load(path: &Path) -> Result<Identity, KeyError> {
             });
         }
     };
-    warn_if_readable_by_others(path);
     let secret = parse_secret(path, &contents)?;
-    Identity::from_secret(&secret).map_err(|InvalidSecret| KeyError::OutOfRange {
-        path: path.to_owned(),
-    })
+    let identity =
+        Identity::from_secret(&secret).map_err(|InvalidSecret| KeyError::OutOfRange {
+            path: path.to_owned(),
+        })?;
+    warn_if_readable_by_others(path);
+    Ok(identity)
 }
 
 /// Loads the key at `path`, creating a fresh one there first when none exists.
