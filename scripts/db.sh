@@ -34,7 +34,18 @@ wait_until_answers() {
   return 1
 }
 
-done_with() { say "PostgreSQL answers ($1)"; echo "$url"; exit 0; }
+# The server answers; make sure the URL's database exists too (a fresh cluster has only
+# "postgres"). Harmless when it exists or when we may not create it.
+ensure_database() {
+  command -v psql >/dev/null 2>&1 || return 0
+  psql "$url" -Atqc 'select 1' >/dev/null 2>&1 && return 0
+  local db="${url##*/}"; db="${db%%\?*}"
+  local admin="${url%/*}/postgres"
+  say "creating database $db"
+  psql "$admin" -Atqc "CREATE DATABASE \"$db\"" >/dev/null 2>&1 || true
+}
+
+done_with() { ensure_database; say "PostgreSQL answers ($1)"; echo "$url"; exit 0; }
 
 # postgres://user[:password]@host[:port]/db -> host and port, for starting a server.
 hostport="${url#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"; hostport="${hostport%%\?*}"

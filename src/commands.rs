@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::{KeygenArgs, MockExchangeArgs, PriceArgs};
+use crate::config::{KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs};
 use crate::identity::{self, Identity};
 use crate::mock_exchange::MockExchange;
 use crate::price::PriceFeed;
+use crate::store::Store;
 
 /// `oracle keygen`: create a key (or with `--show`, read one) and print its public identity.
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -77,6 +78,17 @@ pub async fn mock_exchange(args: &MockExchangeArgs) -> anyhow::Result<ExitCode> 
             log::info!("mock exchange stopping");
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oracle migrate`: apply pending migrations under the advisory lock.
+pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.db.settings()?;
+    log::info!("migrating {}", settings.url);
+    Store::migrate(&settings)
+        .await
+        .with_context(|| format!("cannot migrate {}", settings.url))?;
+    log::info!("database schema is up to date");
     Ok(ExitCode::SUCCESS)
 }
 

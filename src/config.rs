@@ -11,6 +11,7 @@ use reqwest::Url;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
 use crate::price::{FeedSettings, Source, UsdPrice};
+use crate::store::{DatabaseUrl, DbSettings};
 
 /// Decentralized ETH/USD price oracle node.
 ///
@@ -40,6 +41,8 @@ pub enum Command {
     Price(PriceArgs),
     /// Serve the four exchange APIs locally with a random-walk price (tests, offline demos).
     MockExchange(MockExchangeArgs),
+    /// Apply pending database migrations (safe to run from many nodes at once).
+    Migrate(MigrateArgs),
 }
 
 /// Logging, accepted before or after the subcommand.
@@ -225,6 +228,95 @@ impl MockExchangeArgs {
     }
 }
 
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DbArgs {
+    /// PostgreSQL URL; DATABASE_URL is read too. Without either, the URL is built from the
+    /// --db-env file.
+    #[arg(long, env = "ORACLE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// File with POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, DB_HOST and DB_PORT (the file
+    /// postgres-dc.yaml gives the database container).
+    #[arg(long, env = "ORACLE_DB_ENV", default_value = ".env-db")]
+    pub db_env: PathBuf,
+    /// Limit of every database call: connecting, waiting for a pooled connection, each statement.
+    #[arg(long, env = "ORACLE_DB_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+    /// Most database connections this node keeps open.
+    #[arg(long, env = "ORACLE_DB_POOL_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub db_pool_size: u32,
+}
+
+impl DbArgs {
+    /// The URL from, in order: --database-url / ORACLE_DATABASE_URL, DATABASE_URL, the --db-env file.
+    pub fn settings(&self) -> anyhow::Result<DbSettings> {
+        let url = match (&self.database_url, std::env::var("DATABASE_URL")) {
+            (Some(url), _) => url.clone(),
+            (None, Ok(url)) if !url.is_empty() => url,
+            _ => url_from_env_file(&self.db_env)?,
+        };
+        if self.db_timeout.is_zero() {
+            anyhow::bail!("--db-timeout must be longer than 0");
+        }
+        Ok(DbSettings {
+            url: DatabaseUrl::new(url),
+            pool_size: self.db_pool_size,
+            timeout: self.db_timeout,
+        })
+    }
+}
+
+/// Builds `postgres://USER:PASSWORD@HOST:PORT/DB` from a `.env-db` style file, without putting
+/// its values into the process environment.
+pub fn url_from_env_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let mut vars = std::collections::HashMap::new();
+    let entries = dotenvy::from_path_iter(path).with_context(|| {
+        format!(
+            "no database URL: set --database-url or DATABASE_URL, or provide {}",
+            path.display()
+        )
+    })?;
+    for entry in entries {
+        let (key, value) = entry.with_context(|| format!("cannot parse {}", path.display()))?;
+        vars.insert(key, value);
+    }
+    let get = |key: &str, default: Option<&str>| {
+        vars.get(key)
+            .map(String::as_str)
+            .or(default)
+            .map(str::to_owned)
+            .with_context(|| format!("{} sets no {key}", path.display()))
+    };
+    let user = get("POSTGRES_USER", Some("postgres"))?;
+    let password = get("POSTGRES_PASSWORD", Some(""))?;
+    let database = get("POSTGRES_DB", Some(&user))?;
+    let host = get("DB_HOST", Some("127.0.0.1"))?;
+    let port: u16 = get("DB_PORT", Some("5432"))?
+        .parse()
+        .with_context(|| format!("DB_PORT in {} is not a port number", path.display()))?;
+    let mut url = Url::parse("postgres://localhost")?;
+    let invalid =
+        |what: &str| anyhow::anyhow!("{what} in {} is not usable in a URL", path.display());
+    url.set_host(Some(&host)).map_err(|_| invalid("DB_HOST"))?;
+    url.set_port(Some(port)).map_err(|()| invalid("DB_PORT"))?;
+    url.set_username(&user)
+        .map_err(|()| invalid("POSTGRES_USER"))?;
+    if !password.is_empty() {
+        url.set_password(Some(&password))
+            .map_err(|()| invalid("POSTGRES_PASSWORD"))?;
+    }
+    url.set_path(&database);
+    Ok(url.to_string())
+}
+
 /// Durations as people write them: `500ms`, `30s`, `10m`, `1h 30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
@@ -381,6 +473,48 @@ mod tests {
         };
         let err = args.sources.feed_settings().unwrap_err().to_string();
         assert!(err.contains("--min-sources"), "{err}");
+    }
+
+    #[test]
+    fn database_url_from_the_env_file_escapes_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env-db");
+        std::fs::write(
+            &path,
+            "# dev\nPOSTGRES_USER=oracle\nPOSTGRES_PASSWORD='p@ss:w/rd'\nPOSTGRES_DB=prices\nDB_HOST=db.local\nDB_PORT=15432\n",
+        )
+        .unwrap();
+        let url = url_from_env_file(&path).unwrap();
+        assert_eq!(
+            url,
+            "postgres://oracle:p%40ss%3Aw%2Frd@db.local:15432/prices"
+        );
+        assert_eq!(
+            DatabaseUrl::new(url).to_string(),
+            "postgres://oracle:***@db.local:15432/prices"
+        );
+
+        std::fs::write(&path, "POSTGRES_USER=me\n").unwrap();
+        assert_eq!(
+            url_from_env_file(&path).unwrap(),
+            "postgres://me@127.0.0.1:5432/me"
+        );
+        std::fs::write(&path, "DB_PORT=high\n").unwrap();
+        assert!(
+            url_from_env_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("DB_PORT")
+        );
+        let missing = url_from_env_file(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.to_string().contains("--database-url"), "{missing}");
+    }
+
+    #[test]
+    fn committed_env_db_gives_the_compose_database() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env-db");
+        let url = url_from_env_file(&path).unwrap();
+        assert!(url.contains(":15432/"), "{url}");
     }
 
     #[test]

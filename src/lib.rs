@@ -15,6 +15,7 @@
 //!   and the median feed with timeouts and retries.
 //! - [`id`]: Sonyflake-style ids for new prices.
 //! - [`message`]: the signed price message — wire format, normative digest, sign and verify.
+//! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
@@ -26,3 +27,4 @@ pub mod logging;
 pub mod message;
 pub mod mock_exchange;
 pub mod price;
+pub mod store;

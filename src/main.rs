@@ -13,7 +13,7 @@ async fn main() -> ExitCode {
     let node = match &cli.command {
         Command::Keygen(args) => Some(args.key.name.clone()),
         Command::MockExchange(_) => Some("mock-exchange".to_owned()),
-        Command::Price(_) => None,
+        Command::Price(_) | Command::Migrate(_) => None,
     };
     let log_settings = LogSettings {
         filter: cli.log.log_level.clone(),
@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
         Command::Keygen(args) => commands::keygen(args),
         Command::Price(args) => commands::price(args).await,
         Command::MockExchange(args) => commands::mock_exchange(args).await,
+        Command::Migrate(args) => commands::migrate(args).await,
     };
     result.unwrap_or_else(|err| {
         log::error!("{err:#}");

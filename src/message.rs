@@ -349,7 +349,11 @@ mod id_as_string {
         if !canonical {
             return Err(serde::de::Error::custom("id must be a decimal string"));
         }
-        text.parse().map_err(serde::de::Error::custom)
+        // Ids are stored as a positive BIGINT.
+        text.parse::<u64>()
+            .ok()
+            .filter(|id| i64::try_from(*id).is_ok())
+            .ok_or_else(|| serde::de::Error::custom("id must be below 2^63"))
     }
 }
 
@@ -500,11 +504,12 @@ mod tests {
             vec![0xff, 0xfe, 0x00],
             b"{\"id\":1}".to_vec(),
         ];
-        let mutations: [(&str, serde_json::Value); 12] = [
+        let mutations: [(&str, serde_json::Value); 13] = [
             ("id", serde_json::json!(1234567890123456u64)),
             ("id", serde_json::json!("-1")),
             ("id", serde_json::json!("01")),
             ("id", serde_json::json!("18446744073709551616")),
+            ("id", serde_json::json!("9223372036854775808")),
             ("price", serde_json::json!(3124.5)),
             ("price", serde_json::json!("-3124.5")),
             ("price", serde_json::json!("3124.123456789")),

@@ -1,4 +1,7 @@
-//! The `oracle` binary as a user runs it: keygen, price against the mock exchange, errors.
+//! The `oracle` binary as a user runs it: keygen, price against the mock exchange, migrate,
+//! errors.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -167,4 +170,43 @@ fn bad_flags_explain_themselves() {
         "{}",
         stderr(&output)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_applies_the_schema_and_never_prints_the_password() {
+    let db = common::TestDb::create("cli_migrate").await;
+    let url = db.url.clone();
+    let (migrated, again, unreachable) = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let migrated = oracle(dir.path(), &["migrate", "--database-url", &url]);
+        let again = oracle(dir.path(), &["migrate", "--database-url", &url]);
+        let unreachable = oracle(
+            dir.path(),
+            &[
+                "migrate",
+                "--database-url",
+                "postgres://oracle:hunter2@127.0.0.1:1/oracle",
+                "--db-timeout",
+                "1s",
+            ],
+        );
+        (migrated, again, unreachable)
+    })
+    .await
+    .unwrap();
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&migrated).contains("up to date"),
+        "{}",
+        stderr(&migrated)
+    );
+
+    assert_eq!(unreachable.status.code(), Some(1));
+    let err = stderr(&unreachable);
+    assert!(
+        err.contains("cannot migrate postgres://oracle:***@127.0.0.1:1/oracle"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
 }

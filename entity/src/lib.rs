@@ -1,1 +1,10 @@
-//! sea-orm entities for the `prices` and `heartbeat` tables. The storage issue fills this crate.
+//! sea-orm entities of the price-oracle database, as `sea-orm-cli generate entity` produces
+//! them, tidied.
+
+pub mod heartbeat;
+pub mod prices;
+
+pub mod prelude {
+    pub use super::heartbeat::Entity as Heartbeat;
+    pub use super::prices::Entity as Prices;
+}

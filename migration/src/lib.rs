@@ -1,1 +1,22 @@
-//! sea-orm migrations for the price-oracle schema. The storage issue fills this crate.
+//! sea-orm migrations of the price-oracle schema.
+//!
+//! Run them with `cargo run -p migration -- up` or `sea-orm-cli migrate up` (both read
+//! `DATABASE_URL`), or let a node run them at start (`oracle run --migrate`, the default), which
+//! serializes concurrent starts with an advisory lock.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261121_000001_create_prices;
+mod m20261121_000002_create_heartbeat;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261121_000001_create_prices::Migration),
+            Box::new(m20261121_000002_create_heartbeat::Migration),
+        ]
+    }
+}

@@ -1,0 +1,24 @@
+//! `heartbeat`: one row per live node; the greatest `timestamp` is the writer.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "heartbeat")]
+pub struct Model {
+    /// The node's address (names can collide; addresses cannot).
+    #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
+    pub node_address: String,
+    #[sea_orm(column_type = "Text")]
+    pub nodename: String,
+    #[sea_orm(column_type = "Text")]
+    pub peer_id: String,
+    /// Database `now()` plus random jitter, renewed every heartbeat.
+    pub timestamp: DateTimeWithTimeZone,
+    /// When the node first heartbeated (database clock).
+    pub started_at: DateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

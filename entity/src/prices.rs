@@ -1,0 +1,39 @@
+//! `prices`: one row per stored price.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "prices")]
+pub struct Model {
+    /// Sonyflake-style id: 39 bits of 10 ms time, 8 bits sequence, 16 bits machine.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: i64,
+    /// Always "ETH/USD".
+    #[sea_orm(column_type = "Text")]
+    pub pair: String,
+    /// USD, exactly `price_e8 / 10⁸` of the signed digest.
+    #[sea_orm(column_type = "Decimal(Some((38, 8)))")]
+    pub price: Decimal,
+    /// When the origin fetched the price.
+    pub observed_at: DateTimeWithTimeZone,
+    /// The origin's address.
+    #[sea_orm(column_type = "Text")]
+    pub first_signer: String,
+    /// `[{"signer":"0x…","signature":"0x…"}, …]`: every valid signature known at write time.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub sign_data: Json,
+    /// `len(sign_data)`.
+    pub signer_count: i32,
+    /// Time of the last signature seen.
+    pub lastsigned_time: DateTimeWithTimeZone,
+    /// When the row was written (database clock).
+    pub created_time: DateTimeWithTimeZone,
+    /// The writer's address.
+    #[sea_orm(column_type = "Text")]
+    pub written_by: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,216 @@
+//! The writer lease: every node upserts a heartbeat row with `timestamp = now() + random() ×
+//! jitter` (database clock); the row with the greatest timestamp (ties: greatest address) is the
+//! writer. The jitter makes the writer rotate among live nodes.
+//!
+//! A node that stops heartbeating keeps its last timestamp, at most `jitter` ahead of the moment
+//! it stopped. Any live node overtakes it with its first heartbeat after that timestamp has passed
+//! on the database clock, so a dead writer is replaced within **jitter + interval** (25 s with the
+//! defaults 20 s + 5 s), usually sooner. A node that shuts down cleanly deletes its row and is
+//! replaced at once.
+//!
+//! Correctness does not rest on the lease: the flush is fenced and the primary key makes every
+//! write exactly-once. The lease only keeps the other nodes from doing useless work.
+
+use std::future::Future;
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tokio::sync::watch;
+
+use super::{Store, StoreError};
+
+/// Who is heartbeating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Participant {
+    pub address: Address,
+    pub name: String,
+    pub peer_id: String,
+}
+
+impl Participant {
+    /// The key of the heartbeat row: the EIP-55 address, as every node spells it.
+    pub fn key(&self) -> String {
+        self.address.to_checksum(None)
+    }
+}
+
+/// How often and with how much randomness to heartbeat.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    pub interval: Duration,
+    pub jitter: Duration,
+}
+
+impl LeaseSettings {
+    /// How long a stopped writer can stay the writer (see the module docs).
+    pub fn takeover_bound(&self) -> Duration {
+        self.jitter + self.interval
+    }
+}
+
+/// What the last heartbeat saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseState {
+    /// Whether this node held the lease at its last heartbeat.
+    pub is_writer: bool,
+    /// The writer's address, as seen at the last heartbeat.
+    pub writer: Option<String>,
+    /// Whether the last heartbeat reached the database.
+    pub healthy: bool,
+}
+
+/// Upserts the heartbeat and reads the writer in the same statement. A data-modifying CTE's
+/// result is not visible to the rest of the statement, so the new row joins the others by
+/// `UNION ALL` instead of being read back from the table.
+const HEARTBEAT_SQL: &str = r#"
+WITH beat AS (
+    INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at)
+    VALUES ($1, $2, $3, now() + random() * make_interval(secs => $4), now())
+    ON CONFLICT (node_address) DO UPDATE
+        SET nodename = EXCLUDED.nodename,
+            peer_id = EXCLUDED.peer_id,
+            "timestamp" = EXCLUDED."timestamp"
+    RETURNING node_address, "timestamp"
+)
+SELECT node_address FROM (
+    SELECT node_address, "timestamp" FROM heartbeat WHERE node_address <> $1
+    UNION ALL
+    SELECT node_address, "timestamp" FROM beat
+) AS candidates
+ORDER BY "timestamp" DESC, node_address DESC
+LIMIT 1
+"#;
+
+/// The writer right now.
+pub(super) const WRITER_SQL: &str =
+    r#"SELECT node_address FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#;
+
+impl Store {
+    /// Renews this node's heartbeat and returns the writer (this node or another).
+    pub async fn heartbeat(
+        &self,
+        me: &Participant,
+        jitter: Duration,
+    ) -> Result<String, StoreError> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            HEARTBEAT_SQL,
+            [
+                me.key().into(),
+                me.name.clone().into(),
+                me.peer_id.clone().into(),
+                jitter.as_secs_f64().into(),
+            ],
+        );
+        let row = self
+            .timed("heartbeat", self.db.query_one_raw(statement))
+            .await?;
+        read_address("heartbeat", row)
+    }
+
+    /// The current writer, if any node heartbeats.
+    pub async fn writer(&self) -> Result<Option<String>, StoreError> {
+        let statement = Statement::from_string(DbBackend::Postgres, WRITER_SQL);
+        let row = self
+            .timed("writer", self.db.query_one_raw(statement))
+            .await?;
+        match row {
+            None => Ok(None),
+            some => read_address("writer", some).map(Some),
+        }
+    }
+
+    /// Removes this node's heartbeat (graceful shutdown): the others take over at once.
+    pub async fn leave(&self, me: &Participant) -> Result<(), StoreError> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "DELETE FROM heartbeat WHERE node_address = $1",
+            [me.key().into()],
+        );
+        self.timed("leave", self.db.execute_raw(statement))
+            .await
+            .map(|_| ())
+    }
+}
+
+fn read_address(
+    what: &'static str,
+    row: Option<sea_orm::QueryResult>,
+) -> Result<String, StoreError> {
+    let row = row.ok_or(StoreError::Unexpected {
+        what,
+        detail: "no row".into(),
+    })?;
+    row.try_get_by_index::<String>(0)
+        .map_err(StoreError::db(what))
+}
+
+/// Heartbeats every `interval` until `shutdown` resolves, publishing what each heartbeat saw;
+/// then deletes the heartbeat row. A failed heartbeat is logged and retried on the next tick,
+/// and while the database is unreachable the node does not consider itself the writer.
+pub async fn run(
+    store: Store,
+    me: Participant,
+    settings: LeaseSettings,
+    state: watch::Sender<LeaseState>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let me_key = me.key();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let next = match store.heartbeat(&me, settings.jitter).await {
+            Ok(writer) => LeaseState {
+                is_writer: writer == me_key,
+                writer: Some(writer),
+                healthy: true,
+            },
+            Err(err) => {
+                log::warn!(
+                    "heartbeat failed, retrying in {:?}: {err}",
+                    settings.interval
+                );
+                LeaseState::default()
+            }
+        };
+        state.send_if_modified(|current| {
+            if current.is_writer != next.is_writer {
+                log::info!(
+                    "{}",
+                    if next.is_writer {
+                        "this node is now the writer"
+                    } else {
+                        "this node is no longer the writer"
+                    }
+                );
+            }
+            let changed = *current != next;
+            *current = next;
+            changed
+        });
+    }
+    state.send_replace(LeaseState::default());
+    if let Err(err) = store.leave(&me).await {
+        log::warn!("could not remove the heartbeat row: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn takeover_bound_is_jitter_plus_interval() {
+        let settings = LeaseSettings {
+            interval: Duration::from_secs(5),
+            jitter: Duration::from_secs(20),
+        };
+        assert_eq!(settings.takeover_bound(), Duration::from_secs(25));
+    }
+}

@@ -1,0 +1,200 @@
+//! PostgreSQL: the only module that holds SQL.
+//!
+//! - [`Store`]: a small bounded pool, every call under a timeout, migrations under an advisory
+//!   lock so that many nodes starting at once do not race on `CREATE TABLE`.
+//! - [`lease`]: heartbeats with random jitter; the greatest timestamp is the writer.
+//! - [`prices`]: the fenced, exactly-once flush of verified prices.
+
+pub mod lease;
+pub mod prices;
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
+
+/// Key of the advisory lock that serializes migrations across nodes (any fixed number works;
+/// this one is "oracle" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6f_72_61_63_6c_65;
+
+/// A database URL. `Display` hides the password, so it can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The full URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match reqwest::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("***"));
+                f.write_str(url.as_str())
+            }
+            Ok(url) => f.write_str(url.as_str()),
+            Err(_) => f.write_str("<unparsable database URL>"),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: DatabaseUrl,
+    /// Most connections this node opens.
+    pub pool_size: u32,
+    /// Limit of every database call: connecting, waiting for a connection, each statement.
+    pub timeout: Duration,
+}
+
+/// A failed database call. Displays as one line without the password.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{what}: no answer from the database within {timeout:?}")]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("{what}: {source}")]
+    Db {
+        what: &'static str,
+        #[source]
+        source: DbErr,
+    },
+    #[error("{what}: unexpected result: {detail}")]
+    Unexpected { what: &'static str, detail: String },
+}
+
+impl StoreError {
+    fn db(what: &'static str) -> impl FnOnce(DbErr) -> Self {
+        move |source| Self::Db { what, source }
+    }
+}
+
+/// The node's handle on the database. Cheap to clone (the pool is shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    timeout: Duration,
+}
+
+impl Store {
+    /// Connects (and checks the connection) within the configured timeout.
+    pub async fn connect(settings: &DbSettings) -> Result<Self, StoreError> {
+        let db = Self::open(settings, settings.pool_size).await?;
+        Ok(Self {
+            db,
+            timeout: settings.timeout,
+        })
+    }
+
+    async fn open(settings: &DbSettings, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
+        let mut options = ConnectOptions::new(settings.url.expose());
+        options
+            .max_connections(pool_size.max(1))
+            .min_connections(0)
+            .connect_timeout(settings.timeout)
+            .acquire_timeout(settings.timeout)
+            .statement_timeout(settings.timeout)
+            .idle_timeout(Duration::from_secs(60))
+            .set_application_name("price-oracle")
+            .sqlx_logging(true)
+            .sqlx_logging_level(log::LevelFilter::Trace)
+            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
+        within(settings.timeout, "connect", Database::connect(options)).await
+    }
+
+    /// Applies pending migrations, one node at a time.
+    ///
+    /// The advisory lock lives in a session, so this uses its own one-connection pool: lock,
+    /// migrate and unlock all run on the same connection, and if the node dies the server drops
+    /// the lock with the connection.
+    pub async fn migrate(settings: &DbSettings) -> Result<(), StoreError> {
+        let db = Self::open(settings, 1).await?;
+        // Migrating can take longer than one statement; give it a generous bound.
+        let limit = settings.timeout * 6;
+        let lock = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_lock($1)",
+            [MIGRATION_LOCK.into()],
+        );
+        within(limit, "migration lock", db.execute_raw(lock)).await?;
+        let migrated = within(limit, "migrate", Migrator::up(&db, None)).await;
+        let unlock = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_unlock($1)",
+            [MIGRATION_LOCK.into()],
+        );
+        let unlocked = within(limit, "migration unlock", db.execute_raw(unlock)).await;
+        let _ = db.close().await;
+        migrated?;
+        unlocked.map(|_| ())
+    }
+
+    /// Runs `call` under the store's timeout.
+    async fn timed<T>(
+        &self,
+        what: &'static str,
+        call: impl Future<Output = Result<T, DbErr>>,
+    ) -> Result<T, StoreError> {
+        within(self.timeout, what, call).await
+    }
+
+    /// A cheap round trip, for health checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.timed("ping", self.db.ping()).await
+    }
+
+    /// Closes the pool.
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+}
+
+async fn within<T>(
+    timeout: Duration,
+    what: &'static str,
+    call: impl Future<Output = Result<T, DbErr>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => result.map_err(StoreError::db(what)),
+        Err(_) => Err(StoreError::Timeout { what, timeout }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_display_without_password() {
+        let url = DatabaseUrl::new("postgres://oracle:s3cr%40t@db:15432/oracle");
+        assert_eq!(url.to_string(), "postgres://oracle:***@db:15432/oracle");
+        assert!(!format!("{url:?}").contains("s3cr"));
+        assert_eq!(url.expose(), "postgres://oracle:s3cr%40t@db:15432/oracle");
+        let plain = DatabaseUrl::new("postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(
+            plain.to_string(),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert!(!DatabaseUrl::new("not a url:pw").to_string().contains("pw"));
+    }
+}

@@ -1,0 +1,270 @@
+//! The fenced flush: verified prices go to `prices` exactly once, written only by the writer.
+//!
+//! One transaction:
+//!
+//! 1. `LOCK TABLE heartbeat IN SHARE MODE` freezes the lease: no heartbeat can commit until the
+//!    flush ends, so the writer cannot change between the check and the insert. (Flushes do not
+//!    block each other — SHARE locks are compatible — and heartbeats wait at most one flush.)
+//! 2. The writer check: the heartbeat row with the greatest timestamp must be this node's,
+//!    otherwise nothing is written.
+//! 3. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks.
+//! 4. Ids that already existed are compared with the stored row: a different pair, price or
+//!    observation time means a different digest under the same id — reported, never overwritten.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use chrono::{DateTime, Utc};
+use entity::prices;
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
+};
+
+use super::lease::WRITER_SQL;
+use super::{Store, StoreError};
+use crate::message::{PAIR, SignatureEntry};
+use crate::price::UsdPrice;
+
+/// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
+const INSERT_CHUNK: usize = 1_000;
+
+/// A price with a quorum of valid signatures, ready to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPrice {
+    pub id: u64,
+    pub price: UsdPrice,
+    /// Unix seconds.
+    pub observed_at: u64,
+    pub origin: Address,
+    pub signatures: Vec<SignatureEntry>,
+    pub last_signed: SystemTime,
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Written by this flush.
+    pub inserted: Vec<u64>,
+    /// Already stored with the same digest (by an earlier flush, maybe another node's).
+    pub existing: Vec<u64>,
+    /// Already stored with a *different* digest: a conflict, left untouched.
+    pub conflicting: Vec<u64>,
+}
+
+/// The outcome of a flush attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// This node is not the writer: nothing was written.
+    NotWriter {
+        writer: Option<String>,
+    },
+    Flushed(Flushed),
+}
+
+impl Store {
+    /// Writes `batch` if — and only if — `me` is the writer, in one fenced transaction.
+    ///
+    /// Every id in the batch ends in exactly one of `inserted`, `existing`, `conflicting`.
+    /// On error nothing was written; the caller keeps the prices and tries again later.
+    pub async fn flush(
+        &self,
+        me: &Address,
+        batch: &[VerifiedPrice],
+    ) -> Result<FlushOutcome, StoreError> {
+        let me = me.to_checksum(None);
+        let txn = self.timed("flush begin", self.db.begin()).await?;
+        let outcome = self.flush_in(&txn, &me, batch).await;
+        match outcome {
+            Ok(FlushOutcome::Flushed(flushed)) => {
+                self.timed("flush commit", txn.commit()).await?;
+                Ok(FlushOutcome::Flushed(flushed))
+            }
+            Ok(not_writer) => {
+                let _ = self.timed("flush rollback", txn.rollback()).await;
+                Ok(not_writer)
+            }
+            Err(err) => {
+                let _ = self.timed("flush rollback", txn.rollback()).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn flush_in(
+        &self,
+        txn: &DatabaseTransaction,
+        me: &str,
+        batch: &[VerifiedPrice],
+    ) -> Result<FlushOutcome, StoreError> {
+        self.timed(
+            "flush fence",
+            txn.execute_unprepared("LOCK TABLE heartbeat IN SHARE MODE"),
+        )
+        .await?;
+        let writer = self
+            .timed(
+                "flush writer check",
+                txn.query_one_raw(Statement::from_string(DbBackend::Postgres, WRITER_SQL)),
+            )
+            .await?
+            .and_then(|row| row.try_get_by_index::<String>(0).ok());
+        if writer.as_deref() != Some(me) {
+            return Ok(FlushOutcome::NotWriter { writer });
+        }
+        let mut inserted = HashSet::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let statement = insert_statement(chunk, me)?;
+            let rows = self
+                .timed("flush insert", txn.query_all_raw(statement))
+                .await?;
+            for row in rows {
+                let id = row
+                    .try_get_by_index::<i64>(0)
+                    .map_err(StoreError::db("flush insert"))?;
+                inserted.insert(id as u64);
+            }
+        }
+        let already: Vec<&VerifiedPrice> = batch
+            .iter()
+            .filter(|price| !inserted.contains(&price.id))
+            .collect();
+        let (existing, conflicting) = self.compare_existing(txn, &already).await?;
+        // In batch order, each id once.
+        let inserted = batch
+            .iter()
+            .map(|price| price.id)
+            .filter(|id| inserted.remove(id))
+            .collect();
+        Ok(FlushOutcome::Flushed(Flushed {
+            inserted,
+            existing,
+            conflicting,
+        }))
+    }
+
+    /// Splits prices whose id was already stored into same-digest and different-digest.
+    async fn compare_existing(
+        &self,
+        txn: &DatabaseTransaction,
+        prices: &[&VerifiedPrice],
+    ) -> Result<(Vec<u64>, Vec<u64>), StoreError> {
+        if prices.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let ids = prices
+            .iter()
+            .map(|price| db_id(price.id))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, pair, price, observed_at FROM prices WHERE id = ANY($1)",
+            [Value::from(ids)],
+        );
+        let rows = self
+            .timed("flush compare", txn.query_all_raw(statement))
+            .await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let read = |row: &sea_orm::QueryResult| -> Result<_, sea_orm::DbErr> {
+                Ok((
+                    row.try_get_by_index::<i64>(0)? as u64,
+                    (
+                        row.try_get_by_index::<String>(1)?,
+                        row.try_get_by_index::<Decimal>(2)?,
+                        row.try_get_by_index::<DateTime<Utc>>(3)?,
+                    ),
+                ))
+            };
+            let (id, fields) = read(&row).map_err(StoreError::db("flush compare"))?;
+            stored.insert(id, fields);
+        }
+        let mut existing = Vec::new();
+        let mut conflicting = Vec::new();
+        for price in prices {
+            let same = stored
+                .get(&price.id)
+                .is_some_and(|(pair, value, observed)| {
+                    pair == PAIR
+                        && *value == price.price.to_decimal()
+                        && Some(*observed) == unix_to_datetime(price.observed_at)
+                });
+            if same {
+                existing.push(price.id);
+            } else {
+                conflicting.push(price.id);
+            }
+        }
+        Ok((existing, conflicting))
+    }
+}
+
+fn insert_statement(chunk: &[VerifiedPrice], writer: &str) -> Result<Statement, StoreError> {
+    use prices::Column;
+    let mut insert = Query::insert();
+    insert
+        .into_table(prices::Entity)
+        .columns([
+            Column::Id,
+            Column::Pair,
+            Column::Price,
+            Column::ObservedAt,
+            Column::FirstSigner,
+            Column::SignData,
+            Column::SignerCount,
+            Column::LastsignedTime,
+            Column::WrittenBy,
+        ])
+        .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
+        .returning_col(Column::Id);
+    for price in chunk {
+        let observed_at = unix_to_datetime(price.observed_at).ok_or(StoreError::Unexpected {
+            what: "flush insert",
+            detail: format!(
+                "observed_at {} of price {} is out of range",
+                price.observed_at, price.id
+            ),
+        })?;
+        let sign_data =
+            serde_json::to_value(&price.signatures).map_err(|err| StoreError::Unexpected {
+                what: "flush insert",
+                detail: err.to_string(),
+            })?;
+        insert
+            .values([
+                Expr::val(db_id(price.id)?),
+                Expr::val(PAIR),
+                Expr::val(price.price.to_decimal()),
+                Expr::val(observed_at),
+                Expr::val(price.origin.to_checksum(None)),
+                Expr::val(sign_data),
+                Expr::val(i32::try_from(price.signatures.len()).unwrap_or(i32::MAX)),
+                Expr::val(system_time_to_datetime(price.last_signed)),
+                Expr::val(writer),
+            ])
+            .map_err(|err| StoreError::Unexpected {
+                what: "flush insert",
+                detail: err.to_string(),
+            })?;
+    }
+    Ok(DbBackend::Postgres.build(&insert))
+}
+
+/// Ids are positive BIGINTs; the message decoder already refuses larger ones.
+fn db_id(id: u64) -> Result<i64, StoreError> {
+    i64::try_from(id).map_err(|_| StoreError::Unexpected {
+        what: "flush",
+        detail: format!("id {id} does not fit a BIGINT"),
+    })
+}
+
+fn unix_to_datetime(seconds: u64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(i64::try_from(seconds).ok()?, 0)
+}
+
+fn system_time_to_datetime(time: SystemTime) -> DateTime<Utc> {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    DateTime::<Utc>::from(UNIX_EPOCH + since)
+}

@@ -1,0 +1,157 @@
+//! Shared by the integration tests: a fresh PostgreSQL database per test, and a TCP proxy that
+//! can cut the connection to it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use price_oracle::store::{DatabaseUrl, DbSettings};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The server the tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local default.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    let mut url = reqwest::Url::parse(url).expect("test database URL parses");
+    url.set_path(database);
+    url.to_string()
+}
+
+/// A database of its own for one test, dropped when the value is dropped.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn create(label: &str) -> Self {
+        let name = format!("oracle_test_{label}_{:08x}", rand::random::<u32>());
+        let admin = Database::connect(server_url())
+            .await
+            .expect("the test PostgreSQL answers (run scripts/db.sh)");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let url = with_database(&server_url(), &name);
+        Self { name, url }
+    }
+
+    pub fn settings(&self) -> DbSettings {
+        settings_for(&self.url)
+    }
+
+    /// A plain connection for the test's own checks.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url).await.expect("connect test db")
+    }
+}
+
+pub fn settings_for(url: &str) -> DbSettings {
+    DbSettings {
+        url: DatabaseUrl::new(url),
+        pool_size: 4,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(server_url()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Forwards a local port to the database; `cut` breaks every connection and refuses new ones
+/// until `restore`, like a network outage.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    upstream: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let proxy = Self {
+            addr: listener.local_addr().expect("proxy address"),
+            upstream,
+            tasks: Arc::default(),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    /// The database URL with host and port replaced by the proxy's.
+    pub fn url_through(&self, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).expect("URL parses");
+        url.set_host(Some("127.0.0.1")).expect("host");
+        url.set_port(Some(self.addr.port())).expect("port");
+        url.to_string()
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let upstream = self.upstream;
+        let tasks = Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let connection = tokio::spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                tasks.lock().expect("proxy tasks").push(connection);
+            }
+        });
+        self.tasks.lock().expect("proxy tasks").push(accept);
+    }
+
+    pub fn cut(&self) {
+        for task in self.tasks.lock().expect("proxy tasks").drain(..) {
+            task.abort();
+        }
+    }
+
+    pub async fn restore(&self) {
+        let listener = TcpListener::bind(self.addr).await.expect("rebind proxy");
+        self.serve(listener);
+    }
+}
+
+/// The host and port of a database URL.
+pub async fn socket_of(url: &str) -> SocketAddr {
+    let url = reqwest::Url::parse(url).expect("URL parses");
+    let host = url.host_str().expect("host").to_owned();
+    let port = url.port().unwrap_or(5432);
+    tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("an address")
+}

@@ -1,0 +1,467 @@
+//! Storage against a real PostgreSQL, one database per test: migrations, the heartbeat lease,
+//! the fenced exactly-once flush, conflicts and outages.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{Proxy, TestDb};
+use futures::future::join_all;
+use migration::{Migrator, MigratorTrait};
+use price_oracle::identity::Identity;
+use price_oracle::message::SignatureEntry;
+use price_oracle::price::UsdPrice;
+use price_oracle::store::lease::{self, LeaseSettings, LeaseState, Participant};
+use price_oracle::store::prices::{FlushOutcome, Flushed, VerifiedPrice};
+use price_oracle::store::{Store, StoreError};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tokio::sync::{oneshot, watch};
+
+fn participant(i: u8) -> (Identity, Participant) {
+    let identity = Identity::from_secret(&[i + 1; 32]).unwrap();
+    let participant = Participant {
+        address: identity.address(),
+        name: format!("node{i}"),
+        peer_id: identity.peer_id().to_string(),
+    };
+    (identity, participant)
+}
+
+/// Three signatures reused for every test price: the store does not verify signatures (the
+/// network layer does), and signing thousands of prices would only slow the tests down.
+fn sample_signatures() -> Vec<SignatureEntry> {
+    (0..3)
+        .map(|i| {
+            let (identity, _) = participant(i);
+            SignatureEntry::sign(identity.signer(), Default::default())
+        })
+        .collect()
+}
+
+fn verified_prices(ids: std::ops::Range<u64>) -> Vec<VerifiedPrice> {
+    let signatures = sample_signatures();
+    ids.map(|id| VerifiedPrice {
+        id,
+        price: UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap(),
+        observed_at: 1_763_700_000 + id,
+        origin: signatures[0].signer,
+        signatures: signatures.clone(),
+        last_signed: SystemTime::now(),
+    })
+    .collect()
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+async fn migrated(label: &str) -> (TestDb, Store) {
+    let db = TestDb::create(label).await;
+    Store::migrate(&db.settings()).await.unwrap();
+    let store = Store::connect(&db.settings()).await.unwrap();
+    (db, store)
+}
+
+#[tokio::test]
+async fn migrations_go_up_down_and_up_again() {
+    let db = TestDb::create("updown").await;
+    let conn = db.connect().await;
+    let tables = "SELECT count(*) FROM information_schema.tables \
+                  WHERE table_schema = 'public' AND table_name IN ('prices', 'heartbeat')";
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(count(&conn, tables).await, 2);
+    assert!(
+        Migrator::get_pending_migrations(&conn)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        Migrator::get_applied_migrations(&conn).await.unwrap().len(),
+        2
+    );
+    Migrator::status(&conn).await.unwrap();
+
+    Migrator::down(&conn, None).await.unwrap();
+    assert_eq!(count(&conn, tables).await, 0);
+    assert_eq!(
+        Migrator::get_pending_migrations(&conn).await.unwrap().len(),
+        2
+    );
+
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(count(&conn, tables).await, 2);
+    let numeric = count(
+        &conn,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'prices' \
+         AND column_name = 'price' AND numeric_precision = 38 AND numeric_scale = 8",
+    )
+    .await;
+    assert_eq!(numeric, 1);
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn five_nodes_migrating_an_empty_database_at_once_all_succeed() {
+    let db = TestDb::create("concurrent").await;
+    let settings = db.settings();
+    let results = join_all((0..5).map(|_| Store::migrate(&settings))).await;
+    for result in results {
+        result.unwrap();
+    }
+    let conn = db.connect().await;
+    assert_eq!(
+        Migrator::get_applied_migrations(&conn).await.unwrap().len(),
+        2
+    );
+    let _ = conn.close().await;
+}
+
+struct Running {
+    participant: Participant,
+    state: watch::Receiver<LeaseState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start_heartbeat(store: &Store, participant: Participant, settings: LeaseSettings) -> Running {
+    let (state_tx, state) = watch::channel(LeaseState::default());
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(lease::run(
+        store.clone(),
+        participant.clone(),
+        settings,
+        state_tx,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Running {
+        participant,
+        state,
+        stop: Some(stop),
+        task,
+    }
+}
+
+#[tokio::test]
+async fn the_lease_has_one_writer_that_rotates_and_is_replaced_when_it_stops() {
+    let (_db, store) = migrated("lease").await;
+    let settings = LeaseSettings {
+        interval: Duration::from_millis(100),
+        jitter: Duration::from_millis(400),
+    };
+    let mut nodes: Vec<Running> = (0..3)
+        .map(|i| start_heartbeat(&store, participant(i).1, settings))
+        .collect();
+    let keys: HashSet<String> = nodes.iter().map(|n| n.participant.key()).collect();
+
+    // Sample the writer as the database sees it.
+    let mut writers = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Some(writer) = store.writer().await.unwrap() {
+            assert!(
+                keys.contains(&writer),
+                "writer {writer} is not a participant"
+            );
+            writers.push(writer);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let distinct: HashSet<_> = writers.iter().collect();
+    let changes = writers.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        distinct.len() >= 2,
+        "the writer never rotated: {distinct:?}"
+    );
+    println!(
+        "lease: {} samples, {} distinct writers, {changes} changes in 3 s",
+        writers.len(),
+        distinct.len()
+    );
+    // The participants' own views agree that somebody holds the lease.
+    assert!(nodes.iter().any(|n| n.state.borrow().healthy));
+
+    // Crash the current writer: it stops heartbeating and leaves its row behind.
+    let crashed_key = store.writer().await.unwrap().unwrap();
+    let crashed = nodes
+        .iter()
+        .position(|n| n.participant.key() == crashed_key)
+        .unwrap();
+    let crashed = nodes.remove(crashed);
+    crashed.task.abort();
+    let crashed_at = Instant::now();
+    loop {
+        let writer = store.writer().await.unwrap().unwrap();
+        if writer != crashed_key {
+            break;
+        }
+        assert!(
+            crashed_at.elapsed() < settings.takeover_bound() + Duration::from_millis(500),
+            "no takeover within the bound {:?}",
+            settings.takeover_bound()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "lease: takeover after a crash took {:?} (bound {:?})",
+        crashed_at.elapsed(),
+        settings.takeover_bound()
+    );
+
+    // A graceful stop removes the row, and with it any claim to the lease.
+    for node in &mut nodes {
+        let _ = node.stop.take().unwrap().send(());
+    }
+    for node in nodes {
+        node.task.await.unwrap();
+        assert!(!node.state.borrow().is_writer);
+    }
+    assert_eq!(store.writer().await.unwrap(), Some(crashed_key));
+}
+
+/// Installed in the test database only: refuses any row whose writer does not hold the lease at
+/// the moment of the insert, as an independent check of the fence.
+const LEASE_CHECK_TRIGGER: &str = r#"
+CREATE FUNCTION lease_check() RETURNS trigger AS $$
+BEGIN
+  IF NEW.written_by IS DISTINCT FROM (SELECT node_address FROM heartbeat
+      ORDER BY "timestamp" DESC, node_address DESC LIMIT 1) THEN
+    RAISE EXCEPTION 'row % written by % without the lease', NEW.id, NEW.written_by;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
+"#;
+
+#[tokio::test]
+async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
+    let (db, store) = migrated("contention").await;
+    let conn = db.connect().await;
+    conn.execute_unprepared(LEASE_CHECK_TRIGGER).await.unwrap();
+    let batch = verified_prices(1..1_001);
+    let settings = LeaseSettings {
+        interval: Duration::from_millis(50),
+        jitter: Duration::from_millis(200),
+    };
+    let contenders: Vec<Participant> = (0..5).map(|i| participant(i).1).collect();
+    let mut heartbeats: Vec<Running> = contenders
+        .iter()
+        .map(|p| start_heartbeat(&store, p.clone(), settings))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Every contender flushes the whole batch over and over for a while, all at once, a slice
+    // of 100 at a time, each starting at a different slice: so the rows spread over the writers.
+    let flushes = contenders.iter().enumerate().map(|(start, contender)| {
+        let store = store.clone();
+        let slices: Vec<Vec<VerifiedPrice>> = batch.chunks(100).map(<[_]>::to_vec).collect();
+        async move {
+            let mut inserted = Vec::new();
+            let mut not_writer = 0;
+            // Each contender goes on until it has seen every slice stored, by itself or another.
+            let mut seen_stored = HashSet::new();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut next = start * 2;
+            while seen_stored.len() < slices.len() {
+                assert!(Instant::now() < deadline, "flushes made no progress");
+                let index = next % slices.len();
+                next += 1;
+                let slice = &slices[index];
+                match store.flush(&contender.address, slice).await.unwrap() {
+                    FlushOutcome::Flushed(flushed) => {
+                        assert!(flushed.conflicting.is_empty());
+                        assert_eq!(flushed.inserted.len() + flushed.existing.len(), slice.len());
+                        inserted.extend(flushed.inserted);
+                        seen_stored.insert(index);
+                    }
+                    FlushOutcome::NotWriter { .. } => not_writer += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (contender.key(), inserted, not_writer)
+        }
+    });
+    let results = join_all(flushes).await;
+
+    let mut written_by = HashMap::new();
+    for (key, inserted, not_writer) in &results {
+        println!(
+            "{key}: inserted {} rows, refused {not_writer} times",
+            inserted.len()
+        );
+        for id in inserted {
+            assert!(
+                written_by.insert(*id, key.clone()).is_none(),
+                "{id} inserted twice"
+            );
+        }
+    }
+    assert_eq!(written_by.len(), 1_000);
+    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 1_000);
+    assert_eq!(
+        count(&conn, "SELECT count(DISTINCT id) FROM prices").await,
+        1_000
+    );
+    // The column agrees with what each contender reported.
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, written_by FROM prices",
+        ))
+        .await
+        .unwrap();
+    for row in rows {
+        let id = row.try_get_by_index::<i64>(0).unwrap() as u64;
+        let by = row.try_get_by_index::<String>(1).unwrap();
+        assert_eq!(written_by.get(&id), Some(&by));
+    }
+
+    // A node that does not hold the lease writes nothing.
+    for node in &mut heartbeats {
+        let _ = node.stop.take().unwrap().send(());
+    }
+    join_all(heartbeats.into_iter().map(|n| n.task)).await;
+    let outsider = participant(9).1;
+    let others = verified_prices(5_000..5_010);
+    let (_, lone) = participant(0);
+    store.heartbeat(&lone, Duration::ZERO).await.unwrap();
+    assert!(matches!(
+        store.flush(&outsider.address, &others).await.unwrap(),
+        FlushOutcome::NotWriter { writer: Some(w) } if w == lone.key()
+    ));
+    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 1_000);
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
+    let (db, store) = migrated("conflict").await;
+    let (_, me) = participant(0);
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let original = verified_prices(7..8);
+    assert_eq!(
+        store.flush(&me.address, &original).await.unwrap(),
+        FlushOutcome::Flushed(Flushed {
+            inserted: vec![7],
+            ..Flushed::default()
+        })
+    );
+
+    let mut forged = original.clone();
+    forged[0].price = UsdPrice::from_e8(1).unwrap();
+    let mut more = verified_prices(8..10);
+    more.extend(forged);
+    more.extend(original.clone());
+    let FlushOutcome::Flushed(flushed) = store.flush(&me.address, &more).await.unwrap() else {
+        panic!("the only participant is the writer")
+    };
+    assert_eq!(flushed.inserted, vec![8, 9]);
+    assert_eq!(flushed.conflicting, vec![7]);
+    assert_eq!(flushed.existing, vec![7]);
+
+    let conn = db.connect().await;
+    let stored = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT price::text, signer_count, pair, first_signer, sign_data FROM prices WHERE id = 7",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.try_get_by_index::<String>(0).unwrap(),
+        original[0].price.to_string()
+    );
+    assert_eq!(stored.try_get_by_index::<i32>(1).unwrap(), 3);
+    assert_eq!(stored.try_get_by_index::<String>(2).unwrap(), "ETH/USD");
+    assert_eq!(
+        stored.try_get_by_index::<String>(3).unwrap(),
+        original[0].origin.to_checksum(None)
+    );
+    let sign_data = stored.try_get_by_index::<serde_json::Value>(4).unwrap();
+    assert_eq!(
+        sign_data,
+        serde_json::to_value(&original[0].signatures).unwrap()
+    );
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn prices_pending_during_an_outage_are_written_afterwards() {
+    let db = TestDb::create("outage").await;
+    Store::migrate(&db.settings()).await.unwrap();
+    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
+    let mut settings = common::settings_for(&proxy.url_through(&db.url));
+    settings.timeout = Duration::from_millis(500);
+    let store = Store::connect(&settings).await.unwrap();
+    let (_, me) = participant(0);
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+
+    let mut pending = verified_prices(1..101);
+    let flushed = store.flush(&me.address, &pending).await.unwrap();
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 100));
+    pending = verified_prices(101..201);
+
+    proxy.cut();
+    let started = Instant::now();
+    let err = store.flush(&me.address, &pending).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Timeout { .. } | StoreError::Db { .. }),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(store.heartbeat(&me, Duration::ZERO).await.is_err());
+    println!("during the outage: {err}");
+
+    proxy.restore().await;
+    // The node retries on its next ticks until the database answers again.
+    let mut attempts = 0;
+    let flushed = loop {
+        attempts += 1;
+        match store.flush(&me.address, &pending).await {
+            Ok(outcome) => break outcome,
+            Err(err) if attempts < 20 => {
+                println!("retry {attempts}: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("the database never came back: {err}"),
+        }
+    };
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 100));
+    let conn = db.connect().await;
+    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 200);
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
+    let (db, store) = migrated("throughput").await;
+    let (_, me) = participant(0);
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let backlog = verified_prices(1..10_001);
+    let started = Instant::now();
+    let outcome = store.flush(&me.address, &backlog).await.unwrap();
+    let elapsed = started.elapsed();
+    assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == 10_000));
+    println!(
+        "flush: 10,000 rows in {elapsed:?} = {:.0} rows/s (debug build)",
+        10_000.0 / elapsed.as_secs_f64()
+    );
+    let again = store.flush(&me.address, &backlog).await.unwrap();
+    assert!(matches!(again, FlushOutcome::Flushed(ref f) if f.existing.len() == 10_000));
+    let conn = db.connect().await;
+    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 10_000);
+    let _ = conn.close().await;
+}
