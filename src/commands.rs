@@ -4,11 +4,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::{KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs};
+use crate::config::{BootstrapArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs};
 use crate::identity::{self, Identity};
+use crate::metrics::Metrics;
 use crate::mock_exchange::MockExchange;
 use crate::price::PriceFeed;
 use crate::store::Store;
+use crate::{network, node};
 
 /// `oracle keygen`: create a key (or with `--show`, read one) and print its public identity.
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -90,6 +92,54 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot migrate {}", settings.url))?;
     log::info!("database schema is up to date");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `oracle run`: a full node until Ctrl-C or SIGTERM.
+pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let identity = load_or_create_identity(&args.key)?;
+    let settings = args.node_settings(identity)?;
+    let shutdown = async {
+        if let Err(err) = shutdown_signal().await {
+            log::error!("{err:#}");
+        }
+    };
+    node::run(settings, Metrics::default(), shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `oracle bootstrap`: a network-only node; prints the addresses others join through.
+pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let identity = load_or_create_identity(&args.key)?;
+    let (mut handle, events, task) = network::spawn(
+        identity.keypair(),
+        args.network_settings(),
+        Metrics::default(),
+    )?;
+    // A bootstrap node relays and validates gossip but has no use for it.
+    drop(events);
+    for addr in handle.wait_for_listen_addrs().await {
+        println!("{addr}");
+    }
+    shutdown_signal().await?;
+    log::info!("bootstrap node stopping");
+    drop(handle);
+    let _ = task.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_or_create_identity(key: &crate::config::KeyArgs) -> anyhow::Result<Identity> {
+    let path = identity::key_path(&key.key_dir, &key.name)?;
+    let (identity, created) = identity::load_or_create(&path)?;
+    if created {
+        log::info!("created key file {}", path.display());
+    }
+    log::info!(
+        "{}: address {}, peer id {}",
+        key.name,
+        identity.address(),
+        identity.peer_id()
+    );
+    Ok(identity)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -8,9 +8,19 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
+use libp2p::Multiaddr;
+use rust_decimal::Decimal;
+
+use crate::id::IdGenerator;
+use crate::identity::Identity;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
+use crate::network::NetworkSettings;
+use crate::network::validation::ValidationSettings;
+use crate::node::NodeSettings;
+use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, Source, UsdPrice};
+use crate::store::lease::LeaseSettings;
 use crate::store::{DatabaseUrl, DbSettings};
 
 /// Decentralized ETH/USD price oracle node.
@@ -43,6 +53,10 @@ pub enum Command {
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
+    /// Run an oracle node: fetch, sign, gossip, co-sign, and store verified prices.
+    Run(RunArgs),
+    /// Run a bootstrap node: a stable address new nodes join through (no database, no prices).
+    Bootstrap(BootstrapArgs),
 }
 
 /// Logging, accepted before or after the subcommand.
@@ -228,6 +242,163 @@ impl MockExchangeArgs {
     }
 }
 
+/// How a node joins the peer-to-peer network.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Network")]
+pub struct NetArgs {
+    /// Full address of a node to join through, ending in /p2p/<peer id> (repeatable), e.g.
+    /// /ip4/10.0.0.5/tcp/4001/p2p/16Uiu2HAm… as printed by `oracle bootstrap`.
+    #[arg(long, env = "ORACLE_BOOTSTRAP", value_delimiter = ',')]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Prices observed longer ago than this are refused, and no longer co-signed.
+    #[arg(long, env = "ORACLE_MAX_AGE", default_value = "15m", value_parser = parse_duration)]
+    pub max_age: Duration,
+    /// Prices observed up to this far in the future are accepted (clock skew between nodes).
+    #[arg(long, env = "ORACLE_MAX_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
+}
+
+impl NetArgs {
+    fn settings(&self, listen: &[Multiaddr]) -> NetworkSettings {
+        NetworkSettings {
+            listen: listen.to_vec(),
+            bootstrap: self.bootstrap.clone(),
+            validation: ValidationSettings {
+                max_age: self.max_age,
+                max_future_skew: self.max_clock_skew,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct BootstrapArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Address to listen on (repeatable). Give it a fixed port: others are configured with it.
+    #[arg(
+        long,
+        env = "ORACLE_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/4001"
+    )]
+    pub listen: Vec<Multiaddr>,
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+impl BootstrapArgs {
+    pub fn network_settings(&self) -> NetworkSettings {
+        self.net.settings(&self.listen)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    /// Address to listen on (repeatable); port 0 picks a free port.
+    #[arg(
+        long,
+        env = "ORACLE_LISTEN",
+        value_delimiter = ',',
+        default_value = "/ip4/0.0.0.0/tcp/0"
+    )]
+    pub listen: Vec<Multiaddr>,
+    #[command(flatten)]
+    pub net: NetArgs,
+    #[command(flatten)]
+    pub consensus: ConsensusArgs,
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// When prices are fetched, co-signed, verified and stored.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Consensus")]
+pub struct ConsensusArgs {
+    /// Connected peers to wait for before the node starts fetching prices.
+    #[arg(long, env = "ORACLE_MIN_PEERS", default_value_t = 3)]
+    pub min_peers: usize,
+    /// Distinct valid signatures (the origin's among them) that make a price verified.
+    #[arg(long, env = "ORACLE_MIN_SIGNERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub min_signers: u32,
+    /// How often this node fetches, signs and publishes a price.
+    #[arg(long, env = "ORACLE_PRICE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub price_interval: Duration,
+    /// A verified price is stored this long after its last signature.
+    #[arg(long, env = "ORACLE_FLUSH_DELAY", default_value = "30s", value_parser = parse_duration)]
+    pub flush_delay: Duration,
+    /// Co-sign a peer's price only within this distance of our own observation: 1%, 0.5% or 0.01.
+    #[arg(long, env = "ORACLE_MAX_DEVIATION", default_value = "1%", value_parser = parse_ratio)]
+    pub max_deviation: Decimal,
+    /// Verified prices the database has not taken are kept in memory this long, then dropped.
+    #[arg(long, env = "ORACLE_RETENTION", default_value = "1h", value_parser = parse_duration)]
+    pub retention: Duration,
+    /// How often this node renews its heartbeat (writer lease) in the database.
+    #[arg(long, env = "ORACLE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Largest random amount added to each heartbeat; it makes the writer rotate.
+    #[arg(long, env = "ORACLE_HEARTBEAT_JITTER", default_value = "20s", value_parser = parse_duration)]
+    pub heartbeat_jitter: Duration,
+    /// 16-bit machine id in price ids [default: the low 16 bits of the node's address].
+    #[arg(long, env = "ORACLE_MACHINE_ID")]
+    pub machine_id: Option<u16>,
+    /// Apply database migrations at start (serialized across nodes by an advisory lock).
+    #[arg(
+        long,
+        env = "ORACLE_MIGRATE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub migrate: bool,
+}
+
+impl RunArgs {
+    /// Everything a node needs, given its identity.
+    pub fn node_settings(&self, identity: Identity) -> anyhow::Result<NodeSettings> {
+        let consensus = &self.consensus;
+        for (name, value) in [
+            ("--price-interval", consensus.price_interval),
+            ("--heartbeat-interval", consensus.heartbeat_interval),
+            ("--max-age", self.net.max_age),
+        ] {
+            if value.is_zero() {
+                anyhow::bail!("{name} must be longer than 0");
+            }
+        }
+        let machine_id = consensus
+            .machine_id
+            .unwrap_or_else(|| IdGenerator::machine_id_from_address(&identity.address()));
+        Ok(NodeSettings {
+            name: self.key.name.clone(),
+            identity,
+            network: self.net.settings(&self.listen),
+            min_peers: consensus.min_peers,
+            pool: PoolSettings {
+                min_signers: consensus.min_signers as usize,
+                flush_delay: consensus.flush_delay,
+                max_age: self.net.max_age,
+                retention: consensus.retention.max(self.net.max_age),
+            },
+            price_interval: consensus.price_interval,
+            max_deviation: consensus.max_deviation,
+            lease: LeaseSettings {
+                interval: consensus.heartbeat_interval,
+                jitter: consensus.heartbeat_jitter,
+            },
+            feed: self.sources.feed_settings()?,
+            db: self.db.settings()?,
+            migrate: consensus.migrate,
+            machine_id,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
@@ -321,6 +492,18 @@ pub fn url_from_env_file(path: &std::path::Path) -> anyhow::Result<String> {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|err| format!("{err} (write durations like 500ms, 30s, 10m or 1h)"))
+}
+
+/// `1%`, `0.5%` or a plain fraction `0.01`; from 0 up to 100 %.
+fn parse_ratio(text: &str) -> Result<Decimal, String> {
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(percent) => (percent, Decimal::ONE_HUNDRED),
+        None => (text.trim(), Decimal::ONE),
+    };
+    match crate::price::parse_decimal(number) {
+        Ok(value) if value >= Decimal::ZERO && value / scale <= Decimal::ONE => Ok(value / scale),
+        _ => Err("expected a percentage like 1% or a fraction like 0.01".to_owned()),
+    }
 }
 
 fn parse_http_url(text: &str) -> Result<Url, String> {
@@ -515,6 +698,53 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env-db");
         let url = url_from_env_file(&path).unwrap();
         assert!(url.contains(":15432/"), "{url}");
+    }
+
+    #[test]
+    fn ratios_read_as_percent_or_fraction() {
+        assert_eq!(parse_ratio("1%"), Ok(Decimal::new(1, 2)));
+        assert_eq!(parse_ratio("0.5%"), Ok(Decimal::new(5, 3)));
+        assert_eq!(parse_ratio("0.01"), Ok(Decimal::new(1, 2)));
+        for bad in ["-1%", "101%", "2", "x", "%"] {
+            assert!(parse_ratio(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_defaults_match_the_design() {
+        let cli = parse(&["run", "--name", "node0"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not the run command")
+        };
+        let c = &args.consensus;
+        assert_eq!(c.min_peers, 3);
+        assert_eq!(c.min_signers, 3);
+        assert_eq!(c.price_interval, Duration::from_secs(600));
+        assert_eq!(c.flush_delay, Duration::from_secs(30));
+        assert_eq!(c.max_deviation, Decimal::new(1, 2));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.heartbeat_jitter, Duration::from_secs(20));
+        assert!(c.migrate);
+        assert_eq!(args.net.max_age, Duration::from_secs(900));
+        assert_eq!(
+            args.listen,
+            vec!["/ip4/0.0.0.0/tcp/0".parse::<Multiaddr>().unwrap()]
+        );
+        let cli = parse(&[
+            "run",
+            "--name",
+            "n",
+            "--migrate",
+            "false",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/4001/p2p/16Uiu2HAkzh4QdxB7ijzVnwd6JFNNe4bcr1JBwYUypXe3pX5BRpqK",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not the run command")
+        };
+        assert!(!args.consensus.migrate);
+        assert_eq!(args.net.bootstrap.len(), 1);
     }
 
     #[test]

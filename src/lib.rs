@@ -15,7 +15,11 @@
 //!   and the median feed with timeouts and retries.
 //! - [`id`]: Sonyflake-style ids for new prices.
 //! - [`message`]: the signed price message — wire format, normative digest, sign and verify.
+//! - [`metrics`]: the counters every part updates, in one prometheus-client registry.
+//! - [`network`]: libp2p — the one task that owns the Swarm, message validation, discovery.
+//! - [`pool`]: the consensus state machine — pending → verified → stored; pure, no IO.
 //! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
+//! - [`node`]: the event loop tying them together, from start to graceful stop.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
@@ -25,6 +29,10 @@ pub mod id;
 pub mod identity;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod mock_exchange;
+pub mod network;
+pub mod node;
+pub mod pool;
 pub mod price;
 pub mod store;

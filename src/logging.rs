@@ -88,6 +88,12 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     for target in CHATTY_TARGETS {
         dispatch = dispatch.level_for(target, settings.filter.default.min(LevelFilter::Info));
     }
+    // Kademlia warns "Failed to trigger bootstrap: No known peers" whenever a node (typically the
+    // first bootstrap node) is alone; that is expected here, and the node logs its peers itself.
+    dispatch = dispatch.level_for(
+        "libp2p_kad::behaviour",
+        settings.filter.default.min(LevelFilter::Error),
+    );
     for (target, level) in &settings.filter.targets {
         dispatch = dispatch.level_for(target.clone(), *level);
     }

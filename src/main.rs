@@ -12,6 +12,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let node = match &cli.command {
         Command::Keygen(args) => Some(args.key.name.clone()),
+        Command::Run(args) => Some(args.key.name.clone()),
+        Command::Bootstrap(args) => Some(args.key.name.clone()),
         Command::MockExchange(_) => Some("mock-exchange".to_owned()),
         Command::Price(_) | Command::Migrate(_) => None,
     };
@@ -29,6 +31,8 @@ async fn main() -> ExitCode {
         Command::Price(args) => commands::price(args).await,
         Command::MockExchange(args) => commands::mock_exchange(args).await,
         Command::Migrate(args) => commands::migrate(args).await,
+        Command::Run(args) => commands::run(args).await,
+        Command::Bootstrap(args) => commands::bootstrap(args).await,
     };
     result.unwrap_or_else(|err| {
         log::error!("{err:#}");

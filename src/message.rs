@@ -280,36 +280,177 @@ impl PriceMessage {
     /// Parses and fully checks received bytes: size, shape, pair, price range, distinct
     /// signers, the origin's own signature, and that every signature recovers to its signer.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_BYTES {
-            return Err(DecodeError::TooLarge(bytes.len()));
+        let message: Self = parse_bounded(bytes)?;
+        message.check()?;
+        Ok(message)
+    }
+
+    /// The signed content, without the signatures.
+    pub fn data(&self) -> PriceData {
+        PriceData {
+            id: self.id,
+            price: self.price,
+            observed_at: self.observed_at,
+            origin: self.origin,
         }
-        let message: Self =
-            serde_json::from_slice(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))?;
-        if message.pair != PAIR {
-            return Err(DecodeError::WrongPair(crate::price::truncate_for_display(
-                &message.pair,
-            )));
-        }
-        let mut seen = HashSet::with_capacity(message.signatures.len());
-        for entry in &message.signatures {
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        check_pair(&self.pair)?;
+        let mut seen = HashSet::with_capacity(self.signatures.len());
+        for entry in &self.signatures {
             if !seen.insert(entry.signer) {
                 return Err(DecodeError::DuplicateSigner(entry.signer));
             }
         }
-        if !seen.contains(&message.origin) {
-            return Err(DecodeError::OriginUnsigned(message.origin));
+        if !seen.contains(&self.origin) {
+            return Err(DecodeError::OriginUnsigned(self.origin));
         }
-        let digest = message.digest();
-        for entry in &message.signatures {
-            entry
-                .verify(digest)
-                .map_err(|error| DecodeError::BadSignature {
-                    signer: entry.signer,
-                    error,
-                })?;
-        }
-        Ok(message)
+        let digest = self.digest();
+        self.signatures
+            .iter()
+            .try_for_each(|entry| verify_entry(entry, digest))
     }
+}
+
+/// What a price signature covers: the id, the price and when the origin observed it (the pair
+/// is fixed), plus who observed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PriceData {
+    pub id: u64,
+    pub price: UsdPrice,
+    pub observed_at: u64,
+    pub origin: Address,
+}
+
+impl PriceData {
+    pub fn digest(&self) -> B256 {
+        price_digest(self.id, self.price, self.observed_at)
+    }
+}
+
+/// A co-signer's signature over someone else's price. It repeats the signed fields, so it can be
+/// checked on its own — also when it arrives before the price it co-signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attestation {
+    #[serde(with = "id_as_string")]
+    pub id: u64,
+    pub pair: String,
+    pub price: UsdPrice,
+    pub observed_at: u64,
+    #[serde(with = "checksummed_address")]
+    pub origin: Address,
+    pub signature: SignatureEntry,
+}
+
+impl Attestation {
+    /// `signer`'s co-signature over `data`.
+    pub fn sign(data: &PriceData, signer: &PrivateKeySigner) -> Self {
+        Self {
+            id: data.id,
+            pair: PAIR.to_owned(),
+            price: data.price,
+            observed_at: data.observed_at,
+            origin: data.origin,
+            signature: SignatureEntry::sign(signer, data.digest()),
+        }
+    }
+
+    pub fn data(&self) -> PriceData {
+        PriceData {
+            id: self.id,
+            price: self.price,
+            observed_at: self.observed_at,
+            origin: self.origin,
+        }
+    }
+
+    fn check(&self) -> Result<(), DecodeError> {
+        check_pair(&self.pair)?;
+        verify_entry(&self.signature, self.data().digest())
+    }
+}
+
+/// The writer's word that these ids are stored; nodes forget them. Nodes act on it only when
+/// `writer` is the gossip publisher and a node they know held the lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredNotice {
+    #[serde(with = "checksummed_address")]
+    pub writer: Address,
+    #[serde(with = "ids_as_strings")]
+    pub ids: Vec<u64>,
+}
+
+/// Everything nodes gossip: `{"type":"price"|"attestation"|"stored","body":{…}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "body", rename_all = "snake_case")]
+pub enum Gossip {
+    /// A new price from its origin.
+    Price(PriceMessage),
+    /// A co-signature.
+    Attestation(Attestation),
+    /// Ids the writer has stored.
+    Stored(StoredNotice),
+}
+
+impl Gossip {
+    /// JSON bytes for the wire.
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain structs with string keys: serde_json cannot fail on them.
+        serde_json::to_vec(self).unwrap_or_else(|err| unreachable!("Gossip to JSON: {err}"))
+    }
+
+    /// Parses and checks received bytes (see [`PriceMessage::decode`] for what a price must
+    /// pass; an attestation's one signature must recover to its signer).
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let gossip: Self = parse_bounded(bytes)?;
+        match &gossip {
+            Self::Price(message) => message.check()?,
+            Self::Attestation(attestation) => attestation.check()?,
+            Self::Stored(notice) if notice.ids.is_empty() => {
+                return Err(DecodeError::Malformed("stored notice without ids".into()));
+            }
+            Self::Stored(_) => {}
+        }
+        Ok(gossip)
+    }
+
+    /// A short label for counters: `price`, `attestation` or `stored`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Price(_) => "price",
+            Self::Attestation(_) => "attestation",
+            Self::Stored(_) => "stored",
+        }
+    }
+}
+
+fn parse_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    serde_json::from_slice(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))
+}
+
+fn check_pair(pair: &str) -> Result<(), DecodeError> {
+    if pair == PAIR {
+        Ok(())
+    } else {
+        Err(DecodeError::WrongPair(crate::price::truncate_for_display(
+            pair,
+        )))
+    }
+}
+
+fn verify_entry(entry: &SignatureEntry, digest: B256) -> Result<(), DecodeError> {
+    entry
+        .verify(digest)
+        .map_err(|error| DecodeError::BadSignature {
+            signer: entry.signer,
+            error,
+        })
 }
 
 /// Addresses as EIP-55 text: the form `oracle keygen` prints and people compare by eye.
@@ -333,6 +474,21 @@ mod checksummed_address {
     }
 }
 
+/// Parses an id: canonical decimal (no sign, no leading zeros, so one id has one spelling) and
+/// below 2⁶³, as ids are stored in a positive BIGINT.
+fn parse_id(text: &str) -> Result<u64, &'static str> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text.len() == 1 || !text.starts_with('0'));
+    if !canonical {
+        return Err("id must be a decimal string");
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|id| i64::try_from(*id).is_ok())
+        .ok_or("id must be below 2^63")
+}
+
 mod id_as_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -342,18 +498,28 @@ mod id_as_string {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        // Canonical decimal only: no sign, no leading zeros, so one id has one spelling.
-        let canonical = !text.is_empty()
-            && text.bytes().all(|b| b.is_ascii_digit())
-            && (text.len() == 1 || !text.starts_with('0'));
-        if !canonical {
-            return Err(serde::de::Error::custom("id must be a decimal string"));
+        super::parse_id(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+mod ids_as_strings {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(ids: &[u64], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(ids.len()))?;
+        for id in ids {
+            seq.serialize_element(&id.to_string())?;
         }
-        // Ids are stored as a positive BIGINT.
-        text.parse::<u64>()
-            .ok()
-            .filter(|id| i64::try_from(*id).is_ok())
-            .ok_or_else(|| serde::de::Error::custom("id must be below 2^63"))
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u64>, D::Error> {
+        let texts = <Vec<std::borrow::Cow<'de, str>>>::deserialize(deserializer)?;
+        texts
+            .iter()
+            .map(|text| super::parse_id(text).map_err(serde::de::Error::custom))
+            .collect()
     }
 }
 
@@ -654,6 +820,67 @@ mod tests {
         ];
         let labels: HashSet<_> = errors.iter().map(DecodeError::reason).collect();
         assert_eq!(labels.len(), errors.len());
+    }
+
+    #[test]
+    fn gossip_round_trips_every_kind() {
+        let message = vector_message();
+        let [cosigner] = identities(1).try_into().unwrap();
+        let attestation = Attestation::sign(&message.data(), cosigner.signer());
+        let notice = StoredNotice {
+            writer: message.origin,
+            ids: vec![1, VECTOR_ID],
+        };
+        for gossip in [
+            Gossip::Price(message),
+            Gossip::Attestation(attestation),
+            Gossip::Stored(notice),
+        ] {
+            let bytes = gossip.encode();
+            assert_eq!(Gossip::decode(&bytes).unwrap(), gossip);
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.starts_with(&format!("{{\"type\":\"{}\",\"body\":", gossip.kind())));
+        }
+    }
+
+    #[test]
+    fn gossip_checks_what_it_carries() {
+        let message = vector_message();
+        let [cosigner, other] = identities(2).try_into().unwrap();
+        let mut attestation = Attestation::sign(&message.data(), cosigner.signer());
+        attestation.signature.signer = other.address();
+        assert!(matches!(
+            Gossip::decode(&Gossip::Attestation(attestation.clone()).encode()),
+            Err(DecodeError::BadSignature { .. })
+        ));
+        attestation = Attestation::sign(&message.data(), cosigner.signer());
+        attestation.price = UsdPrice::from_e8(1).unwrap();
+        assert!(Gossip::decode(&Gossip::Attestation(attestation).encode()).is_err());
+        let mut unsigned = message.clone();
+        unsigned.signatures.clear();
+        assert_eq!(
+            Gossip::decode(&Gossip::Price(unsigned).encode()),
+            Err(DecodeError::OriginUnsigned(message.origin))
+        );
+        let empty = StoredNotice {
+            writer: message.origin,
+            ids: vec![],
+        };
+        assert!(Gossip::decode(&Gossip::Stored(empty).encode()).is_err());
+        for bad in [
+            r#"{"type":"price"}"#,
+            r#"{"type":"other","body":{}}"#,
+            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","ids":[1]}}"#,
+            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","ids":["01"]}}"#,
+        ] {
+            assert!(
+                matches!(
+                    Gossip::decode(bad.as_bytes()),
+                    Err(DecodeError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -181,7 +181,7 @@ pub async fn run(
         };
         state.send_if_modified(|current| {
             if current.is_writer != next.is_writer {
-                log::info!(
+                log::debug!(
                     "{}",
                     if next.is_writer {
                         "this node is now the writer"

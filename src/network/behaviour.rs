@@ -1,0 +1,99 @@
+//! The libp2p behaviours a node runs, and how each is configured.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use alloy_primitives::keccak256;
+use libp2p::identity::Keypair;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
+
+use crate::message::MAX_MESSAGE_BYTES;
+
+/// The gossipsub topic every node publishes and subscribes to.
+pub const TOPIC: &str = "price-oracle/eth-usd/v1";
+const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/price-oracle/kad/1.0.0");
+const IDENTIFY_PROTOCOL: &str = "/price-oracle/id/1.0.0";
+
+/// Gossip for messages, Kademlia + identify to find peers, ping to notice dead connections.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub gossipsub: gossipsub::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair) -> Result<Self, String> {
+        let peer_id = key.public().to_peer_id();
+        let config = gossipsub::ConfigBuilder::default()
+            // Every message must carry its publisher's signature, and the application decides
+            // on every message before it is forwarded.
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            .validate_messages()
+            // Content-addressed: the same bytes are the same message, whoever relays them.
+            .message_id_fn(|message| gossipsub::MessageId::from(keccak256(&message.data).to_vec()))
+            .max_transmit_size(MAX_MESSAGE_BYTES + 1024)
+            .duplicate_cache_time(Duration::from_secs(120))
+            .build()
+            .map_err(|err| format!("gossipsub config: {err}"))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+                .map_err(|err| format!("gossipsub: {err}"))?;
+        let (params, thresholds) = peer_scoring();
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(|err| format!("gossipsub peer scoring: {err}"))?;
+
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        // The swarm task refreshes the routing table itself, and only once it has peers.
+        kad_config.set_periodic_bootstrap_interval(None);
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Every oracle node answers DHT queries, so newcomers find all of them.
+        kad.set_mode(Some(kad::Mode::Server));
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(concat!("price-oracle/", env!("CARGO_PKG_VERSION")).to_owned()),
+        );
+        Ok(Self {
+            gossipsub,
+            kad,
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new()),
+        })
+    }
+
+    /// Whether a peer speaks our Kademlia protocol (so its addresses belong in our table).
+    pub fn speaks_kad(protocols: &[StreamProtocol]) -> bool {
+        protocols.contains(&KAD_PROTOCOL)
+    }
+}
+
+/// Peer scoring tuned for a low-rate topic: a price every few minutes must not look like a
+/// lazy peer, while invalid messages cost a lot (that is the penalty `Reject` triggers).
+fn peer_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds) {
+    let mut params = gossipsub::PeerScoreParams::default();
+    // Many nodes on one machine (tests, demos) are not a Sybil attack.
+    params.ip_colocation_factor_whitelist.extend([
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+    ]);
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        time_in_mesh_weight: 0.01,
+        first_message_deliveries_weight: 1.0,
+        // Delivery-rate penalties assume busy topics; ours is quiet by design.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..gossipsub::TopicScoreParams::default()
+    };
+    params
+        .topics
+        .insert(gossipsub::IdentTopic::new(TOPIC).hash(), topic);
+    (params, gossipsub::PeerScoreThresholds::default())
+}

@@ -1,0 +1,559 @@
+//! The node's event loop: joins the network, waits for peers, connects to the database, then
+//! originates a price every `--price-interval`, co-signs its peers' prices, merges signatures in
+//! the pool and — while it holds the lease — stores what is due. All slow work (fetching,
+//! database calls) runs in spawned tasks that report back, so the loop never blocks.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use anyhow::Context;
+use rust_decimal::Decimal;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Interval, MissedTickBehavior};
+
+use crate::id::IdGenerator;
+use crate::identity::Identity;
+use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
+use crate::metrics::Metrics;
+use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
+use crate::pool::{Added, Pool, PoolSettings};
+use crate::price::{FeedError, FeedSettings, PriceFeed, UsdPrice};
+use crate::store::lease::{self, LeaseSettings, LeaseState, Participant};
+use crate::store::prices::{FlushOutcome, VerifiedPrice};
+use crate::store::{DbSettings, Store, StoreError};
+
+/// How often the waiting-for-peers line is printed.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
+/// How often a failed database connection is retried at start.
+const DB_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often expired prices are swept from the pool.
+const EXPIRE_INTERVAL: Duration = Duration::from_secs(10);
+/// How many recent writers' stored notices are believed.
+const RECENT_WRITERS: usize = 8;
+
+/// Everything a node needs.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub name: String,
+    pub identity: Identity,
+    pub network: NetworkSettings,
+    pub min_peers: usize,
+    pub pool: PoolSettings,
+    pub price_interval: Duration,
+    pub max_deviation: Decimal,
+    pub lease: LeaseSettings,
+    pub feed: FeedSettings,
+    pub db: DbSettings,
+    pub migrate: bool,
+    pub machine_id: u16,
+}
+
+/// A price this node fetched.
+#[derive(Debug, Clone, Copy)]
+struct Observation {
+    price: UsdPrice,
+    at: SystemTime,
+}
+
+type FetchResult = Result<UsdPrice, FeedError>;
+type FlushResult = (Vec<u64>, Result<FlushOutcome, StoreError>);
+
+/// Runs a node until `shutdown` resolves, then stops cleanly: a writer flushes what is due, the
+/// heartbeat row is deleted and the network closes.
+pub async fn run(
+    settings: NodeSettings,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
+    let (network, events, network_task) = network::spawn(
+        settings.identity.keypair(),
+        settings.network.clone(),
+        metrics.clone(),
+    )?;
+    log::info!(
+        "node {} starting: address {}, peer id {}",
+        settings.name,
+        settings.identity.address(),
+        settings.identity.peer_id()
+    );
+    let (fetches_tx, fetches) = mpsc::channel(4);
+    let (flushes_tx, flushes) = mpsc::channel(4);
+    let mut node = Node {
+        me: settings.identity.address(),
+        ids: IdGenerator::new(settings.machine_id),
+        pool: Pool::new(settings.pool),
+        feed,
+        network,
+        metrics,
+        latest: None,
+        awaiting_observation: Vec::new(),
+        fetch_in_flight: false,
+        originate_on_fetch: false,
+        flush_in_flight: false,
+        store: None,
+        lease: None,
+        recent_writers: VecDeque::new(),
+        fetches_tx,
+        flushes_tx,
+        settings,
+    };
+    node.event_loop(events, fetches, flushes, shutdown).await;
+    node.stop().await;
+    // The network task ends when the last handle is gone.
+    drop(node);
+    let _ = network_task.await;
+    log::info!("node stopped");
+    Ok(())
+}
+
+struct RunningLease {
+    state: watch::Receiver<LeaseState>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+struct Node {
+    settings: NodeSettings,
+    me: Address,
+    ids: IdGenerator,
+    pool: Pool,
+    feed: Arc<PriceFeed>,
+    network: NetworkHandle,
+    metrics: Metrics,
+    latest: Option<Observation>,
+    /// Peers' prices to co-sign once this node has a fresh observation of its own.
+    awaiting_observation: Vec<PriceData>,
+    fetch_in_flight: bool,
+    originate_on_fetch: bool,
+    flush_in_flight: bool,
+    store: Option<Store>,
+    lease: Option<RunningLease>,
+    /// Writers seen by our heartbeats, newest last: only their stored notices are believed.
+    recent_writers: VecDeque<String>,
+    fetches_tx: mpsc::Sender<FetchResult>,
+    flushes_tx: mpsc::Sender<FlushResult>,
+}
+
+impl Node {
+    async fn event_loop(
+        &mut self,
+        mut events: mpsc::Receiver<NetworkEvent>,
+        mut fetches: mpsc::Receiver<FetchResult>,
+        mut flushes: mpsc::Receiver<FlushResult>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut progress = interval(PROGRESS_INTERVAL);
+        let mut peers_ready = false;
+        let mut peers = self.network.clone();
+        let (db_tx, mut db_rx) = mpsc::channel::<Store>(1);
+        let mut price_timer: Option<Interval> = None;
+        let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
+        let mut expire_timer = interval(EXPIRE_INTERVAL);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(NetworkEvent::Gossip(gossip)) = events.recv() => self.on_gossip(gossip),
+                _ = progress.tick(), if !peers_ready => {
+                    peers_ready = self.check_peers();
+                    if peers_ready {
+                        self.spawn_db_connect(db_tx.clone());
+                    }
+                }
+                () = peers.peers_changed(), if !peers_ready => {
+                    peers_ready = self.check_peers();
+                    if peers_ready {
+                        self.spawn_db_connect(db_tx.clone());
+                    }
+                }
+                Some(store) = db_rx.recv() => {
+                    self.start_lease(store);
+                    price_timer = Some(interval(self.settings.price_interval));
+                }
+                _ = tick(&mut price_timer) => self.request_fetch(true),
+                Some(result) = fetches.recv() => self.on_fetched(result),
+                _ = flush_timer.tick() => self.maybe_flush(),
+                Some(result) = flushes.recv() => self.on_flushed(result),
+                _ = expire_timer.tick() => self.expire(),
+            }
+        }
+    }
+
+    fn check_peers(&self) -> bool {
+        let peers = self.network.connected_peers();
+        let ready = peers >= self.settings.min_peers;
+        if ready {
+            log::info!("connected to {peers} peers; connecting to the database");
+        } else {
+            log::info!("waiting for peers: {peers}/{}", self.settings.min_peers);
+        }
+        ready
+    }
+
+    /// Connects (and migrates) in the background, retrying until it works.
+    fn spawn_db_connect(&self, done: mpsc::Sender<Store>) {
+        let settings = self.settings.db.clone();
+        let migrate = self.settings.migrate;
+        tokio::spawn(async move {
+            loop {
+                match connect(&settings, migrate).await {
+                    Ok(store) => {
+                        let _ = done.send(store).await;
+                        return;
+                    }
+                    Err(err) => {
+                        log::error!(
+                            "database {}: {err:#}; retrying in {DB_RETRY_INTERVAL:?}",
+                            settings.url
+                        );
+                        tokio::time::sleep(DB_RETRY_INTERVAL).await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn start_lease(&mut self, store: Store) {
+        log::info!("database connected: {}", self.settings.db.url);
+        let participant = Participant {
+            address: self.me,
+            name: self.settings.name.clone(),
+            peer_id: self.settings.identity.peer_id().to_string(),
+        };
+        let (state_tx, state) = watch::channel(LeaseState::default());
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(lease::run(
+            store.clone(),
+            participant,
+            self.settings.lease,
+            state_tx,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        self.store = Some(store);
+        self.lease = Some(RunningLease { state, stop, task });
+    }
+
+    fn lease_state(&mut self) -> LeaseState {
+        let Some(lease) = &mut self.lease else {
+            return LeaseState::default();
+        };
+        let state = lease.state.borrow_and_update().clone();
+        if let Some(writer) = &state.writer
+            && self.recent_writers.back() != Some(writer)
+        {
+            self.recent_writers.retain(|known| known != writer);
+            self.recent_writers.push_back(writer.clone());
+            if self.recent_writers.len() > RECENT_WRITERS {
+                self.recent_writers.pop_front();
+            }
+        }
+        state
+    }
+
+    fn on_gossip(&mut self, gossip: Gossip) {
+        let now = SystemTime::now();
+        match gossip {
+            Gossip::Price(message) => {
+                let data = message.data();
+                let added = self.pool.add(&data, &message.signatures, now);
+                self.note_added(&data, added);
+                if data.origin != self.me
+                    && !self.pool.is_stored(data.id)
+                    && !self.pool.has_signed(data.id, &self.me)
+                    && added != Added::Conflict
+                {
+                    self.consider_cosigning(data);
+                }
+            }
+            Gossip::Attestation(attestation) => {
+                let data = attestation.data();
+                let added = self.pool.add(&data, &[attestation.signature], now);
+                self.note_added(&data, added);
+            }
+            Gossip::Stored(notice) => self.on_stored_notice(&notice, now),
+        }
+    }
+
+    fn note_added(&self, data: &PriceData, added: Added) {
+        match added {
+            Added::New { verified: true, .. }
+            | Added::Merged {
+                became_verified: true,
+                ..
+            } => {
+                self.metrics.prices_verified.inc();
+                let observed = UNIX_EPOCH + Duration::from_secs(data.observed_at);
+                log::debug!(
+                    "price {} verified with {} signatures, {:?} after it was observed",
+                    data.id,
+                    self.pool.signer_count(data.id),
+                    SystemTime::now()
+                        .duration_since(observed)
+                        .unwrap_or_default()
+                );
+            }
+            Added::Conflict => log::warn!(
+                "price {} from {} conflicts with another price under the same id; ignored",
+                data.id,
+                data.origin
+            ),
+            _ => {}
+        }
+    }
+
+    fn on_stored_notice(&mut self, notice: &StoredNotice, now: SystemTime) {
+        let writer = notice.writer.to_checksum(None);
+        // Refresh what our lease saw, then believe only writers we know of.
+        let _ = self.lease_state();
+        if !self.recent_writers.contains(&writer) {
+            log::debug!("ignoring a stored notice from {writer}, not a writer we know of");
+            return;
+        }
+        let known = self.pool.mark_stored(&notice.ids, now);
+        log::debug!(
+            "{writer} stored {} prices ({known} known here)",
+            notice.ids.len()
+        );
+    }
+
+    fn consider_cosigning(&mut self, data: PriceData) {
+        match self.latest {
+            Some(observation) if age(observation.at) <= self.settings.price_interval => {
+                self.cosign_or_refuse(data, observation.price);
+            }
+            _ => {
+                self.awaiting_observation.push(data);
+                self.request_fetch(false);
+            }
+        }
+    }
+
+    fn cosign_or_refuse(&mut self, data: PriceData, ours: UsdPrice) {
+        let deviation = data.price.relative_deviation(ours);
+        if deviation > self.settings.max_deviation {
+            Metrics::reason(&self.metrics.prices_refused, "deviation").inc();
+            log::info!(
+                "not co-signing price {} from {}: {} is {:.3}% from our {}",
+                data.id,
+                data.origin,
+                data.price,
+                deviation * Decimal::ONE_HUNDRED,
+                ours
+            );
+            return;
+        }
+        let attestation = Attestation::sign(&data, self.settings.identity.signer());
+        let added = self
+            .pool
+            .add(&data, &[attestation.signature], SystemTime::now());
+        self.note_added(&data, added);
+        self.metrics.prices_cosigned.inc();
+        log::debug!("co-signed price {} from {}", data.id, data.origin);
+        self.network.publish(Gossip::Attestation(attestation));
+    }
+
+    fn request_fetch(&mut self, originate: bool) {
+        self.originate_on_fetch |= originate;
+        if self.fetch_in_flight {
+            return;
+        }
+        self.fetch_in_flight = true;
+        let feed = Arc::clone(&self.feed);
+        let done = self.fetches_tx.clone();
+        tokio::spawn(async move {
+            let result = feed.fetch_median().await.map(|(price, report)| {
+                for (source, error) in report.failures() {
+                    log::warn!("price source {source}: {error}");
+                }
+                price
+            });
+            let _ = done.send(result).await;
+        });
+    }
+
+    fn on_fetched(&mut self, result: FetchResult) {
+        self.fetch_in_flight = false;
+        let originate = std::mem::take(&mut self.originate_on_fetch);
+        let price = match result {
+            Ok(price) => price,
+            Err(err) => {
+                log::warn!("cannot fetch the ETH/USD price: {err}");
+                return;
+            }
+        };
+        let now = SystemTime::now();
+        self.latest = Some(Observation { price, at: now });
+        if originate {
+            self.originate(price, now);
+        }
+        for data in std::mem::take(&mut self.awaiting_observation) {
+            let too_old = age(UNIX_EPOCH + Duration::from_secs(data.observed_at))
+                > self.settings.pool.max_age;
+            if !too_old && !self.pool.is_stored(data.id) && !self.pool.has_signed(data.id, &self.me)
+            {
+                self.cosign_or_refuse(data, price);
+            }
+        }
+    }
+
+    fn originate(&mut self, price: UsdPrice, now: SystemTime) {
+        let id = match self.ids.next_id_at(now) {
+            Ok(id) => id,
+            Err(err) => {
+                log::error!("cannot mint a price id: {err}");
+                return;
+            }
+        };
+        let observed_at = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let message =
+            PriceMessage::originate(id, price, observed_at, self.settings.identity.signer());
+        let added = self.pool.add(&message.data(), &message.signatures, now);
+        self.note_added(&message.data(), added);
+        self.metrics.prices_originated.inc();
+        log::info!("originated price {id}: ETH/USD {price}");
+        self.network.publish(Gossip::Price(message));
+    }
+
+    fn maybe_flush(&mut self) {
+        let is_writer = self.lease_state().is_writer;
+        let Some(store) = &self.store else { return };
+        if !is_writer || self.flush_in_flight {
+            return;
+        }
+        let due = self.pool.due(SystemTime::now());
+        if due.is_empty() {
+            return;
+        }
+        self.flush_in_flight = true;
+        let store = store.clone();
+        let me = self.me;
+        let done = self.flushes_tx.clone();
+        tokio::spawn(async move {
+            let ids = due.iter().map(|price| price.id).collect();
+            let result = store.flush(&me, &due).await;
+            let _ = done.send((ids, result)).await;
+        });
+    }
+
+    fn on_flushed(&mut self, (ids, result): FlushResult) {
+        self.flush_in_flight = false;
+        match result {
+            Ok(FlushOutcome::Flushed(flushed)) => {
+                self.metrics
+                    .prices_stored
+                    .inc_by(flushed.inserted.len() as u64);
+                if !flushed.inserted.is_empty() {
+                    log::info!("stored {} verified prices", flushed.inserted.len());
+                }
+                for id in &flushed.conflicting {
+                    log::error!(
+                        "price {id} is already stored with a different price; this one is dropped"
+                    );
+                }
+                let done: Vec<u64> = flushed
+                    .inserted
+                    .iter()
+                    .chain(&flushed.existing)
+                    .chain(&flushed.conflicting)
+                    .copied()
+                    .collect();
+                self.pool.mark_stored(&done, SystemTime::now());
+                self.network.publish(Gossip::Stored(StoredNotice {
+                    writer: self.me,
+                    ids: done,
+                }));
+            }
+            Ok(FlushOutcome::NotWriter { writer }) => {
+                log::debug!("lost the lease before flushing (writer now {writer:?})");
+            }
+            Err(err) => log::warn!(
+                "storing {} verified prices failed; they stay in memory and are retried: {err}",
+                ids.len()
+            ),
+        }
+    }
+
+    fn expire(&mut self) {
+        let expired = self.pool.expire(SystemTime::now());
+        if !expired.unverified.is_empty() {
+            log::debug!(
+                "dropped {} prices that never reached the quorum",
+                expired.unverified.len()
+            );
+            Metrics::kind(&self.metrics.prices_expired, "unverified")
+                .inc_by(expired.unverified.len() as u64);
+        }
+        if !expired.verified.is_empty() {
+            log::warn!(
+                "dropped {} verified prices that could not be stored within --retention: {:?}",
+                expired.verified.len(),
+                expired.verified
+            );
+            Metrics::kind(&self.metrics.prices_expired, "verified")
+                .inc_by(expired.verified.len() as u64);
+        }
+    }
+
+    /// Graceful stop: a writer stores what is due, then the lease row goes, then the network.
+    async fn stop(&mut self) {
+        log::info!("stopping");
+        if self.lease_state().is_writer
+            && let Some(store) = self.store.clone()
+        {
+            let due: Vec<VerifiedPrice> = self.pool.due(SystemTime::now());
+            if !due.is_empty() {
+                let ids = due.iter().map(|price| price.id).collect();
+                let result = store.flush(&self.me, &due).await;
+                self.on_flushed((ids, result));
+                // Give the stored notice a moment to leave before the network closes.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+        if let Some(lease) = self.lease.take() {
+            let _ = lease.stop.send(());
+            let _ = lease.task.await;
+        }
+        if let Some(store) = self.store.take() {
+            store.close().await;
+        }
+    }
+}
+
+async fn connect(settings: &DbSettings, migrate: bool) -> anyhow::Result<Store> {
+    if migrate {
+        Store::migrate(settings).await.context("migrating")?;
+    }
+    Ok(Store::connect(settings).await?)
+}
+
+/// Flushes are checked often enough that a due price waits at most a fraction of its delay.
+fn flush_check_interval(flush_delay: Duration) -> Duration {
+    (flush_delay / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
+}
+
+fn interval(period: Duration) -> Interval {
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    interval
+}
+
+/// Ticks an optional timer; never resolves while there is none.
+async fn tick(timer: &mut Option<Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+fn age(at: SystemTime) -> Duration {
+    SystemTime::now().duration_since(at).unwrap_or_default()
+}
