@@ -2,6 +2,7 @@
 //! optionally, appended to a file.
 
 use std::fmt;
+use std::io::Write;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -88,6 +89,11 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     for target in CHATTY_TARGETS {
         dispatch = dispatch.level_for(target, settings.filter.default.min(LevelFilter::Info));
     }
+    // PostgreSQL notices such as "relation already exists, skipping" are not news.
+    dispatch = dispatch.level_for(
+        "sqlx::postgres::notice",
+        settings.filter.default.min(LevelFilter::Warn),
+    );
     // Kademlia warns "Failed to trigger bootstrap: No known peers" whenever a node (typically the
     // first bootstrap node) is alone; that is expected here, and the node logs its peers itself.
     dispatch = dispatch.level_for(
@@ -97,7 +103,7 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     for (target, level) in &settings.filter.targets {
         dispatch = dispatch.level_for(target.clone(), *level);
     }
-    dispatch = dispatch.chain(std::io::stderr());
+    dispatch = dispatch.chain(Box::new(IgnoreErrors(std::io::stderr())) as Box<dyn Write + Send>);
     if let Some(path) = &settings.file {
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|err| {
@@ -106,11 +112,28 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
         }
         let file = fern::log_file(path)
             .map_err(|err| anyhow::anyhow!("cannot open log file {}: {err}", path.display()))?;
-        dispatch = dispatch.chain(file);
+        dispatch = dispatch.chain(Box::new(IgnoreErrors(file)) as Box<dyn Write + Send>);
     }
     dispatch
         .apply()
         .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}
+
+/// A log destination that never fails: fern panics when a write fails and stderr is gone too,
+/// and a node must not die because its terminal closed or its disk filled up. Lines are lost
+/// instead.
+struct IgnoreErrors<W>(W);
+
+impl<W: Write> Write for IgnoreErrors<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +160,22 @@ mod tests {
             filter.to_string(),
             "warn,libp2p_gossipsub=trace,price_oracle=debug"
         );
+    }
+
+    #[test]
+    fn failing_destinations_swallow_errors() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+        }
+        let mut lossy = IgnoreErrors(Broken);
+        assert_eq!(lossy.write(b"line\n").unwrap(), 5);
+        lossy.flush().unwrap();
     }
 
     #[test]

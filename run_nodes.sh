@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Runs a local oracle network: one bootstrap node and NUM_NODES full nodes (node0 … node{N-1}).
+#
+#   NUM_NODES=4 ./run_nodes.sh                   # prices from Coinbase
+#   MOCK_EXCHANGE=1 NUM_NODES=5 ./run_nodes.sh   # offline: a local mock exchange
+#
+# Settings (environment):
+#   NUM_NODES        full nodes to start (default 4)
+#   MOCK_EXCHANGE=1  start `oracle mock-exchange` and point every node at it
+#   MOCK_PORT        its port (default 8099)
+#   BOOTSTRAP_PORT   the bootstrap node's fixed port (default 4001)
+#   PROFILE          cargo profile to build and run (default dev; release for speed)
+#   DATABASE_URL     the database; otherwise built from .env-db
+#   ORACLE_*         any node flag, e.g. ORACLE_PRICE_INTERVAL=15s ORACLE_FLUSH_DELAY=10s
+#
+# Each process logs to logs/<name>.log; this terminal shows every log live, prefixed by name.
+# Ctrl-C (or SIGTERM) stops exactly the processes this script started and waits for them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+NUM_NODES="${NUM_NODES:-4}"
+MOCK_PORT="${MOCK_PORT:-8099}"
+BOOTSTRAP_PORT="${BOOTSTRAP_PORT:-4001}"
+PROFILE="${PROFILE:-dev}"
+case "$NUM_NODES" in ''|*[!0-9]*) echo "NUM_NODES must be a number" >&2; exit 2 ;; esac
+
+say() { echo "run_nodes: $*" >&2; }
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  # The dev .env-db has no characters that need URL escaping; for others set DATABASE_URL.
+  # shellcheck disable=SC1091
+  DATABASE_URL=$(set -a; . ./.env-db; set +a
+    auth="${POSTGRES_USER:-postgres}${POSTGRES_PASSWORD:+:$POSTGRES_PASSWORD}"
+    echo "postgres://$auth@${DB_HOST:-127.0.0.1}:${DB_PORT:-5432}/${POSTGRES_DB:-${POSTGRES_USER:-postgres}}")
+fi
+export DATABASE_URL
+scripts/db.sh "$DATABASE_URL" >/dev/null
+
+say "building (profile $PROFILE)"
+cargo build --quiet --profile "$PROFILE" --bin oracle
+target_dir=$( [ "$PROFILE" = dev ] && echo debug || echo "$PROFILE" )
+ORACLE="${CARGO_TARGET_DIR:-target}/$target_dir/oracle"
+
+"$ORACLE" migrate
+
+# A network of fewer than three nodes can never reach the default quorum; say so, and do not
+# wait for more peers than exist.
+if [ "$NUM_NODES" -lt "${ORACLE_MIN_SIGNERS:-3}" ]; then
+  say "warning: $NUM_NODES nodes cannot reach --min-signers ${ORACLE_MIN_SIGNERS:-3}; no price will be stored"
+fi
+export ORACLE_MIN_PEERS="${ORACLE_MIN_PEERS:-$(( NUM_NODES < 3 ? NUM_NODES : 3 ))}"
+
+mkdir -p logs
+pids=()
+stop() {
+  trap - INT TERM EXIT
+  if [ "${#pids[@]}" -gt 0 ]; then
+    say "stopping ${#pids[@]} processes"
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+  fi
+  say "stopped"
+}
+trap stop EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# start NAME ARGS…: runs oracle with its own log file and a name-prefixed live view. The
+# prefixer ignores Ctrl-C and SIGTERM so that it relays the node's last lines while it stops.
+start() {
+  local name=$1; shift
+  "$ORACLE" "$@" --log-file "logs/$name.log" \
+    > >(trap '' INT TERM; exec sed -u "s/^/$name | /") 2>&1 &
+  pids+=($!)
+}
+
+if [ "${MOCK_EXCHANGE:-0}" = 1 ]; then
+  start mock-exchange mock-exchange --listen "127.0.0.1:$MOCK_PORT"
+  export ORACLE_SOURCE_BASE_URL="http://127.0.0.1:$MOCK_PORT"
+fi
+
+# The bootstrap node's address includes its peer id, which comes from its (stable) key.
+[ -f keys/boot.priv ] || "$ORACLE" keygen --name boot --log-level warn >/dev/null
+peer_id=$("$ORACLE" keygen --name boot --show --log-level warn | awk '/^peer id/ { print $3 }')
+start boot bootstrap --name boot --listen "/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT"
+BOOTSTRAP="/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT/p2p/$peer_id"
+
+for i in $(seq 0 $(( NUM_NODES - 1 ))); do
+  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOTSTRAP"
+done
+
+cat >&2 <<EOT
+
+run_nodes: $NUM_NODES nodes running, bootstrapped from $BOOTSTRAP
+run_nodes: logs:     logs/<name>.log  (tail -f logs/node0.log)
+run_nodes: database: ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}
+run_nodes: Adminer:  http://localhost:8080  (with docker compose -f postgres-dc.yaml up -d)
+run_nodes:           System PostgreSQL, Server postgres, and the user, password and database
+run_nodes:           from .env-db (oracle / oracle-dev-password / oracle)
+run_nodes: Ctrl-C stops them all.
+
+EOT
+wait "${pids[@]}" || true

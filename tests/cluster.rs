@@ -1,0 +1,531 @@
+//! Whole networks in one process: real libp2p over TCP on 127.0.0.1, a real PostgreSQL database
+//! per test, the mock exchange, and intervals of seconds.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use common::TestDb;
+use libp2p::Multiaddr;
+use price_oracle::identity::Identity;
+use price_oracle::message::{Gossip, PriceMessage, SignatureEntry, price_digest};
+use price_oracle::metrics::Metrics;
+use price_oracle::mock_exchange::{MockExchange, MockSettings};
+use price_oracle::network::validation::ValidationSettings;
+use price_oracle::network::{self, NetworkHandle, NetworkSettings};
+use price_oracle::node::{self, NodeSettings};
+use price_oracle::pool::PoolSettings;
+use price_oracle::price::{FeedSettings, Source, UsdPrice};
+use price_oracle::store::lease::LeaseSettings;
+use price_oracle::store::{DbSettings, Store};
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const VALIDATION: ValidationSettings = ValidationSettings {
+    max_age: Duration::from_secs(60),
+    max_future_skew: Duration::from_secs(5),
+};
+
+fn loopback() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0".parse().unwrap()
+}
+
+async fn mock_at(price: &str) -> MockExchange {
+    MockExchange::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockSettings {
+            price: UsdPrice::parse_quote(price).unwrap(),
+            volatility: 0.0,
+            tick: Duration::from_secs(1),
+            seed: Some(1),
+            fail_rate: 0.0,
+            faults: vec![],
+            hang: Duration::ZERO,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A network-only peer: the bootstrap node, or an attacker speaking raw gossip.
+struct Peer {
+    identity: Identity,
+    handle: NetworkHandle,
+    task: JoinHandle<()>,
+}
+
+async fn start_peer(seed: u8, bootstrap: Vec<Multiaddr>) -> (Peer, Multiaddr) {
+    let identity = Identity::from_secret(&[seed; 32]).unwrap();
+    let settings = NetworkSettings {
+        listen: vec![loopback()],
+        bootstrap,
+        validation: VALIDATION,
+    };
+    let (mut handle, events, task) =
+        network::spawn(identity.keypair(), settings, Metrics::default()).unwrap();
+    drop(events);
+    let addr = handle.wait_for_listen_addrs().await.remove(0);
+    (
+        Peer {
+            identity,
+            handle,
+            task,
+        },
+        addr,
+    )
+}
+
+struct TestNode {
+    address: Address,
+    metrics: Metrics,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+struct ClusterConfig {
+    price_interval: Duration,
+    min_peers: usize,
+}
+
+fn node_settings(
+    seed: u8,
+    bootstrap: &Multiaddr,
+    source: &MockExchange,
+    db: &DbSettings,
+    config: &ClusterConfig,
+) -> NodeSettings {
+    let identity = Identity::from_secret(&[seed; 32]).unwrap();
+    let url = format!("{}{}", source.base_url(), Source::Coinbase.path());
+    NodeSettings {
+        name: format!("node{seed}"),
+        network: NetworkSettings {
+            listen: vec![loopback()],
+            bootstrap: vec![bootstrap.clone()],
+            validation: VALIDATION,
+        },
+        min_peers: config.min_peers,
+        pool: PoolSettings {
+            min_signers: 3,
+            flush_delay: Duration::from_secs(1),
+            max_age: VALIDATION.max_age,
+            retention: Duration::from_secs(600),
+        },
+        price_interval: config.price_interval,
+        max_deviation: Decimal::new(1, 2),
+        lease: LeaseSettings {
+            interval: Duration::from_millis(200),
+            jitter: Duration::from_millis(600),
+        },
+        feed: FeedSettings {
+            endpoints: vec![(Source::Coinbase, url.parse().unwrap())],
+            min_sources: 1,
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            backoff: Duration::from_millis(50),
+        },
+        db: db.clone(),
+        migrate: true,
+        machine_id: u16::from(seed),
+        identity,
+    }
+}
+
+fn start_node(settings: NodeSettings) -> TestNode {
+    let metrics = Metrics::default();
+    let (stop, stopped) = oneshot::channel();
+    let address = settings.identity.address();
+    let task = tokio::spawn(node::run(settings, metrics.clone(), async move {
+        let _ = stopped.await;
+    }));
+    TestNode {
+        address,
+        metrics,
+        stop,
+        task,
+    }
+}
+
+async fn stop_all(nodes: Vec<TestNode>) {
+    for node in &nodes {
+        assert!(!node.task.is_finished(), "a node stopped on its own");
+    }
+    for node in nodes {
+        let _ = node.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), node.task)
+            .await
+            .expect("the node stops within 10 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The database with the schema and the lease-check trigger already in place.
+async fn prepared_db(label: &str) -> (TestDb, DatabaseConnection) {
+    let db = TestDb::create(label).await;
+    Store::migrate(&db.settings()).await.unwrap();
+    let conn = db.connect().await;
+    conn.execute_unprepared(LEASE_CHECK_TRIGGER).await.unwrap();
+    (db, conn)
+}
+
+/// Refuses any row whose writer does not hold the lease at the moment of its insert.
+const LEASE_CHECK_TRIGGER: &str = r#"
+CREATE FUNCTION lease_check() RETURNS trigger AS $$
+BEGIN
+  IF NEW.written_by IS DISTINCT FROM (SELECT node_address FROM heartbeat
+      ORDER BY "timestamp" DESC, node_address DESC LIMIT 1) THEN
+    RAISE EXCEPTION 'row % written by % without the lease', NEW.id, NEW.written_by;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
+"#;
+
+#[derive(Debug)]
+struct Row {
+    id: u64,
+    price: Decimal,
+    observed_at: u64,
+    first_signer: String,
+    signatures: Vec<SignatureEntry>,
+    signer_count: i32,
+    written_by: String,
+}
+
+async fn rows(conn: &DatabaseConnection) -> Vec<Row> {
+    let statement = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT id, price, extract(epoch FROM observed_at)::bigint, first_signer, sign_data, \
+         signer_count, written_by FROM prices ORDER BY id",
+    );
+    conn.query_all_raw(statement)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| Row {
+            id: row.try_get_by_index::<i64>(0).unwrap() as u64,
+            price: row.try_get_by_index(1).unwrap(),
+            observed_at: row.try_get_by_index::<i64>(2).unwrap() as u64,
+            first_signer: row.try_get_by_index(3).unwrap(),
+            signatures: serde_json::from_value(row.try_get_by_index(4).unwrap()).unwrap(),
+            signer_count: row.try_get_by_index(5).unwrap(),
+            written_by: row.try_get_by_index(6).unwrap(),
+        })
+        .collect()
+}
+
+/// Every row: at least three distinct signers whose signatures recover against the normative
+/// digest, the origin among them, written by one of the nodes.
+fn assert_rows_verify(rows: &[Row], nodes: &HashSet<String>) {
+    for row in rows {
+        let price = UsdPrice::from_exact(row.price).unwrap();
+        let digest = price_digest(row.id, price, row.observed_at);
+        let signers: HashSet<Address> = row.signatures.iter().map(|s| s.signer).collect();
+        assert_eq!(signers.len(), row.signatures.len(), "row {}", row.id);
+        assert!(
+            signers.len() >= 3,
+            "row {} has {} signers",
+            row.id,
+            signers.len()
+        );
+        assert_eq!(row.signer_count as usize, signers.len());
+        for entry in &row.signatures {
+            entry.verify(digest).unwrap();
+        }
+        assert!(
+            signers
+                .iter()
+                .any(|s| s.to_checksum(None) == row.first_signer)
+        );
+        assert!(
+            nodes.contains(&row.written_by),
+            "row {} written by {}",
+            row.id,
+            row.written_by
+        );
+    }
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn total(nodes: &[TestNode], counter: impl Fn(&Metrics) -> u64) -> u64 {
+    nodes.iter().map(|node| counter(&node.metrics)).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_store_every_price_exactly_once() {
+    let (db, conn) = prepared_db("cluster").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    // One price per node: each originates once, as soon as it has peers and a database.
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let nodes: Vec<TestNode> = (1..=5)
+        .map(|seed| {
+            start_node(node_settings(
+                seed,
+                &boot_addr,
+                &exchange,
+                &db.settings(),
+                &config,
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    wait_for("5 stored prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 5
+    })
+    .await;
+    println!("5 prices stored {:?} after start", started.elapsed());
+    // Nothing else may show up: no duplicates, no extra rows.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = rows(&conn).await;
+    let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    assert_eq!(stored.len(), 5);
+    let ids: HashSet<u64> = stored.iter().map(|row| row.id).collect();
+    assert_eq!(ids.len(), 5);
+    let origins: HashSet<&String> = stored.iter().map(|row| &row.first_signer).collect();
+    assert_eq!(origins.len(), 5, "one price from each node");
+    assert_rows_verify(&stored, &addresses);
+
+    let originated = total(&nodes, |m| m.prices_originated.get());
+    assert_eq!(originated, 5);
+    let publishes = total(&nodes, |m| {
+        Metrics::kind(&m.publishes, "price").get()
+            + Metrics::kind(&m.publishes, "attestation").get()
+    });
+    println!(
+        "publishes per price: {:.2} (N + 1 = 6)",
+        publishes as f64 / originated as f64
+    );
+    assert!(
+        publishes <= originated * 6,
+        "{publishes} publishes for {originated} prices"
+    );
+    assert_eq!(
+        total(&nodes, |m| m.prices_stored.get()),
+        5,
+        "the writers' own count agrees"
+    );
+    stop_all(nodes).await;
+    assert_eq!(rows(&conn).await.len(), 5);
+    drop(boot);
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_ten_percent_off_gets_no_cosignatures() {
+    let (db, conn) = prepared_db("deviant").await;
+    let honest = mock_at("3000").await;
+    let deviant = mock_at("3300").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let mut nodes: Vec<TestNode> = (1..=4)
+        .map(|seed| {
+            start_node(node_settings(
+                seed,
+                &boot_addr,
+                &honest,
+                &db.settings(),
+                &config,
+            ))
+        })
+        .collect();
+    let liar = start_node(node_settings(
+        5,
+        &boot_addr,
+        &deviant,
+        &db.settings(),
+        &config,
+    ));
+    let liar_address = liar.address.to_checksum(None);
+    let liar_metrics = liar.metrics.clone();
+    nodes.push(liar);
+
+    wait_for("the 4 honest prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+    wait_for(
+        "the liar's price to be refused by all",
+        Duration::from_secs(20),
+        async || {
+            total(&nodes[..4], |m| {
+                Metrics::reason(&m.prices_refused, "deviation").get()
+            }) >= 4
+        },
+    )
+    .await;
+    // Give the liar's price every chance to be (wrongly) stored.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = rows(&conn).await;
+    assert_eq!(stored.len(), 4);
+    assert!(stored.iter().all(|row| row.first_signer != liar_address));
+    assert!(stored.iter().all(|row| row.price == Decimal::from(3000)));
+    assert!(
+        stored.iter().all(|row| row
+            .signatures
+            .iter()
+            .all(|s| s.signer.to_checksum(None) != liar_address)),
+        "the liar co-signed nobody: the honest prices are 9 % off its own"
+    );
+    assert_eq!(liar_metrics.prices_cosigned.get(), 0);
+    stop_all(nodes).await;
+    drop(boot);
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_garbage_messages_are_rejected_and_never_stored() {
+    let (db, conn) = prepared_db("attack").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let nodes: Vec<TestNode> = (1..=4)
+        .map(|seed| {
+            start_node(node_settings(
+                seed,
+                &boot_addr,
+                &exchange,
+                &db.settings(),
+                &config,
+            ))
+        })
+        .collect();
+    let (attacker, _) = start_peer(66, vec![boot_addr.clone()]).await;
+    let mut watcher = attacker.handle.clone();
+    watcher.wait_for_peers(3).await;
+    wait_for("the honest prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let price = UsdPrice::from_e8(300_000_000_000).unwrap();
+    let signer = attacker.identity.signer();
+    // A fresh price "co-signed" by three honest nodes — signatures the attacker made itself.
+    let mut forged = PriceMessage::originate(1, price, now, signer);
+    for node in &nodes[..3] {
+        let mut fake = forged.sign(signer);
+        fake.signer = node.address;
+        forged.signatures.push(fake);
+    }
+    // A validly signed price from an hour ago.
+    let replayed = PriceMessage::originate(2, price, now - 3600, signer);
+    attacker.handle.publish(Gossip::Price(forged));
+    attacker.handle.publish(Gossip::Price(replayed));
+    attacker
+        .handle
+        .publish_raw(b"{\"type\":\"price\",\"body\":\"garbage\"}".to_vec());
+
+    wait_for(
+        "every honest node to reject all three",
+        Duration::from_secs(20),
+        async || {
+            nodes.iter().all(|node| {
+                let rejected =
+                    |reason| Metrics::reason(&node.metrics.messages_rejected, reason).get();
+                rejected("bad_signature") >= 1
+                    && rejected("too_old") >= 1
+                    && rejected("malformed") >= 1
+            })
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = rows(&conn).await;
+    let attacker_address = attacker.identity.address().to_checksum(None);
+    assert_eq!(stored.len(), 4);
+    assert!(
+        stored
+            .iter()
+            .all(|row| row.first_signer != attacker_address && row.id > 2)
+    );
+    assert_eq!(
+        total(&nodes, |m| Metrics::kind(&m.messages_received, "price")
+            .get()),
+        12,
+        "each node accepted only the three honest prices of the others"
+    );
+    stop_all(nodes).await;
+    drop((attacker, boot));
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_are_still_stored_after_the_bootstrap_node_dies() {
+    let (db, conn) = prepared_db("noboot").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3),
+        min_peers: 3,
+    };
+    let nodes: Vec<TestNode> = (1..=5)
+        .map(|seed| {
+            start_node(node_settings(
+                seed,
+                &boot_addr,
+                &exchange,
+                &db.settings(),
+                &config,
+            ))
+        })
+        .collect();
+    wait_for(
+        "a mesh of full nodes",
+        Duration::from_secs(30),
+        async || {
+            nodes
+                .iter()
+                .all(|node| node.metrics.connected_peers.get() >= 4)
+                && rows(&conn).await.len() >= 5
+        },
+    )
+    .await;
+
+    let Peer { handle, task, .. } = boot;
+    drop(handle);
+    task.await.unwrap();
+    let before = rows(&conn).await.len();
+    let killed_at = Instant::now();
+    wait_for(
+        "prices stored after the bootstrap node died",
+        Duration::from_secs(30),
+        async || rows(&conn).await.len() >= before + 5,
+    )
+    .await;
+    println!(
+        "{} more prices stored within {:?} of killing the bootstrap node",
+        rows(&conn).await.len() - before,
+        killed_at.elapsed()
+    );
+    let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    assert_rows_verify(&rows(&conn).await, &addresses);
+    stop_all(nodes).await;
+    let _ = conn.close().await;
+}
