@@ -149,6 +149,18 @@ fn start_node(settings: NodeSettings) -> TestNode {
     }
 }
 
+fn start_nodes(
+    seeds: std::ops::RangeInclusive<u8>,
+    bootstrap: &Multiaddr,
+    source: &MockExchange,
+    db: &DbSettings,
+    config: &ClusterConfig,
+) -> Vec<TestNode> {
+    seeds
+        .map(|seed| start_node(node_settings(seed, bootstrap, source, db, config)))
+        .collect()
+}
+
 async fn stop_all(nodes: Vec<TestNode>) {
     for node in &nodes {
         assert!(!node.task.is_finished(), "a node stopped on its own");
@@ -168,22 +180,11 @@ async fn prepared_db(label: &str) -> (TestDb, DatabaseConnection) {
     let db = TestDb::create(label).await;
     Store::migrate(&db.settings()).await.unwrap();
     let conn = db.connect().await;
-    conn.execute_unprepared(LEASE_CHECK_TRIGGER).await.unwrap();
+    conn.execute_unprepared(common::LEASE_CHECK_TRIGGER)
+        .await
+        .unwrap();
     (db, conn)
 }
-
-/// Refuses any row whose writer does not hold the lease at the moment of its insert.
-const LEASE_CHECK_TRIGGER: &str = r#"
-CREATE FUNCTION lease_check() RETURNS trigger AS $$
-BEGIN
-  IF NEW.written_by IS DISTINCT FROM (SELECT node_address FROM heartbeat
-      ORDER BY "timestamp" DESC, node_address DESC LIMIT 1) THEN
-    RAISE EXCEPTION 'row % written by % without the lease', NEW.id, NEW.written_by;
-  END IF;
-  RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
-"#;
 
 #[derive(Debug)]
 struct Row {
@@ -275,17 +276,7 @@ async fn five_nodes_store_every_price_exactly_once() {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
     };
-    let nodes: Vec<TestNode> = (1..=5)
-        .map(|seed| {
-            start_node(node_settings(
-                seed,
-                &boot_addr,
-                &exchange,
-                &db.settings(),
-                &config,
-            ))
-        })
-        .collect();
+    let nodes: Vec<TestNode> = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
     let started = Instant::now();
     wait_for("5 stored prices", Duration::from_secs(40), async || {
         rows(&conn).await.len() >= 5
@@ -338,17 +329,7 @@ async fn a_node_ten_percent_off_gets_no_cosignatures() {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
     };
-    let mut nodes: Vec<TestNode> = (1..=4)
-        .map(|seed| {
-            start_node(node_settings(
-                seed,
-                &boot_addr,
-                &honest,
-                &db.settings(),
-                &config,
-            ))
-        })
-        .collect();
+    let mut nodes: Vec<TestNode> = start_nodes(1..=4, &boot_addr, &honest, &db.settings(), &config);
     let liar = start_node(node_settings(
         5,
         &boot_addr,
@@ -402,17 +383,7 @@ async fn forged_replayed_and_garbage_messages_are_rejected_and_never_stored() {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
     };
-    let nodes: Vec<TestNode> = (1..=4)
-        .map(|seed| {
-            start_node(node_settings(
-                seed,
-                &boot_addr,
-                &exchange,
-                &db.settings(),
-                &config,
-            ))
-        })
-        .collect();
+    let nodes: Vec<TestNode> = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
     let (attacker, _) = start_peer(66, vec![boot_addr.clone()]).await;
     let mut watcher = attacker.handle.clone();
     watcher.wait_for_peers(3).await;
@@ -485,17 +456,7 @@ async fn prices_are_still_stored_after_the_bootstrap_node_dies() {
         price_interval: Duration::from_secs(3),
         min_peers: 3,
     };
-    let nodes: Vec<TestNode> = (1..=5)
-        .map(|seed| {
-            start_node(node_settings(
-                seed,
-                &boot_addr,
-                &exchange,
-                &db.settings(),
-                &config,
-            ))
-        })
-        .collect();
+    let nodes: Vec<TestNode> = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
     wait_for(
         "a mesh of full nodes",
         Duration::from_secs(30),

@@ -227,25 +227,13 @@ async fn the_lease_has_one_writer_that_rotates_and_is_replaced_when_it_stops() {
     assert_eq!(store.writer().await.unwrap(), Some(crashed_key));
 }
 
-/// Installed in the test database only: refuses any row whose writer does not hold the lease at
-/// the moment of the insert, as an independent check of the fence.
-const LEASE_CHECK_TRIGGER: &str = r#"
-CREATE FUNCTION lease_check() RETURNS trigger AS $$
-BEGIN
-  IF NEW.written_by IS DISTINCT FROM (SELECT node_address FROM heartbeat
-      ORDER BY "timestamp" DESC, node_address DESC LIMIT 1) THEN
-    RAISE EXCEPTION 'row % written by % without the lease', NEW.id, NEW.written_by;
-  END IF;
-  RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
-"#;
-
 #[tokio::test]
 async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
     let (db, store) = migrated("contention").await;
     let conn = db.connect().await;
-    conn.execute_unprepared(LEASE_CHECK_TRIGGER).await.unwrap();
+    conn.execute_unprepared(common::LEASE_CHECK_TRIGGER)
+        .await
+        .unwrap();
     let batch = verified_prices(1..1_001);
     let settings = LeaseSettings {
         interval: Duration::from_millis(50),

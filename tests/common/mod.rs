@@ -25,6 +25,20 @@ fn with_database(url: &str, database: &str) -> String {
     url.to_string()
 }
 
+/// Installed in test databases only: refuses any row whose writer does not hold the lease at the
+/// moment of its insert, an independent check of the flush's fence.
+pub const LEASE_CHECK_TRIGGER: &str = r#"
+CREATE FUNCTION lease_check() RETURNS trigger AS $$
+BEGIN
+  IF NEW.written_by IS DISTINCT FROM (SELECT node_address FROM heartbeat
+      ORDER BY "timestamp" DESC, node_address DESC LIMIT 1) THEN
+    RAISE EXCEPTION 'row % written by % without the lease', NEW.id, NEW.written_by;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
+"#;
+
 /// A database of its own for one test, dropped when the value is dropped.
 pub struct TestDb {
     pub name: String,
