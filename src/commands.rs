@@ -11,6 +11,7 @@ use crate::mock_exchange::MockExchange;
 use crate::price::PriceFeed;
 use crate::store::Store;
 use crate::{network, node};
+use prometheus_client::registry::Registry;
 
 /// `oracle keygen`: create a key (or with `--show`, read one) and print its public identity.
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
@@ -114,6 +115,7 @@ pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
         identity.keypair(),
         args.network_settings(),
         Metrics::default(),
+        &mut Registry::default(),
     )?;
     // A bootstrap node relays and validates gossip but has no use for it.
     drop(events);

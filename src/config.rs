@@ -309,6 +309,9 @@ pub struct RunArgs {
     pub net: NetArgs,
     #[command(flatten)]
     pub consensus: ConsensusArgs,
+    /// Serve /health, /status and /metrics on this address, e.g. 127.0.0.1:9100 [default: off].
+    #[arg(long, env = "ORACLE_HTTP")]
+    pub http: Option<SocketAddr>,
     #[command(flatten)]
     pub sources: SourceArgs,
     #[command(flatten)]
@@ -395,6 +398,7 @@ impl RunArgs {
             db: self.db.settings()?,
             migrate: consensus.migrate,
             machine_id,
+            http: self.http,
         })
     }
 }

@@ -20,11 +20,13 @@
 //! - [`pool`]: the consensus state machine — pending → verified → stored; pure, no IO.
 //! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
 //! - [`node`]: the event loop tying them together, from start to graceful stop.
+//! - [`http`]: `/health`, `/status` and `/metrics` for operators.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
 pub mod commands;
 pub mod config;
+pub mod http;
 pub mod id;
 pub mod identity;
 pub mod logging;

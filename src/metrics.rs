@@ -5,6 +5,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 /// A label with one value, e.g. `kind="price"`.
@@ -19,8 +20,23 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A price source and a failure kind.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceFailureLabels {
+    pub source: String,
+    pub kind: String,
+}
+
+/// A price source.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    pub source: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 /// The node's counters. Cheap to clone: every field is a shared atomic.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Metrics {
     pub prices_originated: Counter,
     pub prices_cosigned: Counter,
@@ -35,6 +51,45 @@ pub struct Metrics {
     pub publish_retries: Counter,
     pub publishes_dropped: Counter,
     pub connected_peers: Gauge,
+    /// Seconds from a price's observation to this node holding the quorum for it.
+    pub quorum_seconds: Histogram,
+    pub source_fetch_seconds: HistogramFamily<SourceLabel>,
+    pub source_failures: Family<SourceFailureLabels, Counter>,
+    pub db_statements: Family<KindLabel, Counter>,
+    pub db_failures: Family<KindLabel, Counter>,
+    pub lease_writer: Gauge,
+    pub lease_writer_changes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            prices_originated: Counter::default(),
+            prices_cosigned: Counter::default(),
+            prices_refused: Family::default(),
+            prices_verified: Counter::default(),
+            prices_stored: Counter::default(),
+            prices_expired: Family::default(),
+            messages_received: Family::default(),
+            messages_rejected: Family::default(),
+            publishes: Family::default(),
+            published_bytes: Family::default(),
+            publish_retries: Counter::default(),
+            publishes_dropped: Counter::default(),
+            connected_peers: Gauge::default(),
+            // 1 ms … ~65 s.
+            quorum_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
+            source_fetch_seconds: Family::new_with_constructor(|| {
+                // 10 ms … ~40 s.
+                Histogram::new(exponential_buckets(0.01, 2.0, 13))
+            }),
+            source_failures: Family::default(),
+            db_statements: Family::default(),
+            db_failures: Family::default(),
+            lease_writer: Gauge::default(),
+            lease_writer_changes: Counter::default(),
+        }
+    }
 }
 
 impl Metrics {
@@ -106,6 +161,41 @@ impl Metrics {
             "Peers connected now",
             self.connected_peers.clone(),
         );
+        registry.register(
+            "quorum_seconds",
+            "Time from a price's observation to this node holding its signer quorum",
+            self.quorum_seconds.clone(),
+        );
+        registry.register(
+            "source_fetch_seconds",
+            "Time to get a price from a source, retries included, by source",
+            self.source_fetch_seconds.clone(),
+        );
+        registry.register(
+            "source_failures",
+            "Price fetches that failed after all retries, by source and kind",
+            self.source_failures.clone(),
+        );
+        registry.register(
+            "db_statements",
+            "Database statements issued, by kind",
+            self.db_statements.clone(),
+        );
+        registry.register(
+            "db_failures",
+            "Database statements that failed or timed out, by kind",
+            self.db_failures.clone(),
+        );
+        registry.register(
+            "lease_writer",
+            "1 while this node holds the writer lease",
+            self.lease_writer.clone(),
+        );
+        registry.register(
+            "lease_writer_changes",
+            "Times this node gained or lost the writer lease",
+            self.lease_writer_changes.clone(),
+        );
     }
 
     pub fn kind(family: &Family<KindLabel, Counter>, kind: &str) -> Counter {
@@ -136,8 +226,10 @@ mod tests {
         metrics.register(&mut registry);
         metrics.prices_originated.inc();
         Metrics::kind(&metrics.publishes, "price").inc_by(2);
+        metrics.quorum_seconds.observe(0.5);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("oracle_quorum_seconds_count 1"), "{text}");
         assert!(text.contains("oracle_prices_originated_total 1"), "{text}");
         assert!(
             text.contains("oracle_publishes_total{kind=\"price\"} 2"),

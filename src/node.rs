@@ -5,8 +5,9 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
 use anyhow::Context;
@@ -15,13 +16,16 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
+use prometheus_client::registry::Registry;
+
+use crate::http::{self, DatabaseState, NodeStatus, Observed};
 use crate::id::IdGenerator;
 use crate::identity::Identity;
 use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
 use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
 use crate::pool::{Added, Pool, PoolSettings};
-use crate::price::{FeedError, FeedSettings, PriceFeed, UsdPrice};
+use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
 use crate::store::lease::{self, LeaseSettings, LeaseState, Participant};
 use crate::store::prices::{FlushOutcome, VerifiedPrice};
 use crate::store::{DbSettings, Store, StoreError};
@@ -34,6 +38,8 @@ const DB_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 const EXPIRE_INTERVAL: Duration = Duration::from_secs(10);
 /// How many recent writers' stored notices are believed.
 const RECENT_WRITERS: usize = 8;
+/// How often `/status` and `/health` are refreshed.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a node needs.
 #[derive(Debug, Clone)]
@@ -50,6 +56,8 @@ pub struct NodeSettings {
     pub db: DbSettings,
     pub migrate: bool,
     pub machine_id: u16,
+    /// Serve `/health`, `/status` and `/metrics` here.
+    pub http: Option<SocketAddr>,
 }
 
 /// A price this node fetched.
@@ -69,12 +77,51 @@ pub async fn run(
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let node = start(settings, metrics).await?;
+    shutdown.await;
+    node.stop().await
+}
+
+/// A node running in the background.
+pub struct RunningNode {
+    /// Where `/health`, `/status` and `/metrics` are served, if asked for.
+    pub http_addr: Option<SocketAddr>,
+    /// What `/status` shows, refreshed about once a second.
+    pub status: watch::Receiver<NodeStatus>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Stops the node cleanly and waits for it.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("the node task failed")
+    }
+}
+
+/// Starts a node: network, HTTP endpoint (when configured) and the event loop.
+pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<RunningNode> {
     let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
     let (network, events, network_task) = network::spawn(
         settings.identity.keypair(),
         settings.network.clone(),
         metrics.clone(),
+        &mut registry,
     )?;
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    let (http_addr, http_task) = match settings.http {
+        Some(addr) => {
+            let (bound, task) = http::serve(addr, status.clone(), Arc::new(registry))
+                .await
+                .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+            log::info!("serving /health, /status and /metrics on http://{bound}");
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     log::info!(
         "node {} starting: address {}, peer id {}",
         settings.name,
@@ -100,15 +147,32 @@ pub async fn run(
         recent_writers: VecDeque::new(),
         fetches_tx,
         flushes_tx,
+        status: status_tx,
+        started: Instant::now(),
+        last_stored_id: None,
         settings,
     };
-    node.event_loop(events, fetches, flushes, shutdown).await;
-    node.stop().await;
-    // The network task ends when the last handle is gone.
-    drop(node);
-    let _ = network_task.await;
-    log::info!("node stopped");
-    Ok(())
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        node.event_loop(events, fetches, flushes, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        node.stop().await;
+        // The network task ends when the last handle is gone.
+        drop(node);
+        let _ = network_task.await;
+        if let Some(http) = http_task {
+            http.abort();
+        }
+        log::info!("node stopped");
+    });
+    Ok(RunningNode {
+        http_addr,
+        status,
+        stop,
+        task,
+    })
 }
 
 struct RunningLease {
@@ -137,6 +201,9 @@ struct Node {
     recent_writers: VecDeque<String>,
     fetches_tx: mpsc::Sender<FetchResult>,
     flushes_tx: mpsc::Sender<FlushResult>,
+    status: watch::Sender<NodeStatus>,
+    started: Instant,
+    last_stored_id: Option<u64>,
 }
 
 impl Node {
@@ -155,6 +222,7 @@ impl Node {
         let mut price_timer: Option<Interval> = None;
         let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
         let mut expire_timer = interval(EXPIRE_INTERVAL);
+        let mut status_timer = interval(STATUS_INTERVAL);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -173,6 +241,7 @@ impl Node {
                 }
                 Some(store) = db_rx.recv() => {
                     self.start_lease(store);
+                self.refresh_status();
                     price_timer = Some(interval(self.settings.price_interval));
                 }
                 _ = tick(&mut price_timer) => self.request_fetch(true),
@@ -180,8 +249,43 @@ impl Node {
                 _ = flush_timer.tick() => self.maybe_flush(),
                 Some(result) = flushes.recv() => self.on_flushed(result),
                 _ = expire_timer.tick() => self.expire(),
+                _ = status_timer.tick() => self.refresh_status(),
             }
         }
+    }
+
+    fn refresh_status(&mut self) {
+        let lease = self.lease_state();
+        let database = match &self.store {
+            None => DatabaseState::NotConnected,
+            Some(store) if store.is_healthy() => DatabaseState::Ok,
+            Some(_) => DatabaseState::Failing,
+        };
+        let status = NodeStatus {
+            name: self.settings.name.clone(),
+            address: self.me.to_checksum(None),
+            peer_id: self.network.peer_id().to_string(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            listen_addrs: self
+                .network
+                .listen_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            connected_peers: self.network.connected_peers(),
+            min_peers: self.settings.min_peers,
+            database,
+            is_writer: lease.is_writer,
+            writer: lease.writer,
+            pool: self.pool.counts(),
+            last_observation: self.latest.map(|observation| Observed {
+                price: observation.price.to_string(),
+                observed_at: unix_seconds(observation.at),
+            }),
+            last_stored_id: self.last_stored_id.map(|id| id.to_string()),
+        };
+        self.status.send_replace(status);
     }
 
     fn check_peers(&self) -> bool {
@@ -227,6 +331,7 @@ impl Node {
         };
         let (state_tx, state) = watch::channel(LeaseState::default());
         let (stop, stopped) = oneshot::channel();
+        let store = store.with_metrics(self.metrics.clone());
         let task = tokio::spawn(lease::run(
             store.clone(),
             participant,
@@ -289,14 +394,14 @@ impl Node {
                 ..
             } => {
                 self.metrics.prices_verified.inc();
-                let observed = UNIX_EPOCH + Duration::from_secs(data.observed_at);
+                let since_observed = age(UNIX_EPOCH + Duration::from_secs(data.observed_at));
+                self.metrics
+                    .quorum_seconds
+                    .observe(since_observed.as_secs_f64());
                 log::debug!(
-                    "price {} verified with {} signatures, {:?} after it was observed",
+                    "price {} verified with {} signatures, {since_observed:?} after it was observed",
                     data.id,
                     self.pool.signer_count(data.id),
-                    SystemTime::now()
-                        .duration_since(observed)
-                        .unwrap_or_default()
                 );
             }
             Added::Conflict => log::warn!(
@@ -367,13 +472,16 @@ impl Node {
         self.fetch_in_flight = true;
         let feed = Arc::clone(&self.feed);
         let done = self.fetches_tx.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let result = feed.fetch_median().await.map(|(price, report)| {
+            let report = feed.fetch_all().await;
+            record_fetch(&metrics, &report);
+            let result = report.median(feed.settings().min_sources);
+            if result.is_ok() {
                 for (source, error) in report.failures() {
                     log::warn!("price source {source}: {error}");
                 }
-                price
-            });
+            }
             let _ = done.send(result).await;
         });
     }
@@ -411,7 +519,7 @@ impl Node {
                 return;
             }
         };
-        let observed_at = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let observed_at = unix_seconds(now);
         let message =
             PriceMessage::originate(id, price, observed_at, self.settings.identity.signer());
         let added = self.pool.add(&message.data(), &message.signatures, now);
@@ -449,6 +557,9 @@ impl Node {
                 self.metrics
                     .prices_stored
                     .inc_by(flushed.inserted.len() as u64);
+                if let Some(newest) = flushed.inserted.iter().max() {
+                    self.last_stored_id = self.last_stored_id.max(Some(*newest));
+                }
                 if !flushed.inserted.is_empty() {
                     log::info!("stored {} verified prices", flushed.inserted.len());
                 }
@@ -524,6 +635,32 @@ impl Node {
             store.close().await;
         }
     }
+}
+
+fn record_fetch(metrics: &Metrics, report: &FeedReport) {
+    for ((source, result), elapsed) in report.results.iter().zip(&report.elapsed) {
+        metrics
+            .source_fetch_seconds
+            .get_or_create(&SourceLabel {
+                source: source.name().to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+        if let Err(err) = result {
+            metrics
+                .source_failures
+                .get_or_create(&SourceFailureLabels {
+                    source: source.name().to_owned(),
+                    kind: err.failure.kind().to_owned(),
+                })
+                .inc();
+        }
+    }
+}
+
+fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 async fn connect(settings: &DbSettings, migrate: bool) -> anyhow::Result<Store> {

@@ -78,7 +78,7 @@ pub struct Expired {
 }
 
 /// How many prices are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolCounts {
     pub pending: usize,
     pub verified: usize,

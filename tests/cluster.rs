@@ -20,6 +20,7 @@ use price_oracle::pool::PoolSettings;
 use price_oracle::price::{FeedSettings, Source, UsdPrice};
 use price_oracle::store::lease::LeaseSettings;
 use price_oracle::store::{DbSettings, Store};
+use prometheus_client::registry::Registry;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tokio::sync::oneshot;
@@ -65,8 +66,13 @@ async fn start_peer(seed: u8, bootstrap: Vec<Multiaddr>) -> (Peer, Multiaddr) {
         bootstrap,
         validation: VALIDATION,
     };
-    let (mut handle, events, task) =
-        network::spawn(identity.keypair(), settings, Metrics::default()).unwrap();
+    let (mut handle, events, task) = network::spawn(
+        identity.keypair(),
+        settings,
+        Metrics::default(),
+        &mut Registry::default(),
+    )
+    .unwrap();
     drop(events);
     let addr = handle.wait_for_listen_addrs().await.remove(0);
     (
@@ -130,6 +136,7 @@ fn node_settings(
         db: db.clone(),
         migrate: true,
         machine_id: u16::from(seed),
+        http: None,
         identity,
     }
 }
@@ -488,5 +495,161 @@ async fn prices_are_still_stored_after_the_bootstrap_node_dies() {
     let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
     assert_rows_verify(&rows(&conn).await, &addresses);
     stop_all(nodes).await;
+    let _ = conn.close().await;
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A scrape in the Prometheus / OpenMetrics text format: every line is a comment or
+/// `name{labels} value` with a numeric value, and it ends with `# EOF`.
+fn parse_exposition(text: &str) -> Vec<(String, f64)> {
+    assert_eq!(
+        text.lines().last(),
+        Some("# EOF"),
+        "the exposition ends with # EOF"
+    );
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("{line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+                "bad metric name in {line}"
+            );
+            assert_eq!(
+                series.matches('{').count(),
+                series.matches('}').count(),
+                "{line}"
+            );
+            (
+                series.to_owned(),
+                value.parse::<f64>().unwrap_or_else(|_| panic!("{line}")),
+            )
+        })
+        .collect()
+}
+
+fn value(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(name, _)| name == series)
+        .map_or(0.0, |(_, value)| *value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoints_report_health_status_and_moving_metrics() {
+    let (db, conn) = prepared_db("http").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let others = start_nodes(2..=4, &boot_addr, &exchange, &db.settings(), &config);
+    // The observed node reaches the database through a proxy that can be cut.
+    let proxy = common::Proxy::start(common::socket_of(&db.url).await).await;
+    let mut db_settings = common::settings_for(&proxy.url_through(&db.url));
+    db_settings.timeout = Duration::from_millis(500);
+    let mut settings = node_settings(1, &boot_addr, &exchange, &db_settings, &config);
+    settings.http = Some("127.0.0.1:0".parse().unwrap());
+    let metrics = Metrics::default();
+    let node = node::start(settings, metrics).await.unwrap();
+    let base = format!("http://{}", node.http_addr.unwrap());
+
+    let (code, first) = get(&format!("{base}/metrics")).await;
+    assert_eq!(code, 200);
+    let before = parse_exposition(&first);
+
+    wait_for("a healthy node", Duration::from_secs(30), async || {
+        get(&format!("{base}/health")).await.0 == 200
+    })
+    .await;
+    wait_for("the 4 prices stored", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+    let (code, status) = get(&format!("{base}/status")).await;
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["name"], "node1");
+    assert_eq!(status["database"], "ok");
+    assert!(status["connected_peers"].as_u64().unwrap() >= 3);
+    assert!(
+        status["listen_addrs"][0]
+            .as_str()
+            .unwrap()
+            .contains("/p2p/16Uiu2")
+    );
+    assert_eq!(status["last_observation"]["price"], "3000.00000000");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    for field in [
+        "address",
+        "peer_id",
+        "is_writer",
+        "pool",
+        "uptime_seconds",
+        "last_stored_id",
+    ] {
+        assert!(status.get(field).is_some(), "/status has {field}: {status}");
+    }
+
+    let (_, text) = get(&format!("{base}/metrics")).await;
+    let after = parse_exposition(&text);
+    for series in [
+        "oracle_prices_originated_total",
+        "oracle_prices_cosigned_total",
+        "oracle_prices_verified_total",
+        "oracle_publishes_total{kind=\"attestation\"}",
+        "oracle_messages_received_total{kind=\"price\"}",
+        "oracle_db_statements_total{kind=\"heartbeat\"}",
+        "oracle_quorum_seconds_count",
+        "oracle_source_fetch_seconds_count{source=\"coinbase\"}",
+    ] {
+        assert!(
+            value(&after, series) > value(&before, series),
+            "{series} did not move: {} -> {}",
+            value(&before, series),
+            value(&after, series)
+        );
+    }
+    for name in [
+        "libp2p_gossipsub",
+        "libp2p_kad",
+        "libp2p_identify",
+        "libp2p_swarm",
+        "oracle_lease_writer",
+    ] {
+        assert!(
+            after.iter().any(|(series, _)| series.starts_with(name)),
+            "no {name} metrics"
+        );
+    }
+
+    proxy.cut();
+    wait_for(
+        "/health to report the database",
+        Duration::from_secs(15),
+        async || {
+            let (code, body) = get(&format!("{base}/health")).await;
+            code == 503 && body.contains("database")
+        },
+    )
+    .await;
+    proxy.restore().await;
+    wait_for("/health to recover", Duration::from_secs(15), async || {
+        get(&format!("{base}/health")).await.0 == 200
+    })
+    .await;
+
+    node.stop().await.unwrap();
+    stop_all(others).await;
+    drop(boot);
     let _ = conn.close().await;
 }

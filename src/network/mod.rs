@@ -14,10 +14,12 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::identity::Keypair;
+use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, noise, tcp, yamux};
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -135,10 +137,12 @@ impl NetworkHandle {
 }
 
 /// Starts the Swarm task.
+/// libp2p's own metrics (gossipsub, kad, identify, ping, swarm) go into `registry`.
 pub fn spawn(
     keypair: &Keypair,
     settings: NetworkSettings,
     metrics: Metrics,
+    registry: &mut Registry,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, JoinHandle<()>), NetworkError> {
     let mut swarm = build_swarm(keypair)?;
     let topic = IdentTopic::new(TOPIC);
@@ -175,6 +179,7 @@ pub fn spawn(
         settings,
         bootstrap,
         metrics,
+        p2p_metrics: libp2p::metrics::Metrics::new(registry),
         commands,
         events,
         peers: peers_tx,
@@ -227,6 +232,7 @@ struct SwarmTask {
     settings: NetworkSettings,
     bootstrap: Vec<(PeerId, Multiaddr)>,
     metrics: Metrics,
+    p2p_metrics: libp2p::metrics::Metrics,
     commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::Sender<NetworkEvent>,
     peers: watch::Sender<usize>,
@@ -348,6 +354,15 @@ impl SwarmTask {
     }
 
     async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.p2p_metrics.record(&event);
+        if let SwarmEvent::Behaviour(behaviour) = &event {
+            match behaviour {
+                BehaviourEvent::Gossipsub(event) => self.p2p_metrics.record(event),
+                BehaviourEvent::Kad(event) => self.p2p_metrics.record(event),
+                BehaviourEvent::Identify(event) => self.p2p_metrics.record(event),
+                BehaviourEvent::Ping(event) => self.p2p_metrics.record(event),
+            }
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 log::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());

@@ -119,6 +119,8 @@ fn summary(failures: &[(Source, SourceError)]) -> String {
 pub struct FeedReport {
     /// Every configured source in order, with its price or why it has none.
     pub results: Vec<(Source, Result<UsdPrice, SourceError>)>,
+    /// How long each source took, retries included, in the same order.
+    pub elapsed: Vec<Duration>,
 }
 
 impl FeedReport {
@@ -174,16 +176,17 @@ impl PriceFeed {
 
     /// Asks every source at once; returns when all have answered or given up.
     pub async fn fetch_all(&self) -> FeedReport {
-        let fetches =
-            self.settings
-                .endpoints
-                .iter()
-                .map(|(source, url)| async move {
-                    (*source, self.fetch_with_retries(*source, url).await)
-                });
-        FeedReport {
-            results: join_all(fetches).await,
-        }
+        let fetches = self
+            .settings
+            .endpoints
+            .iter()
+            .map(|(source, url)| async move {
+                let started = std::time::Instant::now();
+                let result = self.fetch_with_retries(*source, url).await;
+                ((*source, result), started.elapsed())
+            });
+        let (results, elapsed) = join_all(fetches).await.into_iter().unzip();
+        FeedReport { results, elapsed }
     }
 
     /// The median of every source that answered, or an error naming each failure.

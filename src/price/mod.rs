@@ -8,7 +8,9 @@ mod feed;
 mod kraken;
 mod value;
 
-pub use feed::{FeedError, FeedSettings, PriceFeed, SourceError, SourceFailure, median};
+pub use feed::{
+    FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure, median,
+};
 pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 

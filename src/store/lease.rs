@@ -179,8 +179,11 @@ pub async fn run(
                 LeaseState::default()
             }
         };
+        let metrics = store.metrics();
+        metrics.lease_writer.set(i64::from(next.is_writer));
         state.send_if_modified(|current| {
             if current.is_writer != next.is_writer {
+                metrics.lease_writer_changes.inc();
                 log::debug!(
                     "{}",
                     if next.is_writer {
@@ -196,6 +199,7 @@ pub async fn run(
         });
     }
     state.send_replace(LeaseState::default());
+    store.metrics().lease_writer.set(0);
     if let Err(err) = store.leave(&me).await {
         log::warn!("could not remove the heartbeat row: {err}");
     }

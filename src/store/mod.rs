@@ -10,9 +10,13 @@ pub mod prices;
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
+
+use crate::metrics::Metrics;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
@@ -94,6 +98,9 @@ impl StoreError {
 pub struct Store {
     db: DatabaseConnection,
     timeout: Duration,
+    /// Whether the last database call succeeded (for `/health`).
+    healthy: Arc<AtomicBool>,
+    metrics: Metrics,
 }
 
 impl Store {
@@ -103,7 +110,20 @@ impl Store {
         Ok(Self {
             db,
             timeout: settings.timeout,
+            healthy: Arc::new(AtomicBool::new(true)),
+            metrics: Metrics::default(),
         })
+    }
+
+    /// Counts statements and failures in `metrics` from now on.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Whether the last database call succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
     }
 
     async fn open(settings: &DbSettings, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
@@ -149,13 +169,23 @@ impl Store {
         unlocked.map(|_| ())
     }
 
-    /// Runs `call` under the store's timeout.
+    /// Runs one statement under the store's timeout, counting it and its failure.
     async fn timed<T>(
         &self,
         what: &'static str,
         call: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, StoreError> {
-        within(self.timeout, what, call).await
+        Metrics::kind(&self.metrics.db_statements, what).inc();
+        let result = within(self.timeout, what, call).await;
+        self.healthy.store(result.is_ok(), Ordering::Relaxed);
+        if result.is_err() {
+            Metrics::kind(&self.metrics.db_failures, what).inc();
+        }
+        result
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A cheap round trip, for health checks.

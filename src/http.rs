@@ -1,0 +1,159 @@
+//! The operator's view of a node over HTTP: `/health` for load balancers and alerts, `/status`
+//! for people, `/metrics` for Prometheus.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::pool::PoolCounts;
+
+/// What `/status` shows; the node refreshes it about once a second.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub peer_id: String,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: usize,
+    pub min_peers: usize,
+    /// `not connected`, `ok` or `failing`: the outcome of the last database call.
+    pub database: DatabaseState,
+    pub is_writer: bool,
+    /// The writer as this node's last heartbeat saw it.
+    pub writer: Option<String>,
+    pub pool: PoolCounts,
+    pub last_observation: Option<Observed>,
+    /// The newest price id this node stored as the writer.
+    pub last_stored_id: Option<String>,
+}
+
+/// A price this node fetched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub price: String,
+    /// Unix seconds.
+    pub observed_at: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseState {
+    #[default]
+    NotConnected,
+    Ok,
+    Failing,
+}
+
+#[derive(Clone)]
+struct AppState {
+    status: watch::Receiver<NodeStatus>,
+    registry: Arc<Registry>,
+}
+
+/// Binds `addr` and serves until the returned task is aborted.
+pub async fn serve(
+    addr: SocketAddr,
+    status: watch::Receiver<NodeStatus>,
+    registry: Arc<Registry>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/status", get(status_json))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { status, registry });
+    let task = tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            log::error!("HTTP server stopped: {err}");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Why a node is unhealthy, if it is.
+pub fn unhealthy_reason(status: &NodeStatus) -> Option<String> {
+    if status.connected_peers < status.min_peers {
+        return Some(format!(
+            "connected to {} of {} required peers",
+            status.connected_peers, status.min_peers
+        ));
+    }
+    match status.database {
+        DatabaseState::Ok => None,
+        DatabaseState::NotConnected => Some("not connected to the database yet".to_owned()),
+        DatabaseState::Failing => Some("the last database call failed".to_owned()),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    let status = state.status.borrow().clone();
+    match unhealthy_reason(&status) {
+        None => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unhealthy", "reason": reason})),
+        )
+            .into_response(),
+    }
+}
+
+async fn status_json(State(state): State<AppState>) -> Json<NodeStatus> {
+    Json(state.status.borrow().clone())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {err}\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_peers_and_a_working_database() {
+        let mut status = NodeStatus {
+            connected_peers: 3,
+            min_peers: 3,
+            database: DatabaseState::Ok,
+            ..NodeStatus::default()
+        };
+        assert_eq!(unhealthy_reason(&status), None);
+        status.connected_peers = 1;
+        assert_eq!(
+            unhealthy_reason(&status).as_deref(),
+            Some("connected to 1 of 3 required peers")
+        );
+        status.connected_peers = 4;
+        status.database = DatabaseState::Failing;
+        assert!(unhealthy_reason(&status).unwrap().contains("database"));
+        status.database = DatabaseState::NotConnected;
+        assert!(unhealthy_reason(&status).unwrap().contains("not connected"));
+    }
+}
