@@ -4,7 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config::{BootstrapArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs};
+use crate::audit::{self, AuditRules, Finding};
+use crate::config::{
+    BootstrapArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs, StatusArgs,
+    VerifyArgs,
+};
 use crate::identity::{self, Identity};
 use crate::metrics::Metrics;
 use crate::mock_exchange::MockExchange;
@@ -126,6 +130,115 @@ pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
     log::info!("bootstrap node stopping");
     drop(handle);
     let _ = task.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How many offending ids `oracle verify` lists per kind.
+const OFFENDERS_SHOWN: usize = 10;
+/// Rows read per query by `oracle verify`.
+const VERIFY_PAGE: u64 = 1_000;
+
+/// `oracle verify`: audit every stored row; exit 1 on any invalid or below-quorum row.
+pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.db.settings()?;
+    let rules = AuditRules {
+        min_signers: args.min_signers,
+        trusted: args
+            .trusted_signers
+            .as_deref()
+            .map(audit::read_trusted_signers)
+            .transpose()?,
+    };
+    let store = Store::connect(&settings)
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.url))?;
+    let (mut rows, mut signatures, mut untrusted_rows) = (0usize, 0usize, 0usize);
+    let mut invalid: Vec<(i64, String)> = Vec::new();
+    let mut below_quorum: Vec<(i64, String)> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.prices_page(after, args.since, VERIFY_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        for row in &page {
+            let report = audit::audit_row(row, &rules);
+            rows += 1;
+            signatures += report.signatures;
+            untrusted_rows += usize::from(report.untrusted > 0);
+            match report.finding {
+                Some(Finding::Invalid(reason)) => invalid.push((report.id, reason)),
+                Some(Finding::BelowQuorum { valid, required }) => {
+                    below_quorum.push((report.id, format!("{valid} of {required} signers")));
+                }
+                None => {}
+            }
+        }
+    }
+    store.close().await;
+    println!("rows              {rows}");
+    println!("signatures        {signatures}");
+    print_offenders("invalid", &invalid);
+    print_offenders("below quorum", &below_quorum);
+    if rules.trusted.is_some() {
+        println!("untrusted signers in {untrusted_rows} rows");
+    }
+    let ok = invalid.is_empty() && below_quorum.is_empty();
+    println!("result            {}", if ok { "OK" } else { "FAILED" });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_offenders(label: &str, offenders: &[(i64, String)]) {
+    println!("{label:<17} {}", offenders.len());
+    for (id, reason) in offenders.iter().take(OFFENDERS_SHOWN) {
+        println!("  {id}  {reason}");
+    }
+    if offenders.len() > OFFENDERS_SHOWN {
+        println!("  … and {} more", offenders.len() - OFFENDERS_SHOWN);
+    }
+}
+
+/// `oracle status`: the heartbeat table and the latest stored prices.
+pub async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.db.settings()?;
+    let store = Store::connect(&settings)
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.url))?;
+    let nodes = store.heartbeats().await?;
+    let prices = store.latest_prices(args.limit).await?;
+    store.close().await;
+    println!("NODES ({})", nodes.len());
+    println!(
+        "  {:<12} {:<42} {:<54} {:>10}  writer",
+        "name", "address", "peer id", "ts - now"
+    );
+    for node in &nodes {
+        println!(
+            "  {:<12} {:<42} {:<54} {:>+9.1}s  {}",
+            node.nodename,
+            node.node_address,
+            node.peer_id,
+            node.lead_seconds,
+            if node.is_writer { "*" } else { "" }
+        );
+    }
+    println!();
+    println!("LATEST PRICES ({} shown)", prices.len());
+    println!(
+        "  {:<20} {:>16} {:>7} {:>10}  written by",
+        "id", "price", "signers", "age"
+    );
+    let now = chrono::Utc::now();
+    for price in &prices {
+        let age = (now - price.created_time.to_utc()).num_seconds();
+        println!(
+            "  {:<20} {:>16} {:>7} {:>9}s  {}",
+            price.id, price.price, price.signer_count, age, price.written_by
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -57,6 +57,11 @@ pub enum Command {
     Run(RunArgs),
     /// Run a bootstrap node: a stable address new nodes join through (no database, no prices).
     Bootstrap(BootstrapArgs),
+    /// Audit stored prices: recompute every digest and recover every signature; exit 1 on any
+    /// invalid row.
+    Verify(VerifyArgs),
+    /// Show the nodes' heartbeats (and the writer) and the latest stored prices.
+    Status(StatusArgs),
 }
 
 /// Logging, accepted before or after the subcommand.
@@ -70,6 +75,15 @@ pub struct LogArgs {
     /// Also append log lines to this file.
     #[arg(long, env = "ORACLE_LOG_FILE", global = true)]
     pub log_file: Option<PathBuf>,
+    /// Log line format: text for people, json (one object per line) for log shippers.
+    #[arg(
+        long,
+        env = "ORACLE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Which key file a node uses.
@@ -401,6 +415,31 @@ impl RunArgs {
             http: self.http,
         })
     }
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Only rows written within this long, e.g. 24h [default: all rows].
+    #[arg(long, env = "ORACLE_SINCE", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// File of trusted signer addresses, one per line (# comments allowed); only they count
+    /// toward the quorum, and others are reported.
+    #[arg(long, env = "ORACLE_TRUSTED_SIGNERS")]
+    pub trusted_signers: Option<PathBuf>,
+    /// Distinct valid signers a row needs.
+    #[arg(long, env = "ORACLE_MIN_SIGNERS", default_value_t = 3)]
+    pub min_signers: usize,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// How many of the latest prices to show.
+    #[arg(long, env = "ORACLE_LIMIT", default_value_t = 10)]
+    pub limit: u64,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 #[derive(Debug, Args)]

@@ -21,9 +21,11 @@
 //! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
 //! - [`node`]: the event loop tying them together, from start to graceful stop.
 //! - [`http`]: `/health`, `/status` and `/metrics` for operators.
+//! - [`audit`]: `oracle verify`'s row checks — the digest recomputed, every signature recovered.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod http;

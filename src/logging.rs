@@ -61,10 +61,21 @@ impl fmt::Display for LogFilter {
     }
 }
 
+/// How each line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-21T19:22:35.141Z INFO  node0 target: message`
+    #[default]
+    Text,
+    /// `{"ts":"…","level":"INFO","node":"node0","target":"…","msg":"…"}`
+    Json,
+}
+
 /// Where and how much to log.
 #[derive(Debug, Clone)]
 pub struct LogSettings {
     pub filter: LogFilter,
+    pub format: LogFormat,
     /// Also append every line to this file.
     pub file: Option<PathBuf>,
     /// Shown on every line; `-` until a node name is known.
@@ -74,16 +85,27 @@ pub struct LogSettings {
 /// Installs the global logger. Call once, before anything logs.
 pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     let node = settings.node.clone().unwrap_or_else(|| "-".to_owned());
+    let format = settings.format;
     let mut dispatch = fern::Dispatch::new()
         .format(move |out, message, record| {
-            out.finish(format_args!(
-                "{} {:<5} {} {}: {}",
-                humantime::format_rfc3339_millis(SystemTime::now()),
-                record.level(),
-                node,
-                record.target(),
-                message
-            ))
+            let ts = humantime::format_rfc3339_millis(SystemTime::now());
+            match format {
+                LogFormat::Text => out.finish(format_args!(
+                    "{ts} {:<5} {node} {}: {message}",
+                    record.level(),
+                    record.target(),
+                )),
+                LogFormat::Json => out.finish(format_args!(
+                    "{}",
+                    json_line(
+                        &ts.to_string(),
+                        record.level(),
+                        &node,
+                        record.target(),
+                        message
+                    )
+                )),
+            }
         })
         .level(settings.filter.default);
     for target in CHATTY_TARGETS {
@@ -117,6 +139,23 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     dispatch
         .apply()
         .map_err(|err| anyhow::anyhow!("cannot install the logger: {err}"))
+}
+
+fn json_line(
+    ts: &str,
+    level: log::Level,
+    node: &str,
+    target: &str,
+    message: &fmt::Arguments<'_>,
+) -> String {
+    serde_json::json!({
+        "ts": ts,
+        "level": level.as_str(),
+        "node": node,
+        "target": target,
+        "msg": message.to_string(),
+    })
+    .to_string()
 }
 
 /// A log destination that never fails: fern panics when a write fails and stderr is gone too,
@@ -160,6 +199,22 @@ mod tests {
             filter.to_string(),
             "warn,libp2p_gossipsub=trace,price_oracle=debug"
         );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_each() {
+        let line = json_line(
+            "2026-11-21T19:22:35.141Z",
+            log::Level::Warn,
+            "node0",
+            "price_oracle::node",
+            &format_args!("a \"quoted\"\nmessage"),
+        );
+        assert!(!line.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["level"], "WARN");
+        assert_eq!(value["node"], "node0");
+        assert_eq!(value["msg"], "a \"quoted\"\nmessage");
     }
 
     #[test]

@@ -15,10 +15,11 @@ async fn main() -> ExitCode {
         Command::Run(args) => Some(args.key.name.clone()),
         Command::Bootstrap(args) => Some(args.key.name.clone()),
         Command::MockExchange(_) => Some("mock-exchange".to_owned()),
-        Command::Price(_) | Command::Migrate(_) => None,
+        Command::Price(_) | Command::Migrate(_) | Command::Verify(_) | Command::Status(_) => None,
     };
     let log_settings = LogSettings {
         filter: cli.log.log_level.clone(),
+        format: cli.log.log_format,
         file: cli.log.log_file.clone(),
         node,
     };
@@ -33,6 +34,8 @@ async fn main() -> ExitCode {
         Command::Migrate(args) => commands::migrate(args).await,
         Command::Run(args) => commands::run(args).await,
         Command::Bootstrap(args) => commands::bootstrap(args).await,
+        Command::Verify(args) => commands::verify(args).await,
+        Command::Status(args) => commands::status(args).await,
     };
     result.unwrap_or_else(|err| {
         log::error!("{err:#}");

@@ -210,3 +210,162 @@ async fn migrate_applies_the_schema_and_never_prints_the_password() {
     );
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
+    use price_oracle::identity::Identity;
+    use price_oracle::message::{SignatureEntry, price_digest};
+    use price_oracle::store::Store;
+    use price_oracle::store::lease::Participant;
+    use price_oracle::store::prices::{FlushOutcome, VerifiedPrice};
+
+    Store::migrate(&db.settings()).await.unwrap();
+    let store = Store::connect(&db.settings()).await.unwrap();
+    let signers: Vec<Identity> = (1..=3u8)
+        .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+        .collect();
+    let writer = Participant {
+        address: signers[0].address(),
+        name: "node1".into(),
+        peer_id: signers[0].peer_id().to_string(),
+    };
+    store.heartbeat(&writer, Duration::ZERO).await.unwrap();
+    let batch: Vec<VerifiedPrice> = ids
+        .iter()
+        .map(|&id| {
+            let price = UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap();
+            let observed_at = 1_763_700_000 + id;
+            let digest = price_digest(id, price, observed_at);
+            VerifiedPrice {
+                id,
+                price,
+                observed_at,
+                origin: signers[0].address(),
+                signatures: signers
+                    .iter()
+                    .map(|s| SignatureEntry::sign(s.signer(), digest))
+                    .collect(),
+                last_signed: std::time::SystemTime::now(),
+            }
+        })
+        .collect();
+    let outcome = store.flush(&writer.address, &batch).await.unwrap();
+    assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
+    store.close().await;
+}
+
+async fn oracle_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        oracle(dir.path(), &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_passes_a_clean_database_and_names_tampered_rows() {
+    use sea_orm::ConnectionTrait;
+
+    let db = common::TestDb::create("verify").await;
+    store_signed_prices(&db, &[101, 102, 103, 104]).await;
+    let verify = || {
+        oracle_async(vec![
+            "verify".into(),
+            "--database-url".into(),
+            db.url.clone(),
+        ])
+    };
+
+    let clean = verify().await;
+    assert!(
+        clean.status.success(),
+        "{}\n{}",
+        stdout(&clean),
+        stderr(&clean)
+    );
+    assert!(
+        stdout(&clean).contains("rows              4"),
+        "{}",
+        stdout(&clean)
+    );
+    assert!(
+        stdout(&clean).contains("signatures        12"),
+        "{}",
+        stdout(&clean)
+    );
+    assert!(stdout(&clean).contains("OK"));
+
+    let conn = db.connect().await;
+    // One tampered price, one tampered signature (a changed byte in the second signature's s).
+    conn.execute_unprepared("UPDATE prices SET price = price + 1 WHERE id = 102")
+        .await
+        .unwrap();
+    conn.execute_unprepared(
+        "UPDATE prices SET sign_data = jsonb_set(sign_data, '{1,signature}', \
+         to_jsonb(overlay(sign_data->1->>'signature' placing \
+         (CASE WHEN substr(sign_data->1->>'signature', 80, 1) = 'a' THEN 'b' ELSE 'a' END) \
+         from 80 for 1))) WHERE id = 104",
+    )
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+
+    let tampered = verify().await;
+    assert_eq!(tampered.status.code(), Some(1), "{}", stderr(&tampered));
+    let out = stdout(&tampered);
+    assert!(out.contains("invalid           2"), "{out}");
+    assert!(out.contains("  102  signature of"), "{out}");
+    assert!(out.contains("  104  signature of"), "{out}");
+    assert!(!out.contains("  101 ") && !out.contains("  103 "), "{out}");
+    assert!(out.contains("FAILED"), "{out}");
+
+    // A trusted-signers list without the third signer leaves the clean rows below quorum.
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = dir.path().join("trusted.txt");
+    let lines: Vec<String> = (1..=2u8)
+        .map(|i| {
+            price_oracle::identity::Identity::from_secret(&[i; 32])
+                .unwrap()
+                .address()
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&trusted, lines.join("\n")).unwrap();
+    let out = oracle_async(vec![
+        "verify".into(),
+        "--database-url".into(),
+        db.url.clone(),
+        "--trusted-signers".into(),
+        trusted.display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("below quorum      2"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_shows_nodes_and_prices() {
+    let db = common::TestDb::create("status").await;
+    store_signed_prices(&db, &[7]).await;
+    let out = oracle_async(vec![
+        "status".into(),
+        "--database-url".into(),
+        db.url.clone(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("NODES (1)") && text.contains("node1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("LATEST PRICES (1 shown)") && text.contains("3000.00000007"),
+        "{text}"
+    );
+}

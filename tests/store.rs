@@ -444,8 +444,13 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
     let elapsed = started.elapsed();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == 10_000));
     println!(
-        "flush: 10,000 rows in {elapsed:?} = {:.0} rows/s (debug build)",
-        10_000.0 / elapsed.as_secs_f64()
+        "flush: 10,000 rows in {elapsed:?} = {:.0} rows/s ({} build)",
+        10_000.0 / elapsed.as_secs_f64(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
     );
     let again = store.flush(&me.address, &backlog).await.unwrap();
     assert!(matches!(again, FlushOutcome::Flushed(ref f) if f.existing.len() == 10_000));

@@ -4,9 +4,11 @@
 //!   lock so that many nodes starting at once do not race on `CREATE TABLE`.
 //! - [`lease`]: heartbeats with random jitter; the greatest timestamp is the writer.
 //! - [`prices`]: the fenced, exactly-once flush of verified prices.
+//! - [`reports`]: reads for `oracle verify` and `oracle status`.
 
 pub mod lease;
 pub mod prices;
+pub mod reports;
 
 use std::fmt;
 use std::future::Future;

@@ -1,0 +1,282 @@
+//! Checking stored prices from the outside: `oracle verify` recomputes every row's digest and
+//! recovers every signature, trusting nothing the writer claimed. Pure: rows in, verdicts out.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use alloy_primitives::Address;
+use anyhow::Context;
+
+use crate::message::{PAIR, SignatureEntry, price_digest};
+use crate::price::UsdPrice;
+use crate::store::reports::StoredPrice;
+
+/// What is wrong with a row, if anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The row cannot be a genuine oracle price: bad data or a signature that does not verify.
+    Invalid(String),
+    /// Every signature verifies, but fewer distinct (trusted) signers than required.
+    BelowQuorum { valid: usize, required: usize },
+}
+
+/// The verdict on one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowReport {
+    pub id: i64,
+    pub signatures: usize,
+    pub finding: Option<Finding>,
+    /// Signers that verify but are not in the trusted list.
+    pub untrusted: usize,
+}
+
+/// Audit settings.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRules {
+    pub min_signers: usize,
+    /// When set, only these signers count toward the quorum.
+    pub trusted: Option<HashSet<Address>>,
+}
+
+/// Checks one row: pair, price, signer list, `signer_count`, `first_signer`, and that every
+/// signature recovers to its signer over the digest recomputed from the row.
+pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
+    let mut report = RowReport {
+        id: row.id,
+        signatures: 0,
+        finding: None,
+        untrusted: 0,
+    };
+    let invalid = |reason: String| Some(Finding::Invalid(reason));
+    let signatures: Vec<SignatureEntry> = match serde_json::from_value(row.sign_data.clone()) {
+        Ok(signatures) => signatures,
+        Err(err) => {
+            report.finding = invalid(format!("sign_data is not a signature list: {err}"));
+            return report;
+        }
+    };
+    report.signatures = signatures.len();
+    let price = match UsdPrice::from_exact(row.price) {
+        Ok(price) => price,
+        Err(err) => {
+            report.finding = invalid(format!("price: {err}"));
+            return report;
+        }
+    };
+    let (Ok(id), Ok(observed_at)) = (
+        u64::try_from(row.id),
+        u64::try_from(row.observed_at.timestamp()),
+    ) else {
+        report.finding = invalid("negative id or observation time".into());
+        return report;
+    };
+    if row.pair != PAIR {
+        report.finding = invalid(format!("pair {:?}", row.pair));
+        return report;
+    }
+    if usize::try_from(row.signer_count).ok() != Some(signatures.len()) {
+        report.finding = invalid(format!(
+            "signer_count {} but {} signatures",
+            row.signer_count,
+            signatures.len()
+        ));
+        return report;
+    }
+    let digest = price_digest(id, price, observed_at);
+    let mut signers = HashSet::new();
+    for entry in &signatures {
+        if !signers.insert(entry.signer) {
+            report.finding = invalid(format!("signer {} listed twice", entry.signer));
+            return report;
+        }
+        if let Err(err) = entry.verify(digest) {
+            report.finding = invalid(format!("signature of {}: {err}", entry.signer));
+            return report;
+        }
+    }
+    if !signers
+        .iter()
+        .any(|signer| signer.to_checksum(None) == row.first_signer)
+    {
+        report.finding = invalid(format!(
+            "first_signer {} has no signature",
+            row.first_signer
+        ));
+        return report;
+    }
+    let counted = match &rules.trusted {
+        Some(trusted) => {
+            report.untrusted = signers.difference(trusted).count();
+            signers.len() - report.untrusted
+        }
+        None => signers.len(),
+    };
+    if counted < rules.min_signers {
+        report.finding = Some(Finding::BelowQuorum {
+            valid: counted,
+            required: rules.min_signers,
+        });
+    }
+    report
+}
+
+/// Reads a trusted-signers file: one address per line; blank lines and `#` comments ignored.
+pub fn read_trusted_signers(path: &Path) -> anyhow::Result<HashSet<Address>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read trusted signers from {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(number, line)| {
+            (
+                number + 1,
+                line.split('#').next().unwrap_or_default().trim(),
+            )
+        })
+        .filter(|(_, line)| !line.is_empty())
+        .map(|(number, line)| {
+            line.parse::<Address>()
+                .with_context(|| format!("{}:{number}: {line:?} is not an address", path.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use chrono::DateTime;
+
+    fn signers(n: u8) -> Vec<Identity> {
+        (1..=n)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect()
+    }
+
+    fn row(signed_by: &[Identity]) -> StoredPrice {
+        let price = UsdPrice::from_e8(312_456_789_000).unwrap();
+        let digest = price_digest(42, price, 1_763_700_000);
+        let entries: Vec<SignatureEntry> = signed_by
+            .iter()
+            .map(|identity| SignatureEntry::sign(identity.signer(), digest))
+            .collect();
+        let at = DateTime::from_timestamp(1_763_700_000, 0)
+            .unwrap()
+            .fixed_offset();
+        StoredPrice {
+            id: 42,
+            pair: PAIR.into(),
+            price: price.to_decimal(),
+            observed_at: at,
+            first_signer: signed_by[0].address().to_checksum(None),
+            sign_data: serde_json::to_value(&entries).unwrap(),
+            signer_count: entries.len() as i32,
+            lastsigned_time: at,
+            created_time: at,
+            written_by: signed_by[0].address().to_checksum(None),
+        }
+    }
+
+    fn rules(min_signers: usize) -> AuditRules {
+        AuditRules {
+            min_signers,
+            trusted: None,
+        }
+    }
+
+    #[test]
+    fn a_genuine_row_passes() {
+        let report = audit_row(&row(&signers(3)), &rules(3));
+        assert_eq!(report.finding, None);
+        assert_eq!(report.signatures, 3);
+    }
+
+    #[test]
+    fn tampering_with_any_signed_field_is_caught() {
+        let genuine = row(&signers(3));
+        let mut price = genuine.clone();
+        price.price += rust_decimal::Decimal::new(1, 8);
+        let mut observed = genuine.clone();
+        observed.observed_at += chrono::Duration::seconds(1);
+        let mut id = genuine.clone();
+        id.id += 1;
+        let mut signature = genuine.clone();
+        let text = signature.sign_data[1]["signature"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let flipped = format!(
+            "{}{}",
+            &text[..10],
+            if &text[10..11] == "0" { "1" } else { "0" }
+        ) + &text[11..];
+        signature.sign_data[1]["signature"] = flipped.into();
+        let mut count = genuine.clone();
+        count.signer_count = 5;
+        let mut pair = genuine.clone();
+        pair.pair = "BTC/USD".into();
+        let mut first = genuine.clone();
+        first.first_signer = signers(4)[3].address().to_checksum(None);
+        let mut garbage = genuine.clone();
+        garbage.sign_data = serde_json::json!({"not": "a list"});
+        for (name, tampered) in [
+            ("price", price),
+            ("observed_at", observed),
+            ("id", id),
+            ("signature", signature),
+            ("signer_count", count),
+            ("pair", pair),
+            ("first_signer", first),
+            ("sign_data", garbage),
+        ] {
+            let report = audit_row(&tampered, &rules(3));
+            assert!(
+                matches!(report.finding, Some(Finding::Invalid(_))),
+                "{name}: {report:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn quorum_counts_only_trusted_signers_when_asked() {
+        let all = signers(3);
+        let report = audit_row(&row(&all), &rules(4));
+        assert_eq!(
+            report.finding,
+            Some(Finding::BelowQuorum {
+                valid: 3,
+                required: 4
+            })
+        );
+        let trusted: HashSet<Address> = all[..2].iter().map(Identity::address).collect();
+        let report = audit_row(
+            &row(&all),
+            &AuditRules {
+                min_signers: 3,
+                trusted: Some(trusted),
+            },
+        );
+        assert_eq!(report.untrusted, 1);
+        assert_eq!(
+            report.finding,
+            Some(Finding::BelowQuorum {
+                valid: 2,
+                required: 3
+            })
+        );
+    }
+
+    #[test]
+    fn trusted_signer_files_allow_comments_and_name_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trusted.txt");
+        std::fs::write(
+            &path,
+            "# oracle operators\n0x2c7536E3605D9C16a7a3D7b1898e529396a65c23  # node0\n\n0x0000000000000000000000000000000000000001\n",
+        )
+        .unwrap();
+        assert_eq!(read_trusted_signers(&path).unwrap().len(), 2);
+        std::fs::write(&path, "0x2c75\n").unwrap();
+        let err = read_trusted_signers(&path).unwrap_err().to_string();
+        assert!(err.contains(":1:"), "{err}");
+    }
+}
