@@ -9,6 +9,7 @@
 #   MOCK_EXCHANGE=1  start `oracle mock-exchange` and point every node at it
 #   MOCK_PORT        its port (default 8099)
 #   BOOTSTRAP_PORT   the bootstrap node's fixed port (default 4001)
+#   HTTP_PORT        node i serves /health, /status, /metrics on HTTP_PORT+i (default 9100)
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
 #   DATABASE_URL     the database; otherwise built from .env-db
 #   ORACLE_*         any node flag, e.g. ORACLE_PRICE_INTERVAL=15s ORACLE_FLUSH_DELAY=10s
@@ -21,6 +22,7 @@ cd "$(dirname "$0")"
 NUM_NODES="${NUM_NODES:-4}"
 MOCK_PORT="${MOCK_PORT:-8099}"
 BOOTSTRAP_PORT="${BOOTSTRAP_PORT:-4001}"
+HTTP_PORT="${HTTP_PORT:-9100}"
 PROFILE="${PROFILE:-dev}"
 case "$NUM_NODES" in ''|*[!0-9]*) echo "NUM_NODES must be a number" >&2; exit 2 ;; esac
 
@@ -85,14 +87,20 @@ peer_id=$("$ORACLE" keygen --name boot --show --log-level warn | awk '/^peer id/
 start boot bootstrap --name boot --listen "/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT"
 BOOTSTRAP="/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT/p2p/$peer_id"
 
+endpoints=""
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
-  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOTSTRAP"
+  port=$(( HTTP_PORT + i ))
+  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOTSTRAP" \
+    --http "127.0.0.1:$port"
+  endpoints+="run_nodes:   node$i  http://127.0.0.1:$port/status  /health  /metrics"$'\n'
 done
 
 cat >&2 <<EOT
 
 run_nodes: $NUM_NODES nodes running, bootstrapped from $BOOTSTRAP
 run_nodes: logs:     logs/<name>.log  (tail -f logs/node0.log)
+run_nodes: HTTP endpoints:
+${endpoints%$'\n'}
 run_nodes: database: ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}
 run_nodes: Adminer:  http://localhost:8080  (with docker compose -f postgres-dc.yaml up -d)
 run_nodes:           System PostgreSQL, Server postgres, and the user, password and database

@@ -260,8 +260,9 @@ impl MockExchangeArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Network")]
 pub struct NetArgs {
-    /// Full address of a node to join through, ending in /p2p/<peer id> (repeatable), e.g.
-    /// /ip4/10.0.0.5/tcp/4001/p2p/16Uiu2HAm… as printed by `oracle bootstrap`.
+    /// Address of a node to join through (repeatable), e.g. /ip4/10.0.0.5/tcp/4001/p2p/16Uiu2HAm…
+    /// as printed by `oracle bootstrap`. The /p2p/<peer id> part authenticates that node; leave
+    /// it out (e.g. /dns4/bootstrap/tcp/4001) only on a network you trust.
     #[arg(long, env = "ORACLE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<Multiaddr>,
     /// Prices observed longer ago than this are refused, and no longer co-signed.
@@ -474,7 +475,7 @@ impl DbArgs {
         let url = match (&self.database_url, std::env::var("DATABASE_URL")) {
             (Some(url), _) => url.clone(),
             (None, Ok(url)) if !url.is_empty() => url,
-            _ => url_from_env_file(&self.db_env)?,
+            _ => url_from_env_file(&self.db_env, |key| std::env::var(key).ok())?,
         };
         if self.db_timeout.is_zero() {
             anyhow::bail!("--db-timeout must be longer than 0");
@@ -487,20 +488,46 @@ impl DbArgs {
     }
 }
 
-/// Builds `postgres://USER:PASSWORD@HOST:PORT/DB` from a `.env-db` style file, without putting
-/// its values into the process environment.
-pub fn url_from_env_file(path: &std::path::Path) -> anyhow::Result<String> {
+/// The variables a database URL is built from, as in `.env-db`.
+const DB_ENV_KEYS: [&str; 5] = [
+    "POSTGRES_USER",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_DB",
+    "DB_HOST",
+    "DB_PORT",
+];
+
+/// Builds `postgres://USER:PASSWORD@HOST:PORT/DB` from a `.env-db` style file (without putting
+/// its values into the process environment), where variables of the same names in the
+/// environment (`env`) win — so a container given the file as `env_file` needs no copy of it.
+pub fn url_from_env_file(
+    path: &std::path::Path,
+    env: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<String> {
     use anyhow::Context;
     let mut vars = std::collections::HashMap::new();
-    let entries = dotenvy::from_path_iter(path).with_context(|| {
-        format!(
-            "no database URL: set --database-url or DATABASE_URL, or provide {}",
-            path.display()
-        )
-    })?;
-    for entry in entries {
-        let (key, value) = entry.with_context(|| format!("cannot parse {}", path.display()))?;
-        vars.insert(key, value);
+    match dotenvy::from_path_iter(path) {
+        Ok(entries) => {
+            for entry in entries {
+                let (key, value) =
+                    entry.with_context(|| format!("cannot parse {}", path.display()))?;
+                vars.insert(key, value);
+            }
+        }
+        Err(_) if DB_ENV_KEYS.iter().any(|key| env(key).is_some()) => {}
+        Err(err) => {
+            return Err(err).with_context(|| {
+                format!(
+                    "no database URL: set --database-url or DATABASE_URL, or provide {}",
+                    path.display()
+                )
+            });
+        }
+    }
+    for key in DB_ENV_KEYS {
+        if let Some(value) = env(key) {
+            vars.insert(key.to_owned(), value);
+        }
     }
     let get = |key: &str, default: Option<&str>| {
         vars.get(key)
@@ -710,7 +737,7 @@ mod tests {
             "# dev\nPOSTGRES_USER=oracle\nPOSTGRES_PASSWORD='p@ss:w/rd'\nPOSTGRES_DB=prices\nDB_HOST=db.local\nDB_PORT=15432\n",
         )
         .unwrap();
-        let url = url_from_env_file(&path).unwrap();
+        let url = url_from_env_file(&path, no_env).unwrap();
         assert_eq!(
             url,
             "postgres://oracle:p%40ss%3Aw%2Frd@db.local:15432/prices"
@@ -722,24 +749,54 @@ mod tests {
 
         std::fs::write(&path, "POSTGRES_USER=me\n").unwrap();
         assert_eq!(
-            url_from_env_file(&path).unwrap(),
+            url_from_env_file(&path, no_env).unwrap(),
             "postgres://me@127.0.0.1:5432/me"
         );
         std::fs::write(&path, "DB_PORT=high\n").unwrap();
         assert!(
-            url_from_env_file(&path)
+            url_from_env_file(&path, no_env)
                 .unwrap_err()
                 .to_string()
                 .contains("DB_PORT")
         );
-        let missing = url_from_env_file(&dir.path().join("nope")).unwrap_err();
+        let missing = url_from_env_file(&dir.path().join("nope"), no_env).unwrap_err();
         assert!(missing.to_string().contains("--database-url"), "{missing}");
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn environment_variables_override_the_env_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env-db");
+        std::fs::write(&path, "POSTGRES_USER=oracle\nPOSTGRES_PASSWORD=pw\nPOSTGRES_DB=oracle\nDB_HOST=127.0.0.1\nDB_PORT=15432\n").unwrap();
+        let env = |key: &str| match key {
+            "DB_HOST" => Some("postgres".to_owned()),
+            "DB_PORT" => Some("5432".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            url_from_env_file(&path, env).unwrap(),
+            "postgres://oracle:pw@postgres:5432/oracle"
+        );
+        // A container with env_file: .env-db and no copy of the file.
+        let only_env = |key: &str| match key {
+            "POSTGRES_USER" => Some("oracle".to_owned()),
+            "DB_HOST" => Some("postgres".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            url_from_env_file(&dir.path().join("absent"), only_env).unwrap(),
+            "postgres://oracle@postgres:5432/oracle"
+        );
     }
 
     #[test]
     fn committed_env_db_gives_the_compose_database() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".env-db");
-        let url = url_from_env_file(&path).unwrap();
+        let url = url_from_env_file(&path, no_env).unwrap();
         assert!(url.contains(":15432/"), "{url}");
     }
 

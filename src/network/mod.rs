@@ -43,7 +43,8 @@ const KAD_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone)]
 pub struct NetworkSettings {
     pub listen: Vec<Multiaddr>,
-    /// Full addresses of bootstrap nodes, ending in `/p2p/<peer id>`.
+    /// Addresses of bootstrap nodes, best ending in `/p2p/<peer id>` (which authenticates the
+    /// peer); without it any peer answering there is accepted.
     pub bootstrap: Vec<Multiaddr>,
     pub validation: ValidationSettings,
 }
@@ -77,8 +78,6 @@ pub enum NetworkError {
     Build(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
-    #[error("bootstrap address {0} must end in /p2p/<peer id>")]
-    BootstrapWithoutPeerId(Multiaddr),
 }
 
 impl NetworkHandle {
@@ -163,10 +162,15 @@ pub fn spawn(
         .bootstrap
         .iter()
         .map(|addr| match addr.iter().last() {
-            Some(Protocol::P2p(peer)) => Ok((peer, addr.clone())),
-            _ => Err(NetworkError::BootstrapWithoutPeerId(addr.clone())),
+            Some(Protocol::P2p(peer)) => (Some(peer), addr.clone()),
+            _ => {
+                log::warn!(
+                    "bootstrap address {addr} has no /p2p/<peer id>: whoever answers there is trusted"
+                );
+                (None, addr.clone())
+            }
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
 
     let (commands_tx, commands) = mpsc::unbounded_channel();
     let (events, events_rx) = mpsc::channel(4096);
@@ -230,7 +234,7 @@ struct SwarmTask {
     swarm: Swarm<Behaviour>,
     topic: IdentTopic,
     settings: NetworkSettings,
-    bootstrap: Vec<(PeerId, Multiaddr)>,
+    bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     metrics: Metrics,
     p2p_metrics: libp2p::metrics::Metrics,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -333,10 +337,12 @@ impl SwarmTask {
     fn dial_bootstrap(&mut self) {
         self.last_redial = Some(Instant::now());
         for (peer, addr) in &self.bootstrap {
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .add_address(peer, addr.clone());
+            if let Some(peer) = peer {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(peer, addr.clone());
+            }
             if let Err(err) = self.swarm.dial(addr.clone()) {
                 log::debug!("dialing bootstrap node {addr}: {err}");
             }
