@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alloy_primitives::Address;
 use anyhow::Context;
 use rust_decimal::Decimal;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -88,8 +88,25 @@ pub struct RunningNode {
     pub http_addr: Option<SocketAddr>,
     /// What `/status` shows, refreshed about once a second.
     pub status: watch::Receiver<NodeStatus>,
+    registry: Arc<Registry>,
+    events: broadcast::Sender<NodeEvent>,
+    control: mpsc::UnboundedSender<Control>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
+}
+
+/// Moments in a price's life as this node saw them, for benchmarks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// This node published a new price.
+    Originated { id: u64, at: Instant },
+    /// This node's pool reached the quorum for a price.
+    Verified { id: u64, at: Instant },
+}
+
+#[derive(Debug)]
+enum Control {
+    Originate,
 }
 
 impl RunningNode {
@@ -97,6 +114,24 @@ impl RunningNode {
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("the node task failed")
+    }
+
+    /// Fetches, signs and publishes a price now, besides the `--price-interval` schedule.
+    pub fn originate_now(&self) {
+        let _ = self.control.send(Control::Originate);
+    }
+
+    /// Every [`NodeEvent`] from now on. Events are dropped when a subscriber lags far behind.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The node's metrics in the Prometheus text format (what `/metrics` serves).
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
     }
 }
 
@@ -111,10 +146,11 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         metrics.clone(),
         &mut registry,
     )?;
+    let registry = Arc::new(registry);
     let (status_tx, status) = watch::channel(NodeStatus::default());
     let (http_addr, http_task) = match settings.http {
         Some(addr) => {
-            let (bound, task) = http::serve(addr, status.clone(), Arc::new(registry))
+            let (bound, task) = http::serve(addr, status.clone(), Arc::clone(&registry))
                 .await
                 .with_context(|| format!("cannot serve HTTP on {addr}"))?;
             log::info!("serving /health, /status and /metrics on http://{bound}");
@@ -130,7 +166,10 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     );
     let (fetches_tx, fetches) = mpsc::channel(4);
     let (flushes_tx, flushes) = mpsc::channel(4);
+    let (events_tx, _) = broadcast::channel(4096);
+    let (control, controls) = mpsc::unbounded_channel();
     let mut node = Node {
+        events: events_tx.clone(),
         me: settings.identity.address(),
         ids: IdGenerator::new(settings.machine_id),
         pool: Pool::new(settings.pool),
@@ -142,6 +181,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         fetch_in_flight: false,
         originate_on_fetch: false,
         flush_in_flight: false,
+        lease_refuted: false,
         store: None,
         lease: None,
         recent_writers: VecDeque::new(),
@@ -154,7 +194,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        node.event_loop(events, fetches, flushes, async move {
+        node.event_loop(events, fetches, flushes, controls, async move {
             let _ = stopped.await;
         })
         .await;
@@ -170,6 +210,9 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     Ok(RunningNode {
         http_addr,
         status,
+        registry,
+        events: events_tx,
+        control,
         stop,
         task,
     })
@@ -195,6 +238,8 @@ struct Node {
     fetch_in_flight: bool,
     originate_on_fetch: bool,
     flush_in_flight: bool,
+    /// A flush found another writer since our last heartbeat.
+    lease_refuted: bool,
     store: Option<Store>,
     lease: Option<RunningLease>,
     /// Writers seen by our heartbeats, newest last: only their stored notices are believed.
@@ -202,6 +247,7 @@ struct Node {
     fetches_tx: mpsc::Sender<FetchResult>,
     flushes_tx: mpsc::Sender<FlushResult>,
     status: watch::Sender<NodeStatus>,
+    events: broadcast::Sender<NodeEvent>,
     started: Instant,
     last_stored_id: Option<u64>,
 }
@@ -212,6 +258,7 @@ impl Node {
         mut events: mpsc::Receiver<NetworkEvent>,
         mut fetches: mpsc::Receiver<FetchResult>,
         mut flushes: mpsc::Receiver<FlushResult>,
+        mut controls: mpsc::UnboundedReceiver<Control>,
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -227,6 +274,7 @@ impl Node {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(NetworkEvent::Gossip(gossip)) = events.recv() => self.on_gossip(gossip),
+                Some(Control::Originate) = controls.recv() => self.request_fetch(true),
                 _ = progress.tick(), if !peers_ready => {
                     peers_ready = self.check_peers();
                     if peers_ready {
@@ -349,6 +397,10 @@ impl Node {
         let Some(lease) = &mut self.lease else {
             return LeaseState::default();
         };
+        if lease.state.has_changed().unwrap_or(false) {
+            // A fresh heartbeat outranks what a refused flush told us.
+            self.lease_refuted = false;
+        }
         let state = lease.state.borrow_and_update().clone();
         if let Some(writer) = &state.writer
             && self.recent_writers.back() != Some(writer)
@@ -394,6 +446,10 @@ impl Node {
                 ..
             } => {
                 self.metrics.prices_verified.inc();
+                let _ = self.events.send(NodeEvent::Verified {
+                    id: data.id,
+                    at: Instant::now(),
+                });
                 let since_observed = age(UNIX_EPOCH + Duration::from_secs(data.observed_at));
                 self.metrics
                     .quorum_seconds
@@ -527,12 +583,16 @@ impl Node {
         self.metrics.prices_originated.inc();
         log::info!("originated price {id}: ETH/USD {price}");
         self.network.publish(Gossip::Price(message));
+        let _ = self.events.send(NodeEvent::Originated {
+            id,
+            at: Instant::now(),
+        });
     }
 
     fn maybe_flush(&mut self) {
         let is_writer = self.lease_state().is_writer;
         let Some(store) = &self.store else { return };
-        if !is_writer || self.flush_in_flight {
+        if !is_writer || self.lease_refuted || self.flush_in_flight {
             return;
         }
         let due = self.pool.due(SystemTime::now());
@@ -582,6 +642,9 @@ impl Node {
                 }));
             }
             Ok(FlushOutcome::NotWriter { writer }) => {
+                // Our heartbeat's view is stale: stop trying until the next heartbeat, instead
+                // of spending a transaction on every flush tick.
+                self.lease_refuted = true;
                 log::debug!("lost the lease before flushing (writer now {writer:?})");
             }
             Err(err) => log::warn!(

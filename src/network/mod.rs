@@ -143,7 +143,7 @@ pub fn spawn(
     metrics: Metrics,
     registry: &mut Registry,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, JoinHandle<()>), NetworkError> {
-    let mut swarm = build_swarm(keypair)?;
+    let mut swarm = build_swarm(keypair, registry)?;
     let topic = IdentTopic::new(TOPIC);
     swarm
         .behaviour_mut()
@@ -201,7 +201,10 @@ pub fn spawn(
     Ok((handle, events_rx, tokio::spawn(task.run())))
 }
 
-fn build_swarm(keypair: &Keypair) -> Result<Swarm<Behaviour>, NetworkError> {
+fn build_swarm(
+    keypair: &Keypair,
+    registry: &mut Registry,
+) -> Result<Swarm<Behaviour>, NetworkError> {
     let build = |err: &dyn std::fmt::Display| NetworkError::Build(err.to_string());
     Ok(
         libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
@@ -212,6 +215,11 @@ fn build_swarm(keypair: &Keypair) -> Result<Swarm<Behaviour>, NetworkError> {
                 yamux::Config::default,
             )
             .map_err(|err| build(&err))?
+            // Bootstrap addresses may name hosts (/dns4/bootstrap/tcp/4001), e.g. in compose.
+            .with_dns()
+            .map_err(|err| build(&err))?
+            // Bytes in and out per protocol: libp2p_bandwidth_bytes_total.
+            .with_bandwidth_metrics(registry)
             .with_behaviour(|key| {
                 Behaviour::new(key).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })

@@ -1,0 +1,547 @@
+//! `cluster-bench`: whole oracle networks in one process, measured.
+//!
+//! For each network size N: a fresh PostgreSQL database, the mock exchange, a bootstrap node and
+//! N full nodes over real TCP on 127.0.0.1. After a warm-up (every node's first price stored) and
+//! an idle window, it originates `--prices` prices from random nodes and measures quorum latency
+//! (origin's publish → every node holding the quorum), gossip cost, database load, rows stored
+//! and the process's footprint. One table row per N; `--json FILE` for machines.
+//!
+//!     cargo run --release --bin cluster-bench -- --nodes 5,10,25,50 --prices 20
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use libp2p::Multiaddr;
+use price_oracle::config::parse_duration;
+use price_oracle::identity::Identity;
+use price_oracle::metrics::Metrics;
+use price_oracle::mock_exchange::{MockExchange, MockSettings};
+use price_oracle::network::validation::ValidationSettings;
+use price_oracle::network::{self, NetworkSettings};
+use price_oracle::node::{self, NodeEvent, NodeSettings, RunningNode};
+use price_oracle::pool::PoolSettings;
+use price_oracle::price::{FeedSettings, Source, UsdPrice};
+use price_oracle::store::lease::LeaseSettings;
+use price_oracle::store::{DatabaseUrl, DbSettings, Store};
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Measure oracle networks of several sizes in one process.
+#[derive(Debug, Parser)]
+#[command(name = "cluster-bench")]
+struct Args {
+    /// Network sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,25,50")]
+    nodes: Vec<usize>,
+    /// Prices to originate per network, each from a random node.
+    #[arg(long, default_value_t = 20)]
+    prices: usize,
+    /// Time between two originated prices.
+    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    spacing: Duration,
+    /// Idle window after the warm-up: CPU use with no prices flowing. Statement and CPU rates
+    /// are taken over this window and the price phase together, so keep it about a minute.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    idle: Duration,
+    /// Give up on a network size after this long.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// PostgreSQL server; a fresh database is created on it per network size and dropped after.
+    #[arg(
+        long,
+        env = "TEST_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+const MIN_SIGNERS: usize = 3;
+
+#[derive(Debug, Serialize)]
+struct Results {
+    nodes: usize,
+    prices_originated: usize,
+    rows_stored: usize,
+    duplicates: usize,
+    /// Prices some node never saw verified within the timeout.
+    incomplete: usize,
+    quorum_ms: Percentiles,
+    publishes_per_price: f64,
+    payload_bytes_per_price: f64,
+    wire_bytes_per_price: f64,
+    db_statements_per_node_minute: f64,
+    db_statements_per_writer_minute: f64,
+    db_statements_per_non_writer_minute: f64,
+    writers: usize,
+    rss_mb_per_node: f64,
+    idle_cpu_percent_of_two_cores: f64,
+    cpu_seconds_per_node_minute: f64,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Percentiles {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut all = Vec::new();
+    print_header();
+    for &n in &args.nodes {
+        if n < MIN_SIGNERS {
+            bail!("--nodes {n}: a network needs at least {MIN_SIGNERS} nodes to reach a quorum");
+        }
+        let results = measure(n, &args)
+            .await
+            .with_context(|| format!("network of {n} nodes"))?;
+        print_row(&results);
+        all.push(results);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+async fn measure(n: usize, args: &Args) -> anyhow::Result<Results> {
+    let database = BenchDatabase::create(&args.database_url, n).await?;
+    let result = run_network(n, args, &database.url).await;
+    database.drop().await;
+    result
+}
+
+async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
+    let db = DbSettings {
+        url: DatabaseUrl::new(db_url),
+        // A quiet node needs one connection, a writer two; 50 nodes stay below the server's 100.
+        pool_size: 2,
+        timeout: Duration::from_secs(10),
+    };
+    Store::migrate(&db).await?;
+    let exchange = MockExchange::start(
+        "127.0.0.1:0".parse()?,
+        MockSettings {
+            price: UsdPrice::parse_quote("3000")?,
+            volatility: 0.0,
+            tick: Duration::from_secs(1),
+            seed: Some(1),
+            fail_rate: 0.0,
+            faults: vec![],
+            hang: Duration::ZERO,
+        },
+    )
+    .await?;
+    let validation = ValidationSettings {
+        max_age: Duration::from_secs(900),
+        max_future_skew: Duration::from_secs(30),
+    };
+    let boot_identity = Identity::generate();
+    let (mut boot, boot_events, boot_task) = network::spawn(
+        boot_identity.keypair(),
+        NetworkSettings {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            bootstrap: vec![],
+            validation,
+        },
+        Metrics::default(),
+        &mut Registry::default(),
+    )?;
+    drop(boot_events);
+    let boot_addr = boot.wait_for_listen_addrs().await.remove(0);
+
+    let rss_before = rss_mb();
+    let mut nodes = Vec::with_capacity(n);
+    for i in 0..n {
+        let settings = node_settings(i, &boot_addr, &exchange, &db, validation)?;
+        nodes.push(node::start(settings, Metrics::default()).await?);
+    }
+    let store = Store::connect(&db).await?;
+    let deadline = Instant::now() + args.timeout;
+
+    // Warm-up: every node's first price (sent as soon as it has peers and a database) stored.
+    wait_until(deadline, "the warm-up prices", async || {
+        stored_rows(db_url).await.map(|rows| rows.0 >= n)
+    })
+    .await?;
+    let rss_per_node = (rss_mb() - rss_before) / n as f64;
+
+    // Rates (database statements, CPU) are taken over the idle window and the price phase
+    // together, so that they describe a network at rest plus a burst of prices.
+    let before: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let cpu_start = cpu_seconds();
+    let started = Instant::now();
+    tokio::time::sleep(args.idle).await;
+    let idle_percent = (cpu_seconds() - cpu_start) / args.idle.as_secs_f64() / 2.0 * 100.0;
+
+    let mut subscriptions: Vec<broadcast::Receiver<NodeEvent>> =
+        nodes.iter().map(RunningNode::subscribe).collect();
+    for _ in 0..args.prices {
+        let origin = rand::rng().random_range(0..n);
+        nodes[origin].originate_now();
+        tokio::time::sleep(args.spacing).await;
+    }
+    let mut originated: HashMap<u64, Instant> = HashMap::new();
+    let mut verified: HashMap<u64, Vec<Instant>> = HashMap::new();
+    let expected_rows = n + args.prices;
+    loop {
+        for subscription in &mut subscriptions {
+            while let Ok(event) = subscription.try_recv() {
+                match event {
+                    NodeEvent::Originated { id, at } => {
+                        originated.insert(id, at);
+                    }
+                    NodeEvent::Verified { id, at } => verified.entry(id).or_default().push(at),
+                }
+            }
+        }
+        let complete = originated.len() >= args.prices
+            && originated
+                .keys()
+                .all(|id| verified.get(id).is_some_and(|at| at.len() >= n));
+        let rows = stored_rows(db_url).await?.0;
+        if complete && rows >= expected_rows {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("cluster-bench: N={n}: timed out; reporting what completed");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let cpu = cpu_seconds() - cpu_start;
+    let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let (rows, distinct) = stored_rows(db_url).await?;
+
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut incomplete = 0;
+    for (id, at) in &originated {
+        match verified.get(id) {
+            Some(times) if times.len() >= n => {
+                let last = times.iter().max().copied().unwrap_or(*at);
+                latencies.push(last.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+            }
+            _ => incomplete += 1,
+        }
+    }
+    let prices = originated.len().max(1) as f64;
+    let delta = |f: fn(&Counters) -> f64| -> f64 {
+        before.iter().zip(&after).map(|(b, a)| f(a) - f(b)).sum()
+    };
+    let per_node_minute: Vec<(bool, f64)> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| {
+            (
+                a.flush_statements > b.flush_statements,
+                (a.db_statements - b.db_statements) / minutes,
+            )
+        })
+        .collect();
+    let writers: Vec<f64> = per_node_minute
+        .iter()
+        .filter(|(w, _)| *w)
+        .map(|(_, s)| *s)
+        .collect();
+    let others: Vec<f64> = per_node_minute
+        .iter()
+        .filter(|(w, _)| !*w)
+        .map(|(_, s)| *s)
+        .collect();
+
+    for node in nodes {
+        node.stop().await?;
+    }
+    store.close().await;
+    drop(boot);
+    let _ = boot_task.await;
+
+    Ok(Results {
+        nodes: n,
+        prices_originated: originated.len(),
+        rows_stored: rows.saturating_sub(n),
+        duplicates: rows - distinct,
+        incomplete,
+        quorum_ms: percentiles(&mut latencies),
+        publishes_per_price: delta(|c| c.publishes) / prices,
+        payload_bytes_per_price: delta(|c| c.payload_bytes) / prices,
+        wire_bytes_per_price: delta(|c| c.wire_bytes) / prices,
+        db_statements_per_node_minute: mean(
+            &per_node_minute.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
+        ),
+        db_statements_per_writer_minute: mean(&writers),
+        db_statements_per_non_writer_minute: mean(&others),
+        writers: writers.len(),
+        rss_mb_per_node: rss_per_node,
+        idle_cpu_percent_of_two_cores: idle_percent,
+        cpu_seconds_per_node_minute: cpu / n as f64 / minutes,
+    })
+}
+
+fn node_settings(
+    i: usize,
+    bootstrap: &Multiaddr,
+    exchange: &MockExchange,
+    db: &DbSettings,
+    validation: ValidationSettings,
+) -> anyhow::Result<NodeSettings> {
+    let identity = Identity::generate();
+    let url = format!("{}{}", exchange.base_url(), Source::Coinbase.path());
+    Ok(NodeSettings {
+        name: format!("node{i}"),
+        network: NetworkSettings {
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            bootstrap: vec![bootstrap.clone()],
+            validation,
+        },
+        min_peers: 3,
+        pool: PoolSettings {
+            min_signers: MIN_SIGNERS,
+            flush_delay: Duration::from_secs(1),
+            max_age: validation.max_age,
+            retention: Duration::from_secs(3600),
+        },
+        // Each node's first price is the warm-up; after that prices come on demand only.
+        price_interval: Duration::from_secs(24 * 3600),
+        max_deviation: Decimal::new(1, 2),
+        // The defaults, so the database load is what a real network sees.
+        lease: LeaseSettings {
+            interval: Duration::from_secs(5),
+            jitter: Duration::from_secs(20),
+        },
+        feed: FeedSettings {
+            endpoints: vec![(Source::Coinbase, url.parse()?)],
+            min_sources: 1,
+            timeout: Duration::from_secs(5),
+            retries: 1,
+            backoff: Duration::from_millis(50),
+        },
+        db: db.clone(),
+        migrate: false,
+        machine_id: i as u16,
+        http: None,
+        identity,
+    })
+}
+
+/// A node's counters, read from its own metrics.
+struct Counters {
+    publishes: f64,
+    payload_bytes: f64,
+    wire_bytes: f64,
+    db_statements: f64,
+    flush_statements: f64,
+}
+
+impl Counters {
+    fn read(node: &RunningNode) -> Self {
+        let text = node.metrics_text();
+        let sum = |prefix: &str, needle: &str| -> f64 {
+            text.lines()
+                .filter(|line| line.starts_with(prefix) && line.contains(needle))
+                .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+                .sum()
+        };
+        Self {
+            publishes: sum("oracle_publishes_total{kind=\"price\"}", "")
+                + sum("oracle_publishes_total{kind=\"attestation\"}", ""),
+            payload_bytes: sum("oracle_published_bytes_total{kind=\"price\"}", "")
+                + sum("oracle_published_bytes_total{kind=\"attestation\"}", ""),
+            wire_bytes: sum("libp2p_bandwidth_bytes_total{", "Outbound"),
+            db_statements: sum("oracle_db_statements_total{", ""),
+            flush_statements: sum("oracle_db_statements_total{kind=\"flush", ""),
+        }
+    }
+}
+
+fn percentiles(values: &mut [f64]) -> Percentiles {
+    if values.is_empty() {
+        return Percentiles::default();
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+    Percentiles {
+        p50: at(0.50),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: values[values.len() - 1],
+    }
+}
+
+fn mean(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        0.0
+    } else {
+        values.iter().sum::<f64>() / values.len() as f64
+    }
+}
+
+async fn wait_until(
+    deadline: Instant,
+    what: &str,
+    mut done: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    while !done().await? {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// (rows, distinct ids) in `prices`.
+async fn stored_rows(url: &str) -> anyhow::Result<(usize, usize)> {
+    let conn = Database::connect(url).await?;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT count(*), count(DISTINCT id) FROM prices",
+        ))
+        .await?
+        .context("count returned no row")?;
+    let counts = (
+        row.try_get_by_index::<i64>(0)? as usize,
+        row.try_get_by_index::<i64>(1)? as usize,
+    );
+    let _ = conn.close().await;
+    Ok(counts)
+}
+
+/// A database of the benchmark's own on the server, dropped afterwards.
+struct BenchDatabase {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(server: &str, n: usize) -> anyhow::Result<Self> {
+        let name = format!("oracle_bench_{n}_{:08x}", rand::random::<u32>());
+        let admin = Database::connect(server)
+            .await
+            .with_context(|| format!("cannot reach PostgreSQL at {}", DatabaseUrl::new(server)))?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(server)?;
+        url.set_path(&name);
+        Ok(Self {
+            admin: server.to_owned(),
+            name,
+            url: url.to_string(),
+        })
+    }
+
+    async fn drop(self) {
+        if let Ok(admin) = Database::connect(&self.admin).await {
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ))
+                .await;
+            let _ = admin.close().await;
+        }
+    }
+}
+
+/// The process's resident memory in MiB (Linux; 0 elsewhere).
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// User + system CPU seconds the process has used, all threads (Linux; 0 elsewhere).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf only reads a constant of the running system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+fn print_header() {
+    println!(
+        "{:>5} {:>6} {:>6} {:>4} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>7} {:>8} {:>9}",
+        "nodes",
+        "prices",
+        "stored",
+        "dup",
+        "q p50 ms",
+        "q p95 ms",
+        "q p99 ms",
+        "q max ms",
+        "pub/pr",
+        "bytes/pr",
+        "wire/pr",
+        "db/n/min",
+        "writer",
+        "others",
+        "RSS/n",
+        "idle cpu",
+        "cpu s/n/m"
+    );
+}
+
+fn print_row(r: &Results) {
+    println!(
+        "{:>5} {:>6} {:>6} {:>4} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>8.2} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.1}M {:>7.1}% {:>9.3}",
+        r.nodes,
+        r.prices_originated,
+        r.rows_stored,
+        r.duplicates,
+        r.quorum_ms.p50,
+        r.quorum_ms.p95,
+        r.quorum_ms.p99,
+        r.quorum_ms.max,
+        r.publishes_per_price,
+        r.payload_bytes_per_price,
+        r.wire_bytes_per_price,
+        r.db_statements_per_node_minute,
+        r.db_statements_per_writer_minute,
+        r.db_statements_per_non_writer_minute,
+        r.rss_mb_per_node,
+        r.idle_cpu_percent_of_two_cores,
+        r.cpu_seconds_per_node_minute
+    );
+    if r.incomplete > 0 {
+        println!(
+            "      ({} prices were not verified by every node in time)",
+            r.incomplete
+        );
+    }
+}
