@@ -156,6 +156,19 @@ fn start_node(settings: NodeSettings) -> TestNode {
     }
 }
 
+/// `/ip4/127.0.0.1/tcp/P/p2p/ID` → `/dns4/localhost/tcp/P`.
+fn by_host_name(addr: &Multiaddr) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let port = addr
+        .iter()
+        .find_map(|protocol| match protocol {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    format!("/dns4/localhost/tcp/{port}").parse().unwrap()
+}
+
 fn start_nodes(
     seeds: std::ops::RangeInclusive<u8>,
     bootstrap: &Multiaddr,
@@ -283,7 +296,17 @@ async fn five_nodes_store_every_price_exactly_once() {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
     };
-    let nodes: Vec<TestNode> = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
+    let mut nodes: Vec<TestNode> =
+        start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    // The fifth joins by host name and without a peer id, as compose's nodes do.
+    let by_name = by_host_name(&boot_addr);
+    nodes.push(start_node(node_settings(
+        5,
+        &by_name,
+        &exchange,
+        &db.settings(),
+        &config,
+    )));
     let started = Instant::now();
     wait_for("5 stored prices", Duration::from_secs(40), async || {
         rows(&conn).await.len() >= 5
