@@ -179,7 +179,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         latest: None,
         awaiting_observation: Vec::new(),
         fetch_in_flight: false,
-        originate_on_fetch: false,
+        originations_wanted: 0,
         flush_in_flight: false,
         lease_refuted: false,
         store: None,
@@ -236,7 +236,8 @@ struct Node {
     /// Peers' prices to co-sign once this node has a fresh observation of its own.
     awaiting_observation: Vec<PriceData>,
     fetch_in_flight: bool,
-    originate_on_fetch: bool,
+    /// Prices asked for (by the timer or `originate_now`) and not yet originated.
+    originations_wanted: usize,
     flush_in_flight: bool,
     /// A flush found another writer since our last heartbeat.
     lease_refuted: bool,
@@ -521,7 +522,7 @@ impl Node {
     }
 
     fn request_fetch(&mut self, originate: bool) {
-        self.originate_on_fetch |= originate;
+        self.originations_wanted += usize::from(originate);
         if self.fetch_in_flight {
             return;
         }
@@ -544,18 +545,24 @@ impl Node {
 
     fn on_fetched(&mut self, result: FetchResult) {
         self.fetch_in_flight = false;
-        let originate = std::mem::take(&mut self.originate_on_fetch);
         let price = match result {
             Ok(price) => price,
             Err(err) => {
+                // This round's price is skipped; the next timer tick asks again.
+                self.originations_wanted = 0;
                 log::warn!("cannot fetch the ETH/USD price: {err}");
                 return;
             }
         };
         let now = SystemTime::now();
         self.latest = Some(Observation { price, at: now });
-        if originate {
+        if self.originations_wanted > 0 {
+            self.originations_wanted -= 1;
             self.originate(price, now);
+            // Each price gets its own observation.
+            if self.originations_wanted > 0 {
+                self.request_fetch(false);
+            }
         }
         for data in std::mem::take(&mut self.awaiting_observation) {
             let too_old = age(UNIX_EPOCH + Duration::from_secs(data.observed_at))

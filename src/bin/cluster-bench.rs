@@ -43,15 +43,16 @@ struct Args {
     /// Prices to originate per network, each from a random node.
     #[arg(long, default_value_t = 20)]
     prices: usize,
-    /// Time between two originated prices.
-    #[arg(long, default_value = "250ms", value_parser = parse_duration)]
+    /// Time between two originated prices. A real network sees one every price interval / N
+    /// (12 s for 50 nodes at the default 10 min); much shorter saturates two cores at large N.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
     spacing: Duration,
     /// Idle window after the warm-up: CPU use with no prices flowing. Statement and CPU rates
     /// are taken over this window and the price phase together, so keep it about a minute.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     idle: Duration,
     /// Give up on a network size after this long.
-    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = parse_duration)]
     timeout: Duration,
     /// PostgreSQL server; a fresh database is created on it per network size and dropped after.
     #[arg(
@@ -78,7 +79,10 @@ struct Results {
     quorum_ms: Percentiles,
     publishes_per_price: f64,
     payload_bytes_per_price: f64,
+    /// All bytes the nodes sent during the price phase (every protocol), per price.
     wire_bytes_per_price: f64,
+    /// Background traffic with no prices flowing.
+    idle_wire_bytes_per_node_second: f64,
     db_statements_per_node_minute: f64,
     db_statements_per_writer_minute: f64,
     db_statements_per_non_writer_minute: f64,
@@ -173,9 +177,24 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     let store = Store::connect(&db).await?;
     let deadline = Instant::now() + args.timeout;
 
-    // Warm-up: every node's first price (sent as soon as it has peers and a database) stored.
+    // Warm-up: every node's first price (sent as soon as it has peers and a database) stored
+    // and verified by every node — N prices at once is a burst of N² attestations, which must
+    // be over before anything is measured.
     wait_until(deadline, "the warm-up prices", async || {
         stored_rows(db_url).await.map(|rows| rows.0 >= n)
+    })
+    .await?;
+    // Then quiet: no node received a message for 3 s (nodes that joined late never see some
+    // warm-up prices, so "every node verified all of them" may never happen).
+    let mut last = f64::NAN;
+    let mut quiet_since = Instant::now();
+    wait_until(deadline, "the warm-up gossip to settle", async || {
+        let received: f64 = nodes.iter().map(|node| Counters::read(node).received).sum();
+        if received != last {
+            last = received;
+            quiet_since = Instant::now();
+        }
+        Ok(quiet_since.elapsed() >= Duration::from_secs(3))
     })
     .await?;
     let rss_per_node = (rss_mb() - rss_before) / n as f64;
@@ -188,6 +207,14 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     tokio::time::sleep(args.idle).await;
     let idle_percent = (cpu_seconds() - cpu_start) / args.idle.as_secs_f64() / 2.0 * 100.0;
 
+    // Wire bytes per price are counted over the price phase only; the idle window gives the
+    // background (ping, identify, Kademlia, gossipsub heartbeats) on its own.
+    let idle_end: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let idle_wire: f64 = before
+        .iter()
+        .zip(&idle_end)
+        .map(|(b, a)| a.wire_bytes - b.wire_bytes)
+        .sum();
     let mut subscriptions: Vec<broadcast::Receiver<NodeEvent>> =
         nodes.iter().map(RunningNode::subscribe).collect();
     for _ in 0..args.prices {
@@ -280,7 +307,13 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         quorum_ms: percentiles(&mut latencies),
         publishes_per_price: delta(|c| c.publishes) / prices,
         payload_bytes_per_price: delta(|c| c.payload_bytes) / prices,
-        wire_bytes_per_price: delta(|c| c.wire_bytes) / prices,
+        wire_bytes_per_price: idle_end
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| a.wire_bytes - b.wire_bytes)
+            .sum::<f64>()
+            / prices,
+        idle_wire_bytes_per_node_second: idle_wire / n as f64 / args.idle.as_secs_f64().max(0.001),
         db_statements_per_node_minute: mean(
             &per_node_minute.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
         ),
@@ -346,6 +379,7 @@ struct Counters {
     wire_bytes: f64,
     db_statements: f64,
     flush_statements: f64,
+    received: f64,
 }
 
 impl Counters {
@@ -365,6 +399,7 @@ impl Counters {
             wire_bytes: sum("libp2p_bandwidth_bytes_total{", "Outbound"),
             db_statements: sum("oracle_db_statements_total{", ""),
             flush_statements: sum("oracle_db_statements_total{kind=\"flush", ""),
+            received: sum("oracle_messages_received_total{", ""),
         }
     }
 }
@@ -496,7 +531,7 @@ fn cpu_seconds() -> f64 {
 
 fn print_header() {
     println!(
-        "{:>5} {:>6} {:>6} {:>4} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>7} {:>8} {:>9}",
+        "{:>5} {:>6} {:>6} {:>4} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>7} {:>8} {:>9}",
         "nodes",
         "prices",
         "stored",
@@ -508,6 +543,7 @@ fn print_header() {
         "pub/pr",
         "bytes/pr",
         "wire/pr",
+        "idle B/s/n",
         "db/n/min",
         "writer",
         "others",
@@ -519,7 +555,7 @@ fn print_header() {
 
 fn print_row(r: &Results) {
     println!(
-        "{:>5} {:>6} {:>6} {:>4} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>8.2} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.1}M {:>7.1}% {:>9.3}",
+        "{:>5} {:>6} {:>6} {:>4} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>8.2} {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.1}M {:>7.1}% {:>9.3}",
         r.nodes,
         r.prices_originated,
         r.rows_stored,
@@ -531,6 +567,7 @@ fn print_row(r: &Results) {
         r.publishes_per_price,
         r.payload_bytes_per_price,
         r.wire_bytes_per_price,
+        r.idle_wire_bytes_per_node_second,
         r.db_statements_per_node_minute,
         r.db_statements_per_writer_minute,
         r.db_statements_per_non_writer_minute,

@@ -393,7 +393,12 @@ impl SwarmTask {
             } => {
                 if num_established.get() == 1 {
                     log::debug!("connected to {peer_id}");
-                    // Each new peer is a chance to learn about more of the network.
+                }
+                // The first connection is the way into the network: look around at once. Later
+                // connections do not trigger lookups (each lookup dials peers, which would
+                // trigger more: a storm in a large network); the periodic refresh covers them.
+                if self.swarm.connected_peers().count() == 1 {
+                    self.last_kad_refresh = Instant::now();
                     let _ = self.swarm.behaviour_mut().kad.bootstrap();
                 }
                 self.update_peer_count();
