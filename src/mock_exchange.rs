@@ -64,6 +64,21 @@ pub struct MockSettings {
     pub hang: Duration,
 }
 
+impl MockSettings {
+    /// A fixed `price` (no walk, no faults): what tests and benchmarks usually want.
+    pub fn steady(price: UsdPrice) -> Self {
+        Self {
+            price,
+            volatility: 0.0,
+            tick: Duration::from_secs(1),
+            seed: Some(1),
+            fail_rate: 0.0,
+            faults: Vec::new(),
+            hang: Duration::from_secs(15),
+        }
+    }
+}
+
 struct Walk {
     price: f64,
     last_step: Instant,

@@ -109,13 +109,11 @@ async fn run_price(base: String, extra: &'static [&'static str]) -> Output {
 
 fn mock_settings(fail_rate: f64) -> MockSettings {
     MockSettings {
-        price: UsdPrice::parse_quote("3000").unwrap(),
-        volatility: 0.0,
-        tick: Duration::from_secs(1),
         seed: None,
         fail_rate,
         faults: Fault::ALL.to_vec(),
         hang: Duration::from_secs(2),
+        ..MockSettings::steady(UsdPrice::parse_quote("3000").unwrap())
     }
 }
 

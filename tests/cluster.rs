@@ -38,15 +38,7 @@ fn loopback() -> Multiaddr {
 async fn mock_at(price: &str) -> MockExchange {
     MockExchange::start(
         "127.0.0.1:0".parse().unwrap(),
-        MockSettings {
-            price: UsdPrice::parse_quote(price).unwrap(),
-            volatility: 0.0,
-            tick: Duration::from_secs(1),
-            seed: Some(1),
-            fail_rate: 0.0,
-            faults: vec![],
-            hang: Duration::ZERO,
-        },
+        MockSettings::steady(UsdPrice::parse_quote(price).unwrap()),
     )
     .await
     .unwrap()

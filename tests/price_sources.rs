@@ -17,13 +17,10 @@ fn usd(text: &str) -> UsdPrice {
 
 async fn mock(fail_rate: f64, faults: &[Fault]) -> MockExchange {
     let settings = MockSettings {
-        price: usd("3000"),
-        volatility: 0.0,
-        tick: Duration::from_secs(1),
-        seed: Some(1),
         fail_rate,
         faults: faults.to_vec(),
         hang: Duration::from_secs(3),
+        ..MockSettings::steady(usd("3000"))
     };
     MockExchange::start(LOOPBACK.parse().unwrap(), settings)
         .await

@@ -29,7 +29,7 @@ use price_oracle::store::{DatabaseUrl, DbSettings, Store};
 use prometheus_client::registry::Registry;
 use rand::Rng;
 use rust_decimal::Decimal;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -139,15 +139,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     Store::migrate(&db).await?;
     let exchange = MockExchange::start(
         "127.0.0.1:0".parse()?,
-        MockSettings {
-            price: UsdPrice::parse_quote("3000")?,
-            volatility: 0.0,
-            tick: Duration::from_secs(1),
-            seed: Some(1),
-            fail_rate: 0.0,
-            faults: vec![],
-            hang: Duration::ZERO,
-        },
+        MockSettings::steady(UsdPrice::parse_quote("3000")?),
     )
     .await?;
     let validation = ValidationSettings {
@@ -174,14 +166,15 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         let settings = node_settings(i, &boot_addr, &exchange, &db, validation)?;
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
-    let store = Store::connect(&db).await?;
+    // One connection for the benchmark's own row counts, polled often.
+    let counter = Database::connect(db_url).await?;
     let deadline = Instant::now() + args.timeout;
 
     // Warm-up: every node's first price (sent as soon as it has peers and a database) stored
     // and verified by every node — N prices at once is a burst of N² attestations, which must
     // be over before anything is measured.
     wait_until(deadline, "the warm-up prices", async || {
-        stored_rows(db_url).await.map(|rows| rows.0 >= n)
+        stored_rows(&counter).await.map(|rows| rows.0 >= n)
     })
     .await?;
     // Then quiet: no node received a message for 3 s (nodes that joined late never see some
@@ -240,7 +233,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
             && originated
                 .keys()
                 .all(|id| verified.get(id).is_some_and(|at| at.len() >= n));
-        let rows = stored_rows(db_url).await?.0;
+        let rows = stored_rows(&counter).await?.0;
         if complete && rows >= expected_rows {
             break;
         }
@@ -253,7 +246,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     let cpu = cpu_seconds() - cpu_start;
     let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
-    let (rows, distinct) = stored_rows(db_url).await?;
+    let (rows, distinct) = stored_rows(&counter).await?;
 
     let mut latencies: Vec<f64> = Vec::new();
     let mut incomplete = 0;
@@ -294,7 +287,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     for node in nodes {
         node.stop().await?;
     }
-    store.close().await;
+    let _ = counter.close().await;
     drop(boot);
     let _ = boot_task.await;
 
@@ -441,8 +434,7 @@ async fn wait_until(
 }
 
 /// (rows, distinct ids) in `prices`.
-async fn stored_rows(url: &str) -> anyhow::Result<(usize, usize)> {
-    let conn = Database::connect(url).await?;
+async fn stored_rows(conn: &DatabaseConnection) -> anyhow::Result<(usize, usize)> {
     let row = conn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
@@ -454,7 +446,6 @@ async fn stored_rows(url: &str) -> anyhow::Result<(usize, usize)> {
         row.try_get_by_index::<i64>(0)? as usize,
         row.try_get_by_index::<i64>(1)? as usize,
     );
-    let _ = conn.close().await;
     Ok(counts)
 }
 
