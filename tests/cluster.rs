@@ -435,17 +435,19 @@ async fn forged_replayed_and_garbage_messages_are_rejected_and_never_stored() {
         .handle
         .publish_raw(b"{\"type\":\"price\",\"body\":\"garbage\"}".to_vec());
 
+    // The attacker publishes to its mesh peers only, and a rejected message is not forwarded:
+    // the honest nodes it reached reject each message, and nobody else ever sees it.
     wait_for(
-        "every honest node to reject all three",
+        "the honest nodes to reject all three",
         Duration::from_secs(20),
         async || {
-            nodes.iter().all(|node| {
-                let rejected =
-                    |reason| Metrics::reason(&node.metrics.messages_rejected, reason).get();
-                rejected("bad_signature") >= 1
-                    && rejected("too_old") >= 1
-                    && rejected("malformed") >= 1
-            })
+            ["bad_signature", "too_old", "malformed"]
+                .iter()
+                .all(|reason| {
+                    total(&nodes, |m| {
+                        Metrics::reason(&m.messages_rejected, reason).get()
+                    }) >= 1
+                })
         },
     )
     .await;
