@@ -14,6 +14,9 @@
 #   DATABASE_URL     the database; otherwise built from .env-db
 #   ORACLE_*         any node flag, e.g. ORACLE_PRICE_INTERVAL=15s ORACLE_FLUSH_DELAY=10s
 #
+# Every node's key is registered as a member (`oracle signers add --key nodeN`) before it
+# starts; nodes started by hand elsewhere count only once an operator adds them.
+#
 # Each process logs to logs/<name>.log; this terminal shows every log live, prefixed by name.
 # Ctrl-C (or SIGTERM) stops exactly the processes this script started and waits for them.
 set -euo pipefail
@@ -86,6 +89,14 @@ fi
 peer_id=$("$ORACLE" keygen --name boot --show --log-level warn | awk '/^peer id/ { print $3 }')
 start boot bootstrap --name boot --listen "/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT"
 BOOTSTRAP="/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT/p2p/$peer_id"
+
+# Membership: every node's key is registered in the signers table (the operator's step,
+# `oracle signers add`, done here with the same database credential). Only members count.
+for i in $(seq 0 $(( NUM_NODES - 1 ))); do
+  [ -f "keys/node$i.priv" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
+  "$ORACLE" signers add --key "node$i" --log-level warn >/dev/null
+done
+say "$NUM_NODES members registered (oracle signers list shows them)"
 
 endpoints=""
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do

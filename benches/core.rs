@@ -4,12 +4,15 @@
 //!     cargo bench --bench core
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
+use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
-use price_oracle::network::validation::{ValidationSettings, validate};
+use price_oracle::network::validation::{ValidationSettings, Validator};
 use price_oracle::pool::{Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 
@@ -45,21 +48,30 @@ fn signing(c: &mut Criterion) {
 fn decoding(c: &mut Criterion) {
     let origin = identity(1);
     let price = UsdPrice::from_e8(312_456_789_000).expect("valid price");
-    let message = PriceMessage::originate(7, price, now_secs(), origin.signer());
+    let machine = IdGenerator::machine_id_from_address(&origin.address());
+    let id = IdGenerator::new(machine)
+        .next_id()
+        .expect("the clock is past the id epoch");
+    let message = PriceMessage::originate(id, price, now_secs(), origin.signer());
     let bytes = Gossip::Price(message).encode();
-    let settings = ValidationSettings {
+    let mut validator = Validator::new(ValidationSettings {
         max_age: Duration::from_secs(900),
         max_future_skew: Duration::from_secs(30),
-    };
-    let publisher = origin.peer_id();
-    c.bench_function("decode + full validation (price, 1 signature)", |b| {
+        // The same price again and again: no rate limit in the way of what is measured.
+        max_origin_rate: u32::MAX,
+    });
+    let member = Members::for_node(None).with_database([(origin.address(), 0)].into());
+    c.bench_function("decode + full validation (member's price)", |b| {
         b.iter(|| {
-            validate(
-                black_box(&bytes),
-                Some(&publisher),
-                SystemTime::now(),
-                &settings,
-            )
+            let verdict = validator.validate(black_box(&bytes), SystemTime::now(), &member);
+            assert!(verdict.is_ok());
+        })
+    });
+    let nobody = Members::for_node(None).with_database(Default::default());
+    c.bench_function("decode + refusal (outsider's price)", |b| {
+        b.iter(|| {
+            let verdict = validator.validate(black_box(&bytes), SystemTime::now(), &nobody);
+            assert!(verdict.is_err());
         })
     });
 }
@@ -72,6 +84,7 @@ fn pool(c: &mut Criterion) {
         flush_delay: Duration::from_secs(30),
         max_age: Duration::from_secs(900),
         retention: Duration::from_secs(3600),
+        max_pending_per_signer: 64,
     };
     let now = SystemTime::now();
     let message = PriceMessage::originate(500, price, 1_763_700_000, signers[0].signer());
@@ -80,7 +93,7 @@ fn pool(c: &mut Criterion) {
     c.bench_function("pool: merge a signature", |b| {
         b.iter_batched(
             || {
-                let mut pool = Pool::new(settings);
+                let mut pool = Pool::new(settings, Arc::new(Members::open()));
                 pool.add(&data, &message.signatures, now);
                 pool
             },

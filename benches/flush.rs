@@ -46,6 +46,13 @@ fn flush(c: &mut Criterion) {
             .heartbeat(&writer, Duration::ZERO)
             .await
             .expect("heartbeat");
+        for i in 1..=3u8 {
+            let member = Identity::from_secret(&[i; 32]).expect("valid key");
+            store
+                .add_signer(&member.address(), "bench")
+                .await
+                .expect("add signer");
+        }
         (db, store, writer)
     });
     // The store does not verify signatures; three real ones make the rows realistic in size.
@@ -68,7 +75,7 @@ fn flush(c: &mut Criterion) {
             },
             |rows| {
                 runtime.block_on(async {
-                    let outcome = store.flush(&writer.address, &rows).await.expect("flush");
+                    let outcome = store.flush(&writer.address, &rows, 3).await.expect("flush");
                     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == rows.len()));
                 })
             },

@@ -2,13 +2,14 @@
 //! recovers every signature, trusting nothing the writer claimed. Pure: rows in, verdicts out.
 
 use std::collections::HashSet;
-use std::path::Path;
 
 use alloy_primitives::Address;
-use anyhow::Context;
+
+use chrono::{DateTime, Utc};
 
 use crate::message::{PAIR, SignatureEntry, price_digest};
 use crate::price::UsdPrice;
+use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
 
 /// What is wrong with a row, if anything.
@@ -26,16 +27,39 @@ pub struct RowReport {
     pub id: i64,
     pub signatures: usize,
     pub finding: Option<Finding>,
-    /// Signers that verify but are not in the trusted list.
+    /// Signers that verify but do not count (not listed, or not a member at the time).
     pub untrusted: usize,
+}
+
+/// Whose signatures count toward a row's quorum.
+#[derive(Debug, Clone, Default)]
+pub enum Counted {
+    /// Every valid signature.
+    #[default]
+    Everyone,
+    /// Only these signers (`--trusted-signers`).
+    Listed(HashSet<Address>),
+    /// Signers that were members (per the `signers` table) when the row's price was observed.
+    Members(Vec<SignerRow>),
+}
+
+impl Counted {
+    fn counts(&self, signer: &Address, observed_at: DateTime<Utc>) -> bool {
+        match self {
+            Self::Everyone => true,
+            Self::Listed(signers) => signers.contains(signer),
+            Self::Members(rows) => rows
+                .iter()
+                .any(|row| row.address == *signer && row.member_at(observed_at)),
+        }
+    }
 }
 
 /// Audit settings.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRules {
     pub min_signers: usize,
-    /// When set, only these signers count toward the quorum.
-    pub trusted: Option<HashSet<Address>>,
+    pub counted: Counted,
 }
 
 /// Checks one row: pair, price, signer list, `signer_count`, `first_signer`, and that every
@@ -104,13 +128,12 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         ));
         return report;
     }
-    let counted = match &rules.trusted {
-        Some(trusted) => {
-            report.untrusted = signers.difference(trusted).count();
-            signers.len() - report.untrusted
-        }
-        None => signers.len(),
-    };
+    let observed = row.observed_at.to_utc();
+    let counted = signers
+        .iter()
+        .filter(|signer| rules.counted.counts(signer, observed))
+        .count();
+    report.untrusted = signers.len() - counted;
     if counted < rules.min_signers {
         report.finding = Some(Finding::BelowQuorum {
             valid: counted,
@@ -120,25 +143,7 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
     report
 }
 
-/// Reads a trusted-signers file: one address per line; blank lines and `#` comments ignored.
-pub fn read_trusted_signers(path: &Path) -> anyhow::Result<HashSet<Address>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read trusted signers from {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(number, line)| {
-            (
-                number + 1,
-                line.split('#').next().unwrap_or_default().trim(),
-            )
-        })
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(number, line)| {
-            line.parse::<Address>()
-                .with_context(|| format!("{}:{number}: {line:?} is not an address", path.display()))
-        })
-        .collect()
-}
+pub use crate::membership::read_trusted_signers;
 
 #[cfg(test)]
 mod tests {
@@ -179,7 +184,7 @@ mod tests {
     fn rules(min_signers: usize) -> AuditRules {
         AuditRules {
             min_signers,
-            trusted: None,
+            counted: Counted::Everyone,
         }
     }
 
@@ -252,7 +257,7 @@ mod tests {
             &row(&all),
             &AuditRules {
                 min_signers: 3,
-                trusted: Some(trusted),
+                counted: Counted::Listed(trusted),
             },
         );
         assert_eq!(report.untrusted, 1);
@@ -263,6 +268,43 @@ mod tests {
                 required: 3
             })
         );
+    }
+
+    #[test]
+    fn a_signature_counts_only_if_its_signer_was_a_member_when_the_price_was_observed() {
+        let all = signers(3);
+        let genuine = row(&all);
+        let observed = genuine.observed_at.to_utc();
+        let period = |identity: &Identity, from: i64, until: Option<i64>| SignerRow {
+            address: identity.address(),
+            name: String::new(),
+            added_at: observed + chrono::Duration::seconds(from),
+            revoked_at: until.map(|until| observed + chrono::Duration::seconds(until)),
+        };
+        let members = |rows| AuditRules {
+            min_signers: 3,
+            counted: Counted::Members(rows),
+        };
+        let always: Vec<SignerRow> = all.iter().map(|node| period(node, -10, None)).collect();
+        assert_eq!(audit_row(&genuine, &members(always.clone())).finding, None);
+        // Added after the observation, or revoked before it: that signature does not count.
+        for late in [period(&all[2], 1, None), period(&all[2], -10, Some(0))] {
+            let mut rows = always.clone();
+            rows[2] = late;
+            let report = audit_row(&genuine, &members(rows));
+            assert_eq!(report.untrusted, 1);
+            assert_eq!(
+                report.finding,
+                Some(Finding::BelowQuorum {
+                    valid: 2,
+                    required: 3
+                })
+            );
+        }
+        // Revoked later: signatures from its time as a member stay valid.
+        let mut rows = always;
+        rows[2] = period(&all[2], -10, Some(1));
+        assert_eq!(audit_row(&genuine, &members(rows)).finding, None);
     }
 
     #[test]

@@ -4,22 +4,34 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::audit::{self, AuditRules, Finding};
+use crate::audit::{self, AuditRules, Counted, Finding};
 use crate::config::{
-    BootstrapArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs, StatusArgs,
-    VerifyArgs,
+    BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs,
+    SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
 };
 use crate::identity::{self, Identity};
+use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::mock_exchange::MockExchange;
 use crate::price::PriceFeed;
 use crate::store::Store;
+use crate::store::members::Added;
 use crate::{network, node};
 use prometheus_client::registry::Registry;
 
 /// `oracle keygen`: create a key (or with `--show`, read one) and print its public identity.
 pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
-    let path = identity::key_path(&args.key.key_dir, &args.key.name)?;
+    if let Some(path) = &args.psk {
+        let psk = network::transport::generate_psk();
+        network::transport::write_psk(path, psk, args.force)?;
+        log::info!("wrote swarm key file {}", path.display());
+        println!("swarm key   {}", path.display());
+        println!("fingerprint {}", psk.fingerprint());
+        return Ok(ExitCode::SUCCESS);
+    }
+    // clap requires --name unless --psk is given.
+    let name = args.name.as_deref().unwrap_or_default();
+    let path = identity::key_path(&args.key_dir, name)?;
     let (identity, status) = if args.show {
         (identity::load(&path)?, "existing")
     } else {
@@ -99,6 +111,45 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `oracle db-role`: create or update the nodes' least-privilege role.
+pub async fn db_role(args: &DbRoleArgs) -> anyhow::Result<ExitCode> {
+    crate::store::roles::check_role_name(&args.role)?;
+    let password = role_password(args)?;
+    let settings = args.db.settings()?;
+    crate::store::roles::ensure_node_role(&settings, &args.role, &password)
+        .await
+        .with_context(|| format!("cannot set up role {} in {}", args.role, settings.url))?;
+    log::info!("role {} is ready in {}", args.role, settings.url);
+    println!(
+        "role {} (LOGIN): SELECT, INSERT on prices; SELECT, INSERT, UPDATE, DELETE on heartbeat; SELECT on signers",
+        args.role
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The new role's password: the --password-file's contents (without the final line break), else
+/// ORACLE_ROLE_PASSWORD.
+fn role_password(args: &DbRoleArgs) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let password = match &args.password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map(zeroize::Zeroizing::new)
+                .with_context(|| format!("cannot read password file {}", path.display()))?;
+            zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
+        }
+        None => match std::env::var("ORACLE_ROLE_PASSWORD") {
+            Ok(password) => zeroize::Zeroizing::new(password),
+            Err(_) => anyhow::bail!(
+                "no password for the role: set ORACLE_ROLE_PASSWORD or pass --password-file"
+            ),
+        },
+    };
+    if password.is_empty() {
+        anyhow::bail!("the role's password is empty");
+    }
+    Ok(password)
+}
+
 /// `oracle run`: a full node until Ctrl-C or SIGTERM.
 pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let identity = load_or_create_identity(&args.key)?;
@@ -114,10 +165,20 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
 /// `oracle bootstrap`: a network-only node; prints the addresses others join through.
 pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.network_settings()?;
     let identity = load_or_create_identity(&args.key)?;
+    let trusted = args.net.trusted_signers()?;
+    if trusted.is_none() {
+        log::warn!(
+            "no --trusted-signers: this bootstrap node relays every well-formed message \
+             (full nodes still count only members)"
+        );
+    }
+    let members = tokio::sync::watch::channel(std::sync::Arc::new(Members::for_relay(trusted))).1;
     let (mut handle, events, task) = network::spawn(
         identity.keypair(),
-        args.network_settings(),
+        settings,
+        members,
         Metrics::default(),
         &mut Registry::default(),
     )?;
@@ -141,17 +202,17 @@ const VERIFY_PAGE: u64 = 1_000;
 /// `oracle verify`: audit every stored row; exit 1 on any invalid or below-quorum row.
 pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let settings = args.db.settings()?;
-    let rules = AuditRules {
-        min_signers: args.min_signers,
-        trusted: args
-            .trusted_signers
-            .as_deref()
-            .map(audit::read_trusted_signers)
-            .transpose()?,
-    };
     let store = Store::connect(&settings)
         .await
         .with_context(|| format!("cannot connect to {}", settings.url))?;
+    let counted = match &args.trusted_signers {
+        Some(path) => Counted::Listed(audit::read_trusted_signers(path)?),
+        None => Counted::Members(store.signers().await?),
+    };
+    let rules = AuditRules {
+        min_signers: args.min_signers,
+        counted,
+    };
     let (mut rows, mut signatures, mut untrusted_rows) = (0usize, 0usize, 0usize);
     let mut invalid: Vec<(i64, String)> = Vec::new();
     let mut below_quorum: Vec<(i64, String)> = Vec::new();
@@ -179,9 +240,11 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     println!("signatures        {signatures}");
     print_offenders("invalid", &invalid);
     print_offenders("below quorum", &below_quorum);
-    if rules.trusted.is_some() {
-        println!("untrusted signers in {untrusted_rows} rows");
-    }
+    let label = match rules.counted {
+        Counted::Members(_) => "non-member signers",
+        _ => "untrusted signers",
+    };
+    println!("{label} in {untrusted_rows} rows");
     let ok = invalid.is_empty() && below_quorum.is_empty();
     println!("result            {}", if ok { "OK" } else { "FAILED" });
     Ok(if ok {
@@ -199,6 +262,85 @@ fn print_offenders(label: &str, offenders: &[(i64, String)]) {
     if offenders.len() > OFFENDERS_SHOWN {
         println!("  … and {} more", offenders.len() - OFFENDERS_SHOWN);
     }
+}
+
+/// `oracle signers add|remove|list`.
+pub async fn signers(command: &SignersCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SignersCommand::Add(args) => {
+            let (address, name) = signer_of(args)?;
+            let store = connect_for(&args.db).await?;
+            let added = store.add_signer(&address, &name).await;
+            store.close().await;
+            let what = match added? {
+                Added::New => "added",
+                Added::Readmitted => "added again (its membership starts now)",
+                Added::AlreadyMember => "already a member",
+            };
+            println!("{address} {what}");
+        }
+        SignersCommand::Remove(args) => {
+            let (address, _) = signer_of(args)?;
+            let store = connect_for(&args.db).await?;
+            let removed = store.remove_signer(&address).await;
+            store.close().await;
+            if !removed? {
+                anyhow::bail!("{address} is not a member");
+            }
+            println!("{address} removed: its signatures no longer count");
+        }
+        SignersCommand::List(args) => list_signers(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address (and label) `oracle signers add|remove` acts on.
+fn signer_of(args: &SignerArgs) -> anyhow::Result<(alloy_primitives::Address, String)> {
+    match (&args.address, &args.key) {
+        (Some(address), _) => Ok((*address, args.label.clone().unwrap_or_default())),
+        (None, Some(key)) => {
+            let path = identity::key_path(&args.key_dir, key)?;
+            let identity = identity::load(&path)?;
+            Ok((
+                identity.address(),
+                args.label.clone().unwrap_or_else(|| key.clone()),
+            ))
+        }
+        (None, None) => anyhow::bail!("give an address or --key NAME"),
+    }
+}
+
+async fn list_signers(args: &SignersListArgs) -> anyhow::Result<()> {
+    let store = connect_for(&args.db).await?;
+    let rows = store.signers().await;
+    store.close().await;
+    let rows = rows?;
+    let shown: Vec<_> = rows
+        .iter()
+        .filter(|row| args.all || row.revoked_at.is_none())
+        .collect();
+    println!("{:<42} {:<16} {:<25} revoked", "address", "name", "added");
+    for row in &shown {
+        println!(
+            "{:<42} {:<16} {:<25} {}",
+            row.address,
+            row.name,
+            row.added_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            row.revoked_at
+                .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_default()
+        );
+    }
+    let members = rows.iter().filter(|row| row.revoked_at.is_none()).count();
+    println!("{members} members");
+    Ok(())
+}
+
+async fn connect_for(db: &crate::config::DbArgs) -> anyhow::Result<Store> {
+    let settings = db.settings()?;
+    Store::connect(&settings)
+        .await
+        .with_context(|| format!("cannot connect to {}", settings.url))
 }
 
 /// `oracle status`: the heartbeat table and the latest stored prices.

@@ -1,6 +1,7 @@
 //! The command line: every flag, its `ORACLE_*` environment variable and its default, and the
 //! conversion into the typed settings the other modules take.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,12 +12,13 @@ use reqwest::Url;
 use libp2p::Multiaddr;
 use rust_decimal::Decimal;
 
-use crate::id::IdGenerator;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
-use crate::network::NetworkSettings;
-use crate::network::validation::ValidationSettings;
+use crate::network::validation::{DEFAULT_MAX_ORIGIN_RATE, ValidationSettings};
+use crate::network::{
+    ConnectionBounds, DEFAULT_MAX_REFUSED_PER_PEER, DEFAULT_VALIDATION_QUEUE, NetworkSettings,
+};
 use crate::node::NodeSettings;
 use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, Source, UsdPrice};
@@ -53,6 +55,9 @@ pub enum Command {
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
+    /// Create or update the least-privilege database role nodes log in as. Run it with the
+    /// admin credential, after `oracle migrate`; safe to run again.
+    DbRole(DbRoleArgs),
     /// Run an oracle node: fetch, sign, gossip, co-sign, and store verified prices.
     Run(RunArgs),
     /// Run a bootstrap node: a stable address new nodes join through (no database, no prices).
@@ -62,6 +67,49 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Show the nodes' heartbeats (and the writer) and the latest stored prices.
     Status(StatusArgs),
+    /// Manage the members whose signatures count (the signers table).
+    #[command(subcommand)]
+    Signers(SignersCommand),
+}
+
+/// `oracle signers …`: membership, kept in the database (run with the admin credential).
+#[derive(Debug, Subcommand)]
+pub enum SignersCommand {
+    /// Make an address a member: its signatures count from now on, on every node within one
+    /// heartbeat.
+    Add(SignerArgs),
+    /// Revoke a member: its signatures stop counting now. Rows it signed before stay valid.
+    Remove(SignerArgs),
+    /// List the members (and, with --all, the revoked ones).
+    List(SignersListArgs),
+}
+
+/// Whose membership to change: an address, or the address of a key file.
+#[derive(Debug, Args)]
+pub struct SignerArgs {
+    /// The member's address (0x…).
+    #[arg(required_unless_present = "key", conflicts_with = "key")]
+    pub address: Option<alloy_primitives::Address>,
+    /// Take the address from the key file KEY_DIR/KEY.priv instead.
+    #[arg(long, env = "ORACLE_KEY")]
+    pub key: Option<String>,
+    /// Folder of the key files.
+    #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
+    pub key_dir: PathBuf,
+    /// A label for people, e.g. the node name [default: the key name].
+    #[arg(long, env = "ORACLE_LABEL")]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SignersListArgs {
+    /// Also list revoked members.
+    #[arg(long, env = "ORACLE_ALL")]
+    pub all: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// Logging, accepted before or after the subcommand.
@@ -99,14 +147,22 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    #[command(flatten)]
-    pub key: KeyArgs,
+    /// Node name: the key file is KEY_DIR/NAME.priv.
+    #[arg(long, env = "ORACLE_NAME", required_unless_present = "psk")]
+    pub name: Option<String>,
+    /// Folder of the key files.
+    #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
+    pub key_dir: PathBuf,
     /// Replace an existing key file. The old key, and the identity it gave, are lost.
     #[arg(long, env = "ORACLE_FORCE", conflicts_with = "show")]
     pub force: bool,
     /// Print the address and peer id of the existing key instead of creating one.
     #[arg(long, env = "ORACLE_SHOW")]
     pub show: bool,
+    /// Instead of a node key, write a new random swarm key (the pre-shared key of a private
+    /// network, for --psk-file) to this file, and print its fingerprint.
+    #[arg(long, env = "ORACLE_PSK", conflicts_with_all = ["name", "show"])]
+    pub psk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -261,29 +317,120 @@ impl MockExchangeArgs {
 #[command(next_help_heading = "Network")]
 pub struct NetArgs {
     /// Address of a node to join through (repeatable), e.g. /ip4/10.0.0.5/tcp/4001/p2p/16Uiu2HAm…
-    /// as printed by `oracle bootstrap`. The /p2p/<peer id> part authenticates that node; leave
-    /// it out (e.g. /dns4/bootstrap/tcp/4001) only on a network you trust.
+    /// as printed by `oracle bootstrap`. The /p2p/<peer id> part authenticates that node.
     #[arg(long, env = "ORACLE_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<Multiaddr>,
+    /// Accept bootstrap addresses without /p2p/<peer id> (e.g. /dns4/bootstrap/tcp/4001):
+    /// whoever answers there is trusted. Only inside a network you control.
+    #[arg(long, env = "ORACLE_ALLOW_UNAUTHENTICATED_BOOTSTRAP")]
+    pub allow_unauthenticated_bootstrap: bool,
     /// Prices observed longer ago than this are refused, and no longer co-signed.
     #[arg(long, env = "ORACLE_MAX_AGE", default_value = "15m", value_parser = parse_duration)]
     pub max_age: Duration,
     /// Prices observed up to this far in the future are accepted (clock skew between nodes).
     #[arg(long, env = "ORACLE_MAX_CLOCK_SKEW", default_value = "30s", value_parser = parse_duration)]
     pub max_clock_skew: Duration,
+    /// File of member addresses, one per line (# comments allowed), as `oracle verify` reads.
+    /// A full node counts only signers that are both in the signers table and in this file; a
+    /// bootstrap node (no database) relays only their messages. Without it a bootstrap node
+    /// relays every well-formed message and full nodes use the table alone.
+    #[arg(long, env = "ORACLE_TRUSTED_SIGNERS")]
+    pub trusted_signers: Option<PathBuf>,
+    /// Swarm key of a private network (go-ipfs/Kubo swarm.key format, made by
+    /// `oracle keygen --psk PATH`): only nodes with the same key can connect [default: public].
+    #[arg(long, env = "ORACLE_PSK_FILE")]
+    pub psk_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Bounds on what peers can make this node do. Each one counts in `oracle_limit_hits_total`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Most established inbound connections, all peers together (and most half-open ones).
+    #[arg(long, env = "ORACLE_MAX_INBOUND_CONNECTIONS", default_value_t = ConnectionBounds::DEFAULT.max_inbound)]
+    pub max_inbound_connections: u32,
+    /// Most connections with any one peer.
+    #[arg(long, env = "ORACLE_MAX_CONNECTIONS_PER_PEER", default_value_t = ConnectionBounds::DEFAULT.max_per_peer, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_peer: u32,
+    /// Most new prices accepted from one origin per minute (also its burst); more are ignored.
+    /// An honest origin publishes one per --price-interval.
+    #[arg(long, env = "ORACLE_MAX_ORIGIN_RATE", default_value_t = DEFAULT_MAX_ORIGIN_RATE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_origin_rate: u32,
+    /// Received messages from one peer waiting for validation (peers are served in turn); past
+    /// it that peer's new messages are ignored.
+    #[arg(long, env = "ORACLE_VALIDATION_QUEUE", default_value_t = DEFAULT_VALIDATION_QUEUE, value_parser = parse_queue_size)]
+    pub validation_queue: usize,
+    /// Refused messages (invalid, or not a member's) one peer may send per minute; past it the
+    /// peer is cut off for 10 minutes. Honest peers send next to none.
+    #[arg(long, env = "ORACLE_MAX_REFUSED_PER_PEER", default_value_t = DEFAULT_MAX_REFUSED_PER_PEER, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_refused_per_peer: u32,
+    /// Pending (not yet verified) prices one signer's messages may hold in memory.
+    #[arg(long, env = "ORACLE_MAX_PENDING_PER_SIGNER", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pending_per_signer: u32,
+    /// Peers' prices waiting for this node's own observation before it can co-sign them.
+    #[arg(long, env = "ORACLE_MAX_COSIGN_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_cosign_queue: u32,
 }
 
 impl NetArgs {
-    fn settings(&self, listen: &[Multiaddr]) -> NetworkSettings {
-        NetworkSettings {
+    fn settings(&self, listen: &[Multiaddr]) -> anyhow::Result<NetworkSettings> {
+        for addr in &self.bootstrap {
+            check_bootstrap_addr(addr, self.allow_unauthenticated_bootstrap)?;
+        }
+        let psk = self
+            .psk_file
+            .as_deref()
+            .map(crate::network::transport::read_psk)
+            .transpose()?;
+        Ok(NetworkSettings {
             listen: listen.to_vec(),
             bootstrap: self.bootstrap.clone(),
             validation: ValidationSettings {
                 max_age: self.max_age,
                 max_future_skew: self.max_clock_skew,
+                max_origin_rate: self.limits.max_origin_rate,
             },
-        }
+            connections: ConnectionBounds {
+                max_inbound: self.limits.max_inbound_connections,
+                max_per_peer: self.limits.max_connections_per_peer,
+            },
+            validation_queue: self.limits.validation_queue,
+            max_refused_per_peer: self.limits.max_refused_per_peer,
+            psk,
+        })
     }
+
+    /// The static member list, if one was given.
+    pub fn trusted_signers(&self) -> anyhow::Result<Option<HashSet<alloy_primitives::Address>>> {
+        self.trusted_signers
+            .as_deref()
+            .map(crate::membership::read_trusted_signers)
+            .transpose()
+    }
+}
+
+/// A bootstrap address must name a TCP port (the only transport), and — unless the operator
+/// accepts the risk — the peer id that authenticates whoever answers there.
+fn check_bootstrap_addr(addr: &Multiaddr, allow_unauthenticated: bool) -> anyhow::Result<()> {
+    use libp2p::multiaddr::Protocol;
+    match addr.iter().find_map(|protocol| match protocol {
+        Protocol::Tcp(port) => Some(port),
+        _ => None,
+    }) {
+        Some(0) => anyhow::bail!("bootstrap address {addr} has port 0; give the node's real port"),
+        Some(_) => {}
+        None => anyhow::bail!("bootstrap address {addr} has no /tcp/<port>, e.g. {addr}/tcp/4001"),
+    }
+    if !allow_unauthenticated && !matches!(addr.iter().last(), Some(Protocol::P2p(_))) {
+        anyhow::bail!(
+            "bootstrap address {addr} has no /p2p/<peer id>: whoever answers there would be \
+             trusted; append the peer id `oracle bootstrap` prints, or pass \
+             --allow-unauthenticated-bootstrap to accept it"
+        );
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -303,7 +450,7 @@ pub struct BootstrapArgs {
 }
 
 impl BootstrapArgs {
-    pub fn network_settings(&self) -> NetworkSettings {
+    pub fn network_settings(&self) -> anyhow::Result<NetworkSettings> {
         self.net.settings(&self.listen)
     }
 }
@@ -331,7 +478,15 @@ pub struct RunArgs {
     pub sources: SourceArgs,
     #[command(flatten)]
     pub db: DbArgs,
+    /// Add this node's own key to the signers table at start. A convenience for development
+    /// networks: it needs a credential that can write the table, which is the trust root, so
+    /// production nodes are registered by an operator with `oracle signers add` instead.
+    #[arg(long, env = "ORACLE_REGISTER")]
+    pub register: bool,
 }
+
+/// The shortest --price-interval: faster origins would only run into peers' rate limits.
+pub const MIN_PRICE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When prices are fetched, co-signed, verified and stored.
 #[derive(Debug, Args)]
@@ -361,9 +516,6 @@ pub struct ConsensusArgs {
     /// Largest random amount added to each heartbeat; it makes the writer rotate.
     #[arg(long, env = "ORACLE_HEARTBEAT_JITTER", default_value = "20s", value_parser = parse_duration)]
     pub heartbeat_jitter: Duration,
-    /// 16-bit machine id in price ids [default: the low 16 bits of the node's address].
-    #[arg(long, env = "ORACLE_MACHINE_ID")]
-    pub machine_id: Option<u16>,
     /// Apply database migrations at start (serialized across nodes by an advisory lock).
     #[arg(
         long,
@@ -389,19 +541,21 @@ impl RunArgs {
                 anyhow::bail!("{name} must be longer than 0");
             }
         }
-        let machine_id = consensus
-            .machine_id
-            .unwrap_or_else(|| IdGenerator::machine_id_from_address(&identity.address()));
+        if consensus.price_interval < MIN_PRICE_INTERVAL {
+            anyhow::bail!("--price-interval must be at least {MIN_PRICE_INTERVAL:?}");
+        }
+        let trusted_signers = self.net.trusted_signers()?;
         Ok(NodeSettings {
             name: self.key.name.clone(),
             identity,
-            network: self.net.settings(&self.listen),
+            network: self.net.settings(&self.listen)?,
             min_peers: consensus.min_peers,
             pool: PoolSettings {
                 min_signers: consensus.min_signers as usize,
                 flush_delay: consensus.flush_delay,
                 max_age: self.net.max_age,
                 retention: consensus.retention.max(self.net.max_age),
+                max_pending_per_signer: self.net.limits.max_pending_per_signer as usize,
             },
             price_interval: consensus.price_interval,
             max_deviation: consensus.max_deviation,
@@ -412,7 +566,9 @@ impl RunArgs {
             feed: self.sources.feed_settings()?,
             db: self.db.settings()?,
             migrate: consensus.migrate,
-            machine_id,
+            trusted_signers,
+            register: self.register,
+            max_cosign_queue: self.net.limits.max_cosign_queue as usize,
             http: self.http,
         })
     }
@@ -424,7 +580,8 @@ pub struct VerifyArgs {
     #[arg(long, env = "ORACLE_SINCE", value_parser = parse_duration)]
     pub since: Option<Duration>,
     /// File of trusted signer addresses, one per line (# comments allowed); only they count
-    /// toward the quorum, and others are reported.
+    /// toward the quorum, and others are reported [default: the signers table — a signature
+    /// counts if its signer was a member when the price was observed].
     #[arg(long, env = "ORACLE_TRUSTED_SIGNERS")]
     pub trusted_signers: Option<PathBuf>,
     /// Distinct valid signers a row needs.
@@ -445,6 +602,19 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DbRoleArgs {
+    /// Name of the role, e.g. oracle_node: lowercase letters, digits and '_'.
+    #[arg(long, env = "ORACLE_ROLE")]
+    pub role: String,
+    /// File holding the role's password [default: the ORACLE_ROLE_PASSWORD environment
+    /// variable]. Never given as a flag value: command lines are visible to every local user.
+    #[arg(long, env = "ORACLE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -487,6 +657,29 @@ impl DbArgs {
         })
     }
 }
+
+/// Whether the subcommand was given `--database-url` with a password on the command line, where
+/// every local user can read it (`ps`, /proc). `matches` are the parsed top-level arguments.
+pub fn database_password_on_command_line(matches: &clap::ArgMatches) -> bool {
+    const ID: &str = "database_url";
+    // The innermost subcommand holds the flag (`oracle signers add … --database-url …`).
+    let mut sub = matches;
+    while let Some((_, inner)) = sub.subcommand() {
+        sub = inner;
+    }
+    // Only subcommands that have the flag: asking others about it would panic in debug builds.
+    sub.ids().any(|id| id.as_str() == ID)
+        && sub.value_source(ID) == Some(clap::parser::ValueSource::CommandLine)
+        && sub
+            .get_one::<String>(ID)
+            .and_then(|url| Url::parse(url).ok())
+            .is_some_and(|url| url.password().is_some())
+}
+
+/// What to say when [`database_password_on_command_line`] holds.
+pub const DATABASE_PASSWORD_WARNING: &str = "--database-url carries a password on the command \
+    line, where every local user can read it (ps); set ORACLE_DATABASE_URL or DATABASE_URL in \
+    the environment, or put the credentials in .env-db (--db-env), instead";
 
 /// The variables a database URL is built from, as in `.env-db`.
 const DB_ENV_KEYS: [&str; 5] = [
@@ -586,6 +779,13 @@ fn parse_http_url(text: &str) -> Result<Url, String> {
 
 fn parse_usd(text: &str) -> Result<UsdPrice, String> {
     UsdPrice::parse_quote(text).map_err(|err| err.to_string())
+}
+
+fn parse_queue_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(value) if (1..=65_536).contains(&value) => Ok(value),
+        _ => Err("expected a whole number from 1 to 65536".to_owned()),
+    }
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -845,6 +1045,32 @@ mod tests {
         };
         assert!(!args.consensus.migrate);
         assert_eq!(args.net.bootstrap.len(), 1);
+    }
+
+    #[test]
+    fn a_password_in_database_url_on_the_command_line_is_noticed() {
+        let noticed = |args: &[&str]| {
+            let matches = Cli::command()
+                .try_get_matches_from(std::iter::once("oracle").chain(args.iter().copied()))
+                .unwrap();
+            database_password_on_command_line(&matches)
+        };
+        let with_password = "postgres://oracle:pw@db:5432/oracle";
+        assert!(noticed(&["migrate", "--database-url", with_password]));
+        assert!(noticed(&["status", "--database-url", with_password]));
+        assert!(noticed(&[
+            "signers",
+            "list",
+            "--database-url",
+            with_password
+        ]));
+        assert!(!noticed(&[
+            "migrate",
+            "--database-url",
+            "postgres://oracle@db:5432/oracle"
+        ]));
+        assert!(!noticed(&["price"]));
+        assert!(!noticed(&["keygen", "--name", "n"]));
     }
 
     #[test]

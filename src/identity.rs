@@ -203,32 +203,36 @@ pub fn load_or_create(path: &Path) -> Result<(Identity, bool), KeyError> {
 /// Without `overwrite` an existing file is never touched. With it, the new key is written to a
 /// temporary file and renamed over the old one, so a crash never leaves a half-written key.
 pub fn write(path: &Path, identity: &Identity, overwrite: bool) -> Result<(), KeyError> {
-    let write_err = |source| KeyError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(write_err)?;
-    }
     let contents = identity.secret_hex();
-    if !overwrite {
-        return create_private_file(path, contents.as_bytes()).map_err(|source| {
-            if source.kind() == io::ErrorKind::AlreadyExists {
-                KeyError::AlreadyExists {
-                    path: path.to_owned(),
-                }
-            } else {
-                write_err(source)
+    write_private_file(path, contents.as_bytes(), overwrite).map_err(|source| {
+        if source.kind() == io::ErrorKind::AlreadyExists && !overwrite {
+            KeyError::AlreadyExists {
+                path: path.to_owned(),
             }
-        });
+        } else {
+            KeyError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    })
+}
+
+/// Writes `contents` and a newline to `path` with mode 0600, creating the parent directory.
+/// Without `overwrite` an existing file is left alone (error kind `AlreadyExists`); with it, a
+/// temporary file is renamed over the old one, so a crash never leaves a half-written secret.
+pub(crate) fn write_private_file(path: &Path, contents: &[u8], overwrite: bool) -> io::Result<()> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    if !overwrite {
+        return create_private_file(path, contents);
     }
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let _ = fs::remove_file(&tmp);
-    create_private_file(&tmp, contents.as_bytes())
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(write_err)
+    create_private_file(&tmp, contents).and_then(|()| fs::rename(&tmp, path))
 }
 
 fn parse_secret(path: &Path, contents: &str) -> Result<Zeroizing<[u8; 32]>, KeyError> {

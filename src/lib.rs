@@ -15,6 +15,7 @@
 //!   and the median feed with timeouts and retries.
 //! - [`id`]: Sonyflake-style ids for new prices.
 //! - [`message`]: the signed price message — wire format, normative digest, sign and verify.
+//! - [`membership`]: who counts — the `signers` table, narrowed by an optional static file.
 //! - [`metrics`]: the counters every part updates, in one prometheus-client registry.
 //! - [`network`]: libp2p — the one task that owns the Swarm, message validation, discovery.
 //! - [`pool`]: the consensus state machine — pending → verified → stored; pure, no IO.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod id;
 pub mod identity;
 pub mod logging;
+pub mod membership;
 pub mod message;
 pub mod metrics;
 pub mod mock_exchange;

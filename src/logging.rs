@@ -175,6 +175,41 @@ impl<W: Write> Write for IgnoreErrors<W> {
     }
 }
 
+/// Log lines that peers' messages trigger are printed at most this often (with a count of the
+/// ones left out), so a misbehaving peer cannot flood the log.
+const LOG_LINE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Lets a log line through at most once per 10 s.
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    last: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// `Some(lines left out since the last one)` when a line may be printed now.
+    pub fn allow(&mut self, now: std::time::Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_LINE_INTERVAL)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// ` (N similar lines left out)`, or nothing.
+pub fn suppressed_note(suppressed: u64) -> String {
+    if suppressed == 0 {
+        String::new()
+    } else {
+        format!(" ({suppressed} similar lines left out)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

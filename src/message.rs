@@ -286,7 +286,8 @@ impl PriceMessage {
     /// signers, the origin's own signature, and that every signature recovers to its signer.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let message: Self = parse_bounded(bytes)?;
-        message.check()?;
+        message.check_structure()?;
+        message.verify_signatures()?;
         Ok(message)
     }
 
@@ -300,7 +301,9 @@ impl PriceMessage {
         }
     }
 
-    fn check(&self) -> Result<(), DecodeError> {
+    /// Everything but the signatures' cryptography: pair, distinct signers, the origin's own
+    /// signature present. Cheap, so it runs before any signature is recovered.
+    fn check_structure(&self) -> Result<(), DecodeError> {
         check_pair(&self.pair)?;
         let mut seen = HashSet::with_capacity(self.signatures.len());
         for entry in &self.signatures {
@@ -311,6 +314,10 @@ impl PriceMessage {
         if !seen.contains(&self.origin) {
             return Err(DecodeError::OriginUnsigned(self.origin));
         }
+        Ok(())
+    }
+
+    fn verify_signatures(&self) -> Result<(), DecodeError> {
         let digest = self.digest();
         self.signatures
             .iter()
@@ -370,22 +377,61 @@ impl Attestation {
             origin: self.origin,
         }
     }
-
-    fn check(&self) -> Result<(), DecodeError> {
-        check_pair(&self.pair)?;
-        verify_entry(&self.signature, self.data().digest())
-    }
 }
 
-/// The writer's word that these ids are stored; nodes forget them. Nodes act on it only when
-/// `writer` is the gossip publisher and a node they know held the lease.
+/// The writer's word that these ids are stored; nodes forget them. The writer signs it, so it
+/// can be relayed by anyone and still proves who speaks; nodes act on it only when the writer is
+/// a member that their own lease has seen hold the lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredNotice {
     #[serde(with = "checksummed_address")]
     pub writer: Address,
+    /// Unix seconds at which the writer stored them: a notice is only news for `--max-age`.
+    pub at: u64,
     #[serde(with = "ids_as_strings")]
     pub ids: Vec<u64>,
+    /// EIP-191 signature of [`StoredNotice::digest`] by `writer`.
+    pub signature: EthSignature,
+}
+
+impl StoredNotice {
+    /// `writer`'s signed notice that `ids` were stored at `at` (Unix seconds).
+    pub fn sign(ids: Vec<u64>, at: u64, writer: &PrivateKeySigner) -> Self {
+        let digest = stored_digest(&writer.address(), at, &ids);
+        Self {
+            writer: writer.address(),
+            at,
+            ids,
+            signature: EthSignature::sign(writer, digest),
+        }
+    }
+
+    /// `keccak256(DOMAIN ‖ keccak256("stored") ‖ writer ‖ be8(at) ‖ be8(id)…)`: domain-separated
+    /// from price digests, so a notice signature can never pass as a price signature.
+    pub fn digest(&self) -> B256 {
+        stored_digest(&self.writer, self.at, &self.ids)
+    }
+
+    fn verify_signature(&self) -> Result<(), DecodeError> {
+        let entry = SignatureEntry {
+            signer: self.writer,
+            signature: self.signature,
+        };
+        verify_entry(&entry, self.digest())
+    }
+}
+
+fn stored_digest(writer: &Address, at: u64, ids: &[u64]) -> B256 {
+    let mut input = Vec::with_capacity(92 + 8 * ids.len());
+    input.extend_from_slice(DOMAIN_HASH.as_slice());
+    input.extend_from_slice(keccak256("stored").as_slice());
+    input.extend_from_slice(writer.as_slice());
+    input.extend_from_slice(&at.to_be_bytes());
+    for id in ids {
+        input.extend_from_slice(&id.to_be_bytes());
+    }
+    keccak256(input)
 }
 
 /// Everything nodes gossip: `{"type":"price"|"attestation"|"stored","body":{…}}`.
@@ -407,19 +453,64 @@ impl Gossip {
         serde_json::to_vec(self).unwrap_or_else(|err| unreachable!("Gossip to JSON: {err}"))
     }
 
-    /// Parses and checks received bytes (see [`PriceMessage::decode`] for what a price must
-    /// pass; an attestation's one signature must recover to its signer).
+    /// Parses and fully checks received bytes: [`Gossip::parse`], then every signature
+    /// ([`Gossip::verify_signatures`]).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let gossip = Self::parse(bytes)?;
+        gossip.verify_signatures()?;
+        Ok(gossip)
+    }
+
+    /// Parses received bytes and checks everything that needs no cryptography: size, shape,
+    /// pair, distinct signers, the origin's signature present, a notice with ids. Validation
+    /// runs it first, so a message that fails cheap checks never costs a signature recovery.
+    pub fn parse(bytes: &[u8]) -> Result<Self, DecodeError> {
         let gossip: Self = parse_bounded(bytes)?;
         match &gossip {
-            Self::Price(message) => message.check()?,
-            Self::Attestation(attestation) => attestation.check()?,
+            Self::Price(message) => message.check_structure()?,
+            Self::Attestation(attestation) => check_pair(&attestation.pair)?,
             Self::Stored(notice) if notice.ids.is_empty() => {
                 return Err(DecodeError::Malformed("stored notice without ids".into()));
             }
             Self::Stored(_) => {}
         }
         Ok(gossip)
+    }
+
+    /// Checks that every signature the message carries recovers to its claimed signer.
+    pub fn verify_signatures(&self) -> Result<(), DecodeError> {
+        match self {
+            Self::Price(message) => message.verify_signatures(),
+            Self::Attestation(attestation) => {
+                verify_entry(&attestation.signature, attestation.data().digest())
+            }
+            Self::Stored(notice) => notice.verify_signature(),
+        }
+    }
+
+    /// Everyone whose membership decides whether the message counts: every signer, and the
+    /// origin of the price it is about.
+    pub fn speakers(&self) -> Vec<Address> {
+        match self {
+            Self::Price(message) => message
+                .signatures
+                .iter()
+                .map(|entry| entry.signer)
+                .collect(),
+            Self::Attestation(attestation) => {
+                vec![attestation.origin, attestation.signature.signer]
+            }
+            Self::Stored(notice) => vec![notice.writer],
+        }
+    }
+
+    /// The price a price or attestation is about.
+    pub fn price_data(&self) -> Option<PriceData> {
+        match self {
+            Self::Price(message) => Some(message.data()),
+            Self::Attestation(attestation) => Some(attestation.data()),
+            Self::Stored(_) => None,
+        }
     }
 
     /// A short label for counters: `price`, `attestation` or `stored`.
@@ -832,10 +923,7 @@ mod tests {
         let message = vector_message();
         let [cosigner] = identities(1).try_into().unwrap();
         let attestation = Attestation::sign(&message.data(), cosigner.signer());
-        let notice = StoredNotice {
-            writer: message.origin,
-            ids: vec![1, VECTOR_ID],
-        };
+        let notice = StoredNotice::sign(vec![1, VECTOR_ID], 1_763_700_000, cosigner.signer());
         for gossip in [
             Gossip::Price(message),
             Gossip::Attestation(attestation),
@@ -867,16 +955,25 @@ mod tests {
             Gossip::decode(&Gossip::Price(unsigned).encode()),
             Err(DecodeError::OriginUnsigned(message.origin))
         );
-        let empty = StoredNotice {
-            writer: message.origin,
-            ids: vec![],
-        };
+        let empty = StoredNotice::sign(vec![], 1_763_700_000, cosigner.signer());
         assert!(Gossip::decode(&Gossip::Stored(empty).encode()).is_err());
+        let mut forged = StoredNotice::sign(vec![5], 1_763_700_000, cosigner.signer());
+        forged.writer = other.address();
+        assert!(matches!(
+            Gossip::decode(&Gossip::Stored(forged).encode()),
+            Err(DecodeError::BadSignature { .. })
+        ));
+        let mut extended = StoredNotice::sign(vec![5], 1_763_700_000, cosigner.signer());
+        extended.ids.push(6);
+        assert!(matches!(
+            Gossip::decode(&Gossip::Stored(extended).encode()),
+            Err(DecodeError::BadSignature { .. })
+        ));
         for bad in [
             r#"{"type":"price"}"#,
             r#"{"type":"other","body":{}}"#,
-            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","ids":[1]}}"#,
-            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","ids":["01"]}}"#,
+            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","at":1,"ids":[1]}}"#,
+            r#"{"type":"stored","body":{"writer":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23","at":1,"ids":["01"]}}"#,
         ] {
             assert!(
                 matches!(

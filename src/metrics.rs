@@ -20,6 +20,12 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A bound that was hit, e.g. `limit="origin_rate"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: String,
+}
+
 /// A price source and a failure kind.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceFailureLabels {
@@ -46,6 +52,13 @@ pub struct Metrics {
     pub prices_expired: Family<KindLabel, Counter>,
     pub messages_received: Family<KindLabel, Counter>,
     pub messages_rejected: Family<ReasonLabel, Counter>,
+    pub messages_ignored: Family<ReasonLabel, Counter>,
+    /// Every bound of the trust model, counted each time it refuses something.
+    pub limit_hits: Family<LimitLabel, Counter>,
+    /// Members whose signatures count, as this node sees them.
+    pub members: Gauge,
+    /// Prices in the pool still short of the quorum.
+    pub pool_pending: Gauge,
     pub publishes: Family<KindLabel, Counter>,
     pub published_bytes: Family<KindLabel, Counter>,
     pub publish_retries: Counter,
@@ -72,6 +85,10 @@ impl Default for Metrics {
             prices_expired: Family::default(),
             messages_received: Family::default(),
             messages_rejected: Family::default(),
+            messages_ignored: Family::default(),
+            limit_hits: Family::default(),
+            members: Gauge::default(),
+            pool_pending: Gauge::default(),
             publishes: Family::default(),
             published_bytes: Family::default(),
             publish_retries: Counter::default(),
@@ -135,6 +152,27 @@ impl Metrics {
             "messages_rejected",
             "Invalid gossip messages rejected, by reason",
             self.messages_rejected.clone(),
+        );
+        registry.register(
+            "messages_ignored",
+            "Gossip messages neither used nor forwarded though not provably invalid (too old, \
+             from the future, not a member, over a limit), by reason",
+            self.messages_ignored.clone(),
+        );
+        registry.register(
+            "limit_hits",
+            "Times a bound refused something (connections, rates, queues, pool entries), by limit",
+            self.limit_hits.clone(),
+        );
+        registry.register(
+            "members",
+            "Members whose signatures count, as this node sees them (-1 while unknown)",
+            self.members.clone(),
+        );
+        registry.register(
+            "pool_pending",
+            "Prices in memory still short of the signer quorum",
+            self.pool_pending.clone(),
         );
         registry.register(
             "publishes",
@@ -204,6 +242,24 @@ impl Metrics {
                 kind: kind.to_owned(),
             })
             .clone()
+    }
+
+    /// Counts one refusal by the bound `limit`.
+    pub fn limit_hit(&self, limit: &str) {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// How often the bound `limit` has refused something.
+    pub fn limit_hit_count(&self, limit: &str) -> u64 {
+        self.limit_hits
+            .get_or_create(&LimitLabel {
+                limit: limit.to_owned(),
+            })
+            .get()
     }
 
     pub fn reason(family: &Family<ReasonLabel, Counter>, reason: &str) -> Counter {

@@ -21,12 +21,13 @@ use prometheus_client::registry::Registry;
 use crate::http::{self, DatabaseState, NodeStatus, Observed};
 use crate::id::IdGenerator;
 use crate::identity::Identity;
+use crate::membership::Members;
 use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
 use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
 use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
 use crate::pool::{Added, Pool, PoolSettings};
 use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
-use crate::store::lease::{self, LeaseSettings, LeaseState, Participant};
+use crate::store::lease::{self, LeaseSettings, LeaseState, MemberList, Participant};
 use crate::store::prices::{FlushOutcome, VerifiedPrice};
 use crate::store::{DbSettings, Store, StoreError};
 
@@ -55,9 +56,14 @@ pub struct NodeSettings {
     pub feed: FeedSettings,
     pub db: DbSettings,
     pub migrate: bool,
-    pub machine_id: u16,
     /// Serve `/health`, `/status` and `/metrics` here.
     pub http: Option<SocketAddr>,
+    /// Narrows the signers table to these members (`--trusted-signers`).
+    pub trusted_signers: Option<std::collections::HashSet<Address>>,
+    /// Add this node's key to the signers table at start (`--register`).
+    pub register: bool,
+    /// Peers' prices waiting for this node's own observation; past it new ones are dropped.
+    pub max_cosign_queue: usize,
 }
 
 /// A price this node fetched.
@@ -140,9 +146,14 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    // Nobody counts until the member list has been read from the database.
+    let initial_members = Arc::new(Members::for_node(settings.trusted_signers.clone()));
+    metrics.members.set(-1);
+    let (members, member_view) = watch::channel(Arc::clone(&initial_members));
     let (network, events, network_task) = network::spawn(
         settings.identity.keypair(),
         settings.network.clone(),
+        member_view,
         metrics.clone(),
         &mut registry,
     )?;
@@ -171,8 +182,12 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let mut node = Node {
         events: events_tx.clone(),
         me: settings.identity.address(),
-        ids: IdGenerator::new(settings.machine_id),
-        pool: Pool::new(settings.pool),
+        ids: IdGenerator::new(IdGenerator::machine_id_from_address(
+            &settings.identity.address(),
+        )),
+        pool: Pool::new(settings.pool, initial_members),
+        members,
+        cosign_refusals: crate::logging::LogLimiter::default(),
         feed,
         network,
         metrics,
@@ -229,6 +244,9 @@ struct Node {
     me: Address,
     ids: IdGenerator,
     pool: Pool,
+    /// The member set this node applies; the network's validator reads it too.
+    members: watch::Sender<Arc<Members>>,
+    cosign_refusals: crate::logging::LogLimiter,
     feed: Arc<PriceFeed>,
     network: NetworkHandle,
     metrics: Metrics,
@@ -267,6 +285,7 @@ impl Node {
         let mut peers_ready = false;
         let mut peers = self.network.clone();
         let (db_tx, mut db_rx) = mpsc::channel::<Store>(1);
+        let mut member_lists: Option<watch::Receiver<MemberList>> = None;
         let mut price_timer: Option<Interval> = None;
         let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
         let mut expire_timer = interval(EXPIRE_INTERVAL);
@@ -289,10 +308,11 @@ impl Node {
                     }
                 }
                 Some(store) = db_rx.recv() => {
-                    self.start_lease(store);
-                self.refresh_status();
+                    member_lists = Some(self.start_lease(store));
+                    self.refresh_status();
                     price_timer = Some(interval(self.settings.price_interval));
                 }
+                list = next_member_list(&mut member_lists) => self.on_member_list(list),
                 _ = tick(&mut price_timer) => self.request_fetch(true),
                 Some(result) = fetches.recv() => self.on_fetched(result),
                 _ = flush_timer.tick() => self.maybe_flush(),
@@ -305,6 +325,8 @@ impl Node {
 
     fn refresh_status(&mut self) {
         let lease = self.lease_state();
+        let pool = self.pool.counts();
+        self.metrics.pool_pending.set(pool.pending as i64);
         let database = match &self.store {
             None => DatabaseState::NotConnected,
             Some(store) if store.is_healthy() => DatabaseState::Ok,
@@ -327,7 +349,7 @@ impl Node {
             database,
             is_writer: lease.is_writer,
             writer: lease.writer,
-            pool: self.pool.counts(),
+            pool,
             last_observation: self.latest.map(|observation| Observed {
                 price: observation.price.to_string(),
                 observed_at: unix_seconds(observation.at),
@@ -348,13 +370,17 @@ impl Node {
         ready
     }
 
-    /// Connects (and migrates) in the background, retrying until it works.
+    /// Connects (and migrates, and registers) in the background, retrying until it works.
     fn spawn_db_connect(&self, done: mpsc::Sender<Store>) {
         let settings = self.settings.db.clone();
         let migrate = self.settings.migrate;
+        let register = self
+            .settings
+            .register
+            .then(|| (self.me, self.settings.name.clone()));
         tokio::spawn(async move {
             loop {
-                match connect(&settings, migrate).await {
+                match connect(&settings, migrate, register.as_ref()).await {
                     Ok(store) => {
                         let _ = done.send(store).await;
                         return;
@@ -371,7 +397,8 @@ impl Node {
         });
     }
 
-    fn start_lease(&mut self, store: Store) {
+    /// Starts heartbeating; returns the member lists the heartbeats read.
+    fn start_lease(&mut self, store: Store) -> watch::Receiver<MemberList> {
         log::info!("database connected: {}", self.settings.db.url);
         let participant = Participant {
             address: self.me,
@@ -379,6 +406,7 @@ impl Node {
             peer_id: self.settings.identity.peer_id().to_string(),
         };
         let (state_tx, state) = watch::channel(LeaseState::default());
+        let (lists_tx, lists) = watch::channel(None);
         let (stop, stopped) = oneshot::channel();
         let store = store.with_metrics(self.metrics.clone());
         let task = tokio::spawn(lease::run(
@@ -386,12 +414,41 @@ impl Node {
             participant,
             self.settings.lease,
             state_tx,
+            lists_tx,
             async move {
                 let _ = stopped.await;
             },
         ));
         self.store = Some(store);
         self.lease = Some(RunningLease { state, stop, task });
+        lists
+    }
+
+    /// A new member list from the database: the validator and the pool apply it at once.
+    fn on_member_list(&mut self, list: MemberList) {
+        let Some(list) = list else { return };
+        let members = Arc::new(self.members.borrow().with_database((*list).clone()));
+        let count = members.count().unwrap_or(0);
+        self.metrics.members.set(count as i64);
+        if !members.is_member(&self.me) {
+            log::warn!(
+                "this node ({}) is not a member: its signatures do not count \
+                 (an operator adds it with `oracle signers add {}`)",
+                self.me,
+                self.me
+            );
+        }
+        self.members.send_replace(Arc::clone(&members));
+        let now = SystemTime::now();
+        for data in self.pool.set_members(members, now) {
+            self.note_added(
+                &data,
+                Added::New {
+                    new_signatures: 0,
+                    verified: true,
+                },
+            );
+        }
     }
 
     fn lease_state(&mut self) -> LeaseState {
@@ -422,10 +479,14 @@ impl Node {
                 let data = message.data();
                 let added = self.pool.add(&data, &message.signatures, now);
                 self.note_added(&data, added);
+                // Validation let the price through as a member's; the member list may have
+                // changed since.
+                let member_origin = self.members.borrow().is_member(&data.origin);
                 if data.origin != self.me
+                    && member_origin
                     && !self.pool.is_stored(data.id)
-                    && !self.pool.has_signed(data.id, &self.me)
-                    && added != Added::Conflict
+                    && !self.pool.has_signed(&data, &self.me)
+                    && added != Added::OverLimit
                 {
                     self.consider_cosigning(data);
                 }
@@ -458,14 +519,17 @@ impl Node {
                 log::debug!(
                     "price {} verified with {} signatures, {since_observed:?} after it was observed",
                     data.id,
-                    self.pool.signer_count(data.id),
+                    self.pool.signer_count(data),
                 );
             }
-            Added::Conflict => log::warn!(
-                "price {} from {} conflicts with another price under the same id; ignored",
-                data.id,
-                data.origin
-            ),
+            Added::OverLimit => {
+                self.metrics.limit_hit("pending_per_signer");
+                log::debug!(
+                    "price {} from {} refused: its signer has too many pending prices here",
+                    data.id,
+                    data.origin
+                );
+            }
             _ => {}
         }
     }
@@ -491,6 +555,10 @@ impl Node {
                 self.cosign_or_refuse(data, observation.price);
             }
             _ => {
+                if self.awaiting_observation.len() >= self.settings.max_cosign_queue {
+                    self.metrics.limit_hit("cosign_queue");
+                    return;
+                }
                 self.awaiting_observation.push(data);
                 self.request_fetch(false);
             }
@@ -501,14 +569,17 @@ impl Node {
         let deviation = data.price.relative_deviation(ours);
         if deviation > self.settings.max_deviation {
             Metrics::reason(&self.metrics.prices_refused, "deviation").inc();
-            log::info!(
-                "not co-signing price {} from {}: {} is {:.3}% from our {}",
-                data.id,
-                data.origin,
-                data.price,
-                deviation * Decimal::ONE_HUNDRED,
-                ours
-            );
+            if let Some(suppressed) = self.cosign_refusals.allow(Instant::now()) {
+                log::info!(
+                    "not co-signing price {} from {}: {} is {:.3}% from our {}{}",
+                    data.id,
+                    data.origin,
+                    data.price,
+                    deviation * Decimal::ONE_HUNDRED,
+                    ours,
+                    crate::logging::suppressed_note(suppressed)
+                );
+            }
             return;
         }
         let attestation = Attestation::sign(&data, self.settings.identity.signer());
@@ -548,8 +619,10 @@ impl Node {
         let price = match result {
             Ok(price) => price,
             Err(err) => {
-                // This round's price is skipped; the next timer tick asks again.
+                // This round's price is skipped; the next timer tick asks again. Peers' prices
+                // waiting for our observation cannot be judged: they go unsigned by us.
                 self.originations_wanted = 0;
+                self.awaiting_observation.clear();
                 log::warn!("cannot fetch the ETH/USD price: {err}");
                 return;
             }
@@ -567,8 +640,7 @@ impl Node {
         for data in std::mem::take(&mut self.awaiting_observation) {
             let too_old = age(UNIX_EPOCH + Duration::from_secs(data.observed_at))
                 > self.settings.pool.max_age;
-            if !too_old && !self.pool.is_stored(data.id) && !self.pool.has_signed(data.id, &self.me)
-            {
+            if !too_old && !self.pool.is_stored(data.id) && !self.pool.has_signed(&data, &self.me) {
                 self.cosign_or_refuse(data, price);
             }
         }
@@ -609,10 +681,11 @@ impl Node {
         self.flush_in_flight = true;
         let store = store.clone();
         let me = self.me;
+        let min_signers = self.settings.pool.min_signers;
         let done = self.flushes_tx.clone();
         tokio::spawn(async move {
             let ids = due.iter().map(|price| price.id).collect();
-            let result = store.flush(&me, &due).await;
+            let result = store.flush(&me, &due, min_signers).await;
             let _ = done.send((ids, result)).await;
         });
     }
@@ -635,6 +708,13 @@ impl Node {
                         "price {id} is already stored with a different price; this one is dropped"
                     );
                 }
+                if !flushed.below_quorum.is_empty() {
+                    // Our member list is behind the table's; the next heartbeat refreshes it.
+                    log::warn!(
+                        "not storing {} prices: fewer than --min-signers current members signed them",
+                        flushed.below_quorum.len()
+                    );
+                }
                 let done: Vec<u64> = flushed
                     .inserted
                     .iter()
@@ -643,10 +723,11 @@ impl Node {
                     .copied()
                     .collect();
                 self.pool.mark_stored(&done, SystemTime::now());
-                self.network.publish(Gossip::Stored(StoredNotice {
-                    writer: self.me,
-                    ids: done,
-                }));
+                self.network.publish(Gossip::Stored(StoredNotice::sign(
+                    done,
+                    unix_seconds(SystemTime::now()),
+                    self.settings.identity.signer(),
+                )));
             }
             Ok(FlushOutcome::NotWriter { writer }) => {
                 // Our heartbeat's view is stale: stop trying until the next heartbeat, instead
@@ -691,7 +772,9 @@ impl Node {
             let due: Vec<VerifiedPrice> = self.pool.due(SystemTime::now());
             if !due.is_empty() {
                 let ids = due.iter().map(|price| price.id).collect();
-                let result = store.flush(&self.me, &due).await;
+                let result = store
+                    .flush(&self.me, &due, self.settings.pool.min_signers)
+                    .await;
                 self.on_flushed((ids, result));
                 // Give the stored notice a moment to leave before the network closes.
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -733,11 +816,36 @@ fn unix_seconds(time: SystemTime) -> u64 {
         .as_secs()
 }
 
-async fn connect(settings: &DbSettings, migrate: bool) -> anyhow::Result<Store> {
+async fn connect(
+    settings: &DbSettings,
+    migrate: bool,
+    register: Option<&(Address, String)>,
+) -> anyhow::Result<Store> {
     if migrate {
         Store::migrate(settings).await.context("migrating")?;
     }
-    Ok(Store::connect(settings).await?)
+    let store = Store::connect(settings).await?;
+    if let Some((address, name)) = register {
+        let added = store
+            .add_signer(address, name)
+            .await
+            .context("registering this node as a member (--register)")?;
+        log::info!("registered {address} as a member ({added:?})");
+    }
+    Ok(store)
+}
+
+/// Waits for the next member list the heartbeats read; never resolves before the lease runs.
+async fn next_member_list(lists: &mut Option<watch::Receiver<MemberList>>) -> MemberList {
+    match lists {
+        Some(lists) => {
+            if lists.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            lists.borrow_and_update().clone()
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Flushes are checked often enough that a due price waits at most a fraction of its delay.

@@ -2,38 +2,47 @@
 //! every call gets `now` — so every transition is unit-tested.
 //!
 //! ```text
-//!            add (signatures < quorum)          add (≥ quorum, origin signed)
-//!  (unknown) ─────────────────────────▶ pending ──────────────────────────────▶ verified
-//!                                          │                                     │   ▲ late signatures:
-//!                           older than     │              mark_stored            │   │ merged, flush delayed
-//!                           max_age        ▼                                     ▼   │
+//!            add (member signatures < quorum)      add (≥ quorum, origin signed)
+//!  (unknown) ────────────────────────────▶ pending ──────────────────────────────▶ verified
+//!                                          │    ▲ a member removed          │   ▲ late signatures:
+//!                           older than     │    └───────────────────────────┤   │ merged, flush delayed
+//!                           max_age        ▼              mark_stored       ▼   │
 //!                                      (dropped)                     stored (tombstone until retention)
 //! ```
 //!
 //! Signatures reach the pool already verified against the price's digest (the network layer
-//! checks every message); the pool only merges them, counts distinct signers and keeps time.
+//! checks every message); the pool only merges them, counts distinct *member* signers and keeps
+//! time. Prices are keyed by their whole signed content, not by id alone: whatever anyone
+//! publishes under an honest price's id is another entry, and cannot block the honest one (the
+//! database's primary key settles real collisions). Each entry is charged to the signer whose
+//! message created it, and a signer may have at most `max_pending_per_signer` pending entries,
+//! so nobody can fill the pool.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use alloy_primitives::{Address, B256};
 
+use crate::membership::Members;
 use crate::message::{EthSignature, PriceData, SignatureEntry};
 use crate::store::prices::VerifiedPrice;
 
 /// How the pool decides.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
-    /// Distinct valid signers, the origin among them, that make a price verified.
+    /// Distinct valid member signers, the origin among them, that make a price verified.
     pub min_signers: usize,
     /// A verified price is due for storage this long after its last new signature.
     pub flush_delay: Duration,
     /// A price still pending this long after it was first seen can no longer gather signatures
-    /// (peers reject it as too old): it is dropped.
+    /// (peers ignore it as too old): it is dropped.
     pub max_age: Duration,
     /// How long verified-but-unstored prices and stored tombstones are kept. Past it a verified
     /// price is dropped with a warning: the database was away for longer than this.
     pub retention: Duration,
+    /// Pending prices one signer's messages may have created; more are refused.
+    pub max_pending_per_signer: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +50,8 @@ struct Entry {
     data: PriceData,
     digest: B256,
     signatures: BTreeMap<Address, EthSignature>,
+    /// Whose message created the entry: its pending entries are bounded.
+    creator: Address,
     first_seen: SystemTime,
     last_signed: SystemTime,
     verified_at: Option<SystemTime>,
@@ -64,8 +75,8 @@ pub enum Added {
     Unchanged,
     /// The id is already stored; ignored.
     AlreadyStored,
-    /// The id is known with different signed content (another price under the same id).
-    Conflict,
+    /// A new price from a signer that already has `max_pending_per_signer` pending: refused.
+    OverLimit,
 }
 
 /// Prices dropped by [`Pool::expire`].
@@ -85,26 +96,31 @@ pub struct PoolCounts {
     pub stored: usize,
 }
 
-/// Prices by id, with their signatures and state.
+/// Prices by signed content, with their signatures and state.
 #[derive(Debug)]
 pub struct Pool {
     settings: PoolSettings,
-    entries: HashMap<u64, Entry>,
+    members: Arc<Members>,
+    entries: HashMap<PriceData, Entry>,
+    /// Pending entries per creator, kept in step with `entries`.
+    pending_by_creator: HashMap<Address, usize>,
     /// Stored ids and when they were stored, so late messages do not bring them back.
     stored: HashMap<u64, SystemTime>,
 }
 
 impl Pool {
-    pub fn new(settings: PoolSettings) -> Self {
+    pub fn new(settings: PoolSettings, members: Arc<Members>) -> Self {
         Self {
             settings,
+            members,
             entries: HashMap::new(),
+            pending_by_creator: HashMap::new(),
             stored: HashMap::new(),
         }
     }
 
     /// Merges already-verified `signatures` over `data` (from a price message, an attestation or
-    /// this node's own signature).
+    /// this node's own signature). The first signature's signer is charged for a new entry.
     pub fn add(
         &mut self,
         data: &PriceData,
@@ -115,44 +131,74 @@ impl Pool {
             return Added::AlreadyStored;
         }
         let min_signers = self.settings.min_signers;
-        match self.entries.get_mut(&data.id) {
-            Some(entry) if entry.data != *data => Added::Conflict,
-            Some(entry) => {
-                let new_signatures = entry.merge(signatures, now);
-                if new_signatures == 0 {
-                    return Added::Unchanged;
-                }
-                let became_verified =
-                    entry.verified_at.is_none() && entry.check_quorum(min_signers, now);
-                Added::Merged {
-                    new_signatures,
-                    became_verified,
-                }
+        if let Some(entry) = self.entries.get_mut(data) {
+            let new_signatures = entry.merge(signatures, now);
+            if new_signatures == 0 {
+                return Added::Unchanged;
             }
-            None => {
-                let mut entry = Entry {
-                    data: *data,
-                    digest: data.digest(),
-                    signatures: BTreeMap::new(),
-                    first_seen: now,
-                    last_signed: now,
-                    verified_at: None,
-                };
-                let new_signatures = entry.merge(signatures, now);
-                let verified = entry.check_quorum(min_signers, now);
-                self.entries.insert(data.id, entry);
-                Added::New {
-                    new_signatures,
-                    verified,
-                }
+            let became_verified =
+                entry.verified_at.is_none() && entry.check_quorum(min_signers, &self.members, now);
+            if became_verified {
+                release(&mut self.pending_by_creator, &entry.creator);
             }
+            return Added::Merged {
+                new_signatures,
+                became_verified,
+            };
+        }
+        let Some(creator) = signatures.first().map(|entry| entry.signer) else {
+            return Added::Unchanged;
+        };
+        let pending = self.pending_by_creator.get(&creator).copied().unwrap_or(0);
+        if pending >= self.settings.max_pending_per_signer {
+            return Added::OverLimit;
+        }
+        let mut entry = Entry {
+            data: *data,
+            digest: data.digest(),
+            signatures: BTreeMap::new(),
+            creator,
+            first_seen: now,
+            last_signed: now,
+            verified_at: None,
+        };
+        let new_signatures = entry.merge(signatures, now);
+        let verified = entry.check_quorum(min_signers, &self.members, now);
+        if !verified {
+            *self.pending_by_creator.entry(creator).or_default() += 1;
+        }
+        self.entries.insert(*data, entry);
+        Added::New {
+            new_signatures,
+            verified,
         }
     }
 
-    /// Whether `signer` has a signature on price `id` here.
-    pub fn has_signed(&self, id: u64, signer: &Address) -> bool {
+    /// Applies a new member set: prices that lost their quorum (a member removed) are pending
+    /// again, pending ones that gained it (a member added) are verified. Returns the latter.
+    pub fn set_members(&mut self, members: Arc<Members>, now: SystemTime) -> Vec<PriceData> {
+        self.members = members;
+        let min_signers = self.settings.min_signers;
+        let mut newly_verified = Vec::new();
+        for entry in self.entries.values_mut() {
+            let was_verified = entry.verified_at.take().is_some();
+            let verified = entry.check_quorum(min_signers, &self.members, now);
+            match (was_verified, verified) {
+                (false, true) => {
+                    release(&mut self.pending_by_creator, &entry.creator);
+                    newly_verified.push(entry.data);
+                }
+                (true, false) => *self.pending_by_creator.entry(entry.creator).or_default() += 1,
+                _ => {}
+            }
+        }
+        newly_verified
+    }
+
+    /// Whether `signer` has a signature on this price here.
+    pub fn has_signed(&self, data: &PriceData, signer: &Address) -> bool {
         self.entries
-            .get(&id)
+            .get(data)
             .is_some_and(|entry| entry.signatures.contains_key(signer))
     }
 
@@ -161,42 +207,59 @@ impl Pool {
         self.stored.contains_key(&id)
     }
 
-    /// The digest of a known price.
-    pub fn digest(&self, id: u64) -> Option<B256> {
-        self.entries.get(&id).map(|entry| entry.digest)
-    }
-
-    /// How many distinct signers a known price has.
-    pub fn signer_count(&self, id: u64) -> usize {
+    /// How many distinct signers a known price has (members or not).
+    pub fn signer_count(&self, data: &PriceData) -> usize {
         self.entries
-            .get(&id)
+            .get(data)
             .map_or(0, |entry| entry.signatures.len())
     }
 
-    /// Verified prices whose last signature is at least `flush_delay` old, oldest id first.
+    /// Verified prices whose last signature is at least `flush_delay` old, oldest id first,
+    /// each with its member signatures only. Of two verified prices under one id (a real
+    /// collision) the better-signed one goes first; the other waits for its turn, when the
+    /// database will refuse it as a conflict.
     pub fn due(&self, now: SystemTime) -> Vec<VerifiedPrice> {
-        let mut due: Vec<VerifiedPrice> = self
-            .entries
-            .values()
-            .filter(|entry| {
-                entry.verified_at.is_some()
-                    && age(entry.last_signed, now) >= self.settings.flush_delay
-            })
-            .map(Entry::to_verified)
+        let mut by_id: HashMap<u64, &Entry> = HashMap::new();
+        for entry in self.entries.values().filter(|entry| {
+            entry.verified_at.is_some() && age(entry.last_signed, now) >= self.settings.flush_delay
+        }) {
+            let better = |current: &&Entry| {
+                (entry.member_count(&self.members), entry.digest)
+                    > (current.member_count(&self.members), current.digest)
+            };
+            match by_id.get(&entry.data.id) {
+                Some(current) if !better(current) => {}
+                _ => {
+                    by_id.insert(entry.data.id, entry);
+                }
+            }
+        }
+        let mut due: Vec<VerifiedPrice> = by_id
+            .into_values()
+            .map(|entry| entry.to_verified(&self.members))
             .collect();
         due.sort_unstable_by_key(|price| price.id);
         due
     }
 
-    /// Marks ids as stored: they leave the pool, and later messages about them are ignored.
-    /// Returns how many were known here.
+    /// Marks ids as stored: every price under them leaves the pool, and later messages about
+    /// them are ignored. Returns how many prices were known here.
     pub fn mark_stored(&mut self, ids: &[u64], now: SystemTime) -> usize {
+        let ids: HashSet<u64> = ids.iter().copied().collect();
         let mut known = 0;
-        for id in ids {
-            if self.entries.remove(id).is_some() {
-                known += 1;
+        let pending_by_creator = &mut self.pending_by_creator;
+        self.entries.retain(|data, entry| {
+            if !ids.contains(&data.id) {
+                return true;
             }
-            self.stored.entry(*id).or_insert(now);
+            known += 1;
+            if entry.verified_at.is_none() {
+                release(pending_by_creator, &entry.creator);
+            }
+            false
+        });
+        for id in ids {
+            self.stored.entry(id).or_insert(now);
         }
         known
     }
@@ -208,11 +271,15 @@ impl Pool {
             max_age, retention, ..
         } = self.settings;
         let mut expired = Expired::default();
-        self.entries.retain(|id, entry| {
+        let pending_by_creator = &mut self.pending_by_creator;
+        self.entries.retain(|data, entry| {
             let old = age(entry.first_seen, now);
             match entry.verified_at {
-                None if old > max_age => expired.unverified.push(*id),
-                Some(_) if old > retention => expired.verified.push(*id),
+                None if old > max_age => {
+                    release(pending_by_creator, &entry.creator);
+                    expired.unverified.push(data.id);
+                }
+                Some(_) if old > retention => expired.verified.push(data.id),
                 _ => return true,
             }
             false
@@ -236,6 +303,20 @@ impl Pool {
             stored: self.stored.len(),
         }
     }
+
+    /// Pending prices charged to `signer`.
+    pub fn pending_of(&self, signer: &Address) -> usize {
+        self.pending_by_creator.get(signer).copied().unwrap_or(0)
+    }
+}
+
+fn release(pending_by_creator: &mut HashMap<Address, usize>, creator: &Address) {
+    if let Some(count) = pending_by_creator.get_mut(creator) {
+        *count -= 1;
+        if *count == 0 {
+            pending_by_creator.remove(creator);
+        }
+    }
 }
 
 impl Entry {
@@ -257,18 +338,28 @@ impl Entry {
         new
     }
 
-    /// Marks the entry verified when it has the quorum and the origin's signature.
-    fn check_quorum(&mut self, min_signers: usize, now: SystemTime) -> bool {
+    /// Signatures that count: by members who were members when the price was observed.
+    fn member_count(&self, members: &Members) -> usize {
+        self.signatures
+            .keys()
+            .filter(|signer| members.counts_at(signer, self.data.observed_at))
+            .count()
+    }
+
+    /// Marks the entry verified when its member signatures reach the quorum, the origin's
+    /// among them.
+    fn check_quorum(&mut self, min_signers: usize, members: &Members, now: SystemTime) -> bool {
         if self.verified_at.is_none()
-            && self.signatures.len() >= min_signers
             && self.signatures.contains_key(&self.data.origin)
+            && members.counts_at(&self.data.origin, self.data.observed_at)
+            && self.member_count(members) >= min_signers
         {
             self.verified_at = Some(now);
         }
         self.verified_at.is_some()
     }
 
-    fn to_verified(&self) -> VerifiedPrice {
+    fn to_verified(&self, members: &Members) -> VerifiedPrice {
         VerifiedPrice {
             id: self.data.id,
             price: self.data.price,
@@ -277,6 +368,7 @@ impl Entry {
             signatures: self
                 .signatures
                 .iter()
+                .filter(|(signer, _)| members.counts_at(signer, self.data.observed_at))
                 .map(|(signer, signature)| SignatureEntry {
                     signer: *signer,
                     signature: *signature,
@@ -303,13 +395,22 @@ mod tests {
     const MAX_AGE: Duration = Duration::from_secs(900);
     const RETENTION: Duration = Duration::from_secs(3600);
 
+    const SETTINGS: PoolSettings = PoolSettings {
+        min_signers: 3,
+        flush_delay: FLUSH_DELAY,
+        max_age: MAX_AGE,
+        retention: RETENTION,
+        max_pending_per_signer: 4,
+    };
+
     fn pool() -> Pool {
-        Pool::new(PoolSettings {
-            min_signers: 3,
-            flush_delay: FLUSH_DELAY,
-            max_age: MAX_AGE,
-            retention: RETENTION,
-        })
+        Pool::new(SETTINGS, Arc::new(Members::open()))
+    }
+
+    /// Only `members` count.
+    fn members_of(members: &[Identity]) -> Arc<Members> {
+        let since_always = members.iter().map(|member| (member.address(), 0)).collect();
+        Arc::new(Members::for_node(None).with_database(since_always))
     }
 
     fn nodes() -> Vec<Identity> {
@@ -370,9 +471,9 @@ mod tests {
                 stored: 0
             }
         );
-        assert!(pool.has_signed(1, &n[2].address()));
-        assert!(!pool.has_signed(1, &n[3].address()));
-        assert_eq!(pool.signer_count(1), 3);
+        assert!(pool.has_signed(&d, &n[2].address()));
+        assert!(!pool.has_signed(&d, &n[3].address()));
+        assert_eq!(pool.signer_count(&d), 3);
     }
 
     #[test]
@@ -404,7 +505,7 @@ mod tests {
                 became_verified: false
             }
         );
-        assert_eq!(pool.signer_count(1), 2);
+        assert_eq!(pool.signer_count(&d), 2);
     }
 
     #[test]
@@ -417,7 +518,7 @@ mod tests {
             pool.add(&d, &[sig(&d, node)], t(0));
         }
         assert_eq!(pool.counts().verified, 0);
-        assert_eq!(pool.signer_count(1), 3);
+        assert_eq!(pool.signer_count(&d), 3);
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[0])], t(1)),
             Added::Merged {
@@ -511,25 +612,158 @@ mod tests {
     }
 
     #[test]
-    fn another_price_under_a_known_id_is_a_conflict() {
+    fn another_price_under_a_known_id_cannot_block_it() {
+        // Id squatting: a stranger's data under an honest price's id, seen first.
         let n = nodes();
         let mut pool = pool();
+        let honest = data(1, &n[0]);
+        let mut squatted = honest;
+        squatted.price = UsdPrice::from_e8(1).unwrap();
+        assert!(matches!(
+            pool.add(&squatted, &[sig(&squatted, &n[4])], t(0)),
+            Added::New { .. }
+        ));
+        let mut other_origin = honest;
+        other_origin.origin = n[4].address();
+        pool.add(&other_origin, &[sig(&other_origin, &n[4])], t(0));
+        let all: Vec<_> = n[..3].iter().map(|node| sig(&honest, node)).collect();
+        assert_eq!(
+            pool.add(&honest, &all, t(1)),
+            Added::New {
+                new_signatures: 3,
+                verified: true
+            }
+        );
+        assert_eq!(pool.signer_count(&honest), 3);
+        assert_eq!(pool.signer_count(&squatted), 1);
+        let due = pool.due(t(100));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].price, honest.price);
+        // Once stored, everything under the id goes.
+        assert_eq!(pool.mark_stored(&[1], t(101)), 3);
+        assert_eq!(pool.counts().pending, 0);
+        assert_eq!(pool.pending_of(&n[4].address()), 0);
+    }
+
+    #[test]
+    fn of_two_verified_prices_under_one_id_one_is_due_at_a_time() {
+        let n = nodes();
+        let mut pool = pool();
+        let first = data(1, &n[0]);
+        let mut second = data(1, &n[1]);
+        second.price = UsdPrice::from_e8(2).unwrap();
+        pool.add(
+            &first,
+            &n[..3]
+                .iter()
+                .map(|node| sig(&first, node))
+                .collect::<Vec<_>>(),
+            t(0),
+        );
+        pool.add(
+            &second,
+            &n[1..5]
+                .iter()
+                .map(|node| sig(&second, node))
+                .collect::<Vec<_>>(),
+            t(0),
+        );
+        let due = pool.due(t(100));
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].origin, n[1].address(), "the better-signed one first");
+    }
+
+    #[test]
+    fn only_member_signatures_count_and_only_they_are_stored() {
+        let n = nodes();
+        let mut pool = Pool::new(SETTINGS, members_of(&n[..3]));
         let d = data(1, &n[0]);
-        pool.add(&d, &[sig(&d, &n[0])], t(0));
-        let mut other = d;
-        other.price = UsdPrice::from_e8(1).unwrap();
+        // Origin plus two outsiders: three valid signatures, one member.
+        pool.add(&d, &[sig(&d, &n[0]), sig(&d, &n[3]), sig(&d, &n[4])], t(0));
+        assert_eq!(pool.counts().verified, 0);
+        assert!(pool.due(t(1000)).is_empty());
+        pool.add(&d, &[sig(&d, &n[1])], t(1));
+        assert_eq!(pool.counts().verified, 0);
         assert_eq!(
-            pool.add(&other, &[sig(&other, &n[1])], t(1)),
-            Added::Conflict
+            pool.add(&d, &[sig(&d, &n[2])], t(2)),
+            Added::Merged {
+                new_signatures: 1,
+                became_verified: true
+            }
         );
-        let mut other_origin = d;
-        other_origin.origin = n[1].address();
-        assert_eq!(
-            pool.add(&other_origin, &[sig(&other_origin, &n[1])], t(1)),
-            Added::Conflict
+        let due = pool.due(t(100));
+        let signers: Vec<Address> = due[0].signatures.iter().map(|entry| entry.signer).collect();
+        assert_eq!(signers.len(), 3);
+        assert!(
+            signers
+                .iter()
+                .all(|signer| n[..3].iter().any(|m| m.address() == *signer))
         );
-        assert_eq!(pool.signer_count(1), 1);
-        assert_eq!(pool.digest(1), Some(d.digest()));
+        // An outsider's own price never verifies, whoever signs it.
+        let outsider = data(2, &n[3]);
+        let all: Vec<_> = n.iter().map(|node| sig(&outsider, node)).collect();
+        assert!(matches!(
+            pool.add(&outsider, &all, t(3)),
+            Added::New {
+                verified: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn membership_changes_move_prices_between_pending_and_verified() {
+        let n = nodes();
+        let mut pool = Pool::new(SETTINGS, members_of(&n[..2]));
+        let d = data(1, &n[0]);
+        pool.add(
+            &d,
+            &n[..3].iter().map(|node| sig(&d, node)).collect::<Vec<_>>(),
+            t(0),
+        );
+        assert_eq!(pool.counts().verified, 0);
+        assert_eq!(pool.pending_of(&n[0].address()), 1);
+        // n[2] becomes a member: its signature now counts.
+        assert_eq!(pool.set_members(members_of(&n[..3]), t(1)), vec![d]);
+        assert_eq!(pool.counts().verified, 1);
+        assert_eq!(pool.pending_of(&n[0].address()), 0);
+        // n[1] is removed: the quorum is gone, the price is no longer due.
+        assert!(
+            pool.set_members(members_of(&[n[0].clone(), n[2].clone()]), t(2))
+                .is_empty()
+        );
+        assert_eq!(pool.counts().verified, 0);
+        assert!(pool.due(t(1000)).is_empty());
+        assert_eq!(pool.pending_of(&n[0].address()), 1);
+    }
+
+    #[test]
+    fn a_signer_cannot_fill_the_pool() {
+        let n = nodes();
+        let mut pool = pool();
+        for id in 0..4 {
+            let d = data(id, &n[0]);
+            assert!(matches!(
+                pool.add(&d, &[sig(&d, &n[4])], t(0)),
+                Added::New { .. }
+            ));
+        }
+        let d = data(4, &n[0]);
+        assert_eq!(pool.add(&d, &[sig(&d, &n[4])], t(0)), Added::OverLimit);
+        assert_eq!(pool.counts().pending, 4);
+        // Others are unaffected, including the origin the flood pretended to be about.
+        assert!(matches!(
+            pool.add(&d, &[sig(&d, &n[0])], t(0)),
+            Added::New { .. }
+        ));
+        // Expiry frees the quota.
+        pool.expire(t(901));
+        assert_eq!(pool.pending_of(&n[4].address()), 0);
+        let d = data(5, &n[0]);
+        assert!(matches!(
+            pool.add(&d, &[sig(&d, &n[4])], t(902)),
+            Added::New { .. }
+        ));
     }
 
     #[test]
@@ -584,12 +818,14 @@ mod tests {
     #[test]
     fn min_signers_of_one_verifies_the_origin_alone() {
         let n = nodes();
-        let mut pool = Pool::new(PoolSettings {
-            min_signers: 1,
-            flush_delay: Duration::ZERO,
-            max_age: MAX_AGE,
-            retention: RETENTION,
-        });
+        let mut pool = Pool::new(
+            PoolSettings {
+                min_signers: 1,
+                flush_delay: Duration::ZERO,
+                ..SETTINGS
+            },
+            Arc::new(Members::open()),
+        );
         let d = data(1, &n[0]);
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[1])], t(0)),

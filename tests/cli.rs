@@ -151,6 +151,185 @@ async fn price_with_every_answer_faulty_exits_1_with_a_line_per_source() {
 }
 
 #[test]
+fn keygen_psk_writes_a_private_swarm_key_and_refuses_to_overwrite_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = oracle(dir.path(), &["keygen", "--psk", "net/swarm.key"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let fingerprint = field(&stdout(&created), "fingerprint").to_owned();
+    assert_eq!(fingerprint.len(), 32, "{fingerprint}");
+    let path = dir.path().join("net/swarm.key");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("/key/swarm/psk/1.0.0/\n/base16/\n"),
+        "{text}"
+    );
+    assert!(
+        !stdout(&created).contains(text.lines().nth(2).unwrap()),
+        "the key itself is never printed"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = oracle(dir.path(), &["keygen", "--psk", "net/swarm.key"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    let replaced = oracle(dir.path(), &["keygen", "--psk", "net/swarm.key", "--force"]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    assert_ne!(field(&stdout(&replaced), "fingerprint"), fingerprint);
+}
+
+#[test]
+fn a_bad_swarm_key_file_is_one_line_and_no_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("swarm.key"),
+        "/key/swarm/psk/1.0.0/\n/base16/\nxyz\n",
+    )
+    .unwrap();
+    for psk in ["swarm.key", "absent.key"] {
+        let output = oracle(
+            dir.path(),
+            &[
+                "--log-level",
+                "error",
+                "bootstrap",
+                "--name",
+                "boot",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--psk-file",
+                psk,
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1), "{psk}");
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("swarm key file") && err.contains(psk), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn bootstrap_addresses_need_a_port_and_a_peer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |bootstrap: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--log-level",
+            "error",
+            "bootstrap",
+            "--name",
+            "boot",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            bootstrap,
+        ];
+        args.extend_from_slice(extra);
+        oracle(dir.path(), &args)
+    };
+    let output = run("/dns4/bootstrap/tcp/4001", &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    for part in [
+        "/dns4/bootstrap/tcp/4001",
+        "no /p2p/<peer id>",
+        "--allow-unauthenticated-bootstrap",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    for extra in [&[][..], &["--allow-unauthenticated-bootstrap"]] {
+        let output = run("/ip4/127.0.0.1", extra);
+        assert_eq!(output.status.code(), Some(1));
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("/ip4/127.0.0.1 has no /tcp/<port>"), "{err}");
+    }
+    // The node starts (and is stopped by the timeout) when the operator accepts the risk; it
+    // would have exited at once with an error otherwise.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oracle"))
+        .args([
+            "--log-level",
+            "error",
+            "bootstrap",
+            "--name",
+            "boot",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/9",
+        ])
+        .env("ORACLE_ALLOW_UNAUTHENTICATED_BOOTSTRAP", "true")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.starts_with("/ip4/127.0.0.1/tcp/"), "{line}");
+}
+
+#[test]
+fn a_password_on_the_command_line_is_warned_about_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the command fails fast, after the warning.
+    let url = "postgres://oracle:s3cret@127.0.0.1:1/oracle";
+    let run = |args: &[&str], env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oracle"));
+        command
+            .args(args)
+            .args(["--db-timeout", "2s"])
+            .env_remove("ORACLE_DATABASE_URL")
+            .env_remove("DATABASE_URL")
+            .env_remove("ORACLE_LOG_LEVEL")
+            .current_dir(dir.path());
+        if let Some(url) = env {
+            command.env("ORACLE_DATABASE_URL", url);
+        }
+        command.output().unwrap()
+    };
+    let output = run(&["migrate", "--database-url", url], None);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    let warnings: Vec<_> = err.lines().filter(|l| l.contains("ps)")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for part in ["ORACLE_DATABASE_URL", "DATABASE_URL", ".env-db", "WARN"] {
+        assert!(warnings[0].contains(part), "{part}: {err}");
+    }
+    assert!(!err.contains("s3cret"), "{err}");
+
+    // The same URL from the environment, or one without a password: no warning.
+    let from_env = run(&["migrate"], Some(url));
+    assert_eq!(from_env.status.code(), Some(1));
+    assert!(!stderr(&from_env).contains("ps)"), "{}", stderr(&from_env));
+    let no_password = run(
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://oracle@127.0.0.1:1/oracle",
+        ],
+        None,
+    );
+    assert_eq!(no_password.status.code(), Some(1));
+    assert!(
+        !stderr(&no_password).contains("ps)"),
+        "{}",
+        stderr(&no_password)
+    );
+}
+
+#[test]
 fn bad_flags_explain_themselves() {
     let dir = tempfile::tempdir().unwrap();
     let output = oracle(dir.path(), &["price", "--source-timeout", "ten"]);
@@ -227,6 +406,16 @@ async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
         peer_id: signers[0].peer_id().to_string(),
     };
     store.heartbeat(&writer, Duration::ZERO).await.unwrap();
+    for signer in &signers {
+        store.add_signer(&signer.address(), "").await.unwrap();
+    }
+    // The rows below are historical (observed in 2025): their signers were members then.
+    use sea_orm::ConnectionTrait;
+    db.connect()
+        .await
+        .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
+        .await
+        .unwrap();
     let batch: Vec<VerifiedPrice> = ids
         .iter()
         .map(|&id| {
@@ -246,7 +435,7 @@ async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
             }
         })
         .collect();
-    let outcome = store.flush(&writer.address, &batch).await.unwrap();
+    let outcome = store.flush(&writer.address, &batch, 3).await.unwrap();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
     store.close().await;
 }
@@ -365,5 +554,67 @@ async fn status_shows_nodes_and_prices() {
     assert!(
         text.contains("LATEST PRICES (1 shown)") && text.contains("3000.00000007"),
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_them() {
+    use sea_orm::ConnectionTrait;
+
+    let db = common::TestDb::create("signers_cli").await;
+    store_signed_prices(&db, &[201, 202]).await;
+    let run = |args: &[&str]| {
+        let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+        args.extend(["--database-url".into(), db.url.clone()]);
+        oracle_async(args)
+    };
+    let newcomer = price_oracle::identity::Identity::from_secret(&[9; 32])
+        .unwrap()
+        .address()
+        .to_string();
+    let added = run(&["signers", "add", &newcomer, "--label", "node9"]).await;
+    assert!(added.status.success(), "{}", stderr(&added));
+    assert!(stdout(&added).contains(&format!("{newcomer} added")));
+    let listed = run(&["signers", "list"]).await;
+    assert!(stdout(&listed).contains(&newcomer) && stdout(&listed).contains("4 members"));
+    let removed = run(&["signers", "remove", &newcomer]).await;
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let again = run(&["signers", "remove", &newcomer]).await;
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("is not a member"),
+        "{}",
+        stderr(&again)
+    );
+    assert!(!stdout(&run(&["signers", "list"]).await).contains(&newcomer));
+    assert!(stdout(&run(&["signers", "list", "--all"]).await).contains(&newcomer));
+    let bad = run(&["signers", "add", "0x1234"]).await;
+    assert_eq!(bad.status.code(), Some(2), "clap refuses a bad address");
+
+    // verify counts a signature only if its signer was a member when the price was observed:
+    // the rows are from 2025, so a membership that starts today makes them fall short.
+    let clean = run(&["verify"]).await;
+    assert!(clean.status.success(), "{}", stdout(&clean));
+    let conn = db.connect().await;
+    conn.execute_unprepared(&format!(
+        "UPDATE signers SET added_at = now() WHERE address = '{}'",
+        price_oracle::identity::Identity::from_secret(&[3; 32])
+            .unwrap()
+            .address()
+    ))
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+    let late = run(&["verify"]).await;
+    assert_eq!(late.status.code(), Some(1), "{}", stdout(&late));
+    assert!(
+        stdout(&late).contains("below quorum      2"),
+        "{}",
+        stdout(&late)
+    );
+    assert!(
+        stdout(&late).contains("non-member signers in 2 rows"),
+        "{}",
+        stdout(&late)
     );
 }

@@ -4,17 +4,20 @@
 mod common;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
 use common::TestDb;
 use libp2p::Multiaddr;
+use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
-use price_oracle::message::{Gossip, PriceMessage, SignatureEntry, price_digest};
+use price_oracle::membership::Members;
+use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
 use price_oracle::metrics::Metrics;
 use price_oracle::mock_exchange::{MockExchange, MockSettings};
 use price_oracle::network::validation::ValidationSettings;
-use price_oracle::network::{self, NetworkHandle, NetworkSettings};
+use price_oracle::network::{self, ConnectionBounds, NetworkHandle, NetworkSettings};
 use price_oracle::node::{self, NodeSettings};
 use price_oracle::pool::PoolSettings;
 use price_oracle::price::{FeedSettings, Source, UsdPrice};
@@ -29,7 +32,10 @@ use tokio::task::JoinHandle;
 const VALIDATION: ValidationSettings = ValidationSettings {
     max_age: Duration::from_secs(60),
     max_future_skew: Duration::from_secs(5),
+    max_origin_rate: 60,
 };
+/// The nodes every test database lists as members (`prepared_db`).
+const MEMBER_SEEDS: std::ops::RangeInclusive<u8> = 1..=5;
 
 fn loopback() -> Multiaddr {
     "/ip4/127.0.0.1/tcp/0".parse().unwrap()
@@ -48,20 +54,31 @@ async fn mock_at(price: &str) -> MockExchange {
 struct Peer {
     identity: Identity,
     handle: NetworkHandle,
+    metrics: Metrics,
     task: JoinHandle<()>,
 }
 
 async fn start_peer(seed: u8, bootstrap: Vec<Multiaddr>) -> (Peer, Multiaddr) {
+    start_peer_with(seed, bootstrap, |_| {}).await
+}
+
+async fn start_peer_with(
+    seed: u8,
+    bootstrap: Vec<Multiaddr>,
+    customize: impl FnOnce(&mut NetworkSettings),
+) -> (Peer, Multiaddr) {
     let identity = Identity::from_secret(&[seed; 32]).unwrap();
-    let settings = NetworkSettings {
-        listen: vec![loopback()],
-        bootstrap,
-        validation: VALIDATION,
-    };
+    let mut settings =
+        NetworkSettings::with_default_limits(vec![loopback()], bootstrap, VALIDATION);
+    customize(&mut settings);
+    // A relay without a member list, like a bootstrap node without --trusted-signers.
+    let members = tokio::sync::watch::channel(Arc::new(Members::open())).1;
+    let metrics = Metrics::default();
     let (mut handle, events, task) = network::spawn(
         identity.keypair(),
         settings,
-        Metrics::default(),
+        members,
+        metrics.clone(),
         &mut Registry::default(),
     )
     .unwrap();
@@ -71,6 +88,7 @@ async fn start_peer(seed: u8, bootstrap: Vec<Multiaddr>) -> (Peer, Multiaddr) {
         Peer {
             identity,
             handle,
+            metrics,
             task,
         },
         addr,
@@ -100,17 +118,18 @@ fn node_settings(
     let url = format!("{}{}", source.base_url(), Source::Coinbase.path());
     NodeSettings {
         name: format!("node{seed}"),
-        network: NetworkSettings {
-            listen: vec![loopback()],
-            bootstrap: vec![bootstrap.clone()],
-            validation: VALIDATION,
-        },
+        network: NetworkSettings::with_default_limits(
+            vec![loopback()],
+            vec![bootstrap.clone()],
+            VALIDATION,
+        ),
         min_peers: config.min_peers,
         pool: PoolSettings {
             min_signers: 3,
             flush_delay: Duration::from_secs(1),
             max_age: VALIDATION.max_age,
             retention: Duration::from_secs(600),
+            max_pending_per_signer: 64,
         },
         price_interval: config.price_interval,
         max_deviation: Decimal::new(1, 2),
@@ -127,8 +146,10 @@ fn node_settings(
         },
         db: db.clone(),
         migrate: true,
-        machine_id: u16::from(seed),
         http: None,
+        trusted_signers: None,
+        register: false,
+        max_cosign_queue: 256,
         identity,
     }
 }
@@ -187,15 +208,30 @@ async fn stop_all(nodes: Vec<TestNode>) {
     }
 }
 
-/// The database with the schema and the lease-check trigger already in place.
+/// The database with the schema, the lease-check trigger and the members (seeds
+/// [`MEMBER_SEEDS`]) already in place.
 async fn prepared_db(label: &str) -> (TestDb, DatabaseConnection) {
     let db = TestDb::create(label).await;
     Store::migrate(&db.settings()).await.unwrap();
+    register(&db, MEMBER_SEEDS).await;
     let conn = db.connect().await;
     conn.execute_unprepared(common::LEASE_CHECK_TRIGGER)
         .await
         .unwrap();
     (db, conn)
+}
+
+/// Makes the nodes of `seeds` members, as `oracle signers add` does.
+async fn register(db: &TestDb, seeds: impl IntoIterator<Item = u8>) {
+    let store = Store::connect(&db.settings()).await.unwrap();
+    for seed in seeds {
+        let address = Identity::from_secret(&[seed; 32]).unwrap().address();
+        store
+            .add_signer(&address, &format!("node{seed}"))
+            .await
+            .unwrap();
+    }
+    store.close().await;
 }
 
 #[derive(Debug)]
@@ -396,17 +432,43 @@ async fn a_node_ten_percent_off_gets_no_cosignatures() {
     let _ = conn.close().await;
 }
 
+/// A price `identity` could have originated at `at` (a proper id in its own id space).
+fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage {
+    let machine = IdGenerator::machine_id_from_address(&identity.address());
+    let id = IdGenerator::new(machine).next_id_at(at).unwrap();
+    let observed_at = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let price = UsdPrice::parse_quote(usd).unwrap();
+    PriceMessage::originate(id, price, observed_at, identity.signer())
+}
+
+fn ignored(nodes: &[TestNode], reason: &str) -> u64 {
+    total(nodes, |m| {
+        Metrics::reason(&m.messages_ignored, reason).get()
+    })
+}
+
+fn rejected(nodes: &[TestNode], reason: &str) -> u64 {
+    total(nodes, |m| {
+        Metrics::reason(&m.messages_rejected, reason).get()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_replayed_and_garbage_messages_are_rejected_and_never_stored() {
+async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_stored() {
     let (db, conn) = prepared_db("attack").await;
     let exchange = mock_at("3000").await;
     let (boot, boot_addr) = start_peer(100, vec![]).await;
     let config = ClusterConfig {
-        price_interval: Duration::from_secs(3600),
+        price_interval: Duration::from_secs(2),
         min_peers: 3,
     };
     let nodes: Vec<TestNode> = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    // One libp2p peer with two more keys that never ran a node: three valid signatures.
     let (attacker, _) = start_peer(66, vec![boot_addr.clone()]).await;
+    let offline: Vec<Identity> = [67u8, 68]
+        .iter()
+        .map(|seed| Identity::from_secret(&[*seed; 32]).unwrap())
+        .collect();
     let mut watcher = attacker.handle.clone();
     watcher.wait_for_peers(3).await;
     wait_for("the honest prices", Duration::from_secs(40), async || {
@@ -414,60 +476,443 @@ async fn forged_replayed_and_garbage_messages_are_rejected_and_never_stored() {
     })
     .await;
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let price = UsdPrice::from_e8(300_000_000_000).unwrap();
-    let signer = attacker.identity.signer();
-    // A fresh price "co-signed" by three honest nodes — signatures the attacker made itself.
-    let mut forged = PriceMessage::originate(1, price, now, signer);
+    let now = SystemTime::now();
+    let outsider = price_by(&attacker.identity, now, "1");
+    attacker.handle.publish(Gossip::Price(outsider.clone()));
+    for key in &offline {
+        attacker
+            .handle
+            .publish(Gossip::Attestation(Attestation::sign(
+                &outsider.data(),
+                key.signer(),
+            )));
+    }
+    // A price "co-signed" by three honest nodes — signatures the attacker made itself.
+    let mut forged = price_by(&attacker.identity, now, "3000");
     for node in &nodes[..3] {
-        let mut fake = forged.sign(signer);
+        let mut fake = forged.sign(attacker.identity.signer());
         fake.signer = node.address;
         forged.signatures.push(fake);
     }
-    // A validly signed price from an hour ago.
-    let replayed = PriceMessage::originate(2, price, now - 3600, signer);
     attacker.handle.publish(Gossip::Price(forged));
+    // A validly signed member price from an hour ago, and garbage.
+    let member = Identity::from_secret(&[1; 32]).unwrap();
+    let replayed = price_by(&member, now - Duration::from_secs(3600), "3000");
     attacker.handle.publish(Gossip::Price(replayed));
     attacker
         .handle
         .publish_raw(b"{\"type\":\"price\",\"body\":\"garbage\"}".to_vec());
 
-    // The attacker publishes to its mesh peers only, and a rejected message is not forwarded:
-    // the honest nodes it reached reject each message, and nobody else ever sees it.
+    // The attacker publishes to its mesh peers only, and a refused message is not forwarded:
+    // the honest nodes it reached refuse each message, and nobody else ever sees it.
     wait_for(
-        "the honest nodes to reject all three",
+        "the honest nodes to refuse every kind",
         Duration::from_secs(20),
         async || {
-            ["bad_signature", "too_old", "malformed"]
-                .iter()
-                .all(|reason| {
-                    total(&nodes, |m| {
-                        Metrics::reason(&m.messages_rejected, reason).get()
-                    }) >= 1
-                })
+            ignored(&nodes, "not_member") >= 3
+                && ignored(&nodes, "too_old") >= 1
+                && rejected(&nodes, "extra_signatures") >= 1
+                && rejected(&nodes, "malformed") >= 1
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rows(&conn).await.len();
+    wait_for(
+        "honest prices to keep flowing",
+        Duration::from_secs(30),
+        async || rows(&conn).await.len() >= before + 4,
+    )
+    .await;
     let stored = rows(&conn).await;
-    let attacker_address = attacker.identity.address().to_checksum(None);
-    assert_eq!(stored.len(), 4);
-    assert!(
-        stored
-            .iter()
-            .all(|row| row.first_signer != attacker_address && row.id > 2)
-    );
-    assert_eq!(
-        total(&nodes, |m| Metrics::kind(&m.messages_received, "price")
-            .get()),
-        12,
-        "each node accepted only the three honest prices of the others"
-    );
+    let attacker_keys: HashSet<Address> = offline
+        .iter()
+        .map(Identity::address)
+        .chain([attacker.identity.address()])
+        .collect();
+    assert!(stored.iter().all(|row| {
+        row.price == Decimal::from(3000)
+            && row
+                .signatures
+                .iter()
+                .all(|entry| !attacker_keys.contains(&entry.signer))
+    }));
+    assert_eq!(ignored(&nodes, "from_future"), 0);
     stop_all(nodes).await;
     drop((attacker, boot));
+    let _ = conn.close().await;
+}
+
+/// Three outsiders run complete nodes, with a database of their own where they are members,
+/// inside the honest network.
+async fn outsider_nodes_attack(label: &str, outsider_price: &str) {
+    let (db, conn) = prepared_db(label).await;
+    let honest_source = mock_at("3000").await;
+    let outsider_source = mock_at(outsider_price).await;
+    let outsider_db = TestDb::create(&format!("{label}_own")).await;
+    Store::migrate(&outsider_db.settings()).await.unwrap();
+    register(&outsider_db, 11..=13).await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let honest = start_nodes(1..=4, &boot_addr, &honest_source, &db.settings(), &config);
+    let outsiders = start_nodes(
+        11..=13,
+        &boot_addr,
+        &outsider_source,
+        &outsider_db.settings(),
+        &config,
+    );
+    wait_for("the 4 honest prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+    wait_for(
+        "the outsiders' prices to reach the honest nodes",
+        Duration::from_secs(20),
+        async || ignored(&honest, "not_member") >= 3,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = rows(&conn).await;
+    let outsider_addresses: HashSet<Address> = outsiders.iter().map(|n| n.address).collect();
+    assert_eq!(stored.len(), 4, "nothing of theirs is stored");
+    assert!(stored.iter().all(|row| {
+        row.signatures
+            .iter()
+            .all(|entry| !outsider_addresses.contains(&entry.signer))
+    }));
+    assert_eq!(
+        total(&honest, |m| m.prices_cosigned.get()),
+        12,
+        "each honest node co-signed the 3 other honest prices and no outsider's"
+    );
+    stop_all(honest).await;
+    stop_all(outsiders).await;
+    drop(boot);
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsider_nodes_at_a_price_of_one_get_nothing_stored() {
+    outsider_nodes_attack("outsiders_one", "1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsider_nodes_inside_the_deviation_get_no_cosignatures() {
+    outsider_nodes_attack("outsiders_close", "3000").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_squatting_cannot_block_a_members_prices() {
+    let (db, conn) = prepared_db("squat").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let quiet = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    // Room for every junk entry, so that the squatting itself (not the per-signer bound) is
+    // what this test is about.
+    let roomy = |seed: u8, config: &ClusterConfig| {
+        let mut settings = node_settings(seed, &boot_addr, &exchange, &db.settings(), config);
+        settings.pool.max_pending_per_signer = 10_000;
+        start_node(settings)
+    };
+    let mut nodes: Vec<TestNode> = (2..=4).map(|seed| roomy(seed, &quiet)).collect();
+    // The squatter is a member (seed 5) speaking raw gossip: the strongest case.
+    let (squatter, _) = start_peer(5, vec![boot_addr.clone()]).await;
+    let mut watcher = squatter.handle.clone();
+    watcher.wait_for_peers(3).await;
+    wait_for("the first prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 3
+    })
+    .await;
+    let busy = ClusterConfig {
+        price_interval: Duration::from_secs(1),
+        min_peers: 3,
+    };
+    let victim_node = roomy(1, &busy);
+    let victim_metrics = victim_node.metrics.clone();
+    nodes.push(victim_node);
+    // The victim's ids for the next seconds are predictable: its machine bits, each 10 ms
+    // tick, sequence 0. The squatter signs junk under every one of them (within the clock
+    // skew peers accept), before the victim has minted them.
+    let victim = Identity::from_secret(&[1; 32]).unwrap();
+    let start = SystemTime::now();
+    let mut squatted = HashSet::new();
+    for tick in 0..450u64 {
+        let junk = price_by(&victim, start + Duration::from_millis(tick * 10), "1").data();
+        squatted.insert(junk.id);
+        squatter
+            .handle
+            .publish(Gossip::Attestation(Attestation::sign(
+                &junk,
+                squatter.identity.signer(),
+            )));
+    }
+    let victim_address = victim.address().to_checksum(None);
+    let victims_rows = async || -> Vec<u64> {
+        rows(&conn)
+            .await
+            .iter()
+            .filter(|row| row.first_signer == victim_address)
+            .map(|row| row.id)
+            .collect()
+    };
+    wait_for(
+        "6 of the victim's prices",
+        Duration::from_secs(40),
+        async || victims_rows().await.len() >= 6,
+    )
+    .await;
+    let originated = victim_metrics.prices_originated.get();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stored = victims_rows().await;
+    assert!(
+        stored.len() as u64 >= originated,
+        "{} of the victim's {originated} prices stored",
+        stored.len()
+    );
+    let hit = stored.iter().filter(|id| squatted.contains(id)).count();
+    println!("{hit} of the victim's stored prices had ids the squatter signed junk under first");
+    assert!(
+        hit >= 1,
+        "the squatter's window covered none of the victim's prices"
+    );
+    stop_all(nodes).await;
+    drop((squatter, boot));
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_republished_by_another_peer_still_reaches_quorum_everywhere() {
+    let (db, conn) = prepared_db("poison").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    let (relay, _) = start_peer(66, vec![boot_addr.clone()]).await;
+    let mut watcher = relay.handle.clone();
+    watcher.wait_for_peers(3).await;
+    wait_for("the honest prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+    // Member 5's genuine price, first heard from a stranger's peer id.
+    let member = Identity::from_secret(&[5; 32]).unwrap();
+    let genuine = price_by(&member, SystemTime::now(), "3000");
+    relay.handle.publish(Gossip::Price(genuine.clone()));
+    wait_for(
+        "the genuine price stored",
+        Duration::from_secs(20),
+        async || rows(&conn).await.iter().any(|row| row.id == genuine.id),
+    )
+    .await;
+    wait_for(
+        "every node to verify it",
+        Duration::from_secs(10),
+        async || {
+            nodes
+                .iter()
+                .all(|node| node.metrics.prices_verified.get() >= 5)
+        },
+    )
+    .await;
+    assert_eq!(rejected(&nodes, "wrong_publisher"), 0);
+    stop_all(nodes).await;
+    drop((relay, boot));
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memory_bounded() {
+    let (db, conn) = prepared_db("flood").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(2),
+        min_peers: 3,
+    };
+    let mut settings: Vec<NodeSettings> = (1..=4)
+        .map(|seed| node_settings(seed, &boot_addr, &exchange, &db.settings(), &config))
+        .collect();
+    // One node takes few inbound connections, so the flood's connections hit the bound; every
+    // node cuts off a peer after 40 refused messages in a minute.
+    settings[0].network.connections.max_inbound = 6;
+    for node in &mut settings {
+        node.network.max_refused_per_peer = 40;
+    }
+    let nodes: Vec<TestNode> = settings.into_iter().map(start_node).collect();
+    wait_for("the honest prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 4
+    })
+    .await;
+    // Twenty attacking peers, each with its own key, each sending 250 messages: garbage,
+    // outsider prices and outsider attestations on members' prices.
+    let mut attackers = Vec::new();
+    for seed in 30..50u8 {
+        attackers.push(start_peer(seed, vec![boot_addr.clone()]).await.0);
+    }
+    let member = Identity::from_secret(&[2; 32]).unwrap();
+    let before = rows(&conn).await.len();
+    let flood_started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (n, attacker) in attackers.iter().enumerate() {
+        let mut watcher = attacker.handle.clone();
+        watcher.wait_for_peers(1).await;
+        for i in 0..250u64 {
+            let at = SystemTime::now() + Duration::from_millis(i * 10);
+            match i % 3 {
+                0 => attacker.handle.publish_raw(
+                    format!("{{\"type\":\"garbage\",\"n\":{n},\"i\":{i}}}").into_bytes(),
+                ),
+                1 => attacker
+                    .handle
+                    .publish(Gossip::Price(price_by(&attacker.identity, at, "1"))),
+                _ => attacker
+                    .handle
+                    .publish(Gossip::Attestation(Attestation::sign(
+                        &price_by(&member, at, "3000").data(),
+                        attacker.identity.signer(),
+                    ))),
+            }
+        }
+    }
+    wait_for(
+        "prices to keep being stored",
+        Duration::from_secs(40),
+        async || rows(&conn).await.len() >= before + 8,
+    )
+    .await;
+    assert!(ignored(&nodes, "not_member") + rejected(&nodes, "malformed") > 100);
+    let cut_off = total(&nodes, |m| m.limit_hit_count("refused_per_peer"));
+    assert!(cut_off > 0, "flooding peers are cut off");
+    println!("the honest nodes cut off {cut_off} flooding peers");
+    // Every price keeps its quorum (checked below); on two shared cores a co-signature can
+    // arrive after the 1 s flush delay, so a full set is reported rather than required.
+    let during: Vec<Row> = rows(&conn)
+        .await
+        .into_iter()
+        .filter(|row| row.observed_at >= flood_started)
+        .collect();
+    let complete = during
+        .iter()
+        .filter(|row| row.signatures.len() == 4)
+        .count();
+    println!(
+        "{complete} of {} prices stored during the flood carry all 4 signatures",
+        during.len()
+    );
+    let refused = nodes[0].metrics.limit_hit_count("connections");
+    println!("node 1 refused {refused} connections over its limit of 6");
+    let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    assert_rows_verify(&rows(&conn).await, &addresses);
+    stop_all(nodes).await;
+    drop((attackers, boot));
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() {
+    let db = TestDb::create("membership").await;
+    Store::migrate(&db.settings()).await.unwrap();
+    register(&db, 1..=3).await;
+    let conn = db.connect().await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(2),
+        min_peers: 3,
+    };
+    let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    let newcomer = nodes[3].address;
+    let signed_by = |row: &Row, who: Address| row.signatures.iter().any(|e| e.signer == who);
+    wait_for(
+        "prices of the three members",
+        Duration::from_secs(40),
+        async || rows(&conn).await.len() >= 6,
+    )
+    .await;
+    assert!(
+        rows(&conn)
+            .await
+            .iter()
+            .all(|row| !signed_by(row, newcomer)),
+        "a non-member neither originates nor co-signs a stored row"
+    );
+
+    let store = Store::connect(&db.settings()).await.unwrap();
+    store.add_signer(&newcomer, "node4").await.unwrap();
+    let added_at = Instant::now();
+    wait_for(
+        "the new member's price stored",
+        Duration::from_secs(15),
+        async || {
+            rows(&conn)
+                .await
+                .iter()
+                .any(|row| row.first_signer == newcomer.to_checksum(None))
+        },
+    )
+    .await;
+    println!(
+        "a new member's price was stored {:?} after `signers add`",
+        added_at.elapsed()
+    );
+
+    let removed = nodes[1].address;
+    store.remove_signer(&removed).await.unwrap();
+    // One heartbeat (200 ms here) later nobody counts it; prices observed after that must
+    // not carry its signature.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cutoff = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    wait_for(
+        "prices after the removal",
+        Duration::from_secs(30),
+        async || {
+            rows(&conn)
+                .await
+                .iter()
+                .filter(|row| row.observed_at > cutoff)
+                .count()
+                >= 4
+        },
+    )
+    .await;
+    for row in rows(&conn)
+        .await
+        .iter()
+        .filter(|row| row.observed_at > cutoff)
+    {
+        assert!(
+            !signed_by(row, removed),
+            "row {} still counts the removed member",
+            row.id
+        );
+        assert!(row.signatures.len() >= 3);
+    }
+    // `oracle verify`'s rule: every row had its quorum of members at its observation time.
+    let rules = price_oracle::audit::AuditRules {
+        min_signers: 3,
+        counted: price_oracle::audit::Counted::Members(store.signers().await.unwrap()),
+    };
+    for row in store.prices_page(None, None, 1000).await.unwrap() {
+        let report = price_oracle::audit::audit_row(&row, &rules);
+        assert_eq!(report.finding, None, "row {}", row.id);
+    }
+    store.close().await;
+    stop_all(nodes).await;
+    drop(boot);
     let _ = conn.close().await;
 }
 
@@ -667,6 +1112,82 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
 
     node.stop().await.unwrap();
     stop_all(others).await;
+    drop(boot);
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_connections_past_the_bound_are_refused_and_counted() {
+    let bounds = ConnectionBounds {
+        max_inbound: 3,
+        max_per_peer: 1,
+    };
+    let (hub, hub_addr) =
+        start_peer_with(100, vec![], |settings| settings.connections = bounds).await;
+    let mut spokes = Vec::new();
+    for seed in 30..38u8 {
+        spokes.push(start_peer(seed, vec![hub_addr.clone()]).await.0);
+    }
+    let refused = || hub.metrics.limit_hit_count("connections");
+    wait_for("refused connections", Duration::from_secs(15), async || {
+        refused() >= 5
+    })
+    .await;
+    assert!(
+        hub.handle.connected_peers() <= 3,
+        "{} peers connected past a bound of 3",
+        hub.handle.connected_peers()
+    );
+    drop((spokes, hub));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_network_takes_only_nodes_with_its_swarm_key() {
+    let (db, conn) = prepared_db("psk").await;
+    let exchange = mock_at("3000").await;
+    let key = price_oracle::network::transport::generate_psk();
+    let (boot, boot_addr) = start_peer_with(100, vec![], |settings| settings.psk = Some(key)).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let with_key = |seed: u8| {
+        let mut settings = node_settings(seed, &boot_addr, &exchange, &db.settings(), &config);
+        settings.network.psk = Some(key);
+        start_node(settings)
+    };
+    let mut nodes: Vec<TestNode> = (1..=4).map(with_key).collect();
+    // A member, even, but without the key: it never gets onto the transport.
+    let keyless = start_node(node_settings(
+        5,
+        &boot_addr,
+        &exchange,
+        &db.settings(),
+        &config,
+    ));
+    wait_for(
+        "the 4 private prices",
+        Duration::from_secs(40),
+        async || rows(&conn).await.len() >= 4,
+    )
+    .await;
+    let stored = rows(&conn).await;
+    for node in &nodes {
+        assert!(
+            stored
+                .iter()
+                .all(|row| row.signatures.iter().any(|e| e.signer == node.address)),
+            "every node with the key joined and signed every price"
+        );
+    }
+    assert_eq!(keyless.metrics.connected_peers.get(), 0);
+    assert!(
+        stored
+            .iter()
+            .all(|row| row.signatures.iter().all(|e| e.signer != keyless.address))
+    );
+    nodes.push(keyless);
+    stop_all(nodes).await;
     drop(boot);
     let _ = conn.close().await;
 }

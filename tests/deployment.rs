@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use clap::Parser;
+use price_oracle::config::Cli;
+
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn load(name: &str) -> Yaml {
@@ -42,7 +45,12 @@ fn assert_pinned(service: &Yaml, name: &str) {
 fn assert_database_services(file: &str, compose: &Yaml) {
     let postgres = &compose["services"]["postgres"];
     assert_pinned(postgres, "postgres");
-    assert_eq!(strings(&postgres["ports"]), ["15432:5432"], "{file}");
+    // Database and admin ports are reachable from this machine only, unless opened on purpose.
+    assert_eq!(
+        strings(&postgres["ports"]),
+        ["127.0.0.1:15432:5432"],
+        "{file}"
+    );
     assert_eq!(postgres["env_file"].as_str(), Some(".env-db"), "{file}");
     assert!(
         !postgres["healthcheck"]["test"].is_badvalue(),
@@ -56,7 +64,11 @@ fn assert_database_services(file: &str, compose: &Yaml) {
     );
     let adminer = &compose["services"]["adminer"];
     assert_pinned(adminer, "adminer");
-    assert_eq!(strings(&adminer["ports"]), ["8080:8080"], "{file}");
+    assert_eq!(
+        strings(&adminer["ports"]),
+        ["127.0.0.1:8080:8080"],
+        "{file}"
+    );
 }
 
 #[test]
@@ -65,31 +77,149 @@ fn postgres_dc_runs_postgres_and_adminer() {
     assert_database_services("postgres-dc.yaml", &compose);
 }
 
+/// A service with its YAML merge key (`<<: *node`) applied: its own keys win.
+fn service(compose: &Yaml, name: &str) -> yaml_rust2::yaml::Hash {
+    let own = compose["services"][name]
+        .as_hash()
+        .unwrap_or_else(|| panic!("service {name}"));
+    let mut merged = own
+        .get(&Yaml::from_str("<<"))
+        .and_then(Yaml::as_hash)
+        .cloned()
+        .unwrap_or_default();
+    for (key, value) in own {
+        if key.as_str() != Some("<<") {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    merged
+}
+
+fn get<'a>(service: &'a yaml_rust2::yaml::Hash, key: &str) -> &'a Yaml {
+    service
+        .get(&Yaml::String(key.to_owned()))
+        .unwrap_or(&Yaml::BadValue)
+}
+
+const NODES: [&str; 4] = ["node1", "node2", "node3", "node4"];
+
 #[test]
-fn docker_compose_runs_a_scalable_network() {
+fn docker_compose_runs_four_nodes_each_with_its_own_key() {
     let compose = load("docker-compose.yaml");
     assert_database_services("docker-compose.yaml", &compose);
     let services = &compose["services"];
     let bootstrap = strings(&services["bootstrap"]["command"]);
     assert_eq!(&bootstrap[..2], ["bootstrap", "--name"]);
-    let node = &services["node"];
-    let command = strings(&node["command"]).join(" ");
-    for part in [
-        "oracle run",
-        "--bootstrap /dns4/bootstrap/tcp/4001",
-        "--http 0.0.0.0:9100",
-    ] {
-        assert!(command.contains(part), "node command has {part}: {command}");
-    }
-    // Scaling needs a port range, not a fixed host port.
-    assert_eq!(strings(&node["ports"]), ["9100-9199:9100"]);
     assert!(
-        strings(&node["volumes"])
-            .iter()
-            .any(|v| v.ends_with(":/keys"))
+        services["node"].is_badvalue(),
+        "no scalable node service: its replicas would share one key volume"
     );
-    assert_eq!(node["environment"]["DB_HOST"].as_str(), Some("postgres"));
-    for service in ["bootstrap", "node", "mock-exchange"] {
+    let mut key_volumes = Vec::new();
+    for (index, name) in NODES.iter().enumerate() {
+        let node = service(&compose, name);
+        let args = strings(get(&node, "command"));
+        let parsed = Cli::try_parse_from(std::iter::once("oracle".to_owned()).chain(args.clone()));
+        assert!(
+            parsed.is_ok(),
+            "{name}: oracle refuses {args:?}: {parsed:?}"
+        );
+        let command = args.join(" ");
+        for part in [
+            "run ",
+            &format!("--name {name}"),
+            &format!("--key-dir /keys/{name}"),
+            "--migrate=false",
+            "--bootstrap /dns4/bootstrap/tcp/4001",
+            "--allow-unauthenticated-bootstrap",
+            "--http 0.0.0.0:9100",
+        ] {
+            assert!(
+                command.contains(part),
+                "{name} command has {part}: {command}"
+            );
+        }
+        assert_eq!(
+            strings(get(&node, "ports")),
+            [format!("127.0.0.1:{}:9100", 9101 + index)],
+            "{name}"
+        );
+        let volumes = strings(get(&node, "volumes"));
+        assert_eq!(volumes.len(), 1, "{name} mounts its key volume only");
+        let (volume, target) = volumes[0].split_once(':').unwrap();
+        assert_eq!(target, format!("/keys/{name}"), "{name}");
+        assert!(
+            !compose["volumes"][volume].is_badvalue(),
+            "{volume} declared"
+        );
+        key_volumes.push(volume.to_owned());
+
+        // The least-privilege role, never the admin credential; after the key ceremony.
+        assert_eq!(get(&node, "env_file").as_str(), Some(".env-node"), "{name}");
+        assert_eq!(
+            get(&node, "depends_on")["setup"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{name}"
+        );
+        assert_eq!(get(&node, "image").as_str(), Some("price-oracle:dev"));
+    }
+    key_volumes.sort();
+    key_volumes.dedup();
+    assert_eq!(key_volumes.len(), NODES.len(), "one key volume per node");
+
+    let setup = service(&compose, "setup");
+    assert_eq!(
+        get(&setup, "env_file").as_str(),
+        Some(".env-db"),
+        "admin credential"
+    );
+    // As the container's shell gets it: compose turns $$ into $.
+    let script = strings(get(&setup, "command")).join(" ").replace("$$", "$");
+    for part in [
+        "oracle migrate",
+        "oracle db-role --role",
+        "oracle keygen --name \"$n\" --key-dir \"/keys/$n\"",
+        "oracle signers add --key \"$n\" --key-dir \"/keys/$n\" --label \"$n\"",
+    ] {
+        assert!(script.contains(part), "setup runs {part}: {script}");
+    }
+    // Every plain `oracle …` command of the ceremony is one the CLI accepts.
+    for command in script.split(';').filter(|command| !command.contains("$(")) {
+        if let Some(start) = command.find("oracle ") {
+            let args: Vec<&str> = command[start..]
+                .split_whitespace()
+                .map(|arg| arg.trim_matches('"'))
+                .collect();
+            if let Err(err) = Cli::try_parse_from(&args) {
+                panic!("setup runs {args:?}, which oracle refuses: {err}");
+            }
+        }
+    }
+    let setup_volumes = strings(get(&setup, "volumes"));
+    for (name, volume) in NODES.iter().zip(&key_volumes) {
+        assert!(
+            setup_volumes.contains(&format!("{volume}:/keys/{name}")),
+            "setup mounts {volume}: {setup_volumes:?}"
+        );
+        assert!(
+            get(&setup, "environment")["NODES"]
+                .as_str()
+                .is_some_and(|nodes| nodes.split(' ').any(|n| n == *name)),
+            "setup knows {name}"
+        );
+    }
+
+    let node_env =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env-node")).unwrap();
+    let admin_env =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".env-db")).unwrap();
+    let user = |text: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix("POSTGRES_USER="))
+            .map(str::to_owned)
+    };
+    assert_ne!(user(&node_env), user(&admin_env), "nodes are not the admin");
+
+    for service in ["bootstrap", "mock-exchange"] {
         assert_eq!(
             services[service]["image"].as_str(),
             Some("price-oracle:dev"),

@@ -61,10 +61,26 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .unwrap()
 }
 
+const MIN_SIGNERS: usize = 3;
+
+/// Makes the signers of [`sample_signatures`] members, since before the (2025) observation
+/// times of [`verified_prices`].
+async fn register_sample_signers(db: &TestDb, store: &Store) {
+    for signature in sample_signatures() {
+        store.add_signer(&signature.signer, "sample").await.unwrap();
+    }
+    db.connect()
+        .await
+        .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
+        .await
+        .unwrap();
+}
+
 async fn migrated(label: &str) -> (TestDb, Store) {
     let db = TestDb::create(label).await;
     Store::migrate(&db.settings()).await.unwrap();
     let store = Store::connect(&db.settings()).await.unwrap();
+    register_sample_signers(&db, &store).await;
     (db, store)
 }
 
@@ -73,9 +89,9 @@ async fn migrations_go_up_down_and_up_again() {
     let db = TestDb::create("updown").await;
     let conn = db.connect().await;
     let tables = "SELECT count(*) FROM information_schema.tables \
-                  WHERE table_schema = 'public' AND table_name IN ('prices', 'heartbeat')";
+                  WHERE table_schema = 'public' AND table_name IN ('prices', 'heartbeat', 'signers')";
     Migrator::up(&conn, None).await.unwrap();
-    assert_eq!(count(&conn, tables).await, 2);
+    assert_eq!(count(&conn, tables).await, 3);
     assert!(
         Migrator::get_pending_migrations(&conn)
             .await
@@ -84,7 +100,7 @@ async fn migrations_go_up_down_and_up_again() {
     );
     assert_eq!(
         Migrator::get_applied_migrations(&conn).await.unwrap().len(),
-        2
+        3
     );
     Migrator::status(&conn).await.unwrap();
 
@@ -92,11 +108,11 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(count(&conn, tables).await, 0);
     assert_eq!(
         Migrator::get_pending_migrations(&conn).await.unwrap().len(),
-        2
+        3
     );
 
     Migrator::up(&conn, None).await.unwrap();
-    assert_eq!(count(&conn, tables).await, 2);
+    assert_eq!(count(&conn, tables).await, 3);
     let numeric = count(
         &conn,
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'prices' \
@@ -118,7 +134,7 @@ async fn five_nodes_migrating_an_empty_database_at_once_all_succeed() {
     let conn = db.connect().await;
     assert_eq!(
         Migrator::get_applied_migrations(&conn).await.unwrap().len(),
-        2
+        3
     );
     let _ = conn.close().await;
 }
@@ -138,6 +154,7 @@ fn start_heartbeat(store: &Store, participant: Participant, settings: LeaseSetti
         participant.clone(),
         settings,
         state_tx,
+        watch::channel(None).0,
         async move {
             let _ = stopped.await;
         },
@@ -263,7 +280,11 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
                 let index = next % slices.len();
                 next += 1;
                 let slice = &slices[index];
-                match store.flush(&contender.address, slice).await.unwrap() {
+                match store
+                    .flush(&contender.address, slice, MIN_SIGNERS)
+                    .await
+                    .unwrap()
+                {
                     FlushOutcome::Flushed(flushed) => {
                         assert!(flushed.conflicting.is_empty());
                         assert_eq!(flushed.inserted.len() + flushed.existing.len(), slice.len());
@@ -322,7 +343,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
     let (_, lone) = participant(0);
     store.heartbeat(&lone, Duration::ZERO).await.unwrap();
     assert!(matches!(
-        store.flush(&outsider.address, &others).await.unwrap(),
+        store.flush(&outsider.address, &others, MIN_SIGNERS).await.unwrap(),
         FlushOutcome::NotWriter { writer: Some(w) } if w == lone.key()
     ));
     assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 1_000);
@@ -336,7 +357,10 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
     store.heartbeat(&me, Duration::ZERO).await.unwrap();
     let original = verified_prices(7..8);
     assert_eq!(
-        store.flush(&me.address, &original).await.unwrap(),
+        store
+            .flush(&me.address, &original, MIN_SIGNERS)
+            .await
+            .unwrap(),
         FlushOutcome::Flushed(Flushed {
             inserted: vec![7],
             ..Flushed::default()
@@ -348,7 +372,9 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
     let mut more = verified_prices(8..10);
     more.extend(forged);
     more.extend(original.clone());
-    let FlushOutcome::Flushed(flushed) = store.flush(&me.address, &more).await.unwrap() else {
+    let FlushOutcome::Flushed(flushed) =
+        store.flush(&me.address, &more, MIN_SIGNERS).await.unwrap()
+    else {
         panic!("the only participant is the writer")
     };
     assert_eq!(flushed.inserted, vec![8, 9]);
@@ -390,17 +416,24 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
     let mut settings = common::settings_for(&proxy.url_through(&db.url));
     settings.timeout = Duration::from_millis(500);
     let store = Store::connect(&settings).await.unwrap();
+    register_sample_signers(&db, &store).await;
     let (_, me) = participant(0);
     store.heartbeat(&me, Duration::ZERO).await.unwrap();
 
     let mut pending = verified_prices(1..101);
-    let flushed = store.flush(&me.address, &pending).await.unwrap();
+    let flushed = store
+        .flush(&me.address, &pending, MIN_SIGNERS)
+        .await
+        .unwrap();
     assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 100));
     pending = verified_prices(101..201);
 
     proxy.cut();
     let started = Instant::now();
-    let err = store.flush(&me.address, &pending).await.unwrap_err();
+    let err = store
+        .flush(&me.address, &pending, MIN_SIGNERS)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::Timeout { .. } | StoreError::Db { .. }),
         "{err}"
@@ -418,7 +451,7 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
     let mut attempts = 0;
     let flushed = loop {
         attempts += 1;
-        match store.flush(&me.address, &pending).await {
+        match store.flush(&me.address, &pending, MIN_SIGNERS).await {
             Ok(outcome) => break outcome,
             Err(err) if attempts < 20 => {
                 println!("retry {attempts}: {err}");
@@ -440,7 +473,10 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
     store.heartbeat(&me, Duration::ZERO).await.unwrap();
     let backlog = verified_prices(1..10_001);
     let started = Instant::now();
-    let outcome = store.flush(&me.address, &backlog).await.unwrap();
+    let outcome = store
+        .flush(&me.address, &backlog, MIN_SIGNERS)
+        .await
+        .unwrap();
     let elapsed = started.elapsed();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == 10_000));
     println!(
@@ -452,9 +488,159 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
             "release"
         }
     );
-    let again = store.flush(&me.address, &backlog).await.unwrap();
+    let again = store
+        .flush(&me.address, &backlog, MIN_SIGNERS)
+        .await
+        .unwrap();
     assert!(matches!(again, FlushOutcome::Flushed(ref f) if f.existing.len() == 10_000));
     let conn = db.connect().await;
     assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 10_000);
     let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn the_flush_stores_only_member_signatures_and_refuses_rows_below_the_quorum() {
+    let (_db, store) = migrated("members_flush").await;
+    let (_, me) = participant(0);
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    // The third sample signer stops being a member: rows keep two member signatures.
+    let third = sample_signatures()[2].signer;
+    assert!(store.remove_signer(&third).await.unwrap());
+    let batch = verified_prices(1..3);
+    let FlushOutcome::Flushed(flushed) = store.flush(&me.address, &batch, 2).await.unwrap() else {
+        panic!("the writer flushes");
+    };
+    assert_eq!(flushed.inserted, vec![1, 2]);
+    let db = _db.connect().await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM prices WHERE signer_count = 2").await,
+        2,
+        "the non-member's signature is not stored"
+    );
+    // With three required, the same prices are refused, not written.
+    let FlushOutcome::Flushed(flushed) = store
+        .flush(&me.address, &verified_prices(3..5), MIN_SIGNERS)
+        .await
+        .unwrap()
+    else {
+        panic!("the writer flushes");
+    };
+    assert_eq!(flushed.below_quorum, vec![3, 4]);
+    assert!(flushed.inserted.is_empty());
+    assert_eq!(count(&db, "SELECT count(*) FROM prices").await, 2);
+}
+
+#[tokio::test]
+async fn signers_are_added_removed_and_readmitted_and_heartbeats_notice() {
+    let (_db, store) = migrated("members_manage").await;
+    let (newcomer, me) = participant(7);
+    let address = newcomer.address();
+    let before = store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    use price_oracle::store::members::Added;
+    assert_eq!(store.add_signer(&address, "n7").await.unwrap(), Added::New);
+    assert_eq!(
+        store.add_signer(&address, "").await.unwrap(),
+        Added::AlreadyMember
+    );
+    let after_add = store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    assert_ne!(before.members_version, after_add.members_version);
+    assert!(
+        store
+            .current_members()
+            .await
+            .unwrap()
+            .contains_key(&address)
+    );
+    assert!(store.remove_signer(&address).await.unwrap());
+    assert!(
+        !store.remove_signer(&address).await.unwrap(),
+        "already removed"
+    );
+    assert!(
+        !store
+            .current_members()
+            .await
+            .unwrap()
+            .contains_key(&address)
+    );
+    let after_remove = store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    assert_eq!(before.members_version, after_remove.members_version);
+    let row_of = async || {
+        store
+            .signers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|row| row.address == address)
+            .unwrap()
+    };
+    let row = row_of().await;
+    assert_eq!(row.name, "n7");
+    assert!(row.revoked_at.is_some(), "a removed member keeps its row");
+    assert_eq!(
+        store.add_signer(&address, "").await.unwrap(),
+        Added::Readmitted
+    );
+    let readmitted = row_of().await;
+    assert_eq!(
+        readmitted.added_at, row.added_at,
+        "the first period is kept, so rows from it still verify"
+    );
+    assert_eq!(readmitted.revoked_at, None);
+    assert!(
+        store
+            .current_members()
+            .await
+            .unwrap()
+            .contains_key(&address)
+    );
+}
+
+#[tokio::test]
+async fn the_lease_reads_the_member_list_when_it_changes() {
+    let (_db, store) = migrated("members_lease").await;
+    let (_, me) = participant(0);
+    let (state_tx, _state) = watch::channel(LeaseState::default());
+    let (lists_tx, mut lists) = watch::channel(None);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let settings = LeaseSettings {
+        interval: Duration::from_millis(100),
+        jitter: Duration::ZERO,
+    };
+    let task = tokio::spawn(lease::run(
+        store.clone(),
+        me,
+        settings,
+        state_tx,
+        lists_tx,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let first = lists
+        .wait_for(Option::is_some)
+        .await
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    let newcomer = Identity::from_secret(&[42; 32]).unwrap().address();
+    store.add_signer(&newcomer, "late").await.unwrap();
+    let started = Instant::now();
+    let second = lists
+        .wait_for(|list| {
+            list.as_ref()
+                .is_some_and(|list| list.contains_key(&newcomer))
+        })
+        .await
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(second.len(), 4);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "within a heartbeat or two"
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
 }

@@ -3,8 +3,10 @@
 
 pub mod heartbeat;
 pub mod prices;
+pub mod signers;
 
 pub mod prelude {
     pub use super::heartbeat::Entity as Heartbeat;
     pub use super::prices::Entity as Prices;
+    pub use super::signers::Entity as Signers;
 }

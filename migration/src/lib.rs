@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261121_000001_create_prices;
 mod m20261121_000002_create_heartbeat;
+mod m20261123_000003_create_signers;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261121_000001_create_prices::Migration),
             Box::new(m20261121_000002_create_heartbeat::Migration),
+            Box::new(m20261123_000003_create_signers::Migration),
         ]
     }
 }

@@ -8,18 +8,21 @@
 //!
 //!     cargo run --release --bin cluster-bench -- --nodes 5,10,25,50 --prices 20
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use libp2p::Multiaddr;
 use price_oracle::config::parse_duration;
+use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
+use price_oracle::membership::Members;
 use price_oracle::metrics::Metrics;
 use price_oracle::mock_exchange::{MockExchange, MockSettings};
-use price_oracle::network::validation::ValidationSettings;
+use price_oracle::network::validation::{DEFAULT_MAX_ORIGIN_RATE, ValidationSettings};
 use price_oracle::network::{self, NetworkSettings};
 use price_oracle::node::{self, NodeEvent, NodeSettings, RunningNode};
 use price_oracle::pool::PoolSettings;
@@ -31,7 +34,7 @@ use rand::Rng;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Measure oracle networks of several sizes in one process.
 #[derive(Debug, Parser)]
@@ -64,6 +67,9 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Append the nodes' warnings and errors (all nodes, one stream) to this file.
+    #[arg(long)]
+    log_file: Option<PathBuf>,
 }
 
 const MIN_SIGNERS: usize = 3;
@@ -103,6 +109,14 @@ struct Percentiles {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(file) = &args.log_file {
+        price_oracle::logging::init(&price_oracle::logging::LogSettings {
+            filter: "warn".parse().map_err(anyhow::Error::msg)?,
+            format: Default::default(),
+            file: Some(file.clone()),
+            node: Some("bench".into()),
+        })?;
+    }
     let mut all = Vec::new();
     print_header();
     for &n in &args.nodes {
@@ -132,8 +146,10 @@ async fn measure(n: usize, args: &Args) -> anyhow::Result<Results> {
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
     let db = DbSettings {
         url: DatabaseUrl::new(db_url),
-        // A quiet node needs one connection, a writer two; 50 nodes stay below the server's 100.
-        pool_size: 2,
+        // One connection per node (a writer's heartbeat waits for its own flush, which takes
+        // milliseconds): with two, every node keeps both open and 50 nodes plus the benchmark's
+        // own connection exceed PostgreSQL's default max_connections of 100.
+        pool_size: 1,
         timeout: Duration::from_secs(10),
     };
     Store::migrate(&db).await?;
@@ -145,15 +161,17 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     let validation = ValidationSettings {
         max_age: Duration::from_secs(900),
         max_future_skew: Duration::from_secs(30),
+        max_origin_rate: DEFAULT_MAX_ORIGIN_RATE,
     };
     let boot_identity = Identity::generate();
     let (mut boot, boot_events, boot_task) = network::spawn(
         boot_identity.keypair(),
-        NetworkSettings {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            bootstrap: vec![],
+        NetworkSettings::with_default_limits(
+            vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            vec![],
             validation,
-        },
+        ),
+        watch::channel(Arc::new(Members::open())).1,
         Metrics::default(),
         &mut Registry::default(),
     )?;
@@ -161,9 +179,18 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     let boot_addr = boot.wait_for_listen_addrs().await.remove(0);
 
     let rss_before = rss_mb();
+    let identities = member_identities(n);
+    // Every node is a member before any starts, as an operator would have registered them.
+    let registrar = Store::connect(&db).await?;
+    for (i, identity) in identities.iter().enumerate() {
+        registrar
+            .add_signer(&identity.address(), &format!("node{i}"))
+            .await?;
+    }
+    registrar.close().await;
     let mut nodes = Vec::with_capacity(n);
-    for i in 0..n {
-        let settings = node_settings(i, &boot_addr, &exchange, &db, validation)?;
+    for (i, identity) in identities.into_iter().enumerate() {
+        let settings = node_settings(i, identity, &boot_addr, &exchange, &db, validation)?;
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
     // One connection for the benchmark's own row counts, polled often.
@@ -284,6 +311,10 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         .map(|(_, s)| *s)
         .collect();
 
+    let refused = refusals(&nodes);
+    if !refused.is_empty() {
+        eprintln!("cluster-bench: N={n}: messages refused and limits hit, all nodes: {refused}");
+    }
     for node in nodes {
         node.stop().await?;
     }
@@ -319,28 +350,41 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     })
 }
 
+/// `n` fresh keys with distinct id machine bits (the low 16 bits of the address), so that no two
+/// nodes of a burst can mint the same id.
+fn member_identities(n: usize) -> Vec<Identity> {
+    let mut machines = HashSet::new();
+    std::iter::repeat_with(Identity::generate)
+        .filter(|identity| {
+            machines.insert(IdGenerator::machine_id_from_address(&identity.address()))
+        })
+        .take(n)
+        .collect()
+}
+
 fn node_settings(
     i: usize,
+    identity: Identity,
     bootstrap: &Multiaddr,
     exchange: &MockExchange,
     db: &DbSettings,
     validation: ValidationSettings,
 ) -> anyhow::Result<NodeSettings> {
-    let identity = Identity::generate();
     let url = format!("{}{}", exchange.base_url(), Source::Coinbase.path());
     Ok(NodeSettings {
         name: format!("node{i}"),
-        network: NetworkSettings {
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            bootstrap: vec![bootstrap.clone()],
+        network: NetworkSettings::with_default_limits(
+            vec!["/ip4/127.0.0.1/tcp/0".parse()?],
+            vec![bootstrap.clone()],
             validation,
-        },
+        ),
         min_peers: 3,
         pool: PoolSettings {
             min_signers: MIN_SIGNERS,
             flush_delay: Duration::from_secs(1),
             max_age: validation.max_age,
             retention: Duration::from_secs(3600),
+            max_pending_per_signer: 64,
         },
         // Each node's first price is the warm-up; after that prices come on demand only.
         price_interval: Duration::from_secs(24 * 3600),
@@ -359,8 +403,10 @@ fn node_settings(
         },
         db: db.clone(),
         migrate: false,
-        machine_id: i as u16,
         http: None,
+        trusted_signers: None,
+        register: false,
+        max_cosign_queue: 256,
         identity,
     })
 }
@@ -395,6 +441,36 @@ impl Counters {
             received: sum("oracle_messages_received_total{", ""),
         }
     }
+}
+
+/// Every refused message and every limit hit, summed over the nodes, as `name{label} count`
+/// pairs: where a network that does not complete lost its messages.
+fn refusals(nodes: &[RunningNode]) -> String {
+    let mut totals: std::collections::BTreeMap<String, f64> = Default::default();
+    for node in nodes {
+        for line in node.metrics_text().lines() {
+            let counted = [
+                "oracle_limit_hits_total{",
+                "oracle_messages_ignored_total{",
+                "oracle_messages_rejected_total{",
+            ]
+            .iter()
+            .any(|prefix| line.starts_with(prefix));
+            if let Some((series, value)) = line.rsplit_once(' ')
+                && counted
+                && let Ok(value) = value.parse::<f64>()
+            {
+                *totals
+                    .entry(series.trim_start_matches("oracle_").to_owned())
+                    .or_default() += value;
+            }
+        }
+    }
+    totals
+        .iter()
+        .map(|(series, value)| format!("{series} {value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn percentiles(values: &mut [f64]) -> Percentiles {

@@ -4,6 +4,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use alloy_primitives::keccak256;
+use libp2p::allow_block_list;
+use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
@@ -15,9 +17,30 @@ pub const TOPIC: &str = "price-oracle/eth-usd/v1";
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/price-oracle/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/price-oracle/id/1.0.0";
 
-/// Gossip for messages, Kademlia + identify to find peers, ping to notice dead connections.
+/// How many connections a node accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionBounds {
+    /// Established inbound connections, all peers together.
+    pub max_inbound: u32,
+    /// Established connections with one peer.
+    pub max_per_peer: u32,
+}
+
+impl ConnectionBounds {
+    /// The command line's defaults.
+    pub const DEFAULT: Self = Self {
+        max_inbound: 256,
+        max_per_peer: 2,
+    };
+}
+
+/// Gossip for messages, Kademlia + identify to find peers, ping to notice dead connections,
+/// and connection limits in front of them all.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    /// Peers cut off for sending too many refused messages.
+    pub blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     pub gossipsub: gossipsub::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub identify: identify::Behaviour,
@@ -25,12 +48,22 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair) -> Result<Self, String> {
+    /// `duplicate_window`: how long a message's id is remembered, so that a copy arriving
+    /// later — or a replay — is dropped unseen; at least as long as messages stay valid.
+    pub fn new(
+        key: &Keypair,
+        bounds: ConnectionBounds,
+        duplicate_window: Duration,
+    ) -> Result<Self, String> {
         let peer_id = key.public().to_peer_id();
         let config = gossipsub::ConfigBuilder::default()
-            // Every message must carry its publisher's signature, and the application decides
-            // on every message before it is forwarded.
-            .validation_mode(gossipsub::ValidationMode::Strict)
+            // Anonymous gossip, authenticated by content: the payload's signatures prove who
+            // speaks, so no libp2p envelope (publisher, sequence number, signature) is sent or
+            // checked. A message's verdict then depends on its bytes only, so republishing
+            // someone's bytes under another peer id poisons nothing, and no copy costs an
+            // envelope signature check. The application decides on every message before it is
+            // forwarded.
+            .validation_mode(gossipsub::ValidationMode::Anonymous)
             .validate_messages()
             // Content-addressed: the same bytes are the same message, whoever relays them.
             .message_id_fn(|message| gossipsub::MessageId::from(keccak256(&message.data).to_vec()))
@@ -44,11 +77,11 @@ impl Behaviour {
             .mesh_n_high(8)
             .mesh_outbound_min(2)
             .flood_publish(false)
-            .duplicate_cache_time(Duration::from_secs(120))
+            .duplicate_cache_time(duplicate_window)
             .build()
             .map_err(|err| format!("gossipsub config: {err}"))?;
         let mut gossipsub =
-            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
                 .map_err(|err| format!("gossipsub: {err}"))?;
         let (params, thresholds) = peer_scoring();
         gossipsub
@@ -58,6 +91,10 @@ impl Behaviour {
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         // The swarm task refreshes the routing table itself, and only once it has peers.
         kad_config.set_periodic_bootstrap_interval(None);
+        // Kademlia only finds peers here. Records others ask us to store are handed to the
+        // swarm task, which drops them, instead of filling a store anyone can write to (as
+        // rust-libp2p's own server does).
+        kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // Every oracle node answers DHT queries, so newcomers find all of them.
@@ -67,7 +104,15 @@ impl Behaviour {
             identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
                 .with_agent_version(concat!("price-oracle/", env!("CARGO_PKG_VERSION")).to_owned()),
         );
+        let limits = connection_limits::Behaviour::new(
+            ConnectionLimits::default()
+                .with_max_established_incoming(Some(bounds.max_inbound))
+                .with_max_pending_incoming(Some(bounds.max_inbound))
+                .with_max_established_per_peer(Some(bounds.max_per_peer)),
+        );
         Ok(Self {
+            limits,
+            blocked: allow_block_list::Behaviour::default(),
             gossipsub,
             kad,
             identify,

@@ -1,32 +1,43 @@
 //! The peer-to-peer layer. One task owns the libp2p Swarm; the rest of the node talks to it
 //! through a [`NetworkHandle`] and hears from it through a channel of [`NetworkEvent`]s.
 //!
-//! TCP + noise + yamux, with the node's secp256k1 key as its identity. Gossipsub carries the
-//! messages (signed, strictly validated, content-addressed); Kademlia, fed with identify's listen
-//! addresses and bootstrapped from `--bootstrap` addresses, finds the other nodes.
+//! TCP (+ the private network's pre-shared key, see [`transport`]) + noise + yamux, with the
+//! node's secp256k1 key as its identity. Gossipsub carries the messages (anonymous and
+//! content-addressed: the payload's signatures say who speaks); every message is validated off
+//! this task, by a validator task that reports the verdict back, so a flood of messages to check
+//! never stalls the swarm's I/O. Kademlia, fed with identify's listen addresses and bootstrapped
+//! from `--bootstrap` addresses, finds the other nodes.
 
 mod behaviour;
+mod intake;
+pub mod transport;
 pub mod validation;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use libp2p::connection_limits::Exceeded;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::identity::Keypair;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, noise, tcp, yamux};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad};
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use behaviour::TOPIC;
 use behaviour::{Behaviour, BehaviourEvent};
-use validation::{ValidationSettings, validate};
+pub use behaviour::{ConnectionBounds, TOPIC};
+use intake::{Intake, IntakeBounds};
+use validation::{Action, Refusal, ValidationSettings, Validator};
 
+use crate::logging::LogLimiter;
+
+use crate::membership::MemberView;
 use crate::message::Gossip;
 use crate::metrics::Metrics;
 
@@ -47,7 +58,45 @@ pub struct NetworkSettings {
     /// peer); without it any peer answering there is accepted.
     pub bootstrap: Vec<Multiaddr>,
     pub validation: ValidationSettings,
+    pub connections: ConnectionBounds,
+    /// Received messages from one peer waiting for validation; past it that peer's new ones are
+    /// ignored (and counted). Peers are served in turn.
+    pub validation_queue: usize,
+    /// Refused messages one peer may send per minute before it is cut off for 10 minutes.
+    pub max_refused_per_peer: u32,
+    /// The private network's pre-shared key: only peers holding it can connect. None: public.
+    pub psk: Option<libp2p::pnet::PreSharedKey>,
 }
+
+impl NetworkSettings {
+    /// Settings with the command line's default bounds.
+    pub fn with_default_limits(
+        listen: Vec<Multiaddr>,
+        bootstrap: Vec<Multiaddr>,
+        validation: ValidationSettings,
+    ) -> Self {
+        Self {
+            listen,
+            bootstrap,
+            validation,
+            connections: ConnectionBounds::DEFAULT,
+            validation_queue: DEFAULT_VALIDATION_QUEUE,
+            max_refused_per_peer: DEFAULT_MAX_REFUSED_PER_PEER,
+            psk: None,
+        }
+    }
+}
+
+/// `--validation-queue`'s default: messages per peer.
+pub const DEFAULT_VALIDATION_QUEUE: usize = 256;
+/// `--max-refused-per-peer`'s default: refused messages per peer per minute.
+pub const DEFAULT_MAX_REFUSED_PER_PEER: u32 = 600;
+/// Messages handed to the validator at once; the rest wait in the per-peer queues, where peers
+/// take turns.
+const VALIDATOR_BATCH: usize = 32;
+
+/// Publishes waiting for the swarm task; past it a publish is dropped (and counted).
+const COMMAND_QUEUE: usize = 1_024;
 
 /// Something the rest of the node should know.
 #[derive(Debug, Clone)]
@@ -65,7 +114,8 @@ enum Command {
 /// The rest of the node's way to the Swarm task. Dropping every handle stops the task.
 #[derive(Debug, Clone)]
 pub struct NetworkHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    metrics: Metrics,
     peers: watch::Receiver<usize>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     peer_id: PeerId,
@@ -84,15 +134,25 @@ impl NetworkHandle {
     /// Publishes to every subscribed peer. If none is subscribed yet the message is queued and
     /// retried until `max_age` has passed, not lost.
     pub fn publish(&self, gossip: Gossip) {
-        // The task only ends when every handle is gone, so this cannot fail while we hold one.
-        let _ = self.commands.send(Command::Publish(gossip));
+        self.send(Command::Publish(gossip));
     }
 
     /// Publishes arbitrary bytes, once, without retry. Only for testing how peers treat
     /// malformed or forged messages; nodes never call it.
     #[doc(hidden)]
     pub fn publish_raw(&self, bytes: Vec<u8>) {
-        let _ = self.commands.send(Command::PublishRaw(bytes));
+        self.send(Command::PublishRaw(bytes));
+    }
+
+    fn send(&self, command: Command) {
+        // A full queue means the swarm task is far behind: dropping a message beats stalling
+        // the node's event loop. (A closed one means the network stopped.)
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.commands.try_send(command) {
+            self.metrics.limit_hit("command_queue");
+            log::warn!(
+                "the network task is {COMMAND_QUEUE} messages behind; a publish was dropped"
+            );
+        }
     }
 
     pub fn connected_peers(&self) -> usize {
@@ -135,15 +195,16 @@ impl NetworkHandle {
     }
 }
 
-/// Starts the Swarm task.
+/// Starts the Swarm task and its validator; `members` decides whose signatures count.
 /// libp2p's own metrics (gossipsub, kad, identify, ping, swarm) go into `registry`.
 pub fn spawn(
     keypair: &Keypair,
     settings: NetworkSettings,
+    members: MemberView,
     metrics: Metrics,
     registry: &mut Registry,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, JoinHandle<()>), NetworkError> {
-    let mut swarm = build_swarm(keypair, registry)?;
+    let mut swarm = build_swarm(keypair, &settings, registry)?;
     let topic = IdentTopic::new(TOPIC);
     swarm
         .behaviour_mut()
@@ -172,8 +233,22 @@ pub fn spawn(
         })
         .collect();
 
-    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (events, events_rx) = mpsc::channel(4096);
+    let (to_validate, validation_queue) = mpsc::channel(VALIDATOR_BATCH);
+    let (verdicts_tx, verdicts) = mpsc::channel(VALIDATOR_BATCH);
+    let intake = Intake::new(IntakeBounds {
+        per_peer_queue: settings.validation_queue.max(1),
+        max_refused_per_minute: settings.max_refused_per_peer,
+    });
+    let validator = tokio::spawn(validate_messages(
+        Validator::new(settings.validation),
+        validation_queue,
+        verdicts_tx,
+        events,
+        members,
+        metrics.clone(),
+    ));
     let (peers_tx, peers) = watch::channel(0);
     let (listen_tx, listen_addrs) = watch::channel(Vec::new());
     let peer_id = *swarm.local_peer_id();
@@ -182,10 +257,13 @@ pub fn spawn(
         topic,
         settings,
         bootstrap,
-        metrics,
+        metrics: metrics.clone(),
         p2p_metrics: libp2p::metrics::Metrics::new(registry),
         commands,
-        events,
+        to_validate,
+        verdicts,
+        intake,
+        blocked_log: LogLimiter::default(),
         peers: peers_tx,
         listen_addrs: listen_tx,
         pending: VecDeque::new(),
@@ -194,26 +272,159 @@ pub fn spawn(
     };
     let handle = NetworkHandle {
         commands: commands_tx,
+        metrics,
         peers,
         listen_addrs,
         peer_id,
     };
-    Ok((handle, events_rx, tokio::spawn(task.run())))
+    let task = tokio::spawn(async move {
+        task.run().await;
+        // The validator stops once the swarm task dropped its queue.
+        let _ = validator.await;
+    });
+    Ok((handle, events_rx, task))
+}
+
+/// A received message on its way to the validator.
+struct Received {
+    id: gossipsub::MessageId,
+    from: PeerId,
+    data: Vec<u8>,
+}
+
+/// The validator's decision, on its way back to gossipsub.
+struct Verdict {
+    id: gossipsub::MessageId,
+    from: PeerId,
+    acceptance: MessageAcceptance,
+    /// Refused for a reason the sender could have seen itself: it counts against the sender.
+    blames_sender: bool,
+}
+
+/// Messages held back until this node has read its member list; older ones are dropped.
+const HELD_UNTIL_MEMBERS_KNOWN: usize = 1_024;
+
+/// Judges received messages in arrival order, off the swarm task: tells gossipsub whether to
+/// forward each one, and hands the valid ones to the node. Messages that arrive before the
+/// node knows its members are not forwarded, but kept (a bounded number) and judged again
+/// once the list is read, so the prices of a network starting at once are not lost.
+async fn validate_messages(
+    mut validator: Validator,
+    mut queue: mpsc::Receiver<Received>,
+    verdicts: mpsc::Sender<Verdict>,
+    events: mpsc::Sender<NetworkEvent>,
+    mut members: MemberView,
+    metrics: Metrics,
+) {
+    let mut held: VecDeque<Vec<u8>> = VecDeque::new();
+    loop {
+        let received = tokio::select! {
+            // Held messages first: they arrived before anything still queued.
+            biased;
+            Ok(()) = members.changed(), if !held.is_empty() => {
+                let current = Arc::clone(&members.borrow_and_update());
+                for data in std::mem::take(&mut held) {
+                    if let Ok(gossip) = validator.validate(&data, SystemTime::now(), &current) {
+                        Metrics::kind(&metrics.messages_received, gossip.kind()).inc();
+                        let _ = events.send(NetworkEvent::Gossip(gossip)).await;
+                    }
+                }
+                continue;
+            }
+            received = queue.recv() => match received {
+                Some(received) => received,
+                None => break,
+            },
+        };
+        // `borrow`, not `borrow_and_update`: a new member list must still wake the branch above
+        // that judges the held messages again.
+        let current = Arc::clone(&members.borrow());
+        let result = validator.validate(&received.data, SystemTime::now(), &current);
+        let acceptance = match &result {
+            Ok(gossip) => {
+                Metrics::kind(&metrics.messages_received, gossip.kind()).inc();
+                MessageAcceptance::Accept
+            }
+            Err(refusal) => {
+                log::debug!(
+                    "{} a message from {} ({}): {}",
+                    if refusal.action == Action::Reject {
+                        "rejected"
+                    } else {
+                        "ignored"
+                    },
+                    received.from,
+                    refusal.reason,
+                    refusal.detail
+                );
+                if refusal.reason == "origin_rate" {
+                    metrics.limit_hit("origin_rate");
+                }
+                if refusal.reason == "members_unknown" {
+                    if held.len() >= HELD_UNTIL_MEMBERS_KNOWN {
+                        held.pop_front();
+                        metrics.limit_hit("held_until_members_known");
+                    }
+                    held.push_back(received.data);
+                }
+                match refusal.action {
+                    Action::Reject => {
+                        Metrics::reason(&metrics.messages_rejected, refusal.reason).inc();
+                        MessageAcceptance::Reject
+                    }
+                    Action::Ignore => {
+                        Metrics::reason(&metrics.messages_ignored, refusal.reason).inc();
+                        MessageAcceptance::Ignore
+                    }
+                }
+            }
+        };
+        let verdict = Verdict {
+            id: received.id,
+            from: received.from,
+            acceptance,
+            blames_sender: result.as_ref().is_err_and(Refusal::blames_sender),
+        };
+        if verdicts.send(verdict).await.is_err() {
+            break;
+        }
+        if let Ok(gossip) = result {
+            // Backpressure: if the node falls behind, validation waits (and past the queue,
+            // the swarm task ignores new messages) rather than memory growing. A node without
+            // use for messages (a bootstrap node) has dropped the receiver.
+            let _ = events.send(NetworkEvent::Gossip(gossip)).await;
+        }
+    }
 }
 
 fn build_swarm(
     keypair: &Keypair,
+    settings: &NetworkSettings,
     registry: &mut Registry,
 ) -> Result<Swarm<Behaviour>, NetworkError> {
+    // Copies and replays of a message are recognised for as long as it could be valid.
+    let duplicate_window = settings
+        .validation
+        .max_age
+        .saturating_add(settings.validation.max_future_skew);
+    let connections = settings.connections;
+    let psk = settings.psk;
     let build = |err: &dyn std::fmt::Display| NetworkError::Build(err.to_string());
+    match &psk {
+        // The fingerprint identifies the key without revealing it: equal on every node of one
+        // private network.
+        Some(psk) => log::info!(
+            "private network: swarm key fingerprint {}",
+            psk.fingerprint()
+        ),
+        None => log::debug!("public network: no swarm key"),
+    }
     Ok(
         libp2p::SwarmBuilder::with_existing_identity(keypair.clone())
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(|key| {
+                transport::build(key, psk).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
             .map_err(|err| build(&err))?
             // Bootstrap addresses may name hosts (/dns4/bootstrap/tcp/4001), e.g. in compose.
             .with_dns()
@@ -221,7 +432,8 @@ fn build_swarm(
             // Bytes in and out per protocol: libp2p_bandwidth_bytes_total.
             .with_bandwidth_metrics(registry)
             .with_behaviour(|key| {
-                Behaviour::new(key).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+                Behaviour::new(key, connections, duplicate_window)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|err| build(&err))?
             .with_swarm_config(|config| {
@@ -245,8 +457,11 @@ struct SwarmTask {
     bootstrap: Vec<(Option<PeerId>, Multiaddr)>,
     metrics: Metrics,
     p2p_metrics: libp2p::metrics::Metrics,
-    commands: mpsc::UnboundedReceiver<Command>,
-    events: mpsc::Sender<NetworkEvent>,
+    commands: mpsc::Receiver<Command>,
+    to_validate: mpsc::Sender<Received>,
+    verdicts: mpsc::Receiver<Verdict>,
+    intake: Intake<Received>,
+    blocked_log: LogLimiter,
     peers: watch::Sender<usize>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     pending: VecDeque<Pending>,
@@ -259,6 +474,8 @@ impl SwarmTask {
         self.dial_bootstrap();
         let mut maintenance = tokio::time::interval(MAINTENANCE_INTERVAL);
         maintenance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A handle of its own: a permit borrows the sender, and must not borrow `self`.
+        let to_validate = self.to_validate.clone();
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
@@ -271,7 +488,13 @@ impl SwarmTask {
                     }
                     None => break,
                 },
-                event = self.swarm.select_next_some() => self.on_swarm_event(event).await,
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(verdict) = self.verdicts.recv() => self.on_verdict(verdict),
+                Ok(permit) = to_validate.reserve(), if !self.intake.is_empty() => {
+                    if let Some(received) = self.intake.next() {
+                        permit.send(received);
+                    }
+                }
                 _ = maintenance.tick() => self.maintain(),
             }
         }
@@ -327,7 +550,36 @@ impl SwarmTask {
         }
     }
 
+    fn on_verdict(&mut self, verdict: Verdict) {
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&verdict.id, &verdict.from, verdict.acceptance);
+        if verdict.blames_sender && self.intake.note_refusal(verdict.from, Instant::now()) {
+            self.block(verdict.from);
+        }
+    }
+
+    /// Cuts a peer off for [`intake::BLOCK_TIME`]: its connections close and new ones are
+    /// denied (what it had already sent is still judged).
+    fn block(&mut self, peer: PeerId) {
+        self.metrics.limit_hit("refused_per_peer");
+        if let Some(suppressed) = self.blocked_log.allow(Instant::now()) {
+            log::warn!(
+                "cut off peer {peer} for {:?}: more than {} refused messages in a minute{}",
+                intake::BLOCK_TIME,
+                self.settings.max_refused_per_peer,
+                crate::logging::suppressed_note(suppressed)
+            );
+        }
+        self.intake.block(peer, Instant::now());
+        self.swarm.behaviour_mut().blocked.block_peer(peer);
+    }
+
     fn maintain(&mut self) {
+        for peer in self.intake.expired_blocks(Instant::now()) {
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
         self.flush_pending();
         let no_peers = self.swarm.connected_peers().next().is_none();
         let redial_due = self
@@ -367,7 +619,7 @@ impl SwarmTask {
         });
     }
 
-    async fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         self.p2p_metrics.record(&event);
         if let SwarmEvent::Behaviour(behaviour) = &event {
             match behaviour {
@@ -375,6 +627,8 @@ impl SwarmTask {
                 BehaviourEvent::Kad(event) => self.p2p_metrics.record(event),
                 BehaviourEvent::Identify(event) => self.p2p_metrics.record(event),
                 BehaviourEvent::Ping(event) => self.p2p_metrics.record(event),
+                BehaviourEvent::Limits(event) => match *event {},
+                BehaviourEvent::Blocked(event) => match *event {},
             }
         }
         match event {
@@ -413,7 +667,21 @@ impl SwarmTask {
                 }
                 self.update_peer_count();
             }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event).await,
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if cause.downcast_ref::<Exceeded>().is_some() => {
+                self.metrics.limit_hit("connections");
+                log::debug!("refused a connection from {send_back_addr}: {cause}");
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<Exceeded>().is_some() => {
+                self.metrics.limit_hit("connections");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -444,7 +712,9 @@ impl SwarmTask {
         }
     }
 
-    async fn on_gossip(&mut self, event: gossipsub::Event) {
+    /// Hands a received message to the validator; with the validator too far behind, the
+    /// message is ignored rather than queued without bound.
+    fn on_gossip(&mut self, event: gossipsub::Event) {
         let gossipsub::Event::Message {
             propagation_source,
             message_id,
@@ -453,34 +723,108 @@ impl SwarmTask {
         else {
             return;
         };
-        let verdict = validate(
-            &message.data,
-            message.source.as_ref(),
-            SystemTime::now(),
-            &self.settings.validation,
-        );
-        let acceptance = match &verdict {
-            Ok(gossip) => {
-                Metrics::kind(&self.metrics.messages_received, gossip.kind()).inc();
-                MessageAcceptance::Accept
-            }
-            Err(rejection) => {
-                log::debug!(
-                    "rejected a message from {propagation_source} ({}): {}",
-                    rejection.reason,
-                    rejection.detail
-                );
-                Metrics::reason(&self.metrics.messages_rejected, rejection.reason).inc();
-                MessageAcceptance::Reject
-            }
+        let received = Received {
+            id: message_id,
+            from: propagation_source,
+            data: message.data,
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(&message_id, &propagation_source, acceptance);
-        if let Ok(gossip) = verdict {
-            // Backpressure: if the node falls behind, the swarm waits rather than dropping.
-            let _ = self.events.send(NetworkEvent::Gossip(gossip)).await;
+        if let Err(received) = self.intake.push(propagation_source, received) {
+            self.metrics.limit_hit("validation_queue");
+            Metrics::reason(&self.metrics.messages_ignored, "validation_queue").inc();
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(
+                    &received.id,
+                    &received.from,
+                    MessageAcceptance::Ignore,
+                );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::IdGenerator;
+    use crate::identity::Identity;
+    use crate::membership::Members;
+    use crate::message::PriceMessage;
+    use crate::price::UsdPrice;
+
+    fn price_bytes(origin: &Identity) -> Vec<u8> {
+        let machine = IdGenerator::machine_id_from_address(&origin.address());
+        let id = IdGenerator::new(machine).next_id().unwrap();
+        let observed_at = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let price = UsdPrice::from_e8(300_000_000_000).unwrap();
+        Gossip::Price(PriceMessage::originate(
+            id,
+            price,
+            observed_at,
+            origin.signer(),
+        ))
+        .encode()
+    }
+
+    #[tokio::test]
+    async fn messages_heard_before_the_member_list_are_judged_again_once_it_is_read() {
+        let origins: Vec<Identity> = (1..=2u8)
+            .map(|seed| Identity::from_secret(&[seed; 32]).unwrap())
+            .collect();
+        let unknown = Arc::new(Members::for_node(None));
+        let (members, view) = watch::channel(Arc::clone(&unknown));
+        let (queue_tx, queue) = mpsc::channel(8);
+        let (verdicts_tx, mut verdicts) = mpsc::channel(8);
+        let (events_tx, mut events) = mpsc::channel(8);
+        let settings = ValidationSettings {
+            max_age: Duration::from_secs(60),
+            max_future_skew: Duration::from_secs(5),
+            max_origin_rate: 60,
+        };
+        let task = tokio::spawn(validate_messages(
+            Validator::new(settings),
+            queue,
+            verdicts_tx,
+            events_tx,
+            view,
+            Metrics::default(),
+        ));
+        let receive = |data| Received {
+            id: gossipsub::MessageId::from(vec![1]),
+            from: PeerId::random(),
+            data,
+        };
+        queue_tx
+            .send(receive(price_bytes(&origins[0])))
+            .await
+            .unwrap();
+        let first = verdicts.recv().await.unwrap();
+        assert_eq!(first.acceptance, MessageAcceptance::Ignore, "not forwarded");
+        assert!(events.try_recv().is_err(), "not used yet");
+
+        let list = origins.iter().map(|origin| (origin.address(), 0)).collect();
+        members.send_replace(Arc::new(unknown.with_database(list)));
+        queue_tx
+            .send(receive(price_bytes(&origins[1])))
+            .await
+            .unwrap();
+        let mut heard = Vec::new();
+        for _ in 0..2 {
+            let event = tokio::time::timeout(Duration::from_secs(2), events.recv()).await;
+            let Ok(Some(NetworkEvent::Gossip(Gossip::Price(price)))) = event else {
+                panic!("a price");
+            };
+            heard.push(price.origin);
+        }
+        assert_eq!(
+            heard,
+            vec![origins[0].address(), origins[1].address()],
+            "the held message is judged again, before the newer one"
+        );
+        drop(queue_tx);
+        task.await.unwrap();
     }
 }

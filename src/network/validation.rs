@@ -1,90 +1,276 @@
 //! What a received gossip message must pass before the node uses it or gossipsub forwards it.
-//! Failing messages are rejected, which costs the peer that sent them gossipsub score.
+//!
+//! Gossip is authenticated by its content, not by who relayed it: every message carries the
+//! signatures that prove who speaks, so the same bytes get the same verdict from whoever they
+//! come. Checks run cheapest first, so a message that fails a cheap check never costs a
+//! signature recovery:
+//!
+//! 1. shape: size, JSON, canonical encoding, pair, one origin signature on a price;
+//! 2. the id: its machine bits are the origin's, its time part matches `observed_at`;
+//! 3. freshness: not older than `--max-age`, not further ahead than `--max-clock-skew`;
+//! 4. membership: the origin and every signer are members;
+//! 5. signatures: each recovers to its claimed signer;
+//! 6. the origin's rate: at most `--max-origin-rate` new prices per minute.
+//!
+//! A fault any relay can see (malformed, non-canonical, forged, an id outside its origin's space)
+//! is [`Action::Reject`]: gossipsub penalises the peer that sent it. What a clock, late delivery,
+//! a member list (ours may differ from the relay's) or a busy origin can explain is
+//! [`Action::Ignore`]: dropped, not forwarded, no score penalty — the swarm task still counts
+//! such refusals per peer and cuts off a peer that sends too many.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use libp2p::PeerId;
+use alloy_primitives::Address;
 
-use crate::identity::address_of_peer;
-use crate::message::Gossip;
+use crate::id::{self, IdGenerator};
+use crate::membership::{Members, Standing};
+use crate::message::{Gossip, PriceData};
 
-/// How old or how far ahead a price may be.
+/// An id's time part may differ this much from the `observed_at` it is signed with (ids are
+/// minted in the same instant; the generator can run slightly ahead under bursts).
+const ID_TIME_TOLERANCE: Duration = Duration::from_secs(5);
+/// Origins whose rate is tracked at most; beyond it (only possible on an open relay, where
+/// anyone is an origin) the oldest state is forgotten.
+const MAX_TRACKED_ORIGINS: usize = 4_096;
+
+/// `--max-origin-rate`'s default: new prices per origin per minute.
+pub const DEFAULT_MAX_ORIGIN_RATE: u32 = 60;
+
+/// How old or how far ahead a price may be, and how fast an origin may publish.
 #[derive(Debug, Clone, Copy)]
 pub struct ValidationSettings {
-    /// Prices observed longer ago than this are refused (replays, stragglers).
+    /// Prices observed longer ago than this are ignored (replays, stragglers).
     pub max_age: Duration,
-    /// Prices observed further in the future than this are refused (clock skew allowance).
+    /// Prices observed further in the future than this are ignored (clock skew allowance).
     pub max_future_skew: Duration,
+    /// New prices accepted from one origin per minute; also the burst it may send at once.
+    pub max_origin_rate: u32,
+}
+
+/// What gossipsub should do with a refused message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Drop it and penalise the peer that sent it: the message is provably invalid.
+    Reject,
+    /// Drop it without penalty: it may be honest but is of no use now.
+    Ignore,
 }
 
 /// Why a message was refused: a stable `reason` for counters and a detail for the debug log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
+pub struct Refusal {
     pub reason: &'static str,
     pub detail: String,
+    pub action: Action,
 }
 
-/// Checks a received message: it decodes with every signature valid (see [`Gossip::decode`]),
-/// its price is neither older than `max_age` nor from the future, and it was published by the
-/// node it speaks for — a price by its origin, an attestation by its signer, a stored notice by
-/// its writer — so nobody can republish or replay other nodes' messages.
-pub fn validate(
-    bytes: &[u8],
-    publisher: Option<&PeerId>,
-    now: SystemTime,
-    settings: &ValidationSettings,
-) -> Result<Gossip, Rejection> {
-    let gossip = Gossip::decode(bytes).map_err(|err| Rejection {
-        reason: err.reason(),
-        detail: err.to_string(),
-    })?;
-    let publisher = publisher
-        .and_then(address_of_peer)
-        .ok_or_else(|| Rejection {
-            reason: "unknown_publisher",
-            detail: "the publisher has no secp256k1 identity".into(),
-        })?;
-    let (speaker, observed_at) = match &gossip {
-        Gossip::Price(message) => (message.origin, Some(message.observed_at)),
-        Gossip::Attestation(attestation) => {
-            (attestation.signature.signer, Some(attestation.observed_at))
+impl Refusal {
+    /// Whether the peer that sent the message should have known better: everything but what
+    /// depends on this node's own state (its member list not read yet, its per-origin rate).
+    pub fn blames_sender(&self) -> bool {
+        !matches!(self.reason, "members_unknown" | "origin_rate")
+    }
+
+    fn reject(reason: &'static str, detail: String) -> Self {
+        Self {
+            reason,
+            detail,
+            action: Action::Reject,
         }
-        Gossip::Stored(notice) => (notice.writer, None),
-    };
-    if speaker != publisher {
-        return Err(Rejection {
-            reason: "wrong_publisher",
-            detail: format!(
-                "{} speaks for {speaker} but was published by {publisher}",
-                gossip.kind()
-            ),
-        });
     }
-    if let Some(observed_at) = observed_at {
-        check_freshness(observed_at, now, settings)?;
+
+    fn ignore(reason: &'static str, detail: String) -> Self {
+        Self {
+            reason,
+            detail,
+            action: Action::Ignore,
+        }
     }
-    Ok(gossip)
 }
 
-fn check_freshness(
-    observed_at: u64,
-    now: SystemTime,
-    settings: &ValidationSettings,
-) -> Result<(), Rejection> {
-    let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    if observed_at.saturating_add(settings.max_age.as_secs()) < now {
-        return Err(Rejection {
-            reason: "too_old",
-            detail: format!("observed {}s ago", now - observed_at),
-        });
+/// Judges messages; remembers each origin's recent rate.
+#[derive(Debug)]
+pub struct Validator {
+    settings: ValidationSettings,
+    buckets: HashMap<Address, Bucket>,
+}
+
+/// A token bucket: `max_origin_rate` tokens, refilled at that many per minute.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: SystemTime,
+}
+
+impl Validator {
+    pub fn new(settings: ValidationSettings) -> Self {
+        Self {
+            settings,
+            buckets: HashMap::new(),
+        }
     }
-    if observed_at > now.saturating_add(settings.max_future_skew.as_secs()) {
-        return Err(Rejection {
-            reason: "from_future",
-            detail: format!("observed {}s in the future", observed_at - now),
+
+    /// Checks a received message (see the module docs for the order of checks).
+    pub fn validate(
+        &mut self,
+        bytes: &[u8],
+        now: SystemTime,
+        members: &Members,
+    ) -> Result<Gossip, Refusal> {
+        let gossip =
+            Gossip::parse(bytes).map_err(|err| Refusal::reject(err.reason(), err.to_string()))?;
+        // One fact, one byte string: nobody can re-space or re-order a message to make gossipsub
+        // (which identifies messages by their bytes) take it for a new one.
+        if gossip.encode() != bytes {
+            return Err(Refusal::reject(
+                "not_canonical",
+                format!("{} message is not in canonical encoding", gossip.kind()),
+            ));
+        }
+        if let Gossip::Price(message) = &gossip
+            && message.signatures.len() != 1
+        {
+            return Err(Refusal::reject(
+                "extra_signatures",
+                format!(
+                    "a price message carries only its origin's signature, this one {}",
+                    message.signatures.len()
+                ),
+            ));
+        }
+        if let Some(data) = gossip.price_data() {
+            check_id(&data)?;
+            self.check_freshness(data.observed_at, now)?;
+        }
+        if let Gossip::Stored(notice) = &gossip {
+            check_stored_ids(notice.at, &notice.ids)?;
+            self.check_freshness(notice.at, now)?;
+        }
+        for speaker in gossip.speakers() {
+            check_member(&speaker, members)?;
+        }
+        gossip
+            .verify_signatures()
+            .map_err(|err| Refusal::reject(err.reason(), err.to_string()))?;
+        if let Gossip::Price(message) = &gossip {
+            self.take_origin_token(message.origin, now)?;
+        }
+        Ok(gossip)
+    }
+
+    fn check_freshness(&self, observed_at: u64, now: SystemTime) -> Result<(), Refusal> {
+        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        if observed_at.saturating_add(self.settings.max_age.as_secs()) < now {
+            return Err(Refusal::ignore(
+                "too_old",
+                format!("observed {}s ago", now - observed_at),
+            ));
+        }
+        if observed_at > now.saturating_add(self.settings.max_future_skew.as_secs()) {
+            return Err(Refusal::ignore(
+                "from_future",
+                format!("observed {}s in the future", observed_at - now),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Prices reach here once each (gossipsub drops copies of bytes it has seen, and a price
+    /// has one encoding), so each token is one distinct price of that origin.
+    fn take_origin_token(&mut self, origin: Address, now: SystemTime) -> Result<(), Refusal> {
+        let capacity = f64::from(self.settings.max_origin_rate.max(1));
+        if self.buckets.len() >= MAX_TRACKED_ORIGINS && !self.buckets.contains_key(&origin) {
+            self.buckets.clear();
+        }
+        let bucket = self.buckets.entry(origin).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
         });
+        let elapsed = now.duration_since(bucket.at).unwrap_or_default();
+        bucket.tokens = (bucket.tokens + elapsed.as_secs_f64() * capacity / 60.0).min(capacity);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(Refusal::ignore(
+                "origin_rate",
+                format!(
+                    "{origin} published more than {} prices a minute",
+                    self.settings.max_origin_rate
+                ),
+            ));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+}
+
+/// An id carries its origin's machine bits and the time it was minted, which is the time the
+/// price was observed: so nobody can mint ids in another node's id space (id squatting).
+fn check_id(data: &PriceData) -> Result<(), Refusal> {
+    let parts = id::decompose(data.id);
+    let expected = IdGenerator::machine_id_from_address(&data.origin);
+    if parts.machine != expected {
+        return Err(Refusal::reject(
+            "foreign_id",
+            format!(
+                "id {} has machine bits {:#06x}, its origin {} mints {expected:#06x}",
+                data.id, parts.machine, data.origin
+            ),
+        ));
+    }
+    let observed_ms = data.observed_at.saturating_mul(1000);
+    let tolerance = ID_TIME_TOLERANCE.as_millis() as u64;
+    // observed_at is whole seconds, so the id's tick lies within the second after it.
+    if parts.unix_ms.saturating_add(tolerance) < observed_ms
+        || parts.unix_ms > observed_ms.saturating_add(1000 + tolerance)
+    {
+        return Err(Refusal::reject(
+            "id_time",
+            format!(
+                "id {} was minted at {} ms, the price observed at {} s",
+                data.id, parts.unix_ms, data.observed_at
+            ),
+        ));
     }
     Ok(())
+}
+
+/// A writer can only have stored prices minted before its notice: an id from later is a lie
+/// meant to make nodes forget a price before it exists.
+fn check_stored_ids(at: u64, ids: &[u64]) -> Result<(), Refusal> {
+    let latest_ms = at
+        .saturating_mul(1000)
+        .saturating_add(1000 + ID_TIME_TOLERANCE.as_millis() as u64);
+    match ids
+        .iter()
+        .find(|id| id::decompose(**id).unix_ms > latest_ms)
+    {
+        Some(id) => Err(Refusal::reject(
+            "future_id",
+            format!("stored notice of {at} names id {id}, minted later"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_member(signer: &Address, members: &Members) -> Result<(), Refusal> {
+    match members.standing(signer) {
+        Standing::Member => Ok(()),
+        // Not a fault of the peer that relayed it: the list is ours, and a relay with another
+        // (or none, like an open bootstrap node) forwards it in good faith.
+        Standing::Outsider => Err(Refusal::ignore(
+            "outsider",
+            format!("{signer} is not in the trusted signers list"),
+        )),
+        Standing::NotMember => Err(Refusal::ignore(
+            "not_member",
+            format!("{signer} is not a member"),
+        )),
+        Standing::Unknown => Err(Refusal::ignore(
+            "members_unknown",
+            "the member list has not been read yet".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -93,10 +279,12 @@ mod tests {
     use crate::identity::Identity;
     use crate::message::{Attestation, PriceMessage, StoredNotice};
     use crate::price::UsdPrice;
+    use std::collections::HashSet;
 
     const SETTINGS: ValidationSettings = ValidationSettings {
         max_age: Duration::from_secs(900),
         max_future_skew: Duration::from_secs(30),
+        max_origin_rate: 3,
     };
     const OBSERVED: u64 = 1_763_700_000;
 
@@ -108,113 +296,265 @@ mod tests {
         Identity::from_secret(&[seed; 32]).unwrap()
     }
 
+    fn members_of(nodes: &[&Identity]) -> Members {
+        Members::for_node(None)
+            .with_database(nodes.iter().map(|node| (node.address(), 0)).collect())
+    }
+
+    /// The id `origin`'s generator mints at `observed_at` (+ `extra_ms`).
+    fn id_for(origin: &Identity, observed_at: u64, extra_ms: u64) -> u64 {
+        IdGenerator::new(IdGenerator::machine_id_from_address(&origin.address()))
+            .next_id_at(UNIX_EPOCH + Duration::from_millis(observed_at * 1000 + extra_ms))
+            .unwrap()
+    }
+
     fn price_from(origin: &Identity) -> PriceMessage {
+        price_at(origin, OBSERVED)
+    }
+
+    fn price_at(origin: &Identity, observed_at: u64) -> PriceMessage {
         PriceMessage::originate(
-            7,
+            id_for(origin, observed_at, 250),
             UsdPrice::from_e8(300_000_000_000).unwrap(),
-            OBSERVED,
+            observed_at,
             origin.signer(),
         )
     }
 
+    fn refusal(result: Result<Gossip, Refusal>) -> (&'static str, Action) {
+        let refusal = result.unwrap_err();
+        (refusal.reason, refusal.action)
+    }
+
     #[test]
-    fn accepts_fresh_messages_from_the_node_they_speak_for() {
+    fn accepts_members_messages_whoever_relays_them() {
         let (origin, cosigner) = (node(1), node(2));
+        let members = members_of(&[&origin, &cosigner]);
         let price = price_from(&origin);
         let attestation = Attestation::sign(&price.data(), cosigner.signer());
-        let notice = StoredNotice {
-            writer: cosigner.address(),
-            ids: vec![7],
-        };
-        let cases = [
-            (Gossip::Price(price), origin.peer_id()),
-            (Gossip::Attestation(attestation), cosigner.peer_id()),
-            (Gossip::Stored(notice), cosigner.peer_id()),
-        ];
-        for (gossip, publisher) in cases {
-            let accepted = validate(
-                &gossip.encode(),
-                Some(&publisher),
-                at(OBSERVED + 10),
-                &SETTINGS,
-            );
+        let notice = StoredNotice::sign(
+            vec![id_for(&origin, OBSERVED, 0)],
+            OBSERVED,
+            cosigner.signer(),
+        );
+        let mut validator = Validator::new(SETTINGS);
+        for gossip in [
+            Gossip::Price(price),
+            Gossip::Attestation(attestation),
+            Gossip::Stored(notice),
+        ] {
+            let accepted = validator.validate(&gossip.encode(), at(OBSERVED + 10), &members);
             assert_eq!(accepted, Ok(gossip));
         }
     }
 
     #[test]
-    fn refuses_stale_and_future_prices() {
+    fn ignores_stale_and_future_prices_without_penalty() {
         let origin = node(1);
+        let members = members_of(&[&origin]);
         let bytes = Gossip::Price(price_from(&origin)).encode();
-        let peer = origin.peer_id();
-        assert!(validate(&bytes, Some(&peer), at(OBSERVED + 900), &SETTINGS).is_ok());
+        let check = |now| Validator::new(SETTINGS).validate(&bytes, at(now), &members);
+        assert!(check(OBSERVED + 900).is_ok());
+        assert_eq!(refusal(check(OBSERVED + 901)), ("too_old", Action::Ignore));
+        assert!(check(OBSERVED - 30).is_ok());
         assert_eq!(
-            validate(&bytes, Some(&peer), at(OBSERVED + 901), &SETTINGS)
-                .unwrap_err()
-                .reason,
-            "too_old"
-        );
-        assert!(validate(&bytes, Some(&peer), at(OBSERVED - 30), &SETTINGS).is_ok());
-        assert_eq!(
-            validate(&bytes, Some(&peer), at(OBSERVED - 31), &SETTINGS)
-                .unwrap_err()
-                .reason,
-            "from_future"
+            refusal(check(OBSERVED - 31)),
+            ("from_future", Action::Ignore)
         );
     }
 
     #[test]
-    fn refuses_messages_republished_by_someone_else() {
-        let (origin, relay) = (node(1), node(2));
-        let bytes = Gossip::Price(price_from(&origin)).encode();
-        let rejection =
-            validate(&bytes, Some(&relay.peer_id()), at(OBSERVED), &SETTINGS).unwrap_err();
-        assert_eq!(rejection.reason, "wrong_publisher");
+    fn outsiders_count_for_nothing() {
+        let (member, outsider, other) = (node(1), node(2), node(3));
+        let members = members_of(&[&member]);
+        let mut validator = Validator::new(SETTINGS);
+        let mut check =
+            |gossip: Gossip| validator.validate(&gossip.encode(), at(OBSERVED), &members);
+        // An outsider's own price, its co-signature on a member's price, a member's
+        // co-signature on an outsider's price, and an outsider's stored notice.
+        let outsider_price = price_from(&outsider);
+        let cases = [
+            Gossip::Price(outsider_price.clone()),
+            Gossip::Attestation(Attestation::sign(
+                &price_from(&member).data(),
+                outsider.signer(),
+            )),
+            Gossip::Attestation(Attestation::sign(&outsider_price.data(), member.signer())),
+            Gossip::Stored(StoredNotice::sign(vec![1], OBSERVED, outsider.signer())),
+        ];
+        for gossip in cases {
+            assert_eq!(refusal(check(gossip)), ("not_member", Action::Ignore));
+        }
+        // Absent from a static list: an outsider, but the relay may not have that list.
+        let listed = Members::for_relay(Some(HashSet::from([member.address()])));
+        let bytes = Gossip::Price(price_from(&other)).encode();
         assert_eq!(
-            validate(&bytes, None, at(OBSERVED), &SETTINGS)
-                .unwrap_err()
-                .reason,
-            "unknown_publisher"
+            refusal(Validator::new(SETTINGS).validate(&bytes, at(OBSERVED), &listed)),
+            ("outsider", Action::Ignore)
         );
-        let forged_notice = Gossip::Stored(StoredNotice {
-            writer: origin.address(),
-            ids: vec![1],
-        });
+        // Before the member list is read, nothing counts.
+        let bytes = Gossip::Price(price_from(&member)).encode();
         assert_eq!(
-            validate(
-                &forged_notice.encode(),
-                Some(&relay.peer_id()),
+            refusal(Validator::new(SETTINGS).validate(
+                &bytes,
                 at(OBSERVED),
-                &SETTINGS
-            )
-            .unwrap_err()
-            .reason,
-            "wrong_publisher"
+                &Members::for_node(None)
+            )),
+            ("members_unknown", Action::Ignore)
+        );
+    }
+
+    #[test]
+    fn a_non_member_costs_no_signature_recovery() {
+        // A forged signature by a non-member is refused for membership, before any recovery
+        // would have found it bad.
+        let (member, outsider) = (node(1), node(2));
+        let mut price = price_from(&outsider);
+        price.signatures[0].signature = price.sign(member.signer()).signature;
+        let bytes = Gossip::Price(price).encode();
+        let members = members_of(&[&member]);
+        assert_eq!(
+            refusal(Validator::new(SETTINGS).validate(&bytes, at(OBSERVED), &members)),
+            ("not_member", Action::Ignore)
+        );
+    }
+
+    #[test]
+    fn ids_outside_the_origins_space_or_time_are_rejected() {
+        let (origin, victim) = (node(1), node(2));
+        let members = members_of(&[&origin, &victim]);
+        let price = |id: u64| {
+            Gossip::Price(PriceMessage::originate(
+                id,
+                UsdPrice::from_e8(300_000_000_000).unwrap(),
+                OBSERVED,
+                origin.signer(),
+            ))
+            .encode()
+        };
+        let mut validator = Validator::new(SETTINGS);
+        let mut check = |id| validator.validate(&price(id), at(OBSERVED), &members);
+        // Squatting: an id in the victim's space.
+        assert_eq!(
+            refusal(check(id_for(&victim, OBSERVED, 0))),
+            ("foreign_id", Action::Reject)
+        );
+        // An id minted long after or before the observation.
+        assert_eq!(
+            refusal(check(id_for(&origin, OBSERVED + 60, 0))),
+            ("id_time", Action::Reject)
+        );
+        assert_eq!(
+            refusal(check(id_for(&origin, OBSERVED - 60, 0))),
+            ("id_time", Action::Reject)
+        );
+        assert!(check(id_for(&origin, OBSERVED, 990)).is_ok());
+    }
+
+    #[test]
+    fn messages_have_one_encoding_and_prices_one_signature() {
+        let (origin, cosigner) = (node(1), node(2));
+        let members = members_of(&[&origin, &cosigner]);
+        let price = price_from(&origin);
+        let mut validator = Validator::new(SETTINGS);
+        let spaced = String::from_utf8(Gossip::Price(price.clone()).encode())
+            .unwrap()
+            .replacen(':', ": ", 1);
+        assert_eq!(
+            refusal(validator.validate(spaced.as_bytes(), at(OBSERVED), &members)),
+            ("not_canonical", Action::Reject)
+        );
+        let mut packed = price.clone();
+        packed.signatures.push(price.sign(cosigner.signer()));
+        assert_eq!(
+            refusal(validator.validate(&Gossip::Price(packed).encode(), at(OBSERVED), &members)),
+            ("extra_signatures", Action::Reject)
+        );
+    }
+
+    #[test]
+    fn an_origin_publishing_too_fast_is_held_to_its_rate() {
+        let origin = node(1);
+        let members = members_of(&[&origin]);
+        let mut validator = Validator::new(SETTINGS);
+        let mut accepted = 0;
+        for i in 0..10 {
+            let bytes = Gossip::Price(price_at(&origin, OBSERVED + i)).encode();
+            match validator.validate(&bytes, at(OBSERVED + 10), &members) {
+                Ok(_) => accepted += 1,
+                Err(refusal) => assert_eq!(refusal.reason, "origin_rate"),
+            }
+        }
+        assert_eq!(accepted, 3, "the burst is the per-minute rate");
+        // Twenty seconds refill one token at 3 a minute.
+        let bytes = Gossip::Price(price_at(&origin, OBSERVED + 29)).encode();
+        assert!(
+            validator
+                .validate(&bytes, at(OBSERVED + 30), &members)
+                .is_ok()
         );
     }
 
     #[test]
     fn refuses_garbage_and_forged_signatures_with_their_reason() {
         let (origin, forger) = (node(1), node(2));
-        let peer = origin.peer_id();
+        let members = members_of(&[&origin, &forger]);
+        let mut validator = Validator::new(SETTINGS);
         assert_eq!(
-            validate(b"garbage", Some(&peer), at(OBSERVED), &SETTINGS)
-                .unwrap_err()
-                .reason,
-            "malformed"
+            refusal(validator.validate(b"garbage", at(OBSERVED), &members)),
+            ("malformed", Action::Reject)
         );
         let mut price = price_from(&origin);
         price.signatures[0].signature = price.sign(forger.signer()).signature;
         assert_eq!(
-            validate(
-                &Gossip::Price(price).encode(),
-                Some(&peer),
-                at(OBSERVED),
-                &SETTINGS
+            refusal(validator.validate(&Gossip::Price(price).encode(), at(OBSERVED), &members)),
+            ("bad_signature", Action::Reject)
+        );
+    }
+}
+
+#[cfg(test)]
+mod stored_notice_tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::message::StoredNotice;
+
+    #[test]
+    fn stored_notices_are_dated_and_cannot_name_ids_from_their_future() {
+        let writer = Identity::from_secret(&[1; 32]).unwrap();
+        let members = Members::for_node(None).with_database([(writer.address(), 0)].into());
+        let settings = ValidationSettings {
+            max_age: Duration::from_secs(900),
+            max_future_skew: Duration::from_secs(30),
+            max_origin_rate: 60,
+        };
+        let at = 1_763_700_000;
+        let id_at = |seconds: u64| {
+            IdGenerator::new(7)
+                .next_id_at(UNIX_EPOCH + Duration::from_secs(seconds))
+                .unwrap()
+        };
+        let check = |notice: StoredNotice, now: u64| {
+            Validator::new(settings).validate(
+                &Gossip::Stored(notice).encode(),
+                UNIX_EPOCH + Duration::from_secs(now),
+                &members,
             )
-            .unwrap_err()
-            .reason,
-            "bad_signature"
+        };
+        let fresh = StoredNotice::sign(vec![id_at(at - 40), id_at(at)], at, writer.signer());
+        assert!(check(fresh.clone(), at + 5).is_ok());
+        // Replayed after --max-age: ignored, whatever its signature.
+        let replayed = check(fresh, at + 901).unwrap_err();
+        assert_eq!(
+            (replayed.reason, replayed.action),
+            ("too_old", Action::Ignore)
+        );
+        // A member's price minted a minute after the notice cannot have been stored by it.
+        let squatting = StoredNotice::sign(vec![id_at(at + 60)], at, writer.signer());
+        let refused = check(squatting, at + 5).unwrap_err();
+        assert_eq!(
+            (refused.reason, refused.action),
+            ("future_id", Action::Reject)
         );
     }
 }

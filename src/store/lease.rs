@@ -11,13 +11,16 @@
 //! Correctness does not rest on the lease: the flush is fenced and the primary key makes every
 //! write exactly-once. The lease only keeps the other nodes from doing useless work.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use tokio::sync::watch;
 
+use super::members::MEMBERS_VERSION_SQL;
 use super::{Store, StoreError};
 
 /// Who is heartbeating.
@@ -49,6 +52,15 @@ impl LeaseSettings {
     }
 }
 
+/// What one heartbeat returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// The writer's address (this node or another).
+    pub writer: String,
+    /// A digest of the member list; it changes whenever a member is added or removed.
+    pub members_version: String,
+}
+
 /// What the last heartbeat saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaseState {
@@ -73,7 +85,7 @@ WITH beat AS (
             "timestamp" = EXCLUDED."timestamp"
     RETURNING node_address, "timestamp"
 )
-SELECT node_address FROM (
+SELECT node_address, (MEMBERS_VERSION) FROM (
     SELECT node_address, "timestamp" FROM heartbeat WHERE node_address <> $1
     UNION ALL
     SELECT node_address, "timestamp" FROM beat
@@ -87,15 +99,13 @@ pub(super) const WRITER_SQL: &str =
     r#"SELECT node_address FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#;
 
 impl Store {
-    /// Renews this node's heartbeat and returns the writer (this node or another).
-    pub async fn heartbeat(
-        &self,
-        me: &Participant,
-        jitter: Duration,
-    ) -> Result<String, StoreError> {
+    /// Renews this node's heartbeat and returns the writer and the member list's version, in
+    /// one statement.
+    pub async fn heartbeat(&self, me: &Participant, jitter: Duration) -> Result<Beat, StoreError> {
+        let sql = HEARTBEAT_SQL.replace("MEMBERS_VERSION", MEMBERS_VERSION_SQL);
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            HEARTBEAT_SQL,
+            sql,
             [
                 me.key().into(),
                 me.name.clone().into(),
@@ -106,7 +116,14 @@ impl Store {
         let row = self
             .timed("heartbeat", self.db.query_one_raw(statement))
             .await?;
-        read_address("heartbeat", row)
+        let members_version = row
+            .as_ref()
+            .and_then(|row| row.try_get_by_index::<String>(1).ok())
+            .unwrap_or_default();
+        Ok(Beat {
+            writer: read_address("heartbeat", row)?,
+            members_version,
+        })
     }
 
     /// The current writer, if any node heartbeats.
@@ -146,16 +163,24 @@ fn read_address(
         .map_err(StoreError::db(what))
 }
 
+/// The member list as last read from the database (members and since when, Unix seconds);
+/// `None` until the first read.
+pub type MemberList = Option<Arc<HashMap<Address, u64>>>;
+
 /// Heartbeats every `interval` until `shutdown` resolves, publishing what each heartbeat saw;
 /// then deletes the heartbeat row. A failed heartbeat is logged and retried on the next tick,
 /// and while the database is unreachable the node does not consider itself the writer.
+/// When a heartbeat shows that the member list changed, the list is read again into `members`:
+/// an added or removed member counts within one heartbeat.
 pub async fn run(
     store: Store,
     me: Participant,
     settings: LeaseSettings,
     state: watch::Sender<LeaseState>,
+    members: watch::Sender<MemberList>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let mut members_version: Option<String> = None;
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let me_key = me.key();
@@ -166,11 +191,23 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         let next = match store.heartbeat(&me, settings.jitter).await {
-            Ok(writer) => LeaseState {
-                is_writer: writer == me_key,
-                writer: Some(writer),
-                healthy: true,
-            },
+            Ok(beat) => {
+                if members_version.as_ref() != Some(&beat.members_version) {
+                    match store.current_members().await {
+                        Ok(list) => {
+                            log::info!("member list read: {} members", list.len());
+                            members.send_replace(Some(Arc::new(list)));
+                            members_version = Some(beat.members_version);
+                        }
+                        Err(err) => log::warn!("cannot read the member list: {err}"),
+                    }
+                }
+                LeaseState {
+                    is_writer: beat.writer == me_key,
+                    writer: Some(beat.writer),
+                    healthy: true,
+                }
+            }
             Err(err) => {
                 log::warn!(
                     "heartbeat failed, retrying in {:?}: {err}",

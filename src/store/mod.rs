@@ -3,12 +3,16 @@
 //! - [`Store`]: a small bounded pool, every call under a timeout, migrations under an advisory
 //!   lock so that many nodes starting at once do not race on `CREATE TABLE`.
 //! - [`lease`]: heartbeats with random jitter; the greatest timestamp is the writer.
+//! - [`members`]: the `signers` table — who counts.
 //! - [`prices`]: the fenced, exactly-once flush of verified prices.
 //! - [`reports`]: reads for `oracle verify` and `oracle status`.
+//! - [`roles`]: the least-privilege role nodes log in as (`oracle db-role`).
 
 pub mod lease;
+pub mod members;
 pub mod prices;
 pub mod reports;
+pub mod roles;
 
 use std::fmt;
 use std::future::Future;

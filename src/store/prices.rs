@@ -7,8 +7,11 @@
 //!    block each other — SHARE locks are compatible — and heartbeats wait at most one flush.)
 //! 2. The writer check: the heartbeat row with the greatest timestamp must be this node's,
 //!    otherwise nothing is written.
-//! 3. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks.
-//! 4. Ids that already existed are compared with the stored row: a different pair, price or
+//! 3. The member check: every row keeps only the signatures of current members (the `signers`
+//!    table, read in the same transaction) and needs `min_signers` of them, the origin's among
+//!    them — defence in depth behind the nodes' own checks.
+//! 4. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks.
+//! 5. Ids that already existed are compared with the stored row: a different pair, price or
 //!    observation time means a different digest under the same id — reported, never overwritten.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +27,7 @@ use sea_orm::{
 };
 
 use super::lease::WRITER_SQL;
+use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
 use crate::message::{PAIR, SignatureEntry};
 use crate::price::UsdPrice;
@@ -52,6 +56,9 @@ pub struct Flushed {
     pub existing: Vec<u64>,
     /// Already stored with a *different* digest: a conflict, left untouched.
     pub conflicting: Vec<u64>,
+    /// Not written: fewer than `min_signers` current members signed it (the node's member
+    /// list was out of date).
+    pub below_quorum: Vec<u64>,
 }
 
 /// The outcome of a flush attempt.
@@ -67,16 +74,18 @@ pub enum FlushOutcome {
 impl Store {
     /// Writes `batch` if — and only if — `me` is the writer, in one fenced transaction.
     ///
-    /// Every id in the batch ends in exactly one of `inserted`, `existing`, `conflicting`.
-    /// On error nothing was written; the caller keeps the prices and tries again later.
+    /// Every id in the batch ends in exactly one of `inserted`, `existing`, `conflicting`,
+    /// `below_quorum`. On error nothing was written; the caller keeps the prices and tries
+    /// again later.
     pub async fn flush(
         &self,
         me: &Address,
         batch: &[VerifiedPrice],
+        min_signers: usize,
     ) -> Result<FlushOutcome, StoreError> {
         let me = me.to_checksum(None);
         let txn = self.timed("flush begin", self.db.begin()).await?;
-        let outcome = self.flush_in(&txn, &me, batch).await;
+        let outcome = self.flush_in(&txn, &me, batch, min_signers).await;
         match outcome {
             Ok(FlushOutcome::Flushed(flushed)) => {
                 self.timed("flush commit", txn.commit()).await?;
@@ -98,6 +107,7 @@ impl Store {
         txn: &DatabaseTransaction,
         me: &str,
         batch: &[VerifiedPrice],
+        min_signers: usize,
     ) -> Result<FlushOutcome, StoreError> {
         self.timed(
             "flush fence",
@@ -114,6 +124,18 @@ impl Store {
         if writer.as_deref() != Some(me) {
             return Ok(FlushOutcome::NotWriter { writer });
         }
+        let members = self
+            .timed(
+                "flush members",
+                txn.query_all_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    CURRENT_MEMBERS_SQL,
+                )),
+            )
+            .await?;
+        let members = read_members("flush members", &members)?;
+        let (batch, below_quorum) = members_only(batch, &members, min_signers);
+        let batch = batch.as_slice();
         let mut inserted = HashSet::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
             let statement = insert_statement(chunk, me)?;
@@ -142,6 +164,7 @@ impl Store {
             inserted,
             existing,
             conflicting,
+            below_quorum,
         }))
     }
 
@@ -199,6 +222,40 @@ impl Store {
         }
         Ok((existing, conflicting))
     }
+}
+
+/// Each price with only the signatures of signers that are members now and were when it was
+/// observed (the rule `oracle verify` applies); those left below the quorum, or without their
+/// origin's signature, are set apart by id.
+fn members_only(
+    batch: &[VerifiedPrice],
+    members: &HashMap<Address, u64>,
+    min_signers: usize,
+) -> (Vec<VerifiedPrice>, Vec<u64>) {
+    let mut below_quorum = Vec::new();
+    let kept = batch
+        .iter()
+        .filter_map(|price| {
+            let mut price = price.clone();
+            let observed_at = price.observed_at;
+            price.signatures.retain(|entry| {
+                members
+                    .get(&entry.signer)
+                    .is_some_and(|since| *since <= observed_at)
+            });
+            let origin_signed = price
+                .signatures
+                .iter()
+                .any(|entry| entry.signer == price.origin);
+            if origin_signed && price.signatures.len() >= min_signers {
+                Some(price)
+            } else {
+                below_quorum.push(price.id);
+                None
+            }
+        })
+        .collect();
+    (kept, below_quorum)
 }
 
 fn insert_statement(chunk: &[VerifiedPrice], writer: &str) -> Result<Statement, StoreError> {
@@ -267,4 +324,42 @@ fn unix_to_datetime(seconds: u64) -> Option<DateTime<Utc>> {
 fn system_time_to_datetime(time: SystemTime) -> DateTime<Utc> {
     let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     DateTime::<Utc>::from(UNIX_EPOCH + since)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn only_signatures_of_members_since_the_observation_are_written() {
+        let signers: Vec<Identity> = (1..=4u8)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect();
+        let price = VerifiedPrice {
+            id: 1,
+            price: UsdPrice::from_e8(300_000_000_000).unwrap(),
+            observed_at: 1_000,
+            origin: signers[0].address(),
+            signatures: signers
+                .iter()
+                .map(|s| SignatureEntry::sign(s.signer(), Default::default()))
+                .collect(),
+            last_signed: UNIX_EPOCH,
+        };
+        // Signer 3 joined after the observation, signer 4 is no member at all.
+        let members: HashMap<Address, u64> = [
+            (signers[0].address(), 0),
+            (signers[1].address(), 1_000),
+            (signers[2].address(), 1_001),
+        ]
+        .into();
+        let (kept, below) = members_only(std::slice::from_ref(&price), &members, 2);
+        assert!(below.is_empty());
+        let written: Vec<Address> = kept[0].signatures.iter().map(|e| e.signer).collect();
+        assert_eq!(written, vec![signers[0].address(), signers[1].address()]);
+        let (kept, below) = members_only(&[price], &members, 3);
+        assert!(kept.is_empty());
+        assert_eq!(below, vec![1]);
+    }
 }

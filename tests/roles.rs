@@ -1,0 +1,155 @@
+//! `oracle db-role`: the nodes' database role can do what a node does and nothing more.
+//!
+//! The local test server may trust 127.0.0.1 without checking passwords; what is tested here is
+//! the privileges, which the server enforces either way.
+
+mod common;
+
+use std::process::Command;
+
+use price_oracle::store::Store;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+
+const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+
+async fn db_role(url: &str, role: &str) -> std::process::Output {
+    let (url, role) = (url.to_owned(), role.to_owned());
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_oracle"))
+            .args(["db-role", "--role", &role])
+            .env("ORACLE_DATABASE_URL", url)
+            .env("ORACLE_ROLE_PASSWORD", "node-pw")
+            .env_remove("ORACLE_PASSWORD_FILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+async fn allowed(db: &DatabaseConnection, sql: &str) -> Result<(), String> {
+    db.execute_unprepared(sql)
+        .await
+        .map(|_| ())
+        .map_err(|err| format!("the node role was refused {sql}: {err}"))
+}
+
+async fn refused(db: &DatabaseConnection, sql: &str) -> Result<(), String> {
+    match db.execute_unprepared(sql).await {
+        Ok(_) => Err(format!("the node role may {sql}")),
+        Err(err) if err.to_string().contains("permission denied") => Ok(()),
+        Err(err) if err.to_string().contains("must be owner") => Ok(()),
+        Err(err) => Err(format!("{sql} failed for another reason: {err}")),
+    }
+}
+
+async fn check_privileges(node: &DatabaseConnection) -> Result<(), String> {
+    let insert_price = format!(
+        "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+         signer_count, lastsigned_time, written_by) VALUES (1, 'ETH/USD', 3000, now(), \
+         '{ADDRESS}', '[]', 1, now(), '{ADDRESS}') ON CONFLICT (id) DO NOTHING"
+    );
+    allowed(node, &insert_price).await?;
+    allowed(node, "SELECT * FROM prices").await?;
+    allowed(
+        node,
+        &format!(
+            "INSERT INTO heartbeat (node_address, nodename, peer_id, \"timestamp\", started_at) \
+             VALUES ('{ADDRESS}', 'n', 'p', now(), now()) ON CONFLICT (node_address) \
+             DO UPDATE SET \"timestamp\" = EXCLUDED.\"timestamp\""
+        ),
+    )
+    .await?;
+    allowed(node, "UPDATE heartbeat SET nodename = 'm'").await?;
+    allowed(node, "SELECT * FROM heartbeat").await?;
+    // The flush's fence.
+    let txn = node.begin().await.map_err(|err| err.to_string())?;
+    txn.execute_unprepared("LOCK TABLE heartbeat IN SHARE MODE")
+        .await
+        .map_err(|err| format!("the node role cannot lock heartbeat: {err}"))?;
+    txn.rollback().await.map_err(|err| err.to_string())?;
+    allowed(node, "DELETE FROM heartbeat").await?;
+    allowed(node, "SELECT * FROM signers").await?;
+
+    refused(
+        node,
+        &format!("INSERT INTO signers (address, name) VALUES ('{ADDRESS}', 'me')"),
+    )
+    .await?;
+    refused(node, "UPDATE signers SET revoked_at = now()").await?;
+    refused(node, "DELETE FROM signers").await?;
+    refused(node, "DELETE FROM prices").await?;
+    refused(node, "UPDATE prices SET price = 1").await?;
+    refused(node, "TRUNCATE prices").await?;
+    refused(node, "DROP TABLE prices").await?;
+    refused(node, "DROP TABLE signers").await?;
+    refused(node, "CREATE TABLE intruder (x int)").await?;
+    refused(node, "ALTER TABLE prices ADD COLUMN x int").await?;
+    refused(node, "DELETE FROM seaql_migrations").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_node_role_has_exactly_a_nodes_privileges() {
+    let db = common::TestDb::create("roles").await;
+    Store::migrate(&db.settings()).await.unwrap();
+    let role = format!("oracle_node_test_{:08x}", rand::random::<u32>());
+
+    for run in 0..2 {
+        let output = db_role(&db.url, &role).await;
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "run {run}: {err}");
+        assert!(
+            !err.contains("node-pw"),
+            "the password is never logged: {err}"
+        );
+    }
+
+    let mut url = reqwest::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    url.set_password(Some("node-pw")).unwrap();
+    let node = Database::connect(url.as_str()).await.unwrap();
+    let checked = check_privileges(&node).await;
+    let _ = node.close().await;
+
+    // Roles belong to the server, not the test's database: remove it before judging.
+    let admin = db.connect().await;
+    admin
+        .execute_unprepared(&format!("DROP OWNED BY \"{role}\""))
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    let server = Database::connect(common::server_url()).await.unwrap();
+    server
+        .execute_unprepared(&format!("DROP ROLE \"{role}\""))
+        .await
+        .unwrap();
+    let _ = server.close().await;
+
+    checked.unwrap();
+}
+
+#[tokio::test]
+async fn bad_role_names_and_missing_passwords_are_refused_before_connecting() {
+    let unreachable = "postgres://admin@127.0.0.1:1/oracle";
+    let output = db_role(unreachable, "Robert'); DROP TABLE prices;--").await;
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("invalid role name"), "{err}");
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_oracle"))
+            .args(["db-role", "--role", "oracle_node"])
+            .env("ORACLE_DATABASE_URL", unreachable)
+            .env_remove("ORACLE_ROLE_PASSWORD")
+            .env_remove("ORACLE_PASSWORD_FILE")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("ORACLE_ROLE_PASSWORD"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
