@@ -41,6 +41,10 @@ const EXPIRE_INTERVAL: Duration = Duration::from_secs(10);
 const RECENT_WRITERS: usize = 8;
 /// How often `/status` and `/health` are refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+/// A stop takes at most about this long, database or not (Docker waits 10 s before SIGKILL).
+const STOP_BUDGET: Duration = Duration::from_secs(4);
+/// The part of [`STOP_BUDGET`] kept for removing the heartbeat row and closing the pool.
+const STOP_CLEANUP: Duration = Duration::from_secs(1);
 
 /// Everything a node needs.
 #[derive(Debug, Clone)]
@@ -763,29 +767,42 @@ impl Node {
         }
     }
 
-    /// Graceful stop: a writer stores what is due, then the lease row goes, then the network.
+    /// Graceful stop within [`STOP_BUDGET`]: a writer stores what is due, then the lease row
+    /// goes, then the database pool. A step the database is too slow for is abandoned: the
+    /// next writer stores those prices, and the heartbeat row expires on its own.
     async fn stop(&mut self) {
         log::info!("stopping");
+        let deadline = tokio::time::Instant::now() + STOP_BUDGET;
         if self.lease_state().is_writer
             && let Some(store) = self.store.clone()
         {
             let due: Vec<VerifiedPrice> = self.pool.due(SystemTime::now());
             if !due.is_empty() {
                 let ids = due.iter().map(|price| price.id).collect();
-                let result = store
-                    .flush(&self.me, &due, self.settings.pool.min_signers)
-                    .await;
-                self.on_flushed((ids, result));
-                // Give the stored notice a moment to leave before the network closes.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                let flush = store.flush(&self.me, &due, self.settings.pool.min_signers);
+                match tokio::time::timeout_at(deadline - STOP_CLEANUP, flush).await {
+                    Ok(result) => {
+                        self.on_flushed((ids, result));
+                        // Give the stored notice a moment to leave before the network closes.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    Err(_) => log::warn!(
+                        "stopping without storing {} due prices: the database did not answer in time; the next writer stores them",
+                        due.len()
+                    ),
+                }
             }
         }
-        if let Some(lease) = self.lease.take() {
+        if let Some(mut lease) = self.lease.take() {
             let _ = lease.stop.send(());
-            let _ = lease.task.await;
+            let removal = tokio::time::timeout_at(deadline - STOP_CLEANUP / 2, &mut lease.task);
+            if removal.await.is_err() {
+                lease.task.abort();
+                log::warn!("the heartbeat row was not removed in time; it expires on its own");
+            }
         }
         if let Some(store) = self.store.take() {
-            store.close().await;
+            let _ = tokio::time::timeout_at(deadline, store.close()).await;
         }
     }
 }

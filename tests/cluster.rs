@@ -1191,3 +1191,48 @@ async fn a_private_network_takes_only_nodes_with_its_swarm_key() {
     drop(boot);
     let _ = conn.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_stops_within_its_budget_while_the_database_hangs() {
+    let (db, conn) = prepared_db("stop_hang").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let proxy = common::Proxy::start(common::socket_of(&db.url).await).await;
+    // A database timeout far longer than the stop budget: a stop that waited on the database
+    // would take at least this long.
+    let mut db_settings = common::settings_for(&proxy.url_through(&db.url));
+    db_settings.timeout = Duration::from_secs(15);
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 0,
+    };
+    let node = start_node(node_settings(
+        1,
+        &boot_addr,
+        &exchange,
+        &db_settings,
+        &config,
+    ));
+    wait_for(
+        "the node to hold the lease",
+        Duration::from_secs(30),
+        async || node.metrics.lease_writer.get() == 1,
+    )
+    .await;
+    proxy.stall();
+    // Let a heartbeat start and hang.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let _ = node.stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), node.task)
+        .await
+        .expect("the node stops")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    println!("stopped in {took:?} with the database hanging");
+    assert!(took < Duration::from_secs(5), "the stop took {took:?}");
+    proxy.resume();
+    drop(boot);
+    let _ = conn.close().await;
+}

@@ -190,7 +190,12 @@ pub async fn run(
             () = &mut shutdown => break,
             _ = ticker.tick() => {}
         }
-        let next = match store.heartbeat(&me, settings.jitter).await {
+        // A stop does not wait for a heartbeat the database is slow to answer.
+        let beat = tokio::select! {
+            () = &mut shutdown => break,
+            beat = store.heartbeat(&me, settings.jitter) => beat,
+        };
+        let next = match beat {
             Ok(beat) => {
                 if members_version.as_ref() != Some(&beat.members_version) {
                     match store.current_members().await {

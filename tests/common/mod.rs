@@ -1,5 +1,5 @@
 //! Shared by the integration tests: a fresh PostgreSQL database per test, and a TCP proxy that
-//! can cut the connection to it.
+//! can cut or stall the connection to it.
 
 #![allow(dead_code)]
 
@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use price_oracle::store::{DatabaseUrl, DbSettings};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The server the tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local default.
@@ -102,12 +104,14 @@ impl Drop for TestDb {
     }
 }
 
-/// Forwards a local port to the database; `cut` breaks every connection and refuses new ones
-/// until `restore`, like a network outage.
+/// Forwards a local port to the database. `cut` breaks every connection and refuses new ones
+/// until `restore`, like a crashed server; `stall` keeps connections open but forwards nothing
+/// until `resume`, like a paused process or a partition without resets.
 pub struct Proxy {
     pub addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    flowing: watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -117,6 +121,7 @@ impl Proxy {
             addr: listener.local_addr().expect("proxy address"),
             upstream,
             tasks: Arc::default(),
+            flowing: watch::Sender::new(true),
         };
         proxy.serve(listener);
         proxy
@@ -133,11 +138,18 @@ impl Proxy {
     fn serve(&self, listener: TcpListener) {
         let upstream = self.upstream;
         let tasks = Arc::clone(&self.tasks);
+        let flowing = self.flowing.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
+                let flowing = flowing.subscribe();
                 let connection = tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(upstream).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            pipe(client_read, server_write, flowing.clone()),
+                            pipe(server_read, client_write, flowing),
+                        );
                     }
                 });
                 tasks.lock().expect("proxy tasks").push(connection);
@@ -156,6 +168,35 @@ impl Proxy {
         let listener = TcpListener::bind(self.addr).await.expect("rebind proxy");
         self.serve(listener);
     }
+
+    pub fn stall(&self) {
+        self.flowing.send_replace(false);
+    }
+
+    pub fn resume(&self) {
+        self.flowing.send_replace(true);
+    }
+}
+
+/// Copies one direction of a connection, holding the bytes while the proxy is stalled.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut flowing: watch::Receiver<bool>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if flowing.wait_for(|flowing| *flowing).await.is_err()
+            || to.write_all(&buffer[..read]).await.is_err()
+        {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// The host and port of a database URL.
