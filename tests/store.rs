@@ -467,6 +467,81 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
 }
 
 #[tokio::test]
+async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only() {
+    let (db, other) = migrated("stalled_fence").await;
+    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
+    // In plain text, so that the proxy sees the statement it stalls after.
+    let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
+    let mut stalled_settings = common::settings_for(&url);
+    // The stalled writer's own client never gives up during the test: only the server's
+    // session limits can release its fence.
+    stalled_settings.timeout = Duration::from_secs(60);
+    let stalled = Store::connect(&stalled_settings).await.unwrap();
+    let (_, writer) = participant(0);
+    let (_, next) = participant(1);
+    other.heartbeat(&next, Duration::ZERO).await.unwrap();
+    let beat = stalled.heartbeat(&writer, Duration::ZERO).await.unwrap();
+    assert_eq!(beat.writer, writer.key());
+
+    proxy.stall_after("LOCK TABLE heartbeat");
+    let stalled_flush = tokio::spawn({
+        let writer = writer.address;
+        async move {
+            stalled
+                .flush(&writer, &verified_prices(1..11), MIN_SIGNERS)
+                .await
+        }
+    });
+    let flushing = Instant::now();
+    while !proxy.is_stalled() {
+        assert!(
+            flushing.elapsed() < Duration::from_secs(5),
+            "the flush never sent its fence"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stalled_at = Instant::now();
+    let mut refused_heartbeats = 0;
+    let mut longest_wait = Duration::ZERO;
+    loop {
+        let attempt = Instant::now();
+        let result = other.heartbeat(&next, Duration::ZERO).await;
+        longest_wait = longest_wait.max(attempt.elapsed());
+        match result {
+            Ok(beat) if beat.writer == next.key() => break,
+            Ok(beat) => println!("writer still {}", beat.writer),
+            Err(err) => {
+                refused_heartbeats += 1;
+                println!("heartbeat behind the fence: {err}");
+            }
+        }
+        assert!(
+            stalled_at.elapsed() < Duration::from_secs(15),
+            "the stalled fence still blocks the others"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let flushed = other
+        .flush(&next.address, &verified_prices(1..11), MIN_SIGNERS)
+        .await
+        .unwrap();
+    let took_over = stalled_at.elapsed();
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 10));
+    println!(
+        "stored by the next writer {took_over:?} after the stall; {refused_heartbeats} heartbeats \
+         refused, the longest waited {longest_wait:?}"
+    );
+    assert!(refused_heartbeats > 0, "the fence was never held");
+    assert!(longest_wait < Duration::from_secs(3), "{longest_wait:?}");
+    assert!(took_over < Duration::from_secs(8), "{took_over:?}");
+
+    // Once its connection flows again, the stalled writer learns that its session is gone.
+    proxy.resume();
+    let late = stalled_flush.await.unwrap();
+    assert!(late.is_err(), "{late:?}");
+}
+
+#[tokio::test]
 async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
     let (db, store) = migrated("throughput").await;
     let (_, me) = participant(0);

@@ -27,6 +27,22 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
 
+/// Server-side bounds on every session a node opens, so that no node can hold the others up
+/// for longer than a few seconds:
+/// - `lock_timeout`: a statement waits at most 2 s for a lock (a heartbeat behind a writer's
+///   fence fails and retries on its next tick instead of queueing);
+/// - `idle_in_transaction_session_timeout`: a transaction whose client went silent (a writer
+///   paused or cut off inside its fence) is ended after 5 s, releasing its locks;
+/// - `tcp_keepalives_*`: the server notices a vanished client within about 25 s instead of the
+///   operating system's 2 hours.
+pub const SESSION_LIMITS: &[(&str, &str)] = &[
+    ("lock_timeout", "2s"),
+    ("idle_in_transaction_session_timeout", "5s"),
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+];
+
 /// Key of the advisory lock that serializes migrations across nodes (any fixed number works;
 /// this one is "oracle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f_72_61_63_6c_65;
@@ -110,9 +126,10 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects (and checks the connection) within the configured timeout.
+    /// Connects (and checks the connection) within the configured timeout. Every session is
+    /// bounded on the server too (see [`SESSION_LIMITS`]).
     pub async fn connect(settings: &DbSettings) -> Result<Self, StoreError> {
-        let db = Self::open(settings, settings.pool_size).await?;
+        let db = Self::open(settings, settings.pool_size, SESSION_LIMITS).await?;
         Ok(Self {
             db,
             timeout: settings.timeout,
@@ -132,8 +149,13 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    async fn open(settings: &DbSettings, pool_size: u32) -> Result<DatabaseConnection, StoreError> {
+    async fn open(
+        settings: &DbSettings,
+        pool_size: u32,
+        session: &'static [(&'static str, &'static str)],
+    ) -> Result<DatabaseConnection, StoreError> {
         let mut options = ConnectOptions::new(settings.url.expose());
+        options.map_sqlx_postgres_opts(move |pg| pg.options(session.iter().copied()));
         options
             .max_connections(pool_size.max(1))
             .min_connections(0)
@@ -154,7 +176,8 @@ impl Store {
     /// migrate and unlock all run on the same connection, and if the node dies the server drops
     /// the lock with the connection.
     pub async fn migrate(settings: &DbSettings) -> Result<(), StoreError> {
-        let db = Self::open(settings, 1).await?;
+        // Migrations may wait for locks longer than a node's statements do.
+        let db = Self::open(settings, 1, &[]).await?;
         // Migrating can take longer than one statement; give it a generous bound.
         let limit = settings.timeout * 6;
         let lock = Statement::from_sql_and_values(

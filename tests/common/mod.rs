@@ -106,12 +106,35 @@ impl Drop for TestDb {
 
 /// Forwards a local port to the database. `cut` breaks every connection and refuses new ones
 /// until `restore`, like a crashed server; `stall` keeps connections open but forwards nothing
-/// until `resume`, like a paused process or a partition without resets.
+/// until `resume`, like a paused process or a partition without resets; `stall_after` does the
+/// same the moment a client sends a given statement.
 pub struct Proxy {
     pub addr: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    flow: Arc<Flow>,
+}
+
+/// Whether the proxy forwards, and what makes it stop.
+struct Flow {
     flowing: watch::Sender<bool>,
+    stall_after: Mutex<Option<Vec<u8>>>,
+}
+
+impl Flow {
+    /// Called with each chunk a client sent, once it reached the server.
+    fn sent(&self, chunk: &[u8]) {
+        let mut trigger = self.stall_after.lock().expect("proxy trigger");
+        let hit = trigger.as_ref().is_some_and(|pattern| {
+            chunk
+                .windows(pattern.len())
+                .any(|w| w == pattern.as_slice())
+        });
+        if hit {
+            *trigger = None;
+            self.flowing.send_replace(false);
+        }
+    }
 }
 
 impl Proxy {
@@ -121,7 +144,10 @@ impl Proxy {
             addr: listener.local_addr().expect("proxy address"),
             upstream,
             tasks: Arc::default(),
-            flowing: watch::Sender::new(true),
+            flow: Arc::new(Flow {
+                flowing: watch::Sender::new(true),
+                stall_after: Mutex::new(None),
+            }),
         };
         proxy.serve(listener);
         proxy
@@ -138,17 +164,17 @@ impl Proxy {
     fn serve(&self, listener: TcpListener) {
         let upstream = self.upstream;
         let tasks = Arc::clone(&self.tasks);
-        let flowing = self.flowing.clone();
+        let flow = Arc::clone(&self.flow);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let flowing = flowing.subscribe();
+                let flow = Arc::clone(&flow);
                 let connection = tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(upstream).await {
                         let (client_read, client_write) = client.into_split();
                         let (server_read, server_write) = server.into_split();
                         tokio::join!(
-                            pipe(client_read, server_write, flowing.clone()),
-                            pipe(server_read, client_write, flowing),
+                            pipe(client_read, server_write, &flow, true),
+                            pipe(server_read, client_write, &flow, false),
                         );
                     }
                 });
@@ -170,11 +196,22 @@ impl Proxy {
     }
 
     pub fn stall(&self) {
-        self.flowing.send_replace(false);
+        self.flow.flowing.send_replace(false);
+    }
+
+    /// Stalls right after a client's message containing `statement` reaches the server; the
+    /// client must not use TLS (`sslmode=disable`) for the statement to be seen.
+    pub fn stall_after(&self, statement: &str) {
+        *self.flow.stall_after.lock().expect("proxy trigger") = Some(statement.as_bytes().to_vec());
+    }
+
+    /// Whether the proxy holds its traffic (after `stall`, or once `stall_after` fired).
+    pub fn is_stalled(&self) -> bool {
+        !*self.flow.flowing.borrow()
     }
 
     pub fn resume(&self) {
-        self.flowing.send_replace(true);
+        self.flow.flowing.send_replace(true);
     }
 }
 
@@ -182,8 +219,10 @@ impl Proxy {
 async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut flowing: watch::Receiver<bool>,
+    flow: &Flow,
+    from_client: bool,
 ) {
+    let mut flowing = flow.flowing.subscribe();
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let read = match from.read(&mut buffer).await {
@@ -194,6 +233,9 @@ async fn pipe(
             || to.write_all(&buffer[..read]).await.is_err()
         {
             break;
+        }
+        if from_client {
+            flow.sent(&buffer[..read]);
         }
     }
     let _ = to.shutdown().await;
