@@ -61,11 +61,12 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-/// Binds `addr` and serves until the returned task is aborted.
+/// Binds `addr` and serves until `stop` is cancelled.
 pub async fn serve(
     addr: SocketAddr,
     status: watch::Receiver<NodeStatus>,
     registry: Arc<Registry>,
+    stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -75,7 +76,8 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .with_state(AppState { status, registry });
     let task = tokio::spawn(async move {
-        if let Err(err) = axum::serve(listener, app).await {
+        let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(err) = served.await {
             log::error!("HTTP server stopped: {err}");
         }
     });

@@ -219,10 +219,22 @@ impl Pool {
     /// collision) the better-signed one goes first; the other waits for its turn, when the
     /// database will refuse it as a conflict.
     pub fn due(&self, now: SystemTime) -> Vec<VerifiedPrice> {
+        self.verified_where(|entry| age(entry.last_signed, now) >= self.settings.flush_delay)
+    }
+
+    /// Every verified price, due or not, as [`Pool::due`] orders them: what a stopping node
+    /// stores so that nothing with a quorum is lost.
+    pub fn verified(&self) -> Vec<VerifiedPrice> {
+        self.verified_where(|_| true)
+    }
+
+    fn verified_where(&self, ready: impl Fn(&Entry) -> bool) -> Vec<VerifiedPrice> {
         let mut by_id: HashMap<u64, &Entry> = HashMap::new();
-        for entry in self.entries.values().filter(|entry| {
-            entry.verified_at.is_some() && age(entry.last_signed, now) >= self.settings.flush_delay
-        }) {
+        for entry in self
+            .entries
+            .values()
+            .filter(|entry| entry.verified_at.is_some() && ready(entry))
+        {
             let better = |current: &&Entry| {
                 (entry.member_count(&self.members), entry.digest)
                     > (current.member_count(&self.members), current.digest)
@@ -582,6 +594,22 @@ mod tests {
         assert_eq!(ids, vec![1, 3]);
         let ids: Vec<u64> = pool.due(t(130)).iter().map(|p| p.id).collect();
         assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_stopping_node_gets_every_verified_price_due_or_not() {
+        let n = nodes();
+        let mut pool = pool();
+        for id in [2, 1] {
+            let d = data(id, &n[0]);
+            let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
+            pool.add(&d, &all, t(0));
+        }
+        let pending = data(3, &n[0]);
+        pool.add(&pending, &[sig(&pending, &n[0])], t(0));
+        assert!(pool.due(t(1)).is_empty());
+        let ids: Vec<u64> = pool.verified().iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![1, 2]);
     }
 
     #[test]

@@ -1236,3 +1236,78 @@ async fn a_writer_stops_within_its_budget_while_the_database_hangs() {
     drop(boot);
     let _ = conn.close().await;
 }
+
+/// Ids every node has seen reach the quorum so far.
+fn drain_verified(
+    events: &mut [tokio::sync::broadcast::Receiver<node::NodeEvent>],
+    verified: &mut HashSet<u64>,
+) {
+    for receiver in events {
+        while let Ok(event) = receiver.try_recv() {
+            if let node::NodeEvent::Verified { id, .. } = event {
+                verified.insert(id);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_every_node_at_once_stores_every_verified_price() {
+    let (db, conn) = prepared_db("full_stop").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let mut nodes = Vec::new();
+    for seed in 1..=4 {
+        let mut settings = node_settings(seed, &boot_addr, &exchange, &db.settings(), &config);
+        // Nothing becomes due during the test: only the stop can store a price.
+        settings.pool.flush_delay = Duration::from_secs(600);
+        nodes.push(node::start(settings, Metrics::default()).await.unwrap());
+    }
+    let mut events: Vec<_> = nodes.iter().map(node::RunningNode::subscribe).collect();
+    let mut verified = HashSet::new();
+    // Each node originates once when its database is connected.
+    wait_for("the first prices", Duration::from_secs(40), async || {
+        drain_verified(&mut events, &mut verified);
+        verified.len() >= 4
+    })
+    .await;
+    // More prices, then everybody stops while the last ones are still gathering signatures.
+    for _ in 0..3 {
+        for node in &nodes {
+            node.originate_now();
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(rows(&conn).await.is_empty(), "nothing was due yet");
+    let started = Instant::now();
+    let results = futures::future::join_all(nodes.into_iter().map(node::RunningNode::stop)).await;
+    let took = started.elapsed();
+    for result in results {
+        result.unwrap();
+    }
+    drain_verified(&mut events, &mut verified);
+    let stored = rows(&conn).await;
+    let stored_ids: HashSet<u64> = stored.iter().map(|row| row.id).collect();
+    println!(
+        "{} prices verified somewhere, {} stored by the stopping nodes in {took:?}",
+        verified.len(),
+        stored_ids.len()
+    );
+    let lost: Vec<&u64> = verified.difference(&stored_ids).collect();
+    assert!(lost.is_empty(), "verified but lost at the stop: {lost:?}");
+    let addresses: HashSet<String> = (1..=4u8)
+        .map(|seed| {
+            Identity::from_secret(&[seed; 32])
+                .unwrap()
+                .address()
+                .to_checksum(None)
+        })
+        .collect();
+    assert_rows_verify(&stored, &addresses);
+    drop(boot);
+    let _ = conn.close().await;
+}

@@ -1,9 +1,18 @@
-//! The node's event loop: joins the network, waits for peers, connects to the database, then
-//! originates a price every `--price-interval`, co-signs its peers' prices, merges signatures in
-//! the pool and — while it holds the lease — stores what is due. All slow work (fetching,
-//! database calls) runs in spawned tasks that report back, so the loop never blocks.
+//! A node's life, top to bottom. [`start`] spawns the network and the node's task. The task's
+//! event loop goes through three [`Phase`]s — waiting for peers, connecting to the database,
+//! running — until it is cancelled; then [`Node::stop`] stores every verified price the node
+//! holds, removes its heartbeat row and closes the database, and the network closes last.
+//!
+//! - [`cosign`]: whether to co-sign a peer's price.
+//! - [`writer`]: the lease as the heartbeats see it, when to flush, whose stored notices count.
+//!
+//! Slow work (fetching, database calls, heartbeats) runs in tasks on one [`TaskTracker`] and
+//! reports back through channels, so the loop never blocks; one [`CancellationToken`] stops it
+//! all, and the stop waits for work in flight within [`STOP_BUDGET`].
 
-use std::collections::VecDeque;
+mod cosign;
+mod writer;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,15 +21,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alloy_primitives::Address;
 use anyhow::Context;
 use rust_decimal::Decimal;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use prometheus_client::registry::Registry;
 
 use crate::http::{self, DatabaseState, NodeStatus, Observed};
 use crate::id::IdGenerator;
 use crate::identity::Identity;
+use crate::logging::LogLimiter;
 use crate::membership::Members;
 use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
 use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
@@ -28,8 +40,12 @@ use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
 use crate::pool::{Added, Pool, PoolSettings};
 use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
 use crate::store::lease::{self, LeaseSettings, LeaseState, MemberList, Participant};
-use crate::store::prices::{FlushOutcome, VerifiedPrice};
+use crate::store::prices::FlushOutcome;
 use crate::store::{DbSettings, Store, StoreError};
+
+pub use cosign::COSIGN_WINDOW;
+use cosign::{Cosigner, Decision, Observation};
+use writer::WriterDuties;
 
 /// How often the waiting-for-peers line is printed.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
@@ -37,14 +53,14 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
 const DB_RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// How often expired prices are swept from the pool.
 const EXPIRE_INTERVAL: Duration = Duration::from_secs(10);
-/// How many recent writers' stored notices are believed.
-const RECENT_WRITERS: usize = 8;
 /// How often `/status` and `/health` are refreshed.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// A stop takes at most about this long, database or not (Docker waits 10 s before SIGKILL).
-const STOP_BUDGET: Duration = Duration::from_secs(4);
+pub const STOP_BUDGET: Duration = Duration::from_secs(4);
 /// The part of [`STOP_BUDGET`] kept for removing the heartbeat row and closing the pool.
 const STOP_CLEANUP: Duration = Duration::from_secs(1);
+/// After the node's own stop: how long the network, the HTTP server and stray tasks get.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Everything a node needs.
 #[derive(Debug, Clone)]
@@ -70,25 +86,23 @@ pub struct NodeSettings {
     pub max_cosign_queue: usize,
 }
 
-/// A price this node fetched.
-#[derive(Debug, Clone, Copy)]
-struct Observation {
-    price: UsdPrice,
-    at: SystemTime,
-}
-
 type FetchResult = Result<UsdPrice, FeedError>;
 type FlushResult = (Vec<u64>, Result<FlushOutcome, StoreError>);
 
-/// Runs a node until `shutdown` resolves, then stops cleanly: a writer flushes what is due, the
-/// heartbeat row is deleted and the network closes.
+/// Runs a node until `shutdown` resolves, then stops cleanly: every verified price it holds is
+/// stored, the heartbeat row is deleted and the network closes.
 pub async fn run(
     settings: NodeSettings,
     metrics: Metrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let node = start(settings, metrics).await?;
-    shutdown.await;
+    let stopping = node.shutdown.clone();
+    tokio::select! {
+        () = shutdown => {}
+        // The node stopped on its own (its network died): report why.
+        () = stopping.cancelled() => {}
+    }
     node.stop().await
 }
 
@@ -101,8 +115,8 @@ pub struct RunningNode {
     registry: Arc<Registry>,
     events: broadcast::Sender<NodeEvent>,
     control: mpsc::UnboundedSender<Control>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
 }
 
 /// Moments in a price's life as this node saw them, for benchmarks and tests.
@@ -120,10 +134,10 @@ enum Control {
 }
 
 impl RunningNode {
-    /// Stops the node cleanly and waits for it.
+    /// Stops the node cleanly and waits for it; an error says why it had stopped on its own.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
-        self.task.await.context("the node task failed")
+        self.shutdown.cancel();
+        self.task.await.context("the node task panicked")?
     }
 
     /// Fetches, signs and publishes a price now, besides the `--price-interval` schedule.
@@ -145,7 +159,7 @@ impl RunningNode {
     }
 }
 
-/// Starts a node: network, HTTP endpoint (when configured) and the event loop.
+/// Starts a node: network, HTTP endpoint (when configured) and the node's task.
 pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<RunningNode> {
     let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
     let mut registry = Registry::default();
@@ -154,7 +168,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let initial_members = Arc::new(Members::for_node(settings.trusted_signers.clone()));
     metrics.members.set(-1);
     let (members, member_view) = watch::channel(Arc::clone(&initial_members));
-    let (network, events, network_task) = network::spawn(
+    let (network, gossip, network_task) = network::spawn(
         settings.identity.keypair(),
         settings.network.clone(),
         member_view,
@@ -163,11 +177,18 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     )?;
     let registry = Arc::new(registry);
     let (status_tx, status) = watch::channel(NodeStatus::default());
+    // HTTP outlives the node's own stop, so that /health answers until the end.
+    let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match settings.http {
         Some(addr) => {
-            let (bound, task) = http::serve(addr, status.clone(), Arc::clone(&registry))
-                .await
-                .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+            let (bound, task) = http::serve(
+                addr,
+                status.clone(),
+                Arc::clone(&registry),
+                http_stop.clone(),
+            )
+            .await
+            .with_context(|| format!("cannot serve HTTP on {addr}"))?;
             log::info!("serving /health, /status and /metrics on http://{bound}");
             (Some(bound), Some(task))
         }
@@ -181,9 +202,11 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     );
     let (fetches_tx, fetches) = mpsc::channel(4);
     let (flushes_tx, flushes) = mpsc::channel(4);
+    let (database_tx, database) = mpsc::channel(1);
     let (events_tx, _) = broadcast::channel(4096);
     let (control, controls) = mpsc::unbounded_channel();
-    let mut node = Node {
+    let shutdown = CancellationToken::new();
+    let node = Node {
         events: events_tx.clone(),
         me: settings.identity.address(),
         ids: IdGenerator::new(IdGenerator::machine_id_from_address(
@@ -191,56 +214,66 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         )),
         pool: Pool::new(settings.pool, initial_members),
         members,
-        cosign_refusals: crate::logging::LogLimiter::default(),
+        cosigner: Cosigner::new(settings.max_deviation, settings.max_cosign_queue),
+        cosign_refusals: LogLimiter::default(),
+        writer: WriterDuties::default(),
         feed,
         network,
         metrics,
-        latest: None,
-        awaiting_observation: Vec::new(),
         fetch_in_flight: false,
         originations_wanted: 0,
-        flush_in_flight: false,
-        lease_refuted: false,
         store: None,
-        lease: None,
-        recent_writers: VecDeque::new(),
+        lease_task: None,
+        tasks: TaskTracker::new(),
+        shutdown: shutdown.clone(),
         fetches_tx,
         flushes_tx,
+        database_tx,
         status: status_tx,
         started: Instant::now(),
         last_stored_id: None,
         settings,
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        node.event_loop(events, fetches, flushes, controls, async move {
-            let _ = stopped.await;
-        })
-        .await;
-        node.stop().await;
-        // The network task ends when the last handle is gone.
-        drop(node);
-        let _ = network_task.await;
-        if let Some(http) = http_task {
-            http.abort();
-        }
-        log::info!("node stopped");
-    });
+    let inbox = Inbox {
+        gossip,
+        fetches,
+        flushes,
+        database,
+        controls,
+        network_task: Some(network_task),
+    };
+    let task = tokio::spawn(node.run(inbox, http_stop, http_task));
     Ok(RunningNode {
         http_addr,
         status,
         registry,
         events: events_tx,
         control,
-        stop,
+        shutdown,
         task,
     })
 }
 
-struct RunningLease {
-    state: watch::Receiver<LeaseState>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+/// Where the node's task hears from the network and from its own background tasks.
+struct Inbox {
+    gossip: mpsc::Receiver<NetworkEvent>,
+    fetches: mpsc::Receiver<FetchResult>,
+    flushes: mpsc::Receiver<FlushResult>,
+    database: mpsc::Receiver<Store>,
+    controls: mpsc::UnboundedReceiver<Control>,
+    /// `None` once it has ended.
+    network_task: Option<JoinHandle<()>>,
+}
+
+/// Where the node is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Until `--min-peers` peers are connected.
+    WaitingForPeers,
+    /// Connecting (migrating, registering), retried until it works.
+    ConnectingToDatabase,
+    /// Heartbeating, originating, co-signing and, while the writer, storing.
+    Running,
 }
 
 struct Node {
@@ -250,25 +283,24 @@ struct Node {
     pool: Pool,
     /// The member set this node applies; the network's validator reads it too.
     members: watch::Sender<Arc<Members>>,
-    cosign_refusals: crate::logging::LogLimiter,
+    cosigner: Cosigner,
+    cosign_refusals: LogLimiter,
+    writer: WriterDuties,
     feed: Arc<PriceFeed>,
     network: NetworkHandle,
     metrics: Metrics,
-    latest: Option<Observation>,
-    /// Peers' prices to co-sign once this node has a fresh observation of its own.
-    awaiting_observation: Vec<PriceData>,
     fetch_in_flight: bool,
     /// Prices asked for (by the timer or `originate_now`) and not yet originated.
     originations_wanted: usize,
-    flush_in_flight: bool,
-    /// A flush found another writer since our last heartbeat.
-    lease_refuted: bool,
     store: Option<Store>,
-    lease: Option<RunningLease>,
-    /// Writers seen by our heartbeats, newest last: only their stored notices are believed.
-    recent_writers: VecDeque<String>,
+    lease_task: Option<JoinHandle<()>>,
+    /// Every background task of the node, so the stop can wait for them.
+    tasks: TaskTracker,
+    /// Cancelled when the node is to stop; stops the loop, the heartbeats and fetches.
+    shutdown: CancellationToken,
     fetches_tx: mpsc::Sender<FetchResult>,
     flushes_tx: mpsc::Sender<FlushResult>,
+    database_tx: mpsc::Sender<Store>,
     status: watch::Sender<NodeStatus>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
@@ -276,19 +308,48 @@ struct Node {
 }
 
 impl Node {
-    async fn event_loop(
-        &mut self,
-        mut events: mpsc::Receiver<NetworkEvent>,
-        mut fetches: mpsc::Receiver<FetchResult>,
-        mut flushes: mpsc::Receiver<FlushResult>,
-        mut controls: mpsc::UnboundedReceiver<Control>,
-        shutdown: impl Future<Output = ()>,
-    ) {
-        tokio::pin!(shutdown);
-        let mut progress = interval(PROGRESS_INTERVAL);
-        let mut peers_ready = false;
+    /// The node's whole life after [`start`]: the event loop, then the stop, then the network
+    /// and the HTTP server close.
+    async fn run(
+        mut self,
+        mut inbox: Inbox,
+        http_stop: CancellationToken,
+        http_task: Option<JoinHandle<()>>,
+    ) -> anyhow::Result<()> {
+        let ended = self.event_loop(&mut inbox).await;
+        if let Err(err) = &ended {
+            log::error!("{err:#}; stopping");
+            self.shutdown.cancel();
+        }
+        self.stop(&mut inbox.flushes).await;
+        let tasks = self.tasks.clone();
+        // The network closes when its last handle is gone.
+        drop(self);
+        drop(inbox.gossip);
+        let close = async {
+            tasks.close();
+            tasks.wait().await;
+            if let Some(network) = inbox.network_task {
+                let _ = network.await;
+            }
+            http_stop.cancel();
+            if let Some(http) = http_task {
+                let _ = http.await;
+            }
+        };
+        if tokio::time::timeout(CLOSE_GRACE, close).await.is_err() {
+            log::warn!("the network or the HTTP server did not close within {CLOSE_GRACE:?}");
+        }
+        log::info!("node stopped");
+        ended
+    }
+
+    async fn event_loop(&mut self, inbox: &mut Inbox) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let mut phase = Phase::WaitingForPeers;
         let mut peers = self.network.clone();
-        let (db_tx, mut db_rx) = mpsc::channel::<Store>(1);
+        let mut progress = interval(PROGRESS_INTERVAL);
+        let mut lease_states: Option<watch::Receiver<LeaseState>> = None;
         let mut member_lists: Option<watch::Receiver<MemberList>> = None;
         let mut price_timer: Option<Interval> = None;
         let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
@@ -296,39 +357,107 @@ impl Node {
         let mut status_timer = interval(STATUS_INTERVAL);
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
-                Some(NetworkEvent::Gossip(gossip)) = events.recv() => self.on_gossip(gossip),
-                Some(Control::Originate) = controls.recv() => self.request_fetch(true),
-                _ = progress.tick(), if !peers_ready => {
-                    peers_ready = self.check_peers();
-                    if peers_ready {
-                        self.spawn_db_connect(db_tx.clone());
-                    }
+                () = shutdown.cancelled() => return Ok(()),
+                () = ended(&mut inbox.network_task) => {
+                    anyhow::bail!("the network task ended unexpectedly")
                 }
-                () = peers.peers_changed(), if !peers_ready => {
-                    peers_ready = self.check_peers();
-                    if peers_ready {
-                        self.spawn_db_connect(db_tx.clone());
-                    }
+                // Waiting for peers.
+                _ = progress.tick(), if phase == Phase::WaitingForPeers => {
+                    phase = self.check_peers();
                 }
-                Some(store) = db_rx.recv() => {
-                    member_lists = Some(self.start_lease(store));
-                    self.refresh_status();
+                () = peers.peers_changed(), if phase == Phase::WaitingForPeers => {
+                    phase = self.check_peers();
+                }
+                // Connecting to the database.
+                Some(store) = inbox.database.recv() => {
+                    let (states, lists) = self.start_lease(store);
+                    lease_states = Some(states);
+                    member_lists = Some(lists);
                     price_timer = Some(interval(self.settings.price_interval));
+                    phase = Phase::Running;
+                    self.refresh_status();
                 }
-                list = next_member_list(&mut member_lists) => self.on_member_list(list),
+                // Running.
+                state = next_value(&mut lease_states) => self.writer.on_heartbeat(state),
+                list = next_value(&mut member_lists) => self.on_member_list(list),
                 _ = tick(&mut price_timer) => self.request_fetch(true),
-                Some(result) = fetches.recv() => self.on_fetched(result),
+                Some(NetworkEvent::Gossip(gossip)) = inbox.gossip.recv() => self.on_gossip(gossip),
+                Some(Control::Originate) = inbox.controls.recv() => self.request_fetch(true),
+                Some(result) = inbox.fetches.recv() => self.on_fetched(result),
                 _ = flush_timer.tick() => self.maybe_flush(),
-                Some(result) = flushes.recv() => self.on_flushed(result),
+                Some(result) = inbox.flushes.recv() => self.on_flushed(result),
                 _ = expire_timer.tick() => self.expire(),
                 _ = status_timer.tick() => self.refresh_status(),
             }
         }
     }
 
+    /// Leaves [`Phase::WaitingForPeers`] once enough peers are connected.
+    fn check_peers(&mut self) -> Phase {
+        let peers = self.network.connected_peers();
+        if peers < self.settings.min_peers {
+            log::info!("waiting for peers: {peers}/{}", self.settings.min_peers);
+            return Phase::WaitingForPeers;
+        }
+        log::info!("connected to {peers} peers; connecting to the database");
+        self.spawn_db_connect();
+        Phase::ConnectingToDatabase
+    }
+
+    /// Connects (and migrates, and registers) in the background, retrying until it works or
+    /// the node stops.
+    fn spawn_db_connect(&self) {
+        let settings = self.settings.db.clone();
+        let migrate = self.settings.migrate;
+        let register = self
+            .settings
+            .register
+            .then(|| (self.me, self.settings.name.clone()));
+        let done = self.database_tx.clone();
+        let connecting = async move {
+            loop {
+                match connect(&settings, migrate, register.as_ref()).await {
+                    Ok(store) => {
+                        let _ = done.send(store).await;
+                        return;
+                    }
+                    Err(err) => {
+                        log::error!(
+                            "database {}: {err:#}; retrying in {DB_RETRY_INTERVAL:?}",
+                            settings.url
+                        );
+                        tokio::time::sleep(DB_RETRY_INTERVAL).await;
+                    }
+                }
+            }
+        };
+        self.tasks
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(connecting));
+    }
+
+    /// Starts heartbeating; returns the lease states and the member lists the heartbeats read.
+    fn start_lease(
+        &mut self,
+        store: Store,
+    ) -> (watch::Receiver<LeaseState>, watch::Receiver<MemberList>) {
+        log::info!("database connected: {}", self.settings.db.url);
+        let (states_tx, states) = watch::channel(LeaseState::default());
+        let (lists_tx, lists) = watch::channel(None);
+        let store = store.with_metrics(self.metrics.clone());
+        self.lease_task = Some(self.tasks.spawn(lease::run(
+            store.clone(),
+            self.participant(),
+            self.settings.lease,
+            states_tx,
+            lists_tx,
+            self.shutdown.clone().cancelled_owned(),
+        )));
+        self.store = Some(store);
+        (states, lists)
+    }
+
     fn refresh_status(&mut self) {
-        let lease = self.lease_state();
+        let lease = self.writer.lease().clone();
         let pool = self.pool.counts();
         self.metrics.pool_pending.set(pool.pending as i64);
         let database = match &self.store {
@@ -354,78 +483,13 @@ impl Node {
             is_writer: lease.is_writer,
             writer: lease.writer,
             pool,
-            last_observation: self.latest.map(|observation| Observed {
+            last_observation: self.cosigner.latest().map(|observation| Observed {
                 price: observation.price.to_string(),
                 observed_at: unix_seconds(observation.at),
             }),
             last_stored_id: self.last_stored_id.map(|id| id.to_string()),
         };
         self.status.send_replace(status);
-    }
-
-    fn check_peers(&self) -> bool {
-        let peers = self.network.connected_peers();
-        let ready = peers >= self.settings.min_peers;
-        if ready {
-            log::info!("connected to {peers} peers; connecting to the database");
-        } else {
-            log::info!("waiting for peers: {peers}/{}", self.settings.min_peers);
-        }
-        ready
-    }
-
-    /// Connects (and migrates, and registers) in the background, retrying until it works.
-    fn spawn_db_connect(&self, done: mpsc::Sender<Store>) {
-        let settings = self.settings.db.clone();
-        let migrate = self.settings.migrate;
-        let register = self
-            .settings
-            .register
-            .then(|| (self.me, self.settings.name.clone()));
-        tokio::spawn(async move {
-            loop {
-                match connect(&settings, migrate, register.as_ref()).await {
-                    Ok(store) => {
-                        let _ = done.send(store).await;
-                        return;
-                    }
-                    Err(err) => {
-                        log::error!(
-                            "database {}: {err:#}; retrying in {DB_RETRY_INTERVAL:?}",
-                            settings.url
-                        );
-                        tokio::time::sleep(DB_RETRY_INTERVAL).await;
-                    }
-                }
-            }
-        });
-    }
-
-    /// Starts heartbeating; returns the member lists the heartbeats read.
-    fn start_lease(&mut self, store: Store) -> watch::Receiver<MemberList> {
-        log::info!("database connected: {}", self.settings.db.url);
-        let participant = Participant {
-            address: self.me,
-            name: self.settings.name.clone(),
-            peer_id: self.settings.identity.peer_id().to_string(),
-        };
-        let (state_tx, state) = watch::channel(LeaseState::default());
-        let (lists_tx, lists) = watch::channel(None);
-        let (stop, stopped) = oneshot::channel();
-        let store = store.with_metrics(self.metrics.clone());
-        let task = tokio::spawn(lease::run(
-            store.clone(),
-            participant,
-            self.settings.lease,
-            state_tx,
-            lists_tx,
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        self.store = Some(store);
-        self.lease = Some(RunningLease { state, stop, task });
-        lists
     }
 
     /// A new member list from the database: the validator and the pool apply it at once.
@@ -455,27 +519,6 @@ impl Node {
         }
     }
 
-    fn lease_state(&mut self) -> LeaseState {
-        let Some(lease) = &mut self.lease else {
-            return LeaseState::default();
-        };
-        if lease.state.has_changed().unwrap_or(false) {
-            // A fresh heartbeat outranks what a refused flush told us.
-            self.lease_refuted = false;
-        }
-        let state = lease.state.borrow_and_update().clone();
-        if let Some(writer) = &state.writer
-            && self.recent_writers.back() != Some(writer)
-        {
-            self.recent_writers.retain(|known| known != writer);
-            self.recent_writers.push_back(writer.clone());
-            if self.recent_writers.len() > RECENT_WRITERS {
-                self.recent_writers.pop_front();
-            }
-        }
-        state
-    }
-
     fn on_gossip(&mut self, gossip: Gossip) {
         let now = SystemTime::now();
         match gossip {
@@ -486,13 +529,9 @@ impl Node {
                 // Validation let the price through as a member's; the member list may have
                 // changed since.
                 let member_origin = self.members.borrow().is_member(&data.origin);
-                if data.origin != self.me
-                    && member_origin
-                    && !self.pool.is_stored(data.id)
-                    && !self.pool.has_signed(&data, &self.me)
-                    && added != Added::OverLimit
-                {
-                    self.consider_cosigning(data);
+                if data.origin != self.me && member_origin && added != Added::OverLimit {
+                    let decision = self.cosigner.consider(data);
+                    self.act_on(data, decision);
                 }
             }
             Gossip::Attestation(attestation) => {
@@ -540,9 +579,7 @@ impl Node {
 
     fn on_stored_notice(&mut self, notice: &StoredNotice, now: SystemTime) {
         let writer = notice.writer.to_checksum(None);
-        // Refresh what our lease saw, then believe only writers we know of.
-        let _ = self.lease_state();
-        if !self.recent_writers.contains(&writer) {
+        if !self.writer.believes(&writer) {
             log::debug!("ignoring a stored notice from {writer}, not a writer we know of");
             return;
         }
@@ -553,39 +590,41 @@ impl Node {
         );
     }
 
-    fn consider_cosigning(&mut self, data: PriceData) {
-        match self.latest {
-            Some(observation) if age(observation.at) <= self.settings.price_interval => {
-                self.cosign_or_refuse(data, observation.price);
+    /// Carries out the co-signer's decision on a peer's price.
+    fn act_on(&mut self, data: PriceData, decision: Decision) {
+        if self.pool.is_stored(data.id) || self.pool.has_signed(&data, &self.me) {
+            return;
+        }
+        match decision {
+            Decision::Sign => self.cosign(data),
+            Decision::Wait => self.request_fetch(false),
+            Decision::QueueFull => self.metrics.limit_hit("cosign_queue"),
+            Decision::Stale => {
+                Metrics::reason(&self.metrics.prices_refused, "stale").inc();
+                log::debug!(
+                    "not co-signing price {} from {}: observed more than {COSIGN_WINDOW:?} from our observation",
+                    data.id,
+                    data.origin
+                );
             }
-            _ => {
-                if self.awaiting_observation.len() >= self.settings.max_cosign_queue {
-                    self.metrics.limit_hit("cosign_queue");
-                    return;
+            Decision::Deviates { deviation, ours } => {
+                Metrics::reason(&self.metrics.prices_refused, "deviation").inc();
+                if let Some(suppressed) = self.cosign_refusals.allow(Instant::now()) {
+                    log::info!(
+                        "not co-signing price {} from {}: {} is {:.3}% from our {}{}",
+                        data.id,
+                        data.origin,
+                        data.price,
+                        deviation * Decimal::ONE_HUNDRED,
+                        ours,
+                        crate::logging::suppressed_note(suppressed)
+                    );
                 }
-                self.awaiting_observation.push(data);
-                self.request_fetch(false);
             }
         }
     }
 
-    fn cosign_or_refuse(&mut self, data: PriceData, ours: UsdPrice) {
-        let deviation = data.price.relative_deviation(ours);
-        if deviation > self.settings.max_deviation {
-            Metrics::reason(&self.metrics.prices_refused, "deviation").inc();
-            if let Some(suppressed) = self.cosign_refusals.allow(Instant::now()) {
-                log::info!(
-                    "not co-signing price {} from {}: {} is {:.3}% from our {}{}",
-                    data.id,
-                    data.origin,
-                    data.price,
-                    deviation * Decimal::ONE_HUNDRED,
-                    ours,
-                    crate::logging::suppressed_note(suppressed)
-                );
-            }
-            return;
-        }
+    fn cosign(&mut self, data: PriceData) {
         let attestation = Attestation::sign(&data, self.settings.identity.signer());
         let added = self
             .pool
@@ -605,7 +644,7 @@ impl Node {
         let feed = Arc::clone(&self.feed);
         let done = self.fetches_tx.clone();
         let metrics = self.metrics.clone();
-        tokio::spawn(async move {
+        let fetch = async move {
             let report = feed.fetch_all().await;
             record_fetch(&metrics, &report);
             let result = report.median(feed.settings().min_sources);
@@ -615,7 +654,9 @@ impl Node {
                 }
             }
             let _ = done.send(result).await;
-        });
+        };
+        self.tasks
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(fetch));
     }
 
     fn on_fetched(&mut self, result: FetchResult) {
@@ -626,13 +667,24 @@ impl Node {
                 // This round's price is skipped; the next timer tick asks again. Peers' prices
                 // waiting for our observation cannot be judged: they go unsigned by us.
                 self.originations_wanted = 0;
-                self.awaiting_observation.clear();
-                log::warn!("cannot fetch the ETH/USD price: {err}");
+                let unjudged = self.cosigner.fetch_failed();
+                log::warn!(
+                    "cannot fetch the ETH/USD price: {err}{}",
+                    if unjudged > 0 {
+                        format!("; {unjudged} peers' prices go unsigned by us")
+                    } else {
+                        String::new()
+                    }
+                );
                 return;
             }
         };
         let now = SystemTime::now();
-        self.latest = Some(Observation { price, at: now });
+        let decisions = self.cosigner.observed(Observation {
+            price,
+            at: now,
+            fetched: Instant::now(),
+        });
         if self.originations_wanted > 0 {
             self.originations_wanted -= 1;
             self.originate(price, now);
@@ -641,12 +693,8 @@ impl Node {
                 self.request_fetch(false);
             }
         }
-        for data in std::mem::take(&mut self.awaiting_observation) {
-            let too_old = age(UNIX_EPOCH + Duration::from_secs(data.observed_at))
-                > self.settings.pool.max_age;
-            if !too_old && !self.pool.is_stored(data.id) && !self.pool.has_signed(&data, &self.me) {
-                self.cosign_or_refuse(data, price);
-            }
+        for (data, decision) in decisions {
+            self.act_on(data, decision);
         }
     }
 
@@ -673,21 +721,21 @@ impl Node {
     }
 
     fn maybe_flush(&mut self) {
-        let is_writer = self.lease_state().is_writer;
         let Some(store) = &self.store else { return };
-        if !is_writer || self.lease_refuted || self.flush_in_flight {
+        if !self.writer.may_flush() {
             return;
         }
         let due = self.pool.due(SystemTime::now());
         if due.is_empty() {
             return;
         }
-        self.flush_in_flight = true;
+        self.writer.flush_started();
         let store = store.clone();
         let me = self.me;
         let min_signers = self.settings.pool.min_signers;
         let done = self.flushes_tx.clone();
-        tokio::spawn(async move {
+        // Not cancelled by the stop, which waits for it instead.
+        self.tasks.spawn(async move {
             let ids = due.iter().map(|price| price.id).collect();
             let result = store.flush(&me, &due, min_signers).await;
             let _ = done.send((ids, result)).await;
@@ -695,7 +743,7 @@ impl Node {
     }
 
     fn on_flushed(&mut self, (ids, result): FlushResult) {
-        self.flush_in_flight = false;
+        self.writer.flush_finished(&result);
         match result {
             Ok(FlushOutcome::Flushed(flushed)) => {
                 self.metrics
@@ -734,9 +782,6 @@ impl Node {
                 )));
             }
             Ok(FlushOutcome::NotWriter { writer }) => {
-                // Our heartbeat's view is stale: stop trying until the next heartbeat, instead
-                // of spending a transaction on every flush tick.
-                self.lease_refuted = true;
                 log::debug!("lost the lease before flushing (writer now {writer:?})");
             }
             Err(err) => log::warn!(
@@ -767,42 +812,97 @@ impl Node {
         }
     }
 
-    /// Graceful stop within [`STOP_BUDGET`]: a writer stores what is due, then the lease row
-    /// goes, then the database pool. A step the database is too slow for is abandoned: the
-    /// next writer stores those prices, and the heartbeat row expires on its own.
-    async fn stop(&mut self) {
+    /// Graceful stop within [`STOP_BUDGET`], in order: heartbeats end, the flush in flight
+    /// finishes, every verified price this node holds (due or not) is stored under a claimed
+    /// lease, the heartbeat row goes and the pool closes. A step the database is too slow for is
+    /// abandoned: a running writer stores those prices, and the heartbeat row expires.
+    async fn stop(&mut self, flushes: &mut mpsc::Receiver<FlushResult>) {
         log::info!("stopping");
         let deadline = tokio::time::Instant::now() + STOP_BUDGET;
-        if self.lease_state().is_writer
-            && let Some(store) = self.store.clone()
+        // The heartbeats end with the cancellation; the last one may still be on its way.
+        if let Some(mut lease) = self.lease_task.take() {
+            let ended = tokio::time::timeout_at(deadline - STOP_BUDGET / 2, &mut lease);
+            if ended.await.is_err() {
+                lease.abort();
+            }
+        }
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let stored = tokio::time::timeout_at(
+            deadline - STOP_CLEANUP,
+            self.store_before_stopping(&store, flushes),
+        );
+        if stored.await.is_err() {
+            log::warn!(
+                "stopping with {} verified prices unstored: the database did not answer in time; a running writer stores them",
+                self.pool.counts().verified
+            );
+        }
+        let me = self.participant();
+        let left = tokio::time::timeout_at(deadline - STOP_CLEANUP / 2, store.leave(&me));
+        if !matches!(left.await, Ok(Ok(()))) {
+            log::warn!("the heartbeat row was not removed in time; it expires on its own");
+        }
+        let _ = tokio::time::timeout_at(deadline, store.close()).await;
+    }
+
+    /// Stores every verified price this node holds, due or not, so that nothing with a quorum
+    /// is lost when every node stops at once. The node takes the lease for it; while another
+    /// stopping node holds a later claim, it waits for that one to leave and tries again.
+    async fn store_before_stopping(
+        &mut self,
+        store: &Store,
+        flushes: &mut mpsc::Receiver<FlushResult>,
+    ) {
+        if self.writer.flush_in_flight()
+            && let Some(result) = flushes.recv().await
         {
-            let due: Vec<VerifiedPrice> = self.pool.due(SystemTime::now());
-            if !due.is_empty() {
-                let ids = due.iter().map(|price| price.id).collect();
-                let flush = store.flush(&self.me, &due, self.settings.pool.min_signers);
-                match tokio::time::timeout_at(deadline - STOP_CLEANUP, flush).await {
-                    Ok(result) => {
-                        self.on_flushed((ids, result));
-                        // Give the stored notice a moment to leave before the network closes.
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                    }
-                    Err(_) => log::warn!(
-                        "stopping without storing {} due prices: the database did not answer in time; the next writer stores them",
-                        due.len()
-                    ),
+            self.on_flushed(result);
+        }
+        let me = self.participant();
+        loop {
+            let verified = self.pool.verified();
+            if verified.is_empty() {
+                return;
+            }
+            let claimed = store.claim_lease(&me, self.settings.lease.jitter).await;
+            let result = match claimed {
+                Ok(()) => {
+                    store
+                        .flush(&self.me, &verified, self.settings.pool.min_signers)
+                        .await
+                }
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(FlushOutcome::NotWriter { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(flushed) => {
+                    let ids = verified.iter().map(|price| price.id).collect();
+                    self.on_flushed((ids, Ok(flushed)));
+                    // Give the stored notice a moment to leave before the network closes.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    return;
+                }
+                Err(err) => {
+                    log::warn!(
+                        "could not store {} verified prices before stopping: {err}",
+                        verified.len()
+                    );
+                    return;
                 }
             }
         }
-        if let Some(mut lease) = self.lease.take() {
-            let _ = lease.stop.send(());
-            let removal = tokio::time::timeout_at(deadline - STOP_CLEANUP / 2, &mut lease.task);
-            if removal.await.is_err() {
-                lease.task.abort();
-                log::warn!("the heartbeat row was not removed in time; it expires on its own");
-            }
-        }
-        if let Some(store) = self.store.take() {
-            let _ = tokio::time::timeout_at(deadline, store.close()).await;
+    }
+
+    /// Who this node is in the heartbeat table.
+    fn participant(&self) -> Participant {
+        Participant {
+            address: self.me,
+            name: self.settings.name.clone(),
+            peer_id: self.settings.identity.peer_id().to_string(),
         }
     }
 }
@@ -852,14 +952,26 @@ async fn connect(
     Ok(store)
 }
 
-/// Waits for the next member list the heartbeats read; never resolves before the lease runs.
-async fn next_member_list(lists: &mut Option<watch::Receiver<MemberList>>) -> MemberList {
-    match lists {
-        Some(lists) => {
-            if lists.changed().await.is_err() {
+/// The next value of a watch that may not exist yet; never resolves while there is none or
+/// after its sender is gone.
+async fn next_value<T: Clone>(watch: &mut Option<watch::Receiver<T>>) -> T {
+    match watch {
+        Some(receiver) => {
+            if receiver.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
-            lists.borrow_and_update().clone()
+            receiver.borrow_and_update().clone()
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when the task ends (and forgets it); never while there is none.
+async fn ended(task: &mut Option<JoinHandle<()>>) {
+    match task {
+        Some(running) => {
+            let _ = running.await;
+            *task = None;
         }
         None => std::future::pending().await,
     }

@@ -70,6 +70,8 @@ pub struct LeaseState {
     pub writer: Option<String>,
     /// Whether the last heartbeat reached the database.
     pub healthy: bool,
+    /// Heartbeats so far, failed or not: each one is news, even when nothing else changed.
+    pub beats: u64,
 }
 
 /// Upserts the heartbeat and reads the writer in the same statement. A data-modifying CTE's
@@ -92,6 +94,12 @@ SELECT node_address, (MEMBERS_VERSION) FROM (
 ) AS candidates
 ORDER BY "timestamp" DESC, node_address DESC
 LIMIT 1
+"#;
+
+const CLAIM_SQL: &str = r#"
+INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now())
+ON CONFLICT (node_address) DO UPDATE SET "timestamp" = EXCLUDED."timestamp"
 "#;
 
 /// The writer right now.
@@ -136,6 +144,26 @@ impl Store {
             None => Ok(None),
             some => read_address("writer", some).map(Some),
         }
+    }
+
+    /// Takes the lease for a stopping node's last flush: its heartbeat moves past any running
+    /// node's (`jitter` + 1 s ahead of now), so its fenced flush is the writer's. The node
+    /// [`leave`](Self::leave)s right after; if it dies first, the others take over within
+    /// the takeover bound + 1 s.
+    pub async fn claim_lease(&self, me: &Participant, jitter: Duration) -> Result<(), StoreError> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CLAIM_SQL,
+            [
+                me.key().into(),
+                me.name.clone().into(),
+                me.peer_id.clone().into(),
+                jitter.as_secs_f64().into(),
+            ],
+        );
+        self.timed("claim lease", self.db.execute_raw(statement))
+            .await
+            .map(|_| ())
     }
 
     /// Removes this node's heartbeat (graceful shutdown): the others take over at once.
@@ -211,6 +239,7 @@ pub async fn run(
                     is_writer: beat.writer == me_key,
                     writer: Some(beat.writer),
                     healthy: true,
+                    beats: 0,
                 }
             }
             Err(err) => {
@@ -223,7 +252,7 @@ pub async fn run(
         };
         let metrics = store.metrics();
         metrics.lease_writer.set(i64::from(next.is_writer));
-        state.send_if_modified(|current| {
+        state.send_modify(|current| {
             if current.is_writer != next.is_writer {
                 metrics.lease_writer_changes.inc();
                 log::debug!(
@@ -235,9 +264,10 @@ pub async fn run(
                     }
                 );
             }
-            let changed = *current != next;
-            *current = next;
-            changed
+            *current = LeaseState {
+                beats: current.beats + 1,
+                ..next
+            };
         });
     }
     state.send_replace(LeaseState::default());
