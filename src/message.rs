@@ -395,7 +395,19 @@ pub struct StoredNotice {
     pub signature: EthSignature,
 }
 
+/// Ids per stored notice: 500 ids of 20 digits stay well inside [`MAX_MESSAGE_BYTES`] (about
+/// 740 would not), whatever the backlog a writer stores at once.
+pub const MAX_IDS_PER_NOTICE: usize = 500;
+
 impl StoredNotice {
+    /// `writer`'s signed notices that `ids` were stored at `at`, as many as it takes to keep each
+    /// one under the message size limit.
+    pub fn sign_all(ids: &[u64], at: u64, writer: &PrivateKeySigner) -> Vec<Self> {
+        ids.chunks(MAX_IDS_PER_NOTICE)
+            .map(|chunk| Self::sign(chunk.to_vec(), at, writer))
+            .collect()
+    }
+
     /// `writer`'s signed notice that `ids` were stored at `at` (Unix seconds).
     pub fn sign(ids: Vec<u64>, at: u64, writer: &PrivateKeySigner) -> Self {
         let digest = stored_digest(&writer.address(), at, &ids);
@@ -934,6 +946,34 @@ mod tests {
             let text = String::from_utf8(bytes).unwrap();
             assert!(text.starts_with(&format!("{{\"type\":\"{}\",\"body\":", gossip.kind())));
         }
+    }
+
+    #[test]
+    fn a_large_backlog_is_announced_in_notices_that_each_fit_a_message() {
+        let [writer] = identities(1).try_into().unwrap();
+        // The largest ids take the most room.
+        let ids: Vec<u64> = (0..10_000).map(|i| u64::MAX - i).collect();
+        let whole = Gossip::Stored(StoredNotice::sign(
+            ids.clone(),
+            1_763_700_000,
+            writer.signer(),
+        ));
+        assert!(
+            whole.encode().len() > MAX_MESSAGE_BYTES,
+            "one notice would not fit"
+        );
+        let notices = StoredNotice::sign_all(&ids, 1_763_700_000, writer.signer());
+        assert_eq!(notices.len(), 20);
+        let mut announced = Vec::new();
+        for notice in notices {
+            let bytes = Gossip::Stored(notice).encode();
+            assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+            let Ok(Gossip::Stored(decoded)) = Gossip::decode(&bytes) else {
+                panic!("a notice does not decode");
+            };
+            announced.extend(decoded.ids);
+        }
+        assert_eq!(announced, ids);
     }
 
     #[test]
