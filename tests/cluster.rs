@@ -1311,3 +1311,27 @@ async fn stopping_every_node_at_once_stores_every_verified_price() {
     drop(boot);
     let _ = conn.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_published_twice_is_counted_once() {
+    let (hub, hub_addr) = start_peer(60, vec![]).await;
+    let (mut spoke, _) = start_peer(61, vec![hub_addr]).await;
+    spoke.handle.wait_for_peers(1).await;
+    let member = Identity::from_secret(&[2; 32]).unwrap();
+    let price = price_by(&member, SystemTime::now(), "3000");
+    let attestation = Attestation::sign(&price.data(), spoke.identity.signer());
+    let sent = || Metrics::kind(&spoke.metrics.publishes, "attestation").get();
+    spoke
+        .handle
+        .publish(Gossip::Attestation(attestation.clone()));
+    wait_for(
+        "the first copy to go out",
+        Duration::from_secs(20),
+        async || sent() == 1,
+    )
+    .await;
+    spoke.handle.publish(Gossip::Attestation(attestation));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sent(), 1, "a duplicate is not a message sent");
+    drop(hub);
+}

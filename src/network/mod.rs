@@ -520,7 +520,12 @@ impl SwarmTask {
                 .gossipsub
                 .publish(self.topic.clone(), next.bytes.clone());
             match result {
-                Ok(_) | Err(PublishError::Duplicate) => {
+                Err(PublishError::Duplicate) => {
+                    // The same bytes went out before: nothing was sent this time.
+                    log::debug!("not publishing a {} message twice", next.gossip.kind());
+                    self.pending.pop_front();
+                }
+                Ok(_) => {
                     let kind = next.gossip.kind();
                     Metrics::kind(&self.metrics.publishes, kind).inc();
                     Metrics::kind(&self.metrics.published_bytes, kind)
