@@ -13,7 +13,7 @@ use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
 use price_oracle::network::validation::{ValidationSettings, Validator};
-use price_oracle::pool::{Pool, PoolSettings};
+use price_oracle::pool::{Moment, Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 
 fn identity(seed: u8) -> Identity {
@@ -86,7 +86,7 @@ fn pool(c: &mut Criterion) {
         retention: Duration::from_secs(3600),
         max_pending_per_signer: 64,
     };
-    let now = SystemTime::now();
+    let now = Moment::now();
     let message = PriceMessage::originate(500, price, 1_763_700_000, signers[0].signer());
     let data = message.data();
     let attestation = Attestation::sign(&data, signers[1].signer());

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::{Address, B256};
 
@@ -45,6 +45,45 @@ pub struct PoolSettings {
     pub max_pending_per_signer: usize,
 }
 
+/// A moment on both clocks: the monotonic one times everything local (a wall-clock step must
+/// not make prices due or expired), the wall clock dates what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+impl Moment {
+    pub fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
+
+impl std::ops::Add<Duration> for Moment {
+    type Output = Self;
+
+    fn add(self, later: Duration) -> Self {
+        Self {
+            at: self.at + later,
+            wall: self.wall + later,
+        }
+    }
+}
+
+impl std::ops::Sub<Duration> for Moment {
+    type Output = Self;
+
+    fn sub(self, earlier: Duration) -> Self {
+        Self {
+            at: self.at - earlier,
+            wall: self.wall - earlier,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     data: PriceData,
@@ -52,9 +91,9 @@ struct Entry {
     signatures: BTreeMap<Address, EthSignature>,
     /// Whose message created the entry: its pending entries are bounded.
     creator: Address,
-    first_seen: SystemTime,
-    last_signed: SystemTime,
-    verified_at: Option<SystemTime>,
+    first_seen: Instant,
+    last_signed: Moment,
+    verified_at: Option<Instant>,
 }
 
 /// What adding signatures did.
@@ -105,7 +144,7 @@ pub struct Pool {
     /// Pending entries per creator, kept in step with `entries`.
     pending_by_creator: HashMap<Address, usize>,
     /// Stored ids and when they were stored, so late messages do not bring them back.
-    stored: HashMap<u64, SystemTime>,
+    stored: HashMap<u64, Instant>,
 }
 
 impl Pool {
@@ -121,12 +160,7 @@ impl Pool {
 
     /// Merges already-verified `signatures` over `data` (from a price message, an attestation or
     /// this node's own signature). The first signature's signer is charged for a new entry.
-    pub fn add(
-        &mut self,
-        data: &PriceData,
-        signatures: &[SignatureEntry],
-        now: SystemTime,
-    ) -> Added {
+    pub fn add(&mut self, data: &PriceData, signatures: &[SignatureEntry], now: Moment) -> Added {
         if self.stored.contains_key(&data.id) {
             return Added::AlreadyStored;
         }
@@ -136,8 +170,8 @@ impl Pool {
             if new_signatures == 0 {
                 return Added::Unchanged;
             }
-            let became_verified =
-                entry.verified_at.is_none() && entry.check_quorum(min_signers, &self.members, now);
+            let became_verified = entry.verified_at.is_none()
+                && entry.check_quorum(min_signers, &self.members, now.at);
             if became_verified {
                 release(&mut self.pending_by_creator, &entry.creator);
             }
@@ -158,12 +192,12 @@ impl Pool {
             digest: data.digest(),
             signatures: BTreeMap::new(),
             creator,
-            first_seen: now,
+            first_seen: now.at,
             last_signed: now,
             verified_at: None,
         };
         let new_signatures = entry.merge(signatures, now);
-        let verified = entry.check_quorum(min_signers, &self.members, now);
+        let verified = entry.check_quorum(min_signers, &self.members, now.at);
         if !verified {
             *self.pending_by_creator.entry(creator).or_default() += 1;
         }
@@ -176,13 +210,13 @@ impl Pool {
 
     /// Applies a new member set: prices that lost their quorum (a member removed) are pending
     /// again, pending ones that gained it (a member added) are verified. Returns the latter.
-    pub fn set_members(&mut self, members: Arc<Members>, now: SystemTime) -> Vec<PriceData> {
+    pub fn set_members(&mut self, members: Arc<Members>, now: Moment) -> Vec<PriceData> {
         self.members = members;
         let min_signers = self.settings.min_signers;
         let mut newly_verified = Vec::new();
         for entry in self.entries.values_mut() {
             let was_verified = entry.verified_at.take().is_some();
-            let verified = entry.check_quorum(min_signers, &self.members, now);
+            let verified = entry.check_quorum(min_signers, &self.members, now.at);
             match (was_verified, verified) {
                 (false, true) => {
                     release(&mut self.pending_by_creator, &entry.creator);
@@ -218,8 +252,8 @@ impl Pool {
     /// each with its member signatures only. Of two verified prices under one id (a real
     /// collision) the better-signed one goes first; the other waits for its turn, when the
     /// database will refuse it as a conflict.
-    pub fn due(&self, now: SystemTime) -> Vec<VerifiedPrice> {
-        self.verified_where(|entry| age(entry.last_signed, now) >= self.settings.flush_delay)
+    pub fn due(&self, now: Moment) -> Vec<VerifiedPrice> {
+        self.verified_where(|entry| age(entry.last_signed.at, now.at) >= self.settings.flush_delay)
     }
 
     /// Every verified price, due or not, as [`Pool::due`] orders them: what a stopping node
@@ -256,7 +290,7 @@ impl Pool {
 
     /// Marks ids as stored: every price under them leaves the pool, and later messages about
     /// them are ignored. Returns how many prices were known here.
-    pub fn mark_stored(&mut self, ids: &[u64], now: SystemTime) -> usize {
+    pub fn mark_stored(&mut self, ids: &[u64], now: Moment) -> usize {
         let ids: HashSet<u64> = ids.iter().copied().collect();
         let mut known = 0;
         let pending_by_creator = &mut self.pending_by_creator;
@@ -271,21 +305,21 @@ impl Pool {
             false
         });
         for id in ids {
-            self.stored.entry(id).or_insert(now);
+            self.stored.entry(id).or_insert(now.at);
         }
         known
     }
 
     /// Drops what can no longer be used: pending prices older than `max_age`, verified prices
     /// and stored tombstones older than `retention`.
-    pub fn expire(&mut self, now: SystemTime) -> Expired {
+    pub fn expire(&mut self, now: Moment) -> Expired {
         let PoolSettings {
             max_age, retention, ..
         } = self.settings;
         let mut expired = Expired::default();
         let pending_by_creator = &mut self.pending_by_creator;
         self.entries.retain(|data, entry| {
-            let old = age(entry.first_seen, now);
+            let old = age(entry.first_seen, now.at);
             match entry.verified_at {
                 None if old > max_age => {
                     release(pending_by_creator, &entry.creator);
@@ -297,7 +331,7 @@ impl Pool {
             false
         });
         self.stored
-            .retain(|_, stored_at| age(*stored_at, now) <= retention);
+            .retain(|_, stored_at| age(*stored_at, now.at) <= retention);
         expired.unverified.sort_unstable();
         expired.verified.sort_unstable();
         expired
@@ -333,7 +367,7 @@ fn release(pending_by_creator: &mut HashMap<Address, usize>, creator: &Address) 
 
 impl Entry {
     /// Adds signatures not yet known; returns how many were new.
-    fn merge(&mut self, signatures: &[SignatureEntry], now: SystemTime) -> usize {
+    fn merge(&mut self, signatures: &[SignatureEntry], now: Moment) -> usize {
         let mut new = 0;
         for entry in signatures {
             if self
@@ -344,8 +378,8 @@ impl Entry {
                 new += 1;
             }
         }
-        if new > 0 {
-            self.last_signed = self.last_signed.max(now);
+        if new > 0 && now.at >= self.last_signed.at {
+            self.last_signed = now;
         }
         new
     }
@@ -360,7 +394,7 @@ impl Entry {
 
     /// Marks the entry verified when its member signatures reach the quorum, the origin's
     /// among them.
-    fn check_quorum(&mut self, min_signers: usize, members: &Members, now: SystemTime) -> bool {
+    fn check_quorum(&mut self, min_signers: usize, members: &Members, now: Instant) -> bool {
         if self.verified_at.is_none()
             && self.signatures.contains_key(&self.data.origin)
             && members.counts_at(&self.data.origin, self.data.observed_at)
@@ -386,14 +420,14 @@ impl Entry {
                     signature: *signature,
                 })
                 .collect(),
-            last_signed: self.last_signed,
+            last_signed: self.last_signed.wall,
         }
     }
 }
 
-/// `now − then`, zero when the clock went backwards.
-fn age(then: SystemTime, now: SystemTime) -> Duration {
-    now.duration_since(then).unwrap_or_default()
+/// `now − then` on the monotonic clock, zero if `then` is later.
+fn age(then: Instant, now: Instant) -> Duration {
+    now.saturating_duration_since(then)
 }
 
 #[cfg(test)]
@@ -431,8 +465,13 @@ mod tests {
             .collect()
     }
 
-    fn t(seconds: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(1_763_700_000 + seconds)
+    /// `seconds` after a fixed start, on both clocks.
+    fn t(seconds: u64) -> Moment {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        Moment {
+            at: *START.get_or_init(Instant::now) + Duration::from_secs(seconds),
+            wall: UNIX_EPOCH + Duration::from_secs(1_763_700_000 + seconds),
+        }
     }
 
     fn data(id: u64, origin: &Identity) -> PriceData {
@@ -568,7 +607,7 @@ mod tests {
         let due = pool.due(t(20) + FLUSH_DELAY);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].signatures.len(), 4);
-        assert_eq!(due[0].last_signed, t(20));
+        assert_eq!(due[0].last_signed, t(20).wall);
         assert_eq!(due[0].origin, n[0].address());
     }
 
@@ -594,6 +633,26 @@ mod tests {
         assert_eq!(ids, vec![1, 3]);
         let ids: Vec<u64> = pool.due(t(130)).iter().map(|p| p.id).collect();
         assert_eq!(ids, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn a_wall_clock_step_neither_expires_nor_ripens_prices() {
+        let n = nodes();
+        let mut pool = pool();
+        let d = data(1, &n[0]);
+        let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
+        pool.add(&d, &all, t(0));
+        // Ten seconds later by the monotonic clock, two days later by the wall clock.
+        let stepped = Moment {
+            at: t(10).at,
+            wall: t(10).wall + Duration::from_secs(2 * 86_400),
+        };
+        assert!(pool.due(stepped).is_empty(), "not due after 10 s");
+        let expired = pool.expire(stepped);
+        assert!(expired.verified.is_empty(), "{expired:?}");
+        assert_eq!(pool.counts().verified, 1);
+        // The stored row still carries the wall-clock time of the last signature.
+        assert_eq!(pool.verified()[0].last_signed, t(0).wall);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::membership::Members;
 use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
 use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
 use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
-use crate::pool::{Added, Pool, PoolSettings};
+use crate::pool::{Added, Moment, Pool, PoolSettings};
 use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
 use crate::store::lease::{self, LeaseSettings, LeaseState, MemberList, Participant};
 use crate::store::prices::FlushOutcome;
@@ -507,8 +507,7 @@ impl Node {
             );
         }
         self.members.send_replace(Arc::clone(&members));
-        let now = SystemTime::now();
-        for data in self.pool.set_members(members, now) {
+        for data in self.pool.set_members(members, Moment::now()) {
             self.note_added(
                 &data,
                 Added::New {
@@ -520,7 +519,7 @@ impl Node {
     }
 
     fn on_gossip(&mut self, gossip: Gossip) {
-        let now = SystemTime::now();
+        let now = Moment::now();
         match gossip {
             Gossip::Price(message) => {
                 let data = message.data();
@@ -577,7 +576,7 @@ impl Node {
         }
     }
 
-    fn on_stored_notice(&mut self, notice: &StoredNotice, now: SystemTime) {
+    fn on_stored_notice(&mut self, notice: &StoredNotice, now: Moment) {
         let writer = notice.writer.to_checksum(None);
         if !self.writer.believes(&writer) {
             log::debug!("ignoring a stored notice from {writer}, not a writer we know of");
@@ -628,7 +627,7 @@ impl Node {
         let attestation = Attestation::sign(&data, self.settings.identity.signer());
         let added = self
             .pool
-            .add(&data, &[attestation.signature], SystemTime::now());
+            .add(&data, &[attestation.signature], Moment::now());
         self.note_added(&data, added);
         self.metrics.prices_cosigned.inc();
         log::debug!("co-signed price {} from {}", data.id, data.origin);
@@ -679,11 +678,11 @@ impl Node {
                 return;
             }
         };
-        let now = SystemTime::now();
+        let now = Moment::now();
         let decisions = self.cosigner.observed(Observation {
             price,
-            at: now,
-            fetched: Instant::now(),
+            at: now.wall,
+            fetched: now.at,
         });
         if self.originations_wanted > 0 {
             self.originations_wanted -= 1;
@@ -698,15 +697,15 @@ impl Node {
         }
     }
 
-    fn originate(&mut self, price: UsdPrice, now: SystemTime) {
-        let id = match self.ids.next_id_at(now) {
+    fn originate(&mut self, price: UsdPrice, now: Moment) {
+        let id = match self.ids.next_id_at(now.wall) {
             Ok(id) => id,
             Err(err) => {
                 log::error!("cannot mint a price id: {err}");
                 return;
             }
         };
-        let observed_at = unix_seconds(now);
+        let observed_at = unix_seconds(now.wall);
         let message =
             PriceMessage::originate(id, price, observed_at, self.settings.identity.signer());
         let added = self.pool.add(&message.data(), &message.signatures, now);
@@ -725,7 +724,7 @@ impl Node {
         if !self.writer.may_flush() {
             return;
         }
-        let due = self.pool.due(SystemTime::now());
+        let due = self.pool.due(Moment::now());
         if due.is_empty() {
             return;
         }
@@ -774,12 +773,11 @@ impl Node {
                     .chain(&flushed.conflicting)
                     .copied()
                     .collect();
-                self.pool.mark_stored(&done, SystemTime::now());
-                self.network.publish(Gossip::Stored(StoredNotice::sign(
-                    done,
-                    unix_seconds(SystemTime::now()),
-                    self.settings.identity.signer(),
-                )));
+                self.pool.mark_stored(&done, Moment::now());
+                let at = unix_seconds(SystemTime::now());
+                for notice in StoredNotice::sign_all(&done, at, self.settings.identity.signer()) {
+                    self.network.publish(Gossip::Stored(notice));
+                }
             }
             Ok(FlushOutcome::NotWriter { writer }) => {
                 log::debug!("lost the lease before flushing (writer now {writer:?})");
@@ -792,7 +790,7 @@ impl Node {
     }
 
     fn expire(&mut self) {
-        let expired = self.pool.expire(SystemTime::now());
+        let expired = self.pool.expire(Moment::now());
         if !expired.unverified.is_empty() {
             log::debug!(
                 "dropped {} prices that never reached the quorum",
