@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a local oracle network: one bootstrap node and NUM_NODES full nodes (node0 … node{N-1}).
+# Runs a local oracle network: two bootstrap nodes and NUM_NODES full nodes (node0 … node{N-1}).
 #
 #   NUM_NODES=4 ./run_nodes.sh                   # prices from Coinbase
 #   MOCK_EXCHANGE=1 NUM_NODES=5 ./run_nodes.sh   # offline: a local mock exchange
@@ -8,7 +8,7 @@
 #   NUM_NODES        full nodes to start (default 4)
 #   MOCK_EXCHANGE=1  start `oracle mock-exchange` and point every node at it
 #   MOCK_PORT        its port (default 8099)
-#   BOOTSTRAP_PORT   the bootstrap node's fixed port (default 4001)
+#   BOOTSTRAP_PORT   the bootstrap nodes' fixed ports: this one and the next (default 4001)
 #   HTTP_PORT        node i serves /health, /status, /metrics on HTTP_PORT+i (default 9100)
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
 #   DATABASE_URL     the database; otherwise built from .env-db
@@ -84,11 +84,21 @@ if [ "${MOCK_EXCHANGE:-0}" = 1 ]; then
   export ORACLE_SOURCE_BASE_URL="http://127.0.0.1:$MOCK_PORT"
 fi
 
-# The bootstrap node's address includes its peer id, which comes from its (stable) key.
-[ -f keys/boot.priv ] || "$ORACLE" keygen --name boot --log-level warn >/dev/null
-peer_id=$("$ORACLE" keygen --name boot --show --log-level warn | awk '/^peer id/ { print $3 }')
-start boot bootstrap --name boot --listen "/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT"
-BOOTSTRAP="/ip4/127.0.0.1/tcp/$BOOTSTRAP_PORT/p2p/$peer_id"
+# Two bootstrap nodes, so that losing one does not strand a restarting node (nodes also find
+# each other through the heartbeat table). Each address includes its peer id, which comes from
+# its (stable) key.
+BOOTSTRAP_ARGS=()
+BOOTSTRAP=""
+for b in 0 1; do
+  name="boot$b"
+  [ "$b" = 0 ] && name=boot
+  port=$(( BOOTSTRAP_PORT + b ))
+  [ -f "keys/$name.priv" ] || "$ORACLE" keygen --name "$name" --log-level warn >/dev/null
+  peer_id=$("$ORACLE" keygen --name "$name" --show --log-level warn | awk '/^peer id/ { print $3 }')
+  start "$name" bootstrap --name "$name" --listen "/ip4/127.0.0.1/tcp/$port"
+  BOOTSTRAP_ARGS+=(--bootstrap "/ip4/127.0.0.1/tcp/$port/p2p/$peer_id")
+  BOOTSTRAP+="/ip4/127.0.0.1/tcp/$port/p2p/$peer_id "
+done
 
 # Membership: every node's key is registered in the signers table (the operator's step,
 # `oracle signers add`, done here with the same database credential). Only members count.
@@ -101,7 +111,7 @@ say "$NUM_NODES members registered (oracle signers list shows them)"
 endpoints=""
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
   port=$(( HTTP_PORT + i ))
-  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 --bootstrap "$BOOTSTRAP" \
+  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 "${BOOTSTRAP_ARGS[@]}" \
     --http "127.0.0.1:$port"
   endpoints+="run_nodes:   node$i  http://127.0.0.1:$port/status  /health  /metrics"$'\n'
 done

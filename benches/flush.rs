@@ -41,6 +41,7 @@ fn flush(c: &mut Criterion) {
             address: identity.address(),
             name: "bench".into(),
             peer_id: identity.peer_id().to_string(),
+            listen_addrs: Vec::new(),
         };
         store
             .heartbeat(&writer, Duration::ZERO)

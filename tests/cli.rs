@@ -404,6 +404,7 @@ async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
         address: signers[0].address(),
         name: "node1".into(),
         peer_id: signers[0].peer_id().to_string(),
+        listen_addrs: Vec::new(),
     };
     store.heartbeat(&writer, Duration::ZERO).await.unwrap();
     for signer in &signers {

@@ -917,7 +917,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn prices_are_still_stored_after_the_bootstrap_node_dies() {
+async fn after_the_bootstrap_node_dies_prices_flow_and_a_restarted_node_finds_its_way_back() {
     let (db, conn) = prepared_db("noboot").await;
     let exchange = mock_at("3000").await;
     let (boot, boot_addr) = start_peer(100, vec![]).await;
@@ -954,6 +954,40 @@ async fn prices_are_still_stored_after_the_bootstrap_node_dies() {
         rows(&conn).await.len() - before,
         killed_at.elapsed()
     );
+
+    // Node 5 restarts on a new random port; its only bootstrap is the dead one. The heartbeat
+    // table tells it where the others are.
+    let mut nodes = nodes;
+    let Some(node5) = nodes.pop() else {
+        unreachable!("five nodes")
+    };
+    stop_all(vec![node5]).await;
+    let restarted_at = SystemTime::now();
+    let node5 = start_node(node_settings(
+        5,
+        &boot_addr,
+        &exchange,
+        &db.settings(),
+        &config,
+    ));
+    let node5_address = node5.address.to_checksum(None);
+    wait_for(
+        "a price of the restarted node stored",
+        Duration::from_secs(60),
+        async || {
+            rows(&conn).await.iter().any(|row| {
+                row.first_signer == node5_address
+                    && UNIX_EPOCH + Duration::from_secs(row.observed_at)
+                        >= restarted_at - Duration::from_secs(1)
+            })
+        },
+    )
+    .await;
+    println!(
+        "the restarted node rejoined: {} peers",
+        node5.metrics.connected_peers.get()
+    );
+    nodes.push(node5);
     let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
     assert_rows_verify(&rows(&conn).await, &addresses);
     stop_all(nodes).await;

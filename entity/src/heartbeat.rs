@@ -16,6 +16,9 @@ pub struct Model {
     pub timestamp: DateTimeWithTimeZone,
     /// When the node first heartbeated (database clock).
     pub started_at: DateTimeWithTimeZone,
+    /// Where the node listens: multiaddrs with `/p2p/<peer id>`, space-separated.
+    #[sea_orm(column_type = "Text")]
+    pub listen_addrs: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

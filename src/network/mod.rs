@@ -109,6 +109,7 @@ pub enum NetworkEvent {
 enum Command {
     Publish(Gossip),
     PublishRaw(Vec<u8>),
+    Dial(Vec<Multiaddr>),
 }
 
 /// The rest of the node's way to the Swarm task. Dropping every handle stops the task.
@@ -142,6 +143,12 @@ impl NetworkHandle {
     #[doc(hidden)]
     pub fn publish_raw(&self, bytes: Vec<u8>) {
         self.send(Command::PublishRaw(bytes));
+    }
+
+    /// Dials these peers (multiaddrs ending in `/p2p/<peer id>`) unless already connected, and
+    /// remembers them for discovery: the way back for a node whose bootstrap nodes are gone.
+    pub fn dial(&self, addrs: Vec<Multiaddr>) {
+        self.send(Command::Dial(addrs));
     }
 
     fn send(&self, command: Command) {
@@ -269,6 +276,8 @@ pub fn spawn(
         pending: VecDeque::new(),
         last_redial: None,
         last_kad_refresh: Instant::now(),
+        bootstrap_dial_failures: 0,
+        dial_log: LogLimiter::default(),
     };
     let handle = NetworkHandle {
         commands: commands_tx,
@@ -467,6 +476,8 @@ struct SwarmTask {
     pending: VecDeque<Pending>,
     last_redial: Option<Instant>,
     last_kad_refresh: Instant,
+    bootstrap_dial_failures: u64,
+    dial_log: LogLimiter,
 }
 
 impl SwarmTask {
@@ -480,6 +491,7 @@ impl SwarmTask {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(Command::Publish(gossip)) => self.publish(gossip),
+                    Some(Command::Dial(addrs)) => self.dial_known(addrs),
                     Some(Command::PublishRaw(bytes)) => {
                         let topic = self.topic.clone();
                         if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
@@ -599,6 +611,50 @@ impl SwarmTask {
         }
     }
 
+    fn dial_known(&mut self, addrs: Vec<Multiaddr>) {
+        let me = *self.swarm.local_peer_id();
+        for addr in addrs {
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                continue;
+            };
+            if peer == me || self.swarm.is_connected(&peer) {
+                continue;
+            }
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .add_address(&peer, addr.clone());
+            if let Err(err) = self.swarm.dial(addr.clone()) {
+                log::debug!("dialing {addr}: {err}");
+            }
+        }
+    }
+
+    /// A failed dial to a bootstrap node is worth a warning (rate-limited): without one, a node
+    /// whose bootstrap is gone would wait for peers in silence.
+    fn on_dial_failure(&mut self, peer: Option<PeerId>, error: &DialError) {
+        let to_bootstrap = self
+            .bootstrap
+            .iter()
+            .any(|(bootstrap_peer, addr)| match peer {
+                Some(peer) => *bootstrap_peer == Some(peer),
+                None => error.to_string().contains(&addr.to_string()),
+            });
+        if !to_bootstrap {
+            log::debug!("dial to {peer:?} failed: {error}");
+            return;
+        }
+        self.bootstrap_dial_failures += 1;
+        if let Some(suppressed) = self.dial_log.allow(Instant::now()) {
+            log::warn!(
+                "cannot reach a bootstrap node ({} failed dials so far): {}{}",
+                self.bootstrap_dial_failures,
+                one_line(&error.to_string()),
+                crate::logging::suppressed_note(suppressed)
+            );
+        }
+    }
+
     fn dial_bootstrap(&mut self) {
         self.last_redial = Some(Instant::now());
         for (peer, addr) in &self.bootstrap {
@@ -686,6 +742,9 @@ impl SwarmTask {
             } if cause.downcast_ref::<Exceeded>().is_some() => {
                 self.metrics.limit_hit("connections");
             }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.on_dial_failure(peer_id, &error);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -746,6 +805,11 @@ impl SwarmTask {
                 );
         }
     }
+}
+
+/// libp2p's dial errors span lines; a log line should not.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

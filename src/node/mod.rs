@@ -42,6 +42,7 @@ use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
 use crate::store::lease::{self, LeaseSettings, LeaseState, MemberList, Participant};
 use crate::store::prices::FlushOutcome;
 use crate::store::{DbSettings, Store, StoreError};
+use libp2p::Multiaddr;
 
 pub use cosign::COSIGN_WINDOW;
 use cosign::{Cosigner, Decision, Observation};
@@ -51,6 +52,8 @@ use writer::WriterDuties;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(3);
 /// How often a failed database connection is retried at start.
 const DB_RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a node short of peers looks up the others' addresses in the database.
+const REJOIN_INTERVAL: Duration = Duration::from_secs(10);
 /// How often expired prices are swept from the pool.
 const EXPIRE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often `/status` and `/health` are refreshed.
@@ -203,6 +206,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let (fetches_tx, fetches) = mpsc::channel(4);
     let (flushes_tx, flushes) = mpsc::channel(4);
     let (database_tx, database) = mpsc::channel(1);
+    let (peer_addrs_tx, peer_addrs) = mpsc::channel(1);
     let (events_tx, _) = broadcast::channel(4096);
     let (control, controls) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
@@ -229,6 +233,8 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         fetches_tx,
         flushes_tx,
         database_tx,
+        peer_addrs_tx,
+        lookup_in_flight: false,
         status: status_tx,
         started: Instant::now(),
         last_stored_id: None,
@@ -239,6 +245,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         fetches,
         flushes,
         database,
+        peer_addrs,
         controls,
         network_task: Some(network_task),
     };
@@ -260,17 +267,21 @@ struct Inbox {
     fetches: mpsc::Receiver<FetchResult>,
     flushes: mpsc::Receiver<FlushResult>,
     database: mpsc::Receiver<Store>,
+    /// Peers' addresses read from the heartbeat table.
+    peer_addrs: mpsc::Receiver<Vec<String>>,
     controls: mpsc::UnboundedReceiver<Control>,
     /// `None` once it has ended.
     network_task: Option<JoinHandle<()>>,
 }
 
-/// Where the node is in its life.
+/// Where the node is in its life. The database connection is made in the background from the
+/// start (its heartbeat table tells a node without peers where the others are), but the node
+/// heartbeats, and so can become the writer, only once it has its peers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Until `--min-peers` peers are connected.
     WaitingForPeers,
-    /// Connecting (migrating, registering), retried until it works.
+    /// Has its peers; still connecting (migrating, registering), retried until it works.
     ConnectingToDatabase,
     /// Heartbeating, originating, co-signing and, while the writer, storing.
     Running,
@@ -301,6 +312,8 @@ struct Node {
     fetches_tx: mpsc::Sender<FetchResult>,
     flushes_tx: mpsc::Sender<FlushResult>,
     database_tx: mpsc::Sender<Store>,
+    peer_addrs_tx: mpsc::Sender<Vec<String>>,
+    lookup_in_flight: bool,
     status: watch::Sender<NodeStatus>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
@@ -355,7 +368,10 @@ impl Node {
         let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
         let mut expire_timer = interval(EXPIRE_INTERVAL);
         let mut status_timer = interval(STATUS_INTERVAL);
+        let mut rejoin_timer = interval(REJOIN_INTERVAL);
+        self.spawn_db_connect();
         loop {
+            let was = phase;
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = ended(&mut inbox.network_task) => {
@@ -368,15 +384,17 @@ impl Node {
                 () = peers.peers_changed(), if phase == Phase::WaitingForPeers => {
                     phase = self.check_peers();
                 }
-                // Connecting to the database.
+                // Connecting to the database (from the start, in the background).
                 Some(store) = inbox.database.recv() => {
-                    let (states, lists) = self.start_lease(store);
-                    lease_states = Some(states);
-                    member_lists = Some(lists);
-                    price_timer = Some(interval(self.settings.price_interval));
-                    phase = Phase::Running;
-                    self.refresh_status();
+                    log::info!("database connected: {}", self.settings.db.url);
+                    self.store = Some(store.with_metrics(self.metrics.clone()));
+                    if phase == Phase::ConnectingToDatabase {
+                        phase = Phase::Running;
+                    }
                 }
+                // Short of peers at any time: the heartbeat table says where the others are.
+                _ = rejoin_timer.tick() => self.look_up_peers(),
+                Some(addrs) = inbox.peer_addrs.recv() => self.dial_peers(addrs),
                 // Running.
                 state = next_value(&mut lease_states) => self.writer.on_heartbeat(state),
                 list = next_value(&mut member_lists) => self.on_member_list(list),
@@ -389,6 +407,13 @@ impl Node {
                 _ = expire_timer.tick() => self.expire(),
                 _ = status_timer.tick() => self.refresh_status(),
             }
+            if phase == Phase::Running && was != Phase::Running {
+                let (states, lists) = self.start_lease();
+                lease_states = Some(states);
+                member_lists = Some(lists);
+                price_timer = Some(interval(self.settings.price_interval));
+                self.refresh_status();
+            }
         }
     }
 
@@ -399,9 +424,59 @@ impl Node {
             log::info!("waiting for peers: {peers}/{}", self.settings.min_peers);
             return Phase::WaitingForPeers;
         }
-        log::info!("connected to {peers} peers; connecting to the database");
-        self.spawn_db_connect();
-        Phase::ConnectingToDatabase
+        if self.store.is_some() {
+            log::info!("connected to {peers} peers");
+            Phase::Running
+        } else {
+            log::info!("connected to {peers} peers; waiting for the database");
+            Phase::ConnectingToDatabase
+        }
+    }
+
+    /// Reads the other nodes' addresses from the heartbeat table when short of peers.
+    fn look_up_peers(&mut self) {
+        let Some(store) = self.store.clone() else {
+            return;
+        };
+        if self.lookup_in_flight || self.network.connected_peers() >= self.settings.min_peers {
+            return;
+        }
+        self.lookup_in_flight = true;
+        let me = self.me;
+        let done = self.peer_addrs_tx.clone();
+        let lookup = async move {
+            let addrs = match store.peer_addresses(&me).await {
+                Ok(addrs) => addrs,
+                Err(err) => {
+                    log::warn!("cannot read peers' addresses from the database: {err}");
+                    Vec::new()
+                }
+            };
+            let _ = done.send(addrs).await;
+        };
+        self.tasks
+            .spawn(self.shutdown.clone().run_until_cancelled_owned(lookup));
+    }
+
+    fn dial_peers(&mut self, addrs: Vec<String>) {
+        self.lookup_in_flight = false;
+        let addrs: Vec<Multiaddr> = addrs
+            .iter()
+            .filter_map(|addr| match addr.parse() {
+                Ok(addr) => Some(addr),
+                Err(err) => {
+                    log::debug!("ignoring a peer address {addr:?} from the database: {err}");
+                    None
+                }
+            })
+            .collect();
+        if !addrs.is_empty() {
+            log::info!(
+                "short of peers: dialing {} addresses from the heartbeat table",
+                addrs.len()
+            );
+            self.network.dial(addrs);
+        }
     }
 
     /// Connects (and migrates, and registers) in the background, retrying until it works or
@@ -435,24 +510,22 @@ impl Node {
             .spawn(self.shutdown.clone().run_until_cancelled_owned(connecting));
     }
 
-    /// Starts heartbeating; returns the lease states and the member lists the heartbeats read.
-    fn start_lease(
-        &mut self,
-        store: Store,
-    ) -> (watch::Receiver<LeaseState>, watch::Receiver<MemberList>) {
-        log::info!("database connected: {}", self.settings.db.url);
+    /// Starts heartbeating (the store is connected by now); returns the lease states and the
+    /// member lists the heartbeats read.
+    fn start_lease(&mut self) -> (watch::Receiver<LeaseState>, watch::Receiver<MemberList>) {
         let (states_tx, states) = watch::channel(LeaseState::default());
         let (lists_tx, lists) = watch::channel(None);
-        let store = store.with_metrics(self.metrics.clone());
+        let Some(store) = self.store.clone() else {
+            return (states, lists);
+        };
         self.lease_task = Some(self.tasks.spawn(lease::run(
-            store.clone(),
+            store,
             self.participant(),
             self.settings.lease,
             states_tx,
             lists_tx,
             self.shutdown.clone().cancelled_owned(),
         )));
-        self.store = Some(store);
         (states, lists)
     }
 
@@ -901,6 +974,12 @@ impl Node {
             address: self.me,
             name: self.settings.name.clone(),
             peer_id: self.settings.identity.peer_id().to_string(),
+            listen_addrs: self
+                .network
+                .listen_addrs()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }

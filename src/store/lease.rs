@@ -29,6 +29,8 @@ pub struct Participant {
     pub address: Address,
     pub name: String,
     pub peer_id: String,
+    /// Where the node listens (multiaddrs with `/p2p/…`), for peers that lost their bootstrap.
+    pub listen_addrs: Vec<String>,
 }
 
 impl Participant {
@@ -79,12 +81,13 @@ pub struct LeaseState {
 /// `UNION ALL` instead of being read back from the table.
 const HEARTBEAT_SQL: &str = r#"
 WITH beat AS (
-    INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at)
-    VALUES ($1, $2, $3, now() + random() * make_interval(secs => $4), now())
+    INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs)
+    VALUES ($1, $2, $3, now() + random() * make_interval(secs => $4), now(), $5)
     ON CONFLICT (node_address) DO UPDATE
         SET nodename = EXCLUDED.nodename,
             peer_id = EXCLUDED.peer_id,
-            "timestamp" = EXCLUDED."timestamp"
+            "timestamp" = EXCLUDED."timestamp",
+            listen_addrs = EXCLUDED.listen_addrs
     RETURNING node_address, "timestamp"
 )
 SELECT node_address, (MEMBERS_VERSION) FROM (
@@ -97,9 +100,15 @@ LIMIT 1
 "#;
 
 const CLAIM_SQL: &str = r#"
-INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now())
+INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now(), $5)
 ON CONFLICT (node_address) DO UPDATE SET "timestamp" = EXCLUDED."timestamp"
+"#;
+
+/// Where the other nodes that heartbeated in the last 10 minutes listen.
+const PEER_ADDRS_SQL: &str = r#"
+SELECT listen_addrs FROM heartbeat
+WHERE node_address <> $1 AND "timestamp" > now() - interval '10 minutes' AND listen_addrs <> ''
 "#;
 
 /// The writer right now.
@@ -119,6 +128,7 @@ impl Store {
                 me.name.clone().into(),
                 me.peer_id.clone().into(),
                 jitter.as_secs_f64().into(),
+                me.listen_addrs.join(" ").into(),
             ],
         );
         let row = self
@@ -159,11 +169,34 @@ impl Store {
                 me.name.clone().into(),
                 me.peer_id.clone().into(),
                 jitter.as_secs_f64().into(),
+                me.listen_addrs.join(" ").into(),
             ],
         );
         self.timed("claim lease", self.db.execute_raw(statement))
             .await
             .map(|_| ())
+    }
+
+    /// Where the other recently live nodes listen, as their heartbeats say.
+    pub async fn peer_addresses(&self, me: &Address) -> Result<Vec<String>, StoreError> {
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            PEER_ADDRS_SQL,
+            [me.to_checksum(None).into()],
+        );
+        let rows = self
+            .timed("peer addresses", self.db.query_all_raw(statement))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| row.try_get_by_index::<String>(0).ok())
+            .flat_map(|addrs| {
+                addrs
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect())
     }
 
     /// Removes this node's heartbeat (graceful shutdown): the others take over at once.
