@@ -36,6 +36,8 @@ pub struct NodeStatus {
     pub last_observation: Option<Observed>,
     /// The newest price id this node stored as the writer.
     pub last_stored_id: Option<String>,
+    /// Why the node is unhealthy; empty when it is healthy (the rules are in the README).
+    pub problems: Vec<String>,
 }
 
 /// A price this node fetched.
@@ -84,19 +86,9 @@ pub async fn serve(
     Ok((bound, task))
 }
 
-/// Why a node is unhealthy, if it is.
+/// Why a node is unhealthy, if it is: its problems, in one line.
 pub fn unhealthy_reason(status: &NodeStatus) -> Option<String> {
-    if status.connected_peers < status.min_peers {
-        return Some(format!(
-            "connected to {} of {} required peers",
-            status.connected_peers, status.min_peers
-        ));
-    }
-    match status.database {
-        DatabaseState::Ok => None,
-        DatabaseState::NotConnected => Some("not connected to the database yet".to_owned()),
-        DatabaseState::Failing => Some("the last database call failed".to_owned()),
-    }
+    (!status.problems.is_empty()).then(|| status.problems.join("; "))
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -139,23 +131,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn health_needs_peers_and_a_working_database() {
-        let mut status = NodeStatus {
-            connected_peers: 3,
-            min_peers: 3,
-            database: DatabaseState::Ok,
-            ..NodeStatus::default()
-        };
+    fn health_reports_every_problem_in_one_line() {
+        let mut status = NodeStatus::default();
         assert_eq!(unhealthy_reason(&status), None);
-        status.connected_peers = 1;
+        status.problems = vec![
+            "connected to 1 of 3 required peers".into(),
+            "the last database call failed".into(),
+        ];
         assert_eq!(
             unhealthy_reason(&status).as_deref(),
-            Some("connected to 1 of 3 required peers")
+            Some("connected to 1 of 3 required peers; the last database call failed")
         );
-        status.connected_peers = 4;
-        status.database = DatabaseState::Failing;
-        assert!(unhealthy_reason(&status).unwrap().contains("database"));
-        status.database = DatabaseState::NotConnected;
-        assert!(unhealthy_reason(&status).unwrap().contains("not connected"));
     }
 }

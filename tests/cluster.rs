@@ -15,7 +15,7 @@ use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
 use price_oracle::metrics::Metrics;
-use price_oracle::mock_exchange::{MockExchange, MockSettings};
+use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
 use price_oracle::network::validation::ValidationSettings;
 use price_oracle::network::{self, ConnectionBounds, NetworkHandle, NetworkSettings};
 use price_oracle::node::{self, NodeSettings};
@@ -1092,6 +1092,7 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
         "pool",
         "uptime_seconds",
         "last_stored_id",
+        "problems",
     ] {
         assert!(status.get(field).is_some(), "/status has {field}: {status}");
     }
@@ -1142,6 +1143,31 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     wait_for("/health to recover", Duration::from_secs(15), async || {
         get(&format!("{base}/health")).await.0 == 200
     })
+    .await;
+
+    // Price sources that keep failing make the node unhealthy, and it recovers with them.
+    exchange.set_faults(1.0, &[Fault::ServerError]);
+    wait_for(
+        "/health to report the price sources",
+        Duration::from_secs(15),
+        async || {
+            node.originate_now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (code, body) = get(&format!("{base}/health")).await;
+            code == 503 && body.contains("price fetches failed")
+        },
+    )
+    .await;
+    exchange.set_faults(0.0, &[]);
+    wait_for(
+        "/health to recover with the sources",
+        Duration::from_secs(15),
+        async || {
+            node.originate_now();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            get(&format!("{base}/health")).await.0 == 200
+        },
+    )
     .await;
 
     node.stop().await.unwrap();

@@ -13,7 +13,7 @@ mod intake;
 pub mod transport;
 pub mod validation;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -41,6 +41,9 @@ use crate::membership::MemberView;
 use crate::message::Gossip;
 use crate::metrics::Metrics;
 
+/// A peer that has not answered a ping for this long is not counted as responsive (libp2p
+/// pings every 15 s).
+pub const RESPONSIVE_WINDOW: Duration = Duration::from_secs(45);
 /// How often queued publishes are retried and connections looked after.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 /// Outbound dials to discovered peers stop at this many connections; inbound ones are accepted.
@@ -118,6 +121,8 @@ pub struct NetworkHandle {
     commands: mpsc::Sender<Command>,
     metrics: Metrics,
     peers: watch::Receiver<usize>,
+    /// Connected peers that answered a ping within [`RESPONSIVE_WINDOW`].
+    responsive: watch::Receiver<usize>,
     listen_addrs: watch::Receiver<Vec<Multiaddr>>,
     peer_id: PeerId,
 }
@@ -164,6 +169,12 @@ impl NetworkHandle {
 
     pub fn connected_peers(&self) -> usize {
         *self.peers.borrow()
+    }
+
+    /// Connected peers that answered a ping within [`RESPONSIVE_WINDOW`]: a connection can
+    /// look open through a partition long after its peer went silent.
+    pub fn responsive_peers(&self) -> usize {
+        *self.responsive.borrow()
     }
 
     /// Waits until at least `count` peers are connected.
@@ -257,6 +268,7 @@ pub fn spawn(
         metrics.clone(),
     ));
     let (peers_tx, peers) = watch::channel(0);
+    let (responsive_tx, responsive) = watch::channel(0);
     let (listen_tx, listen_addrs) = watch::channel(Vec::new());
     let peer_id = *swarm.local_peer_id();
     let task = SwarmTask {
@@ -272,6 +284,8 @@ pub fn spawn(
         intake,
         blocked_log: LogLimiter::default(),
         peers: peers_tx,
+        responsive: responsive_tx,
+        last_answer: HashMap::new(),
         listen_addrs: listen_tx,
         pending: VecDeque::new(),
         last_redial: None,
@@ -283,6 +297,7 @@ pub fn spawn(
         commands: commands_tx,
         metrics,
         peers,
+        responsive,
         listen_addrs,
         peer_id,
     };
@@ -472,6 +487,9 @@ struct SwarmTask {
     intake: Intake<Received>,
     blocked_log: LogLimiter,
     peers: watch::Sender<usize>,
+    responsive: watch::Sender<usize>,
+    /// When each connected peer last answered a ping (or connected).
+    last_answer: HashMap<PeerId, Instant>,
     listen_addrs: watch::Sender<Vec<Multiaddr>>,
     pending: VecDeque<Pending>,
     last_redial: Option<Instant>,
@@ -594,6 +612,16 @@ impl SwarmTask {
     }
 
     fn maintain(&mut self) {
+        let responsive = self
+            .last_answer
+            .values()
+            .filter(|answered| answered.elapsed() <= RESPONSIVE_WINDOW)
+            .count();
+        self.responsive.send_if_modified(|current| {
+            let changed = *current != responsive;
+            *current = responsive;
+            changed
+        });
         for peer in self.intake.expired_blocks(Instant::now()) {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
@@ -687,7 +715,12 @@ impl SwarmTask {
                 BehaviourEvent::Gossipsub(event) => self.p2p_metrics.record(event),
                 BehaviourEvent::Kad(event) => self.p2p_metrics.record(event),
                 BehaviourEvent::Identify(event) => self.p2p_metrics.record(event),
-                BehaviourEvent::Ping(event) => self.p2p_metrics.record(event),
+                BehaviourEvent::Ping(event) => {
+                    self.p2p_metrics.record(event);
+                    if event.result.is_ok() {
+                        self.last_answer.insert(event.peer, Instant::now());
+                    }
+                }
                 BehaviourEvent::Limits(event) => match *event {},
                 BehaviourEvent::Blocked(event) => match *event {},
             }
@@ -709,6 +742,7 @@ impl SwarmTask {
                 if num_established.get() == 1 {
                     log::debug!("connected to {peer_id}");
                 }
+                self.last_answer.insert(peer_id, Instant::now());
                 // The first connection is the way into the network: look around at once. Later
                 // connections do not trigger lookups (each lookup dials peers, which would
                 // trigger more: a storm in a large network); the periodic refresh covers them.
@@ -725,6 +759,7 @@ impl SwarmTask {
             } => {
                 if num_established == 0 {
                     log::debug!("disconnected from {peer_id}");
+                    self.last_answer.remove(&peer_id);
                 }
                 self.update_peer_count();
             }

@@ -5,12 +5,14 @@
 //!
 //! - [`cosign`]: whether to co-sign a peer's price.
 //! - [`writer`]: the lease as the heartbeats see it, when to flush, whose stored notices count.
+//! - [`health`]: the rules `/health` applies.
 //!
 //! Slow work (fetching, database calls, heartbeats) runs in tasks on one [`TaskTracker`] and
 //! reports back through channels, so the loop never blocks; one [`CancellationToken`] stops it
 //! all, and the stop waits for work in flight within [`STOP_BUDGET`].
 
 mod cosign;
+mod health;
 mod writer;
 
 use std::future::Future;
@@ -235,6 +237,10 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         database_tx,
         peer_addrs_tx,
         lookup_in_flight: false,
+        running_since: None,
+        last_heartbeat_ok: None,
+        failed_fetches: 0,
+        last_gossip: None,
         status: status_tx,
         started: Instant::now(),
         last_stored_id: None,
@@ -314,6 +320,11 @@ struct Node {
     database_tx: mpsc::Sender<Store>,
     peer_addrs_tx: mpsc::Sender<Vec<String>>,
     lookup_in_flight: bool,
+    /// What `/health` judges by.
+    running_since: Option<Instant>,
+    last_heartbeat_ok: Option<Instant>,
+    failed_fetches: u32,
+    last_gossip: Option<Instant>,
     status: watch::Sender<NodeStatus>,
     events: broadcast::Sender<NodeEvent>,
     started: Instant,
@@ -396,7 +407,12 @@ impl Node {
                 _ = rejoin_timer.tick() => self.look_up_peers(),
                 Some(addrs) = inbox.peer_addrs.recv() => self.dial_peers(addrs),
                 // Running.
-                state = next_value(&mut lease_states) => self.writer.on_heartbeat(state),
+                state = next_value(&mut lease_states) => {
+                    if state.healthy {
+                        self.last_heartbeat_ok = Some(Instant::now());
+                    }
+                    self.writer.on_heartbeat(state);
+                }
                 list = next_value(&mut member_lists) => self.on_member_list(list),
                 _ = tick(&mut price_timer) => self.request_fetch(true),
                 Some(NetworkEvent::Gossip(gossip)) = inbox.gossip.recv() => self.on_gossip(gossip),
@@ -408,6 +424,7 @@ impl Node {
                 _ = status_timer.tick() => self.refresh_status(),
             }
             if phase == Phase::Running && was != Phase::Running {
+                self.running_since = Some(Instant::now());
                 let (states, lists) = self.start_lease();
                 lease_states = Some(states);
                 member_lists = Some(lists);
@@ -561,6 +578,25 @@ impl Node {
                 observed_at: unix_seconds(observation.at),
             }),
             last_stored_id: self.last_stored_id.map(|id| id.to_string()),
+            problems: Vec::new(),
+        };
+        let since = |at: Option<Instant>| at.map(|at| at.elapsed());
+        let observations = health::Observations {
+            connected_peers: status.connected_peers,
+            responsive_peers: self.network.responsive_peers(),
+            min_peers: self.settings.min_peers,
+            database: status.database,
+            since_heartbeat: since(self.last_heartbeat_ok.or(self.running_since)),
+            heartbeat_interval: self.settings.lease.interval,
+            running_for: since(self.running_since),
+            since_fetch: since(self.cosigner.latest().map(|ours| ours.fetched)),
+            failed_fetches: self.failed_fetches,
+            since_gossip: since(self.last_gossip),
+            price_interval: self.settings.price_interval,
+        };
+        let status = NodeStatus {
+            problems: health::problems(&observations),
+            ..status
         };
         self.status.send_replace(status);
     }
@@ -593,6 +629,7 @@ impl Node {
 
     fn on_gossip(&mut self, gossip: Gossip) {
         let now = Moment::now();
+        self.last_gossip = Some(now.at);
         match gossip {
             Gossip::Price(message) => {
                 let data = message.data();
@@ -738,6 +775,7 @@ impl Node {
             Err(err) => {
                 // This round's price is skipped; the next timer tick asks again. Peers' prices
                 // waiting for our observation cannot be judged: they go unsigned by us.
+                self.failed_fetches += 1;
                 self.originations_wanted = 0;
                 let unjudged = self.cosigner.fetch_failed();
                 log::warn!(
@@ -751,6 +789,7 @@ impl Node {
                 return;
             }
         };
+        self.failed_fetches = 0;
         let now = Moment::now();
         let decisions = self.cosigner.observed(Observation {
             price,
