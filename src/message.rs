@@ -951,8 +951,8 @@ mod tests {
     #[test]
     fn a_large_backlog_is_announced_in_notices_that_each_fit_a_message() {
         let [writer] = identities(1).try_into().unwrap();
-        // The largest ids take the most room.
-        let ids: Vec<u64> = (0..10_000).map(|i| u64::MAX - i).collect();
+        // The largest ids (below 2^63) take the most room.
+        let ids: Vec<u64> = (0..10_000).map(|i| i64::MAX as u64 - i).collect();
         let whole = Gossip::Stored(StoredNotice::sign(
             ids.clone(),
             1_763_700_000,
@@ -968,8 +968,9 @@ mod tests {
         for notice in notices {
             let bytes = Gossip::Stored(notice).encode();
             assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
-            let Ok(Gossip::Stored(decoded)) = Gossip::decode(&bytes) else {
-                panic!("a notice does not decode");
+            let decoded = match Gossip::decode(&bytes) {
+                Ok(Gossip::Stored(decoded)) => decoded,
+                other => panic!("a notice does not decode: {other:?}"),
             };
             announced.extend(decoded.ids);
         }
