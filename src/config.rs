@@ -513,9 +513,20 @@ pub struct ConsensusArgs {
     /// How often this node renews its heartbeat (writer lease) in the database.
     #[arg(long, env = "ORACLE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub heartbeat_interval: Duration,
-    /// Largest random amount added to each heartbeat; it makes the writer rotate.
-    #[arg(long, env = "ORACLE_HEARTBEAT_JITTER", default_value = "20s", value_parser = parse_duration)]
-    pub heartbeat_jitter: Duration,
+    /// How far past its last heartbeat the writer's lease reaches: a writer that dies is
+    /// replaced within this plus --heartbeat-interval.
+    #[arg(
+        long,
+        alias = "heartbeat-jitter",
+        env = "ORACLE_LEASE_DURATION",
+        default_value = "20s",
+        value_parser = parse_duration
+    )]
+    pub lease_duration: Duration,
+    /// How long one node stays the writer before it hands the lease to the next (the writer
+    /// rotates about once per term, not at every heartbeat).
+    #[arg(long, env = "ORACLE_WRITER_TERM", default_value = "60s", value_parser = parse_duration)]
+    pub writer_term: Duration,
     /// Apply database migrations at start (serialized across nodes by an advisory lock).
     #[arg(
         long,
@@ -561,7 +572,10 @@ impl RunArgs {
             max_deviation: consensus.max_deviation,
             lease: LeaseSettings {
                 interval: consensus.heartbeat_interval,
-                jitter: consensus.heartbeat_jitter,
+                lease: consensus.lease_duration,
+                term: consensus.writer_term,
+                // A node that just started holds none of the recent prices yet.
+                warm_up: consensus.flush_delay,
             },
             feed: self.sources.feed_settings()?,
             db: self.db.settings()?,
@@ -1023,7 +1037,8 @@ mod tests {
         assert_eq!(c.flush_delay, Duration::from_secs(30));
         assert_eq!(c.max_deviation, Decimal::new(1, 2));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
-        assert_eq!(c.heartbeat_jitter, Duration::from_secs(20));
+        assert_eq!(c.lease_duration, Duration::from_secs(20));
+        assert_eq!(c.writer_term, Duration::from_secs(60));
         assert!(c.migrate);
         assert_eq!(args.net.max_age, Duration::from_secs(900));
         assert_eq!(

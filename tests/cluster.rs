@@ -135,7 +135,9 @@ fn node_settings(
         max_deviation: Decimal::new(1, 2),
         lease: LeaseSettings {
             interval: Duration::from_millis(200),
-            jitter: Duration::from_millis(600),
+            lease: Duration::from_millis(600),
+            term: Duration::from_secs(5),
+            warm_up: Duration::from_secs(1),
         },
         feed: FeedSettings {
             endpoints: vec![(Source::Coinbase, url.parse().unwrap())],

@@ -169,11 +169,13 @@ fn start_heartbeat(store: &Store, participant: Participant, settings: LeaseSetti
 }
 
 #[tokio::test]
-async fn the_lease_has_one_writer_that_rotates_and_is_replaced_when_it_stops() {
+async fn the_lease_has_one_writer_that_rotates_once_per_term_and_is_replaced_when_it_stops() {
     let (_db, store) = migrated("lease").await;
     let settings = LeaseSettings {
         interval: Duration::from_millis(100),
-        jitter: Duration::from_millis(400),
+        lease: Duration::from_millis(400),
+        term: Duration::from_secs(1),
+        warm_up: Duration::ZERO,
     };
     let mut nodes: Vec<Running> = (0..3)
         .map(|i| start_heartbeat(&store, participant(i).1, settings))
@@ -199,6 +201,8 @@ async fn the_lease_has_one_writer_that_rotates_and_is_replaced_when_it_stops() {
         distinct.len() >= 2,
         "the writer never rotated: {distinct:?}"
     );
+    // About one change per term (1 s), not one per heartbeat (every 100 ms).
+    assert!(changes <= 5, "{changes} writer changes in 3 s");
     println!(
         "lease: {} samples, {} distinct writers, {changes} changes in 3 s",
         writers.len(),
@@ -255,7 +259,9 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
     let batch = verified_prices(1..1_001);
     let settings = LeaseSettings {
         interval: Duration::from_millis(50),
-        jitter: Duration::from_millis(200),
+        lease: Duration::from_millis(200),
+        term: Duration::from_millis(300),
+        warm_up: Duration::ZERO,
     };
     let contenders: Vec<Participant> = (0..5).map(|i| participant(i).1).collect();
     let mut heartbeats: Vec<Running> = contenders
@@ -681,7 +687,9 @@ async fn the_lease_reads_the_member_list_when_it_changes() {
     let (stop, stopped) = oneshot::channel::<()>();
     let settings = LeaseSettings {
         interval: Duration::from_millis(100),
-        jitter: Duration::ZERO,
+        lease: Duration::ZERO,
+        term: Duration::from_secs(60),
+        warm_up: Duration::ZERO,
     };
     let task = tokio::spawn(lease::run(
         store.clone(),

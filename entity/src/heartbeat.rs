@@ -12,13 +12,16 @@ pub struct Model {
     pub nodename: String,
     #[sea_orm(column_type = "Text")]
     pub peer_id: String,
-    /// Database `now()` plus random jitter, renewed every heartbeat.
+    /// For the writer, until when its lease holds (`now()` + `--lease-duration` at each of its
+    /// heartbeats); for the others, their last heartbeat (`now()`).
     pub timestamp: DateTimeWithTimeZone,
     /// When the node first heartbeated (database clock).
     pub started_at: DateTimeWithTimeZone,
     /// Where the node listens: multiaddrs with `/p2p/<peer id>`, space-separated.
     #[sea_orm(column_type = "Text")]
     pub listen_addrs: String,
+    /// When this node's current term as the writer began; `None` while it is not the writer.
+    pub lease_since: Option<DateTimeWithTimeZone>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

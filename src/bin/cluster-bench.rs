@@ -392,7 +392,9 @@ fn node_settings(
         // The defaults, so the database load is what a real network sees.
         lease: LeaseSettings {
             interval: Duration::from_secs(5),
-            jitter: Duration::from_secs(20),
+            lease: Duration::from_secs(20),
+            term: Duration::from_secs(60),
+            warm_up: Duration::from_secs(1),
         },
         feed: FeedSettings {
             endpoints: vec![(Source::Coinbase, url.parse()?)],

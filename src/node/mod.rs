@@ -976,7 +976,7 @@ impl Node {
             if verified.is_empty() {
                 return;
             }
-            let claimed = store.claim_lease(&me, self.settings.lease.jitter).await;
+            let claimed = store.claim_lease(&me, self.settings.lease.lease).await;
             let result = match claimed {
                 Ok(()) => {
                     store

@@ -1,12 +1,19 @@
-//! The writer lease: every node upserts a heartbeat row with `timestamp = now() + random() ×
-//! jitter` (database clock); the row with the greatest timestamp (ties: greatest address) is the
-//! writer. The jitter makes the writer rotate among live nodes.
+//! The writer lease. Every node upserts a heartbeat row every `interval`; the row with the
+//! greatest `timestamp` (ties: greatest address) is the writer. What a heartbeat writes:
 //!
-//! A node that stops heartbeating keeps its last timestamp, at most `jitter` ahead of the moment
-//! it stopped. Any live node overtakes it with its first heartbeat after that timestamp has passed
-//! on the database clock, so a dead writer is replaced within **jitter + interval** (25 s with the
-//! defaults 20 s + 5 s), usually sooner. A node that shuts down cleanly deletes its row and is
-//! replaced at once.
+//! - the writer **renews**: `timestamp = now() + lease`, for as long as its term (`term`) lasts;
+//! - at the end of its term it **releases**: `timestamp = now()`, so the next node to heartbeat
+//!   takes over, and the writer rotates about once per term rather than at every heartbeat;
+//! - a node **takes** the lease when nobody holds one (every other `timestamp` is in the past)
+//!   and its pool is warm (it has run for `warm_up`, so it holds the recent prices);
+//! - every other node just says it is alive: `timestamp = now()`.
+//!
+//! A writer that stops heartbeating keeps its lease until `timestamp` passes, at most `lease`
+//! after its last heartbeat; the first heartbeat of another node after that takes over, so a dead
+//! writer is replaced within **lease + interval** (25 s with the defaults 20 s + 5 s). A node that
+//! shuts down cleanly deletes its row and is replaced at the next heartbeat of another node.
+//! Two nodes taking at once both write a future `timestamp`; the smaller one sees the greater at
+//! its next heartbeat and stands down.
 //!
 //! Correctness does not rest on the lease: the flush is fenced and the primary key makes every
 //! write exactly-once. The lease only keeps the other nodes from doing useless work.
@@ -40,17 +47,24 @@ impl Participant {
     }
 }
 
-/// How often and with how much randomness to heartbeat.
+/// How the lease behaves (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseSettings {
+    /// How often a node heartbeats.
     pub interval: Duration,
-    pub jitter: Duration,
+    /// How far past its last heartbeat the writer's lease reaches.
+    pub lease: Duration,
+    /// How long one node stays the writer before it lets another take over.
+    pub term: Duration,
+    /// How long a node runs before it may take the lease, so that its pool holds the recent
+    /// prices (`--flush-delay`).
+    pub warm_up: Duration,
 }
 
 impl LeaseSettings {
     /// How long a stopped writer can stay the writer (see the module docs).
     pub fn takeover_bound(&self) -> Duration {
-        self.jitter + self.interval
+        self.lease + self.interval
     }
 }
 
@@ -76,18 +90,39 @@ pub struct LeaseState {
     pub beats: u64,
 }
 
-/// Upserts the heartbeat and reads the writer in the same statement. A data-modifying CTE's
-/// result is not visible to the rest of the statement, so the new row joins the others by
-/// `UNION ALL` instead of being read back from the table.
+/// Decides, upserts and reads the writer in one statement (see the module docs for the rules).
+/// A data-modifying CTE's result is not visible to the rest of the statement, so the new row
+/// joins the others by `UNION ALL` instead of being read back from the table.
+/// `$4` lease seconds, `$5` listen addresses, `$6` term seconds, `$7` whether it may take.
 const HEARTBEAT_SQL: &str = r#"
-WITH beat AS (
-    INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs)
-    VALUES ($1, $2, $3, now() + random() * make_interval(secs => $4), now(), $5)
+WITH others AS (
+    SELECT coalesce(max("timestamp"), '-infinity'::timestamptz) AS until
+    FROM heartbeat WHERE node_address <> $1
+), mine AS (
+    SELECT "timestamp" AS until, lease_since FROM heartbeat WHERE node_address = $1
+), action AS (
+    SELECT CASE
+        WHEN mine.until > now() AND mine.until >= others.until AND mine.lease_since IS NOT NULL
+            THEN CASE WHEN now() - mine.lease_since < make_interval(secs => $6)
+                      THEN 'renew' ELSE 'release' END
+        WHEN others.until < now() AND $7 THEN 'take'
+        ELSE 'alive'
+    END AS what, mine.lease_since AS since
+    FROM others LEFT JOIN mine ON true
+), beat AS (
+    INSERT INTO heartbeat
+        (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs, lease_since)
+    SELECT $1, $2, $3,
+        CASE WHEN what IN ('renew', 'take') THEN now() + make_interval(secs => $4) ELSE now() END,
+        now(), $5,
+        CASE what WHEN 'take' THEN now() WHEN 'renew' THEN since END
+    FROM action
     ON CONFLICT (node_address) DO UPDATE
         SET nodename = EXCLUDED.nodename,
             peer_id = EXCLUDED.peer_id,
             "timestamp" = EXCLUDED."timestamp",
-            listen_addrs = EXCLUDED.listen_addrs
+            listen_addrs = EXCLUDED.listen_addrs,
+            lease_since = EXCLUDED.lease_since
     RETURNING node_address, "timestamp"
 )
 SELECT node_address, (MEMBERS_VERSION) FROM (
@@ -99,10 +134,13 @@ ORDER BY "timestamp" DESC, node_address DESC
 LIMIT 1
 "#;
 
+/// A stopping node's claim (see [`Store::claim_lease`]).
 const CLAIM_SQL: &str = r#"
-INSERT INTO heartbeat (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now(), $5)
-ON CONFLICT (node_address) DO UPDATE SET "timestamp" = EXCLUDED."timestamp"
+INSERT INTO heartbeat
+    (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs, lease_since)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now(), $5, now())
+ON CONFLICT (node_address) DO UPDATE
+    SET "timestamp" = EXCLUDED."timestamp", lease_since = EXCLUDED.lease_since
 "#;
 
 /// Where the other nodes that heartbeated in the last 10 minutes listen.
@@ -116,9 +154,27 @@ pub(super) const WRITER_SQL: &str =
     r#"SELECT node_address FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#;
 
 impl Store {
-    /// Renews this node's heartbeat and returns the writer and the member list's version, in
-    /// one statement.
-    pub async fn heartbeat(&self, me: &Participant, jitter: Duration) -> Result<Beat, StoreError> {
+    /// Heartbeats with a lease of `lease`, no end of term and no warm-up (tools and tests); see
+    /// [`Store::heartbeat_with`].
+    pub async fn heartbeat(&self, me: &Participant, lease: Duration) -> Result<Beat, StoreError> {
+        let settings = LeaseSettings {
+            interval: Duration::ZERO,
+            lease,
+            term: Duration::from_secs(u32::MAX.into()),
+            warm_up: Duration::ZERO,
+        };
+        self.heartbeat_with(me, &settings, true).await
+    }
+
+    /// Renews this node's heartbeat under the lease rules and returns the writer and the member
+    /// list's version, in one statement. A node that may not take the lease yet (`may_take`
+    /// false: its pool is not warm) keeps one it holds but does not take a free one.
+    pub async fn heartbeat_with(
+        &self,
+        me: &Participant,
+        settings: &LeaseSettings,
+        may_take: bool,
+    ) -> Result<Beat, StoreError> {
         let sql = HEARTBEAT_SQL.replace("MEMBERS_VERSION", MEMBERS_VERSION_SQL);
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -127,8 +183,10 @@ impl Store {
                 me.key().into(),
                 me.name.clone().into(),
                 me.peer_id.clone().into(),
-                jitter.as_secs_f64().into(),
+                settings.lease.as_secs_f64().into(),
                 me.listen_addrs.join(" ").into(),
+                settings.term.as_secs_f64().into(),
+                may_take.into(),
             ],
         );
         let row = self
@@ -157,10 +215,10 @@ impl Store {
     }
 
     /// Takes the lease for a stopping node's last flush: its heartbeat moves past any running
-    /// node's (`jitter` + 1 s ahead of now), so its fenced flush is the writer's. The node
+    /// node's (`lease` + 1 s ahead of now), so its fenced flush is the writer's. The node
     /// [`leave`](Self::leave)s right after; if it dies first, the others take over within
     /// the takeover bound + 1 s.
-    pub async fn claim_lease(&self, me: &Participant, jitter: Duration) -> Result<(), StoreError> {
+    pub async fn claim_lease(&self, me: &Participant, lease: Duration) -> Result<(), StoreError> {
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             CLAIM_SQL,
@@ -168,7 +226,7 @@ impl Store {
                 me.key().into(),
                 me.name.clone().into(),
                 me.peer_id.clone().into(),
-                jitter.as_secs_f64().into(),
+                lease.as_secs_f64().into(),
                 me.listen_addrs.join(" ").into(),
             ],
         );
@@ -241,6 +299,7 @@ pub async fn run(
     members: watch::Sender<MemberList>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let started = tokio::time::Instant::now();
     let mut members_version: Option<String> = None;
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -252,9 +311,10 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         // A stop does not wait for a heartbeat the database is slow to answer.
+        let may_take = started.elapsed() >= settings.warm_up;
         let beat = tokio::select! {
             () = &mut shutdown => break,
-            beat = store.heartbeat(&me, settings.jitter) => beat,
+            beat = store.heartbeat_with(&me, &settings, may_take) => beat,
         };
         let next = match beat {
             Ok(beat) => {
@@ -315,10 +375,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn takeover_bound_is_jitter_plus_interval() {
+    fn takeover_bound_is_lease_plus_interval() {
         let settings = LeaseSettings {
             interval: Duration::from_secs(5),
-            jitter: Duration::from_secs(20),
+            lease: Duration::from_secs(20),
+            term: Duration::from_secs(60),
+            warm_up: Duration::from_secs(30),
         };
         assert_eq!(settings.takeover_bound(), Duration::from_secs(25));
     }

@@ -1,6 +1,9 @@
 //! `heartbeat.listen_addrs`: where each live node listens (multiaddrs with `/p2p/<peer id>`,
 //! space-separated). A node whose bootstrap nodes are gone finds its peers here: the database is
 //! already the root of trust.
+//!
+//! `heartbeat.lease_since`: when the writer's current term began (NULL for the other nodes), so
+//! the writer keeps the lease for a term instead of changing at every heartbeat.
 
 use sea_orm_migration::prelude::*;
 
@@ -11,6 +14,7 @@ pub struct Migration;
 enum Heartbeat {
     Table,
     ListenAddrs,
+    LeaseSince,
 }
 
 #[async_trait::async_trait]
@@ -26,6 +30,11 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .default(""),
                     )
+                    .add_column(
+                        ColumnDef::new(Heartbeat::LeaseSince)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await
@@ -37,6 +46,7 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Heartbeat::Table)
                     .drop_column(Heartbeat::ListenAddrs)
+                    .drop_column(Heartbeat::LeaseSince)
                     .to_owned(),
             )
             .await
