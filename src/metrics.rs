@@ -49,6 +49,8 @@ pub struct Metrics {
     pub prices_refused: Family<ReasonLabel, Counter>,
     pub prices_verified: Counter,
     pub prices_stored: Counter,
+    /// Flush attempts by outcome: `stored`, `refused` (another node held the lease), `failed`.
+    pub flushes: Family<KindLabel, Counter>,
     pub prices_expired: Family<KindLabel, Counter>,
     pub messages_received: Family<KindLabel, Counter>,
     pub messages_rejected: Family<ReasonLabel, Counter>,
@@ -82,6 +84,7 @@ impl Default for Metrics {
             prices_refused: Family::default(),
             prices_verified: Counter::default(),
             prices_stored: Counter::default(),
+            flushes: Family::default(),
             prices_expired: Family::default(),
             messages_received: Family::default(),
             messages_rejected: Family::default(),
@@ -137,6 +140,11 @@ impl Metrics {
             "prices_stored",
             "Prices this node wrote to the database as the writer",
             self.prices_stored.clone(),
+        );
+        registry.register(
+            "flushes",
+            "Flush attempts, by outcome: stored, refused (not the writer after all), failed",
+            self.flushes.clone(),
         );
         registry.register(
             "prices_expired",

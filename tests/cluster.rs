@@ -1397,3 +1397,72 @@ async fn a_message_published_twice_is_counted_once() {
     assert_eq!(sent(), 1, "a duplicate is not a message sent");
     drop(hub);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_healthy_network_the_writer_changes_once_per_term_and_stores_on_time() {
+    let (db, conn) = prepared_db("calm_lease").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(2),
+        min_peers: 3,
+    };
+    let nodes = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
+    wait_for("the first prices", Duration::from_secs(40), async || {
+        rows(&conn).await.len() >= 5
+    })
+    .await;
+    let writer_sql = Statement::from_string(
+        DbBackend::Postgres,
+        r#"SELECT node_address FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#,
+    );
+    let flushes = |outcome: &str| total(&nodes, |m| Metrics::kind(&m.flushes, outcome).get());
+    let (stored_before, refused_before) = (flushes("stored"), flushes("refused"));
+    let rows_before = rows(&conn).await.len();
+    let mut writers: Vec<String> = Vec::new();
+    let watched = Duration::from_secs(20);
+    let started = Instant::now();
+    while started.elapsed() < watched {
+        if let Ok(Some(row)) = conn.query_one_raw(writer_sql.clone()).await
+            && let Ok(writer) = row.try_get_by_index::<String>(0)
+            && writers.last() != Some(&writer)
+        {
+            writers.push(writer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let changes = writers.len().saturating_sub(1);
+    let stored = flushes("stored") - stored_before;
+    let refused = flushes("refused") - refused_before;
+    // How long after its flush delay (1 s) each price of the watched window was stored.
+    let lags: Vec<f64> = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT extract(epoch FROM created_time - lastsigned_time)::float8 - 1.0 FROM prices \
+             ORDER BY id OFFSET 5",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<f64>(0).unwrap())
+        .collect();
+    let mut sorted = lags.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p90 = sorted[(sorted.len() * 9 / 10).min(sorted.len() - 1)];
+    println!(
+        "in {watched:?}: {changes} writer changes (term 5 s), {stored} flushes stored, {refused} \
+         refused, {} prices; storage lag after the flush delay p90 {p90:.2} s",
+        rows(&conn).await.len() - rows_before
+    );
+    // Four terms; a handover where two nodes take at once counts twice.
+    assert!(changes <= 8, "{changes} writer changes in {watched:?}");
+    assert!(
+        refused * 10 <= stored + refused,
+        "{refused} of {} flushes refused",
+        stored + refused
+    );
+    assert!(p90 <= 1.0, "storage lag p90 {p90:.2} s: {sorted:?}");
+    stop_all(nodes).await;
+    drop(boot);
+    let _ = conn.close().await;
+}

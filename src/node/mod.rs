@@ -855,6 +855,12 @@ impl Node {
 
     fn on_flushed(&mut self, (ids, result): FlushResult) {
         self.writer.flush_finished(&result);
+        let outcome = match &result {
+            Ok(FlushOutcome::Flushed(_)) => "stored",
+            Ok(FlushOutcome::NotWriter { .. }) => "refused",
+            Err(_) => "failed",
+        };
+        Metrics::kind(&self.metrics.flushes, outcome).inc();
         match result {
             Ok(FlushOutcome::Flushed(flushed)) => {
                 self.metrics
@@ -1093,9 +1099,10 @@ async fn ended(task: &mut Option<JoinHandle<()>>) {
     }
 }
 
-/// Flushes are checked often enough that a due price waits at most a fraction of its delay.
+/// Flushes are checked often enough that a due price waits at most half a second (and a fraction
+/// of a short delay); a check is a scan of the pool in memory.
 fn flush_check_interval(flush_delay: Duration) -> Duration {
-    (flush_delay / 4).clamp(Duration::from_millis(100), Duration::from_secs(2))
+    (flush_delay / 4).clamp(Duration::from_millis(100), Duration::from_millis(500))
 }
 
 fn interval(period: Duration) -> Interval {

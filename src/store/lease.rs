@@ -75,6 +75,10 @@ pub struct Beat {
     pub writer: String,
     /// A digest of the member list; it changes whenever a member is added or removed.
     pub members_version: String,
+    /// Whether this node holds the lease after this heartbeat (took or renewed it). A writer
+    /// that just ended its term is still the greatest row until the next node takes over, but
+    /// no longer flushes: its flushes would race the taker's.
+    pub holds: bool,
 }
 
 /// What the last heartbeat saw.
@@ -125,7 +129,7 @@ WITH others AS (
             lease_since = EXCLUDED.lease_since
     RETURNING node_address, "timestamp"
 )
-SELECT node_address, (MEMBERS_VERSION) FROM (
+SELECT node_address, (MEMBERS_VERSION), (SELECT what IN ('renew', 'take') FROM action) FROM (
     SELECT node_address, "timestamp" FROM heartbeat WHERE node_address <> $1
     UNION ALL
     SELECT node_address, "timestamp" FROM beat
@@ -196,9 +200,14 @@ impl Store {
             .as_ref()
             .and_then(|row| row.try_get_by_index::<String>(1).ok())
             .unwrap_or_default();
+        let holds = row
+            .as_ref()
+            .and_then(|row| row.try_get_by_index::<bool>(2).ok())
+            .unwrap_or(false);
         Ok(Beat {
             writer: read_address("heartbeat", row)?,
             members_version,
+            holds,
         })
     }
 
@@ -329,7 +338,7 @@ pub async fn run(
                     }
                 }
                 LeaseState {
-                    is_writer: beat.writer == me_key,
+                    is_writer: beat.holds && beat.writer == me_key,
                     writer: Some(beat.writer),
                     healthy: true,
                     beats: 0,
