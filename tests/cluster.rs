@@ -1466,3 +1466,35 @@ async fn on_a_healthy_network_the_writer_changes_once_per_term_and_stores_on_tim
     drop(boot);
     let _ = conn.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_network_dies_stops_and_says_why() {
+    let (db, conn) = prepared_db("network_dies").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 1,
+    };
+    let node = node::start(
+        node_settings(1, &boot_addr, &exchange, &db.settings(), &config),
+        Metrics::default(),
+    )
+    .await
+    .unwrap();
+    let mut status = node.status.clone();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|status| status.connected_peers >= 1),
+    )
+    .await
+    .expect("the node connects");
+    node.crash_network();
+    tokio::time::timeout(Duration::from_secs(10), node.stopping())
+        .await
+        .expect("the node stops on its own");
+    let err = node.stop().await.unwrap_err();
+    assert!(err.to_string().contains("network"), "{err:#}");
+    drop(boot);
+    let _ = conn.close().await;
+}

@@ -113,6 +113,8 @@ enum Command {
     Publish(Gossip),
     PublishRaw(Vec<u8>),
     Dial(Vec<Multiaddr>),
+    /// Ends the swarm task as a crash would (tests only).
+    Crash,
 }
 
 /// The rest of the node's way to the Swarm task. Dropping every handle stops the task.
@@ -141,6 +143,13 @@ impl NetworkHandle {
     /// retried until `max_age` has passed, not lost.
     pub fn publish(&self, gossip: Gossip) {
         self.send(Command::Publish(gossip));
+    }
+
+    /// Ends the network task at once, as a crash would. Only for testing how a node notices;
+    /// nodes never call it.
+    #[doc(hidden)]
+    pub fn crash(&self) {
+        self.send(Command::Crash);
     }
 
     /// Publishes arbitrary bytes, once, without retry. Only for testing how peers treat
@@ -510,6 +519,7 @@ impl SwarmTask {
                 command = self.commands.recv() => match command {
                     Some(Command::Publish(gossip)) => self.publish(gossip),
                     Some(Command::Dial(addrs)) => self.dial_known(addrs),
+                    Some(Command::Crash) => break,
                     Some(Command::PublishRaw(bytes)) => {
                         let topic = self.topic.clone();
                         if let Err(err) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {

@@ -102,11 +102,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let node = start(settings, metrics).await?;
-    let stopping = node.shutdown.clone();
     tokio::select! {
         () = shutdown => {}
         // The node stopped on its own (its network died): report why.
-        () = stopping.cancelled() => {}
+        () = node.stopping() => {}
     }
     node.stop().await
 }
@@ -136,6 +135,7 @@ pub enum NodeEvent {
 #[derive(Debug)]
 enum Control {
     Originate,
+    CrashNetwork,
 }
 
 impl RunningNode {
@@ -143,6 +143,18 @@ impl RunningNode {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.task.await.context("the node task panicked")?
+    }
+
+    /// Resolves once the node is stopping: asked to, or on its own (its network died; then
+    /// [`RunningNode::stop`] says why).
+    pub async fn stopping(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Ends the node's network task as a crash would. Only for testing that the node notices.
+    #[doc(hidden)]
+    pub fn crash_network(&self) {
+        let _ = self.control.send(Control::CrashNetwork);
     }
 
     /// Fetches, signs and publishes a price now, besides the `--price-interval` schedule.
@@ -416,7 +428,10 @@ impl Node {
                 list = next_value(&mut member_lists) => self.on_member_list(list),
                 _ = tick(&mut price_timer) => self.request_fetch(true),
                 Some(NetworkEvent::Gossip(gossip)) = inbox.gossip.recv() => self.on_gossip(gossip),
-                Some(Control::Originate) = inbox.controls.recv() => self.request_fetch(true),
+                Some(control) = inbox.controls.recv() => match control {
+                    Control::Originate => self.request_fetch(true),
+                    Control::CrashNetwork => self.network.crash(),
+                },
                 Some(result) = inbox.fetches.recv() => self.on_fetched(result),
                 _ = flush_timer.tick() => self.maybe_flush(),
                 Some(result) = inbox.flushes.recv() => self.on_flushed(result),
