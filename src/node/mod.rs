@@ -576,12 +576,7 @@ impl Node {
             peer_id: self.network.peer_id().to_string(),
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.started.elapsed().as_secs(),
-            listen_addrs: self
-                .network
-                .listen_addrs()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            listen_addrs: self.listen_addrs(),
             connected_peers: self.network.connected_peers(),
             min_peers: self.settings.min_peers,
             database,
@@ -1028,18 +1023,22 @@ impl Node {
         }
     }
 
+    /// Where others can dial this node, as text.
+    fn listen_addrs(&self) -> Vec<String> {
+        self.network
+            .listen_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     /// Who this node is in the heartbeat table.
     fn participant(&self) -> Participant {
         Participant {
             address: self.me,
             name: self.settings.name.clone(),
             peer_id: self.settings.identity.peer_id().to_string(),
-            listen_addrs: self
-                .network
-                .listen_addrs()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            listen_addrs: self.listen_addrs(),
         }
     }
 }
