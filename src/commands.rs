@@ -156,7 +156,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = args.node_settings(identity)?;
     let shutdown = async {
         if let Err(err) = shutdown_signal().await {
-            log::error!("{err:#}");
+            log::error!("{}", crate::logging::one_line(err.as_ref()));
         }
     };
     node::run(settings, Metrics::default(), shutdown).await?;

@@ -618,3 +618,68 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
         stdout(&late)
     );
 }
+
+/// The one line a failed command prints on stderr (its exit code is 1).
+fn one_error_line(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("ERROR"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_where_a_file_belongs_names_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["keys/node0.priv", "swarm.key", "trusted", ".env-db"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+    }
+    let bootstrap = |extra: &[&str]| {
+        let mut args = vec![
+            "--log-level",
+            "error",
+            "bootstrap",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ];
+        args.extend_from_slice(extra);
+        oracle(dir.path(), &args)
+    };
+    let migrate = Command::new(env!("CARGO_BIN_EXE_oracle"))
+        .args(["migrate", "--db-env", ".env-db"])
+        .env_remove("ORACLE_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("ORACLE_LOG_LEVEL")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    for (output, names) in [
+        (
+            oracle(dir.path(), &["keygen", "--name", "node0", "--show"]),
+            "cannot read key file keys/node0.priv: ",
+        ),
+        (
+            bootstrap(&["--name", "node0"]),
+            "cannot read key file keys/node0.priv: ",
+        ),
+        (
+            bootstrap(&["--name", "boot", "--psk-file", "swarm.key"]),
+            "cannot read swarm key file swarm.key: ",
+        ),
+        (
+            bootstrap(&["--name", "boot", "--trusted-signers", "trusted"]),
+            "cannot read trusted signers from trusted: ",
+        ),
+        (migrate, "cannot parse .env-db: "),
+    ] {
+        let err = one_error_line(&output);
+        assert!(err.contains(names), "{names}: {err}");
+        assert!(
+            err.trim_end().ends_with("Is a directory (os error 21)"),
+            "{err}"
+        );
+        assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+    }
+}
