@@ -683,3 +683,40 @@ fn a_directory_where_a_file_belongs_names_the_cause_once() {
         assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
     }
 }
+
+#[test]
+fn a_port_in_use_is_one_line_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let start = |command: &str, listen: &str| {
+        let mut args = vec!["--log-level", "error", command, "--name", command];
+        args.extend(["--listen", listen]);
+        if command == "run" {
+            // Never reached: the network starts first.
+            args.extend(["--database-url", "postgres://oracle@127.0.0.1:1/oracle"]);
+        }
+        oracle(dir.path(), &args)
+    };
+    for command in ["bootstrap", "run"] {
+        let err = one_error_line(&start(command, &listen));
+        assert!(
+            err.contains(&format!(
+                "cannot listen on {listen}: Address already in use"
+            )),
+            "{command}: {err}"
+        );
+        assert_eq!(err.matches("already in use").count(), 1, "{err}");
+
+        let udp = format!("/ip4/127.0.0.1/udp/{port}");
+        let err = one_error_line(&start(command, &udp));
+        assert!(
+            err.contains(&format!(
+                "cannot listen on {udp}: not an address to listen on"
+            )),
+            "{command}: {err}"
+        );
+    }
+    drop(taken);
+}
