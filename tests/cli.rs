@@ -720,3 +720,31 @@ fn a_port_in_use_is_one_line_with_the_reason() {
     }
     drop(taken);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_errors_are_one_line_with_the_servers_words_once() {
+    // Not migrated: no tables.
+    let db = common::TestDb::create("cli_db_errors").await;
+    let absent = format!("{}_absent", db.name);
+    let absent_url = format!("{}_absent", db.url);
+    let cases = [
+        (
+            vec!["status", "--database-url", &db.url],
+            "read heartbeats: relation \"heartbeat\" does not exist".to_owned(),
+        ),
+        (
+            vec!["verify", "--database-url", &absent_url],
+            format!(
+                "cannot connect to {absent_url}: connect: database \"{absent}\" does not exist"
+            ),
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = oracle_async(args.iter().map(|arg| arg.to_string()).collect()).await;
+        let err = one_error_line(&output);
+        assert!(err.trim_end().ends_with(&expected), "{expected}: {err}");
+        assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+        assert!(!err.contains("at line"), "{err}");
+        assert!(!err.contains("Error"), "{err}");
+    }
+}

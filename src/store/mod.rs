@@ -91,7 +91,9 @@ pub struct DbSettings {
     pub timeout: Duration,
 }
 
-/// A failed database call. Displays as one line without the password.
+/// A failed database call. Displays as one line without the password, each cause once: the
+/// database's error is shown in the message (see [`describe`]), so it is not also a
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what}: no answer from the database within {timeout:?}")]
@@ -99,19 +101,38 @@ pub enum StoreError {
         what: &'static str,
         timeout: Duration,
     },
-    #[error("{what}: {source}")]
-    Db {
-        what: &'static str,
-        #[source]
-        source: DbErr,
-    },
+    #[error("{what}: {}", describe(.error))]
+    Db { what: &'static str, error: DbErr },
     #[error("{what}: unexpected result: {detail}")]
     Unexpected { what: &'static str, detail: String },
 }
 
 impl StoreError {
     fn db(what: &'static str) -> impl FnOnce(DbErr) -> Self {
-        move |source| Self::Db { what, source }
+        move |error| Self::Db { what, error }
+    }
+}
+
+/// What a database error says, once. sea-orm and sqlx each print their cause and return it as
+/// `source()` too, so an error chain repeats it three times ("Query Error: error returned from
+/// database: X: error returned from database: X: X"); and sqlx ends a server's message with the
+/// line of the server's C source that raised it ("at line 3319"), which helps nobody here.
+pub fn describe(error: &DbErr) -> String {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as SqlxError;
+    match error {
+        DbErr::Conn(RuntimeErr::SqlxError(error))
+        | DbErr::Exec(RuntimeErr::SqlxError(error))
+        | DbErr::Query(RuntimeErr::SqlxError(error)) => match error.as_ref() {
+            // The server's own words: `relation "x" does not exist`, `canceling statement due
+            // to statement timeout`.
+            SqlxError::Database(error) => error.message().to_owned(),
+            other => other.to_string(),
+        },
+        DbErr::Conn(RuntimeErr::Internal(text))
+        | DbErr::Exec(RuntimeErr::Internal(text))
+        | DbErr::Query(RuntimeErr::Internal(text)) => text.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -113,7 +113,7 @@ pub async fn ensure_node_role(
                 })?;
             let sql: String = row
                 .try_get_by_index(0)
-                .map_err(|source| StoreError::Db { what, source })?;
+                .map_err(|error| StoreError::Db { what, error })?;
             within(settings.timeout, what, txn.execute_unprepared(&sql)).await?;
         }
         within(settings.timeout, "commit", txn.commit()).await
