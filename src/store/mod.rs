@@ -127,7 +127,18 @@ pub fn describe(error: &DbErr) -> String {
             // The server's own words: `relation "x" does not exist`, `canceling statement due
             // to statement timeout`.
             SqlxError::Database(error) => error.message().to_owned(),
-            other => other.to_string(),
+            // sqlx nests a configuration error in another one: "error with configuration:
+            // error with configuration: unknown value ...".
+            other => {
+                let text = other.to_string();
+                let mut parts: Vec<&str> = Vec::new();
+                for part in text.split(": ") {
+                    if parts.last() != Some(&part) {
+                        parts.push(part);
+                    }
+                }
+                parts.join(": ")
+            }
         },
         DbErr::Conn(RuntimeErr::Internal(text))
         | DbErr::Exec(RuntimeErr::Internal(text))
@@ -276,5 +287,23 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/postgres"
         );
         assert!(!DatabaseUrl::new("not a url:pw").to_string().contains("pw"));
+    }
+
+    #[test]
+    fn database_errors_are_described_once() {
+        use sea_orm::RuntimeErr;
+        use sea_orm::sqlx::postgres::PgConnectOptions;
+        let error = "postgres://oracle@db/oracle?sslmode=bogus"
+            .parse::<PgConnectOptions>()
+            .unwrap_err();
+        let error = StoreError::Db {
+            what: "connect",
+            error: DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error))),
+        };
+        assert_eq!(
+            error.to_string(),
+            "connect: error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+        assert!(std::error::Error::source(&error).is_none());
     }
 }
