@@ -748,3 +748,40 @@ async fn database_errors_are_one_line_with_the_servers_words_once() {
         assert!(!err.contains("Error"), "{err}");
     }
 }
+
+#[test]
+fn a_database_nobody_listens_on_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://oracle@127.0.0.1:{port}/oracle");
+    for command in ["migrate", "verify", "status"] {
+        let started = std::time::Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_oracle"))
+            .args(["--log-level", "error", command, "--database-url", &url])
+            // The default --db-timeout, 10 s: the refusal must not wait for it.
+            .env_remove("ORACLE_DB_TIMEOUT")
+            .env_remove("ORACLE_LOG_LEVEL")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let err = one_error_line(&output);
+        assert!(elapsed < Duration::from_secs(3), "{command}: {elapsed:?}");
+        assert!(
+            err.contains(&format!(
+                "{url}: connect: error communicating with database: Connection refused (os error "
+            )),
+            "{command}: {err}"
+        );
+        assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+        assert!(
+            !err.contains("timed out") && !err.contains("no answer"),
+            "{err}"
+        );
+    }
+}

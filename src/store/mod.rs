@@ -199,7 +199,12 @@ impl Store {
             .sqlx_logging(true)
             .sqlx_logging_level(log::LevelFilter::Trace)
             .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
-        within(settings.timeout, "connect", Database::connect(options)).await
+        within(
+            settings.timeout,
+            "connect",
+            connect_pool(&settings.url, options),
+        )
+        .await
     }
 
     /// Applies pending migrations, one node at a time.
@@ -258,6 +263,27 @@ impl Store {
     pub async fn close(self) {
         let _ = self.db.close().await;
     }
+}
+
+/// Opens a pool after one direct connection. A pool whose connections are refused retries
+/// them until its acquire timeout and then says only "pool timed out"; a single connection
+/// fails at once with the reason (connection refused, unknown host, no such database).
+async fn connect_pool(
+    url: &DatabaseUrl,
+    options: ConnectOptions,
+) -> Result<DatabaseConnection, DbErr> {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Connection;
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+    let failed = |error| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error)));
+    let direct = url
+        .expose()
+        .parse::<PgConnectOptions>()
+        .map_err(failed)?
+        .application_name("price-oracle");
+    let connection = PgConnection::connect_with(&direct).await.map_err(failed)?;
+    let _ = connection.close().await;
+    Database::connect(options).await
 }
 
 async fn within<T>(
