@@ -156,7 +156,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let settings = args.node_settings(identity)?;
     let shutdown = async {
         if let Err(err) = shutdown_signal().await {
-            log::error!("{err:#}");
+            log::error!("{}", crate::logging::one_line(err.as_ref()));
         }
     };
     node::run(settings, Metrics::default(), shutdown).await?;
@@ -184,7 +184,11 @@ pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
     )?;
     // A bootstrap node relays and validates gossip but has no use for it.
     drop(events);
-    for addr in handle.wait_for_listen_addrs().await {
+    let addrs = handle.wait_for_listen_addrs().await;
+    if addrs.is_empty() {
+        anyhow::bail!("the network stopped before listening on any address");
+    }
+    for addr in addrs {
         println!("{addr}");
     }
     shutdown_signal().await?;

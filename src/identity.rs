@@ -15,17 +15,19 @@ use libp2p::PeerId;
 use libp2p::identity::{Keypair, secp256k1};
 use zeroize::Zeroizing;
 
-/// Why a key file could not be used. Each variant renders as one line that names the file.
+/// Why a key file could not be used. Each variant renders as one line that names the file and,
+/// for `Read` and `Write`, the I/O error: shown in the message, so not also a `source()`, which
+/// would print it twice in an error chain.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("key file {path} not found (create it with `oracle keygen --name NAME`)")]
     NotFound { path: PathBuf },
     #[error("key file {path} already exists (pass --force to replace it)")]
     AlreadyExists { path: PathBuf },
-    #[error("cannot read key file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("cannot write key file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read key file {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
+    #[error("cannot write key file {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
     #[error("key file {path} holds {found} characters; expected 64 hex characters (32 bytes)")]
     WrongLength { path: PathBuf, found: usize },
     #[error("key file {path} is not hex: {detail}")]
@@ -152,21 +154,21 @@ pub fn key_path(key_dir: &Path, name: &str) -> Result<PathBuf, KeyError> {
 pub fn load(path: &Path) -> Result<Identity, KeyError> {
     let contents = match fs::read_to_string(path) {
         Ok(contents) => Zeroizing::new(contents),
-        Err(source) if source.kind() == io::ErrorKind::NotFound => {
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Err(KeyError::NotFound {
                 path: path.to_owned(),
             });
         }
-        Err(source) if source.kind() == io::ErrorKind::InvalidData => {
+        Err(error) if error.kind() == io::ErrorKind::InvalidData => {
             return Err(KeyError::NotHex {
                 path: path.to_owned(),
                 detail: "the file is not text".to_owned(),
             });
         }
-        Err(source) => {
+        Err(error) => {
             return Err(KeyError::Read {
                 path: path.to_owned(),
-                source,
+                error,
             });
         }
     };
@@ -204,15 +206,15 @@ pub fn load_or_create(path: &Path) -> Result<(Identity, bool), KeyError> {
 /// temporary file and renamed over the old one, so a crash never leaves a half-written key.
 pub fn write(path: &Path, identity: &Identity, overwrite: bool) -> Result<(), KeyError> {
     let contents = identity.secret_hex();
-    write_private_file(path, contents.as_bytes(), overwrite).map_err(|source| {
-        if source.kind() == io::ErrorKind::AlreadyExists && !overwrite {
+    write_private_file(path, contents.as_bytes(), overwrite).map_err(|error| {
+        if error.kind() == io::ErrorKind::AlreadyExists && !overwrite {
             KeyError::AlreadyExists {
                 path: path.to_owned(),
             }
         } else {
             KeyError::Write {
                 path: path.to_owned(),
-                source,
+                error,
             }
         }
     })

@@ -158,6 +158,31 @@ fn json_line(
     .to_string()
 }
 
+/// An error and its causes as one log line: `error: cause: cause`, each cause once.
+///
+/// Two habits of dependencies are undone: a cause whose text its parent already shows (an error
+/// that both prints its source and returns it from `source()`) is left out, and so is a level
+/// with no text at all (libp2p's `TransportError::Other`). Line breaks become spaces.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut shown = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        next = err.source();
+        let text = err.to_string();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() || (!shown.is_empty() && shown.contains(&text)) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+        shown = text;
+    }
+    line
+}
+
 /// A log destination that never fails: fern panics when a write fails and stderr is gone too,
 /// and a node must not die because its terminal closed or its disk filled up. Lines are lost
 /// instead.
@@ -275,5 +300,53 @@ mod tests {
             assert!(!err.is_empty(), "{bad:?}");
         }
         assert!("loud".parse::<LogFilter>().unwrap_err().contains("trace"));
+    }
+
+    #[test]
+    fn one_line_shows_each_cause_once() {
+        /// Prints its source and returns it too, as dotenvy's and sqlx's errors do.
+        #[derive(Debug)]
+        struct Echo(std::io::Error);
+        impl fmt::Display for Echo {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+        impl std::error::Error for Echo {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(21);
+        let err = anyhow::Error::new(Echo(io)).context("cannot parse .env-db");
+        assert_eq!(
+            one_line(err.as_ref()),
+            "cannot parse .env-db: Is a directory (os error 21)"
+        );
+        assert_eq!(
+            format!("{err:#}"),
+            "cannot parse .env-db: Is a directory (os error 21): Is a directory (os error 21)",
+            "what anyhow alone prints"
+        );
+
+        // A level without text (libp2p's TransportError::Other) is skipped, line breaks go.
+        #[derive(Debug)]
+        struct Silent(std::io::Error);
+        impl fmt::Display for Silent {
+            fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+                Ok(())
+            }
+        }
+        impl std::error::Error for Silent {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(98);
+        let err = anyhow::Error::new(Silent(io)).context("cannot listen\non x");
+        assert_eq!(
+            one_line(err.as_ref()),
+            "cannot listen on x: Address already in use (os error 98)"
+        );
     }
 }

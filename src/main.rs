@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
         node,
     };
     if let Err(err) = logging::init(&log_settings) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", logging::one_line(err.as_ref()));
         return ExitCode::FAILURE;
     }
     if config::database_password_on_command_line(&matches) {
@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
         Command::Signers(command) => commands::signers(command).await,
     };
     result.unwrap_or_else(|err| {
-        log::error!("{err:#}");
+        log::error!("{}", logging::one_line(err.as_ref()));
         ExitCode::FAILURE
     })
 }

@@ -619,3 +619,170 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
         stdout(&late)
     );
 }
+
+/// The one line a failed command prints on stderr (its exit code is 1).
+fn one_error_line(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("ERROR"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+#[cfg(unix)]
+#[test]
+fn a_directory_where_a_file_belongs_names_the_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["keys/node0.priv", "swarm.key", "trusted", ".env-db"] {
+        std::fs::create_dir_all(dir.path().join(folder)).unwrap();
+    }
+    let bootstrap = |extra: &[&str]| {
+        let mut args = vec![
+            "--log-level",
+            "error",
+            "bootstrap",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ];
+        args.extend_from_slice(extra);
+        oracle(dir.path(), &args)
+    };
+    let migrate = Command::new(env!("CARGO_BIN_EXE_oracle"))
+        .args(["migrate", "--db-env", ".env-db"])
+        .env_remove("ORACLE_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("ORACLE_LOG_LEVEL")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    for (output, names) in [
+        (
+            oracle(dir.path(), &["keygen", "--name", "node0", "--show"]),
+            "cannot read key file keys/node0.priv: ",
+        ),
+        (
+            bootstrap(&["--name", "node0"]),
+            "cannot read key file keys/node0.priv: ",
+        ),
+        (
+            bootstrap(&["--name", "boot", "--psk-file", "swarm.key"]),
+            "cannot read swarm key file swarm.key: ",
+        ),
+        (
+            bootstrap(&["--name", "boot", "--trusted-signers", "trusted"]),
+            "cannot read trusted signers from trusted: ",
+        ),
+        (migrate, "cannot parse .env-db: "),
+    ] {
+        let err = one_error_line(&output);
+        assert!(err.contains(names), "{names}: {err}");
+        assert!(
+            err.trim_end().ends_with("Is a directory (os error 21)"),
+            "{err}"
+        );
+        assert_eq!(err.matches("Is a directory").count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_one_line_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let start = |command: &str, listen: &str| {
+        let mut args = vec!["--log-level", "error", command, "--name", command];
+        args.extend(["--listen", listen]);
+        if command == "run" {
+            // Never reached: the network starts first.
+            args.extend(["--database-url", "postgres://oracle@127.0.0.1:1/oracle"]);
+        }
+        oracle(dir.path(), &args)
+    };
+    for command in ["bootstrap", "run"] {
+        let err = one_error_line(&start(command, &listen));
+        assert!(
+            err.contains(&format!(
+                "cannot listen on {listen}: Address already in use"
+            )),
+            "{command}: {err}"
+        );
+        assert_eq!(err.matches("already in use").count(), 1, "{err}");
+
+        let udp = format!("/ip4/127.0.0.1/udp/{port}");
+        let err = one_error_line(&start(command, &udp));
+        assert!(
+            err.contains(&format!(
+                "cannot listen on {udp}: not an address to listen on"
+            )),
+            "{command}: {err}"
+        );
+    }
+    drop(taken);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn database_errors_are_one_line_with_the_servers_words_once() {
+    // Not migrated: no tables.
+    let db = common::TestDb::create("cli_db_errors").await;
+    let absent = format!("{}_absent", db.name);
+    let absent_url = format!("{}_absent", db.url);
+    let cases = [
+        (
+            vec!["status", "--database-url", &db.url],
+            "read heartbeats: relation \"heartbeat\" does not exist".to_owned(),
+        ),
+        (
+            vec!["verify", "--database-url", &absent_url],
+            format!(
+                "cannot connect to {absent_url}: connect: database \"{absent}\" does not exist"
+            ),
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = oracle_async(args.iter().map(|arg| arg.to_string()).collect()).await;
+        let err = one_error_line(&output);
+        assert!(err.trim_end().ends_with(&expected), "{expected}: {err}");
+        assert_eq!(err.matches("does not exist").count(), 1, "{err}");
+        assert!(!err.contains("at line"), "{err}");
+        assert!(!err.contains("Error"), "{err}");
+    }
+}
+
+#[test]
+fn a_database_nobody_listens_on_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port that was free a moment ago: nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://oracle@127.0.0.1:{port}/oracle");
+    for command in ["migrate", "verify", "status"] {
+        let started = std::time::Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_oracle"))
+            .args(["--log-level", "error", command, "--database-url", &url])
+            // The default --db-timeout, 10 s: the refusal must not wait for it.
+            .env_remove("ORACLE_DB_TIMEOUT")
+            .env_remove("ORACLE_LOG_LEVEL")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let elapsed = started.elapsed();
+        let err = one_error_line(&output);
+        assert!(elapsed < Duration::from_secs(3), "{command}: {elapsed:?}");
+        assert!(
+            err.contains(&format!(
+                "{url}: connect: error communicating with database: Connection refused (os error "
+            )),
+            "{command}: {err}"
+        );
+        assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+        assert!(
+            !err.contains("timed out") && !err.contains("no answer"),
+            "{err}"
+        );
+    }
+}

@@ -243,7 +243,7 @@ pub fn spawn(
             .listen_on(addr.clone())
             .map_err(|err| NetworkError::Listen {
                 addr: addr.clone(),
-                reason: err.to_string(),
+                reason: listen_failure(&err),
             })?;
     }
     let bootstrap = settings
@@ -316,6 +316,18 @@ pub fn spawn(
         let _ = validator.await;
     });
     Ok((handle, events_rx, task))
+}
+
+/// Why `listen_on` failed, as one line. libp2p's `TransportError::Other` displays as nothing:
+/// the reason (say "Address already in use (os error 98)") is its source.
+fn listen_failure(err: &libp2p::TransportError<std::io::Error>) -> String {
+    match err {
+        libp2p::TransportError::MultiaddrNotSupported(_) => {
+            "not an address to listen on (give /ip4/ADDRESS/tcp/PORT or /ip6/ADDRESS/tcp/PORT)"
+                .to_owned()
+        }
+        libp2p::TransportError::Other(_) => crate::logging::one_line(err),
+    }
 }
 
 /// A received message on its way to the validator.
@@ -743,6 +755,26 @@ impl SwarmTask {
             SwarmEvent::ExpiredListenAddr { address, .. } => {
                 self.listen_addrs
                     .send_modify(|addrs| addrs.retain(|a| *a != address));
+            }
+            // Binding fails in `listen_on` (see `spawn`); a listener that fails later says so
+            // here. Outbound connections still work, so the node goes on.
+            SwarmEvent::ListenerClosed {
+                addresses, reason, ..
+            } => {
+                if let Err(error) = reason {
+                    let shown: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+                    log::error!(
+                        "stopped listening on {}: {}",
+                        shown.join(", "),
+                        crate::logging::one_line(&error)
+                    );
+                }
+                // The swarm sends no ExpiredListenAddr for a closed listener's addresses.
+                self.listen_addrs
+                    .send_modify(|addrs| addrs.retain(|a| !addresses.contains(a)));
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                log::warn!("a listener failed: {}", crate::logging::one_line(&error));
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,

@@ -23,11 +23,12 @@ use zeroize::Zeroizing;
 /// that stalls a handshake (say, one without the key) cannot hold it open.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Why a swarm key file could not be used. Each variant renders as one line naming the file.
+/// Why a swarm key file could not be used. Each variant renders as one line naming the file;
+/// `Read` and `Write` show their I/O error in the message (so it is not also a `source()`).
 #[derive(Debug, thiserror::Error)]
 pub enum PskError {
-    #[error("cannot read swarm key file {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot read swarm key file {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
     #[error(
         "swarm key file {path} is not a /key/swarm/psk/1.0.0/ key: {reason} \
          (create one with `oracle keygen --psk PATH`)"
@@ -35,8 +36,8 @@ pub enum PskError {
     Invalid { path: PathBuf, reason: &'static str },
     #[error("swarm key file {path} already exists (pass --force to replace it)")]
     AlreadyExists { path: PathBuf },
-    #[error("cannot write swarm key file {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write swarm key file {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
 }
 
 /// TCP, the pre-shared key handshake when `psk` is set, noise with `keypair`, yamux.
@@ -64,9 +65,9 @@ pub fn build(
 pub fn read_psk(path: &Path) -> Result<PreSharedKey, PskError> {
     let text = fs::read_to_string(path)
         .map(Zeroizing::new)
-        .map_err(|source| PskError::Read {
+        .map_err(|error| PskError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     text.trim_start()
         .parse::<PreSharedKey>()
@@ -94,15 +95,15 @@ pub fn generate_psk() -> PreSharedKey {
 pub fn write_psk(path: &Path, psk: PreSharedKey, overwrite: bool) -> Result<(), PskError> {
     let text = Zeroizing::new(psk.to_key_file());
     crate::identity::write_private_file(path, text.trim_end().as_bytes(), overwrite).map_err(
-        |source| {
-            if source.kind() == io::ErrorKind::AlreadyExists && !overwrite {
+        |error| {
+            if error.kind() == io::ErrorKind::AlreadyExists && !overwrite {
                 PskError::AlreadyExists {
                     path: path.to_owned(),
                 }
             } else {
                 PskError::Write {
                     path: path.to_owned(),
-                    source,
+                    error,
                 }
             }
         },

@@ -354,7 +354,7 @@ impl Node {
     ) -> anyhow::Result<()> {
         let ended = self.event_loop(&mut inbox).await;
         if let Err(err) = &ended {
-            log::error!("{err:#}; stopping");
+            log::error!("{}; stopping", crate::logging::one_line(err.as_ref()));
             self.shutdown.cancel();
         }
         self.stop(&mut inbox.flushes).await;
@@ -530,8 +530,9 @@ impl Node {
                     }
                     Err(err) => {
                         log::error!(
-                            "database {}: {err:#}; retrying in {DB_RETRY_INTERVAL:?}",
-                            settings.url
+                            "database {}: {}; retrying in {DB_RETRY_INTERVAL:?}",
+                            settings.url,
+                            crate::logging::one_line(err.as_ref())
                         );
                         tokio::time::sleep(DB_RETRY_INTERVAL).await;
                     }

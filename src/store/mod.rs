@@ -91,7 +91,9 @@ pub struct DbSettings {
     pub timeout: Duration,
 }
 
-/// A failed database call. Displays as one line without the password.
+/// A failed database call. Displays as one line without the password, each cause once: the
+/// database's error is shown in the message (see [`describe`]), so it is not also a
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{what}: no answer from the database within {timeout:?}")]
@@ -99,19 +101,49 @@ pub enum StoreError {
         what: &'static str,
         timeout: Duration,
     },
-    #[error("{what}: {source}")]
-    Db {
-        what: &'static str,
-        #[source]
-        source: DbErr,
-    },
+    #[error("{what}: {}", describe(.error))]
+    Db { what: &'static str, error: DbErr },
     #[error("{what}: unexpected result: {detail}")]
     Unexpected { what: &'static str, detail: String },
 }
 
 impl StoreError {
     fn db(what: &'static str) -> impl FnOnce(DbErr) -> Self {
-        move |source| Self::Db { what, source }
+        move |error| Self::Db { what, error }
+    }
+}
+
+/// What a database error says, once. sea-orm and sqlx each print their cause and return it as
+/// `source()` too, so an error chain repeats it three times ("Query Error: error returned from
+/// database: X: error returned from database: X: X"); and sqlx ends a server's message with the
+/// line of the server's C source that raised it ("at line 3319"), which helps nobody here.
+pub fn describe(error: &DbErr) -> String {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as SqlxError;
+    match error {
+        DbErr::Conn(RuntimeErr::SqlxError(error))
+        | DbErr::Exec(RuntimeErr::SqlxError(error))
+        | DbErr::Query(RuntimeErr::SqlxError(error)) => match error.as_ref() {
+            // The server's own words: `relation "x" does not exist`, `canceling statement due
+            // to statement timeout`.
+            SqlxError::Database(error) => error.message().to_owned(),
+            // sqlx nests a configuration error in another one: "error with configuration:
+            // error with configuration: unknown value ...".
+            other => {
+                let text = other.to_string();
+                let mut parts: Vec<&str> = Vec::new();
+                for part in text.split(": ") {
+                    if parts.last() != Some(&part) {
+                        parts.push(part);
+                    }
+                }
+                parts.join(": ")
+            }
+        },
+        DbErr::Conn(RuntimeErr::Internal(text))
+        | DbErr::Exec(RuntimeErr::Internal(text))
+        | DbErr::Query(RuntimeErr::Internal(text)) => text.clone(),
+        other => other.to_string(),
     }
 }
 
@@ -167,7 +199,12 @@ impl Store {
             .sqlx_logging(true)
             .sqlx_logging_level(log::LevelFilter::Trace)
             .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
-        within(settings.timeout, "connect", Database::connect(options)).await
+        within(
+            settings.timeout,
+            "connect",
+            connect_pool(&settings.url, options),
+        )
+        .await
     }
 
     /// Applies pending migrations, one node at a time.
@@ -228,6 +265,27 @@ impl Store {
     }
 }
 
+/// Opens a pool after one direct connection. A pool whose connections are refused retries
+/// them until its acquire timeout and then says only "pool timed out"; a single connection
+/// fails at once with the reason (connection refused, unknown host, no such database).
+async fn connect_pool(
+    url: &DatabaseUrl,
+    options: ConnectOptions,
+) -> Result<DatabaseConnection, DbErr> {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Connection;
+    use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
+    let failed = |error| DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error)));
+    let direct = url
+        .expose()
+        .parse::<PgConnectOptions>()
+        .map_err(failed)?
+        .application_name("price-oracle");
+    let connection = PgConnection::connect_with(&direct).await.map_err(failed)?;
+    let _ = connection.close().await;
+    Database::connect(options).await
+}
+
 async fn within<T>(
     timeout: Duration,
     what: &'static str,
@@ -255,5 +313,23 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/postgres"
         );
         assert!(!DatabaseUrl::new("not a url:pw").to_string().contains("pw"));
+    }
+
+    #[test]
+    fn database_errors_are_described_once() {
+        use sea_orm::RuntimeErr;
+        use sea_orm::sqlx::postgres::PgConnectOptions;
+        let error = "postgres://oracle@db/oracle?sslmode=bogus"
+            .parse::<PgConnectOptions>()
+            .unwrap_err();
+        let error = StoreError::Db {
+            what: "connect",
+            error: DbErr::Conn(RuntimeErr::SqlxError(Arc::new(error))),
+        };
+        assert_eq!(
+            error.to_string(),
+            "connect: error with configuration: unknown value \"bogus\" for `ssl_mode`"
+        );
+        assert!(std::error::Error::source(&error).is_none());
     }
 }

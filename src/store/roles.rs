@@ -4,9 +4,9 @@
 //! needs to change members, rewrite or delete prices, or change the schema. With this role a
 //! stolen node credential can do no more than a node does.
 
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
-use super::{DbSettings, StoreError, within};
+use super::{DbSettings, StoreError, connect_pool, within};
 
 /// Why a role name is refused.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,12 @@ pub async fn ensure_node_role(
         .set_application_name("price-oracle db-role")
         // The statements carry the password: never log them, whatever the log level.
         .sqlx_logging(false);
-    let db = within(settings.timeout, "connect", Database::connect(options)).await?;
+    let db = within(
+        settings.timeout,
+        "connect",
+        connect_pool(&settings.url, options),
+    )
+    .await?;
     // One transaction: the role is either fully set up or left as it was.
     let result = async {
         let txn = within(settings.timeout, "begin", db.begin()).await?;
@@ -113,7 +118,7 @@ pub async fn ensure_node_role(
                 })?;
             let sql: String = row
                 .try_get_by_index(0)
-                .map_err(|source| StoreError::Db { what, source })?;
+                .map_err(|error| StoreError::Db { what, error })?;
             within(settings.timeout, what, txn.execute_unprepared(&sql)).await?;
         }
         within(settings.timeout, "commit", txn.commit()).await
