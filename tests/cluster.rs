@@ -638,6 +638,12 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let victim_node = roomy(1, &busy);
     let victim_metrics = victim_node.metrics.clone();
     nodes.push(victim_node);
+    // Squat once the victim is about to run, so that its next seconds of prices fall in the
+    // squatted window even on a loaded machine.
+    wait_for("the victim to join", Duration::from_secs(30), async || {
+        victim_metrics.connected_peers.get() >= 3
+    })
+    .await;
     // The victim's ids for the next seconds are predictable: its machine bits, each 10 ms
     // tick, sequence 0. The squatter signs junk under every one of them (within the clock
     // skew peers accept), before the victim has minted them.
