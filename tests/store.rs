@@ -84,6 +84,8 @@ async fn migrated(label: &str) -> (TestDb, Store) {
     (db, store)
 }
 
+const MIGRATIONS: usize = 4;
+
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
     let db = TestDb::create("updown").await;
@@ -100,7 +102,7 @@ async fn migrations_go_up_down_and_up_again() {
     );
     assert_eq!(
         Migrator::get_applied_migrations(&conn).await.unwrap().len(),
-        3
+        MIGRATIONS
     );
     Migrator::status(&conn).await.unwrap();
 
@@ -108,7 +110,7 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(count(&conn, tables).await, 0);
     assert_eq!(
         Migrator::get_pending_migrations(&conn).await.unwrap().len(),
-        3
+        MIGRATIONS
     );
 
     Migrator::up(&conn, None).await.unwrap();
@@ -134,8 +136,122 @@ async fn five_nodes_migrating_an_empty_database_at_once_all_succeed() {
     let conn = db.connect().await;
     assert_eq!(
         Migrator::get_applied_migrations(&conn).await.unwrap().len(),
-        3
+        MIGRATIONS
     );
+    let _ = conn.close().await;
+}
+
+/// `(id, seq)` of every row, in `seq` order.
+async fn ids_by_seq(db: &DatabaseConnection) -> Vec<(u64, i64)> {
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT id, seq FROM prices ORDER BY seq",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get_by_index::<i64>(0).unwrap() as u64,
+            row.try_get_by_index::<i64>(1).unwrap(),
+        )
+    })
+    .collect()
+}
+
+async fn has_seq_column(db: &DatabaseConnection) -> bool {
+    count(
+        db,
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'prices' AND column_name = 'seq'",
+    )
+    .await
+        == 1
+}
+
+#[tokio::test]
+async fn the_commit_order_migration_numbers_existing_rows_and_steps_back() {
+    let db = TestDb::create("seq_migration").await;
+    let conn = db.connect().await;
+    Migrator::up(&conn, Some(MIGRATIONS as u32 - 1))
+        .await
+        .unwrap();
+    assert!(!has_seq_column(&conn).await);
+    // Rows written before the migration: (id, created_time). Equal times fall back to the id.
+    let insert = |id: u64, created: &str| {
+        format!(
+            "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+             signer_count, lastsigned_time, created_time, written_by) VALUES ({id}, 'ETH/USD', \
+             3000, now(), '0x0', '[]', 1, now(), '{created}', '0x0')"
+        )
+    };
+    for (id, created) in [
+        (40, "2026-01-01T00:00:03Z"),
+        (10, "2026-01-01T00:00:02Z"),
+        (30, "2026-01-01T00:00:01Z"),
+        (20, "2026-01-01T00:00:02Z"),
+    ] {
+        conn.execute_unprepared(&insert(id, created)).await.unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(
+        ids_by_seq(&conn).await,
+        vec![(30, 1), (10, 2), (20, 3), (40, 4)]
+    );
+    // New rows go after them, numbered by the database only, stamped with its clock.
+    let insert_now = |id: u64, columns: &str, values: &str| {
+        format!(
+            "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+             signer_count, lastsigned_time, written_by{columns}) VALUES ({id}, 'ETH/USD', 3000, \
+             now(), '0x0', '[]', 1, now(), '0x0'{values})"
+        )
+    };
+    conn.execute_unprepared(&insert_now(5, "", ""))
+        .await
+        .unwrap();
+    let chosen = conn
+        .execute_unprepared(&insert_now(6, ", seq", ", 1000"))
+        .await
+        .unwrap_err();
+    assert!(chosen.to_string().contains("seq"), "{chosen}");
+    assert_eq!(ids_by_seq(&conn).await[4..], [(5, 5)]);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM prices WHERE id = 5 \
+             AND created_time > now() - interval '1 minute'",
+        )
+        .await,
+        1,
+        "the database clock"
+    );
+
+    // One step down removes the column and the trigger and restores the old default.
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    assert!(!has_seq_column(&conn).await);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'prices' \
+             AND column_name = 'created_time' AND column_default = 'now()'",
+        )
+        .await,
+        1
+    );
+    conn.execute_unprepared(&insert(7, "2000-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(
+        ids_by_seq(&conn).await.first(),
+        Some(&(7, 1)),
+        "numbered again, in created_time order"
+    );
+    assert_eq!(count(&conn, "SELECT max(seq) FROM prices").await, 6);
+    conn.execute_unprepared(&insert_now(8, "", ""))
+        .await
+        .unwrap();
+    assert_eq!(ids_by_seq(&conn).await.last(), Some(&(8, 7)));
     let _ = conn.close().await;
 }
 
