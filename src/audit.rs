@@ -178,6 +178,7 @@ mod tests {
             lastsigned_time: at,
             created_time: at,
             written_by: signed_by[0].address().to_checksum(None),
+            seq: 1,
         }
     }
 

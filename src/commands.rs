@@ -374,15 +374,15 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("LATEST PRICES ({} shown)", prices.len());
     println!(
-        "  {:<20} {:>16} {:>7} {:>10}  written by",
-        "id", "price", "signers", "age"
+        "  {:>10} {:<20} {:>16} {:>7} {:>10}  written by",
+        "seq", "id", "price", "signers", "age"
     );
     let now = chrono::Utc::now();
     for price in &prices {
         let age = (now - price.created_time.to_utc()).num_seconds();
         println!(
-            "  {:<20} {:>16} {:>7} {:>9}s  {}",
-            price.id, price.price, price.signer_count, age, price.written_by
+            "  {:>10} {:<20} {:>16} {:>7} {:>9}s  {}",
+            price.seq, price.id, price.price, price.signer_count, age, price.written_by
         );
     }
     Ok(ExitCode::SUCCESS)

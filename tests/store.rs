@@ -15,7 +15,7 @@ use price_oracle::price::UsdPrice;
 use price_oracle::store::lease::{self, LeaseSettings, LeaseState, Participant};
 use price_oracle::store::prices::{FlushOutcome, Flushed, VerifiedPrice};
 use price_oracle::store::{Store, StoreError};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use tokio::sync::{oneshot, watch};
 
 fn participant(i: u8) -> (Identity, Participant) {
@@ -85,6 +85,10 @@ async fn migrated(label: &str) -> (TestDb, Store) {
     (db, store)
 }
 
+/// Migrations applied before the commit-order one, and after it.
+const BEFORE_COMMIT_ORDER: u32 = 3;
+const AFTER_COMMIT_ORDER: u32 = 1;
+
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
     let db = TestDb::create("updown").await;
@@ -137,6 +141,122 @@ async fn five_nodes_migrating_an_empty_database_at_once_all_succeed() {
         Migrator::get_applied_migrations(&conn).await.unwrap().len(),
         Migrator::migrations().len()
     );
+    let _ = conn.close().await;
+}
+
+/// `(id, seq)` of every row, in `seq` order.
+async fn ids_by_seq(db: &DatabaseConnection) -> Vec<(u64, i64)> {
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT id, seq FROM prices ORDER BY seq",
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| {
+        (
+            row.try_get_by_index::<i64>(0).unwrap() as u64,
+            row.try_get_by_index::<i64>(1).unwrap(),
+        )
+    })
+    .collect()
+}
+
+async fn has_seq_column(db: &DatabaseConnection) -> bool {
+    count(
+        db,
+        "SELECT count(*) FROM information_schema.columns \
+         WHERE table_name = 'prices' AND column_name = 'seq'",
+    )
+    .await
+        == 1
+}
+
+#[tokio::test]
+async fn the_commit_order_migration_numbers_existing_rows_and_steps_back() {
+    let db = TestDb::create("seq_migration").await;
+    let conn = db.connect().await;
+    Migrator::up(&conn, Some(BEFORE_COMMIT_ORDER))
+        .await
+        .unwrap();
+    assert!(!has_seq_column(&conn).await);
+    // Rows written before the migration: (id, created_time). Equal times fall back to the id.
+    let insert = |id: u64, created: &str| {
+        format!(
+            "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+             signer_count, lastsigned_time, created_time, written_by) VALUES ({id}, 'ETH/USD', \
+             3000, now(), '0x0', '[]', 1, now(), '{created}', '0x0')"
+        )
+    };
+    for (id, created) in [
+        (40, "2026-01-01T00:00:03Z"),
+        (10, "2026-01-01T00:00:02Z"),
+        (30, "2026-01-01T00:00:01Z"),
+        (20, "2026-01-01T00:00:02Z"),
+    ] {
+        conn.execute_unprepared(&insert(id, created)).await.unwrap();
+    }
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(
+        ids_by_seq(&conn).await,
+        vec![(30, 1), (10, 2), (20, 3), (40, 4)]
+    );
+    // New rows go after them, numbered by the database only, stamped with its clock.
+    let insert_now = |id: u64, columns: &str, values: &str| {
+        format!(
+            "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+             signer_count, lastsigned_time, written_by{columns}) VALUES ({id}, 'ETH/USD', 3000, \
+             now(), '0x0', '[]', 1, now(), '0x0'{values})"
+        )
+    };
+    conn.execute_unprepared(&insert_now(5, "", ""))
+        .await
+        .unwrap();
+    let chosen = conn
+        .execute_unprepared(&insert_now(6, ", seq", ", 1000"))
+        .await
+        .unwrap_err();
+    assert!(chosen.to_string().contains("seq"), "{chosen}");
+    assert_eq!(ids_by_seq(&conn).await[4..], [(5, 5)]);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM prices WHERE id = 5 \
+             AND created_time > now() - interval '1 minute'",
+        )
+        .await,
+        1,
+        "the database clock"
+    );
+
+    // One step down past it removes the column and the trigger and restores the old default.
+    Migrator::down(&conn, Some(AFTER_COMMIT_ORDER + 1))
+        .await
+        .unwrap();
+    assert!(!has_seq_column(&conn).await);
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'prices' \
+             AND column_name = 'created_time' AND column_default = 'now()'",
+        )
+        .await,
+        1
+    );
+    conn.execute_unprepared(&insert(7, "2000-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+    assert_eq!(
+        ids_by_seq(&conn).await.first(),
+        Some(&(7, 1)),
+        "numbered again, in created_time order"
+    );
+    assert_eq!(count(&conn, "SELECT max(seq) FROM prices").await, 6);
+    conn.execute_unprepared(&insert_now(8, "", ""))
+        .await
+        .unwrap();
+    assert_eq!(ids_by_seq(&conn).await.last(), Some(&(8, 7)));
     let _ = conn.close().await;
 }
 
@@ -727,4 +847,286 @@ async fn the_lease_reads_the_member_list_when_it_changes() {
     );
     let _ = stop.send(());
     task.await.unwrap();
+}
+
+/// Follows `prices` the documented way (`seq > last ORDER BY seq`), keeping every row it saw.
+struct Poller {
+    last: i64,
+    seen: Vec<(u64, i64)>,
+}
+
+impl Poller {
+    fn new() -> Self {
+        Self {
+            last: 0,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until caught up; returns how many new rows it saw.
+    async fn poll(&mut self, store: &Store) -> usize {
+        let before = self.seen.len();
+        loop {
+            let page = store.prices_after(self.last, 100).await.unwrap();
+            let Some(newest) = page.last() else {
+                return self.seen.len() - before;
+            };
+            self.last = newest.seq;
+            self.seen
+                .extend(page.iter().map(|row| (row.id as u64, row.seq)));
+        }
+    }
+}
+
+#[tokio::test]
+async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
+    // Two handles of one writer, as when a node retries a flush whose COMMIT is still on its
+    // way: the fence lets both through.
+    let (db, direct) = migrated("commit_order").await;
+    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
+    let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
+    let mut settings = common::settings_for(&url);
+    settings.timeout = Duration::from_secs(10);
+    let held = Store::connect(&settings).await.unwrap();
+    let (_, me) = participant(0);
+    let address = me.address;
+    direct.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let earlier = direct
+        .flush(&address, &verified_prices(1..3), MIN_SIGNERS)
+        .await
+        .unwrap();
+    assert!(matches!(earlier, FlushOutcome::Flushed(ref f) if f.inserted == [1, 2]));
+    let mut poller = Poller::new();
+    assert_eq!(poller.poll(&direct).await, 2);
+
+    // The first flush inserts 10…19 and is held just before it commits: id 2 is already
+    // stored, so it goes on to compare it, and the proxy stalls that statement.
+    let mut first_batch = verified_prices(2..3);
+    first_batch.extend(verified_prices(10..20));
+    proxy.stall_after("WHERE id = ANY");
+    let first = tokio::spawn({
+        let held = held.clone();
+        async move { held.flush(&address, &first_batch, MIN_SIGNERS).await }
+    });
+    let started = Instant::now();
+    while !proxy.is_stalled() {
+        assert!(started.elapsed() < Duration::from_secs(5), "never stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The second starts later and has nothing in its way but the first's open transaction.
+    let second = tokio::spawn({
+        let direct = direct.clone();
+        async move {
+            direct
+                .flush(&address, &verified_prices(20..25), MIN_SIGNERS)
+                .await
+        }
+    });
+    let holding = Instant::now();
+    while holding.elapsed() < Duration::from_millis(800) {
+        assert_eq!(
+            poller.poll(&direct).await,
+            0,
+            "a reader sees nothing past the open transaction's rows"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !second.is_finished(),
+        "the second flush committed while the first, which inserted before it, was still open"
+    );
+
+    proxy.resume();
+    let first = first.await.unwrap().unwrap();
+    let second = second.await.unwrap().unwrap();
+    assert!(
+        matches!(first, FlushOutcome::Flushed(ref f) if f.inserted.len() == 10 && f.existing == [2]),
+        "{first:?}"
+    );
+    assert!(
+        matches!(second, FlushOutcome::Flushed(ref f) if f.inserted.len() == 5),
+        "{second:?}"
+    );
+    poller.poll(&direct).await;
+
+    // Commit order: 1, 2; then the first flush's rows; then the second's, which waited for it.
+    let expected: Vec<u64> = (1..3).chain(10..20).chain(20..25).collect();
+    let conn = db.connect().await;
+    let table = ids_by_seq(&conn).await;
+    assert_eq!(
+        table.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(poller.seen, table, "the poller missed nothing");
+    let _ = conn.close().await;
+}
+
+/// Test databases only: every insert statement into `prices` lingers up to 20 ms before its
+/// transaction can go on to commit.
+const DAWDLE_TRIGGER: &str = r#"
+CREATE FUNCTION dawdle() RETURNS trigger AS $$
+BEGIN
+  PERFORM pg_sleep(random() * 0.02);
+  RETURN NULL;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER dawdle AFTER INSERT ON prices FOR EACH STATEMENT EXECUTE FUNCTION dawdle();
+"#;
+
+#[tokio::test]
+async fn a_poller_following_seq_misses_no_row_while_writers_rotate_and_overlap() {
+    let (db, direct) = migrated("poller").await;
+    let conn = db.connect().await;
+    conn.execute_unprepared(common::LEASE_CHECK_TRIGGER)
+        .await
+        .unwrap();
+    // Widens the window between a flush's insert and its commit, where a reader could see a
+    // later flush's rows before this one's.
+    conn.execute_unprepared(DAWDLE_TRIGGER).await.unwrap();
+    let settings = LeaseSettings {
+        interval: Duration::from_millis(100),
+        lease: Duration::from_millis(300),
+        term: Duration::from_millis(500),
+        warm_up: Duration::ZERO,
+    };
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        let store = Store::connect(&db.settings()).await.unwrap();
+        let heartbeat = start_heartbeat(&store, participant(i).1, settings);
+        nodes.push((store, heartbeat));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // Every node flushes from three tasks at once (so one writer's flushes overlap), new ids each
+    // time and a few that another flush has probably stored already.
+    let next_id = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let writing = Duration::from_secs(3);
+    let flushes = nodes.iter().flat_map(|(store, heartbeat)| {
+        let address = heartbeat.participant.address;
+        let next_id = next_id.clone();
+        (0..3).map(move |_| {
+            let (store, next_id) = (store.clone(), next_id.clone());
+            async move {
+                let until = Instant::now() + writing;
+                let mut inserted = 0;
+                while Instant::now() < until {
+                    let start = next_id.fetch_add(20, std::sync::atomic::Ordering::Relaxed);
+                    // Five ids of a batch two back, most likely stored by now: flushes that
+                    // share uncommitted ids would wait for each other and hide the race.
+                    let mut batch = verified_prices(start.max(41) - 40..start.max(41) - 35);
+                    batch.extend(verified_prices(start..start + 20));
+                    if let FlushOutcome::Flushed(flushed) =
+                        store.flush(&address, &batch, MIN_SIGNERS).await.unwrap()
+                    {
+                        inserted += flushed.inserted.len();
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                inserted
+            }
+        })
+    });
+    let writers = tokio::spawn(join_all(flushes.collect::<Vec<_>>()));
+
+    let mut poller = Poller::new();
+    let mut polls = 0;
+    while !writers.is_finished() {
+        poller.poll(&direct).await;
+        polls += 1;
+    }
+    let inserted: usize = writers.await.unwrap().into_iter().sum();
+    poller.poll(&direct).await;
+
+    let table = ids_by_seq(&conn).await;
+    println!(
+        "poller: {} rows in {polls} polls while {inserted} were inserted",
+        poller.seen.len()
+    );
+    assert_eq!(table.len(), inserted);
+    assert!(inserted > 100, "too few rows to judge: {inserted}");
+    assert_eq!(
+        poller.seen, table,
+        "the poller missed rows or saw them out of order"
+    );
+
+    for (_, node) in &mut nodes {
+        let _ = node.stop.take().unwrap().send(());
+    }
+    for (_, node) in nodes {
+        node.task.await.unwrap();
+    }
+    let _ = conn.close().await;
+}
+
+#[tokio::test]
+async fn created_time_is_the_moment_of_the_insert_not_the_start_of_its_transaction() {
+    let (db, store) = migrated("created_time").await;
+    let (_, me) = participant(0);
+    let address = me.address;
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+
+    // Something holds the heartbeat table, as a heartbeat does for a moment: the flush's
+    // transaction has begun and waits at its fence.
+    let blocker = db.connect().await;
+    let blocking = blocker.begin().await.unwrap();
+    blocking
+        .execute_unprepared("LOCK TABLE heartbeat IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let flush = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .flush(&address, &verified_prices(1..4), MIN_SIGNERS)
+                .await
+        }
+    });
+    let observer = db.connect().await;
+    let waiting = Instant::now();
+    while count(
+        &observer,
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'heartbeat'::regclass",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "the flush never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let released: chrono::DateTime<chrono::Utc> = blocking
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT clock_timestamp()",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    blocking.commit().await.unwrap();
+    let flushed = flush.await.unwrap().unwrap();
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 3));
+
+    let rows = observer
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT created_time, clock_timestamp() FROM prices ORDER BY seq",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        let created: chrono::DateTime<chrono::Utc> = row.try_get_by_index(0).unwrap();
+        let now: chrono::DateTime<chrono::Utc> = row.try_get_by_index(1).unwrap();
+        assert!(
+            created >= released,
+            "created_time {created} is before the fence let the flush through at {released}"
+        );
+        assert!(created <= now);
+    }
+    let _ = blocker.close().await;
+    let _ = observer.close().await;
 }

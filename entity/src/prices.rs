@@ -26,11 +26,17 @@ pub struct Model {
     pub signer_count: i32,
     /// Time of the last signature seen.
     pub lastsigned_time: DateTimeWithTimeZone,
-    /// When the row was written (database clock).
+    /// When the row was inserted (database clock, `clock_timestamp()`). It commits a little
+    /// later, so this is no cursor: use `seq`.
     pub created_time: DateTimeWithTimeZone,
     /// The writer's address.
     #[sea_orm(column_type = "Text")]
     pub written_by: String,
+    /// Commit order, assigned by the database (`GENERATED ALWAYS AS IDENTITY`, drawn under a
+    /// lock the inserting transaction holds until it ends): a reader that has seen every row up
+    /// to `seq` n sees later rows only with `seq` > n. Gaps are possible.
+    #[sea_orm(unique)]
+    pub seq: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

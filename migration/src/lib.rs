@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261121_000001_create_prices;
 mod m20261121_000002_create_heartbeat;
 mod m20261123_000003_create_signers;
+mod m20261123_000004_prices_commit_order;
 mod m20261123_000005_heartbeat_addrs_and_terms;
 
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261121_000001_create_prices::Migration),
             Box::new(m20261121_000002_create_heartbeat::Migration),
             Box::new(m20261123_000003_create_signers::Migration),
+            Box::new(m20261123_000004_prices_commit_order::Migration),
             Box::new(m20261123_000005_heartbeat_addrs_and_terms::Migration),
         ]
     }

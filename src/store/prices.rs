@@ -10,7 +10,12 @@
 //! 3. The member check: every row keeps only the signatures of current members (the `signers`
 //!    table, read in the same transaction) and needs `min_signers` of them, the origin's among
 //!    them — defence in depth behind the nodes' own checks.
-//! 4. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks.
+//! 4. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks. The table's
+//!    statement trigger takes a transaction-level advisory lock before the rows draw their
+//!    `seq`, so a second flush that overlaps this one (only the writer's own can, e.g. a retry
+//!    after a client-side timeout) waits at its first insert until this one has committed: its
+//!    rows come after ours both in `seq` and in commit order. Readers poll `seq > last`; see
+//!    the migration `m20261123_000004_prices_commit_order` for why this never skips a row.
 //! 5. Ids that already existed are compared with the stored row: a different pair, price or
 //!    observation time means a different digest under the same id — reported, never overwritten.
 

@@ -50,10 +50,25 @@ impl Store {
         self.timed("read prices", query.all(&self.db)).await
     }
 
-    /// The newest stored prices, newest first.
+    /// The most recently stored prices, last committed first.
     pub async fn latest_prices(&self, limit: u64) -> Result<Vec<StoredPrice>, StoreError> {
         let query = prices::Entity::find()
-            .order_by_desc(prices::Column::Id)
+            .order_by_desc(prices::Column::Seq)
+            .limit(limit);
+        self.timed("read prices", query.all(&self.db)).await
+    }
+
+    /// Up to `limit` stored prices with `seq` above `last`, in commit order: the polling query
+    /// (`WHERE seq > $last ORDER BY seq LIMIT n`). A reader that passes the greatest `seq` it
+    /// has seen each time never misses a row, however the writers' transactions overlap.
+    pub async fn prices_after(
+        &self,
+        last: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredPrice>, StoreError> {
+        let query = prices::Entity::find()
+            .filter(prices::Column::Seq.gt(last))
+            .order_by_asc(prices::Column::Seq)
             .limit(limit);
         self.timed("read prices", query.all(&self.db)).await
     }
