@@ -473,7 +473,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
         .collect();
     let mut watcher = attacker.handle.clone();
     watcher.wait_for_peers(3).await;
-    wait_for("the honest prices", Duration::from_secs(40), async || {
+    wait_for("the honest prices", Duration::from_secs(60), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -707,7 +707,7 @@ async fn a_message_republished_by_another_peer_still_reaches_quorum_everywhere()
     let (relay, _) = start_peer(66, vec![boot_addr.clone()]).await;
     let mut watcher = relay.handle.clone();
     watcher.wait_for_peers(3).await;
-    wait_for("the honest prices", Duration::from_secs(40), async || {
+    wait_for("the honest prices", Duration::from_secs(60), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -756,7 +756,7 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
         node.network.max_refused_per_peer = 40;
     }
     let nodes: Vec<TestNode> = settings.into_iter().map(start_node).collect();
-    wait_for("the honest prices", Duration::from_secs(40), async || {
+    wait_for("the honest prices", Duration::from_secs(60), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -795,7 +795,7 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
     }
     wait_for(
         "prices to keep being stored",
-        Duration::from_secs(40),
+        Duration::from_secs(60),
         async || rows(&conn).await.len() >= before + 8,
     )
     .await;
