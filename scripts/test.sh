@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: a PostgreSQL that answers, then format, lints and every test.
+# The project's test command: a PostgreSQL that answers, then format, lints, every test and the
+# fault-injection suite's short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +10,5 @@ TEST_DATABASE_URL=$(scripts/db.sh)
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Faults against real processes, short form (the long form: scripts/faults.sh --long).
+scripts/faults.sh
