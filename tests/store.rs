@@ -392,17 +392,19 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
 
     // Every contender flushes the whole batch over and over for a while, all at once, a slice
     // of 100 at a time, each starting at a different slice: so the rows spread over the writers.
+    // Every contender keeps flushing until every slice is stored, by itself or another: the
+    // lease moves once per term, so how many turns each contender gets is up to the rotation.
+    let stored_slices = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
     let flushes = contenders.iter().enumerate().map(|(start, contender)| {
         let store = store.clone();
         let slices: Vec<Vec<VerifiedPrice>> = batch.chunks(100).map(<[_]>::to_vec).collect();
+        let stored_slices = std::sync::Arc::clone(&stored_slices);
         async move {
             let mut inserted = Vec::new();
             let mut not_writer = 0;
-            // Each contender goes on until it has seen every slice stored, by itself or another.
-            let mut seen_stored = HashSet::new();
-            let deadline = Instant::now() + Duration::from_secs(20);
+            let deadline = Instant::now() + Duration::from_secs(60);
             let mut next = start * 2;
-            while seen_stored.len() < slices.len() {
+            while stored_slices.lock().unwrap().len() < slices.len() {
                 assert!(Instant::now() < deadline, "flushes made no progress");
                 let index = next % slices.len();
                 next += 1;
@@ -416,7 +418,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
                         assert!(flushed.conflicting.is_empty());
                         assert_eq!(flushed.inserted.len() + flushed.existing.len(), slice.len());
                         inserted.extend(flushed.inserted);
-                        seen_stored.insert(index);
+                        stored_slices.lock().unwrap().insert(index);
                     }
                     FlushOutcome::NotWriter { .. } => not_writer += 1,
                 }
