@@ -79,6 +79,17 @@ span() {
 le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 # ---------------------------------------------------------------- build, database, ports
+# socat is the cuttable proxy in front of PostgreSQL; install it where apt can.
+if ! command -v socat >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    say "installing socat"
+    sudo_cmd=""
+    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get install -y -qq socat >/dev/null 2>&1 \
+      || { $sudo_cmd apt-get update -qq >/dev/null 2>&1 && $sudo_cmd apt-get install -y -qq socat >/dev/null; }
+  fi
+  command -v socat >/dev/null 2>&1 || { echo "faults: socat is required (apt install socat)" >&2; exit 1; }
+fi
 if [ "${FAULTS_NO_BUILD:-0}" != 1 ]; then
   say "building oracle (CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target})"
   cargo build --quiet --bin oracle
