@@ -338,7 +338,7 @@ async fn five_nodes_store_every_price_exactly_once() {
         &config,
     )));
     let started = Instant::now();
-    wait_for("5 stored prices", Duration::from_secs(40), async || {
+    wait_for("5 stored prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 5
     })
     .await;
@@ -401,7 +401,7 @@ async fn a_node_ten_percent_off_gets_no_cosignatures() {
     let liar_metrics = liar.metrics.clone();
     nodes.push(liar);
 
-    wait_for("the 4 honest prices", Duration::from_secs(40), async || {
+    wait_for("the 4 honest prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -566,7 +566,7 @@ async fn outsider_nodes_attack(label: &str, outsider_price: &str) {
         &outsider_db.settings(),
         &config,
     );
-    wait_for("the 4 honest prices", Duration::from_secs(40), async || {
+    wait_for("the 4 honest prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -627,7 +627,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let (squatter, _) = start_peer(5, vec![boot_addr.clone()]).await;
     let mut watcher = squatter.handle.clone();
     watcher.wait_for_peers(3).await;
-    wait_for("the first prices", Duration::from_secs(40), async || {
+    wait_for("the first prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 3
     })
     .await;
@@ -671,7 +671,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
     };
     wait_for(
         "6 of the victim's prices",
-        Duration::from_secs(40),
+        Duration::from_secs(90),
         async || victims_rows().await.len() >= 6,
     )
     .await;
@@ -844,7 +844,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
     let signed_by = |row: &Row, who: Address| row.signatures.iter().any(|e| e.signer == who);
     wait_for(
         "prices of the three members",
-        Duration::from_secs(40),
+        Duration::from_secs(90),
         async || rows(&conn).await.len() >= 6,
     )
     .await;
@@ -1075,7 +1075,7 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
         get(&format!("{base}/health")).await.0 == 200
     })
     .await;
-    wait_for("the 4 prices stored", Duration::from_secs(40), async || {
+    wait_for("the 4 prices stored", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 4
     })
     .await;
@@ -1235,7 +1235,7 @@ async fn a_private_network_takes_only_nodes_with_its_swarm_key() {
     ));
     wait_for(
         "the 4 private prices",
-        Duration::from_secs(40),
+        Duration::from_secs(90),
         async || rows(&conn).await.len() >= 4,
     )
     .await;
@@ -1338,7 +1338,7 @@ async fn stopping_every_node_at_once_stores_every_verified_price() {
     let mut events: Vec<_> = nodes.iter().map(node::RunningNode::subscribe).collect();
     let mut verified = HashSet::new();
     // Each node originates once when its database is connected.
-    wait_for("the first prices", Duration::from_secs(40), async || {
+    wait_for("the first prices", Duration::from_secs(90), async || {
         drain_verified(&mut events, &mut verified);
         verified.len() >= 4
     })
@@ -1414,7 +1414,7 @@ async fn on_a_healthy_network_the_writer_changes_once_per_term_and_stores_on_tim
         min_peers: 3,
     };
     let nodes = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
-    wait_for("the first prices", Duration::from_secs(40), async || {
+    wait_for("the first prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 5
     })
     .await;
