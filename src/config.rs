@@ -12,6 +12,7 @@ use reqwest::Url;
 use libp2p::Multiaddr;
 use rust_decimal::Decimal;
 
+use crate::committee::CommitteeSettings;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
@@ -498,6 +499,16 @@ pub struct ConsensusArgs {
     /// Distinct valid signatures (the origin's among them) that make a price verified.
     #[arg(long, env = "ORACLE_MIN_SIGNERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub min_signers: u32,
+    /// Members who co-sign each price at once: those ranked first by keccak256(id ‖ address)
+    /// among the members, the origin excluded, so a price costs the same however many members
+    /// there are [default: --min-signers + 2].
+    #[arg(long, env = "ORACLE_COSIGNERS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub cosigners: Option<u32>,
+    /// A price still short of its quorum this long after it was heard gets co-signed by the next
+    /// members in its ranking (--min-signers − 1 more at each step), so down or disagreeing
+    /// co-signers cost time, not the price.
+    #[arg(long, env = "ORACLE_COSIGN_FALLBACK", default_value = "5s", value_parser = parse_duration)]
+    pub cosign_fallback: Duration,
     /// How often this node fetches, signs and publishes a price.
     #[arg(long, env = "ORACLE_PRICE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub price_interval: Duration,
@@ -547,6 +558,7 @@ impl RunArgs {
             ("--price-interval", consensus.price_interval),
             ("--heartbeat-interval", consensus.heartbeat_interval),
             ("--max-age", self.net.max_age),
+            ("--cosign-fallback", consensus.cosign_fallback),
         ] {
             if value.is_zero() {
                 anyhow::bail!("{name} must be longer than 0");
@@ -583,6 +595,16 @@ impl RunArgs {
             trusted_signers,
             register: self.register,
             max_cosign_queue: self.net.limits.max_cosign_queue as usize,
+            committee: {
+                let mut committee = CommitteeSettings::for_quorum(
+                    consensus.min_signers as usize,
+                    consensus.cosign_fallback,
+                );
+                if let Some(size) = consensus.cosigners {
+                    committee.size = size as usize;
+                }
+                committee
+            },
             http: self.http,
         })
     }

@@ -18,6 +18,7 @@
 //! - [`membership`]: who counts — the `signers` table, narrowed by an optional static file.
 //! - [`metrics`]: the counters every part updates, in one prometheus-client registry.
 //! - [`network`]: libp2p — the one task that owns the Swarm, message validation, discovery.
+//! - [`committee`]: which members co-sign a price at once, and when the others step in.
 //! - [`pool`]: the consensus state machine — pending → verified → stored; pure, no IO.
 //! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
 //! - [`node`]: the event loop tying them together, from start to graceful stop.
@@ -28,6 +29,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod committee;
 pub mod config;
 pub mod http;
 pub mod id;

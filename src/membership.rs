@@ -110,6 +110,27 @@ impl Members {
             }
     }
 
+    /// The signers whose signatures count on a price observed at `observed_at` (see
+    /// [`Members::counts_at`]), or `None` for an open relay, which has no list.
+    pub fn counting_at(&self, observed_at: u64) -> Option<Vec<Address>> {
+        let narrowed =
+            |member: &Address| self.file.as_ref().is_none_or(|file| file.contains(member));
+        match &self.database {
+            DatabaseView::NotLoaded => Some(Vec::new()),
+            DatabaseView::Loaded(members) => Some(
+                members
+                    .iter()
+                    .filter(|(member, since)| **since <= observed_at && narrowed(member))
+                    .map(|(member, _)| *member)
+                    .collect(),
+            ),
+            DatabaseView::NotUsed => self
+                .file
+                .as_ref()
+                .map(|file| file.iter().copied().collect()),
+        }
+    }
+
     /// How many members there are, when that is known (not for an open relay).
     pub fn count(&self) -> Option<usize> {
         match (&self.database, &self.file) {
@@ -195,6 +216,23 @@ mod tests {
         assert!(!members.counts_at(&address(1), 99));
         assert!(!members.counts_at(&address(2), 1_000));
         assert!(Members::for_relay(Some(set(&[1]))).counts_at(&address(1), 0));
+    }
+
+    #[test]
+    fn the_signers_counting_at_a_moment_are_the_narrowed_members_of_then() {
+        let mut since = list(&[1, 2, 3]);
+        since.insert(address(4), 200);
+        let members = Members::for_node(Some(set(&[1, 2, 4]))).with_database(since);
+        let mut at_150 = members.counting_at(150).unwrap();
+        at_150.sort();
+        assert_eq!(at_150, vec![address(1), address(2)]);
+        assert_eq!(members.counting_at(200).unwrap().len(), 3);
+        assert_eq!(Members::for_node(None).counting_at(150), Some(vec![]));
+        assert_eq!(Members::open().counting_at(150), None);
+        assert_eq!(
+            Members::for_relay(Some(set(&[1]))).counting_at(0),
+            Some(vec![address(1)])
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 pub struct Metrics {
     pub prices_originated: Counter,
     pub prices_cosigned: Counter,
+    /// Turns this node had as a fallback co-signer (not on a price's committee), by outcome:
+    /// `stepped_in` (the price still lacked its quorum) or `not_needed`.
+    pub cosign_fallbacks: Family<KindLabel, Counter>,
     pub prices_refused: Family<ReasonLabel, Counter>,
     pub prices_verified: Counter,
     pub prices_stored: Counter,
@@ -81,6 +84,7 @@ impl Default for Metrics {
         Self {
             prices_originated: Counter::default(),
             prices_cosigned: Counter::default(),
+            cosign_fallbacks: Family::default(),
             prices_refused: Family::default(),
             prices_verified: Counter::default(),
             prices_stored: Counter::default(),
@@ -125,6 +129,11 @@ impl Metrics {
             "prices_cosigned",
             "Peers' prices this node co-signed",
             self.prices_cosigned.clone(),
+        );
+        registry.register(
+            "cosign_fallbacks",
+            "Turns this node had as a fallback co-signer, by outcome (stepped_in, not_needed)",
+            self.cosign_fallbacks.clone(),
         );
         registry.register(
             "prices_refused",

@@ -236,6 +236,13 @@ impl Pool {
             .is_some_and(|entry| entry.signatures.contains_key(signer))
     }
 
+    /// Whether this price (this very content) has its quorum here.
+    pub fn is_verified(&self, data: &PriceData) -> bool {
+        self.entries
+            .get(data)
+            .is_some_and(|entry| entry.verified_at.is_some())
+    }
+
     /// Whether `id` is already stored (and forgotten).
     pub fn is_stored(&self, id: u64) -> bool {
         self.stored.contains_key(&id)

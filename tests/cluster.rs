@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alloy_primitives::Address;
 use common::TestDb;
 use libp2p::Multiaddr;
+use price_oracle::committee::{self, CommitteeSettings};
 use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
@@ -152,6 +153,7 @@ fn node_settings(
         trusted_signers: None,
         register: false,
         max_cosign_queue: 256,
+        committee: CommitteeSettings::for_quorum(3, Duration::from_secs(2)),
         identity,
     }
 }
@@ -1507,5 +1509,147 @@ async fn a_node_whose_network_dies_stops_and_says_why() {
     let err = node.stop().await.unwrap_err();
     assert!(err.to_string().contains("network"), "{err:#}");
     drop(boot);
+    let _ = conn.close().await;
+}
+
+/// The first `size` of price `id`'s co-signing order include every one of `silent`.
+fn committee_holds_all(
+    id: u64,
+    origin: &Address,
+    members: &[Address],
+    size: usize,
+    silent: &[Address],
+) -> bool {
+    let ranked = committee::ranking(id, origin, members);
+    silent.iter().all(|member| ranked[..size].contains(member))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_by_the_committee_alone()
+ {
+    const COMMITTEE: usize = 3;
+    let (db, conn) = prepared_db("committee").await;
+    register(&db, [6, 7, 9]).await;
+    let members: Vec<Address> = (1..=7)
+        .chain([9])
+        .map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address())
+        .collect();
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+    };
+    let fallback = Duration::from_secs(5);
+    let mut nodes: Vec<TestNode> = (1..=7)
+        .map(|seed| {
+            let mut settings = node_settings(seed, &boot_addr, &exchange, &db.settings(), &config);
+            settings.committee = CommitteeSettings {
+                size: COMMITTEE,
+                step: 2,
+                fallback,
+            };
+            start_node(settings)
+        })
+        .collect();
+    // The origin: member 9, speaking raw gossip, so the test picks which ids it publishes.
+    let (origin, _) = start_peer(9, vec![boot_addr.clone()]).await;
+    let mut watcher = origin.handle.clone();
+    watcher.wait_for_peers(3).await;
+    wait_for(
+        "each node's first price",
+        Duration::from_secs(90),
+        async || rows(&conn).await.len() >= 7,
+    )
+    .await;
+    // Two members go down: members 6 and 7.
+    let down: Vec<TestNode> = nodes.split_off(5);
+    let silent: Vec<Address> = down.iter().map(|node| node.address).collect();
+    stop_all(down).await;
+    let origin_address = origin.identity.address();
+    // Prices whose committee holds both silent members (one live co-signer: no quorum without
+    // the fallback), and prices whose committee holds neither.
+    let mut stranded = Vec::new();
+    let mut served = Vec::new();
+    let mut at = SystemTime::now();
+    while stranded.len() < 3 || served.len() < 3 {
+        at += Duration::from_millis(10);
+        let price = price_by(&origin.identity, at, "3000");
+        let id = price.data().id;
+        if committee_holds_all(id, &origin_address, &members, COMMITTEE, &silent) {
+            if stranded.len() < 3 {
+                stranded.push(price);
+            }
+        } else if !committee::ranking(id, &origin_address, &members)[..COMMITTEE]
+            .iter()
+            .any(|member| silent.contains(member))
+            && served.len() < 3
+        {
+            served.push(price);
+        }
+    }
+    for price in stranded.iter().chain(&served) {
+        origin.handle.publish(Gossip::Price(price.clone()));
+    }
+    let wanted: HashSet<u64> = stranded
+        .iter()
+        .chain(&served)
+        .map(|p| p.data().id)
+        .collect();
+    wait_for(
+        "all six prices stored",
+        Duration::from_secs(60),
+        async || {
+            let stored: HashSet<u64> = rows(&conn).await.iter().map(|row| row.id).collect();
+            wanted.is_subset(&stored)
+        },
+    )
+    .await;
+    let stored = rows(&conn).await;
+    let by_id = |id: u64| stored.iter().find(|row| row.id == id).unwrap();
+    let signers_ranked = |id: u64| -> Vec<usize> {
+        let ranked = committee::ranking(id, &origin_address, &members);
+        by_id(id)
+            .signatures
+            .iter()
+            .filter(|entry| entry.signer != origin_address)
+            .map(|entry| ranked.iter().position(|m| *m == entry.signer).unwrap())
+            .collect()
+    };
+    for price in &stranded {
+        let ranks = signers_ranked(price.data().id);
+        println!(
+            "stranded price {}: co-signed by ranks {ranks:?}",
+            price.data().id
+        );
+        assert!(
+            ranks.iter().any(|rank| *rank >= COMMITTEE),
+            "price {} reached its quorum without a fallback co-signer",
+            price.data().id
+        );
+    }
+    for price in &served {
+        let ranks = signers_ranked(price.data().id);
+        println!(
+            "served price {}: co-signed by ranks {ranks:?}",
+            price.data().id
+        );
+        assert!(
+            ranks.iter().all(|rank| *rank < COMMITTEE),
+            "price {}: only its committee co-signs a price it serves",
+            price.data().id
+        );
+    }
+    let writers: HashSet<String> = members.iter().map(|m| m.to_checksum(None)).collect();
+    assert_rows_verify(&stored, &writers);
+    let stepped_in = total(&nodes, |m| {
+        Metrics::kind(&m.cosign_fallbacks, "stepped_in").get()
+    });
+    assert!(
+        stepped_in >= 3,
+        "fallback co-signers stepped in {stepped_in} times"
+    );
+    stop_all(nodes).await;
+    drop((origin, boot));
     let _ = conn.close().await;
 }

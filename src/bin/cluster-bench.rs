@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use libp2p::Multiaddr;
+use price_oracle::committee::CommitteeSettings;
 use price_oracle::config::parse_duration;
 use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
@@ -409,6 +410,7 @@ fn node_settings(
         trusted_signers: None,
         register: false,
         max_cosign_queue: 256,
+        committee: CommitteeSettings::for_quorum(MIN_SIGNERS, Duration::from_secs(2)),
         identity,
     })
 }

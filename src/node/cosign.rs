@@ -1,8 +1,10 @@
 //! Co-signing: whether this node signs a peer's price. It signs only what it saw itself: a
 //! price within `--max-deviation` of its own observation, both taken within [`COSIGN_WINDOW`]
 //! of each other. Without a fresh observation the price waits (a bounded queue) for the next
-//! fetch.
+//! fetch. Prices on whose committee this node is not wait for its fallback turn in
+//! [`FallbackTurns`].
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rust_decimal::Decimal;
@@ -113,6 +115,49 @@ impl Cosigner {
     }
 }
 
+/// Peers' prices this node co-signs only if they still lack a quorum at its fallback turn
+/// ([`crate::committee`]). Bounded: past `max` new turns are dropped.
+#[derive(Debug)]
+pub struct FallbackTurns {
+    max: usize,
+    /// By due time; the counter keeps turns due at the same instant apart.
+    turns: BTreeMap<(Instant, u64), PriceData>,
+    next: u64,
+}
+
+impl FallbackTurns {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            turns: BTreeMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Schedules `data` for `due`; `false` when the queue is full.
+    pub fn schedule(&mut self, due: Instant, data: PriceData) -> bool {
+        if self.turns.len() >= self.max {
+            return false;
+        }
+        self.turns.insert((due, self.next), data);
+        self.next = self.next.wrapping_add(1);
+        true
+    }
+
+    /// When the earliest turn is due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.turns.keys().next().map(|(due, _)| *due)
+    }
+
+    /// Takes every turn due by `now`, earliest first.
+    pub fn take_due(&mut self, now: Instant) -> Vec<PriceData> {
+        let later = self.turns.split_off(&(now, u64::MAX));
+        std::mem::replace(&mut self.turns, later)
+            .into_values()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +220,32 @@ mod tests {
         assert!(matches!(decisions[1].1, Decision::Deviates { .. }));
         assert_eq!(cosigner.consider(data("3000", now)), Decision::Sign);
         assert_eq!(cosigner.fetch_failed(), 0);
+    }
+
+    #[test]
+    fn fallback_turns_come_due_in_order_and_are_bounded() {
+        let now = Instant::now();
+        let at = SystemTime::now();
+        let mut turns = FallbackTurns::new(3);
+        let price = |id| PriceData {
+            id,
+            ..data("3000", at)
+        };
+        assert!(turns.schedule(now + Duration::from_secs(2), price(1)));
+        assert!(turns.schedule(now + Duration::from_secs(1), price(2)));
+        assert!(turns.schedule(now + Duration::from_secs(1), price(3)));
+        assert!(!turns.schedule(now, price(4)), "full");
+        assert_eq!(turns.next_due(), Some(now + Duration::from_secs(1)));
+        assert!(turns.take_due(now).is_empty());
+        let due: Vec<u64> = turns
+            .take_due(now + Duration::from_secs(1))
+            .iter()
+            .map(|data| data.id)
+            .collect();
+        assert_eq!(due, vec![2, 3]);
+        assert_eq!(turns.next_due(), Some(now + Duration::from_secs(2)));
+        assert_eq!(turns.take_due(now + Duration::from_secs(9)).len(), 1);
+        assert_eq!(turns.next_due(), None);
     }
 
     #[test]

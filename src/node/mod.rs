@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use prometheus_client::registry::Registry;
 
+use crate::committee::{self, CommitteeSettings};
 use crate::http::{self, DatabaseState, NodeStatus, Observed};
 use crate::id::IdGenerator;
 use crate::identity::Identity;
@@ -47,7 +48,7 @@ use crate::store::{DbSettings, Store, StoreError};
 use libp2p::Multiaddr;
 
 pub use cosign::COSIGN_WINDOW;
-use cosign::{Cosigner, Decision, Observation};
+use cosign::{Cosigner, Decision, FallbackTurns, Observation};
 use writer::WriterDuties;
 
 /// How often the waiting-for-peers line is printed.
@@ -87,8 +88,11 @@ pub struct NodeSettings {
     pub trusted_signers: Option<std::collections::HashSet<Address>>,
     /// Add this node's key to the signers table at start (`--register`).
     pub register: bool,
-    /// Peers' prices waiting for this node's own observation; past it new ones are dropped.
+    /// Peers' prices waiting for this node's own observation, and (separately) for its
+    /// fallback turn; past it new ones are dropped.
     pub max_cosign_queue: usize,
+    /// Who co-signs each price at once, and when the others step in.
+    pub committee: CommitteeSettings,
 }
 
 type FetchResult = Result<UsdPrice, FeedError>;
@@ -233,6 +237,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         pool: Pool::new(settings.pool, initial_members),
         members,
         cosigner: Cosigner::new(settings.max_deviation, settings.max_cosign_queue),
+        fallback_turns: FallbackTurns::new(settings.max_cosign_queue),
         cosign_refusals: LogLimiter::default(),
         writer: WriterDuties::default(),
         feed,
@@ -313,6 +318,8 @@ struct Node {
     /// The member set this node applies; the network's validator reads it too.
     members: watch::Sender<Arc<Members>>,
     cosigner: Cosigner,
+    /// Peers' prices this node co-signs only if they still lack a quorum at its turn.
+    fallback_turns: FallbackTurns,
     cosign_refusals: LogLimiter,
     writer: WriterDuties,
     feed: Arc<PriceFeed>,
@@ -395,6 +402,7 @@ impl Node {
         self.spawn_db_connect();
         loop {
             let was = phase;
+            let fallback_due = self.fallback_turns.next_due();
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = ended(&mut inbox.network_task) => {
@@ -433,6 +441,9 @@ impl Node {
                     Control::CrashNetwork => self.network.crash(),
                 },
                 Some(result) = inbox.fetches.recv() => self.on_fetched(result),
+                () = sleep_until(fallback_due), if fallback_due.is_some() => {
+                    self.take_fallback_turns();
+                }
                 _ = flush_timer.tick() => self.maybe_flush(),
                 Some(result) = inbox.flushes.recv() => self.on_flushed(result),
                 _ = expire_timer.tick() => self.expire(),
@@ -650,8 +661,7 @@ impl Node {
                 // changed since.
                 let member_origin = self.members.borrow().is_member(&data.origin);
                 if data.origin != self.me && member_origin && added != Added::OverLimit {
-                    let decision = self.cosigner.consider(data);
-                    self.act_on(data, decision);
+                    self.take_part(data);
                 }
             }
             Gossip::Attestation(attestation) => {
@@ -708,6 +718,54 @@ impl Node {
             "{writer} stored {} prices ({known} known here)",
             notice.ids.len()
         );
+    }
+
+    /// Co-signs a peer's price now if this node is on its committee, or schedules its fallback
+    /// turn; a node that is not a member has no part.
+    fn take_part(&mut self, data: PriceData) {
+        let wait = {
+            let members = self.members.borrow();
+            match members.counting_at(data.observed_at) {
+                // No list to draw a committee from: everyone co-signs.
+                None => Some(Duration::ZERO),
+                Some(list) => committee::rank_of(data.id, &data.origin, &self.me, &list)
+                    .map(|rank| self.settings.committee.wait(rank)),
+            }
+        };
+        match wait {
+            None => {}
+            Some(wait) if wait.is_zero() => {
+                let decision = self.cosigner.consider(data);
+                self.act_on(data, decision);
+            }
+            Some(wait) => {
+                if !self.fallback_turns.schedule(Instant::now() + wait, data) {
+                    self.metrics.limit_hit("cosign_queue");
+                }
+            }
+        }
+    }
+
+    /// This node's fallback turns that came due: it co-signs the prices still short of their
+    /// quorum.
+    fn take_fallback_turns(&mut self) {
+        for data in self.fallback_turns.take_due(Instant::now()) {
+            let outcome = if self.pool.is_stored(data.id) || self.pool.is_verified(&data) {
+                "not_needed"
+            } else {
+                "stepped_in"
+            };
+            Metrics::kind(&self.metrics.cosign_fallbacks, outcome).inc();
+            if outcome == "stepped_in" {
+                log::debug!(
+                    "stepping in to co-sign price {} from {}: still short of its quorum",
+                    data.id,
+                    data.origin
+                );
+                let decision = self.cosigner.consider(data);
+                self.act_on(data, decision);
+            }
+        }
     }
 
     /// Carries out the co-signer's decision on a peer's price.
@@ -1127,6 +1185,13 @@ fn interval(period: Duration) -> Interval {
 }
 
 /// Ticks an optional timer; never resolves while there is none.
+/// Resolves at `due` (callers guard on `Some`).
+async fn sleep_until(due: Option<Instant>) {
+    if let Some(due) = due {
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
 async fn tick(timer: &mut Option<Interval>) {
     match timer {
         Some(timer) => {

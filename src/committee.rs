@@ -1,0 +1,164 @@
+//! Who co-signs a price: a small committee drawn per price, so that a price costs a constant
+//! number of signatures however many members there are.
+//!
+//! Every member other than the origin gets a score, `keccak256(be8(id) ‖ address)`; the members
+//! with the lowest scores co-sign first. The first `size` of them (`--cosigners`) sign as soon as
+//! they hear the price. If the price is still short of its quorum after `fallback` (a member
+//! down, a source that disagrees, a lost message), the next `step` members in the ranking step
+//! in, and another `step` after each further `fallback` — a staggered schedule like OCR's
+//! transmission schedule, so silent members cost time, not liveness. Anyone holding the member
+//! list can recompute who was expected to sign a stored row. Pure: no IO.
+
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, keccak256};
+
+/// The committee's size and fallback schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitteeSettings {
+    /// Co-signers who sign at once (`--cosigners`).
+    pub size: usize,
+    /// Members who step in after each `fallback` without a quorum.
+    pub step: usize,
+    /// How long a price may lack its quorum before the next members step in
+    /// (`--cosign-fallback`).
+    pub fallback: Duration,
+}
+
+impl CommitteeSettings {
+    /// The default for a quorum of `min_signers` (the origin's signature among them): three
+    /// co-signers more than the quorum needs, and as many stepping in at each fallback as it
+    /// needs co-signatures.
+    pub fn for_quorum(min_signers: usize, fallback: Duration) -> Self {
+        Self {
+            size: min_signers + 2,
+            step: min_signers.saturating_sub(1).max(1),
+            fallback,
+        }
+    }
+
+    /// How long a member ranked `rank` (0 = first) waits before it co-signs: nothing inside the
+    /// committee, one more `fallback` per `step` ranks after it.
+    pub fn wait(&self, rank: usize) -> Duration {
+        match rank.checked_sub(self.size) {
+            None => Duration::ZERO,
+            Some(behind) => {
+                let steps = behind / self.step.max(1) + 1;
+                self.fallback
+                    .saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
+            }
+        }
+    }
+}
+
+/// The member's score for price `id`: lower co-signs earlier.
+pub fn score(id: u64, member: &Address) -> B256 {
+    let mut input = [0u8; 28];
+    input[..8].copy_from_slice(&id.to_be_bytes());
+    input[8..].copy_from_slice(member.as_slice());
+    keccak256(input)
+}
+
+/// `me`'s place in the co-signing order of price `id` among `members` (0 = first), or `None`
+/// when `me` is the origin or not a member. Costs one hash per member.
+pub fn rank_of<'a>(
+    id: u64,
+    origin: &Address,
+    me: &Address,
+    members: impl IntoIterator<Item = &'a Address>,
+) -> Option<usize> {
+    if me == origin {
+        return None;
+    }
+    let mine = score(id, me);
+    let mut listed = false;
+    let mut ahead = 0;
+    for member in members {
+        if member == me {
+            listed = true;
+        } else if member != origin && (score(id, member), member) < (mine, me) {
+            ahead += 1;
+        }
+    }
+    listed.then_some(ahead)
+}
+
+/// The whole co-signing order of price `id`: every member but the origin, first to sign first.
+pub fn ranking<'a>(
+    id: u64,
+    origin: &Address,
+    members: impl IntoIterator<Item = &'a Address>,
+) -> Vec<Address> {
+    let mut ranked: Vec<(B256, Address)> = members
+        .into_iter()
+        .filter(|member| *member != origin)
+        .map(|member| (score(id, member), *member))
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup();
+    ranked.into_iter().map(|(_, member)| member).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(n: u8) -> Vec<Address> {
+        (1..=n).map(Address::repeat_byte).collect()
+    }
+
+    #[test]
+    fn the_ranking_is_deterministic_and_excludes_the_origin() {
+        let all = members(20);
+        let origin = all[3];
+        let ranked = ranking(42, &origin, &all);
+        assert_eq!(ranked.len(), 19);
+        assert!(!ranked.contains(&origin));
+        let mut shuffled = all.clone();
+        shuffled.reverse();
+        shuffled.rotate_left(7);
+        assert_eq!(ranking(42, &origin, &shuffled), ranked, "order of input");
+        assert_eq!(ranking(42, &origin, &all), ranked, "same call twice");
+        for (place, member) in ranked.iter().enumerate() {
+            assert_eq!(rank_of(42, &origin, member, &shuffled), Some(place));
+        }
+        assert_eq!(rank_of(42, &origin, &origin, &all), None);
+    }
+
+    #[test]
+    fn non_members_have_no_rank_and_do_not_push_members_back() {
+        let all = members(10);
+        let outsider = Address::repeat_byte(0xee);
+        assert_eq!(rank_of(7, &all[0], &outsider, &all), None);
+        let ranked = ranking(7, &all[0], &all);
+        let with_outsider_origin = ranking(7, &outsider, &all);
+        assert_eq!(with_outsider_origin.len(), 10);
+        assert!(!ranked.contains(&outsider));
+    }
+
+    #[test]
+    fn each_price_draws_its_own_committee() {
+        let all = members(50);
+        let firsts: std::collections::HashSet<Address> =
+            (0..40u64).map(|id| ranking(id, &all[0], &all)[0]).collect();
+        assert!(
+            firsts.len() > 20,
+            "40 prices put only {} members first",
+            firsts.len()
+        );
+    }
+
+    #[test]
+    fn the_committee_signs_at_once_and_the_rest_step_in_by_turns() {
+        let settings = CommitteeSettings::for_quorum(3, Duration::from_secs(2));
+        assert_eq!(settings.size, 5);
+        assert_eq!(settings.step, 2);
+        for rank in 0..5 {
+            assert_eq!(settings.wait(rank), Duration::ZERO);
+        }
+        assert_eq!(settings.wait(5), Duration::from_secs(2));
+        assert_eq!(settings.wait(6), Duration::from_secs(2));
+        assert_eq!(settings.wait(7), Duration::from_secs(4));
+        assert_eq!(settings.wait(10), Duration::from_secs(6));
+    }
+}
