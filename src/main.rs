@@ -7,7 +7,9 @@ use price_oracle::commands;
 use price_oracle::config::{self, Cli, Command};
 use price_oracle::logging::{self, LogSettings};
 
-#[tokio::main]
+// Two workers whatever the machine: a node's work is a few messages a second, and each worker
+// costs a thread, its stack and its allocator arena (tokio would start one per core).
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     // Parsed in two steps to keep the matches: they tell where each value came from.
     let matches = Cli::command().get_matches();

@@ -13,14 +13,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy_primitives::Address;
 use anyhow::{Context, bail};
 use clap::Parser;
 use libp2p::Multiaddr;
-use price_oracle::committee::CommitteeSettings;
+use price_oracle::committee::{self, CommitteeSettings};
 use price_oracle::config::parse_duration;
 use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
+use price_oracle::message::SignatureEntry;
 use price_oracle::metrics::Metrics;
 use price_oracle::mock_exchange::{MockExchange, MockSettings};
 use price_oracle::network::validation::{DEFAULT_MAX_ORIGIN_RATE, ValidationSettings};
@@ -65,6 +67,12 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
+    /// Members who co-sign each price at once [default: 3 + 2, as a node's default].
+    #[arg(long)]
+    cosigners: Option<usize>,
+    /// How long a price may lack its quorum before the next ranked members step in.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    cosign_fallback: Duration,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -84,6 +92,13 @@ struct Results {
     /// Prices some node never saw verified within the timeout.
     incomplete: usize,
     quorum_ms: Percentiles,
+    /// Co-signers who sign each price at once (`--cosigners`).
+    committee_size: usize,
+    /// Co-signatures the stored rows of the price phase carry, on average: the committee
+    /// actually used.
+    cosigners_per_price: f64,
+    /// Stored prices of the price phase co-signed by a member outside their committee.
+    fallback_prices: usize,
     publishes_per_price: f64,
     payload_bytes_per_price: f64,
     /// All bytes the nodes sent during the price phase (every protocol), per price.
@@ -97,6 +112,9 @@ struct Results {
     rss_mb_per_node: f64,
     idle_cpu_percent_of_two_cores: f64,
     cpu_seconds_per_node_minute: f64,
+    /// Process CPU during the price phase per message a node received (validation, pool,
+    /// co-signing, gossip forwarding: everything).
+    cpu_us_per_message: f64,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -145,6 +163,10 @@ async fn measure(n: usize, args: &Args) -> anyhow::Result<Results> {
 }
 
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
+    let committee = CommitteeSettings {
+        size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
+        ..CommitteeSettings::for_quorum(MIN_SIGNERS, args.cosign_fallback)
+    };
     let db = DbSettings {
         url: DatabaseUrl::new(db_url),
         // One connection per node (a writer's heartbeat waits for its own flush, which takes
@@ -153,6 +175,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         pool_size: 1,
         timeout: Duration::from_secs(10),
     };
+    check_connection_limit(db_url, n).await?;
     Store::migrate(&db).await?;
     let exchange = MockExchange::start(
         "127.0.0.1:0".parse()?,
@@ -181,6 +204,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
 
     let rss_before = rss_mb();
     let identities = member_identities(n);
+    let members: Vec<Address> = identities.iter().map(Identity::address).collect();
     // Every node is a member before any starts, as an operator would have registered them.
     let registrar = Store::connect(&db).await?;
     for (i, identity) in identities.iter().enumerate() {
@@ -191,7 +215,8 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     registrar.close().await;
     let mut nodes = Vec::with_capacity(n);
     for (i, identity) in identities.into_iter().enumerate() {
-        let settings = node_settings(i, identity, &boot_addr, &exchange, &db, validation)?;
+        let mut settings = node_settings(i, identity, &boot_addr, &exchange, &db, validation)?;
+        settings.committee = committee;
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
     // One connection for the benchmark's own row counts, polled often.
@@ -205,12 +230,20 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         stored_rows(&counter).await.map(|rows| rows.0 >= n)
     })
     .await?;
-    // Then quiet: no node received a message for 3 s (nodes that joined late never see some
+    // Then quiet: no node received a message or a Kademlia request for 3 s (nodes that joined late never see some
     // warm-up prices, so "every node verified all of them" may never happen).
     let mut last = f64::NAN;
     let mut quiet_since = Instant::now();
     wait_until(deadline, "the warm-up gossip to settle", async || {
-        let received: f64 = nodes.iter().map(|node| Counters::read(node).received).sum();
+        // Quiet gossip and quiet discovery: the lookups a joining network starts are part of
+        // its warm-up, not of its idle cost.
+        let received: f64 = nodes
+            .iter()
+            .map(|node| {
+                let counters = Counters::read(node);
+                counters.received + counters.lookups
+            })
+            .sum();
         if received != last {
             last = received;
             quiet_since = Instant::now();
@@ -238,6 +271,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         .sum();
     let mut subscriptions: Vec<broadcast::Receiver<NodeEvent>> =
         nodes.iter().map(RunningNode::subscribe).collect();
+    let cpu_price_phase = cpu_seconds();
     for _ in 0..args.prices {
         let origin = rand::rng().random_range(0..n);
         nodes[origin].originate_now();
@@ -273,8 +307,24 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     }
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     let cpu = cpu_seconds() - cpu_start;
+    let cpu_price = cpu_seconds() - cpu_price_phase;
     let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
     let (rows, distinct) = stored_rows(&counter).await?;
+    let cosigned = cosigners_of(&counter, &originated).await?;
+    let fallback_prices = cosigned
+        .iter()
+        .filter(|(id, origin, cosigners)| {
+            let ranked = committee::ranking(*id, origin, &members);
+            let first = &ranked[..committee.size.min(ranked.len())];
+            cosigners.iter().any(|cosigner| !first.contains(cosigner))
+        })
+        .count();
+    let cosigners_per_price = mean(
+        &cosigned
+            .iter()
+            .map(|(_, _, cosigners)| cosigners.len() as f64)
+            .collect::<Vec<_>>(),
+    );
 
     let mut latencies: Vec<f64> = Vec::new();
     let mut incomplete = 0;
@@ -330,6 +380,9 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         duplicates: rows - distinct,
         incomplete,
         quorum_ms: percentiles(&mut latencies),
+        committee_size: committee.size,
+        cosigners_per_price,
+        fallback_prices,
         publishes_per_price: delta(|c| c.publishes) / prices,
         payload_bytes_per_price: delta(|c| c.payload_bytes) / prices,
         wire_bytes_per_price: idle_end
@@ -348,6 +401,13 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         rss_mb_per_node: rss_per_node,
         idle_cpu_percent_of_two_cores: idle_percent,
         cpu_seconds_per_node_minute: cpu / n as f64 / minutes,
+        cpu_us_per_message: cpu_price * 1e6
+            / idle_end
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| a.received - b.received)
+                .sum::<f64>()
+                .max(1.0),
     })
 }
 
@@ -423,6 +483,8 @@ struct Counters {
     db_statements: f64,
     flush_statements: f64,
     received: f64,
+    /// Kademlia requests this node answered.
+    lookups: f64,
 }
 
 impl Counters {
@@ -443,6 +505,7 @@ impl Counters {
             db_statements: sum("oracle_db_statements_total{", ""),
             flush_statements: sum("oracle_db_statements_total{kind=\"flush", ""),
             received: sum("oracle_messages_received_total{", ""),
+            lookups: sum("libp2p_kad_inbound_requests_total{", ""),
         }
     }
 }
@@ -529,6 +592,61 @@ async fn stored_rows(conn: &DatabaseConnection) -> anyhow::Result<(usize, usize)
     Ok(counts)
 }
 
+/// For each stored row among `ids`: its id, origin and co-signers.
+async fn cosigners_of(
+    conn: &DatabaseConnection,
+    ids: &HashMap<u64, Instant>,
+) -> anyhow::Result<Vec<(u64, Address, Vec<Address>)>> {
+    let rows = conn
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, first_signer, sign_data FROM prices",
+        ))
+        .await?;
+    let mut cosigned = Vec::new();
+    for row in rows {
+        let id = row.try_get_by_index::<i64>(0)? as u64;
+        if !ids.contains_key(&id) {
+            continue;
+        }
+        let origin: Address = row.try_get_by_index::<String>(1)?.parse()?;
+        let entries: Vec<SignatureEntry> = serde_json::from_value(row.try_get_by_index(2)?)?;
+        let cosigners = entries
+            .into_iter()
+            .map(|entry| entry.signer)
+            .filter(|signer| *signer != origin)
+            .collect();
+        cosigned.push((id, origin, cosigners));
+    }
+    Ok(cosigned)
+}
+
+/// Every node holds one database connection: fail early, and say what to change, when the
+/// server allows fewer.
+async fn check_connection_limit(db_url: &str, n: usize) -> anyhow::Result<()> {
+    let conn = Database::connect(db_url).await?;
+    let row = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT current_setting('max_connections')::int \
+             - current_setting('superuser_reserved_connections')::int \
+             - (SELECT count(*)::int FROM pg_stat_activity)",
+        ))
+        .await?
+        .context("no answer to the connection count")?;
+    let _ = conn.close().await;
+    let free = row.try_get_by_index::<i32>(0)?;
+    let needed = n + 3;
+    if (free as i64) < needed as i64 {
+        bail!(
+            "PostgreSQL has {free} free connections and {n} nodes need {needed} (one each and \
+             the benchmark's own): raise max_connections, e.g. \
+             ALTER SYSTEM SET max_connections = 300 and restart the server"
+        );
+    }
+    Ok(())
+}
+
 /// A database of the benchmark's own on the server, dropped afterwards.
 struct BenchDatabase {
     admin: String,
@@ -602,7 +720,7 @@ fn cpu_seconds() -> f64 {
 
 fn print_header() {
     println!(
-        "{:>5} {:>6} {:>6} {:>4} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>7} {:>8} {:>9}",
+        "{:>5} {:>6} {:>6} {:>4} | {:>8} {:>8} {:>8} {:>8} | {:>4} {:>6} {:>5} | {:>8} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>7} {:>8} {:>9} {:>9}",
         "nodes",
         "prices",
         "stored",
@@ -611,6 +729,9 @@ fn print_header() {
         "q p95 ms",
         "q p99 ms",
         "q max ms",
+        "K",
+        "cosig",
+        "fallb",
         "pub/pr",
         "bytes/pr",
         "wire/pr",
@@ -620,13 +741,14 @@ fn print_header() {
         "others",
         "RSS/n",
         "idle cpu",
-        "cpu s/n/m"
+        "cpu s/n/m",
+        "cpu us/msg"
     );
 }
 
 fn print_row(r: &Results) {
     println!(
-        "{:>5} {:>6} {:>6} {:>4} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>8.2} {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.1}M {:>7.1}% {:>9.3}",
+        "{:>5} {:>6} {:>6} {:>4} | {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>4} {:>6.2} {:>5} | {:>8.2} {:>9.0} {:>9.0} {:>9.0} | {:>8.1} {:>8.1} {:>8.1} | {:>6.1}M {:>7.1}% {:>9.3} {:>9.0}",
         r.nodes,
         r.prices_originated,
         r.rows_stored,
@@ -635,6 +757,9 @@ fn print_row(r: &Results) {
         r.quorum_ms.p95,
         r.quorum_ms.p99,
         r.quorum_ms.max,
+        r.committee_size,
+        r.cosigners_per_price,
+        r.fallback_prices,
         r.publishes_per_price,
         r.payload_bytes_per_price,
         r.wire_bytes_per_price,
@@ -644,7 +769,8 @@ fn print_row(r: &Results) {
         r.db_statements_per_non_writer_minute,
         r.rss_mb_per_node,
         r.idle_cpu_percent_of_two_cores,
-        r.cpu_seconds_per_node_minute
+        r.cpu_seconds_per_node_minute,
+        r.cpu_us_per_message
     );
     if r.incomplete > 0 {
         println!(

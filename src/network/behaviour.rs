@@ -77,6 +77,14 @@ impl Behaviour {
             .mesh_n_high(8)
             .mesh_outbound_min(2)
             .flood_publish(false)
+            // IHAVE gossip goes to 6 peers outside the mesh, not to a quarter of every peer
+            // connected: with many connections (a large network right after discovery) that
+            // was most of the bytes a price cost.
+            .gossip_factor(0.0)
+            // Tell mesh peers at once which messages we already have (gossipsub 1.2), so they
+            // do not send us copies: an IDONTWANT is ~40 bytes, a copy of ours ~450. The
+            // default threshold (1 kB) is above every message of ours.
+            .idontwant_message_size_threshold(128)
             .duplicate_cache_time(duplicate_window)
             .build()
             .map_err(|err| format!("gossipsub config: {err}"))?;
@@ -91,6 +99,9 @@ impl Behaviour {
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         // The swarm task refreshes the routing table itself, and only once it has peers.
         kad_config.set_periodic_bootstrap_interval(None);
+        // A lookup still running after 10 s is waiting on dead peers; its open requests keep
+        // connections alive that gossip does not need (the default is a minute).
+        kad_config.set_query_timeout(Duration::from_secs(10));
         // Kademlia only finds peers here. Records others ask us to store are handed to the
         // swarm task, which drops them, instead of filling a store anyone can write to (as
         // rust-libp2p's own server does).

@@ -50,8 +50,16 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 const TARGET_PEERS: usize = 12;
 /// With no peer at all, the bootstrap nodes are dialed again this often.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the Kademlia routing table is refreshed, so nodes keep finding each other.
+/// How often the Kademlia routing table is refreshed while the node has fewer than
+/// [`WELL_CONNECTED`] peers, so it keeps finding the others.
 const KAD_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often once it has them. A refresh queries (and so connects to) dozens of peers in a large
+/// network, and connections outside the gossip mesh close after a minute idle: refreshing every
+/// minute kept every node of a 100-node network re-handshaking with dozens of peers a minute,
+/// most of its idle traffic and CPU.
+const KAD_QUIET_REFRESH_INTERVAL: Duration = Duration::from_secs(600);
+/// Connected peers that make a node well connected: gossipsub's mesh degree.
+const WELL_CONNECTED: usize = 4;
 
 /// How the node joins the network.
 #[derive(Debug, Clone)]
@@ -655,10 +663,24 @@ impl SwarmTask {
         if no_peers && redial_due {
             self.dial_bootstrap();
         }
-        if !no_peers && self.last_kad_refresh.elapsed() >= KAD_REFRESH_INTERVAL {
+        let refresh_interval = if self.swarm.connected_peers().count() >= WELL_CONNECTED {
+            KAD_QUIET_REFRESH_INTERVAL
+        } else {
+            KAD_REFRESH_INTERVAL
+        };
+        if !no_peers && self.last_kad_refresh.elapsed() >= refresh_interval {
             self.last_kad_refresh = Instant::now();
-            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            self.look_around();
         }
+    }
+
+    /// One Kademlia lookup of our own id: it finds (and so lets us dial) the peers closest to
+    /// us. Not a full `bootstrap()`, which walks every bucket with a lookup each: in a
+    /// 100-node network that was hundreds of requests per node, connections to most peers and
+    /// most of an idle node's traffic.
+    fn look_around(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        self.swarm.behaviour_mut().kad.get_closest_peers(me);
     }
 
     fn dial_known(&mut self, addrs: Vec<Multiaddr>) {
@@ -790,7 +812,7 @@ impl SwarmTask {
                 // trigger more: a storm in a large network); the periodic refresh covers them.
                 if self.swarm.connected_peers().count() == 1 {
                     self.last_kad_refresh = Instant::now();
-                    let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    self.look_around();
                 }
                 self.update_peer_count();
             }

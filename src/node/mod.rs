@@ -738,11 +738,10 @@ impl Node {
                 let decision = self.cosigner.consider(data);
                 self.act_on(data, decision);
             }
-            Some(wait) => {
-                if !self.fallback_turns.schedule(Instant::now() + wait, data) {
-                    self.metrics.limit_hit("cosign_queue");
-                }
+            Some(wait) if !self.fallback_turns.schedule(Instant::now() + wait, data) => {
+                self.metrics.limit_hit("cosign_queue");
             }
+            Some(_) => {}
         }
     }
 
