@@ -37,21 +37,29 @@ for pid in "${pids[@]}"; do before[$pid]=$(cpu_ticks "$pid"); done
 sleep "$WINDOW"
 hz=$(getconf CLK_TCK)
 
-printf '%-14s %10s %12s %9s\n' process "RSS MiB" "CPU s/min" "% 1 core"
-total_rss=0; total_ticks=0; nodes_rss=0; nodes=0
+# RSS counts every page of the binary a process has mapped, shared with the other nodes or not;
+# PSS shares those out, and anonymous memory is the process's own (heap, stacks).
+printf '%-14s %10s %10s %10s %12s %9s\n' process "RSS MiB" "PSS MiB" "anon MiB" "CPU s/min" "% 1 core"
+total_rss=0; total_ticks=0; nodes_rss=0; nodes_pss=0; nodes_anon=0; nodes=0
 for pid in "${pids[@]}"; do
   [ -r "/proc/$pid/status" ] || continue
   name=$(tr '\0' ' ' < "/proc/$pid/cmdline" | awk '{ for (i = 1; i < NF; i++) if ($i == "--name") print $(i + 1) }')
   [ -n "$name" ] || name=mock-exchange
   rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  anon=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+  pss=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo 0)
   ticks=$(( $(cpu_ticks "$pid") - before[$pid] ))
   total_rss=$(( total_rss + rss )); total_ticks=$(( total_ticks + ticks ))
-  case "$name" in node*) nodes_rss=$(( nodes_rss + rss )); nodes=$(( nodes + 1 )) ;; esac
-  awk -v n="$name" -v r="$rss" -v t="$ticks" -v hz="$hz" -v w="$WINDOW" \
-    'BEGIN { printf "%-14s %10.1f %12.3f %8.2f%%\n", n, r / 1024, t / hz * 60 / w, t / hz / w * 100 }'
+  case "$name" in node*)
+    nodes_rss=$(( nodes_rss + rss )); nodes_pss=$(( nodes_pss + pss ))
+    nodes_anon=$(( nodes_anon + anon )); nodes=$(( nodes + 1 )) ;;
+  esac
+  awk -v n="$name" -v r="$rss" -v p="$pss" -v a="$anon" -v t="$ticks" -v hz="$hz" -v w="$WINDOW" \
+    'BEGIN { printf "%-14s %10.1f %10.1f %10.1f %12.3f %8.2f%%\n", n, r / 1024, p / 1024, a / 1024, t / hz * 60 / w, t / hz / w * 100 }'
 done
-awk -v r="$total_rss" -v t="$total_ticks" -v hz="$hz" -v w="$WINDOW" -v nr="$nodes_rss" -v n="$nodes" \
+awk -v r="$total_rss" -v t="$total_ticks" -v hz="$hz" -v w="$WINDOW" -v nr="$nodes_rss" \
+    -v np="$nodes_pss" -v na="$nodes_anon" -v n="$nodes" \
   'BEGIN {
-     printf "%-14s %10.1f %12.3f %8.2f%%  (%.2f%% of 2 cores)\n", "total", r / 1024, t / hz * 60 / w, t / hz / w * 100, t / hz / w * 50
-     if (n > 0) printf "%-14s %10.1f\n", "mean node", nr / n / 1024
+     printf "%-14s %10.1f %10s %10s %12.3f %8.2f%%  (%.2f%% of 2 cores)\n", "total", r / 1024, "", "", t / hz * 60 / w, t / hz / w * 100, t / hz / w * 50
+     if (n > 0) printf "%-14s %10.1f %10.1f %10.1f\n", "mean node", nr / n / 1024, np / n / 1024, na / n / 1024
    }'
