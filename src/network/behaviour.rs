@@ -81,10 +81,6 @@ impl Behaviour {
             // connected: with many connections (a large network right after discovery) that
             // was most of the bytes a price cost.
             .gossip_factor(0.0)
-            // Tell mesh peers at once which messages we already have (gossipsub 1.2), so they
-            // do not send us copies: an IDONTWANT is ~40 bytes, a copy of ours ~450. The
-            // default threshold (1 kB) is above every message of ours.
-            .idontwant_message_size_threshold(128)
             .duplicate_cache_time(duplicate_window)
             .build()
             .map_err(|err| format!("gossipsub config: {err}"))?;

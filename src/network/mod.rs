@@ -50,9 +50,9 @@ const MAINTENANCE_INTERVAL: Duration = Duration::from_millis(500);
 const TARGET_PEERS: usize = 12;
 /// With no peer at all, the bootstrap nodes are dialed again this often.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
-/// How often the Kademlia routing table is refreshed while the node has fewer than
-/// [`WELL_CONNECTED`] peers, so it keeps finding the others.
-const KAD_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the node looks for peers while it has fewer than [`WELL_CONNECTED`], so it keeps
+/// finding the others (one lookup: cheap, and only while short).
+const KAD_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often once it has them. A refresh queries (and so connects to) dozens of peers in a large
 /// network, and connections outside the gossip mesh close after a minute idle: refreshing every
 /// minute kept every node of a 100-node network re-handshaking with dozens of peers a minute,
@@ -639,6 +639,12 @@ impl SwarmTask {
         }
         self.intake.block(peer, Instant::now());
         self.swarm.behaviour_mut().blocked.block_peer(peer);
+        // A peer cut off may have been our way to the others (a relay that forwarded a flood):
+        // look for them directly now rather than at the next refresh.
+        if self.last_kad_refresh.elapsed() >= KAD_REFRESH_INTERVAL {
+            self.last_kad_refresh = Instant::now();
+            self.look_around();
+        }
     }
 
     fn maintain(&mut self) {

@@ -45,6 +45,8 @@ pub const SESSION_LIMITS: &[(&str, &str)] = &[
 
 /// Key of the advisory lock that serializes migrations across nodes (any fixed number works;
 /// this one is "oracle" in ASCII).
+/// Statements running longer than this are logged as warnings.
+const SLOW_STATEMENT: Duration = Duration::from_secs(1);
 const MIGRATION_LOCK: i64 = 0x6f_72_61_63_6c_65;
 
 /// A database URL. `Display` hides the password, so it can be logged.
@@ -161,7 +163,7 @@ impl Store {
     /// Connects (and checks the connection) within the configured timeout. Every session is
     /// bounded on the server too (see [`SESSION_LIMITS`]).
     pub async fn connect(settings: &DbSettings) -> Result<Self, StoreError> {
-        let db = Self::open(settings, settings.pool_size, SESSION_LIMITS).await?;
+        let db = Self::open(settings, settings.pool_size, SESSION_LIMITS, SLOW_STATEMENT).await?;
         Ok(Self {
             db,
             timeout: settings.timeout,
@@ -181,10 +183,12 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// A pool; statements running longer than `slow` are logged as warnings.
     async fn open(
         settings: &DbSettings,
         pool_size: u32,
         session: &'static [(&'static str, &'static str)],
+        slow: Duration,
     ) -> Result<DatabaseConnection, StoreError> {
         let mut options = ConnectOptions::new(settings.url.expose());
         options.map_sqlx_postgres_opts(move |pg| pg.options(session.iter().copied()));
@@ -198,7 +202,7 @@ impl Store {
             .set_application_name("price-oracle")
             .sqlx_logging(true)
             .sqlx_logging_level(log::LevelFilter::Trace)
-            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, Duration::from_secs(1));
+            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, slow);
         within(
             settings.timeout,
             "connect",
@@ -213,10 +217,11 @@ impl Store {
     /// migrate and unlock all run on the same connection, and if the node dies the server drops
     /// the lock with the connection.
     pub async fn migrate(settings: &DbSettings) -> Result<(), StoreError> {
-        // Migrations may wait for locks longer than a node's statements do.
-        let db = Self::open(settings, 1, &[]).await?;
         // Migrating can take longer than one statement; give it a generous bound.
         let limit = settings.timeout * 6;
+        // Migrations may wait for locks longer than a node's statements do: nodes started
+        // together queue for the migration lock, which is no slow statement worth a warning.
+        let db = Self::open(settings, 1, &[], limit).await?;
         let lock = Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_lock($1)",
