@@ -17,6 +17,9 @@ pub const TOPIC: &str = "price-oracle/eth-usd/v1";
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/price-oracle/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/price-oracle/id/1.0.0";
 
+/// Peers each node keeps in its gossip mesh for the topic (gossipsub's `mesh_n`).
+pub const MESH_DEGREE: usize = 4;
+
 /// How many connections a node accepts.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionBounds {
@@ -72,7 +75,7 @@ impl Behaviour {
             // node receives costs a signature verification. A smaller mesh and publishing to
             // the mesh only (not flooding every peer) keep copies per message near the mesh
             // degree; gossip (IHAVE/IWANT) still reaches peers outside it.
-            .mesh_n(4)
+            .mesh_n(MESH_DEGREE)
             .mesh_n_low(3)
             .mesh_n_high(8)
             .mesh_outbound_min(2)

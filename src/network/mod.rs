@@ -58,8 +58,8 @@ const KAD_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 /// minute kept every node of a 100-node network re-handshaking with dozens of peers a minute,
 /// most of its idle traffic and CPU.
 const KAD_QUIET_REFRESH_INTERVAL: Duration = Duration::from_secs(600);
-/// Connected peers that make a node well connected: gossipsub's mesh degree.
-const WELL_CONNECTED: usize = 4;
+/// Connected peers that make a node well connected: enough for a full gossip mesh.
+const WELL_CONNECTED: usize = behaviour::MESH_DEGREE;
 
 /// How the node joins the network.
 #[derive(Debug, Clone)]
