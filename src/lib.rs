@@ -43,4 +43,5 @@ pub mod network;
 pub mod node;
 pub mod pool;
 pub mod price;
+pub mod report;
 pub mod store;

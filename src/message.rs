@@ -108,6 +108,11 @@ impl EthSignature {
         ))
     }
 
+    /// The 65 bytes as given; [`EthSignature::recover`] checks them.
+    pub fn from_bytes(bytes: [u8; 65]) -> Self {
+        Self(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 65] {
         &self.0
     }
