@@ -11,6 +11,8 @@ mod m20261121_000002_create_heartbeat;
 mod m20261123_000003_create_signers;
 mod m20261123_000004_prices_commit_order;
 mod m20261123_000005_heartbeat_addrs_and_terms;
+mod m20261130_000006_prices_notify;
+mod m20261130_000007_prices_read_indexes;
 
 pub struct Migrator;
 
@@ -23,6 +25,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_create_signers::Migration),
             Box::new(m20261123_000004_prices_commit_order::Migration),
             Box::new(m20261123_000005_heartbeat_addrs_and_terms::Migration),
+            Box::new(m20261130_000006_prices_notify::Migration),
+            Box::new(m20261130_000007_prices_read_indexes::Migration),
         ]
     }
 }
