@@ -6,11 +6,15 @@
 //! - [`members`]: the `signers` table — who counts.
 //! - [`prices`]: the fenced, exactly-once flush of verified prices.
 //! - [`reports`]: reads for `oracle verify` and `oracle status`.
+//! - [`read`]: reads for the consumers' API and `oracle prices`.
+//! - [`notify`]: `LISTEN prices_stored`, which wakes the API's streams when prices commit.
 //! - [`roles`]: the least-privilege role nodes log in as (`oracle db-role`).
 
 pub mod lease;
 pub mod members;
+pub mod notify;
 pub mod prices;
+pub mod read;
 pub mod reports;
 pub mod roles;
 
@@ -183,6 +187,23 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    /// A store that opens its connections on first use, so it exists before the database
+    /// answers: the node's read API is served from the start, and answers 503 until the
+    /// database does. It is a pool of its own, so that readers can never take the connections
+    /// the heartbeats and the flush need.
+    pub async fn connect_lazy(settings: &DbSettings) -> Result<Self, StoreError> {
+        let mut options =
+            Self::options(settings, settings.pool_size, SESSION_LIMITS, SLOW_STATEMENT);
+        options.connect_lazy(true);
+        let db = within(settings.timeout, "connect", Database::connect(options)).await?;
+        Ok(Self {
+            db,
+            timeout: settings.timeout,
+            healthy: Arc::new(AtomicBool::new(true)),
+            metrics: Metrics::default(),
+        })
+    }
+
     /// A pool; statements running longer than `slow` are logged as warnings.
     async fn open(
         settings: &DbSettings,
@@ -190,6 +211,21 @@ impl Store {
         session: &'static [(&'static str, &'static str)],
         slow: Duration,
     ) -> Result<DatabaseConnection, StoreError> {
+        let options = Self::options(settings, pool_size, session, slow);
+        within(
+            settings.timeout,
+            "connect",
+            connect_pool(&settings.url, options),
+        )
+        .await
+    }
+
+    fn options(
+        settings: &DbSettings,
+        pool_size: u32,
+        session: &'static [(&'static str, &'static str)],
+        slow: Duration,
+    ) -> ConnectOptions {
         let mut options = ConnectOptions::new(settings.url.expose());
         options.map_sqlx_postgres_opts(move |pg| pg.options(session.iter().copied()));
         options
@@ -203,12 +239,7 @@ impl Store {
             .sqlx_logging(true)
             .sqlx_logging_level(log::LevelFilter::Trace)
             .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, slow);
-        within(
-            settings.timeout,
-            "connect",
-            connect_pool(&settings.url, options),
-        )
-        .await
+        options
     }
 
     /// Applies pending migrations, one node at a time.

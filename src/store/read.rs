@@ -1,0 +1,79 @@
+//! Reads for the consumers of stored prices — the node's `/v1` API and `oracle prices`: the newest
+//! price of a pair, one price by id, a pair's history in commit order. Nothing here writes.
+//!
+//! History pages are keyed by `seq`, never by `id` or a time: `seq` follows the commit order (see
+//! the migration `m20261123_000004_prices_commit_order`), so a reader that asks for
+//! `seq > last seen` never skips a row that committed late. Ids are the origins' clocks and
+//! `created_time` is taken before the commit; either as a cursor would skip such rows for good.
+
+use chrono::{DateTime, Utc};
+use entity::prices;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::reports::StoredPrice;
+use super::{Store, StoreError};
+
+/// One page of a pair's history: rows with `seq > after`, observed in `[from, to)`, in `seq`
+/// order, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryQuery {
+    pub pair: String,
+    /// The greatest `seq` the reader has seen; 0 for the beginning.
+    pub after: i64,
+    /// Observed at or after this moment.
+    pub from: Option<DateTime<Utc>>,
+    /// Observed before this moment.
+    pub to: Option<DateTime<Utc>>,
+    pub limit: u64,
+}
+
+impl Store {
+    /// The newest price of `pair` by observation time (ties: the greater id), if any.
+    ///
+    /// "Newest" is the market's order, not the table's: a price observed earlier can commit
+    /// later (its quorum took longer), and it must not replace a fresher one here.
+    pub async fn latest_price(&self, pair: &str) -> Result<Option<StoredPrice>, StoreError> {
+        let query = prices::Entity::find()
+            .filter(prices::Column::Pair.eq(pair))
+            .order_by_desc(prices::Column::ObservedAt)
+            .order_by_desc(prices::Column::Id)
+            .limit(1);
+        self.timed("read latest price", query.one(&self.db)).await
+    }
+
+    /// The stored price with this id, if any.
+    pub async fn price_by_id(&self, id: i64) -> Result<Option<StoredPrice>, StoreError> {
+        self.timed("read price", prices::Entity::find_by_id(id).one(&self.db))
+            .await
+    }
+
+    /// One page of a pair's history in commit order (see [`HistoryQuery`]).
+    pub async fn price_history(
+        &self,
+        query: &HistoryQuery,
+    ) -> Result<Vec<StoredPrice>, StoreError> {
+        let mut select = prices::Entity::find()
+            .filter(prices::Column::Pair.eq(query.pair.as_str()))
+            .filter(prices::Column::Seq.gt(query.after))
+            .order_by_asc(prices::Column::Seq)
+            .limit(query.limit);
+        if let Some(from) = query.from {
+            select = select.filter(prices::Column::ObservedAt.gte(from));
+        }
+        if let Some(to) = query.to {
+            select = select.filter(prices::Column::ObservedAt.lt(to));
+        }
+        self.timed("read price history", select.all(&self.db)).await
+    }
+
+    /// The greatest `seq` stored so far (0 for an empty table): where a reader that wants only
+    /// rows committed from now on starts.
+    pub async fn last_seq(&self) -> Result<i64, StoreError> {
+        let query = prices::Entity::find()
+            .select_only()
+            .column_as(prices::Column::Seq.max(), "seq")
+            .into_tuple::<Option<i64>>();
+        let last = self.timed("read last seq", query.one(&self.db)).await?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+}
