@@ -12,6 +12,7 @@ use reqwest::Url;
 use libp2p::Multiaddr;
 use rust_decimal::Decimal;
 
+use crate::api::ApiLimits;
 use crate::committee::CommitteeSettings;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
@@ -472,9 +473,17 @@ pub struct RunArgs {
     pub net: NetArgs,
     #[command(flatten)]
     pub consensus: ConsensusArgs,
-    /// Serve /health, /status and /metrics on this address, e.g. 127.0.0.1:9100 [default: off].
+    /// Serve /health, /status and /metrics, and the consumers' read API under /v1 (stored
+    /// prices, history, a live stream, /v1/openapi.json), on this address, e.g. 127.0.0.1:9100
+    /// [default: off].
     #[arg(long, env = "ORACLE_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Largest page of price history one /v1/prices request may ask for (its `limit`).
+    #[arg(long, env = "ORACLE_API_MAX_PAGE", default_value_t = ApiLimits::DEFAULT.max_page, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub api_max_page: u64,
+    /// Most /v1/prices/stream clients at once; more are refused with 503 until one leaves.
+    #[arg(long, env = "ORACLE_API_MAX_STREAMS", default_value_t = ApiLimits::DEFAULT.max_streams as u32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub api_max_streams: u32,
     #[command(flatten)]
     pub sources: SourceArgs,
     #[command(flatten)]
@@ -606,6 +615,10 @@ impl RunArgs {
                 committee
             },
             http: self.http,
+            api: ApiLimits {
+                max_page: self.api_max_page,
+                max_streams: self.api_max_streams as usize,
+            },
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The operator's view of a node over HTTP: `/health` for load balancers and alerts, `/status`
-//! for people, `/metrics` for Prometheus.
+//! for people, `/metrics` for Prometheus. The consumers' `/v1` API ([`crate::api`]) is served
+//! beside them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,20 +64,25 @@ struct AppState {
     registry: Arc<Registry>,
 }
 
-/// Binds `addr` and serves until `stop` is cancelled.
+/// Binds `addr` and serves until `stop` is cancelled; with `api` (the consumers' `/v1` routes,
+/// [`crate::api::router`]) beside the operator's endpoints.
 pub async fn serve(
     addr: SocketAddr,
     status: watch::Receiver<NodeStatus>,
     registry: Arc<Registry>,
     stop: tokio_util::sync::CancellationToken,
+    api: Option<Router>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/status", get(status_json))
         .route("/metrics", get(metrics))
         .with_state(AppState { status, registry });
+    if let Some(api) = api {
+        app = app.merge(api);
+    }
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(err) = served.await {

@@ -23,10 +23,13 @@
 //! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
 //! - [`node`]: the event loop tying them together, from start to graceful stop.
 //! - [`http`]: `/health`, `/status` and `/metrics` for operators.
+//! - [`api`]: the consumers' read API under `/v1` — stored prices with what verifies them, history
+//!   in commit order, a live Server-Sent Events stream, the OpenAPI document.
 //! - [`audit`]: `oracle verify`'s row checks — the digest recomputed, every signature recovered.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
+pub mod api;
 pub mod audit;
 pub mod commands;
 pub mod committee;

@@ -467,6 +467,7 @@ fn node_settings(
         db: db.clone(),
         migrate: false,
         http: None,
+        api: Default::default(),
         trusted_signers: None,
         register: false,
         max_cosign_queue: 256,

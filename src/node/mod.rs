@@ -82,8 +82,10 @@ pub struct NodeSettings {
     pub feed: FeedSettings,
     pub db: DbSettings,
     pub migrate: bool,
-    /// Serve `/health`, `/status` and `/metrics` here.
+    /// Serve `/health`, `/status`, `/metrics` and the `/v1` API here.
     pub http: Option<SocketAddr>,
+    /// Bounds on what the `/v1` API's readers can make the node do.
+    pub api: crate::api::ApiLimits,
     /// Narrows the signers table to these members (`--trusted-signers`).
     pub trusted_signers: Option<std::collections::HashSet<Address>>,
     /// Add this node's key to the signers table at start (`--register`).
@@ -202,15 +204,30 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match settings.http {
         Some(addr) => {
+            // The consumers' API reads through a lazily connected store of its own: it is served
+            // from the start (503 until the database answers), and its readers never take the
+            // connections the heartbeats and the flush need.
+            let api_store = Store::connect_lazy(&settings.db)
+                .await
+                .context("cannot set up the /v1 API's database pool")?
+                .with_metrics(metrics.clone());
+            let api = crate::api::router(crate::api::ApiState {
+                store: api_store,
+                // pairs: every pair the node signs, the default first, once `--pairs` is wired.
+                pairs: vec![crate::message::PAIR.to_owned()],
+                limits: settings.api,
+                stop: http_stop.clone(),
+            });
             let (bound, task) = http::serve(
                 addr,
                 status.clone(),
                 Arc::clone(&registry),
                 http_stop.clone(),
+                Some(api),
             )
             .await
             .with_context(|| format!("cannot serve HTTP on {addr}"))?;
-            log::info!("serving /health, /status and /metrics on http://{bound}");
+            log::info!("serving /health, /status, /metrics and /v1 on http://{bound}");
             (Some(bound), Some(task))
         }
         None => (None, None),
