@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::audit::{self, AuditRules, Counted, Finding};
+use crate::api;
 use crate::config::{
-    BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, RunArgs,
-    SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
+    BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, PricesCommand,
+    RunArgs, SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
 };
 use crate::identity::{self, Identity};
 use crate::membership::Members;
@@ -345,6 +346,56 @@ async fn connect_for(db: &crate::config::DbArgs) -> anyhow::Result<Store> {
     Store::connect(&settings)
         .await
         .with_context(|| format!("cannot connect to {}", settings.url))
+}
+
+/// `oracle prices latest|get|list`: what the node's `/v1` API answers, read from the database
+/// directly and printed as the same JSON (one line), so scripts can use either.
+pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
+    // The request is checked before connecting: a bad one needs no database to be refused.
+    let (db, question) = match command {
+        PricesCommand::Latest(args) => (&args.db, Question::Latest(args.pair.name())),
+        PricesCommand::Get(args) => (&args.db, Question::Get(api::params::price_id(&args.id)?)),
+        PricesCommand::List(args) => {
+            let request = api::params::HistoryRequest {
+                pair: Some(args.pair.name().to_owned()),
+                from: args.from,
+                to: args.to,
+                limit: args.limit,
+                after: args.after,
+            };
+            // Any pair the code knows: the database read here is the operator's own.
+            let pairs: Vec<String> = crate::pair::Pair::ALL
+                .iter()
+                .map(|pair| pair.name().to_owned())
+                .collect();
+            let query = request.check(&pairs, &api::ApiLimits::DEFAULT)?;
+            (&args.db, Question::List(query))
+        }
+    };
+    let store = connect_for(db).await?;
+    let answer = question.answer(&store).await;
+    store.close().await;
+    println!("{}", answer?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `oracle prices` asks, checked.
+enum Question {
+    Latest(&'static str),
+    Get(i64),
+    List(crate::store::read::HistoryQuery),
+}
+
+impl Question {
+    /// The answer as the API's JSON.
+    async fn answer(&self, store: &Store) -> anyhow::Result<String> {
+        let json = match self {
+            Self::Latest(pair) => serde_json::to_string(&api::latest_price(store, pair).await?),
+            Self::Get(id) => serde_json::to_string(&api::price(store, *id).await?),
+            Self::List(query) => serde_json::to_string(&api::history(store, query).await?),
+        };
+        json.context("cannot write the answer as JSON")
+    }
 }
 
 /// `oracle status`: the heartbeat table and the latest stored prices.

@@ -72,6 +72,59 @@ pub enum Command {
     /// Manage the members whose signatures count (the signers table).
     #[command(subcommand)]
     Signers(SignersCommand),
+    /// Read stored prices from the database, as the node's /v1 API shows them (the same JSON).
+    #[command(subcommand)]
+    Prices(PricesCommand),
+}
+
+/// `oracle prices …`: the `/v1` API's answers, read from the database directly.
+#[derive(Debug, Subcommand)]
+pub enum PricesCommand {
+    /// The newest stored price of a pair (by observation time), as GET /v1/prices/latest.
+    Latest(PricesLatestArgs),
+    /// One stored price by id, as GET /v1/prices/{id}.
+    Get(PricesGetArgs),
+    /// A page of a pair's history in commit order, as GET /v1/prices.
+    List(PricesListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PricesLatestArgs {
+    /// The pair.
+    #[arg(long, env = "ORACLE_PAIR", default_value = crate::pair::Pair::DEFAULT.name())]
+    pub pair: crate::pair::Pair,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesGetArgs {
+    /// The price's id (decimal).
+    pub id: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PricesListArgs {
+    /// The pair.
+    #[arg(long, env = "ORACLE_PAIR", default_value = crate::pair::Pair::DEFAULT.name())]
+    pub pair: crate::pair::Pair,
+    /// Only prices observed at or after this moment (unix seconds, inclusive).
+    #[arg(long, env = "ORACLE_FROM")]
+    pub from: Option<u64>,
+    /// Only prices observed before this moment (unix seconds, exclusive).
+    #[arg(long, env = "ORACLE_TO")]
+    pub to: Option<u64>,
+    /// Prices per page, from 1 to 1000 [default: 100].
+    #[arg(long, env = "ORACLE_LIMIT")]
+    pub limit: Option<u64>,
+    /// Cursor: the `next` of the previous page, or the greatest `seq` seen [default: the
+    /// beginning].
+    #[arg(long, env = "ORACLE_AFTER")]
+    pub after: Option<u64>,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 /// `oracle signers …`: membership, kept in the database (run with the admin credential).

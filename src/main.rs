@@ -24,7 +24,8 @@ async fn main() -> ExitCode {
         | Command::DbRole(_)
         | Command::Verify(_)
         | Command::Status(_)
-        | Command::Signers(_) => None,
+        | Command::Signers(_)
+        | Command::Prices(_) => None,
     };
     let log_settings = LogSettings {
         filter: cli.log.log_level.clone(),
@@ -50,6 +51,7 @@ async fn main() -> ExitCode {
         Command::Verify(args) => commands::verify(args).await,
         Command::Status(args) => commands::status(args).await,
         Command::Signers(command) => commands::signers(command).await,
+        Command::Prices(command) => commands::prices(command).await,
     };
     result.unwrap_or_else(|err| {
         log::error!("{}", logging::one_line(err.as_ref()));
