@@ -1,0 +1,705 @@
+//! The consumers' read API over real HTTP against a real PostgreSQL, one database per test:
+//! every endpoint, pagination in commit order, errors as JSON, the OpenAPI document, the live
+//! stream and its resumption, the stream limit, and `oracle prices` printing what the API says.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{hex, keccak256};
+use common::TestDb;
+use futures::StreamExt;
+use price_oracle::api::{self, ApiLimits, ApiState};
+use price_oracle::http::{self, NodeStatus};
+use price_oracle::identity::Identity;
+use price_oracle::message::{SignatureEntry, price_digest};
+use price_oracle::pair::Pair;
+use price_oracle::price::UsdPrice;
+use price_oracle::report::Report;
+use price_oracle::store::lease::Participant;
+use price_oracle::store::prices::{FlushOutcome, VerifiedPrice};
+use price_oracle::store::{DbSettings, Store};
+use prometheus_client::registry::Registry;
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Observation times of the test prices: `BASE + id`, in November 2025.
+const BASE: u64 = 1_763_700_000;
+
+/// A database with three members and a writer, and the API served over HTTP from it.
+struct Api {
+    db: TestDb,
+    store: Store,
+    signers: Vec<Identity>,
+    writer: Participant,
+    base: String,
+    client: reqwest::Client,
+    stop: CancellationToken,
+    server: JoinHandle<()>,
+}
+
+impl Api {
+    async fn start(label: &str, limits: ApiLimits) -> Self {
+        let db = TestDb::create(label).await;
+        Store::migrate(&db.settings()).await.unwrap();
+        let store = Store::connect(&db.settings()).await.unwrap();
+        let signers: Vec<Identity> = (1..=3u8)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect();
+        for signer in &signers {
+            store.add_signer(&signer.address(), "").await.unwrap();
+        }
+        // The test prices are observed in 2025: their signers were members then.
+        db.connect()
+            .await
+            .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
+            .await
+            .unwrap();
+        let writer = Participant {
+            address: signers[0].address(),
+            name: "node1".into(),
+            peer_id: signers[0].peer_id().to_string(),
+            listen_addrs: Vec::new(),
+        };
+        store.heartbeat(&writer, Duration::ZERO).await.unwrap();
+        let stop = CancellationToken::new();
+        let (base, server) = serve(&db.settings(), limits, &stop).await;
+        Self {
+            db,
+            store,
+            signers,
+            writer,
+            base,
+            client: reqwest::Client::new(),
+            stop,
+            server,
+        }
+    }
+
+    /// Stores prices through the writer's real flush, each signed by the three members over
+    /// the normative digest; returns their `seq` in order.
+    async fn store_prices(&self, ids: &[u64]) -> Vec<i64> {
+        let batch: Vec<VerifiedPrice> = ids
+            .iter()
+            .map(|&id| {
+                let price = price_of(id);
+                let digest = price_digest(Pair::EthUsd, id, price, BASE + id);
+                VerifiedPrice {
+                    pair: Pair::EthUsd,
+                    id,
+                    price,
+                    observed_at: BASE + id,
+                    origin: self.signers[0].address(),
+                    signatures: self
+                        .signers
+                        .iter()
+                        .map(|signer| SignatureEntry::sign(signer.signer(), digest))
+                        .collect(),
+                    last_signed: std::time::SystemTime::now(),
+                }
+            })
+            .collect();
+        let outcome = self
+            .store
+            .flush(&self.writer.address, &batch, 3)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&outcome, FlushOutcome::Flushed(flushed) if flushed.inserted.len() == ids.len()),
+            "{outcome:?}"
+        );
+        let mut seqs = Vec::new();
+        for &id in ids {
+            let row = self.store.price_by_id(id as i64).await.unwrap().unwrap();
+            seqs.push(row.seq);
+        }
+        seqs
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|err| panic!("GET {path}: not JSON ({err}): {text:?}"));
+        (status, json)
+    }
+
+    async fn ok(&self, path: &str) -> Value {
+        let (status, json) = self.get(path).await;
+        assert_eq!(status, StatusCode::OK, "GET {path}: {json}");
+        json
+    }
+
+    /// Opens `/v1/prices/stream` (with `Last-Event-ID` if given).
+    async fn stream(&self, query: &str, last_event_id: Option<i64>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(format!("{}/v1/prices/stream{query}", self.base));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        request.send().await.unwrap()
+    }
+}
+
+/// The API on 127.0.0.1, mounted by `http::serve` as a node mounts it.
+async fn serve(
+    settings: &DbSettings,
+    limits: ApiLimits,
+    stop: &CancellationToken,
+) -> (String, JoinHandle<()>) {
+    let router = api::router(ApiState {
+        store: Store::connect_lazy(settings).await.unwrap(),
+        pairs: vec!["ETH/USD".to_owned()],
+        limits,
+        stop: stop.clone(),
+    });
+    let (_status_tx, status) = watch::channel(NodeStatus::default());
+    let (addr, server) = http::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        status,
+        Arc::new(Registry::default()),
+        stop.clone(),
+        Some(router),
+    )
+    .await
+    .unwrap();
+    (format!("http://{addr}"), server)
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let text = response.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text:?}"))
+}
+
+fn price_of(id: u64) -> UsdPrice {
+    UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap()
+}
+
+fn ids_of(page: &Value) -> Vec<&str> {
+    page["prices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|price| price["id"].as_str().unwrap())
+        .collect()
+}
+
+/// Checks a price's JSON the way an outside verifier would: the digest recomputed from the
+/// fields, every signature recovered over it, the report decoded.
+fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
+    assert_eq!(price["id"], id.to_string());
+    assert_eq!(price["pair"], "ETH/USD");
+    assert_eq!(price["price"], price_of(id).to_string());
+    assert_eq!(price["price_e8"], price_of(id).e8().to_string());
+    assert_eq!(price["observed_at"], BASE + id);
+    let iso = chrono::DateTime::from_timestamp((BASE + id) as i64, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(price["observed_at_iso"], iso);
+    let digest = price_digest(Pair::EthUsd, id, price_of(id), BASE + id);
+    assert_eq!(price["digest"], digest.to_string());
+    let entries: Vec<SignatureEntry> = serde_json::from_value(price["signatures"].clone()).unwrap();
+    assert_eq!(entries.len(), signers.len());
+    for (entry, signer) in entries.iter().zip(signers) {
+        assert_eq!(entry.signer, signer.address());
+        entry.verify(digest).unwrap();
+    }
+    assert_eq!(price["written_by"], signers[0].address().to_checksum(None));
+    assert!(price["seq"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    let report = Report::decode(&hex::decode(price["report"].as_str().unwrap()).unwrap())
+        .expect("the report decodes");
+    assert_eq!(
+        report,
+        Report {
+            pair_hash: keccak256("ETH/USD"),
+            id,
+            price_e8: price_of(id).e8(),
+            observed_at: BASE + id,
+            signatures: entries.iter().map(|entry| entry.signature).collect(),
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_by_id_and_list_show_prices_anyone_can_verify() {
+    let api = Api::start("api_read", ApiLimits::DEFAULT).await;
+    let (status, empty) = api.get("/v1/prices/latest").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{empty}");
+    assert!(
+        empty["error"]
+            .as_str()
+            .unwrap()
+            .contains("no stored price of ETH/USD")
+    );
+
+    // 5 is observed after 4 but commits before it: the latest is the market's newest.
+    api.store_prices(&[5]).await;
+    api.store_prices(&[4]).await;
+    let latest = api.ok("/v1/prices/latest?pair=ETH/USD").await;
+    assert_verifiable(&latest, 5, &api.signers);
+    assert_eq!(api.ok("/v1/prices/latest").await, latest);
+
+    let four = api.ok("/v1/prices/4").await;
+    assert_verifiable(&four, 4, &api.signers);
+
+    let page = api.ok("/v1/prices").await;
+    assert_eq!(ids_of(&page), ["5", "4"], "commit order");
+    assert_eq!(page["next"], Value::Null);
+    assert_eq!(page["prices"][0], latest);
+    assert_eq!(page["prices"][1], four);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_follow_commit_order_and_a_late_row_comes_after_the_cursor() {
+    let api = Api::start("api_pages", ApiLimits::DEFAULT).await;
+    let seqs = api.store_prices(&[10, 11, 12]).await;
+    api.store_prices(&[13, 14]).await;
+
+    let first = api.ok("/v1/prices?limit=2").await;
+    assert_eq!(ids_of(&first), ["10", "11"]);
+    assert_eq!(first["next"], seqs[1].to_string());
+    let second = api
+        .ok(&format!("/v1/prices?limit=2&after={}", seqs[1]))
+        .await;
+    assert_eq!(ids_of(&second), ["12", "13"]);
+    let cursor = second["next"].as_str().unwrap().to_owned();
+
+    // A price with a smaller id and an earlier observation commits now: after the cursor.
+    api.store_prices(&[3]).await;
+    let third = api.ok(&format!("/v1/prices?limit=2&after={cursor}")).await;
+    assert_eq!(ids_of(&third), ["14", "3"]);
+    let fourth = api
+        .ok(&format!(
+            "/v1/prices?limit=2&after={}",
+            third["next"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(ids_of(&fourth), Vec::<&str>::new());
+    assert_eq!(fourth["next"], Value::Null);
+
+    // from is inclusive, to exclusive.
+    let window = api
+        .ok(&format!("/v1/prices?from={}&to={}", BASE + 11, BASE + 13))
+        .await;
+    assert_eq!(ids_of(&window), ["11", "12"]);
+    assert_eq!(window["next"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_unknown_ids_and_unknown_paths_are_json_errors() {
+    let api = Api::start("api_errors", ApiLimits::DEFAULT).await;
+    api.store_prices(&[1]).await;
+    for (path, says) in [
+        (
+            "/v1/prices/latest?pair=DOGE/USD",
+            "unknown pair \"DOGE/USD\"",
+        ),
+        (
+            "/v1/prices?pair=BTC%2FUSD",
+            "unknown pair \"BTC/USD\": this node serves ETH/USD",
+        ),
+        ("/v1/prices/stream?pair=XRP/USD", "unknown pair"),
+        ("/v1/prices/abc", "a price id is a decimal number"),
+        ("/v1/prices/-1", "a price id is a decimal number"),
+        ("/v1/prices?limit=0", "limit must be from 1 to 1000, got 0"),
+        ("/v1/prices?limit=1001", "got 1001"),
+        ("/v1/prices?limit=ten", "limit must be a whole number"),
+        ("/v1/prices?from=20&to=10", "from (20) is after to (10)"),
+        ("/v1/prices?from=yesterday", "from must be a whole number"),
+        ("/v1/prices?after=x", "after must be a whole number"),
+        (
+            "/v1/prices?after=99999999999999999999",
+            "after must be a whole number",
+        ),
+        ("/v1/prices?after=18446744073709551615", "no cursor"),
+        ("/v1/prices/stream?after=-3", "after must be a whole number"),
+        // Axum's own rejection, as JSON too.
+        ("/v1/prices?pair=ETH/USD&pair=BTC/USD", "duplicate field"),
+    ] {
+        let (status, json) = api.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {json}");
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains(says), "{path}: {error}");
+    }
+    let response = api
+        .client
+        .get(format!("{}/v1/prices/stream", api.base))
+        .header("Last-Event-ID", "latest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let json = json_of(response).await;
+    assert!(
+        json["error"].as_str().unwrap().contains("Last-Event-ID"),
+        "{json}"
+    );
+
+    let (status, json) = api.get("/v1/prices/424242").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json["error"], "no stored price with id 424242");
+    let (status, json) = api.get("/v1/nothing").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        json["error"].as_str().unwrap().contains("/v1/openapi.json"),
+        "{json}"
+    );
+    let response = api
+        .client
+        .post(format!("{}/v1/prices", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let json = json_of(response).await;
+    assert_eq!(json["error"], "POST is not allowed here");
+    // The operator's endpoints are still there.
+    let (status, _) = api.get("/status").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_does_not_answer_is_a_503() {
+    let stop = CancellationToken::new();
+    let settings = DbSettings {
+        url: price_oracle::store::DatabaseUrl::new("postgres://oracle@127.0.0.1:1/oracle"),
+        pool_size: 2,
+        timeout: Duration::from_millis(500),
+    };
+    let (base, server) = serve(&settings, ApiLimits::DEFAULT, &stop).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/v1/prices/latest",
+        "/v1/prices",
+        "/v1/prices/1",
+        "/v1/prices/stream",
+    ] {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert!(response.headers().contains_key("retry-after"), "{path}");
+        let json = json_of(response).await;
+        assert_eq!(
+            json["error"], "the database is unavailable; try again later",
+            "{path}"
+        );
+    }
+    stop.cancel();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_parses_and_lists_every_path() {
+    let api = Api::start("api_openapi", ApiLimits::DEFAULT).await;
+    let document = api.ok("/v1/openapi.json").await;
+    assert!(
+        document["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{document}"
+    );
+    let paths = document["paths"].as_object().unwrap();
+    for path in [
+        "/v1/prices/latest",
+        "/v1/prices",
+        "/v1/prices/{id}",
+        "/v1/prices/stream",
+        "/v1/openapi.json",
+    ] {
+        assert!(
+            paths[path]["get"].is_object(),
+            "{path} missing: {:?}",
+            paths.keys()
+        );
+    }
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    for schema in ["PriceView", "PricePage", "SignatureView", "ErrorBody"] {
+        assert!(
+            schemas.contains_key(schema),
+            "{schema}: {:?}",
+            schemas.keys()
+        );
+    }
+    let list = &paths["/v1/prices"]["get"]["parameters"];
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|param| param["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["pair", "from", "to", "limit", "after"]);
+}
+
+/// Reads Server-Sent Events from a streaming response.
+struct Events {
+    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
+    text: String,
+}
+
+/// One event: `id`, `event` and `data` fields.
+#[derive(Debug)]
+struct Event {
+    id: String,
+    event: String,
+    data: Value,
+}
+
+impl Events {
+    fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{response:?}"
+        );
+        Self {
+            body: response
+                .bytes_stream()
+                .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
+                .boxed(),
+            text: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped), or `None` when the stream ends.
+    async fn next(&mut self, within: Duration) -> Option<Event> {
+        tokio::time::timeout(within, async {
+            loop {
+                if let Some(end) = self.text.find("\n\n") {
+                    let block: String = self.text.drain(..end + 2).collect();
+                    let field = |name: &str| {
+                        block
+                            .lines()
+                            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+                            .map(|value| value.trim_start().to_owned())
+                    };
+                    let Some(data) = field("data") else { continue };
+                    return Some(Event {
+                        id: field("id").unwrap_or_default(),
+                        event: field("event").unwrap_or_default(),
+                        data: serde_json::from_str(&data).unwrap(),
+                    });
+                }
+                match self.body.next().await {
+                    Some(chunk) => {
+                        self.text
+                            .push_str(&String::from_utf8(chunk.unwrap()).unwrap());
+                    }
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("an event in time")
+    }
+}
+
+/// Generous: a notification arrives in milliseconds, but the test machine may be busy.
+const EVENT_WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
+    let api = Api::start("api_stream", ApiLimits::DEFAULT).await;
+    api.store_prices(&[1]).await;
+
+    // Without a cursor: only what is stored from now on.
+    let mut live = Events::new(api.stream("", None).await);
+    let seq2 = api.store_prices(&[2]).await[0];
+    let event = live.next(EVENT_WAIT).await.unwrap();
+    assert_eq!(
+        (event.event.as_str(), event.id.clone()),
+        ("price", seq2.to_string())
+    );
+    assert_verifiable(&event.data, 2, &api.signers);
+    assert_eq!(
+        event.data,
+        api.ok("/v1/prices/2").await,
+        "the same JSON as the API"
+    );
+    drop(live);
+
+    // Stored while nobody listened, then replayed after the last event seen, then live.
+    api.store_prices(&[3, 4]).await;
+    let mut resumed = Events::new(api.stream("?after=0", Some(seq2)).await);
+    for id in ["3", "4"] {
+        assert_eq!(resumed.next(EVENT_WAIT).await.unwrap().data["id"], id);
+    }
+    api.store_prices(&[5]).await;
+    assert_eq!(resumed.next(EVENT_WAIT).await.unwrap().data["id"], "5");
+
+    // ?after= alone replays from there.
+    let mut from_start = Events::new(api.stream("?pair=ETH/USD&after=0", None).await);
+    for id in ["1", "2", "3", "4", "5"] {
+        assert_eq!(from_start.next(EVENT_WAIT).await.unwrap().data["id"], id);
+    }
+
+    // The node stops: every stream ends, and the server with them.
+    api.stop.cancel();
+    assert!(resumed.next(EVENT_WAIT).await.is_none());
+    assert!(from_start.next(EVENT_WAIT).await.is_none());
+    tokio::time::timeout(Duration::from_secs(5), api.server)
+        .await
+        .expect("the server stops")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_beyond_the_limit_is_a_503_until_one_leaves() {
+    let limits = ApiLimits {
+        max_streams: 1,
+        ..ApiLimits::DEFAULT
+    };
+    let api = Api::start("api_stream_limit", limits).await;
+    let first = api.stream("", None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let refused = api.stream("", None).await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json = json_of(refused).await;
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("1 streams at most"),
+        "{json}"
+    );
+    // Its slot is free once the client has gone.
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = api.stream("", None).await;
+        if again.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_listener_wakes_readers_when_a_price_commits() {
+    let api = Api::start("api_listen", ApiLimits::DEFAULT).await;
+    let (wake, mut woken) = watch::channel(0u64);
+    let stop = CancellationToken::new();
+    let listener = tokio::spawn({
+        let store = api.store.clone();
+        let stop = stop.clone();
+        async move { store.listen_for_stored_prices(wake, stop).await }
+    });
+    // The first wake-up comes once it listens (whatever committed before is read then).
+    tokio::time::timeout(EVENT_WAIT, woken.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    woken.borrow_and_update();
+    api.store_prices(&[1]).await;
+    tokio::time::timeout(EVENT_WAIT, woken.changed())
+        .await
+        .expect("a wake-up after the commit")
+        .unwrap();
+    // A transaction that rolls back announces nothing.
+    woken.borrow_and_update();
+    let conn = api.db.connect().await;
+    conn.execute_unprepared(
+        "BEGIN; INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
+         signer_count, lastsigned_time, written_by) VALUES (99, 'ETH/USD', 1, now(), '0x0', '[]', \
+         1, now(), '0x0'); ROLLBACK;",
+    )
+    .await
+    .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), woken.changed())
+            .await
+            .is_err()
+    );
+    stop.cancel();
+    listener.await.unwrap();
+}
+
+fn oracle(args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_oracle"))
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("ORACLE_LOG_LEVEL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+async fn oracle_json(args: Vec<String>) -> Value {
+    let output = tokio::task::spawn_blocking(move || {
+        oracle(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oracle_prices_prints_what_the_api_answers() {
+    let api = Api::start("api_cli", ApiLimits::DEFAULT).await;
+    api.store_prices(&[7, 8, 9]).await;
+    let url = api.db.url.clone();
+    let cli = |args: &[&str]| {
+        let mut all: Vec<String> = vec!["prices".into()];
+        all.extend(args.iter().map(|arg| arg.to_string()));
+        all.extend(["--database-url".into(), url.clone()]);
+        oracle_json(all)
+    };
+    assert_eq!(cli(&["latest"]).await, api.ok("/v1/prices/latest").await);
+    assert_eq!(
+        cli(&["latest", "--pair", "ETH/USD"]).await,
+        api.ok("/v1/prices/latest?pair=ETH/USD").await
+    );
+    assert_eq!(cli(&["get", "8"]).await, api.ok("/v1/prices/8").await);
+    let page = cli(&["list", "--limit", "2"]).await;
+    assert_eq!(page, api.ok("/v1/prices?limit=2").await);
+    let next = page["next"].as_str().unwrap();
+    assert_eq!(
+        cli(&["list", "--after", next, "--from", &(BASE + 8).to_string()]).await,
+        api.ok(&format!("/v1/prices?after={next}&from={}", BASE + 8))
+            .await
+    );
+
+    // Errors: one line, exit 1, the same words as the API's.
+    let url = api.db.url.clone();
+    let failed = tokio::task::spawn_blocking(move || {
+        (
+            oracle(&["prices", "get", "12x", "--database-url", &url]),
+            oracle(&["prices", "get", "404", "--database-url", &url]),
+            oracle(&["prices", "list", "--limit", "5000", "--database-url", &url]),
+        )
+    })
+    .await
+    .unwrap();
+    for (output, says) in [
+        (&failed.0, "a price id is a decimal number, got \"12x\""),
+        (&failed.1, "no stored price with id 404"),
+        (&failed.2, "limit must be from 1 to 1000, got 5000"),
+    ] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
