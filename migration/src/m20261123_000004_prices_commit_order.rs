@@ -80,7 +80,8 @@ COMMENT ON COLUMN prices.seq IS
 COMMENT ON COLUMN prices.created_time IS
     'Database clock at the insert of the row (clock_timestamp()), before its commit: not a cursor, use seq.';
 
-CREATE FUNCTION prices_commit_order() RETURNS trigger LANGUAGE plpgsql AS $$
+-- OR REPLACE: `migration fresh` drops the tables, and their triggers, but not functions.
+CREATE OR REPLACE FUNCTION prices_commit_order() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Held until this transaction ends. An inserting transaction waits here, before any of
     -- its rows draws a seq, until the one before it has committed: seq follows the commit

@@ -20,7 +20,8 @@ use sea_orm_migration::prelude::*;
 pub struct Migration;
 
 const UP: &str = r#"
-CREATE FUNCTION prices_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+-- OR REPLACE: `migration fresh` drops the tables, and their triggers, but not functions.
+CREATE OR REPLACE FUNCTION prices_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Delivered at commit. Readers re-read seq > their cursor; see migration
     -- m20261130_000006_prices_notify.
