@@ -13,6 +13,7 @@ use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
 use price_oracle::network::validation::{ValidationSettings, Validator};
+use price_oracle::pair::Pair;
 use price_oracle::pool::{Moment, Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 
@@ -34,11 +35,11 @@ fn signing(c: &mut Criterion) {
     c.bench_function("digest + sign", |b| {
         b.iter(|| {
             id += 1;
-            let digest = price_digest(black_box(id), price, 1_763_700_000);
+            let digest = price_digest(Pair::EthUsd, black_box(id), price, 1_763_700_000);
             SignatureEntry::sign(signer.signer(), digest)
         })
     });
-    let digest = price_digest(1, price, 1_763_700_000);
+    let digest = price_digest(Pair::EthUsd, 1, price, 1_763_700_000);
     let entry = SignatureEntry::sign(signer.signer(), digest);
     c.bench_function("verify (recover)", |b| {
         b.iter(|| black_box(&entry).verify(black_box(digest)))
@@ -52,13 +53,14 @@ fn decoding(c: &mut Criterion) {
     let id = IdGenerator::new(machine)
         .next_id()
         .expect("the clock is past the id epoch");
-    let message = PriceMessage::originate(id, price, now_secs(), origin.signer());
+    let message = PriceMessage::originate(Pair::EthUsd, id, price, now_secs(), origin.signer());
     let bytes = Gossip::Price(message).encode();
     let mut validator = Validator::new(ValidationSettings {
         max_age: Duration::from_secs(900),
         max_future_skew: Duration::from_secs(30),
         // The same price again and again: no rate limit in the way of what is measured.
         max_origin_rate: u32::MAX,
+        pairs: price_oracle::pair::PairSet::ALL,
     });
     let member = Members::for_node(None).with_database([(origin.address(), 0)].into());
     c.bench_function("decode + full validation (member's price)", |b| {
@@ -87,7 +89,8 @@ fn pool(c: &mut Criterion) {
         max_pending_per_signer: 64,
     };
     let now = Moment::now();
-    let message = PriceMessage::originate(500, price, 1_763_700_000, signers[0].signer());
+    let message =
+        PriceMessage::originate(Pair::EthUsd, 500, price, 1_763_700_000, signers[0].signer());
     let data = message.data();
     let attestation = Attestation::sign(&data, signers[1].signer());
     c.bench_function("pool: merge a signature", |b| {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use price_oracle::identity::Identity;
 use price_oracle::message::SignatureEntry;
+use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
 use price_oracle::store::Store;
 use price_oracle::store::lease::Participant;
@@ -20,6 +21,7 @@ const ROWS: u64 = 10_000;
 fn batch(first_id: u64, signatures: &[SignatureEntry]) -> Vec<VerifiedPrice> {
     (first_id..first_id + ROWS)
         .map(|id| VerifiedPrice {
+            pair: Pair::EthUsd,
             id,
             price: UsdPrice::from_e8(300_000_000_000 + id as i64 % 1_000).expect("valid price"),
             observed_at: 1_763_700_000,

@@ -7,7 +7,8 @@ use alloy_primitives::Address;
 
 use chrono::{DateTime, Utc};
 
-use crate::message::{PAIR, SignatureEntry, price_digest};
+use crate::message::{SignatureEntry, price_digest};
+use crate::pair::Pair;
 use crate::price::UsdPrice;
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
@@ -94,10 +95,13 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         report.finding = invalid("negative id or observation time".into());
         return report;
     };
-    if row.pair != PAIR {
-        report.finding = invalid(format!("pair {:?}", row.pair));
-        return report;
-    }
+    let pair: Pair = match row.pair.parse() {
+        Ok(pair) => pair,
+        Err(err) => {
+            report.finding = invalid(err.to_string());
+            return report;
+        }
+    };
     if usize::try_from(row.signer_count).ok() != Some(signatures.len()) {
         report.finding = invalid(format!(
             "signer_count {} but {} signatures",
@@ -106,7 +110,7 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         ));
         return report;
     }
-    let digest = price_digest(id, price, observed_at);
+    let digest = price_digest(pair, id, price, observed_at);
     let mut signers = HashSet::new();
     for entry in &signatures {
         if !signers.insert(entry.signer) {
@@ -159,7 +163,7 @@ mod tests {
 
     fn row(signed_by: &[Identity]) -> StoredPrice {
         let price = UsdPrice::from_e8(312_456_789_000).unwrap();
-        let digest = price_digest(42, price, 1_763_700_000);
+        let digest = price_digest(Pair::EthUsd, 42, price, 1_763_700_000);
         let entries: Vec<SignatureEntry> = signed_by
             .iter()
             .map(|identity| SignatureEntry::sign(identity.signer(), digest))
@@ -169,7 +173,7 @@ mod tests {
             .fixed_offset();
         StoredPrice {
             id: 42,
-            pair: PAIR.into(),
+            pair: "ETH/USD".into(),
             price: price.to_decimal(),
             observed_at: at,
             first_signer: signed_by[0].address().to_checksum(None),
@@ -220,6 +224,8 @@ mod tests {
         count.signer_count = 5;
         let mut pair = genuine.clone();
         pair.pair = "BTC/USD".into();
+        let mut unknown_pair = genuine.clone();
+        unknown_pair.pair = "ETH/EUR".into();
         let mut first = genuine.clone();
         first.first_signer = signers(4)[3].address().to_checksum(None);
         let mut garbage = genuine.clone();
@@ -231,6 +237,7 @@ mod tests {
             ("signature", signature),
             ("signer_count", count),
             ("pair", pair),
+            ("unknown pair", unknown_pair),
             ("first_signer", first),
             ("sign_data", garbage),
         ] {

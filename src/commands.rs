@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::audit::{self, AuditRules, Counted, Finding};
 use crate::api;
+use crate::audit::{self, AuditRules, Counted, Finding};
 use crate::config::{
     BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, PricesCommand,
     RunArgs, SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
@@ -47,33 +47,39 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `oracle price`: one line per source, then the median; exit 1 below `--min-sources`.
+/// `oracle price`: for each pair, its name, one line per source, then the median; exit 1 when
+/// any pair is below `--min-sources`.
 pub async fn price(args: &PriceArgs) -> anyhow::Result<ExitCode> {
     let settings = args.sources.feed_settings()?;
     let required = settings.min_sources;
+    let pairs = settings.pairs;
     let feed = PriceFeed::new(settings)?;
-    let report = feed.fetch_all().await;
-    for (source, result) in &report.results {
-        match result {
-            Ok(price) => println!("{:<10} {price}", source.name()),
-            Err(err) => println!("{:<10} error: {err}", source.name()),
+    let mut code = ExitCode::SUCCESS;
+    for pair in pairs.iter() {
+        let report = feed.fetch_all(pair).await;
+        println!("{:<10} {pair}", "pair");
+        for (source, result) in &report.results {
+            match result {
+                Ok(price) => println!("{:<10} {price}", source.name()),
+                Err(err) => println!("{:<10} error: {err}", source.name()),
+            }
+        }
+        let answered = report.prices().len();
+        let total = report.results.len();
+        match report.median(required) {
+            Ok(median) => {
+                println!("{:<10} {median} ({answered} of {total} sources)", "median");
+            }
+            Err(_) => {
+                println!(
+                    "{:<10} none: {answered} of {total} sources answered, {required} required",
+                    "median"
+                );
+                code = ExitCode::FAILURE;
+            }
         }
     }
-    let answered = report.prices().len();
-    let total = report.results.len();
-    match report.median(required) {
-        Ok(median) => {
-            println!("{:<10} {median} ({answered} of {total} sources)", "median");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(_) => {
-            println!(
-                "{:<10} none: {answered} of {total} sources answered, {required} required",
-                "median"
-            );
-            Ok(ExitCode::FAILURE)
-        }
-    }
+    Ok(code)
 }
 
 /// `oracle mock-exchange`: serve until Ctrl-C or SIGTERM.
@@ -219,6 +225,7 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         counted,
     };
     let (mut rows, mut signatures, mut untrusted_rows) = (0usize, 0usize, 0usize);
+    let mut rows_by_pair: std::collections::BTreeMap<String, usize> = Default::default();
     let mut invalid: Vec<(i64, String)> = Vec::new();
     let mut below_quorum: Vec<(i64, String)> = Vec::new();
     let mut after = None;
@@ -229,6 +236,7 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         for row in &page {
             let report = audit::audit_row(row, &rules);
             rows += 1;
+            *rows_by_pair.entry(row.pair.clone()).or_default() += 1;
             signatures += report.signatures;
             untrusted_rows += usize::from(report.untrusted > 0);
             match report.finding {
@@ -242,6 +250,9 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     }
     store.close().await;
     println!("rows              {rows}");
+    for (pair, count) in &rows_by_pair {
+        println!("  {pair:<15} {count}");
+    }
     println!("signatures        {signatures}");
     print_offenders("invalid", &invalid);
     print_offenders("below quorum", &below_quorum);
@@ -405,7 +416,7 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot connect to {}", settings.url))?;
     let nodes = store.heartbeats().await?;
-    let prices = store.latest_prices(args.limit).await?;
+    let prices = store.latest_prices(args.limit, args.pair).await?;
     store.close().await;
     println!("NODES ({})", nodes.len());
     println!(
@@ -425,15 +436,15 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("LATEST PRICES ({} shown)", prices.len());
     println!(
-        "  {:>10} {:<20} {:>16} {:>7} {:>10}  written by",
-        "seq", "id", "price", "signers", "age"
+        "  {:>10} {:<20} {:<8} {:>16} {:>7} {:>10}  written by",
+        "seq", "id", "pair", "price", "signers", "age"
     );
     let now = chrono::Utc::now();
     for price in &prices {
         let age = (now - price.created_time.to_utc()).num_seconds();
         println!(
-            "  {:>10} {:<20} {:>16} {:>7} {:>9}s  {}",
-            price.seq, price.id, price.price, price.signer_count, age, price.written_by
+            "  {:>10} {:<20} {:<8} {:>16} {:>7} {:>9}s  {}",
+            price.seq, price.id, price.pair, price.price, price.signer_count, age, price.written_by
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -22,14 +22,15 @@ use crate::network::{
     ConnectionBounds, DEFAULT_MAX_REFUSED_PER_PEER, DEFAULT_VALIDATION_QUEUE, NetworkSettings,
 };
 use crate::node::NodeSettings;
+use crate::pair::{Pair, PairSet};
 use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, Source, UsdPrice};
 use crate::store::lease::LeaseSettings;
 use crate::store::{DatabaseUrl, DbSettings};
 
-/// Decentralized ETH/USD price oracle node.
+/// Decentralized price oracle node: ETH/USD, and BTC/USD or SOL/USD with --pairs.
 ///
-/// Nodes fetch ETH/USD, sign it (EIP-191, secp256k1), gossip and co-sign it over libp2p, and
+/// Nodes fetch each pair's price, sign it (EIP-191, secp256k1), gossip and co-sign it over libp2p, and
 /// store each price with enough signatures in PostgreSQL exactly once.
 ///
 /// Every flag can also be set by an environment variable, ORACLE_<FLAG> (for example
@@ -51,9 +52,11 @@ pub struct Cli {
 pub enum Command {
     /// Create a node key (KEY_DIR/NAME.priv), or show the address and peer id of one.
     Keygen(KeygenArgs),
-    /// Fetch ETH/USD once from every configured source and print each quote and the median.
+    /// Fetch each --pairs pair once from every configured source and print each quote and the
+    /// median.
     Price(PriceArgs),
-    /// Serve the four exchange APIs locally with a random-walk price (tests, offline demos).
+    /// Serve the four exchange APIs locally with a random-walk price for every pair (tests,
+    /// offline demos).
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
@@ -226,10 +229,20 @@ pub struct PriceArgs {
     pub sources: SourceArgs,
 }
 
-/// Where ETH/USD comes from.
+/// Which pairs, and where their prices come from.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Price sources")]
 pub struct SourceArgs {
+    /// Comma-separated pairs to fetch and sign: ETH/USD, BTC/USD, SOL/USD. Every node of a
+    /// network should sign the same pairs: prices of a pair a node does not sign are ignored by
+    /// it (not co-signed, not stored).
+    #[arg(
+        long,
+        env = "ORACLE_PAIRS",
+        value_delimiter = ',',
+        default_value = Pair::DEFAULT.name()
+    )]
+    pub pairs: Vec<Pair>,
     /// Comma-separated price sources; the median of those that answer is used.
     /// Binance quotes USDT, a dollar stablecoin, not USD.
     #[arg(
@@ -286,6 +299,26 @@ impl SourceArgs {
         if self.source_timeout.is_zero() {
             anyhow::bail!("--source-timeout must be longer than 0");
         }
+        let pairs: PairSet = self.pairs.iter().copied().collect();
+        if pairs.is_empty() {
+            anyhow::bail!("--pairs needs at least one pair");
+        }
+        for pair in pairs.iter() {
+            let (quoting, not): (Vec<Source>, Vec<Source>) = sources
+                .iter()
+                .partition(|source| source.path(pair).is_some());
+            if quoting.len() < self.min_sources {
+                anyhow::bail!(
+                    "{pair}: only {} of the --sources quote it ({} cannot), fewer than --min-sources {}",
+                    quoting.len(),
+                    not.iter()
+                        .map(|source| source.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    self.min_sources
+                );
+            }
+        }
         let endpoints = sources
             .into_iter()
             .map(|source| {
@@ -294,13 +327,13 @@ impl SourceArgs {
                     .or(self.source_base_url.as_ref())
                     .map(Url::as_str)
                     .unwrap_or(source.default_base_url());
-                let url = format!("{}{}", base.trim_end_matches('/'), source.path());
-                Url::parse(&url)
+                Url::parse(base)
                     .map(|url| (source, url))
-                    .map_err(|err| anyhow::anyhow!("{source} URL {url}: {err}"))
+                    .map_err(|err| anyhow::anyhow!("{source} URL {base}: {err}"))
             })
             .collect::<anyhow::Result<_>>()?;
         Ok(FeedSettings {
+            pairs,
             endpoints,
             min_sources: self.min_sources,
             timeout: self.source_timeout,
@@ -324,7 +357,8 @@ pub struct MockExchangeArgs {
     /// Address to serve on.
     #[arg(long, env = "ORACLE_LISTEN", default_value = "127.0.0.1:8099")]
     pub listen: SocketAddr,
-    /// Starting ETH price in USD.
+    /// Starting ETH price in USD. Every pair is served: BTC/USD at 30 times the ETH price,
+    /// SOL/USD at a twentieth of it, so all move together.
     #[arg(long, env = "ORACLE_PRICE", default_value = "3000", value_parser = parse_usd)]
     pub price: UsdPrice,
     /// Largest relative step of the random walk per tick (0.001 = ±0.1 %); 0 keeps the price.
@@ -409,8 +443,8 @@ pub struct LimitArgs {
     /// Most connections with any one peer.
     #[arg(long, env = "ORACLE_MAX_CONNECTIONS_PER_PEER", default_value_t = ConnectionBounds::DEFAULT.max_per_peer, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_peer: u32,
-    /// Most new prices accepted from one origin per minute (also its burst); more are ignored.
-    /// An honest origin publishes one per --price-interval.
+    /// Most new prices of one pair accepted from one origin per minute (also its burst); more
+    /// are ignored. An honest origin publishes one per pair per --price-interval.
     #[arg(long, env = "ORACLE_MAX_ORIGIN_RATE", default_value_t = DEFAULT_MAX_ORIGIN_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_origin_rate: u32,
     /// Received messages from one peer waiting for validation (peers are served in turn); past
@@ -446,6 +480,8 @@ impl NetArgs {
                 max_age: self.max_age,
                 max_future_skew: self.max_clock_skew,
                 max_origin_rate: self.limits.max_origin_rate,
+                // A bootstrap node relays every pair; `oracle run` narrows this to --pairs.
+                pairs: PairSet::ALL,
             },
             connections: ConnectionBounds {
                 max_inbound: self.limits.max_inbound_connections,
@@ -630,10 +666,13 @@ impl RunArgs {
             anyhow::bail!("--price-interval must be at least {MIN_PRICE_INTERVAL:?}");
         }
         let trusted_signers = self.net.trusted_signers()?;
+        let feed = self.sources.feed_settings()?;
+        let mut network = self.net.settings(&self.listen)?;
+        network.validation.pairs = feed.pairs;
         Ok(NodeSettings {
             name: self.key.name.clone(),
             identity,
-            network: self.net.settings(&self.listen)?,
+            network,
             min_peers: consensus.min_peers,
             pool: PoolSettings {
                 min_signers: consensus.min_signers as usize,
@@ -651,7 +690,7 @@ impl RunArgs {
                 // A node that just started holds none of the recent prices yet.
                 warm_up: consensus.flush_delay,
             },
-            feed: self.sources.feed_settings()?,
+            feed,
             db: self.db.settings()?,
             migrate: consensus.migrate,
             trusted_signers,
@@ -698,6 +737,9 @@ pub struct StatusArgs {
     /// How many of the latest prices to show.
     #[arg(long, env = "ORACLE_LIMIT", default_value_t = 10)]
     pub limit: u64,
+    /// Show only this pair's prices [default: every pair].
+    #[arg(long, env = "ORACLE_PAIR")]
+    pub pair: Option<Pair>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -971,8 +1013,9 @@ mod tests {
             panic!("not the price command")
         };
         let settings = args.sources.feed_settings().unwrap();
-        let urls: Vec<_> = settings
-            .endpoints
+        let feed = crate::price::PriceFeed::new(settings.clone()).unwrap();
+        let urls: Vec<_> = feed.quote_urls(Pair::EthUsd);
+        let urls: Vec<_> = urls
             .iter()
             .map(|(source, url)| (*source, url.as_str()))
             .collect();
@@ -1002,9 +1045,12 @@ mod tests {
             panic!("not the price command")
         };
         let settings = args.sources.feed_settings().unwrap();
-        assert_eq!(settings.endpoints.len(), 1);
+        assert_eq!(settings.pairs, PairSet::only(Pair::EthUsd));
+        let feed = crate::price::PriceFeed::new(settings).unwrap();
+        let urls = feed.quote_urls(Pair::EthUsd);
+        assert_eq!(urls.len(), 1);
         assert_eq!(
-            settings.endpoints[0].1.as_str(),
+            urls[0].1.as_str(),
             "https://api.coinbase.com/v2/exchange-rates?currency=ETH"
         );
     }
@@ -1020,9 +1066,22 @@ mod tests {
             &["mock-exchange", "--volatility", "NaN"],
             &["keygen", "--name", "a", "--force", "--show"],
             &["--log-level", "loud", "price"],
+            &["price", "--pairs", "ETH/EUR"],
+            &["price", "--pairs", "eth/usd"],
         ] {
             assert!(parse(args).is_err(), "{args:?}");
         }
+        let Command::Price(args) = parse(&["price", "--pairs", "SOL/USD,BTC/USD,SOL/USD"])
+            .unwrap()
+            .command
+        else {
+            panic!("not the price command")
+        };
+        let pairs = args.sources.feed_settings().unwrap().pairs;
+        assert_eq!(
+            pairs.iter().collect::<Vec<_>>(),
+            [Pair::BtcUsd, Pair::SolUsd]
+        );
         let Command::Price(args) = parse(&["price", "--min-sources", "2"]).unwrap().command else {
             panic!("not the price command")
         };

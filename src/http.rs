@@ -34,7 +34,8 @@ pub struct NodeStatus {
     /// The writer as this node's last heartbeat saw it.
     pub writer: Option<String>,
     pub pool: PoolCounts,
-    pub last_observation: Option<Observed>,
+    /// This node's latest observation of each pair it signs, by pair.
+    pub last_observations: std::collections::BTreeMap<String, Observed>,
     /// The newest price id this node stored as the writer.
     pub last_stored_id: Option<String>,
     /// Why the node is unhealthy; empty when it is healthy (the rules are in the README).

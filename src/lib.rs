@@ -1,8 +1,9 @@
-//! price-oracle: a decentralized ETH/USD price oracle.
+//! price-oracle: a decentralized price oracle for ETH/USD (and BTC/USD, SOL/USD with `--pairs`).
 //!
-//! Every node fetches ETH/USD, signs it with its secp256k1 key the Ethereum way (EIP-191, so
-//! anyone — even a contract — can verify it), gossips it over libp2p, co-signs its peers' prices,
-//! and stores every price with enough distinct valid signatures in PostgreSQL exactly once.
+//! Every node fetches each pair's price, signs it with its secp256k1 key the Ethereum way
+//! (EIP-191, so anyone — even a contract — can verify it), gossips it over libp2p, co-signs its
+//! peers' prices, and stores every price with enough distinct valid signatures in PostgreSQL
+//! exactly once.
 //!
 //! # Layout
 //!
@@ -11,6 +12,7 @@
 //! - [`config`]: the command line, `ORACLE_*` environment variables, typed settings.
 //! - [`logging`]: `log` + `fern` lines with timestamp, level, node name and target.
 //! - [`identity`]: the key file and what derives from it — Ethereum address and libp2p PeerId.
+//! - [`pair`]: the pairs a network can sign, and `--pairs`' set of them.
 //! - [`price`]: exchange sources, each parsing its real response into an exact [`price::UsdPrice`],
 //!   and the median feed with timeouts and retries.
 //! - [`id`]: Sonyflake-style ids for new prices.
@@ -26,6 +28,7 @@
 //! - [`api`]: the consumers' read API under `/v1` — stored prices with what verifies them, history
 //!   in commit order, a live Server-Sent Events stream, the OpenAPI document.
 //! - [`audit`]: `oracle verify`'s row checks — the digest recomputed, every signature recovered.
+//! - [`report`]: a stored price as the ABI bytes the on-chain verifier contract takes.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
 
@@ -44,6 +47,7 @@ pub mod metrics;
 pub mod mock_exchange;
 pub mod network;
 pub mod node;
+pub mod pair;
 pub mod pool;
 pub mod price;
 pub mod report;

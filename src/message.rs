@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! DOMAIN = keccak256("price-oracle/v1")
-//! PAIR   = keccak256("ETH/USD")
+//! PAIR   = keccak256(pair)                e.g. keccak256("ETH/USD")
 //! digest = keccak256(DOMAIN ‖ PAIR ‖ be32(id) ‖ be32_signed(price_e8) ‖ be32(observed_at))
 //! sig    = secp256k1 over keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), r ‖ s ‖ v
 //! ```
@@ -19,16 +19,17 @@ use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::pair::Pair;
 use crate::price::UsdPrice;
 
-/// The only pair this network signs.
-pub const PAIR: &str = "ETH/USD";
+/// The name of the pair a network signs unless `--pairs` says otherwise.
+pub const PAIR: &str = Pair::DEFAULT.name();
 
 /// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
 pub const DOMAIN_HASH: B256 =
     b256!("0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d");
 
-/// `keccak256("ETH/USD")`.
+/// `keccak256("ETH/USD")`, the PAIR word of the test vector.
 pub const PAIR_HASH: B256 =
     b256!("0x0b43555ace6b39aae1b894097d0a9fc17f504c62fea598fa206cc6f5088e6e45");
 
@@ -41,10 +42,10 @@ const SECP256K1_HALF_ORDER: U256 = U256::from_be_bytes(
 );
 
 /// The normative digest of a price (see the module docs).
-pub fn price_digest(id: u64, price: UsdPrice, observed_at: u64) -> B256 {
+pub fn price_digest(pair: Pair, id: u64, price: UsdPrice, observed_at: u64) -> B256 {
     let mut input = [0u8; 160];
     input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
-    input[32..64].copy_from_slice(PAIR_HASH.as_slice());
+    input[32..64].copy_from_slice(pair.hash().as_slice());
     input[88..96].copy_from_slice(&id.to_be_bytes());
     input[96..128].copy_from_slice(&int256_be(price.e8()));
     input[152..160].copy_from_slice(&observed_at.to_be_bytes());
@@ -208,7 +209,7 @@ impl SignatureEntry {
 pub struct PriceMessage {
     #[serde(with = "id_as_string")]
     pub id: u64,
-    pub pair: String,
+    pub pair: Pair,
     pub price: UsdPrice,
     /// Unix seconds at which the origin fetched the price.
     pub observed_at: u64,
@@ -225,8 +226,6 @@ pub enum DecodeError {
     TooLarge(usize),
     #[error("malformed message: {0}")]
     Malformed(String),
-    #[error("wrong pair {0:?}, expected {PAIR:?}")]
-    WrongPair(String),
     #[error("signer {0} appears more than once")]
     DuplicateSigner(Address),
     #[error("origin {0} has not signed its own price")]
@@ -244,7 +243,6 @@ impl DecodeError {
         match self {
             Self::TooLarge(_) => "too_large",
             Self::Malformed(_) => "malformed",
-            Self::WrongPair(_) => "wrong_pair",
             Self::DuplicateSigner(_) => "duplicate_signer",
             Self::OriginUnsigned(_) => "origin_unsigned",
             Self::BadSignature { .. } => "bad_signature",
@@ -255,15 +253,16 @@ impl DecodeError {
 impl PriceMessage {
     /// A new price signed by its origin.
     pub fn originate(
+        pair: Pair,
         id: u64,
         price: UsdPrice,
         observed_at: u64,
         origin: &PrivateKeySigner,
     ) -> Self {
-        let digest = price_digest(id, price, observed_at);
+        let digest = price_digest(pair, id, price, observed_at);
         Self {
             id,
-            pair: PAIR.to_owned(),
+            pair,
             price,
             observed_at,
             origin: origin.address(),
@@ -273,7 +272,7 @@ impl PriceMessage {
 
     /// The normative digest every signature covers.
     pub fn digest(&self) -> B256 {
-        price_digest(self.id, self.price, self.observed_at)
+        price_digest(self.pair, self.id, self.price, self.observed_at)
     }
 
     /// This node's signature over the price (a co-signature when the node is not the origin).
@@ -287,7 +286,7 @@ impl PriceMessage {
         serde_json::to_vec(self).unwrap_or_else(|err| unreachable!("PriceMessage to JSON: {err}"))
     }
 
-    /// Parses and fully checks received bytes: size, shape, pair, price range, distinct
+    /// Parses and fully checks received bytes: size, shape, a known pair, price range, distinct
     /// signers, the origin's own signature, and that every signature recovers to its signer.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let message: Self = parse_bounded(bytes)?;
@@ -299,6 +298,7 @@ impl PriceMessage {
     /// The signed content, without the signatures.
     pub fn data(&self) -> PriceData {
         PriceData {
+            pair: self.pair,
             id: self.id,
             price: self.price,
             observed_at: self.observed_at,
@@ -306,10 +306,10 @@ impl PriceMessage {
         }
     }
 
-    /// Everything but the signatures' cryptography: pair, distinct signers, the origin's own
-    /// signature present. Cheap, so it runs before any signature is recovered.
+    /// Everything but the signatures' cryptography: distinct signers, the origin's own
+    /// signature present (the pair is known, or it would not have parsed). Cheap, so it runs
+    /// before any signature is recovered.
     fn check_structure(&self) -> Result<(), DecodeError> {
-        check_pair(&self.pair)?;
         let mut seen = HashSet::with_capacity(self.signatures.len());
         for entry in &self.signatures {
             if !seen.insert(entry.signer) {
@@ -330,10 +330,11 @@ impl PriceMessage {
     }
 }
 
-/// What a price signature covers: the id, the price and when the origin observed it (the pair
-/// is fixed), plus who observed it.
+/// What a price signature covers: the pair, the id, the price and when the origin observed it,
+/// plus who observed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PriceData {
+    pub pair: Pair,
     pub id: u64,
     pub price: UsdPrice,
     pub observed_at: u64,
@@ -342,7 +343,7 @@ pub struct PriceData {
 
 impl PriceData {
     pub fn digest(&self) -> B256 {
-        price_digest(self.id, self.price, self.observed_at)
+        price_digest(self.pair, self.id, self.price, self.observed_at)
     }
 }
 
@@ -353,7 +354,7 @@ impl PriceData {
 pub struct Attestation {
     #[serde(with = "id_as_string")]
     pub id: u64,
-    pub pair: String,
+    pub pair: Pair,
     pub price: UsdPrice,
     pub observed_at: u64,
     #[serde(with = "checksummed_address")]
@@ -366,7 +367,7 @@ impl Attestation {
     pub fn sign(data: &PriceData, signer: &PrivateKeySigner) -> Self {
         Self {
             id: data.id,
-            pair: PAIR.to_owned(),
+            pair: data.pair,
             price: data.price,
             observed_at: data.observed_at,
             origin: data.origin,
@@ -376,6 +377,7 @@ impl Attestation {
 
     pub fn data(&self) -> PriceData {
         PriceData {
+            pair: self.pair,
             id: self.id,
             price: self.price,
             observed_at: self.observed_at,
@@ -485,7 +487,7 @@ impl Gossip {
         let gossip: Self = parse_bounded(bytes)?;
         match &gossip {
             Self::Price(message) => message.check_structure()?,
-            Self::Attestation(attestation) => check_pair(&attestation.pair)?,
+            Self::Attestation(_) => {}
             Self::Stored(notice) if notice.ids.is_empty() => {
                 return Err(DecodeError::Malformed("stored notice without ids".into()));
             }
@@ -545,16 +547,6 @@ fn parse_bounded<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Deco
         return Err(DecodeError::TooLarge(bytes.len()));
     }
     serde_json::from_slice(bytes).map_err(|err| DecodeError::Malformed(err.to_string()))
-}
-
-fn check_pair(pair: &str) -> Result<(), DecodeError> {
-    if pair == PAIR {
-        Ok(())
-    } else {
-        Err(DecodeError::WrongPair(crate::price::truncate_for_display(
-            pair,
-        )))
-    }
 }
 
 fn verify_entry(entry: &SignatureEntry, digest: B256) -> Result<(), DecodeError> {
@@ -661,6 +653,7 @@ mod tests {
 
     fn vector_message() -> PriceMessage {
         PriceMessage::originate(
+            Pair::EthUsd,
             VECTOR_ID,
             vector_price(),
             VECTOR_OBSERVED_AT,
@@ -689,7 +682,7 @@ mod tests {
     #[test]
     fn normative_test_vector() {
         assert_eq!(vector_price().to_string(), "3124.56789000");
-        let digest = price_digest(VECTOR_ID, vector_price(), VECTOR_OBSERVED_AT);
+        let digest = price_digest(Pair::EthUsd, VECTOR_ID, vector_price(), VECTOR_OBSERVED_AT);
         assert_eq!(digest, VECTOR_DIGEST);
         let message = vector_message();
         assert_eq!(message.digest(), VECTOR_DIGEST);
@@ -730,10 +723,12 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_digest() {
-        let base = price_digest(1, UsdPrice::from_e8(2).unwrap(), 3);
-        assert_ne!(base, price_digest(9, UsdPrice::from_e8(2).unwrap(), 3));
-        assert_ne!(base, price_digest(1, UsdPrice::from_e8(9).unwrap(), 3));
-        assert_ne!(base, price_digest(1, UsdPrice::from_e8(2).unwrap(), 9));
+        let digest = |pair, id, e8, at| price_digest(pair, id, UsdPrice::from_e8(e8).unwrap(), at);
+        let base = digest(Pair::EthUsd, 1, 2, 3);
+        assert_ne!(base, digest(Pair::BtcUsd, 1, 2, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 9, 2, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 1, 9, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 1, 2, 9));
     }
 
     #[test]
@@ -817,13 +812,19 @@ mod tests {
     }
 
     #[test]
-    fn rejects_wrong_pair() {
+    fn rejects_an_unknown_pair_and_a_pair_swapped_under_its_signature() {
+        let mut json = vector_json();
+        json["pair"] = serde_json::json!("DOGE/USD");
+        assert!(
+            matches!(decode_json(json), Err(DecodeError::Malformed(detail)) if detail.contains("unknown pair"))
+        );
+        // BTC/USD is a pair we know, but the signature covers ETH/USD.
         let mut json = vector_json();
         json["pair"] = serde_json::json!("BTC/USD");
-        assert_eq!(
+        assert!(matches!(
             decode_json(json),
-            Err(DecodeError::WrongPair("BTC/USD".into()))
-        );
+            Err(DecodeError::BadSignature { .. })
+        ));
     }
 
     #[test]
@@ -864,7 +865,12 @@ mod tests {
         ));
         // A valid signature over a different price.
         let mut message = vector_message();
-        let other_digest = price_digest(VECTOR_ID + 1, vector_price(), VECTOR_OBSERVED_AT);
+        let other_digest = price_digest(
+            Pair::EthUsd,
+            VECTOR_ID + 1,
+            vector_price(),
+            VECTOR_OBSERVED_AT,
+        );
         message
             .signatures
             .push(SignatureEntry::sign(cosigners[0].signer(), other_digest));
@@ -923,7 +929,6 @@ mod tests {
         let errors = [
             DecodeError::TooLarge(0),
             DecodeError::Malformed(String::new()),
-            DecodeError::WrongPair(String::new()),
             DecodeError::DuplicateSigner(Address::ZERO),
             DecodeError::OriginUnsigned(Address::ZERO),
             DecodeError::BadSignature {

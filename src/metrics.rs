@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::pair::Pair;
+
 /// A label with one value, e.g. `kind="price"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -39,19 +41,61 @@ pub struct SourceLabel {
     pub source: String,
 }
 
+/// A pair, e.g. `pair="ETH/USD"`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PairLabel {
+    pub pair: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// A counter with a `pair` label that also knows its total over every pair (prometheus-client's
+/// families cannot be summed), for tests and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct PairCounter {
+    by_pair: Family<PairLabel, Counter>,
+    total: Counter,
+}
+
+impl PairCounter {
+    pub fn inc(&self, pair: Pair) {
+        self.inc_by(pair, 1);
+    }
+
+    pub fn inc_by(&self, pair: Pair, count: u64) {
+        self.by_pair
+            .get_or_create(&PairLabel {
+                pair: pair.name().to_owned(),
+            })
+            .inc_by(count);
+        self.total.inc_by(count);
+    }
+
+    /// Over every pair.
+    pub fn get(&self) -> u64 {
+        self.total.get()
+    }
+
+    pub fn get_pair(&self, pair: Pair) -> u64 {
+        self.by_pair
+            .get_or_create(&PairLabel {
+                pair: pair.name().to_owned(),
+            })
+            .get()
+    }
+}
 
 /// The node's counters. Cheap to clone: every field is a shared atomic.
 #[derive(Debug, Clone)]
 pub struct Metrics {
-    pub prices_originated: Counter,
-    pub prices_cosigned: Counter,
+    pub prices_originated: PairCounter,
+    pub prices_cosigned: PairCounter,
     /// Turns this node had as a fallback co-signer (not on a price's committee), by outcome:
     /// `stepped_in` (the price still lacked its quorum) or `not_needed`.
     pub cosign_fallbacks: Family<KindLabel, Counter>,
     pub prices_refused: Family<ReasonLabel, Counter>,
-    pub prices_verified: Counter,
-    pub prices_stored: Counter,
+    pub prices_verified: PairCounter,
+    pub prices_stored: PairCounter,
     /// Flush attempts by outcome: `stored`, `refused` (another node held the lease), `failed`.
     pub flushes: Family<KindLabel, Counter>,
     pub prices_expired: Family<KindLabel, Counter>,
@@ -82,12 +126,12 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            prices_originated: Counter::default(),
-            prices_cosigned: Counter::default(),
+            prices_originated: PairCounter::default(),
+            prices_cosigned: PairCounter::default(),
             cosign_fallbacks: Family::default(),
             prices_refused: Family::default(),
-            prices_verified: Counter::default(),
-            prices_stored: Counter::default(),
+            prices_verified: PairCounter::default(),
+            prices_stored: PairCounter::default(),
             flushes: Family::default(),
             prices_expired: Family::default(),
             messages_received: Family::default(),
@@ -122,13 +166,13 @@ impl Metrics {
         let registry = registry.sub_registry_with_prefix("oracle");
         registry.register(
             "prices_originated",
-            "Prices this node fetched, signed and published",
-            self.prices_originated.clone(),
+            "Prices this node fetched, signed and published, by pair",
+            self.prices_originated.by_pair.clone(),
         );
         registry.register(
             "prices_cosigned",
-            "Peers' prices this node co-signed",
-            self.prices_cosigned.clone(),
+            "Peers' prices this node co-signed, by pair",
+            self.prices_cosigned.by_pair.clone(),
         );
         registry.register(
             "cosign_fallbacks",
@@ -142,13 +186,13 @@ impl Metrics {
         );
         registry.register(
             "prices_verified",
-            "Prices that reached the signer quorum here",
-            self.prices_verified.clone(),
+            "Prices that reached the signer quorum here, by pair",
+            self.prices_verified.by_pair.clone(),
         );
         registry.register(
             "prices_stored",
-            "Prices this node wrote to the database as the writer",
-            self.prices_stored.clone(),
+            "Prices this node wrote to the database as the writer, by pair",
+            self.prices_stored.by_pair.clone(),
         );
         registry.register(
             "flushes",
@@ -297,13 +341,18 @@ mod tests {
         let metrics = Metrics::default();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        metrics.prices_originated.inc();
+        metrics.prices_originated.inc(Pair::BtcUsd);
         Metrics::kind(&metrics.publishes, "price").inc_by(2);
         metrics.quorum_seconds.observe(0.5);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(text.contains("oracle_quorum_seconds_count 1"), "{text}");
-        assert!(text.contains("oracle_prices_originated_total 1"), "{text}");
+        assert!(
+            text.contains("oracle_prices_originated_total{pair=\"BTC/USD\"} 1"),
+            "{text}"
+        );
+        assert_eq!(metrics.prices_originated.get(), 1);
+        assert_eq!(metrics.prices_originated.get_pair(Pair::EthUsd), 0);
         assert!(
             text.contains("oracle_publishes_total{kind=\"price\"} 2"),
             "{text}"

@@ -1,12 +1,14 @@
 //! A local stand-in for the four exchange APIs, so tests and offline demos never touch the
 //! internet. It serves one random-walk ETH price on each exchange's real path and response shape
-//! and, on request, a share of faulty answers to exercise the clients' error handling.
+//! and, on request, a share of faulty answers to exercise the clients' error handling. Every
+//! other pair is the same walk at its own scale ([`scale`]), so one `--price` sets them all.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::RawQuery;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +20,7 @@ use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::pair::Pair;
 use crate::price::{Source, UsdPrice};
 
 /// A kind of bad answer the mock can give instead of a price.
@@ -48,7 +51,7 @@ impl Fault {
 /// How the mock behaves.
 #[derive(Debug, Clone)]
 pub struct MockSettings {
-    /// Starting price.
+    /// Starting ETH/USD price; the other pairs follow at their [`scale`].
     pub price: UsdPrice,
     /// Largest relative step of the walk per tick (0.001 = ±0.1 %); 0 keeps the price fixed.
     pub volatility: f64,
@@ -116,8 +119,13 @@ impl MockExchange {
         });
         let app = Source::ALL.iter().fold(Router::new(), |router, &source| {
             let shared = Arc::clone(&shared);
-            let path = source.path().split('?').next().unwrap_or_default();
-            router.route(path, get(move || answer(Arc::clone(&shared), source)))
+            // A source's pairs share the path and differ in the query.
+            let path = source.path(Pair::DEFAULT).unwrap_or_default();
+            let path = path.split('?').next().unwrap_or_default();
+            router.route(
+                path,
+                get(move |RawQuery(query): RawQuery| answer(Arc::clone(&shared), source, query)),
+            )
         });
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
@@ -170,7 +178,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn answer(shared: Arc<Shared>, source: Source) -> Response {
+/// How the mock prices a pair against its ETH/USD walk: roughly today's ratios.
+pub fn scale(pair: Pair) -> f64 {
+    match pair {
+        Pair::EthUsd => 1.0,
+        Pair::BtcUsd => 30.0,
+        Pair::SolUsd => 0.05,
+    }
+}
+
+/// The pair whose quote `source` serves at this query string.
+fn pair_of(source: Source, query: Option<&str>) -> Option<Pair> {
+    Pair::ALL.into_iter().find(|pair| {
+        source
+            .path(*pair)
+            .is_some_and(|path| path.split_once('?').map(|(_, q)| q) == query)
+    })
+}
+
+async fn answer(shared: Arc<Shared>, source: Source, query: Option<String>) -> Response {
+    let Some(pair) = pair_of(source, query.as_deref()) else {
+        return (StatusCode::NOT_FOUND, "unknown market\n").into_response();
+    };
     let (price, fault, hang) = {
         let settings = lock(&shared.settings).clone();
         let mut walk = lock(&shared.walk);
@@ -181,16 +210,21 @@ async fn answer(shared: Arc<Shared>, source: Source) -> Response {
         } else {
             None
         };
-        (walk.price, fault, settings.hang)
+        (walk.price * scale(pair), fault, settings.hang)
     };
     // Cents, as exchanges quote, so every source shows the same value in its own format.
     let price = Decimal::from_f64(price)
         .unwrap_or(Decimal::ONE)
         .round_dp(2)
         .max(Decimal::new(1, 2));
-    log::debug!("{source}: price {price}, fault {fault:?}");
+    log::debug!("{source}: {pair} {price}, fault {fault:?}");
     match fault {
-        None => json(quote_body(source, &price.normalize().to_string(), true)),
+        None => json(quote_body(
+            source,
+            pair,
+            &price.normalize().to_string(),
+            true,
+        )),
         Some(Fault::ServerError) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
         }
@@ -206,10 +240,15 @@ async fn answer(shared: Arc<Shared>, source: Source) -> Response {
              <body><h1>Checking your browser</h1></body></html>\n",
         )
             .into_response(),
-        Some(Fault::NonNumeric) => json(quote_body(source, "not-a-number", false)),
+        Some(Fault::NonNumeric) => json(quote_body(source, pair, "not-a-number", false)),
         Some(Fault::Hang) => {
             tokio::time::sleep(hang).await;
-            json(quote_body(source, &price.normalize().to_string(), true))
+            json(quote_body(
+                source,
+                pair,
+                &price.normalize().to_string(),
+                true,
+            ))
         }
     }
 }
@@ -229,17 +268,18 @@ fn step_walk(walk: &mut Walk, settings: &MockSettings) {
 
 /// The source's real response shape. `numeric` is false when `price` is deliberately not a
 /// number, which Coingecko (whose price is a JSON number) must then send as a string.
-fn quote_body(source: Source, price: &str, numeric: bool) -> String {
+fn quote_body(source: Source, pair: Pair, price: &str, numeric: bool) -> String {
+    let symbol = source.symbol(pair).unwrap_or_default();
     match source {
         Source::Coinbase => format!(
-            r#"{{"data":{{"currency":"ETH","rates":{{"AED":"11476.23","USD":"{price}","USDC":"{price}","EUR":"2700.10"}}}}}}"#
+            r#"{{"data":{{"currency":"{symbol}","rates":{{"AED":"11476.23","USD":"{price}","USDC":"{price}","EUR":"2700.10"}}}}}}"#
         ),
-        Source::Coingecko if numeric => format!(r#"{{"ethereum":{{"usd":{price}}}}}"#),
-        Source::Coingecko => format!(r#"{{"ethereum":{{"usd":"{price}"}}}}"#),
+        Source::Coingecko if numeric => format!(r#"{{"{symbol}":{{"usd":{price}}}}}"#),
+        Source::Coingecko => format!(r#"{{"{symbol}":{{"usd":"{price}"}}}}"#),
         Source::Kraken => format!(
-            r#"{{"error":[],"result":{{"XETHZUSD":{{"a":["{price}","1","1.000"],"b":["{price}","2","2.000"],"c":["{price}","0.10000000"],"v":["1000.1","5000.2"],"p":["{price}","{price}"],"t":[100,500],"l":["{price}","{price}"],"h":["{price}","{price}"],"o":"{price}"}}}}}}"#
+            r#"{{"error":[],"result":{{"{symbol}":{{"a":["{price}","1","1.000"],"b":["{price}","2","2.000"],"c":["{price}","0.10000000"],"v":["1000.1","5000.2"],"p":["{price}","{price}"],"t":[100,500],"l":["{price}","{price}"],"h":["{price}","{price}"],"o":"{price}"}}}}}}"#
         ),
-        Source::Binance => format!(r#"{{"symbol":"ETHUSDT","price":"{price}"}}"#),
+        Source::Binance => format!(r#"{{"symbol":"{symbol}","price":"{price}"}}"#),
     }
 }
 
@@ -252,16 +292,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_body_parses_back_to_the_price() {
+    fn every_body_parses_back_to_the_price_of_its_pair_only() {
         for source in Source::ALL {
-            let body = quote_body(source, "3124.56", true);
-            assert_eq!(
-                source.parse(body.as_bytes()).unwrap().to_string(),
-                "3124.56000000",
-                "{source}"
-            );
-            let broken = quote_body(source, "not-a-number", false);
-            assert!(source.parse(broken.as_bytes()).is_err(), "{source}");
+            for pair in Pair::ALL {
+                let body = quote_body(source, pair, "3124.56", true);
+                assert_eq!(
+                    source.parse(pair, body.as_bytes()).unwrap().to_string(),
+                    "3124.56000000",
+                    "{source} {pair}"
+                );
+                let other = Pair::ALL.into_iter().find(|other| *other != pair).unwrap();
+                assert!(
+                    source.parse(other, body.as_bytes()).is_err(),
+                    "{source} {pair}"
+                );
+                let broken = quote_body(source, pair, "not-a-number", false);
+                assert!(source.parse(pair, broken.as_bytes()).is_err(), "{source}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_pair_of_a_source_has_its_own_query_on_one_path() {
+        for source in Source::ALL {
+            for pair in Pair::ALL {
+                let path = source.path(pair).unwrap();
+                let (_, query) = path.split_once('?').unwrap();
+                assert_eq!(pair_of(source, Some(query)), Some(pair), "{path}");
+                assert_eq!(
+                    path.split('?').next(),
+                    source.path(Pair::DEFAULT).unwrap().split('?').next()
+                );
+            }
+            assert_eq!(pair_of(source, Some("currency=DOGE")), None);
+            assert_eq!(pair_of(source, None), None);
         }
     }
 

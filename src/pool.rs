@@ -414,6 +414,7 @@ impl Entry {
 
     fn to_verified(&self, members: &Members) -> VerifiedPrice {
         VerifiedPrice {
+            pair: self.data.pair,
             id: self.data.id,
             price: self.data.price,
             observed_at: self.data.observed_at,
@@ -483,6 +484,7 @@ mod tests {
 
     fn data(id: u64, origin: &Identity) -> PriceData {
         PriceData {
+            pair: crate::pair::Pair::EthUsd,
             id,
             price: UsdPrice::from_e8(300_000_000_000).unwrap(),
             observed_at: 1_763_700_000,

@@ -70,6 +70,7 @@ impl Report {
 mod tests {
     use super::*;
     use crate::message::{PAIR_HASH, price_digest};
+    use crate::pair::Pair;
     use crate::price::UsdPrice;
     use alloy_signer_local::PrivateKeySigner;
 
@@ -77,7 +78,7 @@ mod tests {
     fn a_report_round_trips_and_starts_with_the_digest_words() {
         let signer = PrivateKeySigner::random();
         let price = UsdPrice::from_e8(312_456_789_000).unwrap();
-        let digest = price_digest(1_234_567_890_123_456, price, 1_763_700_000);
+        let digest = price_digest(Pair::EthUsd, 1_234_567_890_123_456, price, 1_763_700_000);
         let report = Report {
             pair_hash: PAIR_HASH,
             id: 1_234_567_890_123_456,

@@ -132,6 +132,28 @@ async fn price_prints_four_quotes_and_the_median() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn price_prints_a_block_per_pair() {
+    let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(0.0))
+        .await
+        .unwrap();
+    let output = run_price(exchange.base_url(), &["--pairs", "BTC/USD,SOL/USD"]).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    let blocks: Vec<&str> = out
+        .split("pair ")
+        .filter(|b| !b.trim().is_empty())
+        .collect();
+    assert_eq!(blocks.len(), 2, "{out}");
+    assert!(blocks[0].trim_start().starts_with("BTC/USD"), "{out}");
+    assert_eq!(
+        field(blocks[0], "median"),
+        "90000.00000000 (4 of 4 sources)"
+    );
+    assert!(blocks[1].trim_start().starts_with("SOL/USD"), "{out}");
+    assert_eq!(field(blocks[1], "median"), "150.00000000 (4 of 4 sources)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn price_with_every_answer_faulty_exits_1_with_a_line_per_source() {
     let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(1.0))
         .await
@@ -391,6 +413,7 @@ async fn migrate_applies_the_schema_and_never_prints_the_password() {
 async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
     use price_oracle::identity::Identity;
     use price_oracle::message::{SignatureEntry, price_digest};
+    use price_oracle::pair::Pair;
     use price_oracle::store::Store;
     use price_oracle::store::lease::Participant;
     use price_oracle::store::prices::{FlushOutcome, VerifiedPrice};
@@ -422,8 +445,9 @@ async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
         .map(|&id| {
             let price = UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap();
             let observed_at = 1_763_700_000 + id;
-            let digest = price_digest(id, price, observed_at);
+            let digest = price_digest(Pair::EthUsd, id, price, observed_at);
             VerifiedPrice {
+                pair: Pair::EthUsd,
                 id,
                 price,
                 observed_at,

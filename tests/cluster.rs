@@ -20,6 +20,7 @@ use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
 use price_oracle::network::validation::ValidationSettings;
 use price_oracle::network::{self, ConnectionBounds, NetworkHandle, NetworkSettings};
 use price_oracle::node::{self, NodeSettings};
+use price_oracle::pair::{Pair, PairSet};
 use price_oracle::pool::PoolSettings;
 use price_oracle::price::{FeedSettings, Source, UsdPrice};
 use price_oracle::store::lease::LeaseSettings;
@@ -34,6 +35,7 @@ const VALIDATION: ValidationSettings = ValidationSettings {
     max_age: Duration::from_secs(60),
     max_future_skew: Duration::from_secs(5),
     max_origin_rate: 60,
+    pairs: PairSet::only(Pair::EthUsd),
 };
 /// The nodes every test database lists as members (`prepared_db`).
 const MEMBER_SEEDS: std::ops::RangeInclusive<u8> = 1..=5;
@@ -106,6 +108,7 @@ struct TestNode {
 struct ClusterConfig {
     price_interval: Duration,
     min_peers: usize,
+    pairs: PairSet,
 }
 
 fn node_settings(
@@ -116,13 +119,16 @@ fn node_settings(
     config: &ClusterConfig,
 ) -> NodeSettings {
     let identity = Identity::from_secret(&[seed; 32]).unwrap();
-    let url = format!("{}{}", source.base_url(), Source::Coinbase.path());
+    let url = source.base_url();
     NodeSettings {
         name: format!("node{seed}"),
         network: NetworkSettings::with_default_limits(
             vec![loopback()],
             vec![bootstrap.clone()],
-            VALIDATION,
+            ValidationSettings {
+                pairs: config.pairs,
+                ..VALIDATION
+            },
         ),
         min_peers: config.min_peers,
         pool: PoolSettings {
@@ -141,6 +147,7 @@ fn node_settings(
             warm_up: Duration::from_secs(1),
         },
         feed: FeedSettings {
+            pairs: config.pairs,
             endpoints: vec![(Source::Coinbase, url.parse().unwrap())],
             min_sources: 1,
             timeout: Duration::from_secs(2),
@@ -241,6 +248,7 @@ async fn register(db: &TestDb, seeds: impl IntoIterator<Item = u8>) {
 
 #[derive(Debug)]
 struct Row {
+    pair: Pair,
     id: u64,
     price: Decimal,
     observed_at: u64,
@@ -254,7 +262,7 @@ async fn rows(conn: &DatabaseConnection) -> Vec<Row> {
     let statement = Statement::from_string(
         DbBackend::Postgres,
         "SELECT id, price, extract(epoch FROM observed_at)::bigint, first_signer, sign_data, \
-         signer_count, written_by FROM prices ORDER BY id",
+         signer_count, written_by, pair FROM prices ORDER BY id",
     );
     conn.query_all_raw(statement)
         .await
@@ -268,6 +276,7 @@ async fn rows(conn: &DatabaseConnection) -> Vec<Row> {
             signatures: serde_json::from_value(row.try_get_by_index(4).unwrap()).unwrap(),
             signer_count: row.try_get_by_index(5).unwrap(),
             written_by: row.try_get_by_index(6).unwrap(),
+            pair: row.try_get_by_index::<String>(7).unwrap().parse().unwrap(),
         })
         .collect()
 }
@@ -277,7 +286,7 @@ async fn rows(conn: &DatabaseConnection) -> Vec<Row> {
 fn assert_rows_verify(rows: &[Row], nodes: &HashSet<String>) {
     for row in rows {
         let price = UsdPrice::from_exact(row.price).unwrap();
-        let digest = price_digest(row.id, price, row.observed_at);
+        let digest = price_digest(row.pair, row.id, price, row.observed_at);
         let signers: HashSet<Address> = row.signatures.iter().map(|s| s.signer).collect();
         assert_eq!(signers.len(), row.signatures.len(), "row {}", row.id);
         assert!(
@@ -328,6 +337,7 @@ async fn five_nodes_store_every_price_exactly_once() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let mut nodes: Vec<TestNode> =
         start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
@@ -383,6 +393,65 @@ async fn five_nodes_store_every_price_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_digest() {
+    let (db, conn) = prepared_db("two_pairs").await;
+    let exchange = mock_at("3000").await;
+    let (boot, boot_addr) = start_peer(100, vec![]).await;
+    // One round per node: each originates ETH/USD and BTC/USD once.
+    let config = ClusterConfig {
+        price_interval: Duration::from_secs(3600),
+        min_peers: 3,
+        pairs: [Pair::EthUsd, Pair::BtcUsd].into_iter().collect(),
+    };
+    let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    wait_for("8 stored prices", Duration::from_secs(90), async || {
+        rows(&conn).await.len() >= 8
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = rows(&conn).await;
+    assert_eq!(stored.len(), 8, "{stored:#?}");
+    let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    // Each row's signatures recover over the digest of its own pair.
+    assert_rows_verify(&stored, &addresses);
+    for (pair, price) in [(Pair::EthUsd, "3000"), (Pair::BtcUsd, "90000")] {
+        let of_pair: Vec<&Row> = stored.iter().filter(|row| row.pair == pair).collect();
+        assert_eq!(of_pair.len(), 4, "one {pair} price from each node");
+        let origins: HashSet<&String> = of_pair.iter().map(|row| &row.first_signer).collect();
+        assert_eq!(origins.len(), 4);
+        for row in of_pair {
+            assert_eq!(row.price, price.parse::<Decimal>().unwrap(), "{pair}");
+            // The same signatures do not hold for the other pair: the pair is signed.
+            let other = if pair == Pair::EthUsd {
+                Pair::BtcUsd
+            } else {
+                Pair::EthUsd
+            };
+            let price = UsdPrice::from_exact(row.price).unwrap();
+            let digest = price_digest(other, row.id, price, row.observed_at);
+            assert!(
+                row.signatures
+                    .iter()
+                    .all(|entry| entry.verify(digest).is_err())
+            );
+        }
+        assert_eq!(
+            total(&nodes, |m| m.prices_stored.get_pair(pair)),
+            4,
+            "{pair}"
+        );
+        assert_eq!(
+            total(&nodes, |m| m.prices_originated.get_pair(pair)),
+            4,
+            "{pair}"
+        );
+    }
+    stop_all(nodes).await;
+    drop(boot);
+    let _ = conn.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_ten_percent_off_gets_no_cosignatures() {
     let (db, conn) = prepared_db("deviant").await;
     let honest = mock_at("3000").await;
@@ -391,6 +460,7 @@ async fn a_node_ten_percent_off_gets_no_cosignatures() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let mut nodes: Vec<TestNode> = start_nodes(1..=4, &boot_addr, &honest, &db.settings(), &config);
     let liar = start_node(node_settings(
@@ -443,7 +513,7 @@ fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage {
     let id = IdGenerator::new(machine).next_id_at(at).unwrap();
     let observed_at = at.duration_since(UNIX_EPOCH).unwrap().as_secs();
     let price = UsdPrice::parse_quote(usd).unwrap();
-    PriceMessage::originate(id, price, observed_at, identity.signer())
+    PriceMessage::originate(Pair::EthUsd, id, price, observed_at, identity.signer())
 }
 
 fn ignored(nodes: &[TestNode], reason: &str) -> u64 {
@@ -466,6 +536,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
     let config = ClusterConfig {
         price_interval: Duration::from_secs(2),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let nodes: Vec<TestNode> = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
     // One libp2p peer with two more keys that never ran a node: three valid signatures.
@@ -560,6 +631,7 @@ async fn outsider_nodes_attack(label: &str, outsider_price: &str) {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let honest = start_nodes(1..=4, &boot_addr, &honest_source, &db.settings(), &config);
     let outsiders = start_nodes(
@@ -617,6 +689,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let quiet = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     // Room for every junk entry, so that the squatting itself (not the per-signer bound) is
     // what this test is about.
@@ -637,6 +710,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let busy = ClusterConfig {
         price_interval: Duration::from_secs(1),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let victim_node = roomy(1, &busy);
     let victim_metrics = victim_node.metrics.clone();
@@ -710,6 +784,7 @@ async fn a_message_republished_by_another_peer_still_reaches_quorum_everywhere()
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
     let (relay, _) = start_peer(66, vec![boot_addr.clone()]).await;
@@ -753,6 +828,7 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
     let config = ClusterConfig {
         price_interval: Duration::from_secs(2),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let mut settings: Vec<NodeSettings> = (1..=4)
         .map(|seed| node_settings(seed, &boot_addr, &exchange, &db.settings(), &config))
@@ -846,6 +922,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
     let config = ClusterConfig {
         price_interval: Duration::from_secs(2),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
     let newcomer = nodes[3].address;
@@ -940,6 +1017,7 @@ async fn after_the_bootstrap_node_dies_prices_flow_and_a_restarted_node_finds_it
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let nodes: Vec<TestNode> = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
     wait_for(
@@ -1063,6 +1141,7 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let others = start_nodes(2..=4, &boot_addr, &exchange, &db.settings(), &config);
     // The observed node reaches the database through a proxy that can be cut.
@@ -1099,7 +1178,10 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
             .unwrap()
             .contains("/p2p/16Uiu2")
     );
-    assert_eq!(status["last_observation"]["price"], "3000.00000000");
+    assert_eq!(
+        status["last_observations"]["ETH/USD"]["price"],
+        "3000.00000000"
+    );
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     for field in [
         "address",
@@ -1226,6 +1308,7 @@ async fn a_private_network_takes_only_nodes_with_its_swarm_key() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let with_key = |seed: u8| {
         let mut settings = node_settings(seed, &boot_addr, &exchange, &db.settings(), &config);
@@ -1281,6 +1364,7 @@ async fn a_writer_stops_within_its_budget_while_the_database_hangs() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 0,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let node = start_node(node_settings(
         1,
@@ -1335,6 +1419,7 @@ async fn stopping_every_node_at_once_stores_every_verified_price() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let mut nodes = Vec::new();
     for seed in 1..=4 {
@@ -1420,6 +1505,7 @@ async fn on_a_healthy_network_the_writer_changes_once_per_term_and_stores_on_tim
     let config = ClusterConfig {
         price_interval: Duration::from_secs(2),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let nodes = start_nodes(1..=5, &boot_addr, &exchange, &db.settings(), &config);
     wait_for("the first prices", Duration::from_secs(90), async || {
@@ -1489,6 +1575,7 @@ async fn a_node_whose_network_dies_stops_and_says_why() {
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 1,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let node = node::start(
         node_settings(1, &boot_addr, &exchange, &db.settings(), &config),
@@ -1540,6 +1627,7 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
     let config = ClusterConfig {
         price_interval: Duration::from_secs(3600),
         min_peers: 3,
+        pairs: PairSet::only(Pair::EthUsd),
     };
     let fallback = Duration::from_secs(5);
     let mut nodes: Vec<TestNode> = (1..=7)

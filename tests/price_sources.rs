@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
+use price_oracle::pair::{Pair, PairSet};
 use price_oracle::price::{FeedSettings, PriceFeed, Source, SourceError, UsdPrice};
 use reqwest::Url;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,11 +29,12 @@ async fn mock(fail_rate: f64, faults: &[Fault]) -> MockExchange {
 }
 
 fn endpoint(base: &str, source: Source) -> (Source, Url) {
-    (source, format!("{base}{}", source.path()).parse().unwrap())
+    (source, base.parse().unwrap())
 }
 
 fn feed(base: &str, sources: &[Source], min_sources: usize, retries: u32) -> PriceFeed {
     PriceFeed::new(FeedSettings {
+        pairs: PairSet::ALL,
         endpoints: sources.iter().map(|&s| endpoint(base, s)).collect(),
         min_sources,
         timeout: Duration::from_millis(300),
@@ -46,13 +48,38 @@ fn feed(base: &str, sources: &[Source], min_sources: usize, retries: u32) -> Pri
 async fn all_four_sources_agree_with_the_mock() {
     let exchange = mock(0.0, &[]).await;
     let feed = feed(&exchange.base_url(), &Source::ALL, 4, 0);
-    let (median, report) = feed.fetch_median().await.unwrap();
+    let (median, report) = feed.fetch_median(Pair::EthUsd).await.unwrap();
     assert_eq!(median, usd("3000"));
     assert_eq!(report.prices(), vec![usd("3000"); 4]);
 
     exchange.set_price(usd("3124.56"));
-    let (median, _) = feed.fetch_median().await.unwrap();
+    let (median, _) = feed.fetch_median(Pair::EthUsd).await.unwrap();
     assert_eq!(median.to_string(), "3124.56000000");
+}
+
+#[tokio::test]
+async fn every_source_quotes_every_pair_at_its_own_market() {
+    let exchange = mock(0.0, &[]).await;
+    let feed = feed(&exchange.base_url(), &Source::ALL, 4, 0);
+    for (pair, expected) in [(Pair::BtcUsd, "90000"), (Pair::SolUsd, "150")] {
+        let (median, report) = feed.fetch_median(pair).await.unwrap();
+        assert_eq!(median, usd(expected), "{pair}");
+        assert_eq!(report.prices(), vec![usd(expected); 4], "{pair}");
+    }
+    let urls: Vec<String> = feed
+        .quote_urls(Pair::BtcUsd)
+        .iter()
+        .map(|(_, url)| url.as_str().replace(&exchange.base_url(), ""))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            "/v2/exchange-rates?currency=BTC",
+            "/api/v3/simple/price?ids=bitcoin&vs_currencies=usd",
+            "/0/public/Ticker?pair=XBTUSD",
+            "/api/v3/ticker/price?symbol=BTCUSDT",
+        ]
+    );
 }
 
 /// Every fault kind against every source: the right classification, retried only when a retry
@@ -69,7 +96,7 @@ async fn each_fault_kind_for_each_source() {
     for (fault, kinds, attempts) in cases {
         let exchange = mock(1.0, &[fault]).await;
         let feed = feed(&exchange.base_url(), &Source::ALL, 1, 1);
-        let report = feed.fetch_all().await;
+        let report = feed.fetch_all(Pair::EthUsd).await;
         assert_eq!(report.results.len(), 4);
         for (source, result) in &report.results {
             let err: &SourceError = result.as_ref().unwrap_err();
@@ -102,7 +129,7 @@ async fn a_dead_source_leaves_the_median_of_the_others() {
         .endpoints
         .push(endpoint(&format!("http://{closed}"), Source::Binance));
     let feed = PriceFeed::new(settings.clone()).unwrap();
-    let (median, report) = feed.fetch_median().await.unwrap();
+    let (median, report) = feed.fetch_median(Pair::EthUsd).await.unwrap();
     assert_eq!(median, usd("3000"));
     let failures = report.failures();
     assert_eq!(failures.len(), 1);
@@ -113,7 +140,7 @@ async fn a_dead_source_leaves_the_median_of_the_others() {
     settings.min_sources = 3;
     let err = PriceFeed::new(settings)
         .unwrap()
-        .fetch_median()
+        .fetch_median(Pair::EthUsd)
         .await
         .unwrap_err()
         .to_string();
@@ -132,14 +159,14 @@ async fn oversized_and_cut_off_answers_are_errors() {
     );
     let oversized = raw_server(big).await;
     let report = feed(&format!("http://{oversized}"), &[Source::Coinbase], 1, 0)
-        .fetch_all()
+        .fetch_all(Pair::EthUsd)
         .await;
     let err = report.results[0].1.as_ref().unwrap_err();
     assert_eq!(err.failure.kind(), "body_too_large", "{err}");
 
     let cut = raw_server("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"data\"".into()).await;
     let report = feed(&format!("http://{cut}"), &[Source::Coinbase], 1, 0)
-        .fetch_all()
+        .fetch_all(Pair::EthUsd)
         .await;
     assert!(report.results[0].1.is_err());
 }
@@ -149,7 +176,7 @@ async fn retries_are_bounded_in_time() {
     let exchange = mock(1.0, &[Fault::Hang]).await;
     let feed = feed(&exchange.base_url(), &Source::ALL, 1, 2);
     let started = Instant::now();
-    let report = feed.fetch_all().await;
+    let report = feed.fetch_all(Pair::EthUsd).await;
     // Three attempts of 300 ms plus two short backoffs, all sources in parallel.
     assert!(
         started.elapsed() < Duration::from_millis(2_500),

@@ -36,6 +36,7 @@ async fn start(
             max_age: Duration::from_secs(60),
             max_future_skew: Duration::from_secs(5),
             max_origin_rate: 60,
+            pairs: price_oracle::pair::PairSet::ALL,
         },
     );
     settings.psk = psk;

@@ -11,6 +11,7 @@ use futures::future::join_all;
 use migration::{Migrator, MigratorTrait};
 use price_oracle::identity::Identity;
 use price_oracle::message::SignatureEntry;
+use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
 use price_oracle::store::lease::{self, LeaseSettings, LeaseState, Participant};
 use price_oracle::store::prices::{FlushOutcome, Flushed, VerifiedPrice};
@@ -43,6 +44,7 @@ fn sample_signatures() -> Vec<SignatureEntry> {
 fn verified_prices(ids: std::ops::Range<u64>) -> Vec<VerifiedPrice> {
     let signatures = sample_signatures();
     ids.map(|id| VerifiedPrice {
+        pair: Pair::EthUsd,
         id,
         price: UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap(),
         observed_at: 1_763_700_000 + id,
@@ -502,8 +504,12 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
 
     let mut forged = original.clone();
     forged[0].price = UsdPrice::from_e8(1).unwrap();
+    // The same id, price and time for another pair is another digest: a conflict too.
+    let mut other_pair = original.clone();
+    other_pair[0].pair = Pair::BtcUsd;
     let mut more = verified_prices(8..10);
     more.extend(forged);
+    more.extend(other_pair);
     more.extend(original.clone());
     let FlushOutcome::Flushed(flushed) =
         store.flush(&me.address, &more, MIN_SIGNERS).await.unwrap()
@@ -511,7 +517,7 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
         panic!("the only participant is the writer")
     };
     assert_eq!(flushed.inserted, vec![8, 9]);
-    assert_eq!(flushed.conflicting, vec![7]);
+    assert_eq!(flushed.conflicting, vec![7, 7]);
     assert_eq!(flushed.existing, vec![7]);
 
     let conn = db.connect().await;

@@ -28,6 +28,7 @@ use price_oracle::mock_exchange::{MockExchange, MockSettings};
 use price_oracle::network::validation::{DEFAULT_MAX_ORIGIN_RATE, ValidationSettings};
 use price_oracle::network::{self, NetworkSettings};
 use price_oracle::node::{self, NodeEvent, NodeSettings, RunningNode};
+use price_oracle::pair::{Pair, PairSet};
 use price_oracle::pool::PoolSettings;
 use price_oracle::price::{FeedSettings, Source, UsdPrice};
 use price_oracle::store::lease::LeaseSettings;
@@ -186,6 +187,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         max_age: Duration::from_secs(900),
         max_future_skew: Duration::from_secs(30),
         max_origin_rate: DEFAULT_MAX_ORIGIN_RATE,
+        pairs: PairSet::only(Pair::DEFAULT),
     };
     let boot_identity = Identity::generate();
     let (mut boot, boot_events, boot_task) = network::spawn(
@@ -431,7 +433,7 @@ fn node_settings(
     db: &DbSettings,
     validation: ValidationSettings,
 ) -> anyhow::Result<NodeSettings> {
-    let url = format!("{}{}", exchange.base_url(), Source::Coinbase.path());
+    let url = exchange.base_url();
     Ok(NodeSettings {
         name: format!("node{i}"),
         network: NetworkSettings::with_default_limits(
@@ -458,6 +460,7 @@ fn node_settings(
             warm_up: Duration::from_secs(1),
         },
         feed: FeedSettings {
+            pairs: validation.pairs,
             endpoints: vec![(Source::Coinbase, url.parse()?)],
             min_sources: 1,
             timeout: Duration::from_secs(5),

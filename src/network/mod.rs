@@ -924,6 +924,7 @@ mod tests {
     use crate::identity::Identity;
     use crate::membership::Members;
     use crate::message::PriceMessage;
+    use crate::pair::Pair;
     use crate::price::UsdPrice;
 
     fn price_bytes(origin: &Identity) -> Vec<u8> {
@@ -935,6 +936,7 @@ mod tests {
             .as_secs();
         let price = UsdPrice::from_e8(300_000_000_000).unwrap();
         Gossip::Price(PriceMessage::originate(
+            Pair::EthUsd,
             id,
             price,
             observed_at,
@@ -957,6 +959,7 @@ mod tests {
             max_age: Duration::from_secs(60),
             max_future_skew: Duration::from_secs(5),
             max_origin_rate: 60,
+            pairs: crate::pair::PairSet::only(crate::pair::Pair::EthUsd),
         };
         let task = tokio::spawn(validate_messages(
             Validator::new(settings),

@@ -5,12 +5,13 @@
 //! come. Checks run cheapest first, so a message that fails a cheap check never costs a
 //! signature recovery:
 //!
-//! 1. shape: size, JSON, canonical encoding, pair, one origin signature on a price;
+//! 1. shape: size, JSON, canonical encoding, a pair this node signs, one origin signature on a
+//!    price;
 //! 2. the id: its machine bits are the origin's, its time part matches `observed_at`;
 //! 3. freshness: not older than `--max-age`, not further ahead than `--max-clock-skew`;
 //! 4. membership: the origin and every signer are members;
 //! 5. signatures: each recovers to its claimed signer;
-//! 6. the origin's rate: at most `--max-origin-rate` new prices per minute.
+//! 6. the origin's rate: at most `--max-origin-rate` new prices per pair per minute.
 //!
 //! A fault any relay can see (malformed, non-canonical, forged, an id outside its origin's space)
 //! is [`Action::Reject`]: gossipsub penalises the peer that sent it. What a clock, late delivery,
@@ -26,6 +27,7 @@ use alloy_primitives::Address;
 use crate::id::{self, IdGenerator};
 use crate::membership::{Members, Standing};
 use crate::message::{Gossip, PriceData};
+use crate::pair::{Pair, PairSet};
 
 /// An id's time part may differ this much from the `observed_at` it is signed with (ids are
 /// minted in the same instant; the generator can run slightly ahead under bursts).
@@ -44,8 +46,12 @@ pub struct ValidationSettings {
     pub max_age: Duration,
     /// Prices observed further in the future than this are ignored (clock skew allowance).
     pub max_future_skew: Duration,
-    /// New prices accepted from one origin per minute; also the burst it may send at once.
+    /// New prices accepted from one origin per pair per minute; also the burst it may send at
+    /// once.
     pub max_origin_rate: u32,
+    /// The pairs this node signs; prices of others are ignored. A bootstrap node, which signs
+    /// nothing, relays every pair.
+    pub pairs: PairSet,
 }
 
 /// What gossipsub should do with a refused message.
@@ -69,7 +75,10 @@ impl Refusal {
     /// Whether the peer that sent the message should have known better: everything but what
     /// depends on this node's own state (its member list not read yet, its per-origin rate).
     pub fn blames_sender(&self) -> bool {
-        !matches!(self.reason, "members_unknown" | "origin_rate")
+        !matches!(
+            self.reason,
+            "members_unknown" | "origin_rate" | "pair_not_signed"
+        )
     }
 
     fn reject(reason: &'static str, detail: String) -> Self {
@@ -93,7 +102,7 @@ impl Refusal {
 #[derive(Debug)]
 pub struct Validator {
     settings: ValidationSettings,
-    buckets: HashMap<Address, Bucket>,
+    buckets: HashMap<(Address, Pair), Bucket>,
 }
 
 /// A token bucket: `max_origin_rate` tokens, refilled at that many per minute.
@@ -140,6 +149,14 @@ impl Validator {
             ));
         }
         if let Some(data) = gossip.price_data() {
+            // Another node's --pairs can differ during a change of the network's pairs: not the
+            // relay's fault.
+            if !self.settings.pairs.contains(data.pair) {
+                return Err(Refusal::ignore(
+                    "pair_not_signed",
+                    format!("{} is not among the pairs this node signs", data.pair),
+                ));
+            }
             check_id(&data)?;
             self.check_freshness(data.observed_at, now)?;
         }
@@ -154,7 +171,7 @@ impl Validator {
             .verify_signatures()
             .map_err(|err| Refusal::reject(err.reason(), err.to_string()))?;
         if let Gossip::Price(message) = &gossip {
-            self.take_origin_token(message.origin, now)?;
+            self.take_origin_token(message.origin, message.pair, now)?;
         }
         Ok(gossip)
     }
@@ -178,12 +195,18 @@ impl Validator {
 
     /// Prices reach here once each (gossipsub drops copies of bytes it has seen, and a price
     /// has one encoding), so each token is one distinct price of that origin.
-    fn take_origin_token(&mut self, origin: Address, now: SystemTime) -> Result<(), Refusal> {
+    fn take_origin_token(
+        &mut self,
+        origin: Address,
+        pair: Pair,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
         let capacity = f64::from(self.settings.max_origin_rate.max(1));
-        if self.buckets.len() >= MAX_TRACKED_ORIGINS && !self.buckets.contains_key(&origin) {
+        let key = (origin, pair);
+        if self.buckets.len() >= MAX_TRACKED_ORIGINS && !self.buckets.contains_key(&key) {
             self.buckets.clear();
         }
-        let bucket = self.buckets.entry(origin).or_insert(Bucket {
+        let bucket = self.buckets.entry(key).or_insert(Bucket {
             tokens: capacity,
             at: now,
         });
@@ -194,7 +217,7 @@ impl Validator {
             return Err(Refusal::ignore(
                 "origin_rate",
                 format!(
-                    "{origin} published more than {} prices a minute",
+                    "{origin} published more than {} {pair} prices a minute",
                     self.settings.max_origin_rate
                 ),
             ));
@@ -281,11 +304,14 @@ mod tests {
     use crate::price::UsdPrice;
     use std::collections::HashSet;
 
-    const SETTINGS: ValidationSettings = ValidationSettings {
-        max_age: Duration::from_secs(900),
-        max_future_skew: Duration::from_secs(30),
-        max_origin_rate: 3,
-    };
+    fn settings() -> ValidationSettings {
+        ValidationSettings {
+            max_age: Duration::from_secs(900),
+            max_future_skew: Duration::from_secs(30),
+            max_origin_rate: 3,
+            pairs: PairSet::only(Pair::EthUsd),
+        }
+    }
     const OBSERVED: u64 = 1_763_700_000;
 
     fn at(seconds: u64) -> SystemTime {
@@ -314,6 +340,7 @@ mod tests {
 
     fn price_at(origin: &Identity, observed_at: u64) -> PriceMessage {
         PriceMessage::originate(
+            Pair::EthUsd,
             id_for(origin, observed_at, 250),
             UsdPrice::from_e8(300_000_000_000).unwrap(),
             observed_at,
@@ -337,7 +364,7 @@ mod tests {
             OBSERVED,
             cosigner.signer(),
         );
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         for gossip in [
             Gossip::Price(price),
             Gossip::Attestation(attestation),
@@ -353,7 +380,7 @@ mod tests {
         let origin = node(1);
         let members = members_of(&[&origin]);
         let bytes = Gossip::Price(price_from(&origin)).encode();
-        let check = |now| Validator::new(SETTINGS).validate(&bytes, at(now), &members);
+        let check = |now| Validator::new(settings()).validate(&bytes, at(now), &members);
         assert!(check(OBSERVED + 900).is_ok());
         assert_eq!(refusal(check(OBSERVED + 901)), ("too_old", Action::Ignore));
         assert!(check(OBSERVED - 30).is_ok());
@@ -367,7 +394,7 @@ mod tests {
     fn outsiders_count_for_nothing() {
         let (member, outsider, other) = (node(1), node(2), node(3));
         let members = members_of(&[&member]);
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         let mut check =
             |gossip: Gossip| validator.validate(&gossip.encode(), at(OBSERVED), &members);
         // An outsider's own price, its co-signature on a member's price, a member's
@@ -389,13 +416,13 @@ mod tests {
         let listed = Members::for_relay(Some(HashSet::from([member.address()])));
         let bytes = Gossip::Price(price_from(&other)).encode();
         assert_eq!(
-            refusal(Validator::new(SETTINGS).validate(&bytes, at(OBSERVED), &listed)),
+            refusal(Validator::new(settings()).validate(&bytes, at(OBSERVED), &listed)),
             ("outsider", Action::Ignore)
         );
         // Before the member list is read, nothing counts.
         let bytes = Gossip::Price(price_from(&member)).encode();
         assert_eq!(
-            refusal(Validator::new(SETTINGS).validate(
+            refusal(Validator::new(settings()).validate(
                 &bytes,
                 at(OBSERVED),
                 &Members::for_node(None)
@@ -414,7 +441,7 @@ mod tests {
         let bytes = Gossip::Price(price).encode();
         let members = members_of(&[&member]);
         assert_eq!(
-            refusal(Validator::new(SETTINGS).validate(&bytes, at(OBSERVED), &members)),
+            refusal(Validator::new(settings()).validate(&bytes, at(OBSERVED), &members)),
             ("not_member", Action::Ignore)
         );
     }
@@ -425,6 +452,7 @@ mod tests {
         let members = members_of(&[&origin, &victim]);
         let price = |id: u64| {
             Gossip::Price(PriceMessage::originate(
+                Pair::EthUsd,
                 id,
                 UsdPrice::from_e8(300_000_000_000).unwrap(),
                 OBSERVED,
@@ -432,7 +460,7 @@ mod tests {
             ))
             .encode()
         };
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         let mut check = |id| validator.validate(&price(id), at(OBSERVED), &members);
         // Squatting: an id in the victim's space.
         assert_eq!(
@@ -456,7 +484,7 @@ mod tests {
         let (origin, cosigner) = (node(1), node(2));
         let members = members_of(&[&origin, &cosigner]);
         let price = price_from(&origin);
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         let spaced = String::from_utf8(Gossip::Price(price.clone()).encode())
             .unwrap()
             .replacen(':', ": ", 1);
@@ -476,7 +504,7 @@ mod tests {
     fn an_origin_publishing_too_fast_is_held_to_its_rate() {
         let origin = node(1);
         let members = members_of(&[&origin]);
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         let mut accepted = 0;
         for i in 0..10 {
             let bytes = Gossip::Price(price_at(&origin, OBSERVED + i)).encode();
@@ -496,10 +524,53 @@ mod tests {
     }
 
     #[test]
+    fn a_pair_this_node_does_not_sign_is_ignored_and_each_pair_has_its_own_rate() {
+        let origin = node(1);
+        let members = members_of(&[&origin]);
+        let btc_at = |observed_at| {
+            let eth = price_at(&origin, observed_at);
+            PriceMessage::originate(
+                Pair::BtcUsd,
+                eth.id,
+                eth.price,
+                observed_at,
+                origin.signer(),
+            )
+        };
+        let btc = Gossip::Price(btc_at(OBSERVED)).encode();
+        let refused = Validator::new(settings())
+            .validate(&btc, at(OBSERVED), &members)
+            .unwrap_err();
+        assert_eq!(
+            (refused.reason, refused.action),
+            ("pair_not_signed", Action::Ignore)
+        );
+        assert!(!refused.blames_sender(), "another --pairs is no fault");
+        let mut validator = Validator::new(ValidationSettings {
+            pairs: [Pair::EthUsd, Pair::BtcUsd].into_iter().collect(),
+            ..settings()
+        });
+        // Three ETH/USD prices use up ETH/USD's burst, not BTC/USD's.
+        for i in 0..3 {
+            let eth = Gossip::Price(price_at(&origin, OBSERVED + i)).encode();
+            assert!(validator.validate(&eth, at(OBSERVED + 3), &members).is_ok());
+        }
+        for i in 0..3 {
+            let btc = Gossip::Price(btc_at(OBSERVED + i)).encode();
+            assert!(validator.validate(&btc, at(OBSERVED + 3), &members).is_ok());
+        }
+        let eth = Gossip::Price(price_at(&origin, OBSERVED + 3)).encode();
+        assert_eq!(
+            refusal(validator.validate(&eth, at(OBSERVED + 3), &members)).0,
+            "origin_rate"
+        );
+    }
+
+    #[test]
     fn refuses_garbage_and_forged_signatures_with_their_reason() {
         let (origin, forger) = (node(1), node(2));
         let members = members_of(&[&origin, &forger]);
-        let mut validator = Validator::new(SETTINGS);
+        let mut validator = Validator::new(settings());
         assert_eq!(
             refusal(validator.validate(b"garbage", at(OBSERVED), &members)),
             ("malformed", Action::Reject)
@@ -527,6 +598,7 @@ mod stored_notice_tests {
             max_age: Duration::from_secs(900),
             max_future_skew: Duration::from_secs(30),
             max_origin_rate: 60,
+            pairs: PairSet::only(Pair::EthUsd),
         };
         let at = 1_763_700_000;
         let id_at = |seconds: u64| {

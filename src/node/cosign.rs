@@ -1,15 +1,16 @@
 //! Co-signing: whether this node signs a peer's price. It signs only what it saw itself: a
-//! price within `--max-deviation` of its own observation, both taken within [`COSIGN_WINDOW`]
-//! of each other. Without a fresh observation the price waits (a bounded queue) for the next
+//! price within `--max-deviation` of its own observation of the same pair, both taken within
+//! [`COSIGN_WINDOW`] of each other. Without a fresh observation the price waits (a bounded queue) for the next
 //! fetch. Prices on whose committee this node is not wait for its fallback turn in
 //! [`FallbackTurns`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rust_decimal::Decimal;
 
 use crate::message::PriceData;
+use crate::pair::Pair;
 use crate::price::UsdPrice;
 
 /// How far apart in time a peer's observation and ours may be for ours to judge it. ETH/USD
@@ -47,8 +48,8 @@ pub enum Decision {
 pub struct Cosigner {
     max_deviation: Decimal,
     max_queue: usize,
-    latest: Option<Observation>,
-    /// Peers' prices waiting for this node's next observation.
+    latest: HashMap<Pair, Observation>,
+    /// Peers' prices waiting for this node's next observation of their pair.
     awaiting: Vec<PriceData>,
 }
 
@@ -57,18 +58,24 @@ impl Cosigner {
         Self {
             max_deviation,
             max_queue,
-            latest: None,
+            latest: HashMap::new(),
             awaiting: Vec::new(),
         }
     }
 
-    pub fn latest(&self) -> Option<Observation> {
-        self.latest
+    /// Our latest observation of `pair`.
+    pub fn latest(&self, pair: Pair) -> Option<Observation> {
+        self.latest.get(&pair).copied()
     }
 
-    /// Judges `data` against a fresh observation, or queues it for the next one.
+    /// When we last fetched any pair.
+    pub fn last_fetched(&self) -> Option<Instant> {
+        self.latest.values().map(|ours| ours.fetched).max()
+    }
+
+    /// Judges `data` against a fresh observation of its pair, or queues it for the next one.
     pub fn consider(&mut self, data: PriceData) -> Decision {
-        match self.latest {
+        match self.latest(data.pair) {
             Some(ours) if ours.fetched.elapsed() <= COSIGN_WINDOW => self.judge(&data, ours),
             _ if self.awaiting.len() >= self.max_queue => Decision::QueueFull,
             _ => {
@@ -78,10 +85,11 @@ impl Cosigner {
         }
     }
 
-    /// Records a new observation; returns the queued prices with their decisions.
-    pub fn observed(&mut self, ours: Observation) -> Vec<(PriceData, Decision)> {
-        self.latest = Some(ours);
-        std::mem::take(&mut self.awaiting)
+    /// Records a new observation of `pair`; returns the prices of that pair that were queued,
+    /// with their decisions.
+    pub fn observed(&mut self, pair: Pair, ours: Observation) -> Vec<(PriceData, Decision)> {
+        self.latest.insert(pair, ours);
+        self.take_awaiting(pair)
             .into_iter()
             .map(|data| {
                 let decision = self.judge(&data, ours);
@@ -90,9 +98,17 @@ impl Cosigner {
             .collect()
     }
 
-    /// The fetch failed: the queued prices cannot be judged, and go unsigned by us.
-    pub fn fetch_failed(&mut self) -> usize {
-        std::mem::take(&mut self.awaiting).len()
+    /// The fetch of `pair` failed: its queued prices cannot be judged, and go unsigned by us.
+    pub fn fetch_failed(&mut self, pair: Pair) -> usize {
+        self.take_awaiting(pair).len()
+    }
+
+    fn take_awaiting(&mut self, pair: Pair) -> Vec<PriceData> {
+        let (taken, kept) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|data| data.pair == pair);
+        self.awaiting = kept;
+        taken
     }
 
     fn judge(&self, data: &PriceData, ours: Observation) -> Decision {
@@ -165,6 +181,7 @@ mod tests {
 
     fn data(price: &str, observed_at: SystemTime) -> PriceData {
         PriceData {
+            pair: Pair::EthUsd,
             id: 1,
             price: price.parse().unwrap(),
             observed_at: observed_at.duration_since(UNIX_EPOCH).unwrap().as_secs(),
@@ -188,7 +205,7 @@ mod tests {
     fn a_close_price_observed_at_the_same_time_is_signed() {
         let now = SystemTime::now();
         let mut cosigner = cosigner();
-        cosigner.observed(observation("3000", now));
+        cosigner.observed(Pair::EthUsd, observation("3000", now));
         assert_eq!(cosigner.consider(data("3010", now)), Decision::Sign);
         assert!(matches!(
             cosigner.consider(data("3100", now)),
@@ -200,7 +217,7 @@ mod tests {
     fn a_price_observed_far_from_our_observation_is_not_judged_by_it() {
         let now = SystemTime::now();
         let mut cosigner = cosigner();
-        cosigner.observed(observation("3000", now));
+        cosigner.observed(Pair::EthUsd, observation("3000", now));
         let old = now - COSIGN_WINDOW - Duration::from_secs(2);
         assert_eq!(cosigner.consider(data("3000", old)), Decision::Stale);
         let ahead = now + COSIGN_WINDOW + Duration::from_secs(2);
@@ -214,12 +231,35 @@ mod tests {
         assert_eq!(cosigner.consider(data("3000", now)), Decision::Wait);
         assert_eq!(cosigner.consider(data("3500", now)), Decision::Wait);
         assert_eq!(cosigner.consider(data("3000", now)), Decision::QueueFull);
-        let decisions = cosigner.observed(observation("3001", now));
+        let decisions = cosigner.observed(Pair::EthUsd, observation("3001", now));
         assert_eq!(decisions.len(), 2);
         assert_eq!(decisions[0].1, Decision::Sign);
         assert!(matches!(decisions[1].1, Decision::Deviates { .. }));
         assert_eq!(cosigner.consider(data("3000", now)), Decision::Sign);
-        assert_eq!(cosigner.fetch_failed(), 0);
+        assert_eq!(cosigner.fetch_failed(Pair::EthUsd), 0);
+    }
+
+    #[test]
+    fn each_pair_is_judged_by_our_observation_of_that_pair_only() {
+        let now = SystemTime::now();
+        let mut cosigner = cosigner();
+        let btc = |price| PriceData {
+            pair: Pair::BtcUsd,
+            ..data(price, now)
+        };
+        cosigner.observed(Pair::EthUsd, observation("3000", now));
+        // An ETH/USD observation says nothing about BTC/USD: the BTC price waits.
+        assert_eq!(cosigner.consider(btc("3000")), Decision::Wait);
+        assert_eq!(cosigner.consider(data("3000", now)), Decision::Sign);
+        assert!(
+            cosigner
+                .observed(Pair::SolUsd, observation("150", now))
+                .is_empty()
+        );
+        let decisions = cosigner.observed(Pair::BtcUsd, observation("90000", now));
+        assert_eq!(decisions.len(), 1);
+        assert!(matches!(decisions[0].1, Decision::Deviates { .. }));
+        assert_eq!(cosigner.consider(btc("90100")), Decision::Sign);
     }
 
     #[test]
@@ -252,13 +292,16 @@ mod tests {
     fn an_observation_older_than_the_window_is_not_used() {
         let now = SystemTime::now();
         let mut cosigner = cosigner();
-        cosigner.observed(Observation {
-            fetched: Instant::now()
-                .checked_sub(COSIGN_WINDOW + Duration::from_secs(1))
-                .unwrap(),
-            ..observation("3000", now)
-        });
+        cosigner.observed(
+            Pair::EthUsd,
+            Observation {
+                fetched: Instant::now()
+                    .checked_sub(COSIGN_WINDOW + Duration::from_secs(1))
+                    .unwrap(),
+                ..observation("3000", now)
+            },
+        );
         assert_eq!(cosigner.consider(data("3000", now)), Decision::Wait);
-        assert_eq!(cosigner.fetch_failed(), 1);
+        assert_eq!(cosigner.fetch_failed(Pair::EthUsd), 1);
     }
 }

@@ -15,6 +15,7 @@ mod cosign;
 mod health;
 mod writer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,10 +41,11 @@ use crate::membership::Members;
 use crate::message::{Attestation, Gossip, PriceData, PriceMessage, StoredNotice};
 use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
 use crate::network::{self, NetworkEvent, NetworkHandle, NetworkSettings};
+use crate::pair::Pair;
 use crate::pool::{Added, Moment, Pool, PoolSettings};
 use crate::price::{FeedError, FeedReport, FeedSettings, PriceFeed, UsdPrice};
 use crate::store::lease::{self, LeaseSettings, LeaseState, MemberList, Participant};
-use crate::store::prices::FlushOutcome;
+use crate::store::prices::{FlushOutcome, VerifiedPrice};
 use crate::store::{DbSettings, Store, StoreError};
 use libp2p::Multiaddr;
 
@@ -97,8 +99,10 @@ pub struct NodeSettings {
     pub committee: CommitteeSettings,
 }
 
-type FetchResult = Result<UsdPrice, FeedError>;
-type FlushResult = (Vec<u64>, Result<FlushOutcome, StoreError>);
+/// One fetch round: every configured pair's median, or why it has none.
+type FetchResult = Vec<(Pair, Result<UsdPrice, FeedError>)>;
+/// A flush's outcome, with the pair of each price in its batch.
+type FlushResult = (HashMap<u64, Pair>, Result<FlushOutcome, StoreError>);
 
 /// Runs a node until `shutdown` resolves, then stops cleanly: every verified price it holds is
 /// stored, the heartbeat row is deleted and the network closes.
@@ -612,10 +616,20 @@ impl Node {
             is_writer: lease.is_writer,
             writer: lease.writer,
             pool,
-            last_observation: self.cosigner.latest().map(|observation| Observed {
-                price: observation.price.to_string(),
-                observed_at: unix_seconds(observation.at),
-            }),
+            last_observations: self
+                .settings
+                .feed
+                .pairs
+                .iter()
+                .filter_map(|pair| {
+                    let observation = self.cosigner.latest(pair)?;
+                    let observed = Observed {
+                        price: observation.price.to_string(),
+                        observed_at: unix_seconds(observation.at),
+                    };
+                    Some((pair.name().to_owned(), observed))
+                })
+                .collect(),
             last_stored_id: self.last_stored_id.map(|id| id.to_string()),
             problems: Vec::new(),
         };
@@ -628,7 +642,7 @@ impl Node {
             since_heartbeat: since(self.last_heartbeat_ok.or(self.running_since)),
             heartbeat_interval: self.settings.lease.interval,
             running_for: since(self.running_since),
-            since_fetch: since(self.cosigner.latest().map(|ours| ours.fetched)),
+            since_fetch: since(self.cosigner.last_fetched()),
             failed_fetches: self.failed_fetches,
             since_gossip: since(self.last_gossip),
             price_interval: self.settings.price_interval,
@@ -697,7 +711,7 @@ impl Node {
                 became_verified: true,
                 ..
             } => {
-                self.metrics.prices_verified.inc();
+                self.metrics.prices_verified.inc(data.pair);
                 let _ = self.events.send(NodeEvent::Verified {
                     id: data.id,
                     at: Instant::now(),
@@ -824,7 +838,7 @@ impl Node {
             .pool
             .add(&data, &[attestation.signature], Moment::now());
         self.note_added(&data, added);
-        self.metrics.prices_cosigned.inc();
+        self.metrics.prices_cosigned.inc(data.pair);
         log::debug!("co-signed price {} from {}", data.id, data.origin);
         self.network.publish(Gossip::Attestation(attestation));
     }
@@ -839,62 +853,80 @@ impl Node {
         let done = self.fetches_tx.clone();
         let metrics = self.metrics.clone();
         let fetch = async move {
-            let report = feed.fetch_all().await;
-            record_fetch(&metrics, &report);
-            let result = report.median(feed.settings().min_sources);
-            if result.is_ok() {
-                for (source, error) in report.failures() {
-                    log::warn!("price source {source}: {error}");
+            let rounds = feed.settings().pairs.iter().map(|pair| {
+                let (feed, metrics) = (&feed, &metrics);
+                async move {
+                    let report = feed.fetch_all(pair).await;
+                    record_fetch(metrics, &report);
+                    let result = report.median(feed.settings().min_sources);
+                    if result.is_ok() {
+                        for (source, error) in report.failures() {
+                            log::warn!("price source {source} ({pair}): {error}");
+                        }
+                    }
+                    (pair, result)
                 }
-            }
-            let _ = done.send(result).await;
+            });
+            let _ = done.send(futures::future::join_all(rounds).await).await;
         };
         self.tasks
             .spawn(self.shutdown.clone().run_until_cancelled_owned(fetch));
     }
 
-    fn on_fetched(&mut self, result: FetchResult) {
+    fn on_fetched(&mut self, results: FetchResult) {
         self.fetch_in_flight = false;
-        let price = match result {
-            Ok(price) => price,
-            Err(err) => {
-                // This round's price is skipped; the next timer tick asks again. Peers' prices
-                // waiting for our observation cannot be judged: they go unsigned by us.
-                self.failed_fetches += 1;
-                self.originations_wanted = 0;
-                let unjudged = self.cosigner.fetch_failed();
-                log::warn!(
-                    "cannot fetch the ETH/USD price: {err}{}",
-                    if unjudged > 0 {
-                        format!("; {unjudged} peers' prices go unsigned by us")
-                    } else {
-                        String::new()
-                    }
-                );
-                return;
+        let originate = self.originations_wanted > 0;
+        self.originations_wanted = self.originations_wanted.saturating_sub(1);
+        let mut failed = false;
+        for (pair, result) in results {
+            let price = match result {
+                Ok(price) => price,
+                Err(err) => {
+                    // This round's price of the pair is skipped; the next timer tick asks again.
+                    // Peers' prices waiting for our observation of it cannot be judged: they go
+                    // unsigned by us.
+                    failed = true;
+                    let unjudged = self.cosigner.fetch_failed(pair);
+                    log::warn!(
+                        "cannot fetch the {pair} price: {err}{}",
+                        if unjudged > 0 {
+                            format!("; {unjudged} peers' prices go unsigned by us")
+                        } else {
+                            String::new()
+                        }
+                    );
+                    continue;
+                }
+            };
+            let now = Moment::now();
+            let decisions = self.cosigner.observed(
+                pair,
+                Observation {
+                    price,
+                    at: now.wall,
+                    fetched: now.at,
+                },
+            );
+            if originate {
+                self.originate(pair, price, now);
             }
-        };
-        self.failed_fetches = 0;
-        let now = Moment::now();
-        let decisions = self.cosigner.observed(Observation {
-            price,
-            at: now.wall,
-            fetched: now.at,
-        });
-        if self.originations_wanted > 0 {
-            self.originations_wanted -= 1;
-            self.originate(price, now);
-            // Each price gets its own observation.
-            if self.originations_wanted > 0 {
-                self.request_fetch(false);
+            for (data, decision) in decisions {
+                self.act_on(data, decision);
             }
         }
-        for (data, decision) in decisions {
-            self.act_on(data, decision);
+        if failed {
+            self.failed_fetches += 1;
+            self.originations_wanted = 0;
+        } else {
+            self.failed_fetches = 0;
+        }
+        // Each price gets its own observation.
+        if self.originations_wanted > 0 {
+            self.request_fetch(false);
         }
     }
 
-    fn originate(&mut self, price: UsdPrice, now: Moment) {
+    fn originate(&mut self, pair: Pair, price: UsdPrice, now: Moment) {
         let id = match self.ids.next_id_at(now.wall) {
             Ok(id) => id,
             Err(err) => {
@@ -903,12 +935,17 @@ impl Node {
             }
         };
         let observed_at = unix_seconds(now.wall);
-        let message =
-            PriceMessage::originate(id, price, observed_at, self.settings.identity.signer());
+        let message = PriceMessage::originate(
+            pair,
+            id,
+            price,
+            observed_at,
+            self.settings.identity.signer(),
+        );
         let added = self.pool.add(&message.data(), &message.signatures, now);
         self.note_added(&message.data(), added);
-        self.metrics.prices_originated.inc();
-        log::info!("originated price {id}: ETH/USD {price}");
+        self.metrics.prices_originated.inc(pair);
+        log::info!("originated price {id}: {pair} {price}");
         self.network.publish(Gossip::Price(message));
         let _ = self.events.send(NodeEvent::Originated {
             id,
@@ -932,13 +969,13 @@ impl Node {
         let done = self.flushes_tx.clone();
         // Not cancelled by the stop, which waits for it instead.
         self.tasks.spawn(async move {
-            let ids = due.iter().map(|price| price.id).collect();
+            let batch = pairs_by_id(&due);
             let result = store.flush(&me, &due, min_signers).await;
-            let _ = done.send((ids, result)).await;
+            let _ = done.send((batch, result)).await;
         });
     }
 
-    fn on_flushed(&mut self, (ids, result): FlushResult) {
+    fn on_flushed(&mut self, (batch, result): FlushResult) {
         self.writer.flush_finished(&result);
         let outcome = match &result {
             Ok(FlushOutcome::Flushed(_)) => "stored",
@@ -948,9 +985,11 @@ impl Node {
         Metrics::kind(&self.metrics.flushes, outcome).inc();
         match result {
             Ok(FlushOutcome::Flushed(flushed)) => {
-                self.metrics
-                    .prices_stored
-                    .inc_by(flushed.inserted.len() as u64);
+                for id in &flushed.inserted {
+                    if let Some(pair) = batch.get(id) {
+                        self.metrics.prices_stored.inc(*pair);
+                    }
+                }
                 if let Some(newest) = flushed.inserted.iter().max() {
                     self.last_stored_id = self.last_stored_id.max(Some(*newest));
                 }
@@ -987,7 +1026,7 @@ impl Node {
             }
             Err(err) => log::warn!(
                 "storing {} verified prices failed; they stay in memory and are retried: {err}",
-                ids.len()
+                batch.len()
             ),
         }
     }
@@ -1081,8 +1120,7 @@ impl Node {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Ok(flushed) => {
-                    let ids = verified.iter().map(|price| price.id).collect();
-                    self.on_flushed((ids, Ok(flushed)));
+                    self.on_flushed((pairs_by_id(&verified), Ok(flushed)));
                     // Give the stored notice a moment to leave before the network closes.
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     return;
@@ -1116,6 +1154,10 @@ impl Node {
             listen_addrs: self.listen_addrs(),
         }
     }
+}
+
+fn pairs_by_id(batch: &[VerifiedPrice]) -> HashMap<u64, Pair> {
+    batch.iter().map(|price| (price.id, price.pair)).collect()
 }
 
 fn record_fetch(metrics: &Metrics, report: &FeedReport) {

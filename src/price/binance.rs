@@ -1,4 +1,4 @@
-//! Binance: `GET /api/v3/ticker/price?symbol=ETHUSDT`.
+//! Binance: `GET /api/v3/ticker/price?symbol=ETHUSDT` (BTCUSDT, SOLUSDT for the other pairs).
 //!
 //! `{"symbol":"ETHUSDT","price":"3124.56000000"}`. Binance quotes ETH in USDT, a dollar
 //! stablecoin, not in USD: it usually tracks the dollar within a few hundredths of a percent,
@@ -7,8 +7,20 @@
 use serde::Deserialize;
 
 use super::{ParseError, UsdPrice};
+use crate::pair::Pair;
 
-pub(super) const PATH: &str = "/api/v3/ticker/price?symbol=ETHUSDT";
+/// Binance's market for the pair: its base asset against USDT.
+pub(super) fn symbol(pair: Pair) -> Option<&'static str> {
+    Some(match pair {
+        Pair::EthUsd => "ETHUSDT",
+        Pair::BtcUsd => "BTCUSDT",
+        Pair::SolUsd => "SOLUSDT",
+    })
+}
+
+pub(super) fn path(pair: Pair) -> Option<String> {
+    symbol(pair).map(|symbol| format!("/api/v3/ticker/price?symbol={symbol}"))
+}
 
 #[derive(Deserialize)]
 struct Response<'a> {
@@ -16,11 +28,12 @@ struct Response<'a> {
     price: &'a str,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
+pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
     let response: Response = super::parse_json(body)?;
-    if response.symbol != "ETHUSDT" {
+    let expected = symbol(pair).unwrap_or_default();
+    if response.symbol != expected {
         return Err(ParseError::Shape(format!(
-            "ticker is for {:?}, not ETHUSDT",
+            "ticker is for {:?}, not {expected}",
             super::truncate_for_display(response.symbol)
         )));
     }
@@ -30,11 +43,15 @@ pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pair::Pair;
 
     #[test]
     fn parses_the_real_shape() {
         let body = br#"{"symbol":"ETHUSDT","price":"3124.56000000"}"#;
-        assert_eq!(parse(body).unwrap().to_string(), "3124.56000000");
+        assert_eq!(
+            parse(Pair::EthUsd, body).unwrap().to_string(),
+            "3124.56000000"
+        );
     }
 
     #[test]
@@ -46,7 +63,11 @@ mod tests {
             br#"{"symbol":"ETHUSDT"}"#,
             br#"{"code":-1121,"msg":"Invalid symbol."}"#,
         ] {
-            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                parse(Pair::EthUsd, body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

@@ -1,12 +1,20 @@
-//! Coinbase: `GET /v2/exchange-rates?currency=ETH`.
+//! Coinbase: `GET /v2/exchange-rates?currency=ETH` (the pair's base asset: ETH, BTC, SOL).
 //!
 //! `{"data":{"currency":"ETH","rates":{"USD":"3124.56","EUR":"…",…}}}` — rates are strings.
 
 use serde::Deserialize;
 
 use super::{ParseError, UsdPrice};
+use crate::pair::Pair;
 
-pub(super) const PATH: &str = "/v2/exchange-rates?currency=ETH";
+/// The currency Coinbase quotes the pair's base asset under: every pair we know.
+pub(super) fn symbol(pair: Pair) -> Option<&'static str> {
+    Some(pair.base())
+}
+
+pub(super) fn path(pair: Pair) -> Option<String> {
+    symbol(pair).map(|currency| format!("/v2/exchange-rates?currency={currency}"))
+}
 
 #[derive(Deserialize)]
 struct Response<'a> {
@@ -27,11 +35,12 @@ struct Rates<'a> {
     usd: Option<&'a str>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
+pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
     let response: Response = super::parse_json(body)?;
-    if response.data.currency != "ETH" {
+    let expected = symbol(pair).unwrap_or_default();
+    if response.data.currency != expected {
         return Err(ParseError::Shape(format!(
-            "rates are for {:?}, not ETH",
+            "rates are for {:?}, not {expected}",
             super::truncate_for_display(response.data.currency)
         )));
     }
@@ -46,11 +55,15 @@ pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pair::Pair;
 
     #[test]
     fn parses_the_real_shape() {
         let body = br#"{"data":{"currency":"ETH","rates":{"AED":"11476.2","USD":"3124.565","EUR":"2700.1"}}}"#;
-        assert_eq!(parse(body).unwrap().to_string(), "3124.56500000");
+        assert_eq!(
+            parse(Pair::EthUsd, body).unwrap().to_string(),
+            "3124.56500000"
+        );
     }
 
     #[test]
@@ -63,7 +76,11 @@ mod tests {
             br#"{"data":{"currency":"ETH","rates":{"USD":"-1"}}}"#,
             br#"{"errors":[{"id":"not_found","message":"Invalid currency"}]}"#,
         ] {
-            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                parse(Pair::EthUsd, body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

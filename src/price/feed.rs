@@ -9,6 +9,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
 use super::{ParseError, Source, UsdPrice};
+use crate::pair::{Pair, PairSet};
 
 /// Real quote responses are a few hundred bytes; anything this large is not one.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -19,7 +20,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How the feed reaches its sources.
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
-    /// Each source with the full URL of its ETH/USD quote.
+    /// The pairs to fetch (`--pairs`).
+    pub pairs: PairSet,
+    /// Each source with its base URL (the pair's path is appended, see [`Source::path`]).
     pub endpoints: Vec<(Source, Url)>,
     /// Fewer answering sources than this is a failed fetch.
     pub min_sources: usize,
@@ -152,7 +155,7 @@ impl FeedReport {
     }
 }
 
-/// Asks the configured exchanges for ETH/USD.
+/// Asks the configured exchanges for a pair's price.
 #[derive(Debug, Clone)]
 pub struct PriceFeed {
     client: reqwest::Client,
@@ -175,32 +178,50 @@ impl PriceFeed {
     }
 
     /// Asks every source at once; returns when all have answered or given up.
-    pub async fn fetch_all(&self) -> FeedReport {
-        let fetches = self
-            .settings
+    /// The full URL of each configured source that quotes `pair`.
+    pub fn quote_urls(&self, pair: Pair) -> Vec<(Source, Url)> {
+        self.settings
             .endpoints
             .iter()
+            .filter_map(|(source, base)| {
+                let path = source.path(pair)?;
+                let url = format!("{}{path}", base.as_str().trim_end_matches('/'));
+                Url::parse(&url).ok().map(|url| (*source, url))
+            })
+            .collect()
+    }
+
+    /// Asks every configured source that quotes `pair` once (with retries).
+    pub async fn fetch_all(&self, pair: Pair) -> FeedReport {
+        let fetches = self
+            .quote_urls(pair)
+            .into_iter()
             .map(|(source, url)| async move {
                 let started = std::time::Instant::now();
-                let result = self.fetch_with_retries(*source, url).await;
-                ((*source, result), started.elapsed())
+                let result = self.fetch_with_retries(source, pair, &url).await;
+                ((source, result), started.elapsed())
             });
         let (results, elapsed) = join_all(fetches).await.into_iter().unzip();
         FeedReport { results, elapsed }
     }
 
     /// The median of every source that answered, or an error naming each failure.
-    pub async fn fetch_median(&self) -> Result<(UsdPrice, FeedReport), FeedError> {
-        let report = self.fetch_all().await;
+    pub async fn fetch_median(&self, pair: Pair) -> Result<(UsdPrice, FeedReport), FeedError> {
+        let report = self.fetch_all(pair).await;
         let price = report.median(self.settings.min_sources)?;
         Ok((price, report))
     }
 
-    async fn fetch_with_retries(&self, source: Source, url: &Url) -> Result<UsdPrice, SourceError> {
+    async fn fetch_with_retries(
+        &self,
+        source: Source,
+        pair: Pair,
+        url: &Url,
+    ) -> Result<UsdPrice, SourceError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let (failure, retry_after) = match self.fetch_once(source, url).await {
+            let (failure, retry_after) = match self.fetch_once(source, pair, url).await {
                 Ok(price) => return Ok(price),
                 Err(failed) => failed,
             };
@@ -228,6 +249,7 @@ impl PriceFeed {
     async fn fetch_once(
         &self,
         source: Source,
+        pair: Pair,
         url: &Url,
     ) -> Result<UsdPrice, (SourceFailure, Option<Duration>)> {
         let mut response = self
@@ -254,7 +276,7 @@ impl PriceFeed {
             }
             body.extend_from_slice(&chunk);
         }
-        source.parse(&body).map_err(|err| (err.into(), None))
+        source.parse(pair, &body).map_err(|err| (err.into(), None))
     }
 }
 
@@ -343,6 +365,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let feed = PriceFeed::new(FeedSettings {
+            pairs: PairSet::only(Pair::EthUsd),
             endpoints: vec![],
             min_sources: 1,
             timeout: Duration::from_secs(1),

@@ -1,4 +1,4 @@
-//! Kraken: `GET /0/public/Ticker?pair=ETHUSD`.
+//! Kraken: `GET /0/public/Ticker?pair=ETHUSD` (XBTUSD, SOLUSD for the other pairs).
 //!
 //! `{"error":[],"result":{"XETHZUSD":{"c":["3124.56000","0.1"],…}}}` — `c[0]` is the last trade
 //! price; a non-empty `error` array means the call failed even when the HTTP status is 200.
@@ -8,11 +8,26 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{ParseError, UsdPrice};
+use crate::pair::Pair;
 
-pub(super) const PATH: &str = "/0/public/Ticker?pair=ETHUSD";
+/// Kraken's name for the pair in the query, and the key it answers with (Kraken calls bitcoin
+/// XBT, and prefixes its oldest assets with X and Z).
+fn market(pair: Pair) -> Option<(&'static str, &'static str)> {
+    Some(match pair {
+        Pair::EthUsd => ("ETHUSD", "XETHZUSD"),
+        Pair::BtcUsd => ("XBTUSD", "XXBTZUSD"),
+        Pair::SolUsd => ("SOLUSD", "SOLUSD"),
+    })
+}
 
-/// The key Kraken answers `pair=ETHUSD` with.
-const PAIR_KEY: &str = "XETHZUSD";
+/// The key of the pair's ticker in Kraken's answer.
+pub(super) fn symbol(pair: Pair) -> Option<&'static str> {
+    market(pair).map(|(_, key)| key)
+}
+
+pub(super) fn path(pair: Pair) -> Option<String> {
+    market(pair).map(|(query, _)| format!("/0/public/Ticker?pair={query}"))
+}
 
 #[derive(Deserialize)]
 struct Response<'a> {
@@ -28,15 +43,16 @@ struct Ticker<'a> {
     c: Vec<&'a str>,
 }
 
-pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
+pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
     let response: Response = super::parse_json(body)?;
     if let Some(first) = response.error.first() {
         return Err(ParseError::Api(super::truncate_for_display(first)));
     }
+    let key = symbol(pair).unwrap_or_default();
     let ticker = response
         .result
-        .get(PAIR_KEY)
-        .ok_or_else(|| ParseError::Shape(format!("no {PAIR_KEY} ticker in result")))?;
+        .get(key)
+        .ok_or_else(|| ParseError::Shape(format!("no {key} ticker in result")))?;
     let last = ticker
         .c
         .first()
@@ -47,18 +63,22 @@ pub(super) fn parse(body: &[u8]) -> Result<UsdPrice, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pair::Pair;
 
     #[test]
     fn parses_the_last_trade_price() {
         let body = br#"{"error":[],"result":{"XETHZUSD":{"a":["3124.57000","1","1.000"],"b":["3124.55000","3","3.000"],"c":["3124.56000","0.10000000"],"v":["1","2"]}}}"#;
-        assert_eq!(parse(body).unwrap().to_string(), "3124.56000000");
+        assert_eq!(
+            parse(Pair::EthUsd, body).unwrap().to_string(),
+            "3124.56000000"
+        );
     }
 
     #[test]
     fn api_errors_and_wrong_shapes_are_errors() {
         let api = br#"{"error":["EQuery:Unknown asset pair"]}"#;
         assert_eq!(
-            parse(api),
+            parse(Pair::EthUsd, api),
             Err(ParseError::Api("EQuery:Unknown asset pair".into()))
         );
         for body in [
@@ -68,7 +88,11 @@ mod tests {
             br#"{"error":[],"result":{"XETHZUSD":{"c":["x","1"]}}}"#,
             br#"{"error":[],"result":{"XXBTZUSD":{"c":["3124.5","1"]}}}"#,
         ] {
-            assert!(parse(body).is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(
+                parse(Pair::EthUsd, body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

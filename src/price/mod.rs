@@ -16,7 +16,10 @@ pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 
 use std::fmt;
 
-/// An exchange API the node can ask for ETH/USD.
+use crate::pair::Pair;
+
+/// An exchange API the node can ask for prices. Each names a pair by its own market symbol, and
+/// says which pairs it cannot serve (`None`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Source {
     Coinbase,
@@ -52,23 +55,35 @@ impl Source {
         }
     }
 
-    /// Path and query of the ETH/USD quote, appended to the base URL.
-    pub fn path(self) -> &'static str {
+    /// Path and query of the pair's quote, appended to the base URL; `None` when this source
+    /// does not quote the pair.
+    pub fn path(self, pair: Pair) -> Option<String> {
         match self {
-            Self::Coinbase => coinbase::PATH,
-            Self::Coingecko => coingecko::PATH,
-            Self::Kraken => kraken::PATH,
-            Self::Binance => binance::PATH,
+            Self::Coinbase => coinbase::path(pair),
+            Self::Coingecko => coingecko::path(pair),
+            Self::Kraken => kraken::path(pair),
+            Self::Binance => binance::path(pair),
         }
     }
 
-    /// Parses a response body of this source.
-    pub fn parse(self, body: &[u8]) -> Result<UsdPrice, ParseError> {
+    /// The name under which this source's answer carries the pair (currency, asset id, ticker
+    /// key or symbol).
+    pub fn symbol(self, pair: Pair) -> Option<&'static str> {
         match self {
-            Self::Coinbase => coinbase::parse(body),
-            Self::Coingecko => coingecko::parse(body),
-            Self::Kraken => kraken::parse(body),
-            Self::Binance => binance::parse(body),
+            Self::Coinbase => coinbase::symbol(pair),
+            Self::Coingecko => coingecko::symbol(pair),
+            Self::Kraken => kraken::symbol(pair),
+            Self::Binance => binance::symbol(pair),
+        }
+    }
+
+    /// Parses a response body of this source to a quote of `pair`.
+    pub fn parse(self, pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
+        match self {
+            Self::Coinbase => coinbase::parse(pair, body),
+            Self::Coingecko => coingecko::parse(pair, body),
+            Self::Kraken => kraken::parse(pair, body),
+            Self::Binance => binance::parse(pair, body),
         }
     }
 }
@@ -114,12 +129,18 @@ mod tests {
     fn html_and_garbage_are_not_json() {
         for source in Source::ALL {
             assert_eq!(
-                source.parse(b"\n<!DOCTYPE html><html><body>Bad gateway</body></html>"),
+                source.parse(
+                    Pair::EthUsd,
+                    b"\n<!DOCTYPE html><html><body>Bad gateway</body></html>"
+                ),
                 Err(ParseError::NotJson("an HTML page".into())),
                 "{source}"
             );
             for body in [&b""[..], b"{", b"\xff\xfe", b"null", b"42"] {
-                assert!(source.parse(body).is_err(), "{source}: {body:?}");
+                assert!(
+                    source.parse(Pair::EthUsd, body).is_err(),
+                    "{source}: {body:?}"
+                );
             }
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Decimals kept, as in Chainlink USD feeds and the `NUMERIC(38,8)` column.
 pub const DECIMALS: u32 = 8;
 
-/// The largest ETH/USD price accepted, in whole dollars. Anything above is a broken source or a
+/// The largest price accepted (of any pair), in whole dollars. Anything above is a broken source or a
 /// broken message, not a market; it also keeps `price × 10⁸` well inside an `i64`.
 pub const MAX_USD: i64 = 100_000_000;
 

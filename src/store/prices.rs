@@ -34,7 +34,8 @@ use sea_orm::{
 use super::lease::WRITER_SQL;
 use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
-use crate::message::{PAIR, SignatureEntry};
+use crate::message::SignatureEntry;
+use crate::pair::Pair;
 use crate::price::UsdPrice;
 
 /// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
@@ -43,6 +44,7 @@ const INSERT_CHUNK: usize = 1_000;
 /// A price with a quorum of valid signatures, ready to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedPrice {
+    pub pair: Pair,
     pub id: u64,
     pub price: UsdPrice,
     /// Unix seconds.
@@ -215,7 +217,7 @@ impl Store {
             let same = stored
                 .get(&price.id)
                 .is_some_and(|(pair, value, observed)| {
-                    pair == PAIR
+                    pair == price.pair.name()
                         && *value == price.price.to_decimal()
                         && Some(*observed) == unix_to_datetime(price.observed_at)
                 });
@@ -297,7 +299,7 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &str) -> Result<Statement, 
         insert
             .values([
                 Expr::val(db_id(price.id)?),
-                Expr::val(PAIR),
+                Expr::val(price.pair.name()),
                 Expr::val(price.price.to_decimal()),
                 Expr::val(observed_at),
                 Expr::val(price.origin.to_checksum(None)),
@@ -342,6 +344,7 @@ mod tests {
             .map(|i| Identity::from_secret(&[i; 32]).unwrap())
             .collect();
         let price = VerifiedPrice {
+            pair: Pair::EthUsd,
             id: 1,
             price: UsdPrice::from_e8(300_000_000_000).unwrap(),
             observed_at: 1_000,

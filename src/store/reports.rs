@@ -11,6 +11,7 @@ use sea_orm::{
 };
 
 use super::{Store, StoreError};
+use crate::pair::Pair;
 
 /// A stored price as the table holds it.
 pub type StoredPrice = prices::Model;
@@ -50,11 +51,18 @@ impl Store {
         self.timed("read prices", query.all(&self.db)).await
     }
 
-    /// The most recently stored prices, last committed first.
-    pub async fn latest_prices(&self, limit: u64) -> Result<Vec<StoredPrice>, StoreError> {
-        let query = prices::Entity::find()
+    /// The most recently stored prices (of one pair, or of all), last committed first.
+    pub async fn latest_prices(
+        &self,
+        limit: u64,
+        pair: Option<Pair>,
+    ) -> Result<Vec<StoredPrice>, StoreError> {
+        let mut query = prices::Entity::find()
             .order_by_desc(prices::Column::Seq)
             .limit(limit);
+        if let Some(pair) = pair {
+            query = query.filter(prices::Column::Pair.eq(pair.name()));
+        }
         self.timed("read prices", query.all(&self.db)).await
     }
 
