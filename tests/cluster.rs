@@ -1198,9 +1198,9 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     let (_, text) = get(&format!("{base}/metrics")).await;
     let after = parse_exposition(&text);
     for series in [
-        "oracle_prices_originated_total",
-        "oracle_prices_cosigned_total",
-        "oracle_prices_verified_total",
+        "oracle_prices_originated_total{pair=\"ETH/USD\"}",
+        "oracle_prices_cosigned_total{pair=\"ETH/USD\"}",
+        "oracle_prices_verified_total{pair=\"ETH/USD\"}",
         "oracle_publishes_total{kind=\"attestation\"}",
         "oracle_messages_received_total{kind=\"price\"}",
         "oracle_db_statements_total{kind=\"heartbeat\"}",

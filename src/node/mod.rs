@@ -217,8 +217,13 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
                 .with_metrics(metrics.clone());
             let api = crate::api::router(crate::api::ApiState {
                 store: api_store,
-                // pairs: every pair the node signs, the default first, once `--pairs` is wired.
-                pairs: vec![crate::message::PAIR.to_owned()],
+                // The first is what `?pair=` defaults to.
+                pairs: settings
+                    .feed
+                    .pairs
+                    .iter()
+                    .map(|pair| pair.name().to_owned())
+                    .collect(),
                 limits: settings.api,
                 stop: http_stop.clone(),
             });
