@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: a PostgreSQL that answers, then format, lints, every test and the
-# fault-injection suite's short form.
+# The project's test command: a PostgreSQL that answers, then format, the contract artifact,
+# lints, every test and the fault-injection suite's short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,9 @@ export TEST_DATABASE_URL
 TEST_DATABASE_URL=$(scripts/db.sh)
 
 cargo fmt --all -- --check
+# The committed verifier bytecode is what the pinned solc makes of the source (skipped without
+# node and npm).
+scripts/compile-contract.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).

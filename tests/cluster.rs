@@ -403,7 +403,13 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
         min_peers: 3,
         pairs: [Pair::EthUsd, Pair::BtcUsd].into_iter().collect(),
     };
-    let nodes = start_nodes(1..=4, &boot_addr, &exchange, &db.settings(), &config);
+    let nodes = start_nodes(2..=4, &boot_addr, &exchange, &db.settings(), &config);
+    // Node 1 also serves the read API, which gives each stored price's on-chain report.
+    let mut settings = node_settings(1, &boot_addr, &exchange, &db.settings(), &config);
+    settings.http = Some("127.0.0.1:0".parse().unwrap());
+    let reader_metrics = Metrics::default();
+    let reader = node::start(settings, reader_metrics.clone()).await.unwrap();
+    let api = format!("http://{}/v1", reader.http_addr.unwrap());
     wait_for("8 stored prices", Duration::from_secs(90), async || {
         rows(&conn).await.len() >= 8
     })
@@ -411,7 +417,14 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stored = rows(&conn).await;
     assert_eq!(stored.len(), 8, "{stored:#?}");
-    let addresses: HashSet<String> = nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    let mut addresses: HashSet<String> =
+        nodes.iter().map(|n| n.address.to_checksum(None)).collect();
+    addresses.insert(
+        Identity::from_secret(&[1; 32])
+            .unwrap()
+            .address()
+            .to_checksum(None),
+    );
     // Each row's signatures recover over the digest of its own pair.
     assert_rows_verify(&stored, &addresses);
     for (pair, price) in [(Pair::EthUsd, "3000"), (Pair::BtcUsd, "90000")] {
@@ -435,17 +448,45 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
                     .all(|entry| entry.verify(digest).is_err())
             );
         }
+        let everyone = |count: fn(&Metrics, Pair) -> u64| {
+            nodes
+                .iter()
+                .map(|node| count(&node.metrics, pair))
+                .sum::<u64>()
+                + count(&reader_metrics, pair)
+        };
         assert_eq!(
-            total(&nodes, |m| m.prices_stored.get_pair(pair)),
+            everyone(|m, pair| m.prices_stored.get_pair(pair)),
             4,
             "{pair}"
         );
         assert_eq!(
-            total(&nodes, |m| m.prices_originated.get_pair(pair)),
+            everyone(|m, pair| m.prices_originated.get_pair(pair)),
             4,
             "{pair}"
         );
     }
+    // Every stored row, as the API hands it to consumers, verifies in the EVM against a
+    // verifier deployed with the members and the quorum.
+    let members: Vec<Address> = MEMBER_SEEDS
+        .map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address())
+        .collect();
+    let mut reports = Vec::new();
+    for pair in ["ETH/USD", "BTC/USD"] {
+        let (code, body) = get(&format!("{api}/prices?pair={pair}")).await;
+        assert_eq!(code, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let prices = page["prices"].as_array().unwrap();
+        assert_eq!(prices.len(), 4, "{pair}: {body}");
+        for price in prices {
+            assert_eq!(price["pair"], pair);
+            let report = price["report"].as_str().unwrap();
+            reports.push(alloy_primitives::hex::decode(report).unwrap());
+        }
+    }
+    let gas = common::evm::verify_all(&reports, &members, 3);
+    println!("the 8 stored prices verify on chain; gas per verification {gas:?}");
+    reader.stop().await.unwrap();
     stop_all(nodes).await;
     drop(boot);
     let _ = conn.close().await;
