@@ -472,6 +472,7 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
         .map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address())
         .collect();
     let mut reports = Vec::new();
+    let mut first_signers = Vec::new();
     for pair in ["ETH/USD", "BTC/USD"] {
         let (code, body) = get(&format!("{api}/prices?pair={pair}")).await;
         assert_eq!(code, 200, "{body}");
@@ -482,10 +483,42 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             assert_eq!(price["pair"], pair);
             let report = price["report"].as_str().unwrap();
             reports.push(alloy_primitives::hex::decode(report).unwrap());
+            let signer = price["signatures"][0]["signer"].as_str().unwrap();
+            first_signers.push(signer.parse::<Address>().unwrap());
         }
     }
     let gas = common::evm::verify_all(&reports, &members, 3);
     println!("the 8 stored prices verify on chain; gas per verification {gas:?}");
+    // The same stored rows, altered, do not: a tampered price, a signature of another stored
+    // price, a verifier that does not count one of the signers, a quorum above the signatures.
+    use common::evm::Verifier;
+    use price_oracle::report::Report;
+    let row = Report::decode(&reports[0]).unwrap();
+    let other = Report::decode(&reports[1]).unwrap();
+    let refusal = |verifier: &mut Verifier, report: &Report| {
+        verifier.verify(&report.encode()).unwrap_err().name
+    };
+    let mut verifier = Verifier::deploy(&members, 3).unwrap();
+    let tampered = Report {
+        price_e8: row.price_e8 + 1,
+        ..row.clone()
+    };
+    assert_eq!(refusal(&mut verifier, &tampered), "NotMember");
+    let mut swapped = row.clone();
+    swapped.signatures[1] = other.signatures[1];
+    assert_eq!(refusal(&mut verifier, &swapped), "NotMember");
+    let others: Vec<Address> = members
+        .iter()
+        .filter(|member| **member != first_signers[0])
+        .copied()
+        .collect();
+    let mut without_one = Verifier::deploy(&others, 3).unwrap();
+    assert_eq!(refusal(&mut without_one, &row), "NotMember");
+    let mut five = Verifier::deploy(&members, 5).unwrap();
+    assert_eq!(refusal(&mut five, &row), "BelowQuorum");
+    let mut short = row.clone();
+    short.signatures.truncate(2);
+    assert_eq!(refusal(&mut verifier, &short), "BelowQuorum");
     reader.stop().await.unwrap();
     stop_all(nodes).await;
     drop(boot);
