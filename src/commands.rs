@@ -375,11 +375,7 @@ pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
                 after: args.after,
             };
             // Any pair the code knows: the database read here is the operator's own.
-            let pairs: Vec<String> = crate::pair::Pair::ALL
-                .iter()
-                .map(|pair| pair.name().to_owned())
-                .collect();
-            let query = request.check(&pairs, &api::ApiLimits::DEFAULT)?;
+            let query = request.check(crate::pair::PairSet::ALL, &api::ApiLimits::DEFAULT)?;
             (&args.db, Question::List(query))
         }
     };

@@ -162,7 +162,7 @@ async fn serve(
 ) -> (String, JoinHandle<()>) {
     let router = api::router(ApiState {
         store: Store::connect_lazy(settings).await.unwrap(),
-        pairs: vec!["ETH/USD".to_owned()],
+        pairs: price_oracle::pair::PairSet::only(price_oracle::pair::Pair::EthUsd),
         limits,
         stop: stop.clone(),
     });

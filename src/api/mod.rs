@@ -33,6 +33,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::pair::PairSet;
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
 use error::{ApiError, ApiPath, ApiQuery, ErrorBody};
@@ -45,7 +46,7 @@ use view::{PricePage, PriceView};
 pub struct ApiState {
     pub store: Store,
     /// The pairs this node serves; the first is the default. Requests for others are refused.
-    pub pairs: Vec<String>,
+    pub pairs: PairSet,
     pub limits: ApiLimits,
     /// Cancelled when the node stops: ends every stream, so that the server's graceful stop
     /// does not wait for clients that never hang up.
@@ -162,8 +163,8 @@ async fn latest(
     State(shared): State<Shared>,
     ApiQuery(params): ApiQuery<PairParams>,
 ) -> Result<Json<PriceView>, ApiError> {
-    let pair = params::pick_pair(&shared.api.pairs, params.pair.as_deref())?;
-    Ok(Json(latest_price(&shared.api.store, &pair).await?))
+    let pair = params::pick_pair(shared.api.pairs, params.pair.as_deref())?;
+    Ok(Json(latest_price(&shared.api.store, pair.name()).await?))
 }
 
 /// A pair's history in commit order, one page at a time.
@@ -186,9 +187,7 @@ async fn list(
     State(shared): State<Shared>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<PricePage>, ApiError> {
-    let query = params
-        .read()?
-        .check(&shared.api.pairs, &shared.api.limits)?;
+    let query = params.read()?.check(shared.api.pairs, &shared.api.limits)?;
     Ok(Json(history(&shared.api.store, &query).await?))
 }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
+use crate::pair::{Pair, PairSet};
 use crate::price::truncate_for_display;
 use crate::store::read::HistoryQuery;
 
@@ -106,8 +107,8 @@ impl ListParams {
 
 impl HistoryRequest {
     /// The query to run, or why the request is not one.
-    pub fn check(&self, pairs: &[String], limits: &ApiLimits) -> Result<HistoryQuery, ApiError> {
-        let pair = pick_pair(pairs, self.pair.as_deref())?;
+    pub fn check(&self, pairs: PairSet, limits: &ApiLimits) -> Result<HistoryQuery, ApiError> {
+        let pair = pick_pair(pairs, self.pair.as_deref())?.name().to_owned();
         let limit = match self.limit {
             None => limits.default_page(),
             Some(limit) if (1..=limits.max_page).contains(&limit) => limit,
@@ -136,17 +137,19 @@ impl HistoryRequest {
 }
 
 /// The pair asked for, if the node serves it; its first pair when none is named.
-pub fn pick_pair(pairs: &[String], asked: Option<&str>) -> Result<String, ApiError> {
-    match asked {
-        None => pairs
-            .first()
-            .cloned()
-            .ok_or_else(|| ApiError::BadRequest("this node serves no pair".to_owned())),
-        Some(pair) if pairs.iter().any(|served| served == pair) => Ok(pair.to_owned()),
-        Some(pair) => Err(ApiError::BadRequest(format!(
+pub fn pick_pair(pairs: PairSet, asked: Option<&str>) -> Result<Pair, ApiError> {
+    let Some(asked) = asked else {
+        return pairs
+            .iter()
+            .next()
+            .ok_or_else(|| ApiError::BadRequest("this node serves no pair".to_owned()));
+    };
+    match asked.parse::<Pair>() {
+        Ok(pair) if pairs.contains(pair) => Ok(pair),
+        _ => Err(ApiError::BadRequest(format!(
             "unknown pair {:?}: this node serves {}",
-            truncate_for_display(pair),
-            pairs.join(", ")
+            truncate_for_display(asked),
+            pairs.iter().map(Pair::name).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
@@ -205,8 +208,8 @@ fn moment(name: &str, seconds: u64) -> Result<DateTime<Utc>, ApiError> {
 mod tests {
     use super::*;
 
-    fn pairs() -> Vec<String> {
-        vec!["ETH/USD".to_owned(), "BTC/USD".to_owned()]
+    fn pairs() -> PairSet {
+        [Pair::EthUsd, Pair::BtcUsd].into_iter().collect()
     }
 
     fn bad(result: Result<impl std::fmt::Debug, ApiError>) -> String {
@@ -219,7 +222,7 @@ mod tests {
     #[test]
     fn a_history_request_gets_defaults_and_its_bounds_checked() {
         let limits = ApiLimits::DEFAULT;
-        let query = HistoryRequest::default().check(&pairs(), &limits).unwrap();
+        let query = HistoryRequest::default().check(pairs(), &limits).unwrap();
         assert_eq!(
             query,
             HistoryQuery {
@@ -237,7 +240,7 @@ mod tests {
             limit: Some(1_000),
             after: Some(42),
         };
-        let query = asked.check(&pairs(), &limits).unwrap();
+        let query = asked.check(pairs(), &limits).unwrap();
         assert_eq!(
             (query.pair.as_str(), query.after, query.limit),
             ("BTC/USD", 42, 1_000)
@@ -247,7 +250,7 @@ mod tests {
         let with = |change: fn(&mut HistoryRequest)| {
             let mut request = HistoryRequest::default();
             change(&mut request);
-            bad(request.check(&pairs(), &limits))
+            bad(request.check(pairs(), &limits))
         };
         assert!(with(|r| r.limit = Some(0)).contains("limit must be from 1 to 1000"));
         assert!(with(|r| r.limit = Some(1_001)).contains("got 1001"));
@@ -268,7 +271,7 @@ mod tests {
         };
         assert_eq!(
             HistoryRequest::default()
-                .check(&pairs(), &small)
+                .check(pairs(), &small)
                 .unwrap()
                 .limit,
             10

@@ -99,7 +99,7 @@ pub(super) async fn stream(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let pair = params::pick_pair(&shared.api.pairs, query.pair.as_deref())?;
+    let pair = params::pick_pair(shared.api.pairs, query.pair.as_deref())?;
     let resume = match headers.get("last-event-id") {
         Some(value) => {
             let text = value.to_str().map_err(|_| {
@@ -130,7 +130,7 @@ pub(super) async fn stream(
     };
     let mut tail = Tail {
         streams,
-        pair,
+        pair: pair.name().to_owned(),
         cursor,
         buffered: VecDeque::new(),
         caught_up: false,

@@ -218,12 +218,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
             let api = crate::api::router(crate::api::ApiState {
                 store: api_store,
                 // The first is what `?pair=` defaults to.
-                pairs: settings
-                    .feed
-                    .pairs
-                    .iter()
-                    .map(|pair| pair.name().to_owned())
-                    .collect(),
+                pairs: settings.feed.pairs,
                 limits: settings.api,
                 stop: http_stop.clone(),
             });
