@@ -22,16 +22,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::pair::Pair;
 use crate::price::UsdPrice;
 
-/// The name of the pair a network signs unless `--pairs` says otherwise.
-pub const PAIR: &str = Pair::DEFAULT.name();
-
 /// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
 pub const DOMAIN_HASH: B256 =
     b256!("0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d");
 
 /// `keccak256("ETH/USD")`, the PAIR word of the test vector.
-pub const PAIR_HASH: B256 =
-    b256!("0x0b43555ace6b39aae1b894097d0a9fc17f504c62fea598fa206cc6f5088e6e45");
+pub const PAIR_HASH: B256 = Pair::EthUsd.hash();
 
 /// Encoded messages larger than this are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -670,7 +666,7 @@ mod tests {
     #[test]
     fn constants_are_the_hashes_they_claim() {
         assert_eq!(keccak256("price-oracle/v1"), DOMAIN_HASH);
-        assert_eq!(keccak256(PAIR), PAIR_HASH);
+        assert_eq!(keccak256("ETH/USD"), PAIR_HASH);
         let order = U256::from_str_radix(
             "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
             16,

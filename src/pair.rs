@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use alloy_primitives::{B256, keccak256};
+use alloy_primitives::{B256, b256};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A pair, written `BASE/USD` on the wire, in the database and on the command line.
@@ -41,9 +41,20 @@ impl Pair {
         }
     }
 
-    /// `keccak256(name)`: the PAIR word of the digest, and what a contract compares.
-    pub fn hash(self) -> B256 {
-        keccak256(self.name())
+    /// `keccak256(name)`: the PAIR word of the digest, and what a contract compares. Constants,
+    /// because every signature a node checks needs one (a unit test recomputes them).
+    pub const fn hash(self) -> B256 {
+        match self {
+            Self::EthUsd => {
+                b256!("0x0b43555ace6b39aae1b894097d0a9fc17f504c62fea598fa206cc6f5088e6e45")
+            }
+            Self::BtcUsd => {
+                b256!("0xee62665949c883f9e0f6f002eac32e00bd59dfe6c34e92a91c37d6a8322d6489")
+            }
+            Self::SolUsd => {
+                b256!("0x2b1b43ec7f6691d6bf679978bab5c093fa45ee74c0baac6cc75649dc59cc21d3")
+            }
+        }
     }
 }
 
@@ -145,6 +156,11 @@ mod tests {
         for pair in Pair::ALL {
             assert_eq!(pair.name().parse::<Pair>(), Ok(pair));
             assert_eq!(pair.name(), format!("{}/USD", pair.base()));
+            assert_eq!(
+                pair.hash(),
+                alloy_primitives::keccak256(pair.name()),
+                "{pair}"
+            );
             let json = serde_json::to_string(&pair).unwrap();
             assert_eq!(serde_json::from_str::<Pair>(&json).unwrap(), pair);
         }
