@@ -5,28 +5,18 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
-use price_oracle::message::{Attestation, Gossip, PriceMessage, SignatureEntry, price_digest};
+use price_oracle::message::{Attestation, Gossip, PriceMessage};
 use price_oracle::network::validation::{ValidationSettings, Validator};
 use price_oracle::pair::Pair;
 use price_oracle::pool::{Moment, Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
-
-fn identity(seed: u8) -> Identity {
-    Identity::from_secret(&[seed; 32]).expect("a valid test key")
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
-}
+use price_oracle::signed::{SignatureEntry, price_digest};
+use price_oracle::testkit::{identity, price_by, price_data};
 
 fn signing(c: &mut Criterion) {
     let signer = identity(1);
@@ -48,12 +38,7 @@ fn signing(c: &mut Criterion) {
 
 fn decoding(c: &mut Criterion) {
     let origin = identity(1);
-    let price = UsdPrice::from_e8(312_456_789_000).expect("valid price");
-    let machine = IdGenerator::machine_id_from_address(&origin.address());
-    let id = IdGenerator::new(machine)
-        .next_id()
-        .expect("the clock is past the id epoch");
-    let message = PriceMessage::originate(Pair::EthUsd, id, price, now_secs(), origin.signer());
+    let message = price_by(&origin, SystemTime::now(), "3124.56789");
     let bytes = Gossip::Price(message).encode();
     let mut validator = Validator::new(ValidationSettings {
         max_age: Duration::from_secs(900),
@@ -80,7 +65,6 @@ fn decoding(c: &mut Criterion) {
 
 fn pool(c: &mut Criterion) {
     let signers: Vec<Identity> = (1..=4).map(identity).collect();
-    let price = UsdPrice::from_e8(312_456_789_000).expect("valid price");
     let settings = PoolSettings {
         min_signers: 3,
         flush_delay: Duration::from_secs(30),
@@ -90,8 +74,8 @@ fn pool(c: &mut Criterion) {
     };
     let now = Moment::now();
     let message =
-        PriceMessage::originate(Pair::EthUsd, 500, price, 1_763_700_000, signers[0].signer());
-    let data = message.data();
+        PriceMessage::originate(price_data(500, signers[0].address()), signers[0].signer());
+    let data = message.data;
     let attestation = Attestation::sign(&data, signers[1].signer());
     c.bench_function("pool: merge a signature", |b| {
         b.iter_batched(

@@ -4,12 +4,9 @@
 use std::collections::HashSet;
 
 use alloy_primitives::Address;
-
 use chrono::{DateTime, Utc};
 
-use crate::message::{SignatureEntry, price_digest};
-use crate::pair::Pair;
-use crate::price::UsdPrice;
+use crate::signed::SignedPrice;
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
 
@@ -72,79 +69,51 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         finding: None,
         untrusted: 0,
     };
-    let invalid = |reason: String| Some(Finding::Invalid(reason));
-    let signatures: Vec<SignatureEntry> = match serde_json::from_value(row.sign_data.clone()) {
-        Ok(signatures) => signatures,
-        Err(err) => {
-            report.finding = invalid(format!("sign_data is not a signature list: {err}"));
-            return report;
+    match check_row(row, rules) {
+        Ok((signatures, counted)) => {
+            report.signatures = signatures;
+            report.untrusted = signatures - counted;
+            if counted < rules.min_signers {
+                report.finding = Some(Finding::BelowQuorum {
+                    valid: counted,
+                    required: rules.min_signers,
+                });
+            }
         }
-    };
-    report.signatures = signatures.len();
-    let price = match UsdPrice::from_exact(row.price) {
-        Ok(price) => price,
-        Err(err) => {
-            report.finding = invalid(format!("price: {err}"));
-            return report;
-        }
-    };
-    let (Ok(id), Ok(observed_at)) = (
-        u64::try_from(row.id),
-        u64::try_from(row.observed_at.timestamp()),
-    ) else {
-        report.finding = invalid("negative id or observation time".into());
-        return report;
-    };
-    let pair: Pair = match row.pair.parse() {
-        Ok(pair) => pair,
-        Err(err) => {
-            report.finding = invalid(err.to_string());
-            return report;
-        }
-    };
-    if usize::try_from(row.signer_count).ok() != Some(signatures.len()) {
-        report.finding = invalid(format!(
-            "signer_count {} but {} signatures",
-            row.signer_count,
-            signatures.len()
+        Err(reason) => report.finding = Some(Finding::Invalid(reason)),
+    }
+    report
+}
+
+/// The row's valid signatures and how many of them count, or why the row is invalid.
+fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize), String> {
+    let signed = SignedPrice::try_from(row).map_err(|err| err.to_string())?;
+    let signatures = signed.signatures.len();
+    if usize::try_from(row.signer_count).ok() != Some(signatures) {
+        return Err(format!(
+            "signer_count {} but {signatures} signatures",
+            row.signer_count
         ));
-        return report;
     }
-    let digest = price_digest(pair, id, price, observed_at);
     let mut signers = HashSet::new();
-    for entry in &signatures {
-        if !signers.insert(entry.signer) {
-            report.finding = invalid(format!("signer {} listed twice", entry.signer));
-            return report;
-        }
-        if let Err(err) = entry.verify(digest) {
-            report.finding = invalid(format!("signature of {}: {err}", entry.signer));
-            return report;
-        }
+    if let Some(twice) = signed.signers().find(|signer| !signers.insert(*signer)) {
+        return Err(format!("signer {twice} listed twice"));
     }
-    if !signers
-        .iter()
-        .any(|signer| signer.to_checksum(None) == row.first_signer)
-    {
-        report.finding = invalid(format!(
+    signed
+        .verify()
+        .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
+    if !signed.origin_signed() {
+        return Err(format!(
             "first_signer {} has no signature",
             row.first_signer
         ));
-        return report;
     }
     let observed = row.observed_at.to_utc();
     let counted = signers
         .iter()
         .filter(|signer| rules.counted.counts(signer, observed))
         .count();
-    report.untrusted = signers.len() - counted;
-    if counted < rules.min_signers {
-        report.finding = Some(Finding::BelowQuorum {
-            valid: counted,
-            required: rules.min_signers,
-        });
-    }
-    report
+    Ok((signatures, counted))
 }
 
 pub use crate::membership::read_trusted_signers;
@@ -153,6 +122,9 @@ pub use crate::membership::read_trusted_signers;
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::pair::Pair;
+    use crate::price::UsdPrice;
+    use crate::signed::{SignatureEntry, price_digest};
     use chrono::DateTime;
 
     fn signers(n: u8) -> Vec<Identity> {

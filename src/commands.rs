@@ -364,7 +364,7 @@ async fn connect_for(db: &crate::config::DbArgs) -> anyhow::Result<Store> {
 pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
     // The request is checked before connecting: a bad one needs no database to be refused.
     let (db, question) = match command {
-        PricesCommand::Latest(args) => (&args.db, Question::Latest(args.pair.name())),
+        PricesCommand::Latest(args) => (&args.db, Question::Latest(args.pair)),
         PricesCommand::Get(args) => (&args.db, Question::Get(api::params::price_id(&args.id)?)),
         PricesCommand::List(args) => {
             let request = api::params::HistoryRequest {
@@ -388,7 +388,7 @@ pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
 
 /// What `oracle prices` asks, checked.
 enum Question {
-    Latest(&'static str),
+    Latest(crate::pair::Pair),
     Get(i64),
     List(crate::store::read::HistoryQuery),
 }
@@ -397,7 +397,7 @@ impl Question {
     /// The answer as the API's JSON.
     async fn answer(&self, store: &Store) -> anyhow::Result<String> {
         let json = match self {
-            Self::Latest(pair) => serde_json::to_string(&api::latest_price(store, pair).await?),
+            Self::Latest(pair) => serde_json::to_string(&api::latest_price(store, *pair).await?),
             Self::Get(id) => serde_json::to_string(&api::price(store, *id).await?),
             Self::List(query) => serde_json::to_string(&api::history(store, query).await?),
         };

@@ -13,7 +13,7 @@ use libp2p::Multiaddr;
 use rust_decimal::Decimal;
 
 use crate::api::ApiLimits;
-use crate::committee::CommitteeSettings;
+use crate::cosign::CommitteeSettings;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
@@ -25,8 +25,8 @@ use crate::node::NodeSettings;
 use crate::pair::{Pair, PairSet};
 use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, Source, UsdPrice};
-use crate::store::lease::LeaseSettings;
 use crate::store::{DatabaseUrl, DbSettings};
+use crate::writer::LeaseSettings;
 
 /// Decentralized price oracle node: ETH/USD, and BTC/USD or SOL/USD with --pairs.
 ///
@@ -429,6 +429,10 @@ pub struct NetArgs {
     /// `oracle keygen --psk PATH`): only nodes with the same key can connect [default: public].
     #[arg(long, env = "ORACLE_PSK_FILE")]
     pub psk_file: Option<PathBuf>,
+    /// Publish on the gossip topic's old name, price-oracle/eth-usd/v1, as nodes before 0.2 do:
+    /// only while upgrading a network one node at a time (every node listens on both names).
+    #[arg(long, env = "ORACLE_LEGACY_TOPIC")]
+    pub legacy_topic: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -490,6 +494,7 @@ impl NetArgs {
             validation_queue: self.limits.validation_queue,
             max_refused_per_peer: self.limits.max_refused_per_peer,
             psk,
+            publish_legacy_topic: self.legacy_topic,
         })
     }
 

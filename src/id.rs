@@ -8,11 +8,13 @@
 //!
 //! - time: 10 ms units since [`EPOCH_UNIX_MS`] (2025-01-01T00:00:00Z); 39 bits last ~174 years.
 //! - seq: 256 ids per 10 ms per machine.
-//! - machine: `--machine-id`, else the low 16 bits of the node's address. Two nodes whose
-//!   addresses share those 16 bits can mint the same id in the same 10 ms with the same sequence
-//!   number; with N nodes the chance that any two share a machine id is about N²/131 072 (≈ 2 %
-//!   for 50 nodes). A collision is never silent — the storage layer refuses a second price under
-//!   an existing id — but operators of large networks should assign `--machine-id` explicitly.
+//! - machine: the low 16 bits of the node's address. It comes with the key, not a flag, so that
+//!   nobody can mint ids in another node's space: validation refuses an id whose machine bits
+//!   are not its origin's. Two nodes whose addresses share those 16 bits can mint the same id in
+//!   the same 10 ms with the same sequence number; with N nodes the chance that any two share
+//!   them is about N²/131 072 (≈ 2 % for 50 nodes). A collision is never silent — the flush
+//!   refuses a second price under a stored id and logs it — and the cure is a new key for one
+//!   of the two nodes (`oracle keygen` shows the address; compare the last four hex digits).
 //!
 //! Unlike Sonyflake the generator never sleeps: when 256 ids are used up within one tick, or
 //! the wall clock steps backwards, it moves its own logical clock one tick ahead of the last id.

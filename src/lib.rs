@@ -7,36 +7,46 @@
 //!
 //! # Layout
 //!
-//! In the order a node's life uses them:
+//! In the order a price travels, from a node's start to a consumer's check:
 //!
 //! - [`config`]: the command line, `ORACLE_*` environment variables, typed settings.
-//! - [`logging`]: `log` + `fern` lines with timestamp, level, node name and target.
+//! - [`logging`]: `log` + `fern` lines with timestamp, level, node name and target; libp2p's and
+//!   sqlx's `tracing` events arrive through the same lines.
 //! - [`identity`]: the key file and what derives from it — Ethereum address and libp2p PeerId.
 //! - [`pair`]: the pairs a network can sign, and `--pairs`' set of them.
 //! - [`price`]: exchange sources, each parsing its real response into an exact [`price::UsdPrice`],
 //!   and the median feed with timeouts and retries.
 //! - [`id`]: Sonyflake-style ids for new prices.
-//! - [`message`]: the signed price message — wire format, normative digest, sign and verify.
-//! - [`membership`]: who counts — the `signers` table, narrowed by an optional static file.
-//! - [`metrics`]: the counters every part updates, in one prometheus-client registry.
+//! - [`signed`]: the signed price, defined once — the fields the normative digest covers, the
+//!   digest, EIP-191 signatures, a price with its signatures.
+//! - [`message`]: what nodes gossip — a price, an attestation, a stored notice — on the wire.
 //! - [`network`]: libp2p — the one task that owns the Swarm, message validation, discovery.
-//! - [`committee`]: which members co-sign a price at once, and when the others step in.
-//! - [`pool`]: the consensus state machine — pending → verified → stored; pure, no IO.
-//! - [`store`]: PostgreSQL — migrations, the heartbeat lease, the fenced exactly-once flush.
-//! - [`node`]: the event loop tying them together, from start to graceful stop.
+//! - [`membership`]: who counts — the `signers` table, narrowed by an optional static file, read
+//!   again when it changes.
+//! - [`cosign`]: whether and when this node co-signs a peer's price — the committee, the fallback
+//!   turns, the decision (pure: returns actions).
+//! - [`pool`]: the consensus state machine — pending → verified → stored (pure).
+//! - [`writer`]: the lease's heartbeats, when to flush, the stop-time flush.
+//! - [`store`]: PostgreSQL, and all of the SQL — migrations, the lease statement, the fenced
+//!   exactly-once flush, members, reads.
+//! - [`node`]: the event loop that carries the parts' decisions out, from start to graceful
+//!   stop, and the wiring of a node in one place.
+//! - [`metrics`]: the counters every part updates, in one prometheus-client registry; their
+//!   labels are enums.
 //! - [`http`]: `/health`, `/status` and `/metrics` for operators.
 //! - [`api`]: the consumers' read API under `/v1` — stored prices with what verifies them, history
 //!   in commit order, a live Server-Sent Events stream, the OpenAPI document.
+//! - [`report`]: a signed price as the ABI bytes the on-chain verifier contract takes.
 //! - [`audit`]: `oracle verify`'s row checks — the digest recomputed, every signature recovered.
-//! - [`report`]: a stored price as the ABI bytes the on-chain verifier contract takes.
 //! - [`mock_exchange`]: a local stand-in for the exchanges, for tests and offline demos.
 //! - [`commands`]: what each `oracle` subcommand does.
+//! - `testkit` (feature `test-util`): the harness the tests, benches and `cluster-bench` share.
 
 pub mod api;
 pub mod audit;
 pub mod commands;
-pub mod committee;
 pub mod config;
+pub mod cosign;
 pub mod http;
 pub mod id;
 pub mod identity;
@@ -51,4 +61,8 @@ pub mod pair;
 pub mod pool;
 pub mod price;
 pub mod report;
+pub mod signed;
 pub mod store;
+#[cfg(feature = "test-util")]
+pub mod testkit;
+pub mod writer;

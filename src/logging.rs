@@ -1,5 +1,9 @@
 //! Log lines through `log` + `fern`: `TIMESTAMP LEVEL NODE TARGET: message` on stderr and,
 //! optionally, appended to a file.
+//!
+//! Dependencies that log through `tracing` (libp2p, sqlx, hyper) reach the same lines: the
+//! `tracing` crate's `log` feature, turned on in Cargo.toml, makes each of their events a `log`
+//! record, since no tracing subscriber is ever installed.
 
 use std::fmt;
 use std::io::Write;

@@ -8,43 +8,170 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::cosign::{CosignRefusal, FallbackOutcome};
+use crate::message::GossipKind;
+use crate::network::validation::RefusalReason;
 use crate::pair::Pair;
+use crate::price::{FailureKind, Source};
 
-/// A label with one value, e.g. `kind="price"`.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: String,
+/// Defines an enum of metric label values, each variant with the exact text `/metrics` shows
+/// (what dashboards and alerts match on), and makes it a prometheus-client label value.
+macro_rules! label_values {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident {
+        $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            #[allow(dead_code, reason = "not every label enum is enumerated")]
+            pub const ALL: &[Self] = &[$(Self::$variant),+];
+
+            /// The text of the label value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        $crate::metrics::label_value_by!($name, as_str);
+
+        impl ::core::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use label_values;
+
+/// Makes a type a prometheus-client label value through a method that names it.
+macro_rules! label_value_by {
+    ($type:ty, $method:ident) => {
+        impl ::prometheus_client::encoding::EncodeLabelValue for $type {
+            fn encode(
+                &self,
+                encoder: &mut ::prometheus_client::encoding::LabelValueEncoder,
+            ) -> ::core::fmt::Result {
+                ::core::fmt::Write::write_str(encoder, self.$method())
+            }
+        }
+    };
+}
+pub(crate) use label_value_by;
+
+label_values! {
+    /// The bounds of the trust model, as `limit_hits` counts them.
+    pub enum Limit {
+        /// A signer's pending prices in the pool.
+        PendingPerSigner => "pending_per_signer",
+        /// Peers' prices waiting for this node's observation or its fallback turn.
+        CosignQueue => "cosign_queue",
+        /// Publishes waiting for the network task.
+        CommandQueue => "command_queue",
+        /// New prices per origin and pair per minute.
+        OriginRate => "origin_rate",
+        /// Messages kept until the member list is read.
+        HeldUntilMembersKnown => "held_until_members_known",
+        /// Refused messages per peer per minute.
+        RefusedPerPeer => "refused_per_peer",
+        /// Connections (in total, per peer, pending).
+        Connections => "connections",
+        /// Received messages per peer waiting for validation.
+        ValidationQueue => "validation_queue",
+    }
 }
 
-/// A `reason` label, e.g. `reason="bad_signature"`.
+label_values! {
+    /// How a flush attempt ended.
+    pub enum FlushResult {
+        Stored => "stored",
+        /// Another node held the lease after all.
+        Refused => "refused",
+        Failed => "failed",
+    }
+}
+
+label_values! {
+    /// Which prices the pool dropped unstored.
+    pub enum Expiry {
+        /// Never reached the quorum.
+        Unverified => "unverified",
+        /// Verified, but the database was away for longer than `--retention`.
+        Verified => "verified",
+    }
+}
+
+/// `kind="…"` of a gossip message.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
+pub struct GossipLabel {
+    pub kind: GossipKind,
+}
+
+/// `reason="…"` of a refused message.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    pub reason: RefusalReason,
+}
+
+/// `reason="…"` of a price this node did not co-sign.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CosignRefusalLabel {
+    pub reason: CosignRefusal,
+}
+
+/// `kind="…"` of a fallback turn's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FallbackLabel {
+    pub kind: FallbackOutcome,
+}
+
+/// `kind="…"` of a flush's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlushLabel {
+    pub kind: FlushResult,
+}
+
+/// `kind="…"` of dropped prices.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabel {
+    pub kind: Expiry,
 }
 
 /// A bound that was hit, e.g. `limit="origin_rate"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabel {
-    pub limit: String,
+    pub limit: Limit,
+}
+
+/// A database statement's kind, e.g. `kind="heartbeat"`: the names the store gives its calls.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatementLabel {
+    pub kind: &'static str,
 }
 
 /// A price source and a failure kind.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceFailureLabels {
-    pub source: String,
-    pub kind: String,
+    pub source: Source,
+    pub kind: FailureKind,
 }
 
 /// A price source.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabel {
-    pub source: String,
+    pub source: Source,
 }
 
 /// A pair, e.g. `pair="ETH/USD"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PairLabel {
-    pub pair: String,
+    pub pair: Pair,
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -64,9 +191,7 @@ impl PairCounter {
 
     pub fn inc_by(&self, pair: Pair, count: u64) {
         self.by_pair
-            .get_or_create(&PairLabel {
-                pair: pair.name().to_owned(),
-            })
+            .get_or_create(&PairLabel { pair })
             .inc_by(count);
         self.total.inc_by(count);
     }
@@ -77,11 +202,7 @@ impl PairCounter {
     }
 
     pub fn get_pair(&self, pair: Pair) -> u64 {
-        self.by_pair
-            .get_or_create(&PairLabel {
-                pair: pair.name().to_owned(),
-            })
-            .get()
+        self.by_pair.get_or_create(&PairLabel { pair }).get()
     }
 }
 
@@ -92,24 +213,24 @@ pub struct Metrics {
     pub prices_cosigned: PairCounter,
     /// Turns this node had as a fallback co-signer (not on a price's committee), by outcome:
     /// `stepped_in` (the price still lacked its quorum) or `not_needed`.
-    pub cosign_fallbacks: Family<KindLabel, Counter>,
-    pub prices_refused: Family<ReasonLabel, Counter>,
+    pub cosign_fallbacks: Family<FallbackLabel, Counter>,
+    pub prices_refused: Family<CosignRefusalLabel, Counter>,
     pub prices_verified: PairCounter,
     pub prices_stored: PairCounter,
     /// Flush attempts by outcome: `stored`, `refused` (another node held the lease), `failed`.
-    pub flushes: Family<KindLabel, Counter>,
-    pub prices_expired: Family<KindLabel, Counter>,
-    pub messages_received: Family<KindLabel, Counter>,
-    pub messages_rejected: Family<ReasonLabel, Counter>,
-    pub messages_ignored: Family<ReasonLabel, Counter>,
+    pub flushes: Family<FlushLabel, Counter>,
+    pub prices_expired: Family<ExpiryLabel, Counter>,
+    pub messages_received: Family<GossipLabel, Counter>,
+    pub messages_rejected: Family<RefusalLabel, Counter>,
+    pub messages_ignored: Family<RefusalLabel, Counter>,
     /// Every bound of the trust model, counted each time it refuses something.
     pub limit_hits: Family<LimitLabel, Counter>,
     /// Members whose signatures count, as this node sees them.
     pub members: Gauge,
     /// Prices in the pool still short of the quorum.
     pub pool_pending: Gauge,
-    pub publishes: Family<KindLabel, Counter>,
-    pub published_bytes: Family<KindLabel, Counter>,
+    pub publishes: Family<GossipLabel, Counter>,
+    pub published_bytes: Family<GossipLabel, Counter>,
     pub publish_retries: Counter,
     pub publishes_dropped: Counter,
     pub connected_peers: Gauge,
@@ -117,8 +238,8 @@ pub struct Metrics {
     pub quorum_seconds: Histogram,
     pub source_fetch_seconds: HistogramFamily<SourceLabel>,
     pub source_failures: Family<SourceFailureLabels, Counter>,
-    pub db_statements: Family<KindLabel, Counter>,
-    pub db_failures: Family<KindLabel, Counter>,
+    pub db_statements: Family<StatementLabel, Counter>,
+    pub db_failures: Family<StatementLabel, Counter>,
     pub lease_writer: Gauge,
     pub lease_writer_changes: Counter,
 }
@@ -297,38 +418,64 @@ impl Metrics {
         );
     }
 
-    pub fn kind(family: &Family<KindLabel, Counter>, kind: &str) -> Counter {
-        family
-            .get_or_create(&KindLabel {
-                kind: kind.to_owned(),
-            })
-            .clone()
+    /// The counter of `label` in `family` (created at zero if it has not counted yet).
+    pub fn counter<L>(family: &Family<L, Counter>, label: L) -> Counter
+    where
+        L: Clone + std::hash::Hash + Eq + EncodeLabelSet + std::fmt::Debug,
+    {
+        family.get_or_create(&label).clone()
     }
 
     /// Counts one refusal by the bound `limit`.
-    pub fn limit_hit(&self, limit: &str) {
-        self.limit_hits
-            .get_or_create(&LimitLabel {
-                limit: limit.to_owned(),
-            })
-            .inc();
+    pub fn limit_hit(&self, limit: Limit) {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).inc();
     }
 
     /// How often the bound `limit` has refused something.
-    pub fn limit_hit_count(&self, limit: &str) -> u64 {
-        self.limit_hits
-            .get_or_create(&LimitLabel {
-                limit: limit.to_owned(),
-            })
-            .get()
+    pub fn limit_hit_count(&self, limit: Limit) -> u64 {
+        self.limit_hits.get_or_create(&LimitLabel { limit }).get()
     }
 
-    pub fn reason(family: &Family<ReasonLabel, Counter>, reason: &str) -> Counter {
-        family
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .clone()
+    /// Messages of `kind` this node published.
+    pub fn published(&self, kind: GossipKind) -> Counter {
+        Self::counter(&self.publishes, GossipLabel { kind })
+    }
+
+    /// Flushes that ended as `result`.
+    pub fn flushed(&self, result: FlushResult) -> Counter {
+        Self::counter(&self.flushes, FlushLabel { kind: result })
+    }
+
+    /// Peers' prices this node did not co-sign, for `reason`.
+    pub fn cosign_refused(&self, reason: CosignRefusal) -> Counter {
+        Self::counter(&self.prices_refused, CosignRefusalLabel { reason })
+    }
+
+    /// Fallback turns that ended as `outcome`.
+    pub fn fallback(&self, outcome: FallbackOutcome) -> Counter {
+        Self::counter(&self.cosign_fallbacks, FallbackLabel { kind: outcome })
+    }
+
+    /// Counts a valid message of `kind` received.
+    pub fn received(&self, kind: GossipKind) {
+        self.messages_received
+            .get_or_create(&GossipLabel { kind })
+            .inc();
+    }
+
+    /// Prices dropped unstored, by `state`.
+    pub fn expired(&self, state: Expiry) -> Counter {
+        Self::counter(&self.prices_expired, ExpiryLabel { kind: state })
+    }
+
+    /// Messages rejected for `reason`.
+    pub fn rejected(&self, reason: RefusalReason) -> Counter {
+        Self::counter(&self.messages_rejected, RefusalLabel { reason })
+    }
+
+    /// Messages ignored for `reason`.
+    pub fn ignored(&self, reason: RefusalReason) -> Counter {
+        Self::counter(&self.messages_ignored, RefusalLabel { reason })
     }
 }
 
@@ -342,7 +489,7 @@ mod tests {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         metrics.prices_originated.inc(Pair::BtcUsd);
-        Metrics::kind(&metrics.publishes, "price").inc_by(2);
+        metrics.published(GossipKind::Price).inc_by(2);
         metrics.quorum_seconds.observe(0.5);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

@@ -25,8 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use alloy_primitives::{Address, B256};
 
 use crate::membership::Members;
-use crate::message::{EthSignature, PriceData, SignatureEntry};
-use crate::store::prices::VerifiedPrice;
+use crate::signed::{EthSignature, PriceData, SignatureEntry, SignedPrice};
 
 /// How the pool decides.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +93,25 @@ struct Entry {
     first_seen: Instant,
     last_signed: Moment,
     verified_at: Option<Instant>,
+}
+
+/// A price with a quorum of valid member signatures, ready to be stored: its member
+/// signatures only, and when the last one arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPrice {
+    pub signed: SignedPrice,
+    /// Wall-clock time of the last new signature, stored as `lastsigned_time`.
+    pub last_signed: SystemTime,
+}
+
+impl VerifiedPrice {
+    pub fn id(&self) -> u64 {
+        self.signed.data.id
+    }
+
+    pub fn data(&self) -> &PriceData {
+        &self.signed.data
+    }
 }
 
 /// What adding signatures did.
@@ -291,7 +309,7 @@ impl Pool {
             .into_values()
             .map(|entry| entry.to_verified(&self.members))
             .collect();
-        due.sort_unstable_by_key(|price| price.id);
+        due.sort_unstable_by_key(VerifiedPrice::id);
         due
     }
 
@@ -358,6 +376,7 @@ impl Pool {
     }
 
     /// Pending prices charged to `signer`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn pending_of(&self, signer: &Address) -> usize {
         self.pending_by_creator.get(signer).copied().unwrap_or(0)
     }
@@ -413,21 +432,20 @@ impl Entry {
     }
 
     fn to_verified(&self, members: &Members) -> VerifiedPrice {
+        let signatures = self
+            .signatures
+            .iter()
+            .filter(|(signer, _)| members.counts_at(signer, self.data.observed_at))
+            .map(|(signer, signature)| SignatureEntry {
+                signer: *signer,
+                signature: *signature,
+            })
+            .collect();
         VerifiedPrice {
-            pair: self.data.pair,
-            id: self.data.id,
-            price: self.data.price,
-            observed_at: self.data.observed_at,
-            origin: self.data.origin,
-            signatures: self
-                .signatures
-                .iter()
-                .filter(|(signer, _)| members.counts_at(signer, self.data.observed_at))
-                .map(|(signer, signature)| SignatureEntry {
-                    signer: *signer,
-                    signature: *signature,
-                })
-                .collect(),
+            signed: SignedPrice {
+                data: self.data,
+                signatures,
+            },
             last_signed: self.last_signed.wall,
         }
     }
@@ -615,9 +633,9 @@ mod tests {
         );
         let due = pool.due(t(20) + FLUSH_DELAY);
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].signatures.len(), 4);
+        assert_eq!(due[0].signed.signatures.len(), 4);
         assert_eq!(due[0].last_signed, t(20).wall);
-        assert_eq!(due[0].origin, n[0].address());
+        assert_eq!(due[0].data().origin, n[0].address());
     }
 
     #[test]
@@ -638,9 +656,9 @@ mod tests {
             let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
             pool.add(&d, &all, t(at));
         }
-        let ids: Vec<u64> = pool.due(t(31)).iter().map(|p| p.id).collect();
+        let ids: Vec<u64> = pool.due(t(31)).iter().map(VerifiedPrice::id).collect();
         assert_eq!(ids, vec![1, 3]);
-        let ids: Vec<u64> = pool.due(t(130)).iter().map(|p| p.id).collect();
+        let ids: Vec<u64> = pool.due(t(130)).iter().map(VerifiedPrice::id).collect();
         assert_eq!(ids, vec![1, 2, 3]);
     }
 
@@ -676,7 +694,7 @@ mod tests {
         let pending = data(3, &n[0]);
         pool.add(&pending, &[sig(&pending, &n[0])], t(0));
         assert!(pool.due(t(1)).is_empty());
-        let ids: Vec<u64> = pool.verified().iter().map(|p| p.id).collect();
+        let ids: Vec<u64> = pool.verified().iter().map(VerifiedPrice::id).collect();
         assert_eq!(ids, vec![1, 2]);
     }
 
@@ -734,7 +752,7 @@ mod tests {
         assert_eq!(pool.signer_count(&squatted), 1);
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].price, honest.price);
+        assert_eq!(due[0].data().price, honest.price);
         // Once stored, everything under the id goes.
         assert_eq!(pool.mark_stored(&[1], t(101)), 3);
         assert_eq!(pool.counts().pending, 0);
@@ -766,7 +784,11 @@ mod tests {
         );
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].origin, n[1].address(), "the better-signed one first");
+        assert_eq!(
+            due[0].data().origin,
+            n[1].address(),
+            "the better-signed one first"
+        );
     }
 
     #[test]
@@ -788,7 +810,7 @@ mod tests {
             }
         );
         let due = pool.due(t(100));
-        let signers: Vec<Address> = due[0].signatures.iter().map(|entry| entry.signer).collect();
+        let signers: Vec<Address> = due[0].signed.signers().collect();
         assert_eq!(signers.len(), 3);
         assert!(
             signers

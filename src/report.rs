@@ -11,7 +11,7 @@
 use alloy_primitives::{B256, Bytes, I256};
 use alloy_sol_types::SolValue;
 
-use crate::message::EthSignature;
+use crate::signed::{EthSignature, SignedPrice};
 
 /// The signed fields of a price and its signatures, as the verifier contract takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,23 @@ pub struct Report {
 }
 
 type Encoded = (B256, u64, I256, u64, Vec<Bytes>);
+
+impl From<&SignedPrice> for Report {
+    fn from(price: &SignedPrice) -> Self {
+        let data = &price.data;
+        Self {
+            pair_hash: data.pair.hash(),
+            id: data.id,
+            price_e8: data.price.e8(),
+            observed_at: data.observed_at,
+            signatures: price
+                .signatures
+                .iter()
+                .map(|entry| entry.signature)
+                .collect(),
+        }
+    }
+}
 
 impl Report {
     /// `abi.encode(...)` of the report's fields, as `abi.decode(report, (bytes32, uint64,
@@ -69,23 +86,27 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{PAIR_HASH, price_digest};
     use crate::pair::Pair;
     use crate::price::UsdPrice;
+    use crate::signed::{PAIR_HASH, PriceData};
     use alloy_signer_local::PrivateKeySigner;
 
     #[test]
     fn a_report_round_trips_and_starts_with_the_digest_words() {
         let signer = PrivateKeySigner::random();
-        let price = UsdPrice::from_e8(312_456_789_000).unwrap();
-        let digest = price_digest(Pair::EthUsd, 1_234_567_890_123_456, price, 1_763_700_000);
-        let report = Report {
-            pair_hash: PAIR_HASH,
+        let data = PriceData {
+            pair: Pair::EthUsd,
             id: 1_234_567_890_123_456,
-            price_e8: price.e8(),
+            price: UsdPrice::from_e8(312_456_789_000).unwrap(),
             observed_at: 1_763_700_000,
-            signatures: vec![EthSignature::sign(&signer, digest); 2],
+            origin: signer.address(),
         };
+        let report = Report::from(&SignedPrice {
+            data,
+            signatures: vec![data.sign(&signer); 2],
+        });
+        assert_eq!(report.pair_hash, PAIR_HASH);
+        assert_eq!(report.price_e8, 312_456_789_000);
         let bytes = report.encode();
         // Head: pair, id, price, observed_at, offset of the array (5 words); then the array's
         // length, two offsets, and per signature a length word and 65 bytes padded to 96.

@@ -9,18 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{hex, keccak256};
-use common::TestDb;
 use futures::StreamExt;
 use price_oracle::api::{self, ApiLimits, ApiState};
 use price_oracle::http::{self, NodeStatus};
 use price_oracle::identity::Identity;
-use price_oracle::message::{SignatureEntry, price_digest};
 use price_oracle::pair::Pair;
-use price_oracle::price::UsdPrice;
 use price_oracle::report::Report;
+use price_oracle::signed::{SignatureEntry, price_digest};
 use price_oracle::store::lease::Participant;
-use price_oracle::store::prices::{FlushOutcome, VerifiedPrice};
+use price_oracle::store::prices::FlushOutcome;
 use price_oracle::store::{DbSettings, Store};
+use price_oracle::testkit::TestDb;
+use price_oracle::testkit::{self, EPOCH as BASE, Signing, price_of};
 use prometheus_client::registry::Registry;
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
@@ -28,9 +28,6 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Observation times of the test prices: `BASE + id`, in November 2025.
-const BASE: u64 = 1_763_700_000;
 
 /// A database with three members and a writer, and the API served over HTTP from it.
 struct Api {
@@ -47,27 +44,8 @@ struct Api {
 impl Api {
     async fn start(label: &str, limits: ApiLimits) -> Self {
         let db = TestDb::create(label).await;
-        Store::migrate(&db.settings()).await.unwrap();
-        let store = Store::connect(&db.settings()).await.unwrap();
-        let signers: Vec<Identity> = (1..=3u8)
-            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
-            .collect();
-        for signer in &signers {
-            store.add_signer(&signer.address(), "").await.unwrap();
-        }
-        // The test prices are observed in 2025: their signers were members then.
-        db.connect()
-            .await
-            .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
-            .await
-            .unwrap();
-        let writer = Participant {
-            address: signers[0].address(),
-            name: "node1".into(),
-            peer_id: signers[0].peer_id().to_string(),
-            listen_addrs: Vec::new(),
-        };
-        store.heartbeat(&writer, Duration::ZERO).await.unwrap();
+        let (store, writer) = testkit::writer_store(&db).await;
+        let signers: Vec<Identity> = (1..=3).map(testkit::identity).collect();
         let stop = CancellationToken::new();
         let (base, server) = serve(&db.settings(), limits, &stop).await;
         Self {
@@ -85,26 +63,7 @@ impl Api {
     /// Stores prices through the writer's real flush, each signed by the three members over
     /// the normative digest; returns their `seq` in order.
     async fn store_prices(&self, ids: &[u64]) -> Vec<i64> {
-        let batch: Vec<VerifiedPrice> = ids
-            .iter()
-            .map(|&id| {
-                let price = price_of(id);
-                let digest = price_digest(Pair::EthUsd, id, price, BASE + id);
-                VerifiedPrice {
-                    pair: Pair::EthUsd,
-                    id,
-                    price,
-                    observed_at: BASE + id,
-                    origin: self.signers[0].address(),
-                    signatures: self
-                        .signers
-                        .iter()
-                        .map(|signer| SignatureEntry::sign(signer.signer(), digest))
-                        .collect(),
-                    last_signed: std::time::SystemTime::now(),
-                }
-            })
-            .collect();
+        let batch = testkit::verified_batch(ids.iter().copied(), &self.signers, Signing::Genuine);
         let outcome = self
             .store
             .flush(&self.writer.address, &batch, 3)
@@ -182,10 +141,6 @@ async fn serve(
 async fn json_of(response: reqwest::Response) -> Value {
     let text = response.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|err| panic!("not JSON ({err}): {text:?}"))
-}
-
-fn price_of(id: u64) -> UsdPrice {
-    UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap()
 }
 
 fn ids_of(page: &Value) -> Vec<&str> {

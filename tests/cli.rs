@@ -373,7 +373,7 @@ fn bad_flags_explain_themselves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_applies_the_schema_and_never_prints_the_password() {
-    let db = common::TestDb::create("cli_migrate").await;
+    let db = price_oracle::testkit::TestDb::create("cli_migrate").await;
     let url = db.url.clone();
     let (migrated, again, unreachable) = tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
@@ -410,56 +410,13 @@ async fn migrate_applies_the_schema_and_never_prints_the_password() {
     assert!(!err.contains("hunter2"), "{err}");
 }
 
-async fn store_signed_prices(db: &common::TestDb, ids: &[u64]) {
-    use price_oracle::identity::Identity;
-    use price_oracle::message::{SignatureEntry, price_digest};
-    use price_oracle::pair::Pair;
-    use price_oracle::store::Store;
-    use price_oracle::store::lease::Participant;
-    use price_oracle::store::prices::{FlushOutcome, VerifiedPrice};
+async fn store_signed_prices(db: &price_oracle::testkit::TestDb, ids: &[u64]) {
+    use price_oracle::store::prices::FlushOutcome;
+    use price_oracle::testkit::{self, Signing};
 
-    Store::migrate(&db.settings()).await.unwrap();
-    let store = Store::connect(&db.settings()).await.unwrap();
-    let signers: Vec<Identity> = (1..=3u8)
-        .map(|i| Identity::from_secret(&[i; 32]).unwrap())
-        .collect();
-    let writer = Participant {
-        address: signers[0].address(),
-        name: "node1".into(),
-        peer_id: signers[0].peer_id().to_string(),
-        listen_addrs: Vec::new(),
-    };
-    store.heartbeat(&writer, Duration::ZERO).await.unwrap();
-    for signer in &signers {
-        store.add_signer(&signer.address(), "").await.unwrap();
-    }
-    // The rows below are historical (observed in 2025): their signers were members then.
-    use sea_orm::ConnectionTrait;
-    db.connect()
-        .await
-        .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
-        .await
-        .unwrap();
-    let batch: Vec<VerifiedPrice> = ids
-        .iter()
-        .map(|&id| {
-            let price = UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap();
-            let observed_at = 1_763_700_000 + id;
-            let digest = price_digest(Pair::EthUsd, id, price, observed_at);
-            VerifiedPrice {
-                pair: Pair::EthUsd,
-                id,
-                price,
-                observed_at,
-                origin: signers[0].address(),
-                signatures: signers
-                    .iter()
-                    .map(|s| SignatureEntry::sign(s.signer(), digest))
-                    .collect(),
-                last_signed: std::time::SystemTime::now(),
-            }
-        })
-        .collect();
+    let (store, writer) = testkit::writer_store(db).await;
+    let signers: Vec<_> = (1..=3).map(testkit::identity).collect();
+    let batch = testkit::verified_batch(ids.iter().copied(), &signers, Signing::Genuine);
     let outcome = store.flush(&writer.address, &batch, 3).await.unwrap();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
     store.close().await;
@@ -479,7 +436,7 @@ async fn oracle_async(args: Vec<String>) -> Output {
 async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     use sea_orm::ConnectionTrait;
 
-    let db = common::TestDb::create("verify").await;
+    let db = price_oracle::testkit::TestDb::create("verify").await;
     store_signed_prices(&db, &[101, 102, 103, 104]).await;
     let verify = || {
         oracle_async(vec![
@@ -562,7 +519,7 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_shows_nodes_and_prices() {
-    let db = common::TestDb::create("status").await;
+    let db = price_oracle::testkit::TestDb::create("status").await;
     store_signed_prices(&db, &[7]).await;
     let out = oracle_async(vec![
         "status".into(),
@@ -586,7 +543,7 @@ async fn status_shows_nodes_and_prices() {
 async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_them() {
     use sea_orm::ConnectionTrait;
 
-    let db = common::TestDb::create("signers_cli").await;
+    let db = price_oracle::testkit::TestDb::create("signers_cli").await;
     store_signed_prices(&db, &[201, 202]).await;
     let run = |args: &[&str]| {
         let mut args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
@@ -749,7 +706,7 @@ fn a_port_in_use_is_one_line_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn database_errors_are_one_line_with_the_servers_words_once() {
     // Not migrated: no tables.
-    let db = common::TestDb::create("cli_db_errors").await;
+    let db = price_oracle::testkit::TestDb::create("cli_db_errors").await;
     let absent = format!("{}_absent", db.name);
     let absent_url = format!("{}_absent", db.url);
     let cases = [

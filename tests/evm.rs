@@ -14,10 +14,10 @@ use common::evm::{
     ARTIFACT, PriceVerifier, SOURCE, Verified, Verifier, VerifierError, artifact, intrinsic_gas,
     verify_all, verify_calldata,
 };
-use price_oracle::message::{DOMAIN_HASH, EthSignature, PAIR_HASH, price_digest};
 use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
 use price_oracle::report::Report;
+use price_oracle::signed::{DOMAIN_HASH, EthSignature, PAIR_HASH, price_digest};
 
 const VECTOR_KEY: B256 =
     b256!("0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");

@@ -101,7 +101,7 @@ async fn each_fault_kind_for_each_source() {
         for (source, result) in &report.results {
             let err: &SourceError = result.as_ref().unwrap_err();
             assert!(
-                kinds.contains(&err.failure.kind()),
+                kinds.contains(&err.failure.kind().as_str()),
                 "{fault:?} at {source}: {err}"
             );
             assert_eq!(err.attempts, attempts, "{fault:?} at {source}: {err}");
@@ -134,7 +134,7 @@ async fn a_dead_source_leaves_the_median_of_the_others() {
     let failures = report.failures();
     assert_eq!(failures.len(), 1);
     assert_eq!(failures[0].0, Source::Binance);
-    assert_eq!(failures[0].1.failure.kind(), "connect");
+    assert_eq!(failures[0].1.failure.kind().as_str(), "connect");
     assert_eq!(failures[0].1.attempts, 2);
 
     settings.min_sources = 3;
@@ -162,7 +162,7 @@ async fn oversized_and_cut_off_answers_are_errors() {
         .fetch_all(Pair::EthUsd)
         .await;
     let err = report.results[0].1.as_ref().unwrap_err();
-    assert_eq!(err.failure.kind(), "body_too_large", "{err}");
+    assert_eq!(err.failure.kind().as_str(), "body_too_large", "{err}");
 
     let cut = raw_server("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"data\"".into()).await;
     let report = feed(&format!("http://{cut}"), &[Source::Coinbase], 1, 0)

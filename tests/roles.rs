@@ -91,7 +91,7 @@ async fn check_privileges(node: &DatabaseConnection) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_node_role_has_exactly_a_nodes_privileges() {
-    let db = common::TestDb::create("roles").await;
+    let db = price_oracle::testkit::TestDb::create("roles").await;
     Store::migrate(&db.settings()).await.unwrap();
     let role = format!("oracle_node_test_{:08x}", rand::random::<u32>());
 
@@ -119,7 +119,9 @@ async fn the_node_role_has_exactly_a_nodes_privileges() {
         .await
         .unwrap();
     let _ = admin.close().await;
-    let server = Database::connect(common::server_url()).await.unwrap();
+    let server = Database::connect(price_oracle::testkit::server_url())
+        .await
+        .unwrap();
     server
         .execute_unprepared(&format!("DROP ROLE \"{role}\""))
         .await

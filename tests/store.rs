@@ -4,55 +4,48 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use common::{Proxy, TestDb};
+use common::Proxy;
 use futures::future::join_all;
 use migration::{Migrator, MigratorTrait};
 use price_oracle::identity::Identity;
-use price_oracle::message::SignatureEntry;
-use price_oracle::pair::Pair;
-use price_oracle::price::UsdPrice;
-use price_oracle::store::lease::{self, LeaseSettings, LeaseState, Participant};
-use price_oracle::store::prices::{FlushOutcome, Flushed, VerifiedPrice};
+use price_oracle::membership::MemberRefresh;
+use price_oracle::metrics::Metrics;
+use price_oracle::pool::VerifiedPrice;
+use price_oracle::store::lease::Participant;
+use price_oracle::store::prices::{FlushOutcome, Flushed};
 use price_oracle::store::{Store, StoreError};
+use price_oracle::testkit::TestDb;
+use price_oracle::testkit::{self, Signing, wait_for};
+use price_oracle::writer::heartbeat::{self, LeaseSettings, LeaseState};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use tokio::sync::{oneshot, watch};
 
+/// Node `i + 1`: its key and its heartbeat.
 fn participant(i: u8) -> (Identity, Participant) {
-    let identity = Identity::from_secret(&[i + 1; 32]).unwrap();
-    let participant = Participant {
-        address: identity.address(),
-        name: format!("node{i}"),
-        peer_id: identity.peer_id().to_string(),
-        listen_addrs: Vec::new(),
-    };
-    (identity, participant)
+    (testkit::identity(i + 1), testkit::participant(i + 1))
 }
 
-/// Three signatures reused for every test price: the store does not verify signatures (the
-/// network layer does), and signing thousands of prices would only slow the tests down.
-fn sample_signatures() -> Vec<SignatureEntry> {
-    (0..3)
-        .map(|i| {
-            let (identity, _) = participant(i);
-            SignatureEntry::sign(identity.signer(), Default::default())
-        })
-        .collect()
+/// The three signers of [`verified_prices`]: nodes 1, 2 and 3.
+fn sample_signers() -> Vec<Identity> {
+    (1..=3).map(testkit::identity).collect()
 }
 
+/// Test prices `ids` with placeholder signatures of [`sample_signers`].
 fn verified_prices(ids: std::ops::Range<u64>) -> Vec<VerifiedPrice> {
-    let signatures = sample_signatures();
-    ids.map(|id| VerifiedPrice {
-        pair: Pair::EthUsd,
-        id,
-        price: UsdPrice::from_e8(300_000_000_000 + id as i64).unwrap(),
-        observed_at: 1_763_700_000 + id,
-        origin: signatures[0].signer,
-        signatures: signatures.clone(),
-        last_signed: SystemTime::now(),
-    })
-    .collect()
+    testkit::verified_batch(ids, &sample_signers(), Signing::Placeholder)
+}
+
+/// A store reaching `db` through a proxy that can stall it, with a per-call `timeout`. In
+/// plain text, so that the proxy sees the statements it stalls after.
+async fn through_proxy(db: &TestDb, timeout: Duration) -> (Proxy, Store) {
+    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
+    let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
+    let mut settings = price_oracle::testkit::settings_for(&url);
+    settings.timeout = timeout;
+    let store = Store::connect(&settings).await.unwrap();
+    (proxy, store)
 }
 
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
@@ -66,11 +59,11 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 
 const MIN_SIGNERS: usize = 3;
 
-/// Makes the signers of [`sample_signatures`] members, since before the (2025) observation
-/// times of [`verified_prices`].
+/// Makes the [`sample_signers`] members, since before the (2025) observation times of
+/// [`verified_prices`].
 async fn register_sample_signers(db: &TestDb, store: &Store) {
-    for signature in sample_signatures() {
-        store.add_signer(&signature.signer, "sample").await.unwrap();
+    for signer in sample_signers() {
+        store.add_signer(&signer.address(), "sample").await.unwrap();
     }
     db.connect()
         .await
@@ -276,12 +269,13 @@ struct Running {
 fn start_heartbeat(store: &Store, participant: Participant, settings: LeaseSettings) -> Running {
     let (state_tx, state) = watch::channel(LeaseState::default());
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(lease::run(
+    let task = tokio::spawn(heartbeat::run(
         store.clone(),
         participant.clone(),
         settings,
         state_tx,
-        watch::channel(None).0,
+        MemberRefresh::new().0,
+        Metrics::default(),
         async move {
             let _ = stopped.await;
         },
@@ -306,7 +300,7 @@ async fn the_lease_has_one_writer_that_rotates_once_per_term_and_is_replaced_whe
     let mut nodes: Vec<Running> = (0..3)
         .map(|i| start_heartbeat(&store, participant(i).1, settings))
         .collect();
-    let keys: HashSet<String> = nodes.iter().map(|n| n.participant.key()).collect();
+    let keys: HashSet<_> = nodes.iter().map(|n| n.participant.address).collect();
 
     // Sample the writer as the database sees it.
     let mut writers = Vec::new();
@@ -341,7 +335,7 @@ async fn the_lease_has_one_writer_that_rotates_once_per_term_and_is_replaced_whe
     let crashed_key = store.writer().await.unwrap().unwrap();
     let crashed = nodes
         .iter()
-        .position(|n| n.participant.key() == crashed_key)
+        .position(|n| n.participant.address == crashed_key)
         .unwrap();
     let crashed = nodes.remove(crashed);
     crashed.task.abort();
@@ -394,7 +388,10 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
         .iter()
         .map(|p| start_heartbeat(&store, p.clone(), settings))
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("a writer", Duration::from_secs(5), async || {
+        store.writer().await.is_ok_and(|writer| writer.is_some())
+    })
+    .await;
 
     // Every contender flushes the whole batch over and over for a while, all at once, a slice
     // of 100 at a time, each starting at a different slice: so the rows spread over the writers.
@@ -479,7 +476,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
     store.heartbeat(&lone, Duration::ZERO).await.unwrap();
     assert!(matches!(
         store.flush(&outsider.address, &others, MIN_SIGNERS).await.unwrap(),
-        FlushOutcome::NotWriter { writer: Some(w) } if w == lone.key()
+        FlushOutcome::NotWriter { writer: Some(w) } if w == lone.address
     ));
     assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 1_000);
     let _ = conn.close().await;
@@ -503,10 +500,10 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
     );
 
     let mut forged = original.clone();
-    forged[0].price = UsdPrice::from_e8(1).unwrap();
+    forged[0].signed.data.price = price_oracle::price::UsdPrice::from_e8(1).unwrap();
     // The same id, price and time for another pair is another digest: a conflict too.
     let mut other_pair = original.clone();
-    other_pair[0].pair = Pair::BtcUsd;
+    other_pair[0].signed.data.pair = price_oracle::pair::Pair::BtcUsd;
     let mut more = verified_prices(8..10);
     more.extend(forged);
     more.extend(other_pair);
@@ -531,18 +528,18 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
         .unwrap();
     assert_eq!(
         stored.try_get_by_index::<String>(0).unwrap(),
-        original[0].price.to_string()
+        original[0].data().price.to_string()
     );
     assert_eq!(stored.try_get_by_index::<i32>(1).unwrap(), 3);
     assert_eq!(stored.try_get_by_index::<String>(2).unwrap(), "ETH/USD");
     assert_eq!(
         stored.try_get_by_index::<String>(3).unwrap(),
-        original[0].origin.to_checksum(None)
+        original[0].data().origin.to_checksum(None)
     );
     let sign_data = stored.try_get_by_index::<serde_json::Value>(4).unwrap();
     assert_eq!(
         sign_data,
-        serde_json::to_value(&original[0].signatures).unwrap()
+        serde_json::to_value(&original[0].signed.signatures).unwrap()
     );
     let _ = conn.close().await;
 }
@@ -552,7 +549,7 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
     let db = TestDb::create("outage").await;
     Store::migrate(&db.settings()).await.unwrap();
     let proxy = Proxy::start(common::socket_of(&db.url).await).await;
-    let mut settings = common::settings_for(&proxy.url_through(&db.url));
+    let mut settings = price_oracle::testkit::settings_for(&proxy.url_through(&db.url));
     settings.timeout = Duration::from_millis(500);
     let store = Store::connect(&settings).await.unwrap();
     register_sample_signers(&db, &store).await;
@@ -608,19 +605,14 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
 #[tokio::test]
 async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only() {
     let (db, other) = migrated("stalled_fence").await;
-    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
-    // In plain text, so that the proxy sees the statement it stalls after.
-    let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
-    let mut stalled_settings = common::settings_for(&url);
     // The stalled writer's own client never gives up during the test: only the server's
     // session limits can release its fence.
-    stalled_settings.timeout = Duration::from_secs(60);
-    let stalled = Store::connect(&stalled_settings).await.unwrap();
+    let (proxy, stalled) = through_proxy(&db, Duration::from_secs(60)).await;
     let (_, writer) = participant(0);
     let (_, next) = participant(1);
     other.heartbeat(&next, Duration::ZERO).await.unwrap();
     let beat = stalled.heartbeat(&writer, Duration::ZERO).await.unwrap();
-    assert_eq!(beat.writer, writer.key());
+    assert_eq!(beat.writer, writer.address);
 
     proxy.stall_after("LOCK TABLE heartbeat");
     let stalled_flush = tokio::spawn({
@@ -631,14 +623,12 @@ async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only(
                 .await
         }
     });
-    let flushing = Instant::now();
-    while !proxy.is_stalled() {
-        assert!(
-            flushing.elapsed() < Duration::from_secs(5),
-            "the flush never sent its fence"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(
+        "the flush to send its fence",
+        Duration::from_secs(5),
+        async || proxy.is_stalled(),
+    )
+    .await;
     let stalled_at = Instant::now();
     let mut refused_heartbeats = 0;
     let mut longest_wait = Duration::ZERO;
@@ -647,7 +637,7 @@ async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only(
         let result = other.heartbeat(&next, Duration::ZERO).await;
         longest_wait = longest_wait.max(attempt.elapsed());
         match result {
-            Ok(beat) if beat.writer == next.key() => break,
+            Ok(beat) if beat.writer == next.address => break,
             Ok(beat) => println!("writer still {}", beat.writer),
             Err(err) => {
                 refused_heartbeats += 1;
@@ -718,7 +708,7 @@ async fn the_flush_stores_only_member_signatures_and_refuses_rows_below_the_quor
     let (_, me) = participant(0);
     store.heartbeat(&me, Duration::ZERO).await.unwrap();
     // The third sample signer stops being a member: rows keep two member signatures.
-    let third = sample_signatures()[2].signer;
+    let third = sample_signers()[2].address();
     assert!(store.remove_signer(&third).await.unwrap());
     let batch = verified_prices(1..3);
     let FlushOutcome::Flushed(flushed) = store.flush(&me.address, &batch, 2).await.unwrap() else {
@@ -815,7 +805,7 @@ async fn the_lease_reads_the_member_list_when_it_changes() {
     let (_db, store) = migrated("members_lease").await;
     let (_, me) = participant(0);
     let (state_tx, _state) = watch::channel(LeaseState::default());
-    let (lists_tx, mut lists) = watch::channel(None);
+    let (refresh, mut lists) = MemberRefresh::new();
     let (stop, stopped) = oneshot::channel::<()>();
     let settings = LeaseSettings {
         interval: Duration::from_millis(100),
@@ -823,12 +813,13 @@ async fn the_lease_reads_the_member_list_when_it_changes() {
         term: Duration::from_secs(60),
         warm_up: Duration::ZERO,
     };
-    let task = tokio::spawn(lease::run(
+    let task = tokio::spawn(heartbeat::run(
         store.clone(),
         me,
         settings,
         state_tx,
-        lists_tx,
+        refresh,
+        Metrics::default(),
         async move {
             let _ = stopped.await;
         },
@@ -895,11 +886,7 @@ async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
     // Two handles of one writer, as when a node retries a flush whose COMMIT is still on its
     // way: the fence lets both through.
     let (db, direct) = migrated("commit_order").await;
-    let proxy = Proxy::start(common::socket_of(&db.url).await).await;
-    let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
-    let mut settings = common::settings_for(&url);
-    settings.timeout = Duration::from_secs(10);
-    let held = Store::connect(&settings).await.unwrap();
+    let (proxy, held) = through_proxy(&db, Duration::from_secs(10)).await;
     let (_, me) = participant(0);
     let address = me.address;
     direct.heartbeat(&me, Duration::ZERO).await.unwrap();
@@ -920,11 +907,12 @@ async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
         let held = held.clone();
         async move { held.flush(&address, &first_batch, MIN_SIGNERS).await }
     });
-    let started = Instant::now();
-    while !proxy.is_stalled() {
-        assert!(started.elapsed() < Duration::from_secs(5), "never stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(
+        "the first flush to stall",
+        Duration::from_secs(5),
+        async || proxy.is_stalled(),
+    )
+    .await;
     // The second starts later and has nothing in its way but the first's open transaction.
     let second = tokio::spawn({
         let direct = direct.clone();
@@ -1006,7 +994,14 @@ async fn a_poller_following_seq_misses_no_row_while_writers_rotate_and_overlap()
         let heartbeat = start_heartbeat(&store, participant(i).1, settings);
         nodes.push((store, heartbeat));
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for("a writer", Duration::from_secs(5), async || {
+        nodes[0]
+            .0
+            .writer()
+            .await
+            .is_ok_and(|writer| writer.is_some())
+    })
+    .await;
 
     // Every node flushes from three tasks at once (so one writer's flushes overlap), new ids each
     // time and a few that another flush has probably stored already.
@@ -1093,20 +1088,17 @@ async fn created_time_is_the_moment_of_the_insert_not_the_start_of_its_transacti
         }
     });
     let observer = db.connect().await;
-    let waiting = Instant::now();
-    while count(
-        &observer,
-        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'heartbeat'::regclass",
+    wait_for(
+        "the flush to wait for the lock",
+        Duration::from_secs(5),
+        async || {
+            let waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted \
+                       AND relation = 'heartbeat'::regclass";
+            count(&observer, waiting).await > 0
+        },
     )
-    .await
-        == 0
-    {
-        assert!(
-            waiting.elapsed() < Duration::from_secs(5),
-            "the flush never waited"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    .await;
+    // The lock is held a while longer, as a slow transaction would.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let released: chrono::DateTime<chrono::Utc> = blocking
         .query_one_raw(Statement::from_string(

@@ -8,7 +8,7 @@ pub struct Model {
     /// Sonyflake-style id: 39 bits of 10 ms time, 8 bits sequence, 16 bits machine.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: i64,
-    /// Always "ETH/USD".
+    /// The pair, e.g. "ETH/USD": one of the pairs the network signs (`--pairs`).
     #[sea_orm(column_type = "Text")]
     pub pair: String,
     /// USD, exactly `price_e8 / 10⁸` of the signed digest.

@@ -1,5 +1,5 @@
 //! `heartbeat`: one row per live node, keyed by its address. The row with the greatest
-//! `timestamp` (db `now()` + random jitter) is the writer.
+//! `timestamp` is the writer (the lease rules are in the node's `store::lease`).
 
 use sea_orm_migration::prelude::*;
 

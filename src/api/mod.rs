@@ -33,7 +33,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::pair::PairSet;
+use crate::pair::{Pair, PairSet};
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
 use error::{ApiError, ApiPath, ApiQuery, ErrorBody};
@@ -106,7 +106,7 @@ fn routes() -> OpenApiRouter<Shared> {
 }
 
 /// The newest stored price of `pair` by observation time (ties: the greater id).
-pub async fn latest_price(store: &Store, pair: &str) -> Result<PriceView, ApiError> {
+pub async fn latest_price(store: &Store, pair: Pair) -> Result<PriceView, ApiError> {
     let row = store
         .latest_price(pair)
         .await?
@@ -143,7 +143,10 @@ pub async fn history(store: &Store, query: &HistoryQuery) -> Result<PricePage, A
 }
 
 fn shown(row: &crate::store::reports::StoredPrice) -> Result<PriceView, ApiError> {
-    PriceView::from_row(row).map_err(|reason| ApiError::Malformed { id: row.id, reason })
+    PriceView::from_row(row).map_err(|reason| ApiError::Malformed {
+        id: row.id,
+        reason: reason.to_string(),
+    })
 }
 
 /// The newest price of a pair.
@@ -164,7 +167,7 @@ async fn latest(
     ApiQuery(params): ApiQuery<PairParams>,
 ) -> Result<Json<PriceView>, ApiError> {
     let pair = params::pick_pair(shared.api.pairs, params.pair.as_deref())?;
-    Ok(Json(latest_price(&shared.api.store, pair.name()).await?))
+    Ok(Json(latest_price(&shared.api.store, pair).await?))
 }
 
 /// A pair's history in commit order, one page at a time.

@@ -108,7 +108,7 @@ impl ListParams {
 impl HistoryRequest {
     /// The query to run, or why the request is not one.
     pub fn check(&self, pairs: PairSet, limits: &ApiLimits) -> Result<HistoryQuery, ApiError> {
-        let pair = pick_pair(pairs, self.pair.as_deref())?.name().to_owned();
+        let pair = pick_pair(pairs, self.pair.as_deref())?;
         let limit = match self.limit {
             None => limits.default_page(),
             Some(limit) if (1..=limits.max_page).contains(&limit) => limit,
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(
             query,
             HistoryQuery {
-                pair: "ETH/USD".into(),
+                pair: Pair::EthUsd,
                 after: 0,
                 from: None,
                 to: None,
@@ -242,7 +242,7 @@ mod tests {
         };
         let query = asked.check(pairs(), &limits).unwrap();
         assert_eq!(
-            (query.pair.as_str(), query.after, query.limit),
+            (query.pair.name(), query.after, query.limit),
             ("BTC/USD", 42, 1_000)
         );
         assert_eq!(query.from, DateTime::from_timestamp(1_763_700_000, 0));

@@ -28,6 +28,7 @@ use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::params::{self, StreamParams};
 use super::view::PriceView;
 use super::{ApiState, Shared};
+use crate::pair::Pair;
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
 use crate::store::reports::StoredPrice;
@@ -130,7 +131,7 @@ pub(super) async fn stream(
     };
     let mut tail = Tail {
         streams,
-        pair: pair.name().to_owned(),
+        pair,
         cursor,
         buffered: VecDeque::new(),
         caught_up: false,
@@ -150,7 +151,7 @@ pub(super) async fn stream(
 /// One stream's position.
 struct Tail {
     streams: Arc<Streams>,
-    pair: String,
+    pair: Pair,
     /// The greatest `seq` sent (or passed over).
     cursor: i64,
     buffered: VecDeque<StoredPrice>,
@@ -203,7 +204,7 @@ impl Tail {
     /// Reads the next rows past the cursor.
     async fn read(&mut self) -> Result<(), ApiError> {
         let query = HistoryQuery {
-            pair: self.pair.clone(),
+            pair: self.pair,
             after: self.cursor,
             from: None,
             to: None,
@@ -217,7 +218,7 @@ impl Tail {
 }
 
 fn event(row: &StoredPrice) -> Result<Event, String> {
-    let view = PriceView::from_row(row)?;
+    let view = PriceView::from_row(row).map_err(|err| err.to_string())?;
     let data = serde_json::to_string(&view).map_err(|err| err.to_string())?;
     Ok(Event::default().event("price").id(view.seq).data(data))
 }

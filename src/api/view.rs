@@ -5,16 +5,15 @@
 //! Every 64-bit integer that can pass 2⁵³ (`id`, `price_e8`, `seq`) is a decimal string, since
 //! JavaScript and many JSON libraries read numbers as doubles and would round it silently.
 
-use alloy_primitives::{hex, keccak256};
+use alloy_primitives::hex;
 use chrono::SecondsFormat;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::message::{SignatureEntry, price_digest};
-use crate::pair::Pair;
-use crate::price::UsdPrice;
 use crate::report::Report;
+use crate::signed::SignedPrice;
 use crate::store::reports::StoredPrice;
+use crate::store::row::RowError;
 
 /// A stored price, ready to verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -75,33 +74,22 @@ impl PriceView {
     /// The view of a stored row. A row this code cannot make sense of (a pair it does not know,
     /// a price that is not 8 decimals, a signature list that is not one) says why: only a
     /// hand-written row can be like that, since the flush writes none.
-    pub fn from_row(row: &StoredPrice) -> Result<Self, String> {
-        let id = u64::try_from(row.id).map_err(|_| format!("negative id {}", row.id))?;
-        let pair: Pair = row.pair.parse().map_err(|err| format!("{err}"))?;
-        let price = UsdPrice::from_exact(row.price).map_err(|err| format!("price: {err}"))?;
-        let observed_at = u64::try_from(row.observed_at.timestamp())
-            .map_err(|_| format!("observed_at {} is before 1970", row.observed_at))?;
-        let signatures: Vec<SignatureEntry> = serde_json::from_value(row.sign_data.clone())
-            .map_err(|err| format!("sign_data is not a signature list: {err}"))?;
-        let report = Report {
-            pair_hash: keccak256(row.pair.as_bytes()),
-            id,
-            price_e8: price.e8(),
-            observed_at,
-            signatures: signatures.iter().map(|entry| entry.signature).collect(),
-        };
+    pub fn from_row(row: &StoredPrice) -> Result<Self, RowError> {
+        let signed = SignedPrice::try_from(row)?;
+        let data = &signed.data;
         Ok(Self {
-            id: id.to_string(),
-            pair: row.pair.clone(),
+            id: data.id.to_string(),
+            pair: data.pair.name().to_owned(),
             price: row.price.to_string(),
-            price_e8: price.e8().to_string(),
-            observed_at,
+            price_e8: data.price.e8().to_string(),
+            observed_at: data.observed_at,
             observed_at_iso: row
                 .observed_at
                 .to_utc()
                 .to_rfc3339_opts(SecondsFormat::Secs, true),
-            digest: price_digest(pair, id, price, observed_at).to_string(),
-            signatures: signatures
+            digest: data.digest().to_string(),
+            signatures: signed
+                .signatures
                 .iter()
                 .map(|entry| SignatureView {
                     signer: entry.signer.to_checksum(None),
@@ -110,7 +98,7 @@ impl PriceView {
                 .collect(),
             seq: row.seq.to_string(),
             written_by: row.written_by.clone(),
-            report: hex::encode_prefixed(report.encode()),
+            report: hex::encode_prefixed(Report::from(&signed).encode()),
         })
     }
 }
@@ -119,7 +107,9 @@ impl PriceView {
 mod tests {
     use super::*;
     use crate::identity::Identity;
-    use crate::message::PAIR_HASH;
+    use crate::pair::Pair;
+    use crate::price::UsdPrice;
+    use crate::signed::{PAIR_HASH, SignatureEntry, price_digest};
     use alloy_primitives::b256;
     use chrono::DateTime;
 
@@ -185,7 +175,7 @@ mod tests {
         let broken = |change: fn(&mut StoredPrice)| {
             let mut row = vector_row();
             change(&mut row);
-            PriceView::from_row(&row).unwrap_err()
+            PriceView::from_row(&row).unwrap_err().to_string()
         };
         assert!(broken(|row| row.id = -1).contains("negative id"));
         assert!(broken(|row| row.pair = "DOGE/USD".into()).contains("unknown pair"));

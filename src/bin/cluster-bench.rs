@@ -10,35 +10,25 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
 use anyhow::{Context, bail};
 use clap::Parser;
-use libp2p::Multiaddr;
-use price_oracle::committee::{self, CommitteeSettings};
 use price_oracle::config::parse_duration;
+use price_oracle::cosign::{CommitteeSettings, committee};
 use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
-use price_oracle::membership::Members;
-use price_oracle::message::SignatureEntry;
 use price_oracle::metrics::Metrics;
-use price_oracle::mock_exchange::{MockExchange, MockSettings};
-use price_oracle::network::validation::{DEFAULT_MAX_ORIGIN_RATE, ValidationSettings};
-use price_oracle::network::{self, NetworkSettings};
+use price_oracle::network::validation::DEFAULT_MAX_ORIGIN_RATE;
 use price_oracle::node::{self, NodeEvent, NodeSettings, RunningNode};
-use price_oracle::pair::{Pair, PairSet};
-use price_oracle::pool::PoolSettings;
-use price_oracle::price::{FeedSettings, Source, UsdPrice};
-use price_oracle::store::lease::LeaseSettings;
-use price_oracle::store::{DatabaseUrl, DbSettings, Store};
-use prometheus_client::registry::Registry;
+use price_oracle::store::{DbSettings, Store};
+use price_oracle::testkit::{self, Peer, TestDb};
+use price_oracle::writer::LeaseSettings;
 use rand::Rng;
-use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde::Serialize;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// Measure oracle networks of several sizes in one process.
 #[derive(Debug, Parser)]
@@ -157,54 +147,103 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(n: usize, args: &Args) -> anyhow::Result<Results> {
-    let database = BenchDatabase::create(&args.database_url, n).await?;
-    let result = run_network(n, args, &database.url).await;
-    database.drop().await;
-    result
+    let database = TestDb::create_on(&args.database_url, &format!("bench_{n}")).await?;
+    run_network(n, args, &database.url).await
+}
+
+/// A network under measurement.
+struct Network {
+    nodes: Vec<RunningNode>,
+    members: Vec<Address>,
+    committee: CommitteeSettings,
+    /// The benchmark's own connection, for row counts polled often.
+    counter: DatabaseConnection,
+    _boot: Peer,
+    _exchange: price_oracle::mock_exchange::MockExchange,
 }
 
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
+    let rss_before = rss_mb();
+    let network = start_network(n, args, db_url).await?;
+    let deadline = Instant::now() + args.timeout;
+    warm_up(&network, deadline).await?;
+    let rss_per_node = (rss_mb() - rss_before) / n as f64;
+    let nodes = &network.nodes;
+
+    // Rates (database statements, CPU) are taken over the idle window and the price phase
+    // together, so that they describe a network at rest plus a burst of prices.
+    let before: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let cpu_start = cpu_seconds();
+    let started = Instant::now();
+    tokio::time::sleep(args.idle).await;
+    let idle_percent = (cpu_seconds() - cpu_start) / args.idle.as_secs_f64() / 2.0 * 100.0;
+    // Wire bytes per price are counted over the price phase only; the idle window gives the
+    // background (ping, identify, Kademlia, gossipsub heartbeats) on its own.
+    let idle_end: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let cpu_price_phase = cpu_seconds();
+    let timeline = price_phase(&network, args, deadline).await?;
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let cpu = cpu_seconds() - cpu_start;
+    let cpu_price = cpu_seconds() - cpu_price_phase;
+    let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
+    let (rows, distinct) = stored_rows(&network.counter).await?;
+    let (cosigners_per_price, fallback_prices) = committee_use(&network, &timeline).await;
+    let (quorum_ms, incomplete) = timeline.quorum_latencies(n);
+    let sum = |from: &[Counters], to: &[Counters], f: fn(&Counters) -> f64| -> f64 {
+        from.iter().zip(to).map(|(b, a)| f(a) - f(b)).sum()
+    };
+    let prices = timeline.originated.len().max(1) as f64;
+    let rates = DbRates::between(&before, &after, minutes);
+    let refused = refusals(nodes);
+    if !refused.is_empty() {
+        eprintln!("cluster-bench: N={n}: messages refused and limits hit, all nodes: {refused}");
+    }
+    stop(network).await?;
+    Ok(Results {
+        nodes: n,
+        prices_originated: timeline.originated.len(),
+        rows_stored: rows.saturating_sub(n),
+        duplicates: rows - distinct,
+        incomplete,
+        quorum_ms,
+        committee_size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
+        cosigners_per_price,
+        fallback_prices,
+        publishes_per_price: sum(&before, &after, |c| c.publishes) / prices,
+        payload_bytes_per_price: sum(&before, &after, |c| c.payload_bytes) / prices,
+        wire_bytes_per_price: sum(&idle_end, &after, |c| c.wire_bytes) / prices,
+        idle_wire_bytes_per_node_second: sum(&before, &idle_end, |c| c.wire_bytes)
+            / n as f64
+            / args.idle.as_secs_f64().max(0.001),
+        db_statements_per_node_minute: rates.per_node,
+        db_statements_per_writer_minute: rates.per_writer,
+        db_statements_per_non_writer_minute: rates.per_other,
+        writers: rates.writers,
+        rss_mb_per_node: rss_per_node,
+        idle_cpu_percent_of_two_cores: idle_percent,
+        cpu_seconds_per_node_minute: cpu / n as f64 / minutes,
+        cpu_us_per_message: cpu_price * 1e6 / sum(&idle_end, &after, |c| c.received).max(1.0),
+    })
+}
+
+/// A fresh database, the mock exchange, a bootstrap peer and `n` member nodes.
+async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Network> {
     let committee = CommitteeSettings {
         size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
         ..CommitteeSettings::for_quorum(MIN_SIGNERS, args.cosign_fallback)
     };
     let db = DbSettings {
-        url: DatabaseUrl::new(db_url),
         // One connection per node (a writer's heartbeat waits for its own flush, which takes
         // milliseconds): with two, every node keeps both open and 50 nodes plus the benchmark's
         // own connection exceed PostgreSQL's default max_connections of 100.
         pool_size: 1,
         timeout: Duration::from_secs(10),
+        ..testkit::settings_for(db_url)
     };
     check_connection_limit(db_url, n).await?;
     Store::migrate(&db).await?;
-    let exchange = MockExchange::start(
-        "127.0.0.1:0".parse()?,
-        MockSettings::steady(UsdPrice::parse_quote("3000")?),
-    )
-    .await?;
-    let validation = ValidationSettings {
-        max_age: Duration::from_secs(900),
-        max_future_skew: Duration::from_secs(30),
-        max_origin_rate: DEFAULT_MAX_ORIGIN_RATE,
-        pairs: PairSet::only(Pair::DEFAULT),
-    };
-    let boot_identity = Identity::generate();
-    let (mut boot, boot_events, boot_task) = network::spawn(
-        boot_identity.keypair(),
-        NetworkSettings::with_default_limits(
-            vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            vec![],
-            validation,
-        ),
-        watch::channel(Arc::new(Members::open())).1,
-        Metrics::default(),
-        &mut Registry::default(),
-    )?;
-    drop(boot_events);
-    let boot_addr = boot.wait_for_listen_addrs().await.remove(0);
-
-    let rss_before = rss_mb();
+    let exchange = testkit::mock_exchange("3000").await;
+    let (boot, boot_addr) = Peer::start(200, vec![]).await;
     let identities = member_identities(n);
     let members: Vec<Address> = identities.iter().map(Identity::address).collect();
     // Every node is a member before any starts, as an operator would have registered them.
@@ -217,29 +256,40 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     registrar.close().await;
     let mut nodes = Vec::with_capacity(n);
     for (i, identity) in identities.into_iter().enumerate() {
-        let mut settings = node_settings(i, identity, &boot_addr, &exchange, &db, validation)?;
+        let mut settings = bench_settings(i, identity, &boot_addr, &exchange, &db);
         settings.committee = committee;
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
-    // One connection for the benchmark's own row counts, polled often.
-    let counter = Database::connect(db_url).await?;
-    let deadline = Instant::now() + args.timeout;
+    Ok(Network {
+        nodes,
+        members,
+        committee,
+        counter: Database::connect(db_url).await?,
+        _boot: boot,
+        _exchange: exchange,
+    })
+}
 
-    // Warm-up: every node's first price (sent as soon as it has peers and a database) stored
-    // and verified by every node — N prices at once is a burst of N² attestations, which must
-    // be over before anything is measured.
-    wait_until(deadline, "the warm-up prices", async || {
-        stored_rows(&counter).await.map(|rows| rows.0 >= n)
+/// Every node's first price (sent as soon as it has peers and a database) stored, then quiet:
+/// N prices at once is a burst of N² attestations, which must be over before anything is
+/// measured.
+async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<()> {
+    let n = network.nodes.len();
+    testkit::wait_until("the warm-up prices", deadline, async || {
+        stored_rows(&network.counter)
+            .await
+            .is_ok_and(|rows| rows.0 >= n)
     })
     .await?;
-    // Then quiet: no node received a message or a Kademlia request for 3 s (nodes that joined late never see some
-    // warm-up prices, so "every node verified all of them" may never happen).
+    // Quiet: no node received a message or a Kademlia request for 3 s (nodes that joined late
+    // never see some warm-up prices, so "every node verified all of them" may never happen).
+    // Quiet discovery too: the lookups a joining network starts are part of its warm-up, not
+    // of its idle cost.
     let mut last = f64::NAN;
     let mut quiet_since = Instant::now();
-    wait_until(deadline, "the warm-up gossip to settle", async || {
-        // Quiet gossip and quiet discovery: the lookups a joining network starts are part of
-        // its warm-up, not of its idle cost.
-        let received: f64 = nodes
+    testkit::wait_until("the warm-up gossip to settle", deadline, async || {
+        let received: f64 = network
+            .nodes
             .iter()
             .map(|node| {
                 let counters = Counters::read(node);
@@ -250,167 +300,155 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
             last = received;
             quiet_since = Instant::now();
         }
-        Ok(quiet_since.elapsed() >= Duration::from_secs(3))
+        quiet_since.elapsed() >= Duration::from_secs(3)
     })
-    .await?;
-    let rss_per_node = (rss_mb() - rss_before) / n as f64;
+    .await
+}
 
-    // Rates (database statements, CPU) are taken over the idle window and the price phase
-    // together, so that they describe a network at rest plus a burst of prices.
-    let before: Vec<Counters> = nodes.iter().map(Counters::read).collect();
-    let cpu_start = cpu_seconds();
-    let started = Instant::now();
-    tokio::time::sleep(args.idle).await;
-    let idle_percent = (cpu_seconds() - cpu_start) / args.idle.as_secs_f64() / 2.0 * 100.0;
+/// When each price of the price phase was originated, and when each node verified it.
+#[derive(Default)]
+struct Timeline {
+    originated: HashMap<u64, Instant>,
+    verified: HashMap<u64, Vec<Instant>>,
+}
 
-    // Wire bytes per price are counted over the price phase only; the idle window gives the
-    // background (ping, identify, Kademlia, gossipsub heartbeats) on its own.
-    let idle_end: Vec<Counters> = nodes.iter().map(Counters::read).collect();
-    let idle_wire: f64 = before
-        .iter()
-        .zip(&idle_end)
-        .map(|(b, a)| a.wire_bytes - b.wire_bytes)
-        .sum();
+impl Timeline {
+    fn record(&mut self, event: NodeEvent) {
+        match event {
+            NodeEvent::Originated { id, at } => {
+                self.originated.insert(id, at);
+            }
+            NodeEvent::Verified { id, at } => self.verified.entry(id).or_default().push(at),
+        }
+    }
+
+    /// Whether all `prices` were verified by all `n` nodes.
+    fn complete(&self, prices: usize, n: usize) -> bool {
+        self.originated.len() >= prices
+            && self
+                .originated
+                .keys()
+                .all(|id| self.verified.get(id).is_some_and(|at| at.len() >= n))
+    }
+
+    /// Milliseconds from the origin's publish to the last of `n` nodes holding the quorum, and
+    /// how many prices never got there.
+    fn quorum_latencies(&self, n: usize) -> (Percentiles, usize) {
+        let mut latencies = Vec::new();
+        let mut incomplete = 0;
+        for (id, at) in &self.originated {
+            match self.verified.get(id) {
+                Some(times) if times.len() >= n => {
+                    let last = times.iter().max().copied().unwrap_or(*at);
+                    latencies.push(last.saturating_duration_since(*at).as_secs_f64() * 1000.0);
+                }
+                _ => incomplete += 1,
+            }
+        }
+        (percentiles(&mut latencies), incomplete)
+    }
+}
+
+/// Originates `--prices` prices from random nodes, then waits until every node verified each
+/// and every row is stored (or the deadline passes).
+async fn price_phase(
+    network: &Network,
+    args: &Args,
+    deadline: Instant,
+) -> anyhow::Result<Timeline> {
+    let nodes = &network.nodes;
+    let n = nodes.len();
     let mut subscriptions: Vec<broadcast::Receiver<NodeEvent>> =
         nodes.iter().map(RunningNode::subscribe).collect();
-    let cpu_price_phase = cpu_seconds();
     for _ in 0..args.prices {
         let origin = rand::rng().random_range(0..n);
         nodes[origin].originate_now();
         tokio::time::sleep(args.spacing).await;
     }
-    let mut originated: HashMap<u64, Instant> = HashMap::new();
-    let mut verified: HashMap<u64, Vec<Instant>> = HashMap::new();
+    let mut timeline = Timeline::default();
     let expected_rows = n + args.prices;
     loop {
         for subscription in &mut subscriptions {
             while let Ok(event) = subscription.try_recv() {
-                match event {
-                    NodeEvent::Originated { id, at } => {
-                        originated.insert(id, at);
-                    }
-                    NodeEvent::Verified { id, at } => verified.entry(id).or_default().push(at),
-                }
+                timeline.record(event);
             }
         }
-        let complete = originated.len() >= args.prices
-            && originated
-                .keys()
-                .all(|id| verified.get(id).is_some_and(|at| at.len() >= n));
-        let rows = stored_rows(&counter).await?.0;
-        if complete && rows >= expected_rows {
-            break;
+        let rows = stored_rows(&network.counter).await?.0;
+        if timeline.complete(args.prices, n) && rows >= expected_rows {
+            return Ok(timeline);
         }
         if Instant::now() > deadline {
             eprintln!("cluster-bench: N={n}: timed out; reporting what completed");
-            break;
+            return Ok(timeline);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let minutes = started.elapsed().as_secs_f64() / 60.0;
-    let cpu = cpu_seconds() - cpu_start;
-    let cpu_price = cpu_seconds() - cpu_price_phase;
-    let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
-    let (rows, distinct) = stored_rows(&counter).await?;
-    let cosigned = cosigners_of(&counter, &originated).await?;
+}
+
+/// Co-signatures per stored price of the price phase, and how many were co-signed by a member
+/// outside their committee.
+async fn committee_use(network: &Network, timeline: &Timeline) -> (f64, usize) {
+    let cosigned = cosigners_of(&network.counter, &timeline.originated).await;
+    let size = network.committee.size;
     let fallback_prices = cosigned
         .iter()
         .filter(|(id, origin, cosigners)| {
-            let ranked = committee::ranking(*id, origin, &members);
-            let first = &ranked[..committee.size.min(ranked.len())];
+            let ranked = committee::ranking(*id, origin, &network.members);
+            let first = &ranked[..size.min(ranked.len())];
             cosigners.iter().any(|cosigner| !first.contains(cosigner))
         })
         .count();
-    let cosigners_per_price = mean(
-        &cosigned
-            .iter()
-            .map(|(_, _, cosigners)| cosigners.len() as f64)
-            .collect::<Vec<_>>(),
-    );
+    let per_price: Vec<f64> = cosigned
+        .iter()
+        .map(|(_, _, cosigners)| cosigners.len() as f64)
+        .collect();
+    (mean(&per_price), fallback_prices)
+}
 
-    let mut latencies: Vec<f64> = Vec::new();
-    let mut incomplete = 0;
-    for (id, at) in &originated {
-        match verified.get(id) {
-            Some(times) if times.len() >= n => {
-                let last = times.iter().max().copied().unwrap_or(*at);
-                latencies.push(last.saturating_duration_since(*at).as_secs_f64() * 1000.0);
-            }
-            _ => incomplete += 1,
+/// Database statements per minute: per node, per writer and per other node.
+struct DbRates {
+    per_node: f64,
+    per_writer: f64,
+    per_other: f64,
+    writers: usize,
+}
+
+impl DbRates {
+    fn between(before: &[Counters], after: &[Counters], minutes: f64) -> Self {
+        // A node that flushed was a writer for some of the window.
+        let per_node: Vec<(bool, f64)> = before
+            .iter()
+            .zip(after)
+            .map(|(b, a)| {
+                (
+                    a.flush_statements > b.flush_statements,
+                    (a.db_statements - b.db_statements) / minutes,
+                )
+            })
+            .collect();
+        let of = |writer: bool| -> Vec<f64> {
+            per_node
+                .iter()
+                .filter(|(was_writer, _)| *was_writer == writer)
+                .map(|(_, rate)| *rate)
+                .collect()
+        };
+        let writers = of(true);
+        Self {
+            per_node: mean(&per_node.iter().map(|(_, rate)| *rate).collect::<Vec<_>>()),
+            per_writer: mean(&writers),
+            per_other: mean(&of(false)),
+            writers: writers.len(),
         }
     }
-    let prices = originated.len().max(1) as f64;
-    let delta = |f: fn(&Counters) -> f64| -> f64 {
-        before.iter().zip(&after).map(|(b, a)| f(a) - f(b)).sum()
-    };
-    let per_node_minute: Vec<(bool, f64)> = before
-        .iter()
-        .zip(&after)
-        .map(|(b, a)| {
-            (
-                a.flush_statements > b.flush_statements,
-                (a.db_statements - b.db_statements) / minutes,
-            )
-        })
-        .collect();
-    let writers: Vec<f64> = per_node_minute
-        .iter()
-        .filter(|(w, _)| *w)
-        .map(|(_, s)| *s)
-        .collect();
-    let others: Vec<f64> = per_node_minute
-        .iter()
-        .filter(|(w, _)| !*w)
-        .map(|(_, s)| *s)
-        .collect();
+}
 
-    let refused = refusals(&nodes);
-    if !refused.is_empty() {
-        eprintln!("cluster-bench: N={n}: messages refused and limits hit, all nodes: {refused}");
-    }
-    for node in nodes {
+async fn stop(network: Network) -> anyhow::Result<()> {
+    for node in network.nodes {
         node.stop().await?;
     }
-    let _ = counter.close().await;
-    drop(boot);
-    let _ = boot_task.await;
-
-    Ok(Results {
-        nodes: n,
-        prices_originated: originated.len(),
-        rows_stored: rows.saturating_sub(n),
-        duplicates: rows - distinct,
-        incomplete,
-        quorum_ms: percentiles(&mut latencies),
-        committee_size: committee.size,
-        cosigners_per_price,
-        fallback_prices,
-        publishes_per_price: delta(|c| c.publishes) / prices,
-        payload_bytes_per_price: delta(|c| c.payload_bytes) / prices,
-        wire_bytes_per_price: idle_end
-            .iter()
-            .zip(&after)
-            .map(|(b, a)| a.wire_bytes - b.wire_bytes)
-            .sum::<f64>()
-            / prices,
-        idle_wire_bytes_per_node_second: idle_wire / n as f64 / args.idle.as_secs_f64().max(0.001),
-        db_statements_per_node_minute: mean(
-            &per_node_minute.iter().map(|(_, s)| *s).collect::<Vec<_>>(),
-        ),
-        db_statements_per_writer_minute: mean(&writers),
-        db_statements_per_non_writer_minute: mean(&others),
-        writers: writers.len(),
-        rss_mb_per_node: rss_per_node,
-        idle_cpu_percent_of_two_cores: idle_percent,
-        cpu_seconds_per_node_minute: cpu / n as f64 / minutes,
-        cpu_us_per_message: cpu_price * 1e6
-            / idle_end
-                .iter()
-                .zip(&after)
-                .map(|(b, a)| a.received - b.received)
-                .sum::<f64>()
-                .max(1.0),
-    })
+    let _ = network.counter.close().await;
+    Ok(())
 }
 
 /// `n` fresh keys with distinct id machine bits (the low 16 bits of the address), so that no two
@@ -425,58 +463,35 @@ fn member_identities(n: usize) -> Vec<Identity> {
         .collect()
 }
 
-fn node_settings(
+/// The test harness's node with the defaults that shape the load: a real network's lease
+/// timings (so the database load is what one sees), fifteen minutes of accepted age, prices
+/// only on demand after the warm-up.
+fn bench_settings(
     i: usize,
     identity: Identity,
-    bootstrap: &Multiaddr,
-    exchange: &MockExchange,
+    bootstrap: &libp2p::Multiaddr,
+    exchange: &price_oracle::mock_exchange::MockExchange,
     db: &DbSettings,
-    validation: ValidationSettings,
-) -> anyhow::Result<NodeSettings> {
-    let url = exchange.base_url();
-    Ok(NodeSettings {
-        name: format!("node{i}"),
-        network: NetworkSettings::with_default_limits(
-            vec!["/ip4/127.0.0.1/tcp/0".parse()?],
-            vec![bootstrap.clone()],
-            validation,
-        ),
-        min_peers: 3,
-        pool: PoolSettings {
-            min_signers: MIN_SIGNERS,
-            flush_delay: Duration::from_secs(1),
-            max_age: validation.max_age,
-            retention: Duration::from_secs(3600),
-            max_pending_per_signer: 64,
-        },
-        // Each node's first price is the warm-up; after that prices come on demand only.
-        price_interval: Duration::from_secs(24 * 3600),
-        max_deviation: Decimal::new(1, 2),
-        // The defaults, so the database load is what a real network sees.
-        lease: LeaseSettings {
-            interval: Duration::from_secs(5),
-            lease: Duration::from_secs(20),
-            term: Duration::from_secs(60),
-            warm_up: Duration::from_secs(1),
-        },
-        feed: FeedSettings {
-            pairs: validation.pairs,
-            endpoints: vec![(Source::Coinbase, url.parse()?)],
-            min_sources: 1,
-            timeout: Duration::from_secs(5),
-            retries: 1,
-            backoff: Duration::from_millis(50),
-        },
-        db: db.clone(),
-        migrate: false,
-        http: None,
-        api: Default::default(),
-        trusted_signers: None,
-        register: false,
-        max_cosign_queue: 256,
-        committee: CommitteeSettings::for_quorum(MIN_SIGNERS, Duration::from_secs(2)),
-        identity,
-    })
+) -> NodeSettings {
+    let mut settings = testkit::node_settings(1, bootstrap, exchange, db);
+    settings.name = format!("node{i}");
+    settings.identity = identity;
+    settings.network.validation.max_age = Duration::from_secs(900);
+    settings.network.validation.max_future_skew = Duration::from_secs(30);
+    settings.network.validation.max_origin_rate = DEFAULT_MAX_ORIGIN_RATE;
+    settings.pool.max_age = settings.network.validation.max_age;
+    settings.pool.retention = Duration::from_secs(3600);
+    // Each node's first price is the warm-up; after that prices come on demand only.
+    settings.price_interval = Duration::from_secs(24 * 3600);
+    settings.lease = LeaseSettings {
+        interval: Duration::from_secs(5),
+        lease: Duration::from_secs(20),
+        term: Duration::from_secs(60),
+        warm_up: Duration::from_secs(1),
+    };
+    settings.feed.timeout = Duration::from_secs(5);
+    settings.migrate = false;
+    settings
 }
 
 /// A node's counters, read from its own metrics.
@@ -566,20 +581,6 @@ fn mean(values: &[f64]) -> f64 {
     }
 }
 
-async fn wait_until(
-    deadline: Instant,
-    what: &str,
-    mut done: impl AsyncFnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    while !done().await? {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(())
-}
-
 /// (rows, distinct ids) in `prices`.
 async fn stored_rows(conn: &DatabaseConnection) -> anyhow::Result<(usize, usize)> {
     let row = conn
@@ -600,29 +601,21 @@ async fn stored_rows(conn: &DatabaseConnection) -> anyhow::Result<(usize, usize)
 async fn cosigners_of(
     conn: &DatabaseConnection,
     ids: &HashMap<u64, Instant>,
-) -> anyhow::Result<Vec<(u64, Address, Vec<Address>)>> {
-    let rows = conn
-        .query_all_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT id, first_signer, sign_data FROM prices",
-        ))
-        .await?;
-    let mut cosigned = Vec::new();
-    for row in rows {
-        let id = row.try_get_by_index::<i64>(0)? as u64;
-        if !ids.contains_key(&id) {
-            continue;
-        }
-        let origin: Address = row.try_get_by_index::<String>(1)?.parse()?;
-        let entries: Vec<SignatureEntry> = serde_json::from_value(row.try_get_by_index(2)?)?;
-        let cosigners = entries
-            .into_iter()
-            .map(|entry| entry.signer)
-            .filter(|signer| *signer != origin)
-            .collect();
-        cosigned.push((id, origin, cosigners));
-    }
-    Ok(cosigned)
+) -> Vec<(u64, Address, Vec<Address>)> {
+    testkit::stored(conn)
+        .await
+        .into_iter()
+        .filter(|stored| ids.contains_key(&stored.id()))
+        .map(|stored| {
+            let origin = stored.signed.data.origin;
+            let cosigners = stored
+                .signed
+                .signers()
+                .filter(|signer| *signer != origin)
+                .collect();
+            (stored.id(), origin, cosigners)
+        })
+        .collect()
 }
 
 /// Every node holds one database connection: fail early, and say what to change, when the
@@ -649,45 +642,6 @@ async fn check_connection_limit(db_url: &str, n: usize) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// A database of the benchmark's own on the server, dropped afterwards.
-struct BenchDatabase {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDatabase {
-    async fn create(server: &str, n: usize) -> anyhow::Result<Self> {
-        let name = format!("oracle_bench_{n}_{:08x}", rand::random::<u32>());
-        let admin = Database::connect(server)
-            .await
-            .with_context(|| format!("cannot reach PostgreSQL at {}", DatabaseUrl::new(server)))?;
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await?;
-        let _ = admin.close().await;
-        let mut url = reqwest::Url::parse(server)?;
-        url.set_path(&name);
-        Ok(Self {
-            admin: server.to_owned(),
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop(self) {
-        if let Ok(admin) = Database::connect(&self.admin).await {
-            let _ = admin
-                .execute_unprepared(&format!(
-                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                    self.name
-                ))
-                .await;
-            let _ = admin.close().await;
-        }
-    }
 }
 
 /// The process's resident memory in MiB (Linux; 0 elsewhere).

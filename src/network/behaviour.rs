@@ -12,8 +12,12 @@ use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
 
 use crate::message::MAX_MESSAGE_BYTES;
 
-/// The gossipsub topic every node publishes and subscribes to.
-pub const TOPIC: &str = "price-oracle/eth-usd/v1";
+/// The gossipsub topic of every message: every pair's prices, co-signatures and stored notices.
+pub const TOPIC: &str = "price-oracle/prices/v1";
+/// The topic's name from the days of one pair. Nodes still subscribe to it, so that a network
+/// can be upgraded one node at a time: upgraded nodes publish on it (`--legacy-topic`) until
+/// every node listens on [`TOPIC`]. To be dropped in the release after.
+pub const LEGACY_TOPIC: &str = "price-oracle/eth-usd/v1";
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/price-oracle/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/price-oracle/id/1.0.0";
 
@@ -156,8 +160,10 @@ fn peer_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds
         invalid_message_deliveries_decay: 0.5,
         ..gossipsub::TopicScoreParams::default()
     };
-    params
-        .topics
-        .insert(gossipsub::IdentTopic::new(TOPIC).hash(), topic);
+    for name in [TOPIC, LEGACY_TOPIC] {
+        params
+            .topics
+            .insert(gossipsub::IdentTopic::new(name).hash(), topic.clone());
+    }
     (params, gossipsub::PeerScoreThresholds::default())
 }

@@ -31,15 +31,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use behaviour::{Behaviour, BehaviourEvent};
-pub use behaviour::{ConnectionBounds, TOPIC};
+pub use behaviour::{ConnectionBounds, LEGACY_TOPIC, TOPIC};
 use intake::{Intake, IntakeBounds};
-use validation::{Action, Refusal, ValidationSettings, Validator};
+use validation::{Action, Refusal, RefusalReason, ValidationSettings, Validator};
 
 use crate::logging::LogLimiter;
 
 use crate::membership::MemberView;
 use crate::message::Gossip;
-use crate::metrics::Metrics;
+use crate::metrics::{GossipLabel, Limit, Metrics};
 
 /// A peer that has not answered a ping for this long is not counted as responsive (libp2p
 /// pings every 15 s).
@@ -77,6 +77,8 @@ pub struct NetworkSettings {
     pub max_refused_per_peer: u32,
     /// The private network's pre-shared key: only peers holding it can connect. None: public.
     pub psk: Option<libp2p::pnet::PreSharedKey>,
+    /// Publish on [`LEGACY_TOPIC`] instead of [`TOPIC`] (during a rolling upgrade).
+    pub publish_legacy_topic: bool,
 }
 
 impl NetworkSettings {
@@ -94,6 +96,7 @@ impl NetworkSettings {
             validation_queue: DEFAULT_VALIDATION_QUEUE,
             max_refused_per_peer: DEFAULT_MAX_REFUSED_PER_PEER,
             psk: None,
+            publish_legacy_topic: false,
         }
     }
 }
@@ -177,7 +180,7 @@ impl NetworkHandle {
         // A full queue means the swarm task is far behind: dropping a message beats stalling
         // the node's event loop. (A closed one means the network stopped.)
         if let Err(mpsc::error::TrySendError::Full(_)) = self.commands.try_send(command) {
-            self.metrics.limit_hit("command_queue");
+            self.metrics.limit_hit(Limit::CommandQueue);
             log::warn!(
                 "the network task is {COMMAND_QUEUE} messages behind; a publish was dropped"
             );
@@ -240,34 +243,8 @@ pub fn spawn(
     registry: &mut Registry,
 ) -> Result<(NetworkHandle, mpsc::Receiver<NetworkEvent>, JoinHandle<()>), NetworkError> {
     let mut swarm = build_swarm(keypair, &settings, registry)?;
-    let topic = IdentTopic::new(TOPIC);
-    swarm
-        .behaviour_mut()
-        .gossipsub
-        .subscribe(&topic)
-        .map_err(|err| NetworkError::Build(format!("subscribe: {err}")))?;
-    for addr in &settings.listen {
-        swarm
-            .listen_on(addr.clone())
-            .map_err(|err| NetworkError::Listen {
-                addr: addr.clone(),
-                reason: listen_failure(&err),
-            })?;
-    }
-    let bootstrap = settings
-        .bootstrap
-        .iter()
-        .map(|addr| match addr.iter().last() {
-            Some(Protocol::P2p(peer)) => (Some(peer), addr.clone()),
-            _ => {
-                log::warn!(
-                    "bootstrap address {addr} has no /p2p/<peer id>: whoever answers there is trusted"
-                );
-                (None, addr.clone())
-            }
-        })
-        .collect();
-
+    let topic = join(&mut swarm, &settings)?;
+    let bootstrap = bootstrap_peers(&settings.bootstrap);
     let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let (events, events_rx) = mpsc::channel(4096);
     let (to_validate, validation_queue) = mpsc::channel(VALIDATOR_BATCH);
@@ -326,6 +303,50 @@ pub fn spawn(
     Ok((handle, events_rx, task))
 }
 
+/// Subscribes to the topic under both names (see [`LEGACY_TOPIC`]) and listens; returns the
+/// topic this node publishes on.
+fn join(
+    swarm: &mut Swarm<Behaviour>,
+    settings: &NetworkSettings,
+) -> Result<IdentTopic, NetworkError> {
+    for name in [TOPIC, LEGACY_TOPIC] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(name))
+            .map_err(|err| NetworkError::Build(format!("subscribe to {name}: {err}")))?;
+    }
+    for addr in &settings.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|err| NetworkError::Listen {
+                addr: addr.clone(),
+                reason: listen_failure(&err),
+            })?;
+    }
+    Ok(IdentTopic::new(if settings.publish_legacy_topic {
+        LEGACY_TOPIC
+    } else {
+        TOPIC
+    }))
+}
+
+/// The bootstrap addresses with the peer id each names, if any.
+fn bootstrap_peers(addrs: &[Multiaddr]) -> Vec<(Option<PeerId>, Multiaddr)> {
+    addrs
+        .iter()
+        .map(|addr| match addr.iter().last() {
+            Some(Protocol::P2p(peer)) => (Some(peer), addr.clone()),
+            _ => {
+                log::warn!(
+                    "bootstrap address {addr} has no /p2p/<peer id>: whoever answers there is trusted"
+                );
+                (None, addr.clone())
+            }
+        })
+        .collect()
+}
+
 /// Why `listen_on` failed, as one line. libp2p's `TransportError::Other` displays as nothing:
 /// the reason (say "Address already in use (os error 98)") is its source.
 fn listen_failure(err: &libp2p::TransportError<std::io::Error>) -> String {
@@ -378,7 +399,7 @@ async fn validate_messages(
                 let current = Arc::clone(&members.borrow_and_update());
                 for data in std::mem::take(&mut held) {
                     if let Ok(gossip) = validator.validate(&data, SystemTime::now(), &current) {
-                        Metrics::kind(&metrics.messages_received, gossip.kind()).inc();
+                        metrics.received(gossip.kind());
                         let _ = events.send(NetworkEvent::Gossip(gossip)).await;
                     }
                 }
@@ -395,41 +416,18 @@ async fn validate_messages(
         let result = validator.validate(&received.data, SystemTime::now(), &current);
         let acceptance = match &result {
             Ok(gossip) => {
-                Metrics::kind(&metrics.messages_received, gossip.kind()).inc();
+                metrics.received(gossip.kind());
                 MessageAcceptance::Accept
             }
             Err(refusal) => {
-                log::debug!(
-                    "{} a message from {} ({}): {}",
-                    if refusal.action == Action::Reject {
-                        "rejected"
-                    } else {
-                        "ignored"
-                    },
-                    received.from,
-                    refusal.reason,
-                    refusal.detail
-                );
-                if refusal.reason == "origin_rate" {
-                    metrics.limit_hit("origin_rate");
-                }
-                if refusal.reason == "members_unknown" {
+                if refusal.reason == RefusalReason::MembersUnknown {
                     if held.len() >= HELD_UNTIL_MEMBERS_KNOWN {
                         held.pop_front();
-                        metrics.limit_hit("held_until_members_known");
+                        metrics.limit_hit(Limit::HeldUntilMembersKnown);
                     }
                     held.push_back(received.data);
                 }
-                match refusal.action {
-                    Action::Reject => {
-                        Metrics::reason(&metrics.messages_rejected, refusal.reason).inc();
-                        MessageAcceptance::Reject
-                    }
-                    Action::Ignore => {
-                        Metrics::reason(&metrics.messages_ignored, refusal.reason).inc();
-                        MessageAcceptance::Ignore
-                    }
-                }
+                refused(refusal, &received.from, &metrics)
             }
         };
         let verdict = Verdict {
@@ -448,6 +446,32 @@ async fn validate_messages(
             let _ = events.send(NetworkEvent::Gossip(gossip)).await;
         }
     }
+}
+
+/// Logs and counts a refused message; what gossipsub is to do with it.
+fn refused(refusal: &Refusal, from: &PeerId, metrics: &Metrics) -> MessageAcceptance {
+    let (verb, acceptance, counter) = match refusal.action {
+        Action::Reject => (
+            "rejected",
+            MessageAcceptance::Reject,
+            metrics.rejected(refusal.reason),
+        ),
+        Action::Ignore => (
+            "ignored",
+            MessageAcceptance::Ignore,
+            metrics.ignored(refusal.reason),
+        ),
+    };
+    log::debug!(
+        "{verb} a message from {from} ({}): {}",
+        refusal.reason,
+        refusal.detail
+    );
+    counter.inc();
+    if refusal.reason == RefusalReason::OriginRate {
+        metrics.limit_hit(Limit::OriginRate);
+    }
+    acceptance
 }
 
 fn build_swarm(
@@ -587,8 +611,8 @@ impl SwarmTask {
                 }
                 Ok(_) => {
                     let kind = next.gossip.kind();
-                    Metrics::kind(&self.metrics.publishes, kind).inc();
-                    Metrics::kind(&self.metrics.published_bytes, kind)
+                    self.metrics.published(kind).inc();
+                    Metrics::counter(&self.metrics.published_bytes, GossipLabel { kind })
                         .inc_by(next.bytes.len() as u64);
                     self.pending.pop_front();
                 }
@@ -628,7 +652,7 @@ impl SwarmTask {
     /// Cuts a peer off for [`intake::BLOCK_TIME`]: its connections close and new ones are
     /// denied (what it had already sent is still judged).
     fn block(&mut self, peer: PeerId) {
-        self.metrics.limit_hit("refused_per_peer");
+        self.metrics.limit_hit(Limit::RefusedPerPeer);
         if let Some(suppressed) = self.blocked_log.allow(Instant::now()) {
             log::warn!(
                 "cut off peer {peer} for {:?}: more than {} refused messages in a minute{}",
@@ -759,22 +783,87 @@ impl SwarmTask {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
-        self.p2p_metrics.record(&event);
-        if let SwarmEvent::Behaviour(behaviour) = &event {
-            match behaviour {
-                BehaviourEvent::Gossipsub(event) => self.p2p_metrics.record(event),
-                BehaviourEvent::Kad(event) => self.p2p_metrics.record(event),
-                BehaviourEvent::Identify(event) => self.p2p_metrics.record(event),
-                BehaviourEvent::Ping(event) => {
-                    self.p2p_metrics.record(event);
-                    if event.result.is_ok() {
-                        self.last_answer.insert(event.peer, Instant::now());
-                    }
+        self.record(&event);
+        match event {
+            SwarmEvent::NewListenAddr { .. }
+            | SwarmEvent::ExpiredListenAddr { .. }
+            | SwarmEvent::ListenerClosed { .. }
+            | SwarmEvent::ListenerError { .. } => self.on_listener_event(event),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } => self.on_connected(peer_id, num_established.get()),
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    log::debug!("disconnected from {peer_id}");
+                    self.last_answer.remove(&peer_id);
                 }
-                BehaviourEvent::Limits(event) => match *event {},
-                BehaviourEvent::Blocked(event) => match *event {},
+                self.update_peer_count();
             }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if cause.downcast_ref::<Exceeded>().is_some() => {
+                self.metrics.limit_hit(Limit::Connections);
+                log::debug!("refused a connection from {send_back_addr}: {cause}");
+            }
+            SwarmEvent::OutgoingConnectionError {
+                error: DialError::Denied { cause },
+                ..
+            } if cause.downcast_ref::<Exceeded>().is_some() => {
+                self.metrics.limit_hit(Limit::Connections);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.on_dial_failure(peer_id, &error);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) if Behaviour::speaks_kad(&info.protocols) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer,
+                addresses,
+                ..
+            })) => self.dial_discovered(peer, addresses.into_vec()),
+            _ => {}
         }
+    }
+
+    /// libp2p's own metrics, and pings as signs of life.
+    fn record(&mut self, event: &SwarmEvent<BehaviourEvent>) {
+        self.p2p_metrics.record(event);
+        let SwarmEvent::Behaviour(behaviour) = event else {
+            return;
+        };
+        match behaviour {
+            BehaviourEvent::Gossipsub(event) => self.p2p_metrics.record(event),
+            BehaviourEvent::Kad(event) => self.p2p_metrics.record(event),
+            BehaviourEvent::Identify(event) => self.p2p_metrics.record(event),
+            BehaviourEvent::Ping(event) => {
+                self.p2p_metrics.record(event);
+                if event.result.is_ok() {
+                    self.last_answer.insert(event.peer, Instant::now());
+                }
+            }
+            BehaviourEvent::Limits(event) => match *event {},
+            BehaviourEvent::Blocked(event) => match *event {},
+        }
+    }
+
+    /// Where this node listens, as the swarm reports it.
+    fn on_listener_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 log::info!("listening on {address}/p2p/{}", self.swarm.local_peer_id());
@@ -804,69 +893,23 @@ impl SwarmTask {
             SwarmEvent::ListenerError { error, .. } => {
                 log::warn!("a listener failed: {}", crate::logging::one_line(&error));
             }
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                num_established,
-                ..
-            } => {
-                if num_established.get() == 1 {
-                    log::debug!("connected to {peer_id}");
-                }
-                self.last_answer.insert(peer_id, Instant::now());
-                // The first connection is the way into the network: look around at once. Later
-                // connections do not trigger lookups (each lookup dials peers, which would
-                // trigger more: a storm in a large network); the periodic refresh covers them.
-                if self.swarm.connected_peers().count() == 1 {
-                    self.last_kad_refresh = Instant::now();
-                    self.look_around();
-                }
-                self.update_peer_count();
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established,
-                ..
-            } => {
-                if num_established == 0 {
-                    log::debug!("disconnected from {peer_id}");
-                    self.last_answer.remove(&peer_id);
-                }
-                self.update_peer_count();
-            }
-            SwarmEvent::IncomingConnectionError {
-                error: ListenError::Denied { cause },
-                send_back_addr,
-                ..
-            } if cause.downcast_ref::<Exceeded>().is_some() => {
-                self.metrics.limit_hit("connections");
-                log::debug!("refused a connection from {send_back_addr}: {cause}");
-            }
-            SwarmEvent::OutgoingConnectionError {
-                error: DialError::Denied { cause },
-                ..
-            } if cause.downcast_ref::<Exceeded>().is_some() => {
-                self.metrics.limit_hit("connections");
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                self.on_dial_failure(peer_id, &error);
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.on_gossip(event),
-            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
-                peer_id,
-                info,
-                ..
-            })) if Behaviour::speaks_kad(&info.protocols) => {
-                for addr in info.listen_addrs {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
-                }
-            }
-            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                peer,
-                addresses,
-                ..
-            })) => self.dial_discovered(peer, addresses.into_vec()),
             _ => {}
         }
+    }
+
+    fn on_connected(&mut self, peer: PeerId, connections: u32) {
+        if connections == 1 {
+            log::debug!("connected to {peer}");
+        }
+        self.last_answer.insert(peer, Instant::now());
+        // The first connection is the way into the network: look around at once. Later
+        // connections do not trigger lookups (each lookup dials peers, which would trigger
+        // more: a storm in a large network); the periodic refresh covers them.
+        if self.swarm.connected_peers().count() == 1 {
+            self.last_kad_refresh = Instant::now();
+            self.look_around();
+        }
+        self.update_peer_count();
     }
 
     /// Connects to a peer Kademlia found, until the node has enough connections.
@@ -898,8 +941,8 @@ impl SwarmTask {
             data: message.data,
         };
         if let Err(received) = self.intake.push(propagation_source, received) {
-            self.metrics.limit_hit("validation_queue");
-            Metrics::reason(&self.metrics.messages_ignored, "validation_queue").inc();
+            self.metrics.limit_hit(Limit::ValidationQueue);
+            self.metrics.ignored(RefusalReason::ValidationQueue).inc();
             self.swarm
                 .behaviour_mut()
                 .gossipsub
@@ -926,6 +969,7 @@ mod tests {
     use crate::message::PriceMessage;
     use crate::pair::Pair;
     use crate::price::UsdPrice;
+    use crate::signed::PriceData;
 
     fn price_bytes(origin: &Identity) -> Vec<u8> {
         let machine = IdGenerator::machine_id_from_address(&origin.address());
@@ -935,14 +979,14 @@ mod tests {
             .unwrap()
             .as_secs();
         let price = UsdPrice::from_e8(300_000_000_000).unwrap();
-        Gossip::Price(PriceMessage::originate(
-            Pair::EthUsd,
+        let data = PriceData {
+            pair: Pair::EthUsd,
             id,
             price,
             observed_at,
-            origin.signer(),
-        ))
-        .encode()
+            origin: origin.address(),
+        };
+        Gossip::Price(PriceMessage::originate(data, origin.signer())).encode()
     }
 
     #[tokio::test]
@@ -994,7 +1038,7 @@ mod tests {
             let Ok(Some(NetworkEvent::Gossip(Gossip::Price(price)))) = event else {
                 panic!("a price");
             };
-            heard.push(price.origin);
+            heard.push(price.data.origin);
         }
         assert_eq!(
             heard,

@@ -26,8 +26,9 @@ use alloy_primitives::Address;
 
 use crate::id::{self, IdGenerator};
 use crate::membership::{Members, Standing};
-use crate::message::{Gossip, PriceData};
+use crate::message::{DecodeError, Gossip};
 use crate::pair::{Pair, PairSet};
+use crate::signed::PriceData;
 
 /// An id's time part may differ this much from the `observed_at` it is signed with (ids are
 /// minted in the same instant; the generator can run slightly ahead under bursts).
@@ -63,25 +64,89 @@ pub enum Action {
     Ignore,
 }
 
+crate::metrics::label_values! {
+    /// Why a message was refused, as the `reason` label of `messages_rejected` and
+    /// `messages_ignored` names it.
+    pub enum RefusalReason {
+        TooLarge => "too_large",
+        Malformed => "malformed",
+        NotCanonical => "not_canonical",
+        DuplicateSigner => "duplicate_signer",
+        OriginUnsigned => "origin_unsigned",
+        BadSignature => "bad_signature",
+        ExtraSignatures => "extra_signatures",
+        PairNotSigned => "pair_not_signed",
+        ForeignId => "foreign_id",
+        IdTime => "id_time",
+        TooOld => "too_old",
+        FromFuture => "from_future",
+        FutureId => "future_id",
+        Outsider => "outsider",
+        NotMember => "not_member",
+        MembersUnknown => "members_unknown",
+        OriginRate => "origin_rate",
+        /// The sender's queue of messages waiting for validation was full (counted by the
+        /// swarm task, before validation).
+        ValidationQueue => "validation_queue",
+    }
+}
+
+impl RefusalReason {
+    /// Whether the peer that sent a message refused for this reason should have known better:
+    /// everything but what depends on this node's own state (its member list not read yet,
+    /// its per-origin rate, the pairs it signs, its queue).
+    pub fn blames_sender(self) -> bool {
+        match self {
+            Self::MembersUnknown
+            | Self::OriginRate
+            | Self::PairNotSigned
+            | Self::ValidationQueue => false,
+            Self::TooLarge
+            | Self::Malformed
+            | Self::NotCanonical
+            | Self::DuplicateSigner
+            | Self::OriginUnsigned
+            | Self::BadSignature
+            | Self::ExtraSignatures
+            | Self::ForeignId
+            | Self::IdTime
+            | Self::TooOld
+            | Self::FromFuture
+            | Self::FutureId
+            | Self::Outsider
+            | Self::NotMember => true,
+        }
+    }
+}
+
+impl From<&DecodeError> for RefusalReason {
+    fn from(err: &DecodeError) -> Self {
+        match err {
+            DecodeError::TooLarge(_) => Self::TooLarge,
+            DecodeError::Malformed(_) => Self::Malformed,
+            DecodeError::NotCanonical(_) => Self::NotCanonical,
+            DecodeError::DuplicateSigner(_) => Self::DuplicateSigner,
+            DecodeError::OriginUnsigned(_) => Self::OriginUnsigned,
+            DecodeError::BadSignature { .. } => Self::BadSignature,
+        }
+    }
+}
+
 /// Why a message was refused: a stable `reason` for counters and a detail for the debug log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: RefusalReason,
     pub detail: String,
     pub action: Action,
 }
 
 impl Refusal {
-    /// Whether the peer that sent the message should have known better: everything but what
-    /// depends on this node's own state (its member list not read yet, its per-origin rate).
+    /// Whether the peer that sent the message should have known better.
     pub fn blames_sender(&self) -> bool {
-        !matches!(
-            self.reason,
-            "members_unknown" | "origin_rate" | "pair_not_signed"
-        )
+        self.reason.blames_sender()
     }
 
-    fn reject(reason: &'static str, detail: String) -> Self {
+    fn reject(reason: RefusalReason, detail: String) -> Self {
         Self {
             reason,
             detail,
@@ -89,12 +154,18 @@ impl Refusal {
         }
     }
 
-    fn ignore(reason: &'static str, detail: String) -> Self {
+    fn ignore(reason: RefusalReason, detail: String) -> Self {
         Self {
             reason,
             detail,
             action: Action::Ignore,
         }
+    }
+}
+
+impl From<DecodeError> for Refusal {
+    fn from(err: DecodeError) -> Self {
+        Self::reject(RefusalReason::from(&err), err.to_string())
     }
 }
 
@@ -127,21 +198,12 @@ impl Validator {
         now: SystemTime,
         members: &Members,
     ) -> Result<Gossip, Refusal> {
-        let gossip =
-            Gossip::parse(bytes).map_err(|err| Refusal::reject(err.reason(), err.to_string()))?;
-        // One fact, one byte string: nobody can re-space or re-order a message to make gossipsub
-        // (which identifies messages by their bytes) take it for a new one.
-        if gossip.encode() != bytes {
-            return Err(Refusal::reject(
-                "not_canonical",
-                format!("{} message is not in canonical encoding", gossip.kind()),
-            ));
-        }
+        let gossip = Gossip::parse(bytes)?;
         if let Gossip::Price(message) = &gossip
             && message.signatures.len() != 1
         {
             return Err(Refusal::reject(
-                "extra_signatures",
+                RefusalReason::ExtraSignatures,
                 format!(
                     "a price message carries only its origin's signature, this one {}",
                     message.signatures.len()
@@ -153,7 +215,7 @@ impl Validator {
             // relay's fault.
             if !self.settings.pairs.contains(data.pair) {
                 return Err(Refusal::ignore(
-                    "pair_not_signed",
+                    RefusalReason::PairNotSigned,
                     format!("{} is not among the pairs this node signs", data.pair),
                 ));
             }
@@ -167,11 +229,9 @@ impl Validator {
         for speaker in gossip.speakers() {
             check_member(&speaker, members)?;
         }
-        gossip
-            .verify_signatures()
-            .map_err(|err| Refusal::reject(err.reason(), err.to_string()))?;
+        gossip.verify_signatures()?;
         if let Gossip::Price(message) = &gossip {
-            self.take_origin_token(message.origin, message.pair, now)?;
+            self.take_origin_token(message.data.origin, message.data.pair, now)?;
         }
         Ok(gossip)
     }
@@ -180,13 +240,13 @@ impl Validator {
         let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         if observed_at.saturating_add(self.settings.max_age.as_secs()) < now {
             return Err(Refusal::ignore(
-                "too_old",
+                RefusalReason::TooOld,
                 format!("observed {}s ago", now - observed_at),
             ));
         }
         if observed_at > now.saturating_add(self.settings.max_future_skew.as_secs()) {
             return Err(Refusal::ignore(
-                "from_future",
+                RefusalReason::FromFuture,
                 format!("observed {}s in the future", observed_at - now),
             ));
         }
@@ -215,7 +275,7 @@ impl Validator {
         bucket.at = now;
         if bucket.tokens < 1.0 {
             return Err(Refusal::ignore(
-                "origin_rate",
+                RefusalReason::OriginRate,
                 format!(
                     "{origin} published more than {} {pair} prices a minute",
                     self.settings.max_origin_rate
@@ -234,7 +294,7 @@ fn check_id(data: &PriceData) -> Result<(), Refusal> {
     let expected = IdGenerator::machine_id_from_address(&data.origin);
     if parts.machine != expected {
         return Err(Refusal::reject(
-            "foreign_id",
+            RefusalReason::ForeignId,
             format!(
                 "id {} has machine bits {:#06x}, its origin {} mints {expected:#06x}",
                 data.id, parts.machine, data.origin
@@ -248,7 +308,7 @@ fn check_id(data: &PriceData) -> Result<(), Refusal> {
         || parts.unix_ms > observed_ms.saturating_add(1000 + tolerance)
     {
         return Err(Refusal::reject(
-            "id_time",
+            RefusalReason::IdTime,
             format!(
                 "id {} was minted at {} ms, the price observed at {} s",
                 data.id, parts.unix_ms, data.observed_at
@@ -269,7 +329,7 @@ fn check_stored_ids(at: u64, ids: &[u64]) -> Result<(), Refusal> {
         .find(|id| id::decompose(**id).unix_ms > latest_ms)
     {
         Some(id) => Err(Refusal::reject(
-            "future_id",
+            RefusalReason::FutureId,
             format!("stored notice of {at} names id {id}, minted later"),
         )),
         None => Ok(()),
@@ -282,15 +342,15 @@ fn check_member(signer: &Address, members: &Members) -> Result<(), Refusal> {
         // Not a fault of the peer that relayed it: the list is ours, and a relay with another
         // (or none, like an open bootstrap node) forwards it in good faith.
         Standing::Outsider => Err(Refusal::ignore(
-            "outsider",
+            RefusalReason::Outsider,
             format!("{signer} is not in the trusted signers list"),
         )),
         Standing::NotMember => Err(Refusal::ignore(
-            "not_member",
+            RefusalReason::NotMember,
             format!("{signer} is not a member"),
         )),
         Standing::Unknown => Err(Refusal::ignore(
-            "members_unknown",
+            RefusalReason::MembersUnknown,
             "the member list has not been read yet".into(),
         )),
     }
@@ -334,21 +394,32 @@ mod tests {
             .unwrap()
     }
 
+    /// `origin`'s price of 3000 USD.
+    fn signed_by(origin: &Identity, pair: Pair, id: u64, observed_at: u64) -> PriceMessage {
+        let data = PriceData {
+            pair,
+            id,
+            price: UsdPrice::from_e8(300_000_000_000).unwrap(),
+            observed_at,
+            origin: origin.address(),
+        };
+        PriceMessage::originate(data, origin.signer())
+    }
+
     fn price_from(origin: &Identity) -> PriceMessage {
         price_at(origin, OBSERVED)
     }
 
     fn price_at(origin: &Identity, observed_at: u64) -> PriceMessage {
-        PriceMessage::originate(
+        signed_by(
+            origin,
             Pair::EthUsd,
             id_for(origin, observed_at, 250),
-            UsdPrice::from_e8(300_000_000_000).unwrap(),
             observed_at,
-            origin.signer(),
         )
     }
 
-    fn refusal(result: Result<Gossip, Refusal>) -> (&'static str, Action) {
+    fn refusal(result: Result<Gossip, Refusal>) -> (RefusalReason, Action) {
         let refusal = result.unwrap_err();
         (refusal.reason, refusal.action)
     }
@@ -358,7 +429,7 @@ mod tests {
         let (origin, cosigner) = (node(1), node(2));
         let members = members_of(&[&origin, &cosigner]);
         let price = price_from(&origin);
-        let attestation = Attestation::sign(&price.data(), cosigner.signer());
+        let attestation = Attestation::sign(&price.data, cosigner.signer());
         let notice = StoredNotice::sign(
             vec![id_for(&origin, OBSERVED, 0)],
             OBSERVED,
@@ -382,11 +453,14 @@ mod tests {
         let bytes = Gossip::Price(price_from(&origin)).encode();
         let check = |now| Validator::new(settings()).validate(&bytes, at(now), &members);
         assert!(check(OBSERVED + 900).is_ok());
-        assert_eq!(refusal(check(OBSERVED + 901)), ("too_old", Action::Ignore));
+        assert_eq!(
+            refusal(check(OBSERVED + 901)),
+            (RefusalReason::TooOld, Action::Ignore)
+        );
         assert!(check(OBSERVED - 30).is_ok());
         assert_eq!(
             refusal(check(OBSERVED - 31)),
-            ("from_future", Action::Ignore)
+            (RefusalReason::FromFuture, Action::Ignore)
         );
     }
 
@@ -403,21 +477,24 @@ mod tests {
         let cases = [
             Gossip::Price(outsider_price.clone()),
             Gossip::Attestation(Attestation::sign(
-                &price_from(&member).data(),
+                &price_from(&member).data,
                 outsider.signer(),
             )),
-            Gossip::Attestation(Attestation::sign(&outsider_price.data(), member.signer())),
+            Gossip::Attestation(Attestation::sign(&outsider_price.data, member.signer())),
             Gossip::Stored(StoredNotice::sign(vec![1], OBSERVED, outsider.signer())),
         ];
         for gossip in cases {
-            assert_eq!(refusal(check(gossip)), ("not_member", Action::Ignore));
+            assert_eq!(
+                refusal(check(gossip)),
+                (RefusalReason::NotMember, Action::Ignore)
+            );
         }
         // Absent from a static list: an outsider, but the relay may not have that list.
         let listed = Members::for_relay(Some(HashSet::from([member.address()])));
         let bytes = Gossip::Price(price_from(&other)).encode();
         assert_eq!(
             refusal(Validator::new(settings()).validate(&bytes, at(OBSERVED), &listed)),
-            ("outsider", Action::Ignore)
+            (RefusalReason::Outsider, Action::Ignore)
         );
         // Before the member list is read, nothing counts.
         let bytes = Gossip::Price(price_from(&member)).encode();
@@ -427,7 +504,7 @@ mod tests {
                 at(OBSERVED),
                 &Members::for_node(None)
             )),
-            ("members_unknown", Action::Ignore)
+            (RefusalReason::MembersUnknown, Action::Ignore)
         );
     }
 
@@ -437,12 +514,12 @@ mod tests {
         // would have found it bad.
         let (member, outsider) = (node(1), node(2));
         let mut price = price_from(&outsider);
-        price.signatures[0].signature = price.sign(member.signer()).signature;
+        price.signatures[0].signature = price.data.sign(member.signer()).signature;
         let bytes = Gossip::Price(price).encode();
         let members = members_of(&[&member]);
         assert_eq!(
             refusal(Validator::new(settings()).validate(&bytes, at(OBSERVED), &members)),
-            ("not_member", Action::Ignore)
+            (RefusalReason::NotMember, Action::Ignore)
         );
     }
 
@@ -450,31 +527,23 @@ mod tests {
     fn ids_outside_the_origins_space_or_time_are_rejected() {
         let (origin, victim) = (node(1), node(2));
         let members = members_of(&[&origin, &victim]);
-        let price = |id: u64| {
-            Gossip::Price(PriceMessage::originate(
-                Pair::EthUsd,
-                id,
-                UsdPrice::from_e8(300_000_000_000).unwrap(),
-                OBSERVED,
-                origin.signer(),
-            ))
-            .encode()
-        };
+        let price =
+            |id: u64| Gossip::Price(signed_by(&origin, Pair::EthUsd, id, OBSERVED)).encode();
         let mut validator = Validator::new(settings());
         let mut check = |id| validator.validate(&price(id), at(OBSERVED), &members);
         // Squatting: an id in the victim's space.
         assert_eq!(
             refusal(check(id_for(&victim, OBSERVED, 0))),
-            ("foreign_id", Action::Reject)
+            (RefusalReason::ForeignId, Action::Reject)
         );
         // An id minted long after or before the observation.
         assert_eq!(
             refusal(check(id_for(&origin, OBSERVED + 60, 0))),
-            ("id_time", Action::Reject)
+            (RefusalReason::IdTime, Action::Reject)
         );
         assert_eq!(
             refusal(check(id_for(&origin, OBSERVED - 60, 0))),
-            ("id_time", Action::Reject)
+            (RefusalReason::IdTime, Action::Reject)
         );
         assert!(check(id_for(&origin, OBSERVED, 990)).is_ok());
     }
@@ -490,13 +559,13 @@ mod tests {
             .replacen(':', ": ", 1);
         assert_eq!(
             refusal(validator.validate(spaced.as_bytes(), at(OBSERVED), &members)),
-            ("not_canonical", Action::Reject)
+            (RefusalReason::NotCanonical, Action::Reject)
         );
         let mut packed = price.clone();
-        packed.signatures.push(price.sign(cosigner.signer()));
+        packed.signatures.push(price.data.sign(cosigner.signer()));
         assert_eq!(
             refusal(validator.validate(&Gossip::Price(packed).encode(), at(OBSERVED), &members)),
-            ("extra_signatures", Action::Reject)
+            (RefusalReason::ExtraSignatures, Action::Reject)
         );
     }
 
@@ -510,7 +579,7 @@ mod tests {
             let bytes = Gossip::Price(price_at(&origin, OBSERVED + i)).encode();
             match validator.validate(&bytes, at(OBSERVED + 10), &members) {
                 Ok(_) => accepted += 1,
-                Err(refusal) => assert_eq!(refusal.reason, "origin_rate"),
+                Err(refusal) => assert_eq!(refusal.reason, RefusalReason::OriginRate),
             }
         }
         assert_eq!(accepted, 3, "the burst is the per-minute rate");
@@ -529,13 +598,7 @@ mod tests {
         let members = members_of(&[&origin]);
         let btc_at = |observed_at| {
             let eth = price_at(&origin, observed_at);
-            PriceMessage::originate(
-                Pair::BtcUsd,
-                eth.id,
-                eth.price,
-                observed_at,
-                origin.signer(),
-            )
+            signed_by(&origin, Pair::BtcUsd, eth.data.id, observed_at)
         };
         let btc = Gossip::Price(btc_at(OBSERVED)).encode();
         let refused = Validator::new(settings())
@@ -543,7 +606,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             (refused.reason, refused.action),
-            ("pair_not_signed", Action::Ignore)
+            (RefusalReason::PairNotSigned, Action::Ignore)
         );
         assert!(!refused.blames_sender(), "another --pairs is no fault");
         let mut validator = Validator::new(ValidationSettings {
@@ -562,7 +625,7 @@ mod tests {
         let eth = Gossip::Price(price_at(&origin, OBSERVED + 3)).encode();
         assert_eq!(
             refusal(validator.validate(&eth, at(OBSERVED + 3), &members)).0,
-            "origin_rate"
+            RefusalReason::OriginRate
         );
     }
 
@@ -573,13 +636,13 @@ mod tests {
         let mut validator = Validator::new(settings());
         assert_eq!(
             refusal(validator.validate(b"garbage", at(OBSERVED), &members)),
-            ("malformed", Action::Reject)
+            (RefusalReason::Malformed, Action::Reject)
         );
         let mut price = price_from(&origin);
-        price.signatures[0].signature = price.sign(forger.signer()).signature;
+        price.signatures[0].signature = price.data.sign(forger.signer()).signature;
         assert_eq!(
             refusal(validator.validate(&Gossip::Price(price).encode(), at(OBSERVED), &members)),
-            ("bad_signature", Action::Reject)
+            (RefusalReason::BadSignature, Action::Reject)
         );
     }
 }
@@ -619,14 +682,14 @@ mod stored_notice_tests {
         let replayed = check(fresh, at + 901).unwrap_err();
         assert_eq!(
             (replayed.reason, replayed.action),
-            ("too_old", Action::Ignore)
+            (RefusalReason::TooOld, Action::Ignore)
         );
         // A member's price minted a minute after the notice cannot have been stored by it.
         let squatting = StoredNotice::sign(vec![id_at(at + 60)], at, writer.signer());
         let refused = check(squatting, at + 5).unwrap_err();
         assert_eq!(
             (refused.reason, refused.action),
-            ("future_id", Action::Reject)
+            (RefusalReason::FutureId, Action::Reject)
         );
     }
 }

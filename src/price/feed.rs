@@ -53,20 +53,36 @@ pub enum SourceFailure {
     Parse(#[from] ParseError),
 }
 
+crate::metrics::label_values! {
+    /// The kinds of [`SourceFailure`], as the `kind` label of `source_failures` names them.
+    pub enum FailureKind {
+        Timeout => "timeout",
+        Connect => "connect",
+        RateLimited => "rate_limited",
+        HttpStatus => "http_status",
+        BodyTooLarge => "body_too_large",
+        Request => "request",
+        NotJson => "not_json",
+        BadShape => "bad_shape",
+        ApiError => "api_error",
+        BadValue => "bad_value",
+    }
+}
+
 impl SourceFailure {
-    /// A short stable label for counters: `timeout`, `connect`, `http_status`, …
-    pub fn kind(&self) -> &'static str {
+    /// Which kind of failure this is, so operators (and counters) can tell them apart.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            Self::Timeout => "timeout",
-            Self::Connect(_) => "connect",
-            Self::RateLimited => "rate_limited",
-            Self::Status(_) => "http_status",
-            Self::BodyTooLarge => "body_too_large",
-            Self::Request(_) => "request",
-            Self::Parse(ParseError::NotJson(_)) => "not_json",
-            Self::Parse(ParseError::Shape(_)) => "bad_shape",
-            Self::Parse(ParseError::Api(_)) => "api_error",
-            Self::Parse(ParseError::Value(_)) => "bad_value",
+            Self::Timeout => FailureKind::Timeout,
+            Self::Connect(_) => FailureKind::Connect,
+            Self::RateLimited => FailureKind::RateLimited,
+            Self::Status(_) => FailureKind::HttpStatus,
+            Self::BodyTooLarge => FailureKind::BodyTooLarge,
+            Self::Request(_) => FailureKind::Request,
+            Self::Parse(ParseError::NotJson(_)) => FailureKind::NotJson,
+            Self::Parse(ParseError::Shape(_)) => FailureKind::BadShape,
+            Self::Parse(ParseError::Api(_)) => FailureKind::ApiError,
+            Self::Parse(ParseError::Value(_)) => FailureKind::BadValue,
         }
     }
 

@@ -9,7 +9,7 @@ mod kraken;
 mod value;
 
 pub use feed::{
-    FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure, median,
+    FailureKind, FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure, median,
 };
 pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
@@ -93,6 +93,8 @@ impl fmt::Display for Source {
         f.write_str(self.name())
     }
 }
+
+crate::metrics::label_value_by!(Source, name);
 
 /// Why a response body is not a price.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

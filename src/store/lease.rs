@@ -17,15 +17,13 @@
 //!
 //! Correctness does not rest on the lease: the flush is fenced and the primary key makes every
 //! write exactly-once. The lease only keeps the other nodes from doing useless work.
+//!
+//! This module holds the statements; [`crate::writer`] runs the heartbeats and acts on them.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use tokio::sync::watch;
 
 use super::members::MEMBERS_VERSION_SQL;
 use super::{Store, StoreError};
@@ -47,51 +45,26 @@ impl Participant {
     }
 }
 
-/// How the lease behaves (see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct LeaseSettings {
-    /// How often a node heartbeats.
-    pub interval: Duration,
+/// The lease's terms, as one heartbeat applies them (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseTerms {
     /// How far past its last heartbeat the writer's lease reaches.
     pub lease: Duration,
     /// How long one node stays the writer before it lets another take over.
     pub term: Duration,
-    /// How long a node runs before it may take the lease, so that its pool holds the recent
-    /// prices (`--flush-delay`).
-    pub warm_up: Duration,
-}
-
-impl LeaseSettings {
-    /// How long a stopped writer can stay the writer (see the module docs).
-    pub fn takeover_bound(&self) -> Duration {
-        self.lease + self.interval
-    }
 }
 
 /// What one heartbeat returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Beat {
-    /// The writer's address (this node or another).
-    pub writer: String,
+    /// The writer (this node or another).
+    pub writer: Address,
     /// A digest of the member list; it changes whenever a member is added or removed.
     pub members_version: String,
     /// Whether this node holds the lease after this heartbeat (took or renewed it). A writer
     /// that just ended its term is still the greatest row until the next node takes over, but
     /// no longer flushes: its flushes would race the taker's.
     pub holds: bool,
-}
-
-/// What the last heartbeat saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LeaseState {
-    /// Whether this node held the lease at its last heartbeat.
-    pub is_writer: bool,
-    /// The writer's address, as seen at the last heartbeat.
-    pub writer: Option<String>,
-    /// Whether the last heartbeat reached the database.
-    pub healthy: bool,
-    /// Heartbeats so far, failed or not: each one is news, even when nothing else changed.
-    pub beats: u64,
 }
 
 /// Decides, upserts and reads the writer in one statement (see the module docs for the rules).
@@ -161,13 +134,11 @@ impl Store {
     /// Heartbeats with a lease of `lease`, no end of term and no warm-up (tools and tests); see
     /// [`Store::heartbeat_with`].
     pub async fn heartbeat(&self, me: &Participant, lease: Duration) -> Result<Beat, StoreError> {
-        let settings = LeaseSettings {
-            interval: Duration::ZERO,
+        let terms = LeaseTerms {
             lease,
             term: Duration::from_secs(u32::MAX.into()),
-            warm_up: Duration::ZERO,
         };
-        self.heartbeat_with(me, &settings, true).await
+        self.heartbeat_with(me, terms, true).await
     }
 
     /// Renews this node's heartbeat under the lease rules and returns the writer and the member
@@ -176,7 +147,7 @@ impl Store {
     pub async fn heartbeat_with(
         &self,
         me: &Participant,
-        settings: &LeaseSettings,
+        terms: LeaseTerms,
         may_take: bool,
     ) -> Result<Beat, StoreError> {
         let sql = HEARTBEAT_SQL.replace("MEMBERS_VERSION", MEMBERS_VERSION_SQL);
@@ -187,9 +158,9 @@ impl Store {
                 me.key().into(),
                 me.name.clone().into(),
                 me.peer_id.clone().into(),
-                settings.lease.as_secs_f64().into(),
+                terms.lease.as_secs_f64().into(),
                 me.listen_addrs.join(" ").into(),
-                settings.term.as_secs_f64().into(),
+                terms.term.as_secs_f64().into(),
                 may_take.into(),
             ],
         );
@@ -212,7 +183,7 @@ impl Store {
     }
 
     /// The current writer, if any node heartbeats.
-    pub async fn writer(&self) -> Result<Option<String>, StoreError> {
+    pub async fn writer(&self) -> Result<Option<Address>, StoreError> {
         let statement = Statement::from_string(DbBackend::Postgres, WRITER_SQL);
         let row = self
             .timed("writer", self.db.query_one_raw(statement))
@@ -279,118 +250,28 @@ impl Store {
     }
 }
 
+/// The address in the first column of a row that must exist.
 fn read_address(
     what: &'static str,
     row: Option<sea_orm::QueryResult>,
-) -> Result<String, StoreError> {
+) -> Result<Address, StoreError> {
     let row = row.ok_or(StoreError::Unexpected {
         what,
         detail: "no row".into(),
     })?;
-    row.try_get_by_index::<String>(0)
-        .map_err(StoreError::db(what))
+    parse_address(what, &row)
 }
 
-/// The member list as last read from the database (members and since when, Unix seconds);
-/// `None` until the first read.
-pub type MemberList = Option<Arc<HashMap<Address, u64>>>;
-
-/// Heartbeats every `interval` until `shutdown` resolves, publishing what each heartbeat saw;
-/// then deletes the heartbeat row. A failed heartbeat is logged and retried on the next tick,
-/// and while the database is unreachable the node does not consider itself the writer.
-/// When a heartbeat shows that the member list changed, the list is read again into `members`:
-/// an added or removed member counts within one heartbeat.
-pub async fn run(
-    store: Store,
-    me: Participant,
-    settings: LeaseSettings,
-    state: watch::Sender<LeaseState>,
-    members: watch::Sender<MemberList>,
-    shutdown: impl Future<Output = ()>,
-) {
-    let started = tokio::time::Instant::now();
-    let mut members_version: Option<String> = None;
-    let mut ticker = tokio::time::interval(settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let me_key = me.key();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            _ = ticker.tick() => {}
-        }
-        // A stop does not wait for a heartbeat the database is slow to answer.
-        let may_take = started.elapsed() >= settings.warm_up;
-        let beat = tokio::select! {
-            () = &mut shutdown => break,
-            beat = store.heartbeat_with(&me, &settings, may_take) => beat,
-        };
-        let next = match beat {
-            Ok(beat) => {
-                if members_version.as_ref() != Some(&beat.members_version) {
-                    match store.current_members().await {
-                        Ok(list) => {
-                            log::info!("member list read: {} members", list.len());
-                            members.send_replace(Some(Arc::new(list)));
-                            members_version = Some(beat.members_version);
-                        }
-                        Err(err) => log::warn!("cannot read the member list: {err}"),
-                    }
-                }
-                LeaseState {
-                    is_writer: beat.holds && beat.writer == me_key,
-                    writer: Some(beat.writer),
-                    healthy: true,
-                    beats: 0,
-                }
-            }
-            Err(err) => {
-                log::warn!(
-                    "heartbeat failed, retrying in {:?}: {err}",
-                    settings.interval
-                );
-                LeaseState::default()
-            }
-        };
-        let metrics = store.metrics();
-        metrics.lease_writer.set(i64::from(next.is_writer));
-        state.send_modify(|current| {
-            if current.is_writer != next.is_writer {
-                metrics.lease_writer_changes.inc();
-                log::debug!(
-                    "{}",
-                    if next.is_writer {
-                        "this node is now the writer"
-                    } else {
-                        "this node is no longer the writer"
-                    }
-                );
-            }
-            *current = LeaseState {
-                beats: current.beats + 1,
-                ..next
-            };
-        });
-    }
-    state.send_replace(LeaseState::default());
-    store.metrics().lease_writer.set(0);
-    if let Err(err) = store.leave(&me).await {
-        log::warn!("could not remove the heartbeat row: {err}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn takeover_bound_is_lease_plus_interval() {
-        let settings = LeaseSettings {
-            interval: Duration::from_secs(5),
-            lease: Duration::from_secs(20),
-            term: Duration::from_secs(60),
-            warm_up: Duration::from_secs(30),
-        };
-        assert_eq!(settings.takeover_bound(), Duration::from_secs(25));
-    }
+/// The address in a row's first column: a heartbeat key, written only by nodes.
+pub(super) fn parse_address(
+    what: &'static str,
+    row: &sea_orm::QueryResult,
+) -> Result<Address, StoreError> {
+    let text = row
+        .try_get_by_index::<String>(0)
+        .map_err(StoreError::db(what))?;
+    text.parse().map_err(|err| StoreError::Unexpected {
+        what,
+        detail: format!("{text:?} is not an address: {err}"),
+    })
 }

@@ -2,13 +2,15 @@
 //!
 //! - [`Store`]: a small bounded pool, every call under a timeout, migrations under an advisory
 //!   lock so that many nodes starting at once do not race on `CREATE TABLE`.
-//! - [`lease`]: heartbeats with random jitter; the greatest timestamp is the writer.
+//! - [`lease`]: the heartbeat statement that keeps, takes or hands over the writer lease; the
+//!   row with the greatest timestamp is the writer.
 //! - [`members`]: the `signers` table — who counts.
 //! - [`prices`]: the fenced, exactly-once flush of verified prices.
 //! - [`reports`]: reads for `oracle verify` and `oracle status`.
 //! - [`read`]: reads for the consumers' API and `oracle prices`.
 //! - [`notify`]: `LISTEN prices_stored`, which wakes the API's streams when prices commit.
 //! - [`roles`]: the least-privilege role nodes log in as (`oracle db-role`).
+//! - [`row`]: a stored row read back as the signed price it records.
 
 pub mod lease;
 pub mod members;
@@ -17,6 +19,7 @@ pub mod prices;
 pub mod read;
 pub mod reports;
 pub mod roles;
+pub mod row;
 
 use std::fmt;
 use std::future::Future;
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StatementLabel};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
@@ -47,10 +50,10 @@ pub const SESSION_LIMITS: &[(&str, &str)] = &[
     ("tcp_keepalives_count", "3"),
 ];
 
-/// Key of the advisory lock that serializes migrations across nodes (any fixed number works;
-/// this one is "oracle" in ASCII).
 /// Statements running longer than this are logged as warnings.
 const SLOW_STATEMENT: Duration = Duration::from_secs(1);
+/// Key of the advisory lock that serializes migrations across nodes (any fixed number works;
+/// this one is "oracle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6f_72_61_63_6c_65;
 
 /// A database URL. `Display` hides the password, so it can be logged.
@@ -277,17 +280,14 @@ impl Store {
         what: &'static str,
         call: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, StoreError> {
-        Metrics::kind(&self.metrics.db_statements, what).inc();
+        let label = StatementLabel { kind: what };
+        Metrics::counter(&self.metrics.db_statements, label.clone()).inc();
         let result = within(self.timeout, what, call).await;
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
         if result.is_err() {
-            Metrics::kind(&self.metrics.db_failures, what).inc();
+            Metrics::counter(&self.metrics.db_failures, label).inc();
         }
         result
-    }
-
-    pub(crate) fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// A cheap round trip, for health checks.

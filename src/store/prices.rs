@@ -31,28 +31,13 @@ use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
 };
 
-use super::lease::WRITER_SQL;
+use super::lease::{WRITER_SQL, parse_address};
 use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
-use crate::message::SignatureEntry;
-use crate::pair::Pair;
-use crate::price::UsdPrice;
+use crate::pool::VerifiedPrice;
 
 /// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
 const INSERT_CHUNK: usize = 1_000;
-
-/// A price with a quorum of valid signatures, ready to be stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedPrice {
-    pub pair: Pair,
-    pub id: u64,
-    pub price: UsdPrice,
-    /// Unix seconds.
-    pub observed_at: u64,
-    pub origin: Address,
-    pub signatures: Vec<SignatureEntry>,
-    pub last_signed: SystemTime,
-}
 
 /// What a flush did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -73,7 +58,7 @@ pub struct Flushed {
 pub enum FlushOutcome {
     /// This node is not the writer: nothing was written.
     NotWriter {
-        writer: Option<String>,
+        writer: Option<Address>,
     },
     Flushed(Flushed),
 }
@@ -90,9 +75,8 @@ impl Store {
         batch: &[VerifiedPrice],
         min_signers: usize,
     ) -> Result<FlushOutcome, StoreError> {
-        let me = me.to_checksum(None);
         let txn = self.timed("flush begin", self.db.begin()).await?;
-        let outcome = self.flush_in(&txn, &me, batch, min_signers).await;
+        let outcome = self.flush_in(&txn, me, batch, min_signers).await;
         match outcome {
             Ok(FlushOutcome::Flushed(flushed)) => {
                 self.timed("flush commit", txn.commit()).await?;
@@ -112,7 +96,7 @@ impl Store {
     async fn flush_in(
         &self,
         txn: &DatabaseTransaction,
-        me: &str,
+        me: &Address,
         batch: &[VerifiedPrice],
         min_signers: usize,
     ) -> Result<FlushOutcome, StoreError> {
@@ -127,8 +111,9 @@ impl Store {
                 txn.query_one_raw(Statement::from_string(DbBackend::Postgres, WRITER_SQL)),
             )
             .await?
-            .and_then(|row| row.try_get_by_index::<String>(0).ok());
-        if writer.as_deref() != Some(me) {
+            .map(|row| parse_address("flush writer check", &row))
+            .transpose()?;
+        if writer != Some(*me) {
             return Ok(FlushOutcome::NotWriter { writer });
         }
         let members = self
@@ -158,13 +143,13 @@ impl Store {
         }
         let already: Vec<&VerifiedPrice> = batch
             .iter()
-            .filter(|price| !inserted.contains(&price.id))
+            .filter(|price| !inserted.contains(&price.id()))
             .collect();
         let (existing, conflicting) = self.compare_existing(txn, &already).await?;
         // In batch order, each id once.
         let inserted = batch
             .iter()
-            .map(|price| price.id)
+            .map(VerifiedPrice::id)
             .filter(|id| inserted.remove(id))
             .collect();
         Ok(FlushOutcome::Flushed(Flushed {
@@ -186,7 +171,7 @@ impl Store {
         }
         let ids = prices
             .iter()
-            .map(|price| db_id(price.id))
+            .map(|price| db_id(price.id()))
             .collect::<Result<Vec<i64>, _>>()?;
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -214,17 +199,16 @@ impl Store {
         let mut existing = Vec::new();
         let mut conflicting = Vec::new();
         for price in prices {
-            let same = stored
-                .get(&price.id)
-                .is_some_and(|(pair, value, observed)| {
-                    pair == price.pair.name()
-                        && *value == price.price.to_decimal()
-                        && Some(*observed) == unix_to_datetime(price.observed_at)
-                });
+            let data = price.data();
+            let same = stored.get(&data.id).is_some_and(|(pair, value, observed)| {
+                pair == data.pair.name()
+                    && *value == data.price.to_decimal()
+                    && Some(*observed) == unix_to_datetime(data.observed_at)
+            });
             if same {
-                existing.push(price.id);
+                existing.push(data.id);
             } else {
-                conflicting.push(price.id);
+                conflicting.push(data.id);
             }
         }
         Ok((existing, conflicting))
@@ -244,20 +228,16 @@ fn members_only(
         .iter()
         .filter_map(|price| {
             let mut price = price.clone();
-            let observed_at = price.observed_at;
-            price.signatures.retain(|entry| {
+            let observed_at = price.data().observed_at;
+            price.signed.signatures.retain(|entry| {
                 members
                     .get(&entry.signer)
                     .is_some_and(|since| *since <= observed_at)
             });
-            let origin_signed = price
-                .signatures
-                .iter()
-                .any(|entry| entry.signer == price.origin);
-            if origin_signed && price.signatures.len() >= min_signers {
+            if price.signed.origin_signed() && price.signed.signatures.len() >= min_signers {
                 Some(price)
             } else {
-                below_quorum.push(price.id);
+                below_quorum.push(price.id());
                 None
             }
         })
@@ -265,7 +245,7 @@ fn members_only(
     (kept, below_quorum)
 }
 
-fn insert_statement(chunk: &[VerifiedPrice], writer: &str) -> Result<Statement, StoreError> {
+fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Statement, StoreError> {
     use prices::Column;
     let mut insert = Query::insert();
     insert
@@ -283,30 +263,32 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &str) -> Result<Statement, 
         ])
         .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
         .returning_col(Column::Id);
+    let writer = writer.to_checksum(None);
     for price in chunk {
-        let observed_at = unix_to_datetime(price.observed_at).ok_or(StoreError::Unexpected {
+        let data = price.data();
+        let signatures = &price.signed.signatures;
+        let observed_at = unix_to_datetime(data.observed_at).ok_or(StoreError::Unexpected {
             what: "flush insert",
             detail: format!(
                 "observed_at {} of price {} is out of range",
-                price.observed_at, price.id
+                data.observed_at, data.id
             ),
         })?;
-        let sign_data =
-            serde_json::to_value(&price.signatures).map_err(|err| StoreError::Unexpected {
-                what: "flush insert",
-                detail: err.to_string(),
-            })?;
+        let sign_data = serde_json::to_value(signatures).map_err(|err| StoreError::Unexpected {
+            what: "flush insert",
+            detail: err.to_string(),
+        })?;
         insert
             .values([
-                Expr::val(db_id(price.id)?),
-                Expr::val(price.pair.name()),
-                Expr::val(price.price.to_decimal()),
+                Expr::val(db_id(data.id)?),
+                Expr::val(data.pair.name()),
+                Expr::val(data.price.to_decimal()),
                 Expr::val(observed_at),
-                Expr::val(price.origin.to_checksum(None)),
+                Expr::val(data.origin.to_checksum(None)),
                 Expr::val(sign_data),
-                Expr::val(i32::try_from(price.signatures.len()).unwrap_or(i32::MAX)),
+                Expr::val(i32::try_from(signatures.len()).unwrap_or(i32::MAX)),
                 Expr::val(system_time_to_datetime(price.last_signed)),
-                Expr::val(writer),
+                Expr::val(writer.as_str()),
             ])
             .map_err(|err| StoreError::Unexpected {
                 what: "flush insert",
@@ -337,22 +319,27 @@ fn system_time_to_datetime(time: SystemTime) -> DateTime<Utc> {
 mod tests {
     use super::*;
     use crate::identity::Identity;
+    use crate::pair::Pair;
+    use crate::price::UsdPrice;
+    use crate::signed::{PriceData, SignedPrice};
 
     #[test]
     fn only_signatures_of_members_since_the_observation_are_written() {
         let signers: Vec<Identity> = (1..=4u8)
             .map(|i| Identity::from_secret(&[i; 32]).unwrap())
             .collect();
-        let price = VerifiedPrice {
+        let data = PriceData {
             pair: Pair::EthUsd,
             id: 1,
             price: UsdPrice::from_e8(300_000_000_000).unwrap(),
             observed_at: 1_000,
             origin: signers[0].address(),
-            signatures: signers
-                .iter()
-                .map(|s| SignatureEntry::sign(s.signer(), Default::default()))
-                .collect(),
+        };
+        let price = VerifiedPrice {
+            signed: SignedPrice {
+                data,
+                signatures: signers.iter().map(|s| data.sign(s.signer())).collect(),
+            },
             last_signed: UNIX_EPOCH,
         };
         // Signer 3 joined after the observation, signer 4 is no member at all.
@@ -364,7 +351,7 @@ mod tests {
         .into();
         let (kept, below) = members_only(std::slice::from_ref(&price), &members, 2);
         assert!(below.is_empty());
-        let written: Vec<Address> = kept[0].signatures.iter().map(|e| e.signer).collect();
+        let written: Vec<Address> = kept[0].signed.signers().collect();
         assert_eq!(written, vec![signers[0].address(), signers[1].address()]);
         let (kept, below) = members_only(&[price], &members, 3);
         assert!(kept.is_empty());

@@ -12,12 +12,13 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::reports::StoredPrice;
 use super::{Store, StoreError};
+use crate::pair::Pair;
 
 /// One page of a pair's history: rows with `seq > after`, observed in `[from, to)`, in `seq`
 /// order, at most `limit`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryQuery {
-    pub pair: String,
+    pub pair: Pair,
     /// The greatest `seq` the reader has seen; 0 for the beginning.
     pub after: i64,
     /// Observed at or after this moment.
@@ -32,9 +33,9 @@ impl Store {
     ///
     /// "Newest" is the market's order, not the table's: a price observed earlier can commit
     /// later (its quorum took longer), and it must not replace a fresher one here.
-    pub async fn latest_price(&self, pair: &str) -> Result<Option<StoredPrice>, StoreError> {
+    pub async fn latest_price(&self, pair: Pair) -> Result<Option<StoredPrice>, StoreError> {
         let query = prices::Entity::find()
-            .filter(prices::Column::Pair.eq(pair))
+            .filter(prices::Column::Pair.eq(pair.name()))
             .order_by_desc(prices::Column::ObservedAt)
             .order_by_desc(prices::Column::Id)
             .limit(1);
@@ -53,7 +54,7 @@ impl Store {
         query: &HistoryQuery,
     ) -> Result<Vec<StoredPrice>, StoreError> {
         let mut select = prices::Entity::find()
-            .filter(prices::Column::Pair.eq(query.pair.as_str()))
+            .filter(prices::Column::Pair.eq(query.pair.name()))
             .filter(prices::Column::Seq.gt(query.after))
             .order_by_asc(prices::Column::Seq)
             .limit(query.limit);

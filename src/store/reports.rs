@@ -22,7 +22,7 @@ pub struct HeartbeatRow {
     pub node_address: String,
     pub nodename: String,
     pub peer_id: String,
-    /// `timestamp − now()` in seconds: positive while the jitter keeps it in the future.
+    /// `timestamp − now()` in seconds: positive while a held lease keeps it in the future.
     pub lead_seconds: f64,
     pub started_at: DateTime<Utc>,
     pub is_writer: bool,

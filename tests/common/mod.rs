@@ -1,33 +1,19 @@
-//! Shared by the integration tests: a fresh PostgreSQL database per test, and a TCP proxy that
-//! can cut or stall the connection to it.
+//! Shared by the integration tests, beside the library's harness (`price_oracle::testkit`): a
+//! whole test network ([`cluster`]), a TCP proxy that can cut or stall the connection to the
+//! database, a check of the flush's fence, and the EVM ([`evm`]).
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod evm;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use price_oracle::store::{DatabaseUrl, DbSettings};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// The server the tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local default.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .or_else(|_| std::env::var("DATABASE_URL"))
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let mut url = reqwest::Url::parse(url).expect("test database URL parses");
-    url.set_path(database);
-    url.to_string()
-}
 
 /// Installed in test databases only: refuses any row whose writer does not hold the lease at the
 /// moment of its insert, an independent check of the flush's fence.
@@ -42,69 +28,6 @@ BEGIN
 END $$ LANGUAGE plpgsql;
 CREATE TRIGGER lease_check BEFORE INSERT ON prices FOR EACH ROW EXECUTE FUNCTION lease_check();
 "#;
-
-/// A database of its own for one test, dropped when the value is dropped.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create(label: &str) -> Self {
-        let name = format!("oracle_test_{label}_{:08x}", rand::random::<u32>());
-        let admin = Database::connect(server_url())
-            .await
-            .expect("the test PostgreSQL answers (run scripts/db.sh)");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .expect("create test database");
-        let _ = admin.close().await;
-        let url = with_database(&server_url(), &name);
-        Self { name, url }
-    }
-
-    pub fn settings(&self) -> DbSettings {
-        settings_for(&self.url)
-    }
-
-    /// A plain connection for the test's own checks.
-    pub async fn connect(&self) -> DatabaseConnection {
-        Database::connect(&self.url).await.expect("connect test db")
-    }
-}
-
-pub fn settings_for(url: &str) -> DbSettings {
-    DbSettings {
-        url: DatabaseUrl::new(url),
-        pool_size: 4,
-        timeout: Duration::from_secs(2),
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(admin) = Database::connect(server_url()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        });
-        let _ = dropped.join();
-    }
-}
 
 /// Forwards a local port to the database. `cut` breaks every connection and refuses new ones
 /// until `restore`, like a crashed server; `stall` keeps connections open but forwards nothing

@@ -1,11 +1,13 @@
-//! The writer's duties, as the node sees them: the lease as of the last heartbeat, when to
-//! flush, and whose stored notices to believe. Every heartbeat arrives here as an event; nothing
-//! here reads the database or the clock.
+//! The writer's duties as the node sees them: the lease as of the last heartbeat, whether a
+//! flush may start, and whose stored notices to believe. Every heartbeat arrives here as an
+//! event; nothing here reads the database or the clock.
 
 use std::collections::VecDeque;
 
+use alloy_primitives::Address;
+
+use super::heartbeat::LeaseState;
 use crate::store::StoreError;
-use crate::store::lease::LeaseState;
 use crate::store::prices::FlushOutcome;
 
 /// How many recent writers' stored notices are believed.
@@ -17,20 +19,19 @@ pub struct WriterDuties {
     /// A flush found another writer since the last heartbeat: no flush until the next one,
     /// rather than a refused transaction on every flush tick.
     refuted: bool,
-    flush_in_flight: bool,
     /// Writers seen by our heartbeats, newest last.
-    recent_writers: VecDeque<String>,
+    recent_writers: VecDeque<Address>,
 }
 
 impl WriterDuties {
     /// A heartbeat's view, successful or not. It outranks what an earlier refused flush said.
     pub fn on_heartbeat(&mut self, state: LeaseState) {
         self.refuted = false;
-        if let Some(writer) = &state.writer
-            && self.recent_writers.back() != Some(writer)
+        if let Some(writer) = state.writer
+            && self.recent_writers.back() != Some(&writer)
         {
-            self.recent_writers.retain(|known| known != writer);
-            self.recent_writers.push_back(writer.clone());
+            self.recent_writers.retain(|known| *known != writer);
+            self.recent_writers.push_back(writer);
             if self.recent_writers.len() > RECENT_WRITERS {
                 self.recent_writers.pop_front();
             }
@@ -42,29 +43,21 @@ impl WriterDuties {
         &self.lease
     }
 
-    /// Whether to start a flush now (if anything is due).
+    /// Whether a flush may start now (if anything is due and none is running).
     pub fn may_flush(&self) -> bool {
-        self.lease.is_writer && !self.refuted && !self.flush_in_flight
+        self.lease.is_writer && !self.refuted
     }
 
-    pub fn flush_started(&mut self) {
-        self.flush_in_flight = true;
-    }
-
-    pub fn flush_in_flight(&self) -> bool {
-        self.flush_in_flight
-    }
-
+    /// A flush ended: one that found another writer holds flushes until the next heartbeat.
     pub fn flush_finished(&mut self, outcome: &Result<FlushOutcome, StoreError>) {
-        self.flush_in_flight = false;
         if let Ok(FlushOutcome::NotWriter { .. }) = outcome {
             self.refuted = true;
         }
     }
 
     /// Stored notices are believed from writers our heartbeats have seen only.
-    pub fn believes(&self, writer: &str) -> bool {
-        self.recent_writers.iter().any(|known| known == writer)
+    pub fn believes(&self, writer: &Address) -> bool {
+        self.recent_writers.contains(writer)
     }
 }
 
@@ -72,10 +65,10 @@ impl WriterDuties {
 mod tests {
     use super::*;
 
-    fn writer(name: &str, is_writer: bool, beats: u64) -> LeaseState {
+    fn writer(byte: u8, is_writer: bool, beats: u64) -> LeaseState {
         LeaseState {
             is_writer,
-            writer: Some(name.to_owned()),
+            writer: Some(Address::repeat_byte(byte)),
             healthy: true,
             beats,
         }
@@ -84,31 +77,29 @@ mod tests {
     #[test]
     fn a_refused_flush_waits_for_the_next_heartbeat_even_one_that_changes_nothing() {
         let mut duties = WriterDuties::default();
-        duties.on_heartbeat(writer("me", true, 1));
+        duties.on_heartbeat(writer(1, true, 1));
         assert!(duties.may_flush());
-        duties.flush_started();
-        assert!(!duties.may_flush());
         duties.flush_finished(&Ok(FlushOutcome::NotWriter {
-            writer: Some("other".into()),
+            writer: Some(Address::repeat_byte(2)),
         }));
         assert!(!duties.may_flush());
         // The same view as before: still news, since it is a newer heartbeat.
-        duties.on_heartbeat(writer("me", true, 2));
+        duties.on_heartbeat(writer(1, true, 2));
         assert!(duties.may_flush());
     }
 
     #[test]
     fn only_writers_seen_by_heartbeats_are_believed_and_only_the_recent_ones() {
         let mut duties = WriterDuties::default();
-        assert!(!duties.believes("a"));
-        for (beat, name) in ["a", "b"].into_iter().enumerate() {
-            duties.on_heartbeat(writer(name, false, beat as u64));
+        let (a, b) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb));
+        assert!(!duties.believes(&a));
+        duties.on_heartbeat(writer(0xa, false, 0));
+        duties.on_heartbeat(writer(0xb, false, 1));
+        assert!(duties.believes(&a) && duties.believes(&b));
+        for beat in 0..RECENT_WRITERS as u8 {
+            duties.on_heartbeat(writer(0x10 + beat, false, 10 + u64::from(beat)));
         }
-        assert!(duties.believes("a") && duties.believes("b"));
-        for beat in 0..RECENT_WRITERS {
-            duties.on_heartbeat(writer(&format!("w{beat}"), false, 10 + beat as u64));
-        }
-        assert!(!duties.believes("a"));
-        assert!(duties.believes("w0"));
+        assert!(!duties.believes(&a));
+        assert!(duties.believes(&Address::repeat_byte(0x10)));
     }
 }

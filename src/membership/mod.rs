@@ -3,12 +3,18 @@
 //! The source of truth is the `signers` table: the database credential that can write `prices`
 //! is already the root of trust, so membership lives with it. A static file
 //! (`--trusted-signers`, one address per line) can narrow it, and is the whole list for a
-//! bootstrap node, which has no database. Pure: the node loads the table and hands the result in.
+//! bootstrap node, which has no database. [`Members`] is pure: the list is handed in.
 //!
 //! A signer's [`Standing`] decides what validation does with its message: a member's counts;
 //! one that is provably not a member (absent from the static file, which never changes) is a
 //! fault to `Reject`; one the database does not list *yet* — a membership refresh could explain
 //! it — is only `Ignore`d.
+//!
+//! [`MemberRefresh`] reads the table again whenever the heartbeat says it changed.
+
+mod refresh;
+
+pub use refresh::{MemberList, MemberRefresh};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -1,0 +1,557 @@
+//! Co-signing: whether, and when, this node signs a peer's price. Everything that decides it is
+//! here, as one state machine with no IO and no clock: the node feeds it what it hears and
+//! observes (with `now`), and carries out the [`Action`]s it returns.
+//!
+//! - **Who**: the members ranked first for the price ([`committee`]) sign at once; the others
+//!   get a fallback turn later, and use it only if the price still lacks its quorum then.
+//! - **What**: only what this node saw itself — a price within `--max-deviation` of its own
+//!   observation of the same pair, the two taken within [`COSIGN_WINDOW`] of each other.
+//! - **When ours is missing**: the price waits (a bounded queue) for the next observation, which
+//!   the node is asked to make ([`Action::Observe`]).
+//!
+//! A price already stored, or already signed by this node, is never acted on again.
+
+pub mod committee;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use rust_decimal::Decimal;
+
+use crate::membership::Members;
+use crate::pair::Pair;
+use crate::pool::Pool;
+use crate::price::UsdPrice;
+use crate::signed::PriceData;
+pub use committee::CommitteeSettings;
+
+/// How far apart in time a peer's observation and ours may be for ours to judge it. ETH/USD
+/// moves; a ten-minute-old observation says little about a price seen now.
+pub const COSIGN_WINDOW: Duration = Duration::from_secs(30);
+
+/// How the node co-signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CosignSettings {
+    /// A peer's price farther than this from our observation is not signed (`--max-deviation`).
+    pub max_deviation: Decimal,
+    /// Prices waiting for our observation, and (separately) for our fallback turn; past it new
+    /// ones are dropped (`--max-cosign-queue`).
+    pub max_queue: usize,
+    /// Who signs at once, and when the others step in.
+    pub committee: CommitteeSettings,
+}
+
+/// A price this node fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation {
+    pub price: UsdPrice,
+    /// When, on the wall clock: compared with peers' `observed_at`.
+    pub at: SystemTime,
+    /// When, on the monotonic clock: its age here cannot jump with the wall clock.
+    pub fetched: Instant,
+}
+
+/// What the node is to do.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action {
+    /// Sign this price and publish the signature.
+    Sign(PriceData),
+    /// Observe the prices' pairs now: peers' prices wait for it.
+    Observe,
+    /// Not signed, and why.
+    Decline(PriceData, Declined),
+    /// The queue of prices waiting for an observation or a turn is full: this one is dropped.
+    QueueFull(PriceData),
+    /// This node's fallback turn on a price came due.
+    Turn(PriceData, FallbackOutcome),
+}
+
+/// Why this node does not sign a peer's price.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Declined {
+    /// Observed too long before or after ours to be judged by it.
+    Stale,
+    /// Farther from our observation than `--max-deviation`.
+    Deviates { deviation: Decimal, ours: UsdPrice },
+}
+
+impl Declined {
+    pub fn reason(&self) -> CosignRefusal {
+        match self {
+            Self::Stale => CosignRefusal::Stale,
+            Self::Deviates { .. } => CosignRefusal::Deviation,
+        }
+    }
+}
+
+crate::metrics::label_values! {
+    /// Why a peer's price went unsigned, as the `reason` label of `prices_refused` names it.
+    pub enum CosignRefusal {
+        Stale => "stale",
+        Deviation => "deviation",
+    }
+}
+
+crate::metrics::label_values! {
+    /// What a fallback turn came to, as the `kind` label of `cosign_fallbacks` names it.
+    pub enum FallbackOutcome {
+        /// The price still lacked its quorum: this node judged it.
+        SteppedIn => "stepped_in",
+        /// The committee had done it.
+        NotNeeded => "not_needed",
+    }
+}
+
+/// The co-signing state of one node.
+#[derive(Debug)]
+pub struct Cosigning {
+    settings: CosignSettings,
+    me: Address,
+    latest: HashMap<Pair, Observation>,
+    /// Peers' prices waiting for this node's next observation of their pair.
+    awaiting: Vec<PriceData>,
+    /// Peers' prices this node signs only if they still lack a quorum at its turn; by due
+    /// time, the counter keeping turns due at one instant apart.
+    turns: BTreeMap<(Instant, u64), PriceData>,
+    next_turn: u64,
+}
+
+impl Cosigning {
+    pub fn new(settings: CosignSettings, me: Address) -> Self {
+        Self {
+            settings,
+            me,
+            latest: HashMap::new(),
+            awaiting: Vec::new(),
+            turns: BTreeMap::new(),
+            next_turn: 0,
+        }
+    }
+
+    /// Our latest observation of `pair`.
+    pub fn latest(&self, pair: Pair) -> Option<Observation> {
+        self.latest.get(&pair).copied()
+    }
+
+    /// When we last observed any pair.
+    pub fn last_observed(&self) -> Option<Instant> {
+        self.latest.values().map(|ours| ours.fetched).max()
+    }
+
+    /// When the earliest fallback turn is due.
+    pub fn next_turn_due(&self) -> Option<Instant> {
+        self.turns.keys().next().map(|(due, _)| *due)
+    }
+
+    /// A peer's price was heard (and the pool took it). On its committee, this node judges it
+    /// now; otherwise it gets a fallback turn; a node that is not a member, or the origin, has
+    /// no part.
+    pub fn heard(
+        &mut self,
+        data: PriceData,
+        members: &Members,
+        pool: &Pool,
+        now: Instant,
+    ) -> Vec<Action> {
+        if data.origin == self.me || !members.is_member(&data.origin) {
+            return Vec::new();
+        }
+        let wait = match members.counting_at(data.observed_at) {
+            // No list to draw a committee from (an open relay's view): everyone signs at once.
+            None => Some(Duration::ZERO),
+            Some(list) => committee::rank_of(data.id, &data.origin, &self.me, &list)
+                .map(|rank| self.settings.committee.wait(rank)),
+        };
+        match wait {
+            None => Vec::new(),
+            Some(wait) if wait.is_zero() => self.judge_now(data, pool, now).into_iter().collect(),
+            Some(_) if self.turns.len() >= self.settings.max_queue => {
+                vec![Action::QueueFull(data)]
+            }
+            Some(wait) => {
+                self.turns.insert((now + wait, self.next_turn), data);
+                self.next_turn = self.next_turn.wrapping_add(1);
+                Vec::new()
+            }
+        }
+    }
+
+    /// This node's fallback turns due by `now`, earliest first: it judges the prices still
+    /// short of their quorum.
+    pub fn take_turns(&mut self, pool: &Pool, now: Instant) -> Vec<Action> {
+        let later = self.turns.split_off(&(now, u64::MAX));
+        let due = std::mem::replace(&mut self.turns, later);
+        let mut actions = Vec::new();
+        for data in due.into_values() {
+            if pool.is_stored(data.id) || pool.is_verified(&data) {
+                actions.push(Action::Turn(data, FallbackOutcome::NotNeeded));
+                continue;
+            }
+            actions.push(Action::Turn(data, FallbackOutcome::SteppedIn));
+            actions.extend(self.judge_now(data, pool, now));
+        }
+        actions
+    }
+
+    /// A new observation of `pair`: the prices of that pair that waited for it are judged.
+    pub fn observed(&mut self, pair: Pair, ours: Observation, pool: &Pool) -> Vec<Action> {
+        self.latest.insert(pair, ours);
+        self.take_awaiting(pair)
+            .into_iter()
+            .filter(|data| !self.settled(data, pool))
+            .map(|data| self.decide(&data, ours))
+            .collect()
+    }
+
+    /// The observation of `pair` failed: the prices that waited for it cannot be judged, and go
+    /// unsigned by us. Returns how many.
+    pub fn observation_failed(&mut self, pair: Pair) -> usize {
+        self.take_awaiting(pair).len()
+    }
+
+    /// Judges `data` against a fresh observation of its pair, or queues it for the next one.
+    fn judge_now(&mut self, data: PriceData, pool: &Pool, now: Instant) -> Option<Action> {
+        if self.settled(&data, pool) {
+            return None;
+        }
+        let fresh = self
+            .latest(data.pair)
+            .filter(|ours| now.saturating_duration_since(ours.fetched) <= COSIGN_WINDOW);
+        Some(match fresh {
+            Some(ours) => self.decide(&data, ours),
+            None if self.awaiting.len() >= self.settings.max_queue => Action::QueueFull(data),
+            None => {
+                self.awaiting.push(data);
+                Action::Observe
+            }
+        })
+    }
+
+    /// Whether there is nothing left for this node to do on the price.
+    fn settled(&self, data: &PriceData, pool: &Pool) -> bool {
+        pool.is_stored(data.id) || pool.has_signed(data, &self.me)
+    }
+
+    fn take_awaiting(&mut self, pair: Pair) -> Vec<PriceData> {
+        let (taken, kept) = std::mem::take(&mut self.awaiting)
+            .into_iter()
+            .partition(|data| data.pair == pair);
+        self.awaiting = kept;
+        taken
+    }
+
+    /// The decision itself: sign what agrees with our own observation of the same moment.
+    fn decide(&self, data: &PriceData, ours: Observation) -> Action {
+        let theirs = UNIX_EPOCH + Duration::from_secs(data.observed_at);
+        let apart = match theirs.duration_since(ours.at) {
+            Ok(after) => after,
+            Err(before) => before.duration(),
+        };
+        if apart > COSIGN_WINDOW {
+            return Action::Decline(*data, Declined::Stale);
+        }
+        let deviation = data.price.relative_deviation(ours.price);
+        if deviation > self.settings.max_deviation {
+            return Action::Decline(
+                *data,
+                Declined::Deviates {
+                    deviation,
+                    ours: ours.price,
+                },
+            );
+        }
+        Action::Sign(*data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::pool::{Moment, PoolSettings};
+    use std::sync::Arc;
+
+    const OBSERVED: u64 = 1_763_700_000;
+
+    fn node(seed: u8) -> Identity {
+        Identity::from_secret(&[seed; 32]).unwrap()
+    }
+
+    fn wall(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn data(price: &str, observed_at: u64) -> PriceData {
+        PriceData {
+            pair: Pair::EthUsd,
+            id: 1,
+            price: price.parse().unwrap(),
+            observed_at,
+            origin: node(1).address(),
+        }
+    }
+
+    fn observation(price: &str, at: u64, fetched: Instant) -> Observation {
+        Observation {
+            price: price.parse().unwrap(),
+            at: wall(at),
+            fetched,
+        }
+    }
+
+    fn pool(members: &Arc<Members>) -> Pool {
+        let settings = PoolSettings {
+            min_signers: 3,
+            flush_delay: Duration::from_secs(30),
+            max_age: Duration::from_secs(900),
+            retention: Duration::from_secs(3600),
+            max_pending_per_signer: 64,
+        };
+        Pool::new(settings, Arc::clone(members))
+    }
+
+    /// Members 1..=n since always.
+    fn members(n: u8) -> Arc<Members> {
+        let list = (1..=n).map(|seed| (node(seed).address(), 0)).collect();
+        Arc::new(Members::for_node(None).with_database(list))
+    }
+
+    fn settings(size: usize, max_queue: usize) -> CosignSettings {
+        CosignSettings {
+            max_deviation: Decimal::new(1, 2),
+            max_queue,
+            committee: CommitteeSettings {
+                size,
+                step: 1,
+                fallback: Duration::from_secs(2),
+            },
+        }
+    }
+
+    /// Node 2's co-signing with everyone on the committee.
+    fn cosigning(max_queue: usize) -> Cosigning {
+        Cosigning::new(settings(10, max_queue), node(2).address())
+    }
+
+    #[test]
+    fn a_close_price_observed_at_the_same_time_is_signed() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
+        let close = data("3010", OBSERVED);
+        assert_eq!(
+            cosigning.heard(close, &members, &pool, now),
+            vec![Action::Sign(close)]
+        );
+        let far = PriceData {
+            id: 2,
+            ..data("3100", OBSERVED)
+        };
+        assert!(matches!(
+            cosigning.heard(far, &members, &pool, now)[..],
+            [Action::Decline(_, Declined::Deviates { .. })]
+        ));
+    }
+
+    #[test]
+    fn a_price_observed_far_from_our_observation_is_not_judged_by_it() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
+        let window = COSIGN_WINDOW.as_secs();
+        for observed_at in [OBSERVED - window - 2, OBSERVED + window + 2] {
+            let price = data("3000", observed_at);
+            assert_eq!(
+                cosigning.heard(price, &members, &pool, now),
+                vec![Action::Decline(price, Declined::Stale)]
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_fresh_observation_prices_wait_in_a_bounded_queue() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        let close = data("3000", OBSERVED);
+        let far = PriceData {
+            id: 2,
+            ..data("3500", OBSERVED)
+        };
+        let third = PriceData { id: 3, ..close };
+        assert_eq!(
+            cosigning.heard(close, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert_eq!(
+            cosigning.heard(far, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert_eq!(
+            cosigning.heard(third, &members, &pool, now),
+            vec![Action::QueueFull(third)]
+        );
+        let actions = cosigning.observed(Pair::EthUsd, observation("3001", OBSERVED, now), &pool);
+        assert_eq!(actions.len(), 2);
+        assert_eq!(actions[0], Action::Sign(close));
+        assert!(matches!(
+            actions[1],
+            Action::Decline(_, Declined::Deviates { .. })
+        ));
+        assert_eq!(
+            cosigning.heard(third, &members, &pool, now),
+            vec![Action::Sign(third)]
+        );
+        assert_eq!(cosigning.observation_failed(Pair::EthUsd), 0);
+    }
+
+    #[test]
+    fn an_observation_older_than_the_window_is_not_used() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        let old = now
+            .checked_sub(COSIGN_WINDOW + Duration::from_secs(1))
+            .unwrap();
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, old), &pool);
+        let price = data("3000", OBSERVED);
+        assert_eq!(
+            cosigning.heard(price, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert_eq!(cosigning.observation_failed(Pair::EthUsd), 1);
+    }
+
+    #[test]
+    fn each_pair_is_judged_by_our_observation_of_that_pair_only() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(4);
+        let btc = |price, id| PriceData {
+            pair: Pair::BtcUsd,
+            id,
+            ..data(price, OBSERVED)
+        };
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
+        // An ETH/USD observation says nothing about BTC/USD: the BTC price waits.
+        assert_eq!(
+            cosigning.heard(btc("3000", 1), &members, &pool, now),
+            vec![Action::Observe]
+        );
+        let eth = data("3000", OBSERVED);
+        assert_eq!(
+            cosigning.heard(eth, &members, &pool, now),
+            vec![Action::Sign(eth)]
+        );
+        assert!(
+            cosigning
+                .observed(Pair::SolUsd, observation("150", OBSERVED, now), &pool)
+                .is_empty()
+        );
+        let actions = cosigning.observed(Pair::BtcUsd, observation("90000", OBSERVED, now), &pool);
+        assert!(matches!(
+            actions[..],
+            [Action::Decline(_, Declined::Deviates { .. })]
+        ));
+        let close = btc("90100", 2);
+        assert_eq!(
+            cosigning.heard(close, &members, &pool, now),
+            vec![Action::Sign(close)]
+        );
+    }
+
+    #[test]
+    fn the_origin_and_non_members_take_no_part_and_signed_prices_are_settled() {
+        let (now, members) = (Instant::now(), members(3));
+        let mut pool = pool(&members);
+        // Node 1 is the origin of its own prices.
+        let mut origin = Cosigning::new(settings(10, 4), node(1).address());
+        let price = data("3000", OBSERVED);
+        assert!(origin.heard(price, &members, &pool, now).is_empty());
+        // An origin that is not a member.
+        let mut cosigning = cosigning(4);
+        let outsider = PriceData {
+            origin: node(9).address(),
+            ..price
+        };
+        assert!(cosigning.heard(outsider, &members, &pool, now).is_empty());
+        // A price this node already signed.
+        pool.add(&price, &[price.sign(node(2).signer())], Moment::now());
+        assert!(cosigning.heard(price, &members, &pool, now).is_empty());
+    }
+
+    #[test]
+    fn members_off_the_committee_wait_for_their_turn_and_step_in_only_if_needed() {
+        let (now, members) = (Instant::now(), members(6));
+        let mut pool = pool(&members);
+        let price = data("3000", OBSERVED);
+        let ranking = committee::ranking(price.id, &price.origin, &members.counting_at(0).unwrap());
+        let seed_of = |address: Address| (1..=6u8).find(|seed| node(*seed).address() == address);
+        // A committee of one; the second in the ranking waits one fallback, the third two.
+        let turn = |place: usize| Cosigning::new(settings(1, 4), ranking[place]);
+        let mut first = turn(0);
+        let mut second = turn(1);
+        let mut third = turn(2);
+        for cosigning in [&mut first, &mut second, &mut third] {
+            cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
+        }
+        assert_eq!(
+            first.heard(price, &members, &pool, now),
+            vec![Action::Sign(price)]
+        );
+        assert!(second.heard(price, &members, &pool, now).is_empty());
+        assert!(third.heard(price, &members, &pool, now).is_empty());
+        assert_eq!(second.next_turn_due(), Some(now + Duration::from_secs(2)));
+        assert_eq!(third.next_turn_due(), Some(now + Duration::from_secs(4)));
+        assert!(
+            second
+                .take_turns(&pool, now + Duration::from_secs(1))
+                .is_empty()
+        );
+        // Still short of the quorum at the second's turn: it steps in (its observation is
+        // still fresh).
+        let later = now + Duration::from_secs(2);
+        assert_eq!(
+            second.take_turns(&pool, later),
+            vec![
+                Action::Turn(price, FallbackOutcome::SteppedIn),
+                Action::Sign(price)
+            ]
+        );
+        // Once the price has its quorum, the third's turn is not needed.
+        let signers = [price.origin, ranking[0], ranking[1]];
+        let signatures: Vec<_> = signers
+            .iter()
+            .map(|address| price.sign(node(seed_of(*address).unwrap()).signer()))
+            .collect();
+        pool.add(&price, &signatures, Moment::now());
+        assert_eq!(
+            third.take_turns(&pool, now + Duration::from_secs(4)),
+            vec![Action::Turn(price, FallbackOutcome::NotNeeded)]
+        );
+        assert_eq!(third.next_turn_due(), None);
+    }
+
+    #[test]
+    fn fallback_turns_are_bounded() {
+        let (now, members) = (Instant::now(), members(6));
+        let pool = pool(&members);
+        // A committee of none: every price is a fallback turn.
+        let mut cosigning = Cosigning::new(settings(0, 2), node(2).address());
+        let prices: Vec<PriceData> = (1..=3)
+            .map(|id| PriceData {
+                id,
+                ..data("3000", OBSERVED)
+            })
+            .collect();
+        assert!(cosigning.heard(prices[0], &members, &pool, now).is_empty());
+        assert!(cosigning.heard(prices[1], &members, &pool, now).is_empty());
+        assert_eq!(
+            cosigning.heard(prices[2], &members, &pool, now),
+            vec![Action::QueueFull(prices[2])]
+        );
+    }
+}

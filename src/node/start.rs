@@ -1,0 +1,146 @@
+//! A node's wiring, in one place: the price feed, the metrics registry, the member set the
+//! validator shares, the network, the operator's HTTP endpoints and the consumers' API, and the
+//! node's own task. Each part is built here and handed what it talks to; nothing else builds
+//! them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inbox, Liveness, Node, NodeSettings, RunningNode, Work};
+use crate::cosign::Cosigning;
+use crate::http::{self, NodeStatus};
+use crate::logging::LogLimiter;
+use crate::membership::Members;
+use crate::metrics::Metrics;
+use crate::network;
+use crate::pool::Pool;
+use crate::price::PriceFeed;
+use crate::store::Store;
+use crate::writer::Writer;
+
+use super::origination::Origination;
+
+/// Starts a node: network, HTTP endpoint (when configured) and the node's task.
+pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<RunningNode> {
+    let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    // Nobody counts until the member list has been read from the database.
+    let initial_members = Arc::new(Members::for_node(settings.trusted_signers.clone()));
+    metrics.members.set(-1);
+    let (members, member_view) = watch::channel(Arc::clone(&initial_members));
+    let (network, gossip, network_task) = network::spawn(
+        settings.identity.keypair(),
+        settings.network.clone(),
+        member_view,
+        metrics.clone(),
+        &mut registry,
+    )?;
+    let registry = Arc::new(registry);
+    let (status_tx, status) = watch::channel(NodeStatus::default());
+    // HTTP outlives the node's own stop, so that /health answers until the end.
+    let http_stop = CancellationToken::new();
+    let (http_addr, http_task) = match settings.http {
+        Some(addr) => {
+            let (bound, task) =
+                serve_http(addr, &settings, &metrics, &status, &registry, &http_stop).await?;
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
+    log::info!(
+        "node {} starting: address {}, peer id {}",
+        settings.name,
+        settings.identity.address(),
+        settings.identity.peer_id()
+    );
+    let (events, _) = broadcast::channel(4096);
+    let (control, controls) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let me = settings.identity.address();
+    let node = Node {
+        me,
+        pool: Pool::new(settings.pool, initial_members),
+        cosigning: Cosigning::new(settings.cosign(), me),
+        origination: Origination::new(feed, &me),
+        writer: Writer::new(
+            settings.lease,
+            settings.pool.min_signers,
+            settings.identity.signer().clone(),
+            metrics.clone(),
+        ),
+        members,
+        network,
+        work: Work::new(shutdown.clone()),
+        shutdown: shutdown.clone(),
+        liveness: Liveness {
+            started: Instant::now(),
+            running_since: None,
+            last_heartbeat_ok: None,
+            last_gossip: None,
+        },
+        metrics,
+        events: events.clone(),
+        status: status_tx,
+        cosign_refusals: LogLimiter::default(),
+        settings,
+    };
+    let inbox = Inbox {
+        gossip,
+        controls,
+        network_task: Some(network_task),
+    };
+    let task = tokio::spawn(node.run(inbox, http_stop, http_task));
+    Ok(RunningNode {
+        http_addr,
+        status,
+        registry,
+        events,
+        control,
+        shutdown,
+        task,
+    })
+}
+
+/// Serves `/health`, `/status`, `/metrics` and the `/v1` API on `addr`.
+async fn serve_http(
+    addr: SocketAddr,
+    settings: &NodeSettings,
+    metrics: &Metrics,
+    status: &watch::Receiver<NodeStatus>,
+    registry: &Arc<Registry>,
+    stop: &CancellationToken,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    // The consumers' API reads through a lazily connected store of its own: it is served from
+    // the start (503 until the database answers), and its readers never take the connections
+    // the heartbeats and the flush need.
+    let api_store = Store::connect_lazy(&settings.db)
+        .await
+        .context("cannot set up the /v1 API's database pool")?
+        .with_metrics(metrics.clone());
+    let api = crate::api::router(crate::api::ApiState {
+        store: api_store,
+        // The first is what `?pair=` defaults to.
+        pairs: settings.feed.pairs,
+        limits: settings.api,
+        stop: stop.clone(),
+    });
+    let (bound, task) = http::serve(
+        addr,
+        status.clone(),
+        Arc::clone(registry),
+        stop.clone(),
+        Some(api),
+    )
+    .await
+    .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+    log::info!("serving /health, /status, /metrics and /v1 on http://{bound}");
+    Ok((bound, task))
+}

@@ -1,0 +1,67 @@
+//! What the node shows of itself: `/status` for people (refreshed about once a second) and the
+//! observations `/health` judges ([`super::health`] holds the rules).
+
+use std::time::Instant;
+
+use super::{Node, health};
+use crate::http::{NodeStatus, Observed};
+use crate::writer::unix_seconds;
+
+impl Node {
+    pub(super) fn refresh_status(&mut self) {
+        let lease = self.writer.lease().clone();
+        let pool = self.pool.counts();
+        self.metrics.pool_pending.set(pool.pending as i64);
+        let last_observations = self
+            .settings
+            .feed
+            .pairs
+            .iter()
+            .filter_map(|pair| {
+                let observation = self.cosigning.latest(pair)?;
+                let observed = Observed {
+                    price: observation.price.to_string(),
+                    observed_at: unix_seconds(observation.at),
+                };
+                Some((pair.name().to_owned(), observed))
+            })
+            .collect();
+        let status = NodeStatus {
+            name: self.settings.name.clone(),
+            address: self.me.to_checksum(None),
+            peer_id: self.network.peer_id().to_string(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.liveness.started.elapsed().as_secs(),
+            listen_addrs: self.listen_addrs(),
+            connected_peers: self.network.connected_peers(),
+            min_peers: self.settings.min_peers,
+            database: self.writer.database_state(),
+            is_writer: lease.is_writer,
+            writer: lease.writer.map(|writer| writer.to_checksum(None)),
+            pool,
+            last_observations,
+            last_stored_id: self.writer.last_stored_id().map(|id| id.to_string()),
+            problems: Vec::new(),
+        };
+        let since = |at: Option<Instant>| at.map(|at| at.elapsed());
+        let liveness = &self.liveness;
+        let observations = health::Observations {
+            connected_peers: status.connected_peers,
+            responsive_peers: self.network.responsive_peers(),
+            min_peers: self.settings.min_peers,
+            database: status.database,
+            since_heartbeat: since(liveness.last_heartbeat_ok.or(liveness.running_since)),
+            heartbeat_interval: self.settings.lease.interval,
+            running_for: since(liveness.running_since),
+            since_fetch: since(self.cosigning.last_observed()),
+            failed_fetches: self.origination.failed_rounds(),
+            since_gossip: since(liveness.last_gossip),
+            price_interval: self.settings.price_interval,
+        };
+        let status = NodeStatus {
+            problems: health::problems(&observations),
+            ..status
+        };
+        self.status.send_replace(status);
+    }
+}

@@ -1,0 +1,463 @@
+//! The signed price, defined once: the fields the normative digest covers, the digest itself,
+//! and EIP-191 signatures over it. The wire messages ([`crate::message`]), the pool, the flush,
+//! the on-chain report and the API all carry these types.
+//!
+//! ```text
+//! DOMAIN = keccak256("price-oracle/v1")
+//! PAIR   = keccak256(pair)                e.g. keccak256("ETH/USD")
+//! digest = keccak256(DOMAIN ‖ PAIR ‖ be32(id) ‖ be32_signed(price_e8) ‖ be32(observed_at))
+//! sig    = secp256k1 over keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), r ‖ s ‖ v
+//! ```
+//!
+//! That is `abi.encode(bytes32, bytes32, uint64, int256, uint64)`, so a contract verifies a
+//! signature with `ECDSA.recover(MessageHashUtils.toEthSignedMessageHash(digest), sig)`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use alloy_primitives::{Address, B256, Signature, U256, b256, keccak256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::pair::Pair;
+use crate::price::UsdPrice;
+
+/// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
+pub const DOMAIN_HASH: B256 =
+    b256!("0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d");
+
+/// `keccak256("ETH/USD")`, the PAIR word of the test vector.
+pub const PAIR_HASH: B256 = Pair::EthUsd.hash();
+
+/// Half the secp256k1 group order: signatures with a larger `s` are malleable copies (EIP-2).
+const SECP256K1_HALF_ORDER: U256 = U256::from_be_bytes(
+    b256!("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0").0,
+);
+
+/// The normative digest of a price (see the module docs).
+pub fn price_digest(pair: Pair, id: u64, price: UsdPrice, observed_at: u64) -> B256 {
+    let mut input = [0u8; 160];
+    input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+    input[32..64].copy_from_slice(pair.hash().as_slice());
+    input[88..96].copy_from_slice(&id.to_be_bytes());
+    input[96..128].copy_from_slice(&int256_be(price.e8()));
+    input[152..160].copy_from_slice(&observed_at.to_be_bytes());
+    keccak256(input)
+}
+
+/// `int256` big-endian, two's complement: an `i64` sign-extended to 32 bytes.
+fn int256_be(value: i64) -> [u8; 32] {
+    let mut word = [if value < 0 { 0xff } else { 0 }; 32];
+    word[24..].copy_from_slice(&value.to_be_bytes());
+    word
+}
+
+/// A 65-byte `r ‖ s ‖ v` signature, `v ∈ {27, 28}`; on the wire `0x` + 130 lowercase hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EthSignature([u8; 65]);
+
+/// Why a signature does not count.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("v must be 27 or 28, got {0}")]
+    BadV(u8),
+    #[error("s is in the upper half of the curve order (malleable signature)")]
+    HighS,
+    #[error("signature does not recover to a public key")]
+    Unrecoverable,
+    #[error("signature recovers to {recovered}, not to its claimed signer {claimed}")]
+    WrongSigner {
+        claimed: Address,
+        recovered: Address,
+    },
+}
+
+impl EthSignature {
+    /// Signs `digest` the EIP-191 way (`personal_sign` of the 32 digest bytes).
+    pub fn sign(signer: &PrivateKeySigner, digest: B256) -> Self {
+        // The local k256 signer cannot fail on a 32-byte prehash; a failure would be a bug.
+        let signature = signer
+            .sign_message_sync(digest.as_slice())
+            .unwrap_or_else(|err| unreachable!("local secp256k1 signing failed: {err}"));
+        Self(signature.as_bytes())
+    }
+
+    /// Recovers the address that signed `digest`; refuses odd `v` values and high `s`.
+    pub fn recover(&self, digest: B256) -> Result<Address, SignatureError> {
+        let v = self.0[64];
+        if v != 27 && v != 28 {
+            return Err(SignatureError::BadV(v));
+        }
+        let signature = Signature::from_raw_array(&self.0).map_err(|_| SignatureError::BadV(v))?;
+        if signature.s() > SECP256K1_HALF_ORDER {
+            return Err(SignatureError::HighS);
+        }
+        // libsecp256k1 (C) recovers several times faster than the pure-Rust k256, and every
+        // node recovers every signature it receives.
+        let public = signature
+            .recover_from_msg_secp256k1(digest.as_slice())
+            .map_err(|_| SignatureError::Unrecoverable)?;
+        Ok(Address::from_raw_public_key(
+            &public.serialize_uncompressed()[1..],
+        ))
+    }
+
+    /// The 65 bytes as given; [`EthSignature::recover`] checks them.
+    pub fn from_bytes(bytes: [u8; 65]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 65] {
+        &self.0
+    }
+}
+
+impl fmt::Display for EthSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{}", alloy_primitives::hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for EthSignature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EthSignature({self})")
+    }
+}
+
+impl FromStr for EthSignature {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let hex = text
+            .strip_prefix("0x")
+            .ok_or("a signature is 0x followed by 130 hex characters")?;
+        if hex.len() != 130 {
+            return Err(format!(
+                "a signature has 130 hex characters, got {}",
+                hex.len()
+            ));
+        }
+        let mut bytes = [0u8; 65];
+        alloy_primitives::hex::decode_to_slice(hex, &mut bytes)
+            .map_err(|err| format!("signature is not hex: {err}"))?;
+        Ok(Self(bytes))
+    }
+}
+
+impl Serialize for EthSignature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EthSignature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One signer's signature over a price digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureEntry {
+    #[serde(with = "checksummed_address")]
+    pub signer: Address,
+    pub signature: EthSignature,
+}
+
+impl SignatureEntry {
+    /// Signs `digest` as `signer`.
+    pub fn sign(signer: &PrivateKeySigner, digest: B256) -> Self {
+        Self {
+            signer: signer.address(),
+            signature: EthSignature::sign(signer, digest),
+        }
+    }
+
+    /// Checks that the signature over `digest` recovers to the claimed signer.
+    pub fn verify(&self, digest: B256) -> Result<(), SignatureError> {
+        let recovered = self.signature.recover(digest)?;
+        if recovered == self.signer {
+            Ok(())
+        } else {
+            Err(SignatureError::WrongSigner {
+                claimed: self.signer,
+                recovered,
+            })
+        }
+    }
+}
+
+/// What a price signature covers — the pair, the id, the price and when it was observed — and
+/// whose price it is. On the wire (inside every price and attestation message):
+///
+/// ```json
+/// {"id":"1234567890123456","pair":"ETH/USD","price":"3124.56789000","observed_at":1763700000,
+///  "origin":"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"}
+/// ```
+///
+/// `id` is a decimal string because ids exceed 2⁵³ and JavaScript verifiers would round a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PriceData {
+    #[serde(with = "id_as_string")]
+    pub id: u64,
+    pub pair: Pair,
+    pub price: UsdPrice,
+    /// Unix seconds at which the origin fetched the price.
+    pub observed_at: u64,
+    /// The node that fetched the price; its signature is always among a stored price's.
+    #[serde(with = "checksummed_address")]
+    pub origin: Address,
+}
+
+impl PriceData {
+    /// The normative digest every signature of this price covers.
+    pub fn digest(&self) -> B256 {
+        price_digest(self.pair, self.id, self.price, self.observed_at)
+    }
+
+    /// `signer`'s signature over this price.
+    pub fn sign(&self, signer: &PrivateKeySigner) -> SignatureEntry {
+        SignatureEntry::sign(signer, self.digest())
+    }
+}
+
+/// A price with signatures over it: what the pool hands to the flush, what a stored row is read
+/// back into, what the on-chain report and the API are built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedPrice {
+    pub data: PriceData,
+    pub signatures: Vec<SignatureEntry>,
+}
+
+impl SignedPrice {
+    /// Checks that every signature recovers to its claimed signer over the price's digest; the
+    /// first that does not is returned with its signer.
+    pub fn verify(&self) -> Result<(), (Address, SignatureError)> {
+        let digest = self.data.digest();
+        self.signatures
+            .iter()
+            .try_for_each(|entry| entry.verify(digest).map_err(|err| (entry.signer, err)))
+    }
+
+    /// Whether the origin's own signature is among the signatures.
+    pub fn origin_signed(&self) -> bool {
+        self.signatures
+            .iter()
+            .any(|entry| entry.signer == self.data.origin)
+    }
+
+    /// The signers, in the order of the signatures.
+    pub fn signers(&self) -> impl Iterator<Item = Address> + '_ {
+        self.signatures.iter().map(|entry| entry.signer)
+    }
+}
+
+/// Addresses as EIP-55 text: the form `oracle keygen` prints and people compare by eye.
+/// Input in any case is accepted.
+pub(crate) mod checksummed_address {
+    use alloy_primitives::Address;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(address: &Address, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(address)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Address, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        if !text.starts_with("0x") || text.len() != 42 {
+            return Err(serde::de::Error::custom(
+                "an address is 0x followed by 40 hex characters",
+            ));
+        }
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses an id: canonical decimal (no sign, no leading zeros, so one id has one spelling) and
+/// below 2⁶³, as ids are stored in a positive BIGINT.
+pub(crate) fn parse_id(text: &str) -> Result<u64, &'static str> {
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text.len() == 1 || !text.starts_with('0'));
+    if !canonical {
+        return Err("id must be a decimal string");
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|id| i64::try_from(*id).is_ok())
+        .ok_or("id must be below 2^63")
+}
+
+pub(crate) mod id_as_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(id: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        super::parse_id(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use alloy_primitives::I256;
+
+    const VECTOR_KEY: [u8; 32] =
+        alloy_primitives::hex!("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318");
+    const VECTOR_ID: u64 = 1_234_567_890_123_456;
+    const VECTOR_PRICE_E8: i64 = 312_456_789_000;
+    const VECTOR_OBSERVED_AT: u64 = 1_763_700_000;
+    const VECTOR_DIGEST: B256 =
+        b256!("0xdd6a7f59cad3b60997cc7a546a94d05957e9b6d8d5b530b49baab4ee2a968a02");
+    const VECTOR_SIGNATURE: &str = "0xef40f898a0a03afabeb62c43d08626fa6e6fe4c1d4f1fa9158614c61ef1f96fc5f626da19ed8a030971217620263d09966d9c9c514b3684eb7586f20a0c960881c";
+
+    fn vector_identity() -> Identity {
+        Identity::from_secret(&VECTOR_KEY).unwrap()
+    }
+
+    fn vector_data() -> PriceData {
+        PriceData {
+            pair: Pair::EthUsd,
+            id: VECTOR_ID,
+            price: UsdPrice::from_e8(VECTOR_PRICE_E8).unwrap(),
+            observed_at: VECTOR_OBSERVED_AT,
+            origin: vector_identity().address(),
+        }
+    }
+
+    #[test]
+    fn constants_are_the_hashes_they_claim() {
+        assert_eq!(keccak256("price-oracle/v1"), DOMAIN_HASH);
+        assert_eq!(keccak256("ETH/USD"), PAIR_HASH);
+        let order = U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        assert_eq!(SECP256K1_HALF_ORDER, order >> 1);
+    }
+
+    #[test]
+    fn normative_test_vector() {
+        let data = vector_data();
+        assert_eq!(data.price.to_string(), "3124.56789000");
+        assert_eq!(
+            price_digest(Pair::EthUsd, VECTOR_ID, data.price, VECTOR_OBSERVED_AT),
+            VECTOR_DIGEST
+        );
+        assert_eq!(data.digest(), VECTOR_DIGEST);
+        let entry = data.sign(vector_identity().signer());
+        assert_eq!(entry.signature.to_string(), VECTOR_SIGNATURE);
+        assert_eq!(
+            entry.signer.to_checksum(None),
+            "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
+        );
+        let parsed: EthSignature = VECTOR_SIGNATURE.parse().unwrap();
+        assert_eq!(parsed.as_bytes(), entry.signature.as_bytes());
+        assert_eq!(parsed.recover(VECTOR_DIGEST).unwrap(), entry.signer);
+    }
+
+    #[test]
+    fn digest_is_abi_encode_of_the_five_words() {
+        // Independent construction: five 32-byte words, the int256 sign-extended.
+        let negative = -5i64;
+        let mut words = Vec::new();
+        words.extend_from_slice(DOMAIN_HASH.as_slice());
+        words.extend_from_slice(PAIR_HASH.as_slice());
+        words.extend_from_slice(&U256::from(7u64).to_be_bytes::<32>());
+        words.extend_from_slice(&I256::try_from(negative).unwrap().to_be_bytes::<32>());
+        words.extend_from_slice(&U256::from(9u64).to_be_bytes::<32>());
+        let mut input = [0u8; 160];
+        input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+        input[32..64].copy_from_slice(PAIR_HASH.as_slice());
+        input[88..96].copy_from_slice(&7u64.to_be_bytes());
+        input[96..128].copy_from_slice(&int256_be(negative));
+        input[152..160].copy_from_slice(&9u64.to_be_bytes());
+        assert_eq!(words, input);
+        // And the positive vector price lands in the low bytes of its word.
+        assert_eq!(
+            int256_be(VECTOR_PRICE_E8),
+            I256::try_from(VECTOR_PRICE_E8).unwrap().to_be_bytes::<32>()
+        );
+    }
+
+    #[test]
+    fn every_field_changes_the_digest() {
+        let digest = |pair, id, e8, at| price_digest(pair, id, UsdPrice::from_e8(e8).unwrap(), at);
+        let base = digest(Pair::EthUsd, 1, 2, 3);
+        assert_ne!(base, digest(Pair::BtcUsd, 1, 2, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 9, 2, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 1, 9, 3));
+        assert_ne!(base, digest(Pair::EthUsd, 1, 2, 9));
+    }
+
+    #[test]
+    fn rejects_bad_v_high_s_and_garbage_signatures() {
+        let digest = VECTOR_DIGEST;
+        let good = *vector_data()
+            .sign(vector_identity().signer())
+            .signature
+            .as_bytes();
+
+        let mut bad_v = good;
+        bad_v[64] = 1;
+        assert_eq!(
+            EthSignature(bad_v).recover(digest),
+            Err(SignatureError::BadV(1))
+        );
+
+        // (r, n − s, v flipped) is the same signature in its malleable form.
+        let order = U256::from_str_radix(
+            "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
+            16,
+        )
+        .unwrap();
+        let s = U256::from_be_slice(&good[32..64]);
+        let mut high_s = good;
+        high_s[32..64].copy_from_slice(&(order - s).to_be_bytes::<32>());
+        high_s[64] = if good[64] == 27 { 28 } else { 27 };
+        assert_eq!(
+            EthSignature(high_s).recover(digest),
+            Err(SignatureError::HighS)
+        );
+
+        let mut zeros = [0u8; 65];
+        zeros[64] = 27;
+        assert_eq!(
+            EthSignature(zeros).recover(digest),
+            Err(SignatureError::Unrecoverable)
+        );
+    }
+
+    #[test]
+    fn a_signed_price_names_the_signature_that_does_not_verify() {
+        let data = vector_data();
+        let others: Vec<Identity> = (1..=2u8)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect();
+        let mut signed = SignedPrice {
+            data,
+            signatures: vec![
+                data.sign(vector_identity().signer()),
+                data.sign(others[0].signer()),
+            ],
+        };
+        assert_eq!(signed.verify(), Ok(()));
+        assert!(signed.origin_signed());
+        signed.signatures[1].signer = others[1].address();
+        assert!(matches!(
+            signed.verify(),
+            Err((signer, SignatureError::WrongSigner { .. })) if signer == others[1].address()
+        ));
+        signed.signatures.remove(0);
+        assert!(!signed.origin_signed());
+    }
+}

@@ -1,0 +1,557 @@
+//! The shared test harness (feature `test-util`): what the integration tests, the benches and
+//! `cluster-bench` build networks and databases from, defined once.
+//!
+//! - [`TestDb`]: a PostgreSQL database of its own, dropped when the value is.
+//! - [`node_settings`]: a node with intervals of seconds on 127.0.0.1, a mock exchange as its
+//!   only source; callers change the fields a test is about.
+//! - [`Peer`]: a network-only peer — a bootstrap node, or an attacker speaking raw gossip.
+//! - [`TestNode`]: a running node with its address and metrics.
+//! - [`wait_for`] and [`holds_for`]: a condition awaited with a deadline, or held for a window —
+//!   never a fixed sleep followed by an assertion.
+//! - [`writer_store`] and [`verified_batch`]: a database with members and a writer, and signed
+//!   prices ready for its flush.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use libp2p::Multiaddr;
+use prometheus_client::registry::Registry;
+use rust_decimal::Decimal;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
+use tokio::task::JoinHandle;
+
+use crate::cosign::CommitteeSettings;
+use crate::id::IdGenerator;
+use crate::identity::Identity;
+use crate::membership::Members;
+use crate::message::PriceMessage;
+use crate::metrics::Metrics;
+use crate::mock_exchange::{MockExchange, MockSettings};
+use crate::network::validation::ValidationSettings;
+use crate::network::{self, NetworkHandle, NetworkSettings};
+use crate::node::{self, NodeSettings, RunningNode};
+use crate::pair::{Pair, PairSet};
+use crate::pool::{PoolSettings, VerifiedPrice};
+use crate::price::{FeedSettings, Source, UsdPrice};
+use crate::signed::{PriceData, SignatureEntry, SignedPrice};
+use crate::store::lease::Participant;
+use crate::store::reports::StoredPrice;
+use crate::store::{DatabaseUrl, DbSettings, Store};
+use crate::writer::LeaseSettings;
+
+/// Observation times of test prices: `EPOCH + id`, in November 2025.
+pub const EPOCH: u64 = 1_763_700_000;
+
+/// What test nodes accept: a minute of age, five seconds of clock skew.
+pub const VALIDATION: ValidationSettings = ValidationSettings {
+    max_age: Duration::from_secs(60),
+    max_future_skew: Duration::from_secs(5),
+    max_origin_rate: 60,
+    pairs: PairSet::only(Pair::EthUsd),
+};
+
+/// The key of test node `seed` (the same seed, the same node, in every test).
+pub fn identity(seed: u8) -> Identity {
+    Identity::from_secret(&[seed; 32]).unwrap_or_else(|_| unreachable!("a nonzero seed is a key"))
+}
+
+/// The addresses of test nodes `seeds`.
+pub fn addresses(seeds: impl IntoIterator<Item = u8>) -> Vec<Address> {
+    seeds
+        .into_iter()
+        .map(|seed| identity(seed).address())
+        .collect()
+}
+
+/// Any free port on 127.0.0.1.
+pub fn loopback() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .unwrap_or_else(|_| unreachable!("a valid multiaddr"))
+}
+
+/// The mock exchange on a free port, quoting every pair steadily at `price` (ETH/USD; the
+/// others in proportion).
+pub async fn mock_exchange(price: &str) -> MockExchange {
+    let price = UsdPrice::parse_quote(price).expect("a test price");
+    MockExchange::start(
+        "127.0.0.1:0".parse().expect("an address"),
+        MockSettings::steady(price),
+    )
+    .await
+    .expect("the mock exchange starts")
+}
+
+/// Test price `id`: 3000 USD plus `id` units of 10⁻⁸, observed at `EPOCH + id`.
+pub fn price_data(id: u64, origin: Address) -> PriceData {
+    PriceData {
+        pair: Pair::EthUsd,
+        id,
+        price: price_of(id),
+        observed_at: EPOCH + id,
+        origin,
+    }
+}
+
+/// The price of test price `id`.
+pub fn price_of(id: u64) -> UsdPrice {
+    UsdPrice::from_e8(300_000_000_000 + id as i64).expect("a valid price")
+}
+
+/// A price `identity` could have originated at `at` (a proper id in its own id space).
+pub fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage {
+    let machine = IdGenerator::machine_id_from_address(&identity.address());
+    let id = IdGenerator::new(machine)
+        .next_id_at(at)
+        .expect("a time after the id epoch");
+    let data = PriceData {
+        pair: Pair::EthUsd,
+        id,
+        price: UsdPrice::parse_quote(usd).expect("a test price"),
+        observed_at: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        origin: identity.address(),
+    };
+    PriceMessage::originate(data, identity.signer())
+}
+
+/// Node `seed` of a test network: short intervals (heartbeats every 200 ms, a 1 s flush
+/// delay), one price per hour unless asked for, three peers and three signers, the mock
+/// exchange as its one source.
+pub fn node_settings(
+    seed: u8,
+    bootstrap: &Multiaddr,
+    exchange: &MockExchange,
+    db: &DbSettings,
+) -> NodeSettings {
+    let mut settings = NodeSettings {
+        name: format!("node{seed}"),
+        network: NetworkSettings::with_default_limits(
+            vec![loopback()],
+            vec![bootstrap.clone()],
+            VALIDATION,
+        ),
+        min_peers: 3,
+        pool: PoolSettings {
+            min_signers: 3,
+            flush_delay: Duration::from_secs(1),
+            max_age: VALIDATION.max_age,
+            retention: Duration::from_secs(600),
+            max_pending_per_signer: 64,
+        },
+        price_interval: Duration::from_secs(3600),
+        max_deviation: Decimal::new(1, 2),
+        lease: LeaseSettings {
+            interval: Duration::from_millis(200),
+            lease: Duration::from_millis(600),
+            term: Duration::from_secs(5),
+            warm_up: Duration::from_secs(1),
+        },
+        feed: FeedSettings {
+            pairs: VALIDATION.pairs,
+            endpoints: Vec::new(),
+            min_sources: 1,
+            timeout: Duration::from_secs(2),
+            retries: 1,
+            backoff: Duration::from_millis(50),
+        },
+        db: db.clone(),
+        migrate: true,
+        http: None,
+        api: Default::default(),
+        trusted_signers: None,
+        register: false,
+        max_cosign_queue: 256,
+        committee: CommitteeSettings::for_quorum(3, Duration::from_secs(2)),
+        identity: identity(seed),
+    };
+    settings.fetch_from(exchange);
+    settings
+}
+
+impl NodeSettings {
+    /// Signs `pairs` (and accepts them from peers).
+    pub fn sign_pairs(&mut self, pairs: PairSet) {
+        self.feed.pairs = pairs;
+        self.network.validation.pairs = pairs;
+    }
+
+    /// Fetches its prices from `exchange` only.
+    pub fn fetch_from(&mut self, exchange: &MockExchange) {
+        let url = exchange
+            .base_url()
+            .parse()
+            .expect("the mock exchange's URL");
+        self.feed.endpoints = vec![(Source::Coinbase, url)];
+    }
+}
+
+/// A running test node.
+pub struct TestNode {
+    pub address: Address,
+    pub metrics: Metrics,
+    pub node: RunningNode,
+}
+
+impl TestNode {
+    pub async fn start(settings: NodeSettings) -> Self {
+        let metrics = Metrics::default();
+        let address = settings.identity.address();
+        let node = node::start(settings, metrics.clone())
+            .await
+            .expect("the node starts");
+        Self {
+            address,
+            metrics,
+            node,
+        }
+    }
+
+    /// Stops the node, which must not have stopped on its own, within 10 s.
+    pub async fn stop(self) {
+        assert!(
+            !self.node.is_stopping(),
+            "node {} stopped on its own",
+            self.address
+        );
+        tokio::time::timeout(Duration::from_secs(10), self.node.stop())
+            .await
+            .expect("the node stops within 10 s")
+            .expect("the node stops cleanly");
+    }
+}
+
+/// Stops every node (see [`TestNode::stop`]).
+pub async fn stop_all(nodes: Vec<TestNode>) {
+    futures::future::join_all(nodes.into_iter().map(TestNode::stop)).await;
+}
+
+/// The nodes' addresses.
+pub fn addresses_of(nodes: &[TestNode]) -> Vec<Address> {
+    nodes.iter().map(|node| node.address).collect()
+}
+
+/// The sum of a counter over `nodes`.
+pub fn total(nodes: &[TestNode], counter: impl Fn(&Metrics) -> u64) -> u64 {
+    nodes.iter().map(|node| counter(&node.metrics)).sum()
+}
+
+/// A network-only peer: a bootstrap node, or an attacker speaking raw gossip.
+pub struct Peer {
+    pub identity: Identity,
+    pub handle: NetworkHandle,
+    pub metrics: Metrics,
+    pub task: JoinHandle<()>,
+}
+
+impl Peer {
+    /// Peer `seed` on a free port, joining through `bootstrap`: a relay without a member list,
+    /// like a bootstrap node without `--trusted-signers`. Returns it and its address.
+    pub async fn start(seed: u8, bootstrap: Vec<Multiaddr>) -> (Self, Multiaddr) {
+        Self::start_with(seed, bootstrap, |_| {}).await
+    }
+
+    /// The same, with its settings changed by `customize` first.
+    pub async fn start_with(
+        seed: u8,
+        bootstrap: Vec<Multiaddr>,
+        customize: impl FnOnce(&mut NetworkSettings),
+    ) -> (Self, Multiaddr) {
+        let identity = identity(seed);
+        let mut settings = NetworkSettings::with_default_limits(
+            vec![loopback()],
+            bootstrap,
+            ValidationSettings {
+                pairs: PairSet::ALL,
+                ..VALIDATION
+            },
+        );
+        customize(&mut settings);
+        let members = tokio::sync::watch::channel(Arc::new(Members::open())).1;
+        let metrics = Metrics::default();
+        let (mut handle, events, task) = network::spawn(
+            identity.keypair(),
+            settings,
+            members,
+            metrics.clone(),
+            &mut Registry::default(),
+        )
+        .expect("the peer's network starts");
+        drop(events);
+        let addr = handle.wait_for_listen_addrs().await.remove(0);
+        let peer = Self {
+            identity,
+            handle,
+            metrics,
+            task,
+        };
+        (peer, addr)
+    }
+}
+
+/// Waits until `check` holds, polling every 100 ms; fails the test after `limit`.
+pub async fn wait_for(what: &str, limit: Duration, check: impl AsyncFnMut() -> bool) {
+    if let Err(err) = wait_until(what, Instant::now() + limit, check).await {
+        panic!("{err}");
+    }
+}
+
+/// Waits until `check` holds, polling every 100 ms; an error once `deadline` has passed.
+pub async fn wait_until(
+    what: &str,
+    deadline: Instant,
+    mut check: impl AsyncFnMut() -> bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while !check().await {
+        if Instant::now() > deadline {
+            anyhow::bail!("timed out after {:?} waiting for {what}", started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+/// Checks that `check` holds throughout `window`, polling every 100 ms: for what must *not*
+/// happen (no extra row, no second message), which no deadline can prove.
+pub async fn holds_for(what: &str, window: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    loop {
+        assert!(
+            check().await,
+            "{what} stopped holding after {:?}",
+            started.elapsed()
+        );
+        if started.elapsed() >= window {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The server tests use: `TEST_DATABASE_URL`, else `DATABASE_URL`, else the local default.
+pub fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own for one test (or one benchmark run), dropped when the value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    server: String,
+}
+
+impl TestDb {
+    /// A fresh database on the test server ([`server_url`]).
+    pub async fn create(label: &str) -> Self {
+        Self::create_on(&server_url(), label)
+            .await
+            .expect("the test PostgreSQL answers (run scripts/db.sh)")
+    }
+
+    /// A fresh database on `server`.
+    pub async fn create_on(server: &str, label: &str) -> anyhow::Result<Self> {
+        let name = format!("oracle_test_{label}_{:08x}", rand::random::<u32>());
+        let admin = Database::connect(server).await.map_err(|err| {
+            anyhow::anyhow!(
+                "cannot reach PostgreSQL at {}: {err}",
+                DatabaseUrl::new(server)
+            )
+        })?;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        let _ = admin.close().await;
+        let mut url = reqwest::Url::parse(server)?;
+        url.set_path(&name);
+        Ok(Self {
+            name,
+            url: url.to_string(),
+            server: server.to_owned(),
+        })
+    }
+
+    pub fn settings(&self) -> DbSettings {
+        settings_for(&self.url)
+    }
+
+    /// A plain connection for the test's own checks.
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url).await.expect("connect test db")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Drop runs inside the test's runtime, which cannot be blocked on; use a thread.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(admin) = Database::connect(server).await {
+                    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = admin.execute_unprepared(&drop).await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Test settings for the database at `url`: four connections, 2 s per call.
+pub fn settings_for(url: &str) -> DbSettings {
+    DbSettings {
+        url: DatabaseUrl::new(url),
+        pool_size: 4,
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// A stored row and the signed price it records.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub row: StoredPrice,
+    pub signed: SignedPrice,
+}
+
+impl Stored {
+    pub fn id(&self) -> u64 {
+        self.signed.data.id
+    }
+
+    /// Whether `signer` signed it.
+    pub fn signed_by(&self, signer: &Address) -> bool {
+        self.signed.signers().any(|known| known == *signer)
+    }
+}
+
+/// Every stored row, by id, read back the one way the API and `oracle verify` read it.
+pub async fn stored(conn: &DatabaseConnection) -> Vec<Stored> {
+    entity::prices::Entity::find()
+        .order_by_asc(entity::prices::Column::Id)
+        .all(conn)
+        .await
+        .expect("read prices")
+        .into_iter()
+        .map(|row| {
+            let signed = SignedPrice::try_from(&row).expect("a stored row reads back");
+            Stored { row, signed }
+        })
+        .collect()
+}
+
+/// Every row: at least `min_signers` distinct signers whose signatures recover against the
+/// normative digest, `signer_count` right, the origin among the signers, written by one of
+/// `writers`.
+pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Address]) {
+    for stored in rows {
+        let id = stored.id();
+        let signers: std::collections::HashSet<Address> = stored.signed.signers().collect();
+        assert_eq!(
+            signers.len(),
+            stored.signed.signatures.len(),
+            "row {id}: a signer twice"
+        );
+        assert!(
+            signers.len() >= min_signers,
+            "row {id} has {} signers",
+            signers.len()
+        );
+        assert_eq!(stored.row.signer_count as usize, signers.len(), "row {id}");
+        stored.signed.verify().expect("every signature verifies");
+        assert!(
+            stored.signed.origin_signed(),
+            "row {id}: the origin did not sign"
+        );
+        let writer: Address = stored
+            .row
+            .written_by
+            .parse()
+            .expect("written_by is an address");
+        assert!(writers.contains(&writer), "row {id} written by {writer}");
+    }
+}
+
+/// Migrates the database, makes test nodes 1..=3 members since before the test prices'
+/// observation times, and makes node 1 the writer. Returns the store and the writer.
+pub async fn writer_store(db: &TestDb) -> (Store, Participant) {
+    Store::migrate(&db.settings()).await.expect("migrate");
+    let store = Store::connect(&db.settings()).await.expect("connect");
+    for seed in 1..=3 {
+        store
+            .add_signer(&identity(seed).address(), &format!("node{seed}"))
+            .await
+            .expect("add signer");
+    }
+    // The test prices are observed in 2025: their signers were members then.
+    db.connect()
+        .await
+        .execute_unprepared("UPDATE signers SET added_at = '2025-01-01T00:00:00Z'")
+        .await
+        .expect("backdate the members");
+    let writer = participant(1);
+    store
+        .heartbeat(&writer, Duration::ZERO)
+        .await
+        .expect("heartbeat");
+    (store, writer)
+}
+
+/// Test node `seed` as the heartbeat table knows it.
+pub fn participant(seed: u8) -> Participant {
+    let identity = identity(seed);
+    Participant {
+        address: identity.address(),
+        name: format!("node{seed}"),
+        peer_id: identity.peer_id().to_string(),
+        listen_addrs: Vec::new(),
+    }
+}
+
+/// How a test batch is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// Every price by every signer over its own digest: what a verifier checks.
+    Genuine,
+    /// One placeholder signature per signer, reused for every price: the store does not verify
+    /// signatures (the network layer does), and signing thousands would only slow tests down.
+    Placeholder,
+}
+
+/// Test prices `ids` ([`price_data`]) from the first of `signers`, signed by all of them,
+/// verified just now.
+pub fn verified_batch(
+    ids: impl IntoIterator<Item = u64>,
+    signers: &[Identity],
+    signing: Signing,
+) -> Vec<VerifiedPrice> {
+    let origin = signers.first().map(Identity::address).unwrap_or_default();
+    let placeholders: Vec<SignatureEntry> = signers
+        .iter()
+        .map(|signer| SignatureEntry::sign(signer.signer(), Default::default()))
+        .collect();
+    ids.into_iter()
+        .map(|id| {
+            let data = price_data(id, origin);
+            let signatures = match signing {
+                Signing::Genuine => signers
+                    .iter()
+                    .map(|signer| data.sign(signer.signer()))
+                    .collect(),
+                Signing::Placeholder => placeholders.clone(),
+            };
+            VerifiedPrice {
+                signed: SignedPrice { data, signatures },
+                last_signed: SystemTime::now(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,304 @@
+//! The writer: the one node that stores verified prices. Everything about it is here — the
+//! heartbeats that keep (or hand over) the lease, when to flush, what a flush's outcome means,
+//! whose stored notices to believe, and the flush of a stopping node. The SQL is
+//! [`crate::store::lease`]'s and [`crate::store::prices`]'s.
+//!
+//! - [`heartbeat`]: the heartbeat loop, and the lease's settings.
+//! - `duties`: the lease as the heartbeats see it; whether a flush may start.
+//!
+//! A flush runs in the node's background work ([`Writer::flush_due`] hands out the future, the
+//! node runs it and brings the outcome back to [`Writer::flushed`]), so the node's loop never
+//! waits for the database. When to flush: every verified price whose last signature is at
+//! least `--flush-delay` old ([`crate::pool::Pool::due`]), by the writer only, one flush at a
+//! time.
+
+mod duties;
+pub mod heartbeat;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use alloy_primitives::Address;
+use alloy_signer_local::PrivateKeySigner;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::http::DatabaseState;
+use crate::membership::{MemberList, MemberRefresh};
+use crate::message::StoredNotice;
+use crate::metrics::{FlushResult, Metrics};
+use crate::pair::Pair;
+use crate::pool::{Moment, Pool, VerifiedPrice};
+use crate::store::lease::Participant;
+use crate::store::prices::FlushOutcome;
+use crate::store::{Store, StoreError};
+use duties::WriterDuties;
+pub use heartbeat::{LeaseSettings, LeaseState};
+
+/// A flush that ran: the pair of each price in its batch, and what the database said.
+#[derive(Debug)]
+pub struct Flush {
+    batch: HashMap<u64, Pair>,
+    result: Result<FlushOutcome, StoreError>,
+}
+
+/// The writer's side of a node.
+#[derive(Debug)]
+pub struct Writer {
+    lease_settings: LeaseSettings,
+    min_signers: usize,
+    signer: PrivateKeySigner,
+    metrics: Metrics,
+    store: Option<Store>,
+    duties: WriterDuties,
+    heartbeats: Option<JoinHandle<()>>,
+    last_stored_id: Option<u64>,
+}
+
+impl Writer {
+    /// A writer that signs its stored notices with `signer`.
+    pub fn new(
+        lease_settings: LeaseSettings,
+        min_signers: usize,
+        signer: PrivateKeySigner,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            lease_settings,
+            min_signers,
+            signer,
+            metrics,
+            store: None,
+            duties: WriterDuties::default(),
+            heartbeats: None,
+            last_stored_id: None,
+        }
+    }
+
+    fn me(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// The database is connected.
+    pub fn connected(&mut self, store: Store) {
+        self.store = Some(store.with_metrics(self.metrics.clone()));
+    }
+
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// The database as `/health` reports it.
+    pub fn database_state(&self) -> DatabaseState {
+        match &self.store {
+            None => DatabaseState::NotConnected,
+            Some(store) if store.is_healthy() => DatabaseState::Ok,
+            Some(_) => DatabaseState::Failing,
+        }
+    }
+
+    /// Starts heartbeating as `me` (the store is connected by now) until `shutdown`; returns
+    /// what each heartbeat sees and the member lists they read.
+    pub fn start_heartbeats(
+        &mut self,
+        me: Participant,
+        shutdown: CancellationToken,
+    ) -> (watch::Receiver<LeaseState>, watch::Receiver<MemberList>) {
+        let (states_tx, states) = watch::channel(LeaseState::default());
+        let (refresh, lists) = MemberRefresh::new();
+        if let Some(store) = self.store.clone() {
+            self.heartbeats = Some(tokio::spawn(heartbeat::run(
+                store,
+                me,
+                self.lease_settings,
+                states_tx,
+                refresh,
+                self.metrics.clone(),
+                shutdown.cancelled_owned(),
+            )));
+        }
+        (states, lists)
+    }
+
+    /// What a heartbeat saw.
+    pub fn on_heartbeat(&mut self, state: LeaseState) {
+        self.duties.on_heartbeat(state);
+    }
+
+    pub fn lease(&self) -> &LeaseState {
+        self.duties.lease()
+    }
+
+    /// Whether a stored notice from `writer` is to be believed: only writers our own
+    /// heartbeats have seen hold the lease.
+    pub fn believes(&self, writer: &Address) -> bool {
+        self.duties.believes(writer)
+    }
+
+    /// The newest id this node has stored.
+    pub fn last_stored_id(&self) -> Option<u64> {
+        self.last_stored_id
+    }
+
+    /// The flush to run now, if this node holds the lease and prices are due. The caller runs
+    /// one at a time and hands the outcome to [`Writer::flushed`].
+    pub fn flush_due(
+        &self,
+        pool: &Pool,
+        now: Moment,
+    ) -> Option<impl Future<Output = Flush> + Send + 'static> {
+        let store = self.store.clone()?;
+        if !self.duties.may_flush() {
+            return None;
+        }
+        let due = pool.due(now);
+        if due.is_empty() {
+            return None;
+        }
+        let (me, min_signers) = (self.me(), self.min_signers);
+        Some(async move {
+            let batch = pairs_by_id(&due);
+            let result = store.flush(&me, &due, min_signers).await;
+            Flush { batch, result }
+        })
+    }
+
+    /// Applies a flush's outcome: what is stored leaves the pool. Returns the signed notices
+    /// that tell the network which ids are stored.
+    pub fn flushed(&mut self, flush: Flush, pool: &mut Pool) -> Vec<StoredNotice> {
+        let Flush { batch, result } = flush;
+        self.duties.flush_finished(&result);
+        let outcome = match &result {
+            Ok(FlushOutcome::Flushed(_)) => FlushResult::Stored,
+            Ok(FlushOutcome::NotWriter { .. }) => FlushResult::Refused,
+            Err(_) => FlushResult::Failed,
+        };
+        self.metrics.flushed(outcome).inc();
+        let flushed = match result {
+            Ok(FlushOutcome::Flushed(flushed)) => flushed,
+            Ok(FlushOutcome::NotWriter { writer }) => {
+                log::debug!("lost the lease before flushing (writer now {writer:?})");
+                return Vec::new();
+            }
+            Err(err) => {
+                log::warn!(
+                    "storing {} verified prices failed; they stay in memory and are retried: {err}",
+                    batch.len()
+                );
+                return Vec::new();
+            }
+        };
+        for id in &flushed.inserted {
+            if let Some(pair) = batch.get(id) {
+                self.metrics.prices_stored.inc(*pair);
+            }
+        }
+        if let Some(newest) = flushed.inserted.iter().max() {
+            self.last_stored_id = self.last_stored_id.max(Some(*newest));
+        }
+        if !flushed.inserted.is_empty() {
+            log::info!("stored {} verified prices", flushed.inserted.len());
+        }
+        for id in &flushed.conflicting {
+            log::error!("price {id} is already stored with a different price; this one is dropped");
+        }
+        if !flushed.below_quorum.is_empty() {
+            // Our member list is behind the table's; the next heartbeat refreshes it.
+            log::warn!(
+                "not storing {} prices: fewer than --min-signers current members signed them",
+                flushed.below_quorum.len()
+            );
+        }
+        let done: Vec<u64> = flushed
+            .inserted
+            .iter()
+            .chain(&flushed.existing)
+            .chain(&flushed.conflicting)
+            .copied()
+            .collect();
+        pool.mark_stored(&done, Moment::now());
+        StoredNotice::sign_all(&done, unix_seconds(SystemTime::now()), &self.signer)
+    }
+
+    /// The heartbeats end (the node's shutdown token stops them); waits for the last one until
+    /// `by`.
+    pub async fn end_heartbeats(&mut self, by: tokio::time::Instant) {
+        if let Some(mut heartbeats) = self.heartbeats.take()
+            && tokio::time::timeout_at(by, &mut heartbeats).await.is_err()
+        {
+            heartbeats.abort();
+        }
+    }
+
+    /// Stores every verified price `pool` holds, due or not, so that nothing with a quorum is
+    /// lost when every node stops at once. The node claims the lease for it; while another
+    /// stopping node holds a later claim, it waits for that one to leave and tries again.
+    /// Returns the stored notices to publish.
+    pub async fn store_before_stopping(
+        &mut self,
+        pool: &mut Pool,
+        me: &Participant,
+    ) -> Vec<StoredNotice> {
+        let Some(store) = self.store.clone() else {
+            return Vec::new();
+        };
+        loop {
+            let verified = pool.verified();
+            if verified.is_empty() {
+                return Vec::new();
+            }
+            let result = match store.claim_lease(me, self.lease_settings.lease).await {
+                Ok(()) => store.flush(&me.address, &verified, self.min_signers).await,
+                Err(err) => Err(err),
+            };
+            match result {
+                Ok(FlushOutcome::NotWriter { .. }) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(flushed) => {
+                    let flush = Flush {
+                        batch: pairs_by_id(&verified),
+                        result: Ok(flushed),
+                    };
+                    return self.flushed(flush, pool);
+                }
+                Err(err) => {
+                    log::warn!(
+                        "could not store {} verified prices before stopping: {err}",
+                        verified.len()
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+    }
+
+    /// Removes the heartbeat row (the others take over at once) and closes the database, each
+    /// step abandoned at `by`: the row then expires on its own.
+    pub async fn leave(&mut self, me: &Participant, by: tokio::time::Instant) {
+        let Some(store) = self.store.take() else {
+            return;
+        };
+        let left = tokio::time::timeout_at(by, store.leave(me)).await;
+        if !matches!(left, Ok(Ok(()))) {
+            log::warn!("the heartbeat row was not removed in time; it expires on its own");
+        }
+        let _ = tokio::time::timeout_at(by, store.close()).await;
+    }
+}
+
+fn pairs_by_id(batch: &[VerifiedPrice]) -> HashMap<u64, Pair> {
+    batch
+        .iter()
+        .map(|price| (price.id(), price.data().pair))
+        .collect()
+}
+
+/// Whole seconds since the Unix epoch (0 for a clock before it).
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
