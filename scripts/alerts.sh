@@ -3,12 +3,18 @@
 #
 #   1. deploy/prometheus/alerts.yml parses and its expressions are valid (`promtool check rules`);
 #   2. deploy/prometheus/prometheus.yml loads it (`promtool check config`);
-#   3. the alerts' unit tests pass (`promtool test rules deploy/prometheus/alerts.test.yml`).
+#   3. the alerts' unit tests pass (`promtool test rules deploy/prometheus/alerts.test.yml`);
+#   4. every query of the Grafana dashboard (deploy/grafana/*.json) is valid PromQL: each one,
+#      with Grafana's variables replaced by values of their kind, becomes a recording rule of a
+#      temporary rules file that `promtool check rules` reads.
+#
+# Whether the metrics these files name exist is checked against a running node by
+# tests/monitoring.rs (cargo test --test monitoring).
 #
 #   scripts/alerts.sh
 #
-# promtool comes from Debian's prometheus package, installed with apt when missing and we are
-# root, as scripts/db.sh does for PostgreSQL.
+# promtool comes from Debian's prometheus package and jq from Debian's jq; each is installed
+# with apt when missing and we are root, as scripts/db.sh does for PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { echo "alerts.sh: $*" >&2; }
@@ -30,9 +36,27 @@ need() {
   fi
 }
 need promtool prometheus
+need jq jq
 
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
 promtool test rules deploy/prometheus/alerts.test.yml
 
-say "the rules and their tests are fine"
+queries=$(mktemp --suffix .yml)
+trap 'rm -f "$queries"' EXIT
+for dashboard in deploy/grafana/*.json; do
+  # JSON is YAML, so jq can write the rules file. Grafana's interval variables become a
+  # duration, the others (job, instance, …) a label value; both are only substituted text.
+  jq '{groups: [{name: input_filename, rules: [
+        [.. | objects | select(has("expr")) | .expr]
+        | to_entries[]
+        | {record: "dashboard_query_\(.key)",
+           expr: (.value | gsub("\\$__(rate_interval|interval|range)"; "5m")
+                         | gsub("\\$\\{?[A-Za-z_]+\\}?"; "x"))}]}]}' \
+    "$dashboard" >"$queries"
+  count=$(jq '.groups[0].rules | length' "$queries")
+  [ "$count" -gt 0 ] || { say "$dashboard has no queries"; exit 1; }
+  say "$dashboard: $count queries"
+  promtool check rules "$queries" >/dev/null
+done
+say "rules, their tests and the dashboard's queries are fine"
