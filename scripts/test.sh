@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: a PostgreSQL that answers, then format, the contract artifact,
-# lints, every test and the fault-injection suite's short form.
+# lints, the alert rules, every test and the fault-injection suite's short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,8 @@ cargo fmt --all -- --check
 # node and npm).
 scripts/compile-contract.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The alert rules and their unit tests (promtool).
+scripts/alerts.sh
 cargo test --workspace --locked
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
 scripts/faults.sh
