@@ -16,25 +16,14 @@
 //! refuses to co-sign, and one of a pair it does not sign; a raw libp2p peer sends it garbage
 //! until it is cut off; one of its price sources is unreachable.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
-use price_oracle::identity::Identity;
-use price_oracle::membership::Members;
-use price_oracle::metrics::Metrics;
-use price_oracle::mock_exchange::{MockExchange, MockSettings};
-use price_oracle::network::validation::ValidationSettings;
-use price_oracle::network::{self, NetworkSettings};
-use price_oracle::pair::PairSet;
-use price_oracle::price::UsdPrice;
-use prometheus_client::registry::Registry;
+use price_oracle::testkit::{Peer, mock_exchange};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use yaml_rust2::YamlLoader;
 
@@ -243,38 +232,15 @@ async fn scrape_until(url: &str, ready: impl Fn(&str) -> bool) -> Result<String,
     }
 }
 
-async fn mock_exchange(price: &str) -> MockExchange {
-    MockExchange::start(
-        "127.0.0.1:0".parse().unwrap(),
-        MockSettings::steady(UsdPrice::parse_quote(price).unwrap()),
-    )
-    .await
-    .unwrap()
-}
-
 /// A libp2p peer that sends `node` garbage until the node cuts it off, as its metrics show.
 async fn send_garbage_until_cut_off(node: &Multiaddr, metrics_url: &str) {
-    // Members::open: a relay's view, which takes no side on who is a member.
-    let (_members, member_view) = tokio::sync::watch::channel(Arc::new(Members::open()));
-    let validation = ValidationSettings {
-        max_age: Duration::from_secs(60),
-        max_future_skew: Duration::from_secs(5),
-        max_origin_rate: 60,
-        pairs: PairSet::ALL,
-    };
-    let settings = NetworkSettings::with_default_limits(
-        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        vec![node.clone()],
-        validation,
-    );
-    let (mut peer, _events, task) = network::spawn(
-        Identity::from_secret(&[9; 32]).unwrap().keypair(),
-        settings,
-        member_view,
-        Metrics::default(),
-        &mut Registry::default(),
-    )
-    .unwrap();
+    let (
+        Peer {
+            mut handle, task, ..
+        },
+        _,
+    ) = Peer::start(9, vec![node.clone()]).await;
+    let peer = &mut handle;
     peer.wait_for_peers(1).await;
     // publish_raw sends once, without retry, and what goes out before the node's subscription
     // has arrived is lost: so a new message (gossipsub drops repeated bytes) goes out before
@@ -306,7 +272,7 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
         );
     }
 
-    let db = common::TestDb::create("monitoring").await;
+    let db = price_oracle::testkit::TestDb::create("monitoring").await;
     let db_url = db.url.as_str();
     let quotes = mock_exchange("3000").await;
     // Twice the price: node1 refuses to co-sign node2's prices, and binance's quotes will be
