@@ -158,6 +158,11 @@ mod tests {
         }
     }
 
+    const TWO_OF_THREE: Option<Finding> = Some(Finding::BelowQuorum {
+        valid: 2,
+        required: 3,
+    });
+
     fn rules(min_signers: usize) -> AuditRules {
         AuditRules {
             min_signers,
@@ -241,13 +246,7 @@ mod tests {
             },
         );
         assert_eq!(report.untrusted, 1);
-        assert_eq!(
-            report.finding,
-            Some(Finding::BelowQuorum {
-                valid: 2,
-                required: 3
-            })
-        );
+        assert_eq!(report.finding, TWO_OF_THREE);
     }
 
     #[test]

@@ -48,6 +48,14 @@ async fn through_proxy(db: &TestDb, timeout: Duration) -> (Proxy, Store) {
     (proxy, store)
 }
 
+/// Rows in `prices`.
+async fn stored_count(db: &TestDb) -> i64 {
+    let conn = db.connect().await;
+    let rows = count(&conn, "SELECT count(*) FROM prices").await;
+    let _ = conn.close().await;
+    rows
+}
+
 async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
     db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
         .await
@@ -78,6 +86,14 @@ async fn migrated(label: &str) -> (TestDb, Store) {
     let store = Store::connect(&db.settings()).await.unwrap();
     register_sample_signers(&db, &store).await;
     (db, store)
+}
+
+/// [`migrated`], with node 1 heartbeating once: the writer.
+async fn as_writer(label: &str) -> (TestDb, Store, Participant) {
+    let (db, store) = migrated(label).await;
+    let (_, me) = participant(0);
+    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    (db, store, me)
 }
 
 /// Migrations applied before the commit-order one.
@@ -484,9 +500,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
 
 #[tokio::test]
 async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
-    let (db, store) = migrated("conflict").await;
-    let (_, me) = participant(0);
-    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let (db, store, me) = as_writer("conflict").await;
     let original = verified_prices(7..8);
     assert_eq!(
         store
@@ -597,9 +611,7 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
         }
     };
     assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 100));
-    let conn = db.connect().await;
-    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 200);
-    let _ = conn.close().await;
+    assert_eq!(stored_count(&db).await, 200);
 }
 
 #[tokio::test]
@@ -672,9 +684,7 @@ async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only(
 
 #[tokio::test]
 async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
-    let (db, store) = migrated("throughput").await;
-    let (_, me) = participant(0);
-    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let (db, store, me) = as_writer("throughput").await;
     let backlog = verified_prices(1..10_001);
     let started = Instant::now();
     let outcome = store
@@ -697,16 +707,12 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
         .await
         .unwrap();
     assert!(matches!(again, FlushOutcome::Flushed(ref f) if f.existing.len() == 10_000));
-    let conn = db.connect().await;
-    assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 10_000);
-    let _ = conn.close().await;
+    assert_eq!(stored_count(&db).await, 10_000);
 }
 
 #[tokio::test]
 async fn the_flush_stores_only_member_signatures_and_refuses_rows_below_the_quorum() {
-    let (_db, store) = migrated("members_flush").await;
-    let (_, me) = participant(0);
-    store.heartbeat(&me, Duration::ZERO).await.unwrap();
+    let (_db, store, me) = as_writer("members_flush").await;
     // The third sample signer stops being a member: rows keep two member signatures.
     let third = sample_signers()[2].address();
     assert!(store.remove_signer(&third).await.unwrap());
