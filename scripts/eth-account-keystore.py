@@ -13,6 +13,7 @@ tests/fixtures/keystores/eth-account-*.json were made with `write` (their tests 
 
 import argparse
 import json
+import os
 import secrets
 import sys
 
@@ -27,7 +28,9 @@ def password(path):
 def write(args):
     key = args.key or secrets.token_hex(32)
     keystore = Account.encrypt(key, password(args.password_file), kdf=args.kdf, iterations=args.work)
-    with open(args.out, "x", encoding="utf-8") as file:
+    # Never over an existing file, and readable by its owner only, as a key file should be.
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
         json.dump(keystore, file, indent=2, sort_keys=True)
         file.write("\n")
     print(Account.from_key(key).address)

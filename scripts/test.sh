@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: a PostgreSQL that answers, then format, the contract artifact,
-# lints, every test and the fault-injection suite's short form.
+# lints, every test, keystore interoperability and the fault-injection suite's short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,5 +13,7 @@ cargo fmt --all -- --check
 scripts/compile-contract.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# Keystores open both ways between oracle and eth-account (installed with pip when missing).
+scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
 scripts/faults.sh
