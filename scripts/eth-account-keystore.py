@@ -7,7 +7,7 @@ independent of this project: the other side of the keystore interoperability che
   eth-account-keystore.py read KEYSTORE PASSWORD_FILE
       decrypts KEYSTORE and prints the address of its key
 
-The password is the file's contents without a final line break, as `oracle` reads it.
+The password is the file's contents less trailing line breaks, as `oracle` reads it.
 tests/fixtures/keystores/eth-account-*.json were made with `write` (their tests say how).
 """
 

@@ -214,7 +214,7 @@ pub struct KeyArgs {
 /// Where an encrypted key's password comes from: a file, or the environment.
 #[derive(Debug, Args)]
 pub struct KeyPasswordArgs {
-    /// File holding the password of the key's keystore (all of it but a final line break)
+    /// File holding the password of the key's keystore (its contents less trailing line breaks)
     /// [default: the ORACLE_KEY_PASSWORD environment variable]. There is no flag for the password
     /// itself: command lines are visible to every local user.
     #[arg(long, env = "ORACLE_PASSWORD_FILE")]
@@ -234,8 +234,8 @@ impl KeyPasswordArgs {
     }
 }
 
-/// A password from `file` (all of it but a final line break), else from the environment variable
-/// `env_var`; `None` when neither is given. An empty one is refused: it would protect nothing.
+/// A password from `file` (its contents less trailing line breaks), else from the environment
+/// variable `env_var`; `None` when neither is given. An empty one is refused: it would protect nothing.
 pub fn read_password(
     file: Option<&Path>,
     env_var: &str,
