@@ -11,7 +11,6 @@ use reqwest::Url;
 
 use libp2p::Multiaddr;
 use rust_decimal::Decimal;
-use zeroize::Zeroizing;
 
 use crate::api::ApiLimits;
 use crate::committee::CommitteeSettings;
@@ -239,8 +238,9 @@ impl KeyPasswordArgs {
 pub fn read_password(
     file: Option<&Path>,
     env_var: &str,
-) -> anyhow::Result<Option<Zeroizing<String>>> {
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
     use anyhow::Context;
+    use zeroize::Zeroizing;
     let (password, source) = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
