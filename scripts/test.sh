@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: a PostgreSQL that answers, then format, the contract artifact,
-# lints, every test, keystore interoperability and the fault-injection suite's short form.
+# lints, every test and the fault-injection suite's short form.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
