@@ -13,6 +13,8 @@
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
 #   DATABASE_URL     the database; otherwise built from .env-db
 #   ORACLE_*         any node flag, e.g. ORACLE_PRICE_INTERVAL=15s ORACLE_FLUSH_DELAY=10s
+#   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
+#                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
 #
 # Every node's key is registered as a member (`oracle signers add --key nodeN`) before it
 # starts; nodes started by hand elsewhere count only once an operator adds them.
@@ -93,7 +95,7 @@ for b in 0 1; do
   name="boot$b"
   [ "$b" = 0 ] && name=boot
   port=$(( BOOTSTRAP_PORT + b ))
-  [ -f "keys/$name.priv" ] || "$ORACLE" keygen --name "$name" --log-level warn >/dev/null
+  [ -f "keys/$name.priv" ] || [ -f "keys/$name.json" ] || "$ORACLE" keygen --name "$name" --log-level warn >/dev/null
   peer_id=$("$ORACLE" keygen --name "$name" --show --log-level warn | awk '/^peer id/ { print $3 }')
   start "$name" bootstrap --name "$name" --listen "/ip4/127.0.0.1/tcp/$port"
   BOOTSTRAP_ARGS+=(--bootstrap "/ip4/127.0.0.1/tcp/$port/p2p/$peer_id")
@@ -103,7 +105,7 @@ done
 # Membership: every node's key is registered in the signers table (the operator's step,
 # `oracle signers add`, done here with the same database credential). Only members count.
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
-  [ -f "keys/node$i.priv" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
+  [ -f "keys/node$i.priv" ] || [ -f "keys/node$i.json" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
   "$ORACLE" signers add --key "node$i" --log-level warn >/dev/null
 done
 say "$NUM_NODES members registered (oracle signers list shows them)"

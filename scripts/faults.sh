@@ -111,6 +111,8 @@ q() { psql -XAtq "$DB_URL" -c "$1"; }
 LOGS=logs-faults
 WORK=$(mktemp -d)
 KEYS="$WORK/keys"
+# Every key is an encrypted keystore (docs/keys.md), opened again at each restart below.
+export ORACLE_KEY_PASSWORD="faults suite key password"
 
 # Ports below the ephemeral range (so that no outgoing connection takes one while its owner is
 # down), from a random base, each checked free now.

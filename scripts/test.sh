@@ -15,5 +15,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The alert rules and their unit tests (promtool).
 scripts/alerts.sh
 cargo test --workspace --locked
+# Keystores open both ways between oracle and eth-account (installed with pip when missing).
+scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
 scripts/faults.sh

@@ -7,10 +7,10 @@ use anyhow::Context;
 use crate::api;
 use crate::audit::{self, AuditRules, Counted, Finding};
 use crate::config::{
-    BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs, PricesCommand,
-    RunArgs, SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
+    self, BootstrapArgs, DbRoleArgs, KeygenArgs, MigrateArgs, MockExchangeArgs, PriceArgs,
+    PricesCommand, RunArgs, SignerArgs, SignersCommand, SignersListArgs, StatusArgs, VerifyArgs,
 };
-use crate::identity::{self, Identity};
+use crate::identity::{Identity, KeyFiles, KeyFormat};
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::mock_exchange::MockExchange;
@@ -32,16 +32,42 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     }
     // clap requires --name unless --psk is given.
     let name = args.name.as_deref().unwrap_or_default();
-    let path = identity::key_path(&args.key_dir, name)?;
-    let (identity, status) = if args.show {
-        (identity::load(&path)?, "existing")
+    let files = KeyFiles::new(&args.key_dir, name)?;
+    let password = args.password.read()?;
+    if password.is_none() && (args.import || args.keystore) {
+        let flag = if args.import {
+            "--import"
+        } else {
+            "--keystore"
+        };
+        anyhow::bail!(
+            "{flag} needs a password for the keystore: --password-file FILE or the {} environment \
+             variable",
+            config::KEY_PASSWORD_ENV
+        );
+    }
+    let (identity, format, status) = if args.show {
+        let (identity, format) = files.load(password.as_ref())?;
+        (identity, format, "existing".to_owned())
+    } else if let Some(password) = password.as_ref().filter(|_| args.import) {
+        let identity = files.import(password, args.force)?;
+        let plain = files.path(KeyFormat::Plain).display();
+        log::info!(
+            "encrypted {plain} into {}, and deleted {plain}",
+            files.path(KeyFormat::Keystore).display()
+        );
+        let status = format!("imported from {plain}, which is deleted");
+        (identity, KeyFormat::Keystore, status)
     } else {
         let identity = Identity::generate();
-        identity::write(&path, &identity, args.force)?;
-        log::info!("wrote key file {}", path.display());
-        (identity, "created")
+        let format = files.create(&identity, password.as_ref(), args.force)?;
+        log::info!("wrote key file {}", files.path(format).display());
+        (identity, format, "created".to_owned())
     };
-    println!("key file  {} ({status})", path.display());
+    if format == KeyFormat::Plain {
+        warn_unencrypted(&files, &args.key_dir, name);
+    }
+    println!("key file  {} ({status})", files.path(format).display());
     println!("address   {}", identity.address());
     println!("peer id   {}", identity.peer_id());
     Ok(ExitCode::SUCCESS)
@@ -137,24 +163,8 @@ pub async fn db_role(args: &DbRoleArgs) -> anyhow::Result<ExitCode> {
 /// The new role's password: the --password-file's contents (without the final line break), else
 /// ORACLE_ROLE_PASSWORD.
 fn role_password(args: &DbRoleArgs) -> anyhow::Result<zeroize::Zeroizing<String>> {
-    let password = match &args.password_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map(zeroize::Zeroizing::new)
-                .with_context(|| format!("cannot read password file {}", path.display()))?;
-            zeroize::Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned())
-        }
-        None => match std::env::var("ORACLE_ROLE_PASSWORD") {
-            Ok(password) => zeroize::Zeroizing::new(password),
-            Err(_) => anyhow::bail!(
-                "no password for the role: set ORACLE_ROLE_PASSWORD or pass --password-file"
-            ),
-        },
-    };
-    if password.is_empty() {
-        anyhow::bail!("the role's password is empty");
-    }
-    Ok(password)
+    config::read_password(args.password_file.as_deref(), "ORACLE_ROLE_PASSWORD")?
+        .context("no password for the role: set ORACLE_ROLE_PASSWORD or pass --password-file")
 }
 
 /// `oracle run`: a full node until Ctrl-C or SIGTERM.
@@ -315,8 +325,8 @@ fn signer_of(args: &SignerArgs) -> anyhow::Result<(alloy_primitives::Address, St
     match (&args.address, &args.key) {
         (Some(address), _) => Ok((*address, args.label.clone().unwrap_or_default())),
         (None, Some(key)) => {
-            let path = identity::key_path(&args.key_dir, key)?;
-            let identity = identity::load(&path)?;
+            let password = args.password.read()?;
+            let (identity, _) = KeyFiles::new(&args.key_dir, key)?.load(password.as_ref())?;
             Ok((
                 identity.address(),
                 args.label.clone().unwrap_or_else(|| key.clone()),
@@ -447,10 +457,14 @@ pub async fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn load_or_create_identity(key: &crate::config::KeyArgs) -> anyhow::Result<Identity> {
-    let path = identity::key_path(&key.key_dir, &key.name)?;
-    let (identity, created) = identity::load_or_create(&path)?;
+    let files = KeyFiles::new(&key.key_dir, &key.name)?;
+    let password = key.password.read()?;
+    let (identity, format, created) = files.load_or_create(password.as_ref())?;
     if created {
-        log::info!("created key file {}", path.display());
+        log::info!("created key file {}", files.path(format).display());
+    }
+    if format == KeyFormat::Plain {
+        warn_unencrypted(&files, &key.key_dir, &key.name);
     }
     log::info!(
         "{}: address {}, peer id {}",
@@ -459,6 +473,16 @@ fn load_or_create_identity(key: &crate::config::KeyArgs) -> anyhow::Result<Ident
         identity.peer_id()
     );
     Ok(identity)
+}
+
+/// Said once wherever an unencrypted key is loaded or made: how to encrypt it.
+fn warn_unencrypted(files: &KeyFiles, key_dir: &std::path::Path, name: &str) {
+    log::warn!(
+        "key file {} is not encrypted; encrypt it with `oracle keygen --name {name} --key-dir {} \
+         --import --password-file FILE`, then start the node with that password (docs/keys.md)",
+        files.path(KeyFormat::Plain).display(),
+        key_dir.display()
+    );
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -50,7 +50,8 @@ pub struct Cli {
     reason = "parsed once at startup; boxing the arguments would buy nothing"
 )]
 pub enum Command {
-    /// Create a node key (KEY_DIR/NAME.priv), or show the address and peer id of one.
+    /// Create a node key (KEY_DIR/NAME.json, encrypted, or KEY_DIR/NAME.priv), encrypt a .priv
+    /// with --import, or show the address and peer id of a key with --show.
     Keygen(KeygenArgs),
     /// Fetch each --pairs pair once from every configured source and print each quote and the
     /// median.
@@ -148,12 +149,14 @@ pub struct SignerArgs {
     /// The member's address (0x…).
     #[arg(required_unless_present = "key", conflicts_with = "key")]
     pub address: Option<alloy_primitives::Address>,
-    /// Take the address from the key file KEY_DIR/KEY.priv instead.
+    /// Take the address from the key KEY_DIR/KEY.json or KEY_DIR/KEY.priv instead.
     #[arg(long, env = "ORACLE_KEY")]
     pub key: Option<String>,
     /// Folder of the key files.
     #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
     pub key_dir: PathBuf,
+    #[command(flatten)]
+    pub password: KeyPasswordArgs,
     /// A label for people, e.g. the node name [default: the key name].
     #[arg(long, env = "ORACLE_LABEL")]
     pub label: Option<String>,
@@ -192,31 +195,100 @@ pub struct LogArgs {
     pub log_format: crate::logging::LogFormat,
 }
 
-/// Which key file a node uses.
+/// Which key a node uses.
 #[derive(Debug, Args)]
 pub struct KeyArgs {
-    /// Node name: the key file is KEY_DIR/NAME.priv, and the name appears on every log line.
+    /// Node name: the key is KEY_DIR/NAME.json (an encrypted keystore) or KEY_DIR/NAME.priv
+    /// (unencrypted), created if neither exists (encrypted when a password is given); the name
+    /// appears on every log line.
     #[arg(long, env = "ORACLE_NAME")]
     pub name: String,
     /// Folder of the key files.
     #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
     pub key_dir: PathBuf,
+    #[command(flatten)]
+    pub password: KeyPasswordArgs,
+}
+
+/// Where an encrypted key's password comes from: a file, or the environment.
+#[derive(Debug, Args)]
+pub struct KeyPasswordArgs {
+    /// File holding the password of the key's keystore (its contents less trailing line breaks)
+    /// [default: the ORACLE_KEY_PASSWORD environment variable]. There is no flag for the password
+    /// itself: command lines are visible to every local user.
+    #[arg(long, env = "ORACLE_PASSWORD_FILE")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The environment variable that holds a keystore's password when no --password-file is given.
+pub const KEY_PASSWORD_ENV: &str = "ORACLE_KEY_PASSWORD";
+
+impl KeyPasswordArgs {
+    /// The password from --password-file, else from ORACLE_KEY_PASSWORD; `None` without either.
+    pub fn read(&self) -> anyhow::Result<Option<crate::identity::Password>> {
+        Ok(
+            read_password(self.password_file.as_deref(), KEY_PASSWORD_ENV)?
+                .map(crate::identity::Password::new),
+        )
+    }
+}
+
+/// A password from `file` (its contents less trailing line breaks), else from the environment
+/// variable `env_var`; `None` when neither is given. An empty one is refused: it would protect nothing.
+pub fn read_password(
+    file: Option<&Path>,
+    env_var: &str,
+) -> anyhow::Result<Option<zeroize::Zeroizing<String>>> {
+    use anyhow::Context;
+    use zeroize::Zeroizing;
+    let (password, source) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map(Zeroizing::new)
+                .with_context(|| format!("cannot read password file {}", path.display()))?;
+            let password = Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned());
+            (password, format!("password file {}", path.display()))
+        }
+        None => match std::env::var(env_var) {
+            Ok(password) => (
+                Zeroizing::new(password),
+                format!("{env_var} environment variable"),
+            ),
+            Err(_) => return Ok(None),
+        },
+    };
+    if password.is_empty() {
+        anyhow::bail!("the {source} is empty");
+    }
+    Ok(Some(password))
 }
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Node name: the key file is KEY_DIR/NAME.priv.
+    /// Node name: the key is KEY_DIR/NAME.json (encrypted) or KEY_DIR/NAME.priv (unencrypted).
     #[arg(long, env = "ORACLE_NAME", required_unless_present = "psk")]
     pub name: Option<String>,
     /// Folder of the key files.
     #[arg(long, env = "ORACLE_KEY_DIR", default_value = "keys")]
     pub key_dir: PathBuf,
-    /// Replace an existing key file. The old key, and the identity it gave, are lost.
+    /// Replace an existing key (either file). The old key, and the identity it gave, are lost.
     #[arg(long, env = "ORACLE_FORCE", conflicts_with = "show")]
     pub force: bool,
-    /// Print the address and peer id of the existing key instead of creating one.
+    /// Print the address and peer id of the existing key instead of creating one (a keystore
+    /// needs its password).
     #[arg(long, env = "ORACLE_SHOW")]
     pub show: bool,
+    /// Write the key encrypted, as KEY_DIR/NAME.json: a Web3 Secret Storage v3 keystore (scrypt),
+    /// the format of geth, foundry and eth-account. A key is written this way whenever a password
+    /// is given; this flag makes a missing password an error instead of an unencrypted .priv.
+    #[arg(long, env = "ORACLE_KEYSTORE", conflicts_with_all = ["show", "psk"])]
+    pub keystore: bool,
+    /// Encrypt the existing KEY_DIR/NAME.priv into the keystore KEY_DIR/NAME.json (same address
+    /// and peer id), check that it opens with the password, then delete the .priv.
+    #[arg(long, env = "ORACLE_IMPORT", conflicts_with_all = ["show", "psk"])]
+    pub import: bool,
+    #[command(flatten)]
+    pub password: KeyPasswordArgs,
     /// Instead of a node key, write a new random swarm key (the pre-shared key of a private
     /// network, for --psk-file) to this file, and print its fingerprint.
     #[arg(long, env = "ORACLE_PSK", conflicts_with_all = ["name", "show"])]

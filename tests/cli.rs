@@ -11,10 +11,18 @@ use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
 use price_oracle::price::UsdPrice;
 
 fn oracle(dir: &Path, args: &[&str]) -> Output {
+    oracle_with_env(dir, args, &[])
+}
+
+/// `oracle` with `env` set, and none of the caller's key password variables.
+fn oracle_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_oracle"))
         .args(args)
         .current_dir(dir)
         .env_remove("ORACLE_LOG_LEVEL")
+        .env_remove("ORACLE_KEY_PASSWORD")
+        .env_remove("ORACLE_PASSWORD_FILE")
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -88,6 +96,279 @@ fn keygen_show_of_a_broken_key_is_one_line() {
         err.contains("k/bad.priv") && err.contains("64 hex"),
         "{err}"
     );
+}
+
+/// The architecture notes' test vector: a key, its address and its peer id.
+const VECTOR_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+const VECTOR_ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+const VECTOR_PEER_ID: &str = "16Uiu2HAkzh4QdxB7ijzVnwd6JFNNe4bcr1JBwYUypXe3pX5BRpqK";
+
+#[test]
+fn keygen_writes_a_keystore_that_opens_only_with_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "correct horse\n").unwrap();
+    let with_file = ["--password-file", "pw"];
+    let keygen = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["keygen", "--name", "node0"];
+        args.extend_from_slice(extra);
+        oracle_with_env(dir.path(), &args, env)
+    };
+
+    let missing = keygen(&["--keystore"], &[]);
+    let err = one_error_line(&missing);
+    assert!(
+        err.contains("--password-file FILE") && err.contains("ORACLE_KEY_PASSWORD"),
+        "{err}"
+    );
+    assert!(!dir.path().join("keys").exists());
+
+    let created = keygen(&["--keystore", "--password-file", "pw"], &[]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let out = stdout(&created);
+    assert!(out.contains("keys/node0.json (created)"), "{out}");
+    let (address, peer_id) = (field(&out, "address"), field(&out, "peer id"));
+    let path = dir.path().join("keys/node0.json");
+    let keystore = std::fs::read(&path).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&keystore).unwrap();
+    assert_eq!(
+        (&json["version"], &json["crypto"]["kdf"]),
+        (&3.into(), &"scrypt".into())
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // From --password-file (its line break dropped), ORACLE_PASSWORD_FILE or ORACLE_KEY_PASSWORD.
+    let show_with_file = ["--show", "--password-file", "pw"];
+    for (args, env) in [
+        (&show_with_file[..], &[][..]),
+        (&["--show"], &[("ORACLE_PASSWORD_FILE", "pw")]),
+        (&["--show"], &[("ORACLE_KEY_PASSWORD", "correct horse")]),
+    ] {
+        let shown = keygen(args, env);
+        assert!(shown.status.success(), "{env:?}: {}", stderr(&shown));
+        assert_eq!(field(&stdout(&shown), "address"), address);
+        assert_eq!(field(&stdout(&shown), "peer id"), peer_id);
+    }
+
+    let err = one_error_line(&keygen(&["--show"], &[]));
+    assert!(err.contains("keys/node0.json is encrypted"), "{err}");
+    assert!(err.contains("ORACLE_KEY_PASSWORD"), "{err}");
+    let err = one_error_line(&keygen(&["--show"], &[("ORACLE_KEY_PASSWORD", "correct")]));
+    assert!(
+        err.contains("wrong password for keystore keys/node0.json"),
+        "{err}"
+    );
+
+    // No flag takes the password itself: command lines are visible to every local user.
+    let flag = keygen(&["--show", "--password", "correct horse"], &[]);
+    assert_eq!(flag.status.code(), Some(2));
+    assert!(
+        stderr(&flag).contains("unexpected argument '--password'"),
+        "{}",
+        stderr(&flag)
+    );
+
+    // Neither format is written over or beside the key without --force.
+    for extra in [&with_file[..], &[]] {
+        let err = one_error_line(&keygen(extra, &[]));
+        assert!(err.contains("keys/node0.json already exists"), "{err}");
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), keystore);
+    assert!(!dir.path().join("keys/node0.priv").exists());
+}
+
+#[test]
+fn import_encrypts_a_plain_key_with_the_same_address_and_peer_id() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    let plain = dir.path().join("keys/v.priv");
+    std::fs::write(&plain, VECTOR_KEY).unwrap();
+    let password = [("ORACLE_KEY_PASSWORD", "import pw")];
+
+    let shown = oracle(dir.path(), &["keygen", "--name", "v", "--show"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let warnings: Vec<_> = stderr(&shown)
+        .lines()
+        .filter(|line| line.contains("not encrypted"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", stderr(&shown));
+    assert!(
+        warnings[0].contains("WARN")
+            && warnings[0].contains("keys/v.priv is not encrypted")
+            && warnings[0].contains("oracle keygen --name v --key-dir keys --import"),
+        "{}",
+        warnings[0]
+    );
+
+    let err = one_error_line(&oracle(dir.path(), &["keygen", "--name", "v", "--import"]));
+    assert!(err.contains("--import needs a password"), "{err}");
+    assert!(plain.exists());
+
+    let imported = oracle_with_env(
+        dir.path(),
+        &["keygen", "--name", "v", "--import"],
+        &password,
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let out = stdout(&imported);
+    assert!(
+        out.contains("keys/v.json (imported from keys/v.priv, which is deleted)"),
+        "{out}"
+    );
+    assert_eq!(field(&out, "address"), VECTOR_ADDRESS);
+    assert_eq!(field(&out, "peer id"), VECTOR_PEER_ID);
+    assert!(!plain.exists());
+
+    let shown = oracle_with_env(dir.path(), &["keygen", "--name", "v", "--show"], &password);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    assert_eq!(field(&stdout(&shown), "address"), VECTOR_ADDRESS);
+    assert_eq!(field(&stdout(&shown), "peer id"), VECTOR_PEER_ID);
+    assert!(
+        !stderr(&shown).contains("not encrypted"),
+        "{}",
+        stderr(&shown)
+    );
+
+    let again = oracle_with_env(
+        dir.path(),
+        &["keygen", "--name", "v", "--import"],
+        &password,
+    );
+    assert!(one_error_line(&again).contains("nothing to import: keys/v.priv not found"));
+}
+
+#[test]
+fn broken_keystores_fail_every_command_in_one_line_and_stay_as_they_were() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let made = oracle_with_env(
+        dir.path(),
+        &["keygen", "--name", "good", "--keystore"],
+        &[("ORACLE_KEY_PASSWORD", "pw")],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    let good = std::fs::read_to_string(keys.join("good.json")).unwrap();
+    let cases = [
+        (
+            "truncated",
+            good[..good.len() / 2].to_owned(),
+            "is it truncated?",
+        ),
+        (
+            "argon2",
+            good.replace("\"kdf\":\"scrypt\"", "\"kdf\":\"argon2id\""),
+            "uses the key derivation function argon2id",
+        ),
+        ("good", good.clone(), "wrong password"),
+    ];
+    let password = [("ORACLE_KEY_PASSWORD", "not pw")];
+    for (name, contents, expected) in cases {
+        let path = keys.join(format!("{name}.json"));
+        std::fs::write(&path, &contents).unwrap();
+        let listen = ["--listen", "/ip4/127.0.0.1/tcp/0"];
+        let commands: [&[&str]; 4] = [
+            &["keygen", "--show"],
+            &["keygen"],
+            &["bootstrap", listen[0], listen[1]],
+            // Never reached: the key is loaded first.
+            &[
+                "run",
+                listen[0],
+                listen[1],
+                "--database-url",
+                "postgres://oracle@127.0.0.1:1/x",
+            ],
+        ];
+        for command in commands {
+            let mut args = vec!["--log-level", "error", command[0], "--name", name];
+            args.extend_from_slice(&command[1..]);
+            let err = one_error_line(&oracle_with_env(dir.path(), &args, &password));
+            let expected = if command == ["keygen"] {
+                "already exists"
+            } else {
+                expected
+            };
+            assert!(err.contains(expected), "{name} {command:?}: {err}");
+            assert!(
+                err.contains(&format!("keys/{name}.json")),
+                "{name} {command:?}: {err}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                contents,
+                "{name} {command:?}"
+            );
+            assert!(
+                !keys.join(format!("{name}.priv")).exists(),
+                "{name} {command:?}"
+            );
+        }
+    }
+}
+
+/// Starts `oracle bootstrap` as `name` with `env`, waits for its first listen address, stops it,
+/// and returns what it logged.
+fn bootstrap_log(dir: &Path, name: &str, env: &[(&str, &str)]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oracle"))
+        .args([
+            "bootstrap",
+            "--name",
+            name,
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
+        .env_remove("ORACLE_LOG_LEVEL")
+        .env_remove("ORACLE_KEY_PASSWORD")
+        .env_remove("ORACLE_PASSWORD_FILE")
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        line.starts_with("/ip4/127.0.0.1/tcp/"),
+        "{line} {}",
+        stderr(&output)
+    );
+    stderr(&output)
+}
+
+#[test]
+fn nodes_start_with_a_keystore_and_warn_once_about_a_plain_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("keys")).unwrap();
+    std::fs::write(dir.path().join("keys/plain.priv"), VECTOR_KEY).unwrap();
+    let log = bootstrap_log(dir.path(), "plain", &[]);
+    assert_eq!(log.matches("is not encrypted").count(), 1, "{log}");
+    assert!(log.contains(&format!("peer id {VECTOR_PEER_ID}")), "{log}");
+
+    let password = [("ORACLE_KEY_PASSWORD", "node pw")];
+    let imported = oracle_with_env(
+        dir.path(),
+        &["keygen", "--name", "plain", "--import"],
+        &password,
+    );
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let log = bootstrap_log(dir.path(), "plain", &password);
+    assert!(!log.contains("not encrypted"), "{log}");
+    assert!(log.contains(&format!("peer id {VECTOR_PEER_ID}")), "{log}");
+
+    // A node without a key makes one, encrypted when it has a password.
+    let log = bootstrap_log(dir.path(), "fresh", &password);
+    assert!(log.contains("created key file keys/fresh.json"), "{log}");
+    assert!(!log.contains("not encrypted"), "{log}");
 }
 
 async fn run_price(base: String, extra: &'static [&'static str]) -> Output {
