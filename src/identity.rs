@@ -529,11 +529,8 @@ mod tests {
         path
     }
 
-    #[test]
-    fn test_vector_key_gives_documented_address_and_peer_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write_file(dir.path(), "v.priv", VECTOR_KEY);
-        let identity = load_plain(&path).unwrap();
+    /// The address and peer id ARCHITECTURE.md gives for the test vector's key.
+    fn assert_is_the_vector(identity: &Identity) {
         assert_eq!(
             identity.address().to_checksum(None),
             "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
@@ -542,6 +539,13 @@ mod tests {
             identity.peer_id().to_string(),
             "16Uiu2HAkzh4QdxB7ijzVnwd6JFNNe4bcr1JBwYUypXe3pX5BRpqK"
         );
+    }
+
+    #[test]
+    fn test_vector_key_gives_documented_address_and_peer_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(dir.path(), "v.priv", VECTOR_KEY);
+        assert_is_the_vector(&load_plain(&path).unwrap());
     }
 
     #[test]
@@ -765,14 +769,7 @@ mod tests {
         let (loaded, format) = files.load(Some(&pw)).unwrap();
         assert_eq!(format, KeyFormat::Keystore);
         for identity in [&imported, &loaded] {
-            assert_eq!(
-                identity.address().to_checksum(None),
-                "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
-            );
-            assert_eq!(
-                identity.peer_id().to_string(),
-                "16Uiu2HAkzh4QdxB7ijzVnwd6JFNNe4bcr1JBwYUypXe3pX5BRpqK"
-            );
+            assert_is_the_vector(identity);
         }
     }
 

@@ -31,6 +31,23 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The command exited 1 and its error output says `text`.
+fn fails_saying(output: &Output, text: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    assert!(stderr(output).contains(text), "{}", stderr(output));
+}
+
+/// The command exited 1 and its output says `text`.
+fn fails_printing(output: &Output, text: &str) {
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(output));
+    prints(output, text);
+}
+
+/// The command's output says `text`.
+fn prints(output: &Output, text: &str) {
+    assert!(stdout(output).contains(text), "{}", stdout(output));
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -67,12 +84,7 @@ fn keygen_creates_a_private_key_and_shows_it_again() {
     assert_eq!(field(&stdout(&shown), "peer id"), peer_id);
 
     let again = oracle(dir.path(), &["keygen", "--name", "node0"]);
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
+    fails_saying(&again, "already exists");
     assert_eq!(stderr(&again).lines().count(), 1, "{}", stderr(&again));
 
     let replaced = oracle(dir.path(), &["keygen", "--name", "node0", "--force"]);
@@ -89,9 +101,7 @@ fn keygen_show_of_a_broken_key_is_one_line() {
         dir.path(),
         &["keygen", "--name", "bad", "--key-dir", "k", "--show"],
     );
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_error_line(&output);
     assert!(
         err.contains("k/bad.priv") && err.contains("64 hex"),
         "{err}"
@@ -477,12 +487,7 @@ fn keygen_psk_writes_a_private_swarm_key_and_refuses_to_overwrite_it() {
         assert_eq!(mode & 0o777, 0o600);
     }
     let again = oracle(dir.path(), &["keygen", "--psk", "net/swarm.key"]);
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("already exists"),
-        "{}",
-        stderr(&again)
-    );
+    fails_saying(&again, "already exists");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     let replaced = oracle(dir.path(), &["keygen", "--psk", "net/swarm.key", "--force"]);
     assert!(replaced.status.success(), "{}", stderr(&replaced));
@@ -522,26 +527,24 @@ fn a_bad_swarm_key_file_is_one_line_and_no_panic() {
 
 #[test]
 fn bootstrap_addresses_need_a_port_and_a_peer_id() {
+    const BOOTSTRAP: [&str; 7] = [
+        "--log-level",
+        "error",
+        "bootstrap",
+        "--name",
+        "boot",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ];
     let dir = tempfile::tempdir().unwrap();
     let run = |bootstrap: &str, extra: &[&str]| {
-        let mut args = vec![
-            "--log-level",
-            "error",
-            "bootstrap",
-            "--name",
-            "boot",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            bootstrap,
-        ];
+        let mut args = BOOTSTRAP.to_vec();
+        args.extend_from_slice(&["--bootstrap", bootstrap]);
         args.extend_from_slice(extra);
         oracle(dir.path(), &args)
     };
     let output = run("/dns4/bootstrap/tcp/4001", &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_error_line(&output);
     for part in [
         "/dns4/bootstrap/tcp/4001",
         "no /p2p/<peer id>",
@@ -551,25 +554,14 @@ fn bootstrap_addresses_need_a_port_and_a_peer_id() {
     }
     for extra in [&[][..], &["--allow-unauthenticated-bootstrap"]] {
         let output = run("/ip4/127.0.0.1", extra);
-        assert_eq!(output.status.code(), Some(1));
-        let err = stderr(&output);
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let err = one_error_line(&output);
         assert!(err.contains("/ip4/127.0.0.1 has no /tcp/<port>"), "{err}");
     }
     // The node starts (and is stopped by the timeout) when the operator accepts the risk; it
     // would have exited at once with an error otherwise.
     let mut child = Command::new(env!("CARGO_BIN_EXE_oracle"))
-        .args([
-            "--log-level",
-            "error",
-            "bootstrap",
-            "--name",
-            "boot",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            "/ip4/127.0.0.1/tcp/9",
-        ])
+        .args(BOOTSTRAP)
+        .args(["--bootstrap", "/ip4/127.0.0.1/tcp/9"])
         .env("ORACLE_ALLOW_UNAUTHENTICATED_BOOTSTRAP", "true")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
@@ -644,12 +636,7 @@ fn bad_flags_explain_themselves() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("--min-sources 3"),
-        "{}",
-        stderr(&output)
-    );
+    fails_saying(&output, "--min-sources 3");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -734,16 +721,8 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
         stdout(&clean),
         stderr(&clean)
     );
-    assert!(
-        stdout(&clean).contains("rows              4"),
-        "{}",
-        stdout(&clean)
-    );
-    assert!(
-        stdout(&clean).contains("signatures        12"),
-        "{}",
-        stdout(&clean)
-    );
+    prints(&clean, "rows              4");
+    prints(&clean, "signatures        12");
     assert!(stdout(&clean).contains("OK"));
 
     let conn = db.connect().await;
@@ -790,12 +769,7 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
         trusted.display().to_string(),
     ])
     .await;
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stdout(&out).contains("below quorum      2"),
-        "{}",
-        stdout(&out)
-    );
+    fails_printing(&out, "below quorum      2");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -843,12 +817,7 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
     let removed = run(&["signers", "remove", &newcomer]).await;
     assert!(removed.status.success(), "{}", stderr(&removed));
     let again = run(&["signers", "remove", &newcomer]).await;
-    assert_eq!(again.status.code(), Some(1));
-    assert!(
-        stderr(&again).contains("is not a member"),
-        "{}",
-        stderr(&again)
-    );
+    fails_saying(&again, "is not a member");
     assert!(!stdout(&run(&["signers", "list"]).await).contains(&newcomer));
     assert!(stdout(&run(&["signers", "list", "--all"]).await).contains(&newcomer));
     let bad = run(&["signers", "add", "0x1234"]).await;
@@ -869,17 +838,8 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
     .unwrap();
     let _ = conn.close().await;
     let late = run(&["verify"]).await;
-    assert_eq!(late.status.code(), Some(1), "{}", stdout(&late));
-    assert!(
-        stdout(&late).contains("below quorum      2"),
-        "{}",
-        stdout(&late)
-    );
-    assert!(
-        stdout(&late).contains("non-member signers in 2 rows"),
-        "{}",
-        stdout(&late)
-    );
+    fails_printing(&late, "below quorum      2");
+    prints(&late, "non-member signers in 2 rows");
 }
 
 /// The one line a failed command prints on stderr (its exit code is 1).
