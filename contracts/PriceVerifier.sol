@@ -2,17 +2,20 @@
 pragma solidity =0.8.37;
 
 /// @title PriceVerifier
-/// @notice Verifies a price report of the price-oracle network: the signed fields of one price and
-/// at least `quorum` EIP-191 signatures of distinct members over its normative digest.
+/// @notice Verifies a report of the price-oracle network: one round's observations, each signed
+/// by a distinct member over its own normative digest, at least `quorum` of them, fresh; and
+/// takes their median, the value every part of the network computes the same way.
 ///
 /// ```text
-/// report = abi.encode(bytes32 pair, uint64 id, int256 price_e8, uint64 observed_at, bytes[] signatures)
-/// digest = keccak256(abi.encode(DOMAIN, pair, id, price_e8, observed_at))
-/// signed = keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), each signature r ‖ s ‖ v
+/// report      = abi.encode(bytes32 pair, uint64 id, Observation[] observations)
+/// Observation = (int256 priceE8, uint64 observedAt, bytes signature)
+/// digest      = keccak256(abi.encode(DOMAIN, pair, id, priceE8, observedAt))      per observation
+/// signed      = keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), signature r ‖ s ‖ v
+/// value       = the prices sorted ascending, the one at index n / 2
 /// ```
 ///
-/// The member list and the quorum are fixed at deployment: a membership change is a new deployment.
-/// The contract checks signatures only; a consumer checks `pair` and the freshness of `observedAt`.
+/// The member list, the quorum and the freshness bounds are fixed at deployment: a membership
+/// change is a new deployment. A consumer checks `pair`.
 contract PriceVerifier {
     /// `keccak256("price-oracle/v1")`, the first word of every digest.
     bytes32 public constant DOMAIN = keccak256("price-oracle/v1");
@@ -20,8 +23,21 @@ contract PriceVerifier {
     /// Half the secp256k1 group order: a signature with a larger `s` is a malleable copy (EIP-2).
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
-    /// The number of valid, distinct member signatures a report needs.
+    /// One member's observation in a report.
+    struct Observation {
+        int256 priceE8;
+        uint64 observedAt;
+        bytes signature;
+    }
+
+    /// The number of valid, distinct member observations a report needs.
     uint256 public immutable quorum;
+
+    /// Seconds the oldest observation of a report may be old (RedStone: 3 minutes).
+    uint256 public immutable maxAge;
+
+    /// Seconds an observation may lie ahead of the block (clocks differ; RedStone: 1 minute).
+    uint256 public immutable maxFutureSkew;
 
     /// The number of members, so that `verify` sizes its bitmap without reading storage.
     uint256 private immutable memberCount;
@@ -36,16 +52,18 @@ contract PriceVerifier {
     error ZeroAddressMember(uint256 index);
     error DuplicateMember(address member);
 
-    // Verification: `index` is the position of the signature in the report.
+    // Verification: `index` is the position of the observation in the report.
+    error BelowQuorum(uint256 got, uint256 need);
+    error StaleReport(uint64 oldest, uint256 blockTime, uint256 maxAge);
+    error FutureReport(uint64 newest, uint256 blockTime, uint256 maxFutureSkew);
     error BadSignatureLength(uint256 index);
     error HighS(uint256 index);
     error BadV(uint256 index);
     error InvalidSignature(uint256 index);
     error NotMember(address signer);
     error DuplicateSigner(address signer);
-    error BelowQuorum(uint256 got, uint256 need);
 
-    constructor(address[] memory members_, uint256 quorum_) {
+    constructor(address[] memory members_, uint256 quorum_, uint256 maxAge_, uint256 maxFutureSkew_) {
         if (quorum_ == 0 || quorum_ > members_.length) {
             revert InvalidQuorum(quorum_, members_.length);
         }
@@ -58,6 +76,8 @@ contract PriceVerifier {
         memberList = members_;
         memberCount = members_.length;
         quorum = quorum_;
+        maxAge = maxAge_;
+        maxFutureSkew = maxFutureSkew_;
     }
 
     /// @notice The members, in deployment order.
@@ -70,30 +90,47 @@ contract PriceVerifier {
         return memberSlot[account] != 0;
     }
 
-    /// @notice Checks a report and returns its signed fields; reverts unless every signature in it
-    /// is a valid signature of a distinct member and there are at least `quorum` of them.
+    /// @notice Checks a report and returns its round, its value (the median of the observed
+    /// prices) and its observations' time range; reverts unless every observation in it is
+    /// signed by a distinct member, there are at least `quorum` of them, the oldest is at most
+    /// `maxAge` old and none is more than `maxFutureSkew` ahead of the block.
     /// @dev Any bad signature reverts, even when the others would reach the quorum: the relayer
     /// builds the report from rows whose signatures the network has already checked, so junk in
     /// it is a bug or an attack, and a consumer should learn of it rather than pay gas for it.
     function verify(bytes calldata report)
         external
         view
-        returns (bytes32 pair, int256 priceE8, uint64 observedAt, uint64 id)
+        returns (bytes32 pair, uint64 id, int256 median, uint64 oldest, uint64 newest)
     {
-        bytes[] memory signatures;
-        (pair, id, priceE8, observedAt, signatures) = abi.decode(report, (bytes32, uint64, int256, uint64, bytes[]));
+        return _verify(report);
+    }
 
-        // Every signature must count, so too few signatures can be refused before any recovery.
-        uint256 count = signatures.length;
+    function _verify(bytes calldata report)
+        internal
+        view
+        returns (bytes32 pair, uint64 id, int256 median, uint64 oldest, uint64 newest)
+    {
+        Observation[] memory observations;
+        (pair, id, observations) = abi.decode(report, (bytes32, uint64, Observation[]));
+
+        // Every observation must count, so too few, or stale ones, are refused before any
+        // signature is recovered.
+        uint256 count = observations.length;
         if (count < quorum) revert BelowQuorum(count, quorum);
-
-        bytes32 digest = keccak256(abi.encode(DOMAIN, pair, id, priceE8, observedAt));
-        bytes32 signed = keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", digest));
+        (oldest, newest) = timeRange(observations);
+        if (block.timestamp > uint256(oldest) + maxAge) revert StaleReport(oldest, block.timestamp, maxAge);
+        if (uint256(newest) > block.timestamp + maxFutureSkew) {
+            revert FutureReport(newest, block.timestamp, maxFutureSkew);
+        }
 
         // One bit per member index: the members seen so far in this report.
         uint256[] memory seen = new uint256[]((memberCount + 255) >> 8);
+        int256[] memory prices = new int256[](count);
         for (uint256 i = 0; i < count; ++i) {
-            address signer = recover(signed, signatures[i], i);
+            Observation memory observation = observations[i];
+            bytes32 digest = keccak256(abi.encode(DOMAIN, pair, id, observation.priceE8, observation.observedAt));
+            bytes32 signed = keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", digest));
+            address signer = recover(signed, observation.signature, i);
             uint256 slot = memberSlot[signer];
             if (slot == 0) revert NotMember(signer);
             uint256 index = slot - 1;
@@ -101,7 +138,35 @@ contract PriceVerifier {
             uint256 word = seen[index >> 8];
             if (word & bit != 0) revert DuplicateSigner(signer);
             seen[index >> 8] = word | bit;
+            prices[i] = observation.priceE8;
         }
+        median = medianOf(prices);
+    }
+
+    /// The oldest and the newest observation time.
+    function timeRange(Observation[] memory observations) private pure returns (uint64 oldest, uint64 newest) {
+        oldest = type(uint64).max;
+        for (uint256 i = 0; i < observations.length; ++i) {
+            uint64 observedAt = observations[i].observedAt;
+            if (observedAt < oldest) oldest = observedAt;
+            if (observedAt > newest) newest = observedAt;
+        }
+    }
+
+    /// The median rule: sorted ascending (insertion sort: reports hold a handful of prices), the
+    /// element at index n / 2.
+    function medianOf(int256[] memory prices) private pure returns (int256) {
+        uint256 n = prices.length;
+        for (uint256 i = 1; i < n; ++i) {
+            int256 price = prices[i];
+            uint256 j = i;
+            while (j > 0 && prices[j - 1] > price) {
+                prices[j] = prices[j - 1];
+                --j;
+            }
+            prices[j] = price;
+        }
+        return prices[n / 2];
     }
 
     /// The signer of `signed`, or a revert naming what is wrong with signature `index`.

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Compiles contracts/PriceVerifier.sol with the pinned solcjs (contracts/package-lock.json) into
-# the committed artifact contracts/PriceVerifier.json (abi, creation bytecode, solc version,
-# the source's sha256), which the EVM tests (tests/evm.rs) deploy.
+# Compiles contracts/PriceVerifier.sol and contracts/PriceFeed.sol with the pinned solcjs
+# (contracts/package-lock.json) into the committed artifacts contracts/PriceVerifier.json and
+# contracts/PriceFeed.json (abi, creation bytecode, solc version, the sources' sha256), which the
+# EVM tests (tests/evm.rs) deploy.
 #
-#   scripts/compile-contract.sh           recompile and rewrite contracts/PriceVerifier.json
-#   scripts/compile-contract.sh --check   recompile into a temporary file and fail if it differs
-#                                         from the committed artifact (skips, exit 0, without
-#                                         node and npm)
+#   scripts/compile-contract.sh           recompile and rewrite the artifacts
+#   scripts/compile-contract.sh --check   recompile into a temporary folder and fail if anything
+#                                         differs from the committed artifacts (skips, exit 0,
+#                                         without node and npm)
 set -euo pipefail
 cd "$(dirname "$0")/../contracts"
 
@@ -25,7 +26,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     echo "compile-contract: node/npm not found, skipping the artifact check" >&2
     exit 0
   fi
-  echo "compile-contract: node and npm are needed to compile the contract" >&2
+  echo "compile-contract: node and npm are needed to compile the contracts" >&2
   exit 1
 fi
 
@@ -33,16 +34,22 @@ fi
 npm ci --no-audit --no-fund --loglevel=error >&2
 
 if ! $check; then
-  node compile.js PriceVerifier.json
-  echo "compile-contract: wrote contracts/PriceVerifier.json" >&2
+  node compile.js .
+  echo "compile-contract: wrote contracts/PriceVerifier.json and contracts/PriceFeed.json" >&2
   exit 0
 fi
 
-fresh=$(mktemp)
-trap 'rm -f "$fresh"' EXIT
+fresh=$(mktemp -d)
+trap 'rm -rf "$fresh"' EXIT
 node compile.js "$fresh"
-if ! diff -u PriceVerifier.json "$fresh" >&2; then
-  echo "compile-contract: contracts/PriceVerifier.json is stale; run scripts/compile-contract.sh and commit it" >&2
+stale=false
+for artifact in PriceVerifier.json PriceFeed.json; do
+  if ! diff -u "$artifact" "$fresh/$artifact" >&2; then
+    stale=true
+  fi
+done
+if $stale; then
+  echo "compile-contract: the artifacts are stale; run scripts/compile-contract.sh and commit them" >&2
   exit 1
 fi
-echo "compile-contract: contracts/PriceVerifier.json matches the source" >&2
+echo "compile-contract: the artifacts match the sources" >&2

@@ -1,12 +1,13 @@
-//! Checking stored prices from the outside: `oracle verify` recomputes every row's digest and
-//! recovers every signature, trusting nothing the writer claimed. Pure: rows in, verdicts out.
+//! Checking stored prices from the outside: `oracle verify` recomputes every observation's
+//! digest, recovers every signature, and recomputes the median, the spread and the time range,
+//! trusting nothing the writer claimed. Pure: rows in, verdicts out.
 
 use std::collections::HashSet;
 
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 
-use crate::signed::SignedPrice;
+use crate::signed::Report;
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
 
@@ -87,8 +88,8 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
 
 /// The row's valid signatures and how many of them count, or why the row is invalid.
 fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize), String> {
-    let signed = SignedPrice::try_from(row).map_err(|err| err.to_string())?;
-    let signatures = signed.signatures.len();
+    let report = Report::try_from(row).map_err(|err| err.to_string())?;
+    let signatures = report.observations.len();
     if usize::try_from(row.signer_count).ok() != Some(signatures) {
         return Err(format!(
             "signer_count {} but {signatures} signatures",
@@ -96,24 +97,62 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize), St
         ));
     }
     let mut signers = HashSet::new();
-    if let Some(twice) = signed.signers().find(|signer| !signers.insert(*signer)) {
+    if let Some(twice) = report.signers().find(|signer| !signers.insert(*signer)) {
         return Err(format!("signer {twice} listed twice"));
     }
-    signed
+    report
         .verify()
         .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
-    if !signed.origin_signed() {
-        return Err(format!(
-            "first_signer {} has no signature",
-            row.first_signer
-        ));
-    }
+    check_summary(row, &report)?;
     let observed = row.observed_at.to_utc();
     let counted = signers
         .iter()
         .filter(|signer| rules.counted.counts(signer, observed))
         .count();
     Ok((signatures, counted))
+}
+
+/// What the row says of its observations, recomputed from them: the origin's among them at the
+/// row's `observed_at`, the price their median, the spread and the time range theirs.
+fn check_summary(row: &StoredPrice, report: &Report) -> Result<(), String> {
+    let Some(origin) = report.origin_observation() else {
+        return Err(format!(
+            "first_signer {} has no observation",
+            row.first_signer
+        ));
+    };
+    let unix = |at: &DateTime<chrono::FixedOffset>| u64::try_from(at.timestamp()).ok();
+    if unix(&row.observed_at) != Some(origin.observation.observed_at) {
+        return Err(format!(
+            "observed_at {} is not its origin's observation time {}",
+            row.observed_at, origin.observation.observed_at
+        ));
+    }
+    let median = report.value().map(|value| value.to_decimal());
+    if median != Some(row.price) {
+        return Err(format!(
+            "price {} is not the median of its observations ({})",
+            row.price,
+            median.map_or_else(|| "none".into(), |median| median.to_string())
+        ));
+    }
+    if row.spread != report.spread() {
+        return Err(format!(
+            "spread {} but the observations spread {}",
+            row.spread,
+            report.spread()
+        ));
+    }
+    let range = report.observed_range();
+    if range.map(|(first, _)| first) != unix(&row.first_observed_at)
+        || range.map(|(_, last)| last) != unix(&row.last_observed_at)
+    {
+        return Err(format!(
+            "observed from {} to {} but its observations span {range:?}",
+            row.first_observed_at, row.last_observed_at
+        ));
+    }
+    Ok(())
 }
 
 pub use crate::membership::read_trusted_signers;
@@ -124,8 +163,8 @@ mod tests {
     use crate::identity::Identity;
     use crate::pair::Pair;
     use crate::price::UsdPrice;
-    use crate::signed::{SignatureEntry, price_digest};
-    use chrono::DateTime;
+    use crate::signed::{Observation, PriceData, Round, SignedObservation};
+    use crate::store::row::row_of;
 
     fn signers(n: u8) -> Vec<Identity> {
         (1..=n)
@@ -133,29 +172,38 @@ mod tests {
             .collect()
     }
 
+    /// Round 42 of the first of `signed_by`, each observing 3124.56789 plus its place in 10⁻⁸,
+    /// a second apart: a stored row as the flush writes it.
     fn row(signed_by: &[Identity]) -> StoredPrice {
-        let price = UsdPrice::from_e8(312_456_789_000).unwrap();
-        let digest = price_digest(Pair::EthUsd, 42, price, 1_763_700_000);
-        let entries: Vec<SignatureEntry> = signed_by
-            .iter()
-            .map(|identity| SignatureEntry::sign(identity.signer(), digest))
-            .collect();
-        let at = DateTime::from_timestamp(1_763_700_000, 0)
-            .unwrap()
-            .fixed_offset();
-        StoredPrice {
+        let round = Round {
+            pair: Pair::EthUsd,
             id: 42,
-            pair: "ETH/USD".into(),
-            price: price.to_decimal(),
-            observed_at: at,
-            first_signer: signed_by[0].address().to_checksum(None),
-            sign_data: serde_json::to_value(&entries).unwrap(),
-            signer_count: entries.len() as i32,
-            lastsigned_time: at,
-            created_time: at,
-            written_by: signed_by[0].address().to_checksum(None),
-            seq: 1,
-        }
+            origin: signed_by[0].address(),
+        };
+        let observations = signed_by
+            .iter()
+            .zip(0u64..)
+            .map(|(identity, place)| {
+                let observation = Observation {
+                    price: UsdPrice::from_e8(312_456_789_000 + place as i64).unwrap(),
+                    observed_at: 1_763_700_000 + place,
+                };
+                SignedObservation {
+                    signer: identity.address(),
+                    observation,
+                    signature: PriceData::new(round, observation)
+                        .sign(identity.signer())
+                        .signature,
+                }
+            })
+            .collect();
+        row_of(
+            &Report {
+                round,
+                observations,
+            },
+            1,
+        )
     }
 
     const TWO_OF_THREE: Option<Finding> = Some(Finding::BelowQuorum {
@@ -186,6 +234,14 @@ mod tests {
         observed.observed_at += chrono::Duration::seconds(1);
         let mut id = genuine.clone();
         id.id += 1;
+        let mut observation = genuine.clone();
+        observation.sign_data[2]["price_e8"] = "1".into();
+        let mut median = genuine.clone();
+        median.price = rust_decimal::Decimal::new(312_456_789_002, 8);
+        let mut spread = genuine.clone();
+        spread.spread = rust_decimal::Decimal::ONE;
+        let mut range = genuine.clone();
+        range.last_observed_at += chrono::Duration::seconds(60);
         let mut signature = genuine.clone();
         let text = signature.sign_data[1]["signature"]
             .as_str()
@@ -217,6 +273,10 @@ mod tests {
             ("unknown pair", unknown_pair),
             ("first_signer", first),
             ("sign_data", garbage),
+            ("an observation", observation),
+            ("median", median),
+            ("spread", spread),
+            ("time range", range),
         ] {
             let report = audit_row(&tampered, &rules(3));
             assert!(

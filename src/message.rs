@@ -13,14 +13,13 @@ use alloy_signer_local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
 use crate::signed::{
-    DOMAIN_HASH, EthSignature, PriceData, SignatureEntry, SignatureError, SignedPrice,
-    checksummed_address,
+    DOMAIN_HASH, EthSignature, PriceData, SignatureEntry, SignatureError, checksummed_address,
 };
 
 /// Encoded messages larger than this are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
-/// A new price with its origin's signature, as the origin publishes it.
+/// A new round: the origin's own observation with its signature, as the origin publishes it.
 ///
 /// ```json
 /// {"id":"1234567890123456","pair":"ETH/USD","price":"3124.56789000","observed_at":1763700000,
@@ -79,18 +78,11 @@ impl PriceMessage {
         }
         Ok(())
     }
-
-    /// The price and its signatures, as the pool takes them.
-    pub fn into_signed(self) -> SignedPrice {
-        SignedPrice {
-            data: self.data,
-            signatures: self.signatures,
-        }
-    }
 }
 
-/// A co-signer's signature over someone else's price. It repeats the signed fields, so it can be
-/// checked on its own — also when it arrives before the price it co-signs.
+/// A member's own observation of someone else's round: the round's pair, id and origin with the
+/// price the member saw and when, signed over their digest. It carries every signed field, so it
+/// can be checked on its own — also when it arrives before the round's price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attestation {
     #[serde(flatten)]
@@ -99,7 +91,7 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    /// `signer`'s co-signature over `data`.
+    /// `signer`'s signature over `data`: its own observation under a round.
     pub fn sign(data: &PriceData, signer: &PrivateKeySigner) -> Self {
         Self {
             data: *data,
@@ -181,7 +173,7 @@ fn stored_digest(writer: &Address, at: u64, ids: &[u64]) -> B256 {
 pub enum Gossip {
     /// A new price from its origin.
     Price(PriceMessage),
-    /// A co-signature.
+    /// A member's own observation of a round.
     Attestation(Attestation),
     /// Ids the writer has stored.
     Stored(StoredNotice),

@@ -88,6 +88,21 @@ label_values! {
 }
 
 label_values! {
+    /// Whether a member of a stored round's committee observed it.
+    pub enum RoundOutcome {
+        Signed => "signed",
+        Missed => "missed",
+    }
+}
+
+/// `member="0x…",outcome="…"` of a stored round's committee member.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberRoundLabels {
+    pub member: String,
+    pub outcome: RoundOutcome,
+}
+
+label_values! {
     /// How a flush attempt ended.
     pub enum FlushResult {
         Stored => "stored",
@@ -216,6 +231,13 @@ pub struct Metrics {
     pub cosign_fallbacks: Family<FallbackLabel, Counter>,
     pub prices_refused: Family<CosignRefusalLabel, Counter>,
     pub prices_verified: PairCounter,
+    /// Members caught signing two different observations for one round.
+    pub equivocations: Counter,
+    /// For each stored round (counted by its writer), each member of its committee: whether
+    /// its observation is in the stored report.
+    pub member_rounds: Family<MemberRoundLabels, Counter>,
+    /// 1 while `/health` finds no problem, else 0.
+    pub healthy: Gauge,
     pub prices_stored: PairCounter,
     /// Flush attempts by outcome: `stored`, `refused` (another node held the lease), `failed`.
     pub flushes: Family<FlushLabel, Counter>,
@@ -252,6 +274,9 @@ impl Default for Metrics {
             cosign_fallbacks: Family::default(),
             prices_refused: Family::default(),
             prices_verified: PairCounter::default(),
+            equivocations: Counter::default(),
+            member_rounds: Family::default(),
+            healthy: Gauge::default(),
             prices_stored: PairCounter::default(),
             flushes: Family::default(),
             prices_expired: Family::default(),
@@ -309,6 +334,22 @@ impl Metrics {
             "prices_verified",
             "Prices that reached the signer quorum here, by pair",
             self.prices_verified.by_pair.clone(),
+        );
+        registry.register(
+            "equivocations",
+            "Members caught signing two different observations for one round (neither counts)",
+            self.equivocations.clone(),
+        );
+        registry.register(
+            "member_rounds",
+            "Committee members of the rounds this node stored, by member and outcome (signed: \
+             its observation is in the stored report; missed)",
+            self.member_rounds.clone(),
+        );
+        registry.register(
+            "healthy",
+            "1 while /health finds no problem, else 0",
+            self.healthy.clone(),
         );
         registry.register(
             "prices_stored",
@@ -466,6 +507,19 @@ impl Metrics {
     /// Prices dropped unstored, by `state`.
     pub fn expired(&self, state: Expiry) -> Counter {
         Self::counter(&self.prices_expired, ExpiryLabel { kind: state })
+    }
+
+    /// A committee member's outcome in a stored round.
+    pub fn member_round(
+        &self,
+        member: alloy_primitives::Address,
+        outcome: RoundOutcome,
+    ) -> Counter {
+        let label = MemberRoundLabels {
+            member: member.to_checksum(None),
+            outcome,
+        };
+        Self::counter(&self.member_rounds, label)
     }
 
     /// Messages rejected for `reason`.

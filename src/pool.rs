@@ -1,38 +1,45 @@
-//! The consensus pool: a pure state machine over prices and their signatures. No IO, no clock —
-//! every call gets `now` — so every transition is unit-tested.
+//! The consensus pool: a pure state machine over rounds and their members' observations. No
+//! IO, no clock — every call gets `now` — so every transition is unit-tested.
 //!
 //! ```text
-//!            add (member signatures < quorum)      add (≥ quorum, origin signed)
-//!  (unknown) ────────────────────────────▶ pending ──────────────────────────────▶ verified
-//!                                          │    ▲ a member removed          │   ▲ late signatures:
-//!                           older than     │    └───────────────────────────┤   │ merged, flush delayed
-//!                           max_age        ▼              mark_stored       ▼   │
+//!            add (member observations < quorum)      add (≥ quorum, origin's among them)
+//!  (unknown) ──────────────────────────────▶ pending ──────────────────────────────▶ verified
+//!                                          │    ▲ a member removed, an equivocator │   ▲ late
+//!                           older than     │    └──────────────────────────────────┤   │ observations:
+//!                           max_age        ▼              mark_stored              ▼   │ merged, flush delayed
 //!                                      (dropped)                     stored (tombstone until retention)
 //! ```
 //!
-//! Signatures reach the pool already verified against the price's digest (the network layer
-//! checks every message); the pool only merges them, counts distinct *member* signers and keeps
-//! time. Prices are keyed by their whole signed content, not by id alone: whatever anyone
-//! publishes under an honest price's id is another entry, and cannot block the honest one (the
-//! database's primary key settles real collisions). Each entry is charged to the signer whose
-//! message created it, and a signer may have at most `max_pending_per_signer` pending entries,
-//! so nobody can fill the pool.
+//! A round is (pair, id, origin); each member adds one observation to it — the origin its own
+//! price, every other member the price it saw itself — each signed over its own digest. Signatures
+//! reach the pool already verified (the network layer checks every message); the pool merges
+//! observations per round, counts distinct *members*, and keeps time. A member that signs two
+//! different observations for one round is equivocating: both carry its signature, so it is
+//! provable; the pool keeps neither and refuses any more of its observations for that round.
+//!
+//! Ids carry their origin's machine bits (validation refuses any other), so only the origin
+//! starts a round under its ids; whatever anyone else publishes under them is one observation
+//! of one member, which the median outvotes. Each round is charged to the signer whose message
+//! created it, and a signer may have at most `max_pending_per_signer` pending rounds, so nobody
+//! can fill the pool.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::Address;
 
 use crate::membership::Members;
-use crate::signed::{EthSignature, PriceData, SignatureEntry, SignedPrice};
+use crate::signed::{
+    EthSignature, Observation, PriceData, Report, Round, SignatureEntry, SignedObservation,
+};
 
 /// How the pool decides.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
-    /// Distinct valid member signers, the origin among them, that make a price verified.
+    /// Distinct members' observations, the origin's among them, that make a round verified.
     pub min_signers: usize,
-    /// A verified price is due for storage this long after its last new signature.
+    /// A verified round is due for storage this long after its last new observation.
     pub flush_delay: Duration,
     /// A price still pending this long after it was first seen can no longer gather signatures
     /// (peers ignore it as too old): it is dropped.
@@ -85,9 +92,10 @@ impl std::ops::Sub<Duration> for Moment {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    data: PriceData,
-    digest: B256,
-    signatures: BTreeMap<Address, EthSignature>,
+    round: Round,
+    observations: BTreeMap<Address, (Observation, EthSignature)>,
+    /// Members caught signing two observations for this round: none of theirs counts.
+    equivocators: BTreeSet<Address>,
     /// Whose message created the entry: its pending entries are bounded.
     creator: Address,
     first_seen: Instant,
@@ -95,57 +103,60 @@ struct Entry {
     verified_at: Option<Instant>,
 }
 
-/// A price with a quorum of valid member signatures, ready to be stored: its member
-/// signatures only, and when the last one arrived.
+/// A round with a quorum of valid member observations, ready to be stored: its member
+/// observations only, and when the last one arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedPrice {
-    pub signed: SignedPrice,
-    /// Wall-clock time of the last new signature, stored as `lastsigned_time`.
+    pub report: Report,
+    /// Wall-clock time of the last new observation, stored as `lastsigned_time`.
     pub last_signed: SystemTime,
 }
 
 impl VerifiedPrice {
     pub fn id(&self) -> u64 {
-        self.signed.data.id
+        self.report.round.id
     }
 
-    pub fn data(&self) -> &PriceData {
-        &self.signed.data
+    pub fn round(&self) -> &Round {
+        &self.report.round
     }
 }
 
-/// What adding signatures did.
+/// What adding observations did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Added {
-    /// A price the pool did not know; `new_signatures` of them were new.
+    /// A round the pool did not know; `new_signatures` of the observations were new.
     New {
         new_signatures: usize,
         verified: bool,
     },
-    /// A known price gained signatures.
+    /// A known round gained observations.
     Merged {
         new_signatures: usize,
         /// It reached the quorum with this call.
         became_verified: bool,
     },
-    /// Nothing new: every signature was already known.
+    /// Nothing new: every observation was already known.
     Unchanged,
     /// The id is already stored; ignored.
     AlreadyStored,
-    /// A new price from a signer that already has `max_pending_per_signer` pending: refused.
+    /// A new round from a signer that already has `max_pending_per_signer` pending: refused.
     OverLimit,
+    /// A signer's second, different observation for the round (or one more after that): it is
+    /// refused, and the signer's first observation is dropped too.
+    Equivocation { signer: Address },
 }
 
 /// Prices dropped by [`Pool::expire`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expired {
-    /// Pending prices that never reached the quorum.
+    /// Pending rounds that never reached the quorum.
     pub unverified: Vec<u64>,
-    /// Verified prices that were never stored: data lost, worth a warning.
+    /// Verified rounds that were never stored: data lost, worth a warning.
     pub verified: Vec<u64>,
 }
 
-/// How many prices are in each state.
+/// How many rounds are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PoolCounts {
     pub pending: usize,
@@ -153,12 +164,12 @@ pub struct PoolCounts {
     pub stored: usize,
 }
 
-/// Prices by signed content, with their signatures and state.
+/// Rounds with their observations and state.
 #[derive(Debug)]
 pub struct Pool {
     settings: PoolSettings,
     members: Arc<Members>,
-    entries: HashMap<PriceData, Entry>,
+    entries: HashMap<Round, Entry>,
     /// Pending entries per creator, kept in step with `entries`.
     pending_by_creator: HashMap<Address, usize>,
     /// Stored ids and when they were stored, so late messages do not bring them back.
@@ -176,26 +187,31 @@ impl Pool {
         }
     }
 
-    /// Merges already-verified `signatures` over `data` (from a price message, an attestation or
-    /// this node's own signature). The first signature's signer is charged for a new entry.
+    /// Merges already-verified `signatures`, each over `data` — each signer's observation
+    /// `data.observation()` of the round `data.round()` (from a price message, an attestation
+    /// or this node's own signature). The first signature's signer is charged for a new round.
     pub fn add(&mut self, data: &PriceData, signatures: &[SignatureEntry], now: Moment) -> Added {
-        if self.stored.contains_key(&data.id) {
+        let round = data.round();
+        if self.stored.contains_key(&round.id) {
             return Added::AlreadyStored;
         }
         let min_signers = self.settings.min_signers;
-        if let Some(entry) = self.entries.get_mut(data) {
-            let new_signatures = entry.merge(signatures, now);
-            if new_signatures == 0 {
-                return Added::Unchanged;
+        if let Some(entry) = self.entries.get_mut(&round) {
+            let was_verified = entry.verified_at.is_some();
+            let merged = entry.merge(data.observation(), signatures, now);
+            let verified = entry.check_quorum(min_signers, &self.members, now.at);
+            match (was_verified, verified) {
+                (false, true) => release(&mut self.pending_by_creator, &entry.creator),
+                (true, false) => *self.pending_by_creator.entry(entry.creator).or_default() += 1,
+                _ => {}
             }
-            let became_verified = entry.verified_at.is_none()
-                && entry.check_quorum(min_signers, &self.members, now.at);
-            if became_verified {
-                release(&mut self.pending_by_creator, &entry.creator);
-            }
-            return Added::Merged {
-                new_signatures,
-                became_verified,
+            return match merged {
+                Merged::Equivocation(signer) => Added::Equivocation { signer },
+                Merged::New(0) => Added::Unchanged,
+                Merged::New(new_signatures) => Added::Merged {
+                    new_signatures,
+                    became_verified: verified && !was_verified,
+                },
             };
         }
         let Some(creator) = signatures.first().map(|entry| entry.signer) else {
@@ -206,29 +222,33 @@ impl Pool {
             return Added::OverLimit;
         }
         let mut entry = Entry {
-            data: *data,
-            digest: data.digest(),
-            signatures: BTreeMap::new(),
+            round,
+            observations: BTreeMap::new(),
+            equivocators: BTreeSet::new(),
             creator,
             first_seen: now.at,
             last_signed: now,
             verified_at: None,
         };
-        let new_signatures = entry.merge(signatures, now);
+        let merged = entry.merge(data.observation(), signatures, now);
         let verified = entry.check_quorum(min_signers, &self.members, now.at);
         if !verified {
             *self.pending_by_creator.entry(creator).or_default() += 1;
         }
-        self.entries.insert(*data, entry);
-        Added::New {
-            new_signatures,
-            verified,
+        self.entries.insert(round, entry);
+        match merged {
+            // Only a message signing two observations at once could do this; none does.
+            Merged::Equivocation(signer) => Added::Equivocation { signer },
+            Merged::New(new_signatures) => Added::New {
+                new_signatures,
+                verified,
+            },
         }
     }
 
-    /// Applies a new member set: prices that lost their quorum (a member removed) are pending
+    /// Applies a new member set: rounds that lost their quorum (a member removed) are pending
     /// again, pending ones that gained it (a member added) are verified. Returns the latter.
-    pub fn set_members(&mut self, members: Arc<Members>, now: Moment) -> Vec<PriceData> {
+    pub fn set_members(&mut self, members: Arc<Members>, now: Moment) -> Vec<Round> {
         self.members = members;
         let min_signers = self.settings.min_signers;
         let mut newly_verified = Vec::new();
@@ -238,7 +258,7 @@ impl Pool {
             match (was_verified, verified) {
                 (false, true) => {
                     release(&mut self.pending_by_creator, &entry.creator);
-                    newly_verified.push(entry.data);
+                    newly_verified.push(entry.round);
                 }
                 (true, false) => *self.pending_by_creator.entry(entry.creator).or_default() += 1,
                 _ => {}
@@ -247,17 +267,17 @@ impl Pool {
         newly_verified
     }
 
-    /// Whether `signer` has a signature on this price here.
-    pub fn has_signed(&self, data: &PriceData, signer: &Address) -> bool {
+    /// Whether `signer` has an observation in this round here.
+    pub fn has_observed(&self, round: &Round, signer: &Address) -> bool {
         self.entries
-            .get(data)
-            .is_some_and(|entry| entry.signatures.contains_key(signer))
+            .get(round)
+            .is_some_and(|entry| entry.observations.contains_key(signer))
     }
 
-    /// Whether this price (this very content) has its quorum here.
-    pub fn is_verified(&self, data: &PriceData) -> bool {
+    /// Whether this round has its quorum here.
+    pub fn is_verified(&self, round: &Round) -> bool {
         self.entries
-            .get(data)
+            .get(round)
             .is_some_and(|entry| entry.verified_at.is_some())
     }
 
@@ -266,22 +286,29 @@ impl Pool {
         self.stored.contains_key(&id)
     }
 
-    /// How many distinct signers a known price has (members or not).
-    pub fn signer_count(&self, data: &PriceData) -> usize {
+    /// How many distinct signers' observations a known round has (members or not).
+    pub fn signer_count(&self, round: &Round) -> usize {
         self.entries
-            .get(data)
-            .map_or(0, |entry| entry.signatures.len())
+            .get(round)
+            .map_or(0, |entry| entry.observations.len())
     }
 
-    /// Verified prices whose last signature is at least `flush_delay` old, oldest id first,
-    /// each with its member signatures only. Of two verified prices under one id (a real
-    /// collision) the better-signed one goes first; the other waits for its turn, when the
-    /// database will refuse it as a conflict.
+    /// The report of a verified round as it stands: its member observations, and their median.
+    pub fn report(&self, round: &Round) -> Option<Report> {
+        let entry = self.entries.get(round)?;
+        entry.verified_at?;
+        Some(entry.to_verified(&self.members).report)
+    }
+
+    /// Verified rounds whose last observation is at least `flush_delay` old, oldest id first,
+    /// each with its member observations only. Of two verified rounds under one id (two origins
+    /// sharing machine bits) the better-observed one goes first; the other waits for its turn,
+    /// when the database will refuse it as a conflict.
     pub fn due(&self, now: Moment) -> Vec<VerifiedPrice> {
         self.verified_where(|entry| age(entry.last_signed.at, now.at) >= self.settings.flush_delay)
     }
 
-    /// Every verified price, due or not, as [`Pool::due`] orders them: what a stopping node
+    /// Every verified round, due or not, as [`Pool::due`] orders them: what a stopping node
     /// stores so that nothing with a quorum is lost.
     pub fn verified(&self) -> Vec<VerifiedPrice> {
         self.verified_where(|_| true)
@@ -295,13 +322,13 @@ impl Pool {
             .filter(|entry| entry.verified_at.is_some() && ready(entry))
         {
             let better = |current: &&Entry| {
-                (entry.member_count(&self.members), entry.digest)
-                    > (current.member_count(&self.members), current.digest)
+                (entry.member_count(&self.members), entry.round)
+                    > (current.member_count(&self.members), current.round)
             };
-            match by_id.get(&entry.data.id) {
+            match by_id.get(&entry.round.id) {
                 Some(current) if !better(current) => {}
                 _ => {
-                    by_id.insert(entry.data.id, entry);
+                    by_id.insert(entry.round.id, entry);
                 }
             }
         }
@@ -313,14 +340,14 @@ impl Pool {
         due
     }
 
-    /// Marks ids as stored: every price under them leaves the pool, and later messages about
-    /// them are ignored. Returns how many prices were known here.
+    /// Marks ids as stored: every round under them leaves the pool, and later messages about
+    /// them are ignored. Returns how many rounds were known here.
     pub fn mark_stored(&mut self, ids: &[u64], now: Moment) -> usize {
         let ids: HashSet<u64> = ids.iter().copied().collect();
         let mut known = 0;
         let pending_by_creator = &mut self.pending_by_creator;
-        self.entries.retain(|data, entry| {
-            if !ids.contains(&data.id) {
+        self.entries.retain(|round, entry| {
+            if !ids.contains(&round.id) {
                 return true;
             }
             known += 1;
@@ -335,7 +362,7 @@ impl Pool {
         known
     }
 
-    /// Drops what can no longer be used: pending prices older than `max_age`, verified prices
+    /// Drops what can no longer be used: pending rounds older than `max_age`, verified rounds
     /// and stored tombstones older than `retention`.
     pub fn expire(&mut self, now: Moment) -> Expired {
         let PoolSettings {
@@ -343,14 +370,14 @@ impl Pool {
         } = self.settings;
         let mut expired = Expired::default();
         let pending_by_creator = &mut self.pending_by_creator;
-        self.entries.retain(|data, entry| {
+        self.entries.retain(|round, entry| {
             let old = age(entry.first_seen, now.at);
             match entry.verified_at {
                 None if old > max_age => {
                     release(pending_by_creator, &entry.creator);
-                    expired.unverified.push(data.id);
+                    expired.unverified.push(round.id);
                 }
-                Some(_) if old > retention => expired.verified.push(data.id),
+                Some(_) if old > retention => expired.verified.push(round.id),
                 _ => return true,
             }
             false
@@ -375,7 +402,7 @@ impl Pool {
         }
     }
 
-    /// Pending prices charged to `signer`.
+    /// Pending rounds charged to `signer`.
     #[cfg(any(test, feature = "test-util"))]
     pub fn pending_of(&self, signer: &Address) -> usize {
         self.pending_by_creator.get(signer).copied().unwrap_or(0)
@@ -391,60 +418,94 @@ fn release(pending_by_creator: &mut HashMap<Address, usize>, creator: &Address) 
     }
 }
 
+/// What merging one message's observations did.
+enum Merged {
+    /// This many observations were new.
+    New(usize),
+    /// This signer equivocated (now or before).
+    Equivocation(Address),
+}
+
 impl Entry {
-    /// Adds signatures not yet known; returns how many were new.
-    fn merge(&mut self, signatures: &[SignatureEntry], now: Moment) -> usize {
+    /// Adds each signer's `observation`, unless it already had one: the same one changes
+    /// nothing, another one is an equivocation.
+    fn merge(
+        &mut self,
+        observation: Observation,
+        signatures: &[SignatureEntry],
+        now: Moment,
+    ) -> Merged {
         let mut new = 0;
         for entry in signatures {
-            if self
-                .signatures
-                .insert(entry.signer, entry.signature)
-                .is_none()
-            {
-                new += 1;
+            if self.equivocators.contains(&entry.signer) {
+                return Merged::Equivocation(entry.signer);
+            }
+            match self.observations.get(&entry.signer) {
+                Some((known, _)) if *known == observation => {}
+                Some(_) => {
+                    self.observations.remove(&entry.signer);
+                    self.equivocators.insert(entry.signer);
+                    return Merged::Equivocation(entry.signer);
+                }
+                None => {
+                    self.observations
+                        .insert(entry.signer, (observation, entry.signature));
+                    new += 1;
+                }
             }
         }
         if new > 0 && now.at >= self.last_signed.at {
             self.last_signed = now;
         }
-        new
+        Merged::New(new)
     }
 
-    /// Signatures that count: by members who were members when the price was observed.
+    /// Observations that count: by members who were members when the round was observed.
     fn member_count(&self, members: &Members) -> usize {
-        self.signatures
+        self.observations
             .keys()
-            .filter(|signer| members.counts_at(signer, self.data.observed_at))
+            .filter(|signer| members.counts_at(signer, self.observed_at()))
             .count()
     }
 
-    /// Marks the entry verified when its member signatures reach the quorum, the origin's
-    /// among them.
+    /// The round's time: its origin's observation, else (before that arrives) its id's.
+    fn observed_at(&self) -> u64 {
+        self.observations.get(&self.round.origin).map_or_else(
+            || crate::id::decompose(self.round.id).unix_ms / 1000,
+            |(observation, _)| observation.observed_at,
+        )
+    }
+
+    /// Whether the entry has its quorum now — member observations, the origin's among them —
+    /// and marks it verified (or pending again) accordingly.
     fn check_quorum(&mut self, min_signers: usize, members: &Members, now: Instant) -> bool {
-        if self.verified_at.is_none()
-            && self.signatures.contains_key(&self.data.origin)
-            && members.counts_at(&self.data.origin, self.data.observed_at)
-            && self.member_count(members) >= min_signers
-        {
-            self.verified_at = Some(now);
+        let has_quorum = self.observations.contains_key(&self.round.origin)
+            && members.counts_at(&self.round.origin, self.observed_at())
+            && self.member_count(members) >= min_signers;
+        match (has_quorum, self.verified_at) {
+            (true, None) => self.verified_at = Some(now),
+            (false, Some(_)) => self.verified_at = None,
+            _ => {}
         }
-        self.verified_at.is_some()
+        has_quorum
     }
 
     fn to_verified(&self, members: &Members) -> VerifiedPrice {
-        let signatures = self
-            .signatures
+        let observed_at = self.observed_at();
+        let observations = self
+            .observations
             .iter()
-            .filter(|(signer, _)| members.counts_at(signer, self.data.observed_at))
-            .map(|(signer, signature)| SignatureEntry {
+            .filter(|(signer, _)| members.counts_at(signer, observed_at))
+            .map(|(signer, (observation, signature))| SignedObservation {
                 signer: *signer,
+                observation: *observation,
                 signature: *signature,
             })
             .collect();
         VerifiedPrice {
-            signed: SignedPrice {
-                data: self.data,
-                signatures,
+            report: Report {
+                round: self.round,
+                observations,
             },
             last_signed: self.last_signed.wall,
         }
@@ -549,9 +610,9 @@ mod tests {
                 stored: 0
             }
         );
-        assert!(pool.has_signed(&d, &n[2].address()));
-        assert!(!pool.has_signed(&d, &n[3].address()));
-        assert_eq!(pool.signer_count(&d), 3);
+        assert!(pool.has_observed(&d.round(), &n[2].address()));
+        assert!(!pool.has_observed(&d.round(), &n[3].address()));
+        assert_eq!(pool.signer_count(&d.round()), 3);
     }
 
     #[test]
@@ -583,7 +644,7 @@ mod tests {
                 became_verified: false
             }
         );
-        assert_eq!(pool.signer_count(&d), 2);
+        assert_eq!(pool.signer_count(&d.round()), 2);
     }
 
     #[test]
@@ -596,7 +657,7 @@ mod tests {
             pool.add(&d, &[sig(&d, node)], t(0));
         }
         assert_eq!(pool.counts().verified, 0);
-        assert_eq!(pool.signer_count(&d), 3);
+        assert_eq!(pool.signer_count(&d.round()), 3);
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[0])], t(1)),
             Added::Merged {
@@ -633,9 +694,9 @@ mod tests {
         );
         let due = pool.due(t(20) + FLUSH_DELAY);
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].signed.signatures.len(), 4);
+        assert_eq!(due[0].report.observations.len(), 4);
         assert_eq!(due[0].last_signed, t(20).wall);
-        assert_eq!(due[0].data().origin, n[0].address());
+        assert_eq!(due[0].round().origin, n[0].address());
     }
 
     #[test]
@@ -725,38 +786,140 @@ mod tests {
         );
     }
 
+    /// `signer`'s observation of `e8` at `observed_at` under `round`'s data.
+    fn observe(
+        round: &PriceData,
+        signer: &Identity,
+        e8: i64,
+        observed_at: u64,
+    ) -> (PriceData, SignatureEntry) {
+        let data = PriceData {
+            price: UsdPrice::from_e8(e8).unwrap(),
+            observed_at,
+            ..*round
+        };
+        let signature = sig(&data, signer);
+        (data, signature)
+    }
+
     #[test]
-    fn another_price_under_a_known_id_cannot_block_it() {
-        // Id squatting: a stranger's data under an honest price's id, seen first.
+    fn another_price_under_a_known_id_is_one_observation_and_cannot_block_it() {
+        // A member signs junk under an honest round's id before the origin's price arrives.
         let n = nodes();
         let mut pool = pool();
         let honest = data(1, &n[0]);
-        let mut squatted = honest;
-        squatted.price = UsdPrice::from_e8(1).unwrap();
+        let (junk, junk_signature) = observe(&honest, &n[4], 1, honest.observed_at);
         assert!(matches!(
-            pool.add(&squatted, &[sig(&squatted, &n[4])], t(0)),
-            Added::New { .. }
+            pool.add(&junk, &[junk_signature], t(0)),
+            Added::New {
+                verified: false,
+                ..
+            }
         ));
+        // The same id under another origin is another round.
         let mut other_origin = honest;
         other_origin.origin = n[4].address();
         pool.add(&other_origin, &[sig(&other_origin, &n[4])], t(0));
         let all: Vec<_> = n[..3].iter().map(|node| sig(&honest, node)).collect();
         assert_eq!(
             pool.add(&honest, &all, t(1)),
-            Added::New {
+            Added::Merged {
                 new_signatures: 3,
-                verified: true
+                became_verified: true
             }
         );
-        assert_eq!(pool.signer_count(&honest), 3);
-        assert_eq!(pool.signer_count(&squatted), 1);
+        assert_eq!(pool.signer_count(&honest.round()), 4);
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].data().price, honest.price);
+        assert_eq!(due[0].report.observations.len(), 4);
+        assert_eq!(
+            due[0].report.value(),
+            Some(honest.price),
+            "the junk is outvoted"
+        );
         // Once stored, everything under the id goes.
-        assert_eq!(pool.mark_stored(&[1], t(101)), 3);
+        assert_eq!(pool.mark_stored(&[1], t(101)), 2);
         assert_eq!(pool.counts().pending, 0);
         assert_eq!(pool.pending_of(&n[4].address()), 0);
+    }
+
+    #[test]
+    fn each_member_adds_its_own_observation_and_the_value_is_their_median() {
+        let n = nodes();
+        let mut pool = pool();
+        let round = data(1, &n[0]);
+        pool.add(&round, &[sig(&round, &n[0])], t(0));
+        for (node, e8, at) in [
+            (1, 300_100_000_000, 2),
+            (2, 299_900_000_000, 4),
+            (3, 450_000_000_000, 1),
+        ] {
+            let (own, signature) = observe(&round, &n[node], e8, round.observed_at + at);
+            pool.add(&own, &[signature], t(at));
+        }
+        let due = pool.due(t(100));
+        let report = &due[0].report;
+        assert_eq!(report.observations.len(), 4);
+        // 2999, 3000, 3001, 4500: the element at index 2.
+        assert_eq!(report.value().unwrap().e8(), 300_100_000_000);
+        assert_eq!(
+            report.observed_range(),
+            Some((round.observed_at, round.observed_at + 4))
+        );
+        assert_eq!(report.verify(), Ok(()));
+        assert!(pool.report(&round.round()).is_some());
+    }
+
+    #[test]
+    fn a_member_signing_two_observations_for_one_round_keeps_neither() {
+        let n = nodes();
+        let mut pool = pool();
+        let round = data(1, &n[0]);
+        let all: Vec<_> = n[..3].iter().map(|node| sig(&round, node)).collect();
+        pool.add(&round, &all, t(0));
+        assert_eq!(pool.counts().verified, 1);
+        // Node 2 signs a second, different observation: both go, and the quorum with them.
+        let (second, signature) = observe(&round, &n[2], 310_000_000_000, round.observed_at);
+        assert_eq!(
+            pool.add(&second, &[signature], t(1)),
+            Added::Equivocation {
+                signer: n[2].address()
+            }
+        );
+        assert!(!pool.has_observed(&round.round(), &n[2].address()));
+        assert_eq!(pool.counts().verified, 0);
+        assert!(pool.due(t(100)).is_empty());
+        // Its first observation again, or a third one: refused too.
+        assert!(matches!(
+            pool.add(&round, &[sig(&round, &n[2])], t(2)),
+            Added::Equivocation { .. }
+        ));
+        // The same observation twice is no equivocation.
+        assert_eq!(
+            pool.add(&round, &[sig(&round, &n[1])], t(3)),
+            Added::Unchanged
+        );
+        // The others still make the quorum.
+        pool.add(&round, &[sig(&round, &n[3])], t(4));
+        let due = pool.due(t(100));
+        let signers: Vec<Address> = due[0].report.signers().collect();
+        assert!(!signers.contains(&n[2].address()));
+        assert_eq!(signers.len(), 3);
+    }
+
+    #[test]
+    fn an_origin_that_equivocates_leaves_its_round_without_a_quorum() {
+        let n = nodes();
+        let mut pool = pool();
+        let round = data(1, &n[0]);
+        let (other, signature) = observe(&round, &n[0], 1, round.observed_at);
+        pool.add(&round, &[sig(&round, &n[0])], t(0));
+        pool.add(&other, &[signature], t(0));
+        for node in &n[1..] {
+            pool.add(&round, &[sig(&round, node)], t(1));
+        }
+        assert_eq!(pool.counts().verified, 0);
+        assert!(pool.due(t(1000)).is_empty());
     }
 
     #[test]
@@ -785,9 +948,9 @@ mod tests {
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
         assert_eq!(
-            due[0].data().origin,
+            due[0].round().origin,
             n[1].address(),
-            "the better-signed one first"
+            "the better-observed one first"
         );
     }
 
@@ -810,7 +973,7 @@ mod tests {
             }
         );
         let due = pool.due(t(100));
-        let signers: Vec<Address> = due[0].signed.signers().collect();
+        let signers: Vec<Address> = due[0].report.signers().collect();
         assert_eq!(signers.len(), 3);
         assert!(
             signers
@@ -842,7 +1005,7 @@ mod tests {
         assert_eq!(pool.counts().verified, 0);
         assert_eq!(pool.pending_of(&n[0].address()), 1);
         // n[2] becomes a member: its signature now counts.
-        assert_eq!(pool.set_members(members_of(&n[..3]), t(1)), vec![d]);
+        assert_eq!(pool.set_members(members_of(&n[..3]), t(1)), vec![d.round()]);
         assert_eq!(pool.counts().verified, 1);
         assert_eq!(pool.pending_of(&n[0].address()), 0);
         // n[1] is removed: the quorum is gone, the price is no longer due.

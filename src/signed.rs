@@ -1,6 +1,7 @@
 //! The signed price, defined once: the fields the normative digest covers, the digest itself,
-//! and EIP-191 signatures over it. The wire messages ([`crate::message`]), the pool, the flush,
-//! the on-chain report and the API all carry these types.
+//! EIP-191 signatures over it, and a round's report — its members' signed observations and
+//! their median. The wire messages ([`crate::message`]), the pool, the flush, the on-chain
+//! report and the API all carry these types.
 //!
 //! ```text
 //! DOMAIN = keccak256("price-oracle/v1")
@@ -22,6 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::pair::Pair;
 use crate::price::UsdPrice;
+use rust_decimal::Decimal;
 
 /// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
 pub const DOMAIN_HASH: B256 =
@@ -190,8 +192,10 @@ impl SignatureEntry {
     }
 }
 
-/// What a price signature covers — the pair, the id, the price and when it was observed — and
-/// whose price it is. On the wire (inside every price and attestation message):
+/// What one signature covers — the pair, the round's id, a price and when it was observed —
+/// and whose round it is. The origin's price message carries its own observation; every other
+/// member's attestation carries the member's own observation under the same round. On the wire
+/// (inside every price and attestation message):
 ///
 /// ```json
 /// {"id":"1234567890123456","pair":"ETH/USD","price":"3124.56789000","observed_at":1763700000,
@@ -205,54 +209,171 @@ pub struct PriceData {
     pub id: u64,
     pub pair: Pair,
     pub price: UsdPrice,
-    /// Unix seconds at which the origin fetched the price.
+    /// Unix seconds at which the signer fetched the price.
     pub observed_at: u64,
-    /// The node that fetched the price; its signature is always among a stored price's.
+    /// The node that started the round; its id space holds `id`.
     #[serde(with = "checksummed_address")]
     pub origin: Address,
 }
 
 impl PriceData {
-    /// The normative digest every signature of this price covers.
+    /// `observation` under `round`.
+    pub fn new(round: Round, observation: Observation) -> Self {
+        Self {
+            pair: round.pair,
+            id: round.id,
+            price: observation.price,
+            observed_at: observation.observed_at,
+            origin: round.origin,
+        }
+    }
+
+    /// The normative digest the signature covers.
     pub fn digest(&self) -> B256 {
         price_digest(self.pair, self.id, self.price, self.observed_at)
     }
 
-    /// `signer`'s signature over this price.
+    /// `signer`'s signature over these fields.
     pub fn sign(&self, signer: &PrivateKeySigner) -> SignatureEntry {
         SignatureEntry::sign(signer, self.digest())
     }
+
+    pub fn round(&self) -> Round {
+        Round {
+            pair: self.pair,
+            id: self.id,
+            origin: self.origin,
+        }
+    }
+
+    pub fn observation(&self) -> Observation {
+        Observation {
+            price: self.price,
+            observed_at: self.observed_at,
+        }
+    }
 }
 
-/// A price with signatures over it: what the pool hands to the flush, what a stored row is read
-/// back into, what the on-chain report and the API are built from.
+/// How far from its round's time (the time in its id, which is the origin's observation time)
+/// an observation may be made and still belong to the round: long enough for the members to
+/// hear the round and observe, short enough that all of them see the same market.
+pub const ROUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One round of a pair: started by `origin` under an id from its own id space. Its members'
+/// observations make one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Round {
+    pub pair: Pair,
+    pub id: u64,
+    pub origin: Address,
+}
+
+/// A price as one member saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Observation {
+    pub price: UsdPrice,
+    /// Unix seconds.
+    pub observed_at: u64,
+}
+
+/// One member's observation of a round, with its signature over the normative digest of
+/// (pair, id, the observation's price, the observation's time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SignedObservation {
+    pub signer: Address,
+    pub observation: Observation,
+    pub signature: EthSignature,
+}
+
+/// A round with its members' signed observations: what the pool hands the flush, what a stored
+/// row reads back into, what the on-chain report and the API are built from.
+///
+/// Its **value** is the median of the observations' prices: sorted ascending, the element at
+/// index ⌊n/2⌋ (OCR's rule). With fewer than half the observations dishonest it lies within the
+/// honest observations' range. Every part of the system computes it with [`median`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedPrice {
-    pub data: PriceData,
-    pub signatures: Vec<SignatureEntry>,
+pub struct Report {
+    pub round: Round,
+    pub observations: Vec<SignedObservation>,
 }
 
-impl SignedPrice {
-    /// Checks that every signature recovers to its claimed signer over the price's digest; the
-    /// first that does not is returned with its signer.
+impl Report {
+    /// The value: the median of the observations' prices (`None` without observations).
+    pub fn value(&self) -> Option<UsdPrice> {
+        median(
+            self.observations
+                .iter()
+                .map(|entry| entry.observation.price),
+        )
+    }
+
+    /// (max − min) / median of the prices, rounded down to 8 decimals: how far the observations
+    /// spread around the value. Zero when they agree.
+    pub fn spread(&self) -> Decimal {
+        let prices = self
+            .observations
+            .iter()
+            .map(|entry| entry.observation.price.to_decimal());
+        let (Some(min), Some(max), Some(value)) = (
+            prices.clone().min(),
+            prices.max(),
+            self.value().map(UsdPrice::to_decimal),
+        ) else {
+            return Decimal::ZERO;
+        };
+        if value.is_zero() {
+            return Decimal::ZERO;
+        }
+        ((max - min) / value).round_dp_with_strategy(8, rust_decimal::RoundingStrategy::ToZero)
+    }
+
+    /// The oldest and the newest observation time (Unix seconds).
+    pub fn observed_range(&self) -> Option<(u64, u64)> {
+        let times = self
+            .observations
+            .iter()
+            .map(|entry| entry.observation.observed_at);
+        Some((times.clone().min()?, times.max()?))
+    }
+
+    /// The fields `entry` signed.
+    pub fn signed_fields(&self, entry: &SignedObservation) -> PriceData {
+        PriceData::new(self.round, entry.observation)
+    }
+
+    /// Checks that every signature recovers to its signer over the digest of its own
+    /// observation; the first that does not is returned with its signer.
     pub fn verify(&self) -> Result<(), (Address, SignatureError)> {
-        let digest = self.data.digest();
-        self.signatures
-            .iter()
-            .try_for_each(|entry| entry.verify(digest).map_err(|err| (entry.signer, err)))
+        self.observations.iter().try_for_each(|entry| {
+            let signature = SignatureEntry {
+                signer: entry.signer,
+                signature: entry.signature,
+            };
+            signature
+                .verify(self.signed_fields(entry).digest())
+                .map_err(|err| (entry.signer, err))
+        })
     }
 
-    /// Whether the origin's own signature is among the signatures.
-    pub fn origin_signed(&self) -> bool {
-        self.signatures
+    /// The origin's own observation, if it is among them.
+    pub fn origin_observation(&self) -> Option<&SignedObservation> {
+        self.observations
             .iter()
-            .any(|entry| entry.signer == self.data.origin)
+            .find(|entry| entry.signer == self.round.origin)
     }
 
-    /// The signers, in the order of the signatures.
+    /// The signers, in the order of the observations.
     pub fn signers(&self) -> impl Iterator<Item = Address> + '_ {
-        self.signatures.iter().map(|entry| entry.signer)
+        self.observations.iter().map(|entry| entry.signer)
     }
+}
+
+/// The median rule, the one definition every part uses: the prices sorted ascending, the element
+/// at index ⌊n/2⌋ (for an even count, the upper of the two middle ones); `None` for none.
+pub fn median(prices: impl IntoIterator<Item = UsdPrice>) -> Option<UsdPrice> {
+    let mut prices: Vec<UsdPrice> = prices.into_iter().collect();
+    prices.sort_unstable();
+    prices.get(prices.len() / 2).copied()
 }
 
 /// Addresses as EIP-55 text: the form `oracle keygen` prints and people compare by eye.
@@ -437,27 +558,198 @@ mod tests {
         );
     }
 
+    /// `signer`'s observation of `price` at `observed_at` under the vector's round.
+    fn observed(signer: &Identity, price: i64, observed_at: u64) -> SignedObservation {
+        let observation = Observation {
+            price: UsdPrice::from_e8(price).unwrap(),
+            observed_at,
+        };
+        let data = PriceData::new(vector_data().round(), observation);
+        SignedObservation {
+            signer: signer.address(),
+            observation,
+            signature: data.sign(signer.signer()).signature,
+        }
+    }
+
     #[test]
-    fn a_signed_price_names_the_signature_that_does_not_verify() {
-        let data = vector_data();
+    fn a_report_checks_each_signature_over_its_own_observation() {
+        let origin = vector_identity();
         let others: Vec<Identity> = (1..=2u8)
             .map(|i| Identity::from_secret(&[i; 32]).unwrap())
             .collect();
-        let mut signed = SignedPrice {
-            data,
-            signatures: vec![
-                data.sign(vector_identity().signer()),
-                data.sign(others[0].signer()),
+        let mut report = Report {
+            round: vector_data().round(),
+            observations: vec![
+                observed(&origin, VECTOR_PRICE_E8, VECTOR_OBSERVED_AT),
+                observed(&others[0], VECTOR_PRICE_E8 + 1, VECTOR_OBSERVED_AT + 3),
             ],
         };
-        assert_eq!(signed.verify(), Ok(()));
-        assert!(signed.origin_signed());
-        signed.signatures[1].signer = others[1].address();
+        assert_eq!(report.verify(), Ok(()));
+        assert!(report.origin_observation().is_some());
+        // An observation claimed by someone else, or changed after signing, does not verify.
+        report.observations[1].signer = others[1].address();
         assert!(matches!(
-            signed.verify(),
+            report.verify(),
             Err((signer, SignatureError::WrongSigner { .. })) if signer == others[1].address()
         ));
-        signed.signatures.remove(0);
-        assert!(!signed.origin_signed());
+        report.observations[1] = observed(&others[0], VECTOR_PRICE_E8 + 1, VECTOR_OBSERVED_AT);
+        report.observations[1].observation.price = UsdPrice::from_e8(VECTOR_PRICE_E8).unwrap();
+        assert!(report.verify().is_err());
+        report.observations.remove(0);
+        assert!(report.origin_observation().is_none());
+    }
+
+    #[test]
+    fn the_value_is_the_element_at_half_the_count_of_the_sorted_prices() {
+        let e8 = |prices: &[i64]| {
+            median(prices.iter().map(|e8| UsdPrice::from_e8(*e8).unwrap())).map(UsdPrice::e8)
+        };
+        assert_eq!(e8(&[]), None);
+        assert_eq!(e8(&[7]), Some(7));
+        assert_eq!(e8(&[9, 1, 5]), Some(5));
+        // An even count takes the upper of the two middle prices.
+        assert_eq!(e8(&[4, 1, 3, 2]), Some(3));
+        assert_eq!(e8(&[2, 2, 2, 9_000]), Some(2));
+        // One liar at any price among three honest observations stays out of the value.
+        for liar in [1, 299_999, 300_000, 302_700, 1_000_000_000] {
+            let value = e8(&[300_000, 300_001, 299_999, liar]).unwrap();
+            assert!((299_999..=300_001).contains(&value), "liar {liar}: {value}");
+        }
+    }
+
+    #[test]
+    fn spread_and_range_describe_the_observations() {
+        let signer = vector_identity();
+        let report = Report {
+            round: vector_data().round(),
+            observations: vec![
+                observed(&signer, 300_000_000_000, 100),
+                observed(&signer, 303_000_000_000, 130),
+                observed(&signer, 301_000_000_000, 110),
+            ],
+        };
+        assert_eq!(report.value().unwrap().e8(), 301_000_000_000);
+        // (3030 − 3000) / 3010, to 8 decimals, rounded down.
+        assert_eq!(report.spread().to_string(), "0.00996677");
+        assert_eq!(report.observed_range(), Some((100, 130)));
+        let empty = Report {
+            round: report.round,
+            observations: Vec::new(),
+        };
+        assert_eq!((empty.value(), empty.spread()), (None, Decimal::ZERO));
+    }
+
+    /// The protocol's test vectors, as this code computes them: the digest and signature of one
+    /// observation (ARCHITECTURE.md's), and a report of three members' observations with its
+    /// digests, signatures, median and ABI bytes. `docs/protocol-vectors.json` holds them for
+    /// other implementations; this test keeps the file and the code in agreement (run it with
+    /// `UPDATE_VECTORS=1` to rewrite the file after a deliberate change).
+    fn vectors() -> serde_json::Value {
+        let secrets = [VECTOR_KEY, [1u8; 32], [2u8; 32]];
+        let keys: Vec<Identity> = secrets
+            .iter()
+            .map(|secret| Identity::from_secret(secret).unwrap())
+            .collect();
+        let round = vector_data().round();
+        let seen = [
+            (VECTOR_PRICE_E8, VECTOR_OBSERVED_AT),
+            (312_500_000_000, VECTOR_OBSERVED_AT + 2),
+            (312_350_000_000, VECTOR_OBSERVED_AT + 1),
+        ];
+        let observations: Vec<SignedObservation> = keys
+            .iter()
+            .zip(seen)
+            .map(|(key, (e8, at))| observed(key, e8, at))
+            .collect();
+        let report = Report {
+            round,
+            observations,
+        };
+        let entries: Vec<serde_json::Value> = report
+            .observations
+            .iter()
+            .zip(&secrets)
+            .map(|(entry, secret)| {
+                serde_json::json!({
+                    "private_key": alloy_primitives::hex::encode(secret),
+                    "signer": entry.signer.to_checksum(None),
+                    "price_e8": entry.observation.price.e8().to_string(),
+                    "observed_at": entry.observation.observed_at,
+                    "digest": report.signed_fields(entry).digest().to_string(),
+                    "signature": entry.signature.to_string(),
+                })
+            })
+            .collect();
+        let (first, last) = report.observed_range().unwrap();
+        // A committee: nine members, the vector's key the origin; seeds 1..=8 for the others.
+        let members: Vec<Address> = std::iter::once(vector_identity().address())
+            .chain((1..=8u8).map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address()))
+            .collect();
+        let settings =
+            crate::cosign::CommitteeSettings::for_quorum(3, std::time::Duration::from_secs(5));
+        let ranking: Vec<serde_json::Value> =
+            crate::cosign::committee::ranking(VECTOR_ID, &round.origin, &members)
+                .iter()
+                .enumerate()
+                .map(|(rank, member)| {
+                    serde_json::json!({
+                        "member": member.to_checksum(None),
+                        "score": crate::cosign::committee::score(VECTOR_ID, member).to_string(),
+                        "waits_seconds": settings.wait(rank).as_secs(),
+                    })
+                })
+                .collect();
+        serde_json::json!({
+            "committee": {
+                "id": VECTOR_ID.to_string(),
+                "origin": round.origin.to_checksum(None),
+                "members": members.iter().map(|member| member.to_checksum(None)).collect::<Vec<_>>(),
+                "size": settings.size,
+                "step": settings.step,
+                "fallback_seconds": settings.fallback.as_secs(),
+                "ranking": ranking,
+            },
+            "domain": DOMAIN_HASH.to_string(),
+            "observation": {
+                "private_key": alloy_primitives::hex::encode(VECTOR_KEY),
+                "address": vector_identity().address().to_checksum(None),
+                "peer_id": vector_identity().peer_id().to_string(),
+                "pair": "ETH/USD",
+                "pair_hash": PAIR_HASH.to_string(),
+                "id": VECTOR_ID.to_string(),
+                "price_e8": VECTOR_PRICE_E8.to_string(),
+                "observed_at": VECTOR_OBSERVED_AT,
+                "digest": VECTOR_DIGEST.to_string(),
+                "signature": VECTOR_SIGNATURE,
+            },
+            "report": {
+                "pair": "ETH/USD",
+                "id": VECTOR_ID.to_string(),
+                "origin": round.origin.to_checksum(None),
+                "observations": entries,
+                "median_e8": report.value().unwrap().e8().to_string(),
+                "spread": report.spread().to_string(),
+                "first_observed_at": first,
+                "last_observed_at": last,
+                "abi": alloy_primitives::hex::encode_prefixed(
+                    crate::report::OnChainReport::from(&report).encode()
+                ),
+            },
+        })
+    }
+
+    #[test]
+    fn the_published_vectors_are_what_this_code_computes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/protocol-vectors.json");
+        let computed = serde_json::to_string_pretty(&vectors()).unwrap() + "\n";
+        if std::env::var_os("UPDATE_VECTORS").is_some() {
+            std::fs::write(path, &computed).unwrap();
+        }
+        let published = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            published, computed,
+            "docs/protocol-vectors.json differs from the code"
+        );
     }
 }

@@ -34,7 +34,7 @@ use crate::node::{self, NodeSettings, RunningNode};
 use crate::pair::{Pair, PairSet};
 use crate::pool::{PoolSettings, VerifiedPrice};
 use crate::price::{FeedSettings, Source, UsdPrice};
-use crate::signed::{PriceData, SignatureEntry, SignedPrice};
+use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation};
 use crate::store::lease::Participant;
 use crate::store::reports::StoredPrice;
 use crate::store::{DatabaseUrl, DbSettings, Store};
@@ -415,21 +415,34 @@ pub fn settings_for(url: &str) -> DbSettings {
     }
 }
 
-/// A stored row and the signed price it records.
+/// A stored row and the report it records.
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub row: StoredPrice,
-    pub signed: SignedPrice,
+    pub report: Report,
 }
 
 impl Stored {
     pub fn id(&self) -> u64 {
-        self.signed.data.id
+        self.report.round.id
     }
 
-    /// Whether `signer` signed it.
+    /// The round's time: when its origin observed.
+    pub fn observed_at(&self) -> u64 {
+        u64::try_from(self.row.observed_at.timestamp()).unwrap_or_default()
+    }
+
+    /// Whether `signer` has an observation in it.
     pub fn signed_by(&self, signer: &Address) -> bool {
-        self.signed.signers().any(|known| known == *signer)
+        self.report.signers().any(|known| known == *signer)
+    }
+
+    /// The observation of `signer`, if it has one.
+    pub fn observation_of(&self, signer: &Address) -> Option<&SignedObservation> {
+        self.report
+            .observations
+            .iter()
+            .find(|entry| entry.signer == *signer)
     }
 }
 
@@ -442,22 +455,24 @@ pub async fn stored(conn: &DatabaseConnection) -> Vec<Stored> {
         .expect("read prices")
         .into_iter()
         .map(|row| {
-            let signed = SignedPrice::try_from(&row).expect("a stored row reads back");
-            Stored { row, signed }
+            let report = Report::try_from(&row).expect("a stored row reads back");
+            Stored { row, report }
         })
         .collect()
 }
 
 /// Every row: at least `min_signers` distinct signers whose signatures recover against the
-/// normative digest, `signer_count` right, the origin among the signers, written by one of
-/// `writers`.
+/// normative digests of their own observations, `signer_count` right, the origin among them,
+/// the price their median and the spread and range theirs (what `oracle verify` checks, and
+/// computed here independently of it), written by one of `writers`.
 pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Address]) {
     for stored in rows {
         let id = stored.id();
-        let signers: std::collections::HashSet<Address> = stored.signed.signers().collect();
+        let report = &stored.report;
+        let signers: std::collections::HashSet<Address> = report.signers().collect();
         assert_eq!(
             signers.len(),
-            stored.signed.signatures.len(),
+            report.observations.len(),
             "row {id}: a signer twice"
         );
         assert!(
@@ -466,10 +481,22 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
             signers.len()
         );
         assert_eq!(stored.row.signer_count as usize, signers.len(), "row {id}");
-        stored.signed.verify().expect("every signature verifies");
+        report.verify().expect("every signature verifies");
         assert!(
-            stored.signed.origin_signed(),
-            "row {id}: the origin did not sign"
+            report.origin_observation().is_some(),
+            "row {id}: the origin did not observe"
+        );
+        // The median, by a sort of its own rather than the crate's `median`.
+        let mut prices: Vec<Decimal> = report
+            .observations
+            .iter()
+            .map(|entry| entry.observation.price.to_decimal())
+            .collect();
+        prices.sort();
+        assert_eq!(
+            stored.row.price,
+            prices[prices.len() / 2],
+            "row {id}: not the median"
         );
         let writer: Address = stored
             .row
@@ -477,6 +504,14 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
             .parse()
             .expect("written_by is an address");
         assert!(writers.contains(&writer), "row {id} written by {writer}");
+        let audit = crate::audit::audit_row(
+            &stored.row,
+            &crate::audit::AuditRules {
+                min_signers,
+                counted: crate::audit::Counted::Everyone,
+            },
+        );
+        assert_eq!(audit.finding, None, "row {id}: oracle verify disagrees");
     }
 }
 
@@ -526,8 +561,8 @@ pub enum Signing {
     Placeholder,
 }
 
-/// Test prices `ids` ([`price_data`]) from the first of `signers`, signed by all of them,
-/// verified just now.
+/// Test rounds `ids` ([`price_data`]) of the first of `signers`, each signer observing the same
+/// price at the same time, verified just now.
 pub fn verified_batch(
     ids: impl IntoIterator<Item = u64>,
     signers: &[Identity],
@@ -541,15 +576,23 @@ pub fn verified_batch(
     ids.into_iter()
         .map(|id| {
             let data = price_data(id, origin);
-            let signatures = match signing {
-                Signing::Genuine => signers
-                    .iter()
-                    .map(|signer| data.sign(signer.signer()))
-                    .collect(),
-                Signing::Placeholder => placeholders.clone(),
-            };
+            let observations = signers
+                .iter()
+                .zip(&placeholders)
+                .map(|(signer, placeholder)| SignedObservation {
+                    signer: signer.address(),
+                    observation: data.observation(),
+                    signature: match signing {
+                        Signing::Genuine => data.sign(signer.signer()).signature,
+                        Signing::Placeholder => placeholder.signature,
+                    },
+                })
+                .collect();
             VerifiedPrice {
-                signed: SignedPrice { data, signatures },
+                report: Report {
+                    round: data.round(),
+                    observations,
+                },
                 last_signed: SystemTime::now(),
             }
         })

@@ -14,7 +14,8 @@ use price_oracle::api::{self, ApiLimits, ApiState};
 use price_oracle::http::{self, NodeStatus};
 use price_oracle::identity::Identity;
 use price_oracle::pair::Pair;
-use price_oracle::report::Report;
+use price_oracle::price::UsdPrice;
+use price_oracle::report::{OnChainObservation, OnChainReport};
 use price_oracle::signed::{SignatureEntry, price_digest};
 use price_oracle::store::lease::Participant;
 use price_oracle::store::prices::FlushOutcome;
@@ -152,8 +153,9 @@ fn ids_of(page: &Value) -> Vec<&str> {
         .collect()
 }
 
-/// Checks a price's JSON the way an outside verifier would: the digest recomputed from the
-/// fields, every signature recovered over it, the report decoded.
+/// Checks a price's JSON the way an outside verifier would: each observation's digest
+/// recomputed from its fields, its signature recovered over it, the median taken, the report
+/// decoded.
 fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
     assert_eq!(price["id"], id.to_string());
     assert_eq!(price["pair"], "ETH/USD");
@@ -164,26 +166,45 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert_eq!(price["observed_at_iso"], iso);
-    let digest = price_digest(Pair::EthUsd, id, price_of(id), BASE + id);
-    assert_eq!(price["digest"], digest.to_string());
-    let entries: Vec<SignatureEntry> = serde_json::from_value(price["signatures"].clone()).unwrap();
-    assert_eq!(entries.len(), signers.len());
-    for (entry, signer) in entries.iter().zip(signers) {
+    assert_eq!(price["spread"], "0.00000000");
+    assert_eq!(price["origin"], signers[0].address().to_checksum(None));
+    let observations = price["observations"].as_array().unwrap();
+    assert_eq!(observations.len(), signers.len());
+    let mut prices = Vec::new();
+    let mut signatures = Vec::new();
+    for (observation, signer) in observations.iter().zip(signers) {
+        let e8: i64 = observation["price_e8"].as_str().unwrap().parse().unwrap();
+        let at = observation["observed_at"].as_u64().unwrap();
+        let digest = price_digest(Pair::EthUsd, id, UsdPrice::from_e8(e8).unwrap(), at);
+        assert_eq!(observation["digest"], digest.to_string());
+        let entry = SignatureEntry {
+            signer: observation["signer"].as_str().unwrap().parse().unwrap(),
+            signature: observation["signature"].as_str().unwrap().parse().unwrap(),
+        };
         assert_eq!(entry.signer, signer.address());
         entry.verify(digest).unwrap();
+        prices.push(e8);
+        signatures.push((e8, at, entry.signature));
     }
+    prices.sort_unstable();
+    assert_eq!(price["price_e8"], prices[prices.len() / 2].to_string());
     assert_eq!(price["written_by"], signers[0].address().to_checksum(None));
     assert!(price["seq"].as_str().unwrap().parse::<i64>().unwrap() > 0);
-    let report = Report::decode(&hex::decode(price["report"].as_str().unwrap()).unwrap())
+    let report = OnChainReport::decode(&hex::decode(price["report"].as_str().unwrap()).unwrap())
         .expect("the report decodes");
     assert_eq!(
         report,
-        Report {
+        OnChainReport {
             pair_hash: keccak256("ETH/USD"),
             id,
-            price_e8: price_of(id).e8(),
-            observed_at: BASE + id,
-            signatures: entries.iter().map(|entry| entry.signature).collect(),
+            observations: signatures
+                .into_iter()
+                .map(|(price_e8, observed_at, signature)| OnChainObservation {
+                    price_e8,
+                    observed_at,
+                    signature,
+                })
+                .collect(),
         }
     );
 }
@@ -378,7 +399,7 @@ async fn the_openapi_document_parses_and_lists_every_path() {
         );
     }
     let schemas = document["components"]["schemas"].as_object().unwrap();
-    for schema in ["PriceView", "PricePage", "SignatureView", "ErrorBody"] {
+    for schema in ["PriceView", "PricePage", "ObservationView", "ErrorBody"] {
         assert!(
             schemas.contains_key(schema),
             "{schema}: {:?}",
@@ -569,8 +590,9 @@ async fn the_listener_wakes_readers_when_a_price_commits() {
     let conn = api.db.connect().await;
     conn.execute_unprepared(
         "BEGIN; INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
-         signer_count, lastsigned_time, written_by) VALUES (99, 'ETH/USD', 1, now(), '0x0', '[]', \
-         1, now(), '0x0'); ROLLBACK;",
+         signer_count, lastsigned_time, written_by, spread, first_observed_at, last_observed_at) \
+         VALUES (99, 'ETH/USD', 1, now(), '0x0', '[]', 1, now(), '0x0', 0, now(), now()); \
+         ROLLBACK;",
     )
     .await
     .unwrap();

@@ -726,7 +726,8 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     assert!(stdout(&clean).contains("OK"));
 
     let conn = db.connect().await;
-    // One tampered price, one tampered signature (a changed byte in the second signature's s).
+    // One tampered price (no longer the median of the observations), one tampered signature (a
+    // changed byte in the second signature's s).
     conn.execute_unprepared("UPDATE prices SET price = price + 1 WHERE id = 102")
         .await
         .unwrap();
@@ -744,7 +745,10 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     assert_eq!(tampered.status.code(), Some(1), "{}", stderr(&tampered));
     let out = stdout(&tampered);
     assert!(out.contains("invalid           2"), "{out}");
-    assert!(out.contains("  102  signature of"), "{out}");
+    assert!(
+        out.contains("  102  price 3001.00000102 is not the median"),
+        "{out}"
+    );
     assert!(out.contains("  104  signature of"), "{out}");
     assert!(!out.contains("  101 ") && !out.contains("  103 "), "{out}");
     assert!(out.contains("FAILED"), "{out}");

@@ -71,7 +71,7 @@ async fn five_nodes_store_every_price_exactly_once() {
     })
     .await;
     let stored = cluster.rows().await;
-    let origins: HashSet<Address> = stored.iter().map(|s| s.signed.data.origin).collect();
+    let origins: HashSet<Address> = stored.iter().map(|s| s.report.round.origin).collect();
     assert_eq!(origins.len(), 5, "one price from each node");
     assert_rows_verify(&stored, 3, &addresses_of(&nodes));
 
@@ -122,10 +122,10 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
     for (pair, price) in [(Pair::EthUsd, "3000"), (Pair::BtcUsd, "90000")] {
         let of_pair: Vec<&Stored> = stored
             .iter()
-            .filter(|row| row.signed.data.pair == pair)
+            .filter(|row| row.report.round.pair == pair)
             .collect();
         assert_eq!(of_pair.len(), 4, "one {pair} price from each node");
-        let origins: HashSet<Address> = of_pair.iter().map(|s| s.signed.data.origin).collect();
+        let origins: HashSet<Address> = of_pair.iter().map(|s| s.report.round.origin).collect();
         assert_eq!(origins.len(), 4);
         for row in of_pair {
             assert_eq!(row.row.price, price.parse::<Decimal>().unwrap(), "{pair}");
@@ -135,14 +135,16 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             } else {
                 Pair::EthUsd
             };
-            let data = row.signed.data;
-            let digest = price_digest(other, data.id, data.price, data.observed_at);
-            assert!(
-                row.signed
-                    .signatures
-                    .iter()
-                    .all(|entry| entry.verify(digest).is_err())
-            );
+            for entry in &row.report.observations {
+                let observation = entry.observation;
+                let digest =
+                    price_digest(other, row.id(), observation.price, observation.observed_at);
+                let signature = price_oracle::signed::SignatureEntry {
+                    signer: entry.signer,
+                    signature: entry.signature,
+                };
+                assert!(signature.verify(digest).is_err());
+            }
         }
         assert_eq!(
             total(&nodes, |m| m.prices_stored.get_pair(pair)),
@@ -156,10 +158,10 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
         );
     }
     // Every stored row, as the API hands it to consumers, verifies in the EVM against a
-    // verifier deployed with the members and the quorum.
+    // verifier deployed with the members and the quorum, with the row's price as its median.
     let members = addresses(MEMBER_SEEDS);
     let mut reports = Vec::new();
-    let mut first_signers = Vec::new();
+    let mut medians = Vec::new();
     for pair in ["ETH/USD", "BTC/USD"] {
         let (code, body) = get(&format!("{api}/prices?pair={pair}")).await;
         assert_eq!(code, 200, "{body}");
@@ -170,41 +172,49 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             assert_eq!(price["pair"], pair);
             let report = price["report"].as_str().unwrap();
             reports.push(alloy_primitives::hex::decode(report).unwrap());
-            let signer = price["signatures"][0]["signer"].as_str().unwrap();
-            first_signers.push(signer.parse::<Address>().unwrap());
+            medians.push(price["price_e8"].as_str().unwrap().parse::<i64>().unwrap());
         }
     }
-    let gas = common::evm::verify_all(&reports, &members, 3);
-    println!("the 8 stored prices verify on chain; gas per verification {gas:?}");
-    // The same stored rows, altered, do not: a tampered price, a signature of another stored
-    // price, a verifier that does not count one of the signers, a quorum above the signatures.
+    let verified = common::evm::verify_all(&reports, &members, 3);
+    for ((verified, gas), median) in verified.iter().zip(&medians) {
+        assert_eq!(
+            verified.median, *median,
+            "the contract's median is the row's price"
+        );
+        println!("a stored report verifies on chain: {gas} gas");
+    }
+    // The same stored rows, altered, do not: a tampered observation, another round's
+    // observation, a verifier that does not count one of the signers, a quorum above them.
     use common::evm::Verifier;
-    use price_oracle::report::Report;
-    let row = Report::decode(&reports[0]).unwrap();
-    let other = Report::decode(&reports[1]).unwrap();
-    let refusal = |verifier: &mut Verifier, report: &Report| {
+    use price_oracle::report::OnChainReport;
+    let row = OnChainReport::decode(&reports[0]).unwrap();
+    let other = OnChainReport::decode(&reports[1]).unwrap();
+    let refusal = |verifier: &mut Verifier, report: &OnChainReport| {
         verifier.verify(&report.encode()).unwrap_err().name
     };
-    let mut verifier = Verifier::deploy(&members, 3).unwrap();
-    let tampered = Report {
-        price_e8: row.price_e8 + 1,
-        ..row.clone()
-    };
+    let mut verifier = Verifier::deploy_verifier(&members, 3).unwrap();
+    let mut tampered = row.clone();
+    tampered.observations[0].price_e8 += 1;
     assert_eq!(refusal(&mut verifier, &tampered), "NotMember");
     let mut swapped = row.clone();
-    swapped.signatures[1] = other.signatures[1];
+    swapped.observations[1] = other.observations[1];
     assert_eq!(refusal(&mut verifier, &swapped), "NotMember");
+    let one_signer = stored
+        .iter()
+        .find(|stored| stored.id() == row.id)
+        .map(|stored| stored.report.observations[0].signer)
+        .unwrap();
     let others: Vec<Address> = members
         .iter()
-        .filter(|member| **member != first_signers[0])
+        .filter(|member| **member != one_signer)
         .copied()
         .collect();
-    let mut without_one = Verifier::deploy(&others, 3).unwrap();
+    let mut without_one = Verifier::deploy_verifier(&others, 3).unwrap();
     assert_eq!(refusal(&mut without_one, &row), "NotMember");
-    let mut five = Verifier::deploy(&members, 5).unwrap();
+    let mut five = Verifier::deploy_verifier(&members, 5).unwrap();
     assert_eq!(refusal(&mut five, &row), "BelowQuorum");
     let mut short = row.clone();
-    short.signatures.truncate(2);
+    short.observations.truncate(2);
     assert_eq!(refusal(&mut verifier, &short), "BelowQuorum");
     stop_all(nodes).await;
 }
@@ -241,7 +251,7 @@ async fn a_node_ten_percent_off_gets_no_cosignatures() {
     assert!(
         stored
             .iter()
-            .all(|row| row.signed.data.origin != liar_address)
+            .all(|row| row.report.round.origin != liar_address)
     );
     assert!(
         stored
@@ -320,12 +330,108 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
     assert!(cluster.rows().await.iter().all(|row| {
         row.row.price == Decimal::from(3000)
             && row
-                .signed
+                .report
                 .signers()
                 .all(|signer| !attacker_keys.contains(&signer))
     }));
     assert_eq!(ignored(&nodes, RefusalReason::FromFuture), 0);
     stop_all(nodes).await;
+}
+
+/// Members 1–4 read 3000 from their exchange; member 5 reads `liar_price` from its own. A
+/// `stubborn` liar takes part in every round whatever the origin saw (`--max-deviation` 100 %),
+/// as a member that means to lie would. Every stored value is the median of its observations
+/// (recomputed here, by `oracle verify`'s rule and by the contract), and stays 3000.
+async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<Stored> {
+    let cluster = Cluster::new(label).await;
+    let liar_exchange = testkit::mock_exchange(liar_price).await;
+    let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
+        settings.price_interval = Duration::from_secs(3);
+    };
+    let mut nodes = cluster.start_with(1..=4, every_3s).await;
+    let liar = cluster
+        .start_with([5], |settings| {
+            every_3s(settings);
+            settings.fetch_from(&liar_exchange);
+            if stubborn {
+                settings.max_deviation = Decimal::ONE;
+            }
+        })
+        .await;
+    let liar_address = liar[0].address;
+    nodes.extend(liar);
+    cluster.wait_rows(12, Duration::from_secs(120)).await;
+    let stored = cluster.rows().await;
+    assert_rows_verify(&stored, 3, &addresses_of(&nodes));
+    let honest = Decimal::from(3000);
+    for row in &stored {
+        assert_eq!(
+            row.row.price,
+            honest,
+            "row {} carries {} from {:?}",
+            row.id(),
+            row.row.price,
+            row.report.observations
+        );
+    }
+    let reports: Vec<Vec<u8>> = stored
+        .iter()
+        .map(|row| price_oracle::report::OnChainReport::from(&row.report).encode())
+        .collect();
+    for (verified, _) in common::evm::verify_all(&reports, &addresses(MEMBER_SEEDS), 3) {
+        assert_eq!(verified.median, 300_000_000_000, "the contract's median");
+    }
+    let lies = stored
+        .iter()
+        .filter(|row| row.observation_of(&liar_address).is_some())
+        .count();
+    println!(
+        "{} rows, {lies} carrying the liar's observation of {liar_price}, every one stored at 3000",
+        stored.len()
+    );
+    stop_all(nodes).await;
+    stored
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reading_nine_tenths_of_a_percent_high_cannot_move_the_prices_it_starts() {
+    let liar = identity(5).address();
+    let stored = one_member_lies("liar_close", "3027", false).await;
+    // Inside --max-deviation the honest members take part in its rounds, and outvote it there.
+    let its_rounds: Vec<&Stored> = stored
+        .iter()
+        .filter(|row| row.report.round.origin == liar)
+        .collect();
+    assert!(
+        !its_rounds.is_empty(),
+        "none of the liar's rounds was stored"
+    );
+    for row in its_rounds {
+        let lie = row
+            .observation_of(&liar)
+            .expect("the origin's own observation");
+        assert_eq!(lie.observation.price.to_string(), "3027.00000000");
+        assert_eq!(row.row.price, Decimal::from(3000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_lying_by_half_in_every_round_neither_moves_nor_blocks_a_price() {
+    let liar = identity(5).address();
+    let stored = one_member_lies("liar_far", "1500", true).await;
+    // It signs its lie into the honest rounds, which are stored at the honest value anyway;
+    // its own rounds are far from what the others see, so nobody joins them.
+    assert!(
+        stored
+            .iter()
+            .any(|row| row.observation_of(&liar).is_some_and(|lie| lie
+                .observation
+                .price
+                .to_string()
+                == "1500.00000000")),
+        "the liar's observation reached no stored row"
+    );
+    assert!(stored.iter().all(|row| row.report.round.origin != liar));
 }
 
 /// Three outsiders run complete nodes, with a database of their own where they are members,
@@ -419,7 +525,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
             .rows()
             .await
             .iter()
-            .filter(|row| row.signed.data.origin == victim.address())
+            .filter(|row| row.report.round.origin == victim.address())
             .map(Stored::id)
             .collect()
     };
@@ -561,11 +667,11 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
     let stored = cluster.rows().await;
     let during: Vec<&Stored> = stored
         .iter()
-        .filter(|row| row.signed.data.observed_at >= flood_started)
+        .filter(|row| row.observed_at() >= flood_started)
         .collect();
     let complete = during
         .iter()
-        .filter(|row| row.signed.signatures.len() == 4)
+        .filter(|row| row.report.observations.len() == 4)
         .count();
     println!(
         "{complete} of {} prices stored during the flood carry all 4 signatures",
@@ -608,7 +714,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
                 .rows()
                 .await
                 .iter()
-                .any(|row| row.signed.data.origin == newcomer)
+                .any(|row| row.report.round.origin == newcomer)
         },
     )
     .await;
@@ -636,7 +742,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
             .rows()
             .await
             .into_iter()
-            .filter(|row| row.signed.data.observed_at > cutoff)
+            .filter(|row| row.observed_at() > cutoff)
             .collect()
     };
     wait_for(
@@ -651,7 +757,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
             "row {} still counts the removed member",
             row.id()
         );
-        assert!(row.signed.signatures.len() >= 3);
+        assert!(row.report.observations.len() >= 3);
     }
     // `oracle verify`'s rule: every row had its quorum of members at its observation time.
     let rules = price_oracle::audit::AuditRules {
@@ -709,8 +815,8 @@ async fn after_the_bootstrap_node_dies_prices_flow_and_a_restarted_node_finds_it
         Duration::from_secs(60),
         async || {
             cluster.rows().await.iter().any(|row| {
-                row.signed.data.origin == node5_address
-                    && UNIX_EPOCH + Duration::from_secs(row.signed.data.observed_at)
+                row.report.round.origin == node5_address
+                    && UNIX_EPOCH + Duration::from_secs(row.observed_at())
                         >= restarted_at - Duration::from_secs(1)
             })
         },
@@ -1242,7 +1348,7 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
     let signers_ranked = |id: u64| -> Vec<usize> {
         let ranked = committee::ranking(id, &origin_address, &members);
         let row = stored.iter().find(|row| row.id() == id).unwrap();
-        row.signed
+        row.report
             .signers()
             .filter(|signer| *signer != origin_address)
             .map(|signer| ranked.iter().position(|m| *m == signer).unwrap())

@@ -46,8 +46,9 @@ async fn refused(db: &DatabaseConnection, sql: &str) -> Result<(), String> {
 async fn check_privileges(node: &DatabaseConnection) -> Result<(), String> {
     let insert_price = format!(
         "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
-         signer_count, lastsigned_time, written_by) VALUES (1, 'ETH/USD', 3000, now(), \
-         '{ADDRESS}', '[]', 1, now(), '{ADDRESS}') ON CONFLICT (id) DO NOTHING"
+         signer_count, lastsigned_time, written_by, spread, first_observed_at, last_observed_at) \
+         VALUES (1, 'ETH/USD', 3000, now(), '{ADDRESS}', '[]', 1, now(), '{ADDRESS}', 0, now(), \
+         now()) ON CONFLICT (id) DO NOTHING"
     );
     allowed(node, &insert_price).await?;
     allowed(node, "SELECT * FROM prices").await?;

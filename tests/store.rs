@@ -104,6 +104,116 @@ fn after_commit_order() -> u32 {
     Migrator::migrations().len() as u32 - BEFORE_COMMIT_ORDER - 1
 }
 
+/// Rows of the format before the observations migration: each signer signed the row's own
+/// price and time.
+#[tokio::test]
+async fn the_observations_migration_reads_old_rows_as_equal_observations_and_verify_passes_both() {
+    use price_oracle::audit::{AuditRules, Counted, audit_row};
+    use price_oracle::signed::{Observation, PriceData, Report, SignedObservation};
+    let db = TestDb::create("observations_migration").await;
+    let conn = db.connect().await;
+    let before = Migrator::migrations().len() as u32 - 1;
+    Migrator::up(&conn, Some(before)).await.unwrap();
+    let old = testkit::price_data(7, sample_signers()[0].address());
+    let entries: Vec<_> = sample_signers()
+        .iter()
+        .map(|signer| old.sign(signer.signer()))
+        .collect();
+    let at = chrono::DateTime::from_timestamp(old.observed_at as i64, 0).unwrap();
+    conn.execute_unprepared(&format!(
+        "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, signer_count, \
+         lastsigned_time, written_by) VALUES (7, 'ETH/USD', {}, '{at}', '{}', '{}', 3, '{at}', '{}')",
+        old.price,
+        old.origin.to_checksum(None),
+        serde_json::to_string(&entries).unwrap(),
+        old.origin.to_checksum(None),
+    ))
+    .await
+    .unwrap();
+    Migrator::up(&conn, None).await.unwrap();
+
+    // A new row: three different observations, stored by the flush at their median.
+    let (store, writer) = testkit::writer_store(&db).await;
+    let round = testkit::price_data(8, sample_signers()[0].address()).round();
+    let observations = sample_signers()
+        .iter()
+        .zip([300_000_000_000i64, 303_000_000_000, 301_000_000_000])
+        .map(|(signer, e8)| {
+            let observation = Observation {
+                price: price_oracle::price::UsdPrice::from_e8(e8).unwrap(),
+                observed_at: testkit::EPOCH + 8,
+            };
+            SignedObservation {
+                signer: signer.address(),
+                observation,
+                signature: PriceData::new(round, observation)
+                    .sign(signer.signer())
+                    .signature,
+            }
+        })
+        .collect();
+    let new = VerifiedPrice {
+        report: Report {
+            round,
+            observations,
+        },
+        last_signed: std::time::SystemTime::now(),
+    };
+    let flushed = store
+        .flush(&writer.address, &[new], MIN_SIGNERS)
+        .await
+        .unwrap();
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted == [8]));
+
+    let rows = testkit::stored(&conn).await;
+    let rules = AuditRules {
+        min_signers: 3,
+        counted: Counted::Everyone,
+    };
+    for row in &rows {
+        assert_eq!(
+            audit_row(&row.row, &rules).finding,
+            None,
+            "row {}",
+            row.id()
+        );
+    }
+    let (old_row, new_row) = (&rows[0], &rows[1]);
+    assert!(
+        old_row
+            .report
+            .observations
+            .iter()
+            .all(|entry| entry.observation == old.observation()),
+        "an old row reads as equal observations"
+    );
+    assert_eq!(old_row.row.spread, rust_decimal::Decimal::ZERO);
+    assert_eq!(old_row.row.first_observed_at, old_row.row.observed_at);
+    assert_eq!(new_row.row.price.to_string(), "3010.00000000", "the median");
+    assert_eq!(new_row.row.spread.to_string(), "0.00996677");
+
+    // Down cannot say the new row; without it, it gives the old row back as it was.
+    let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
+    assert!(refused.to_string().contains("1 stored prices"), "{refused}");
+    conn.execute_unprepared("DELETE FROM prices WHERE id = 8")
+        .await
+        .unwrap();
+    Migrator::down(&conn, Some(1)).await.unwrap();
+    let sign_data = conn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT sign_data FROM prices WHERE id = 7",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<serde_json::Value>(0)
+        .unwrap();
+    assert_eq!(sign_data, serde_json::to_value(&entries).unwrap());
+    store.close().await;
+    let _ = conn.close().await;
+}
+
 #[tokio::test]
 async fn migrations_go_up_down_and_up_again() {
     let db = TestDb::create("updown").await;
@@ -220,8 +330,9 @@ async fn the_commit_order_migration_numbers_existing_rows_and_steps_back() {
     let insert_now = |id: u64, columns: &str, values: &str| {
         format!(
             "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, \
-             signer_count, lastsigned_time, written_by{columns}) VALUES ({id}, 'ETH/USD', 3000, \
-             now(), '0x0', '[]', 1, now(), '0x0'{values})"
+             signer_count, lastsigned_time, written_by, spread, first_observed_at, \
+             last_observed_at{columns}) VALUES ({id}, 'ETH/USD', 3000, now(), '0x0', '[]', 1, \
+             now(), '0x0', 0, now(), now(){values})"
         )
     };
     conn.execute_unprepared(&insert_now(5, "", ""))
@@ -499,7 +610,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
 }
 
 #[tokio::test]
-async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
+async fn another_round_under_a_stored_id_is_reported_and_not_written() {
     let (db, store, me) = as_writer("conflict").await;
     let original = verified_prices(7..8);
     assert_eq!(
@@ -513,14 +624,21 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
         })
     );
 
-    let mut forged = original.clone();
-    forged[0].signed.data.price = price_oracle::price::UsdPrice::from_e8(1).unwrap();
-    // The same id, price and time for another pair is another digest: a conflict too.
+    // The same round with other observations (another writer's set of them): already stored.
+    let mut other_observations = original.clone();
+    other_observations[0].report.observations[0]
+        .observation
+        .price = price_oracle::price::UsdPrice::from_e8(1).unwrap();
+    // Another pair, or another origin, under the id is another round: a conflict.
     let mut other_pair = original.clone();
-    other_pair[0].signed.data.pair = price_oracle::pair::Pair::BtcUsd;
+    other_pair[0].report.round.pair = price_oracle::pair::Pair::BtcUsd;
+    let mut other_origin = original.clone();
+    other_origin[0].report.round.origin = sample_signers()[1].address();
+    other_origin[0].report.observations.rotate_left(1);
     let mut more = verified_prices(8..10);
-    more.extend(forged);
+    more.extend(other_observations);
     more.extend(other_pair);
+    more.extend(other_origin);
     more.extend(original.clone());
     let FlushOutcome::Flushed(flushed) =
         store.flush(&me.address, &more, MIN_SIGNERS).await.unwrap()
@@ -529,7 +647,7 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
     };
     assert_eq!(flushed.inserted, vec![8, 9]);
     assert_eq!(flushed.conflicting, vec![7, 7]);
-    assert_eq!(flushed.existing, vec![7]);
+    assert_eq!(flushed.existing, vec![7, 7]);
 
     let conn = db.connect().await;
     let stored = conn
@@ -542,18 +660,18 @@ async fn a_different_price_under_a_stored_id_is_reported_and_not_written() {
         .unwrap();
     assert_eq!(
         stored.try_get_by_index::<String>(0).unwrap(),
-        original[0].data().price.to_string()
+        original[0].report.value().unwrap().to_string()
     );
     assert_eq!(stored.try_get_by_index::<i32>(1).unwrap(), 3);
     assert_eq!(stored.try_get_by_index::<String>(2).unwrap(), "ETH/USD");
     assert_eq!(
         stored.try_get_by_index::<String>(3).unwrap(),
-        original[0].data().origin.to_checksum(None)
+        original[0].round().origin.to_checksum(None)
     );
     let sign_data = stored.try_get_by_index::<serde_json::Value>(4).unwrap();
     assert_eq!(
         sign_data,
-        serde_json::to_value(&original[0].signed.signatures).unwrap()
+        serde_json::to_value(price_oracle::store::row::sign_data(&original[0].report)).unwrap()
     );
     let _ = conn.close().await;
 }

@@ -11,15 +11,17 @@ pub struct Model {
     /// The pair, e.g. "ETH/USD": one of the pairs the network signs (`--pairs`).
     #[sea_orm(column_type = "Text")]
     pub pair: String,
-    /// USD, exactly `price_e8 / 10⁸` of the signed digest.
+    /// USD: the median of the observations' prices (sorted, the one at index ⌊n/2⌋), exactly
+    /// `price_e8 / 10⁸`.
     #[sea_orm(column_type = "Decimal(Some((38, 8)))")]
     pub price: Decimal,
-    /// When the origin fetched the price.
+    /// When the origin observed its price: the round's time.
     pub observed_at: DateTimeWithTimeZone,
     /// The origin's address.
     #[sea_orm(column_type = "Text")]
     pub first_signer: String,
-    /// `[{"signer":"0x…","signature":"0x…"}, …]`: every valid signature known at write time.
+    /// `[{"signer":"0x…","signature":"0x…","price_e8":"…","observed_at":…}, …]`: every member's
+    /// observation known at write time, each with its signature over its own digest.
     #[sea_orm(column_type = "JsonBinary")]
     pub sign_data: Json,
     /// `len(sign_data)`.
@@ -32,6 +34,13 @@ pub struct Model {
     /// The writer's address.
     #[sea_orm(column_type = "Text")]
     pub written_by: String,
+    /// (max − min) / median of the observations' prices, to 8 decimals.
+    #[sea_orm(column_type = "Decimal(Some((20, 8)))")]
+    pub spread: Decimal,
+    /// The oldest observation.
+    pub first_observed_at: DateTimeWithTimeZone,
+    /// The newest observation.
+    pub last_observed_at: DateTimeWithTimeZone,
     /// Commit order, assigned by the database (`GENERATED ALWAYS AS IDENTITY`, drawn under a
     /// lock the inserting transaction holds until it ends): a reader that has seen every row up
     /// to `seq` n sees later rows only with `seq` > n. Gaps are possible.

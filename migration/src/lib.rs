@@ -13,6 +13,7 @@ mod m20261123_000004_prices_commit_order;
 mod m20261123_000005_heartbeat_addrs_and_terms;
 mod m20261130_000006_prices_notify;
 mod m20261130_000007_prices_read_indexes;
+mod m20261204_000008_prices_observations;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_heartbeat_addrs_and_terms::Migration),
             Box::new(m20261130_000006_prices_notify::Migration),
             Box::new(m20261130_000007_prices_read_indexes::Migration),
+            Box::new(m20261204_000008_prices_observations::Migration),
         ]
     }
 }

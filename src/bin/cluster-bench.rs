@@ -158,16 +158,18 @@ struct Network {
     committee: CommitteeSettings,
     /// The benchmark's own connection, for row counts polled often.
     counter: DatabaseConnection,
+    /// The process's memory before the nodes started (the database, the exchange and the
+    /// bootstrap peer already up), in MiB.
+    rss_before: f64,
     _boot: Peer,
     _exchange: price_oracle::mock_exchange::MockExchange,
 }
 
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
-    let rss_before = rss_mb();
     let network = start_network(n, args, db_url).await?;
     let deadline = Instant::now() + args.timeout;
     warm_up(&network, deadline).await?;
-    let rss_per_node = (rss_mb() - rss_before) / n as f64;
+    let rss_per_node = (rss_mb() - network.rss_before) / n as f64;
     let nodes = &network.nodes;
 
     // Rates (database statements, CPU) are taken over the idle window and the price phase
@@ -254,6 +256,7 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
             .await?;
     }
     registrar.close().await;
+    let rss_before = rss_mb();
     let mut nodes = Vec::with_capacity(n);
     for (i, identity) in identities.into_iter().enumerate() {
         let mut settings = bench_settings(i, identity, &boot_addr, &exchange, &db);
@@ -265,6 +268,7 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
         members,
         committee,
         counter: Database::connect(db_url).await?,
+        rss_before,
         _boot: boot,
         _exchange: exchange,
     })
@@ -607,9 +611,9 @@ async fn cosigners_of(
         .into_iter()
         .filter(|stored| ids.contains_key(&stored.id()))
         .map(|stored| {
-            let origin = stored.signed.data.origin;
+            let origin = stored.report.round.origin;
             let cosigners = stored
-                .signed
+                .report
                 .signers()
                 .filter(|signer| *signer != origin)
                 .collect();

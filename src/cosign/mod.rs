@@ -4,8 +4,11 @@
 //!
 //! - **Who**: the members ranked first for the price ([`committee`]) sign at once; the others
 //!   get a fallback turn later, and use it only if the price still lacks its quorum then.
-//! - **What**: only what this node saw itself — a price within `--max-deviation` of its own
-//!   observation of the same pair, the two taken within [`COSIGN_WINDOW`] of each other.
+//! - **What**: its own observation of the pair, signed under the round — the round's value is
+//!   the median of its members' observations, not the origin's price. It takes part only in a
+//!   round whose origin saw about what it saw: the origin's price within `--max-deviation` of
+//!   its own observation, the two taken within [`COSIGN_WINDOW`] of each other. So a member whose
+//!   source is far off starts rounds nobody joins, and stays out of the others'.
 //! - **When ours is missing**: the price waits (a bounded queue) for the next observation, which
 //!   the node is asked to make ([`Action::Observe`]).
 //!
@@ -23,12 +26,13 @@ use crate::membership::Members;
 use crate::pair::Pair;
 use crate::pool::Pool;
 use crate::price::UsdPrice;
-use crate::signed::PriceData;
+use crate::signed::{self, PriceData};
 pub use committee::CommitteeSettings;
 
-/// How far apart in time a peer's observation and ours may be for ours to judge it. ETH/USD
-/// moves; a ten-minute-old observation says little about a price seen now.
-pub const COSIGN_WINDOW: Duration = Duration::from_secs(30);
+/// How far apart in time a peer's observation and ours may be for ours to judge it — the round
+/// window itself: ETH/USD moves, and a ten-minute-old observation says little about a price
+/// seen now.
+pub const COSIGN_WINDOW: Duration = crate::signed::ROUND_WINDOW;
 
 /// How the node co-signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +56,25 @@ pub struct Observation {
     pub fetched: Instant,
 }
 
+impl Observation {
+    /// What this node signs of it: the price and the whole second it was fetched in.
+    pub fn signed(&self) -> signed::Observation {
+        signed::Observation {
+            price: self.price,
+            observed_at: self
+                .at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+        }
+    }
+}
+
 /// What the node is to do.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action {
-    /// Sign this price and publish the signature.
-    Sign(PriceData),
+    /// Sign this node's own observation under the round of this price, and publish it.
+    Sign(PriceData, signed::Observation),
     /// Observe the prices' pairs now: peers' prices wait for it.
     Observe,
     /// Not signed, and why.
@@ -184,7 +202,7 @@ impl Cosigning {
         let due = std::mem::replace(&mut self.turns, later);
         let mut actions = Vec::new();
         for data in due.into_values() {
-            if pool.is_stored(data.id) || pool.is_verified(&data) {
+            if pool.is_stored(data.id) || pool.is_verified(&data.round()) {
                 actions.push(Action::Turn(data, FallbackOutcome::NotNeeded));
                 continue;
             }
@@ -230,7 +248,7 @@ impl Cosigning {
 
     /// Whether there is nothing left for this node to do on the price.
     fn settled(&self, data: &PriceData, pool: &Pool) -> bool {
-        pool.is_stored(data.id) || pool.has_signed(data, &self.me)
+        pool.is_stored(data.id) || pool.has_observed(&data.round(), &self.me)
     }
 
     fn take_awaiting(&mut self, pair: Pair) -> Vec<PriceData> {
@@ -261,7 +279,7 @@ impl Cosigning {
                 },
             );
         }
-        Action::Sign(*data)
+        Action::Sign(*data, ours.signed())
     }
 }
 
@@ -289,6 +307,14 @@ mod tests {
             price: price.parse().unwrap(),
             observed_at,
             origin: node(1).address(),
+        }
+    }
+
+    /// What a test node signs having observed `price` at `OBSERVED`.
+    fn ours(price: &str) -> signed::Observation {
+        signed::Observation {
+            price: price.parse().unwrap(),
+            observed_at: OBSERVED,
         }
     }
 
@@ -343,7 +369,7 @@ mod tests {
         let close = data("3010", OBSERVED);
         assert_eq!(
             cosigning.heard(close, &members, &pool, now),
-            vec![Action::Sign(close)]
+            vec![Action::Sign(close, ours("3000"))]
         );
         let far = PriceData {
             id: 2,
@@ -396,14 +422,14 @@ mod tests {
         );
         let actions = cosigning.observed(Pair::EthUsd, observation("3001", OBSERVED, now), &pool);
         assert_eq!(actions.len(), 2);
-        assert_eq!(actions[0], Action::Sign(close));
+        assert!(matches!(actions[0], Action::Sign(data, _) if data == close));
         assert!(matches!(
             actions[1],
             Action::Decline(_, Declined::Deviates { .. })
         ));
         assert_eq!(
             cosigning.heard(third, &members, &pool, now),
-            vec![Action::Sign(third)]
+            vec![Action::Sign(third, ours("3001"))]
         );
         assert_eq!(cosigning.observation_failed(Pair::EthUsd), 0);
     }
@@ -444,7 +470,7 @@ mod tests {
         let eth = data("3000", OBSERVED);
         assert_eq!(
             cosigning.heard(eth, &members, &pool, now),
-            vec![Action::Sign(eth)]
+            vec![Action::Sign(eth, ours("3000"))]
         );
         assert!(
             cosigning
@@ -459,7 +485,7 @@ mod tests {
         let close = btc("90100", 2);
         assert_eq!(
             cosigning.heard(close, &members, &pool, now),
-            vec![Action::Sign(close)]
+            vec![Action::Sign(close, ours("90000"))]
         );
     }
 
@@ -500,7 +526,7 @@ mod tests {
         }
         assert_eq!(
             first.heard(price, &members, &pool, now),
-            vec![Action::Sign(price)]
+            vec![Action::Sign(price, ours("3000"))]
         );
         assert!(second.heard(price, &members, &pool, now).is_empty());
         assert!(third.heard(price, &members, &pool, now).is_empty());
@@ -518,7 +544,7 @@ mod tests {
             second.take_turns(&pool, later),
             vec![
                 Action::Turn(price, FallbackOutcome::SteppedIn),
-                Action::Sign(price)
+                Action::Sign(price, ours("3000"))
             ]
         );
         // Once the price has its quorum, the third's turn is not needed.

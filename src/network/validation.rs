@@ -7,7 +7,8 @@
 //!
 //! 1. shape: size, JSON, canonical encoding, a pair this node signs, one origin signature on a
 //!    price;
-//! 2. the id: its machine bits are the origin's, its time part matches `observed_at`;
+//! 2. the id: its machine bits are the origin's; its time part matches the origin's
+//!    `observed_at`, and another member's observation lies within the round window of it;
 //! 3. freshness: not older than `--max-age`, not further ahead than `--max-clock-skew`;
 //! 4. membership: the origin and every signer are members;
 //! 5. signatures: each recovers to its claimed signer;
@@ -28,7 +29,7 @@ use crate::id::{self, IdGenerator};
 use crate::membership::{Members, Standing};
 use crate::message::{DecodeError, Gossip};
 use crate::pair::{Pair, PairSet};
-use crate::signed::PriceData;
+use crate::signed::{PriceData, ROUND_WINDOW};
 
 /// An id's time part may differ this much from the `observed_at` it is signed with (ids are
 /// minted in the same instant; the generator can run slightly ahead under bursts).
@@ -85,6 +86,8 @@ crate::metrics::label_values! {
         NotMember => "not_member",
         MembersUnknown => "members_unknown",
         OriginRate => "origin_rate",
+        /// An observation made too far from its round's time to belong to it.
+        OutsideRoundWindow => "outside_round_window",
         /// The sender's queue of messages waiting for validation was full (counted by the
         /// swarm task, before validation).
         ValidationQueue => "validation_queue",
@@ -114,7 +117,8 @@ impl RefusalReason {
             | Self::FromFuture
             | Self::FutureId
             | Self::Outsider
-            | Self::NotMember => true,
+            | Self::NotMember
+            | Self::OutsideRoundWindow => true,
         }
     }
 }
@@ -219,7 +223,7 @@ impl Validator {
                     format!("{} is not among the pairs this node signs", data.pair),
                 ));
             }
-            check_id(&data)?;
+            check_id(&data, matches!(gossip, Gossip::Price(_)))?;
             self.check_freshness(data.observed_at, now)?;
         }
         if let Gossip::Stored(notice) = &gossip {
@@ -288,8 +292,10 @@ impl Validator {
 }
 
 /// An id carries its origin's machine bits and the time it was minted, which is the time the
-/// price was observed: so nobody can mint ids in another node's id space (id squatting).
-fn check_id(data: &PriceData) -> Result<(), Refusal> {
+/// origin observed its price: so nobody can mint ids in another node's id space (id squatting).
+/// The origin's own price (`origin_price`) was observed when its id was minted; another
+/// member's observation belongs to the round only within [`ROUND_WINDOW`] of that time.
+fn check_id(data: &PriceData, origin_price: bool) -> Result<(), Refusal> {
     let parts = id::decompose(data.id);
     let expected = IdGenerator::machine_id_from_address(&data.origin);
     if parts.machine != expected {
@@ -302,6 +308,23 @@ fn check_id(data: &PriceData) -> Result<(), Refusal> {
         ));
     }
     let observed_ms = data.observed_at.saturating_mul(1000);
+    if !origin_price {
+        let window = ROUND_WINDOW.as_millis() as u64;
+        if parts.unix_ms.abs_diff(observed_ms) > window + 1000 {
+            // Clocks of two nodes can explain it: ignored, not held against the relay.
+            return Err(Refusal::ignore(
+                RefusalReason::OutsideRoundWindow,
+                format!(
+                    "observation at {} s is more than {}s from its round {} (minted at {} ms)",
+                    data.observed_at,
+                    ROUND_WINDOW.as_secs(),
+                    data.id,
+                    parts.unix_ms
+                ),
+            ));
+        }
+        return Ok(());
+    }
     let tolerance = ID_TIME_TOLERANCE.as_millis() as u64;
     // observed_at is whole seconds, so the id's tick lies within the second after it.
     if parts.unix_ms.saturating_add(tolerance) < observed_ms

@@ -44,7 +44,7 @@ use crate::metrics::{Limit, Metrics};
 use crate::network::{NetworkEvent, NetworkHandle, NetworkSettings};
 use crate::pool::{Added, Moment, Pool, PoolSettings};
 use crate::price::FeedSettings;
-use crate::signed::PriceData;
+use crate::signed::{self, PriceData, Round};
 use crate::store::lease::Participant;
 use crate::store::{DbSettings, Store};
 use crate::writer::{LeaseSettings, LeaseState, Writer};
@@ -376,7 +376,8 @@ impl Node {
         match done {
             Done::Observed(round) => self.on_observed(round),
             Done::Flushed(flush) => {
-                let notices = self.writer.flushed(flush, &mut self.pool);
+                let members = Arc::clone(&self.members.borrow());
+                let notices = self.writer.flushed(flush, &mut self.pool, &members);
                 self.publish_stored(notices);
             }
             Done::Connected(store) => {
@@ -480,8 +481,8 @@ impl Node {
             );
         }
         self.members.send_replace(Arc::clone(&members));
-        for data in self.pool.set_members(members, Moment::now()) {
-            self.count_verified(&data);
+        for round in self.pool.set_members(members, Moment::now()) {
+            self.count_verified(&round);
         }
     }
 
@@ -509,14 +510,22 @@ impl Node {
         }
     }
 
-    /// Counts and reports what adding signatures to the pool did.
+    /// Counts and reports what adding observations to the pool did.
     fn note_added(&self, data: &PriceData, added: Added) {
         match added {
             Added::New { verified: true, .. }
             | Added::Merged {
                 became_verified: true,
                 ..
-            } => self.count_verified(data),
+            } => self.count_verified(&data.round()),
+            Added::Equivocation { signer } => {
+                self.metrics.equivocations.inc();
+                log::warn!(
+                    "{signer} signed two different observations for round {} of {}: neither counts",
+                    data.id,
+                    data.origin
+                );
+            }
             Added::OverLimit => {
                 self.metrics.limit_hit(Limit::PendingPerSigner);
                 log::debug!(
@@ -529,20 +538,22 @@ impl Node {
         }
     }
 
-    fn count_verified(&self, data: &PriceData) {
-        self.metrics.prices_verified.inc(data.pair);
+    fn count_verified(&self, round: &Round) {
+        self.metrics.prices_verified.inc(round.pair);
         let _ = self.events.send(NodeEvent::Verified {
-            id: data.id,
+            id: round.id,
             at: Instant::now(),
         });
-        let since_observed = age(UNIX_EPOCH + Duration::from_secs(data.observed_at));
+        // The id's time is the origin's observation time.
+        let minted = UNIX_EPOCH + Duration::from_millis(crate::id::decompose(round.id).unix_ms);
+        let since_observed = age(minted);
         self.metrics
             .quorum_seconds
             .observe(since_observed.as_secs_f64());
         log::debug!(
-            "price {} verified with {} signatures, {since_observed:?} after it was observed",
-            data.id,
-            self.pool.signer_count(data),
+            "price {} verified with {} observations, {since_observed:?} after it was observed",
+            round.id,
+            self.pool.signer_count(round),
         );
     }
 
@@ -566,7 +577,7 @@ impl Node {
     fn carry_out(&mut self, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Sign(data) => self.cosign(data),
+                Action::Sign(round, ours) => self.cosign(&round, ours),
                 Action::Observe => self.observe(),
                 Action::QueueFull(_) => self.metrics.limit_hit(Limit::CosignQueue),
                 Action::Turn(data, outcome) => {
@@ -608,14 +619,19 @@ impl Node {
         }
     }
 
-    fn cosign(&mut self, data: PriceData) {
-        let attestation = Attestation::sign(&data, self.settings.identity.signer());
-        let added = self
-            .pool
-            .add(&data, &[attestation.signature], Moment::now());
-        self.note_added(&data, added);
-        self.metrics.prices_cosigned.inc(data.pair);
-        log::debug!("co-signed price {} from {}", data.id, data.origin);
+    /// Signs this node's own observation under the round of `price`, and publishes it.
+    fn cosign(&mut self, price: &PriceData, ours: signed::Observation) {
+        let own = PriceData::new(price.round(), ours);
+        let attestation = Attestation::sign(&own, self.settings.identity.signer());
+        let added = self.pool.add(&own, &[attestation.signature], Moment::now());
+        self.note_added(&own, added);
+        self.metrics.prices_cosigned.inc(own.pair);
+        log::debug!(
+            "observed {} in round {} of {}",
+            own.price,
+            own.id,
+            own.origin
+        );
         self.network.publish(Gossip::Attestation(attestation));
     }
 
@@ -742,15 +758,19 @@ impl Node {
             return;
         }
         let me = self.participant();
+        let members = Arc::clone(&self.members.borrow());
         let stored = tokio::time::timeout_at(deadline - STOP_CLEANUP, async {
             // Cancelled work ends at once; a flush in flight is waited for.
             while let Some(done) = self.work.next().await {
                 if let Done::Flushed(flush) = done {
-                    let notices = self.writer.flushed(flush, &mut self.pool);
+                    let notices = self.writer.flushed(flush, &mut self.pool, &members);
                     self.publish_stored(notices);
                 }
             }
-            let notices = self.writer.store_before_stopping(&mut self.pool, &me).await;
+            let notices = self
+                .writer
+                .store_before_stopping(&mut self.pool, &members, &me)
+                .await;
             if !notices.is_empty() {
                 self.publish_stored(notices);
                 tokio::time::sleep(NOTICE_GRACE).await;

@@ -73,6 +73,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         writer: Writer::new(
             settings.lease,
             settings.pool.min_signers,
+            settings.committee,
             settings.identity.signer().clone(),
             metrics.clone(),
         ),

@@ -58,10 +58,9 @@ impl Node {
             since_gossip: since(liveness.last_gossip),
             price_interval: self.settings.price_interval,
         };
-        let status = NodeStatus {
-            problems: health::problems(&observations),
-            ..status
-        };
+        let problems = health::problems(&observations);
+        self.metrics.healthy.set(i64::from(problems.is_empty()));
+        let status = NodeStatus { problems, ..status };
         self.status.send_replace(status);
     }
 }

@@ -7,17 +7,19 @@
 //!    block each other — SHARE locks are compatible — and heartbeats wait at most one flush.)
 //! 2. The writer check: the heartbeat row with the greatest timestamp must be this node's,
 //!    otherwise nothing is written.
-//! 3. The member check: every row keeps only the signatures of current members (the `signers`
-//!    table, read in the same transaction) and needs `min_signers` of them, the origin's among
-//!    them — defence in depth behind the nodes' own checks.
+//! 3. The member check: every row keeps only the observations of current members (the
+//!    `signers` table, read in the same transaction) and needs `min_signers` of them, the
+//!    origin's among them — defence in depth behind the nodes' own checks. Its price is the
+//!    median of the observations it keeps.
 //! 4. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks. The table's
 //!    statement trigger takes a transaction-level advisory lock before the rows draw their
 //!    `seq`, so a second flush that overlaps this one (only the writer's own can, e.g. a retry
 //!    after a client-side timeout) waits at its first insert until this one has committed: its
 //!    rows come after ours both in `seq` and in commit order. Readers poll `seq > last`; see
 //!    the migration `m20261123_000004_prices_commit_order` for why this never skips a row.
-//! 5. Ids that already existed are compared with the stored row: a different pair, price or
-//!    observation time means a different digest under the same id — reported, never overwritten.
+//! 5. Ids that already existed are compared with the stored row: the same round (pair and
+//!    origin) is stored already — maybe by another writer with another set of observations;
+//!    another round under the id is a conflict — reported, never overwritten.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 use entity::prices;
-use rust_decimal::Decimal;
+
 use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait, Value,
@@ -175,7 +177,7 @@ impl Store {
             .collect::<Result<Vec<i64>, _>>()?;
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT id, pair, price, observed_at FROM prices WHERE id = ANY($1)",
+            "SELECT id, pair, first_signer FROM prices WHERE id = ANY($1)",
             [Value::from(ids)],
         );
         let rows = self
@@ -188,8 +190,7 @@ impl Store {
                     row.try_get_by_index::<i64>(0)? as u64,
                     (
                         row.try_get_by_index::<String>(1)?,
-                        row.try_get_by_index::<Decimal>(2)?,
-                        row.try_get_by_index::<DateTime<Utc>>(3)?,
+                        row.try_get_by_index::<String>(2)?,
                     ),
                 ))
             };
@@ -199,25 +200,23 @@ impl Store {
         let mut existing = Vec::new();
         let mut conflicting = Vec::new();
         for price in prices {
-            let data = price.data();
-            let same = stored.get(&data.id).is_some_and(|(pair, value, observed)| {
-                pair == data.pair.name()
-                    && *value == data.price.to_decimal()
-                    && Some(*observed) == unix_to_datetime(data.observed_at)
+            let round = price.round();
+            let same = stored.get(&round.id).is_some_and(|(pair, origin)| {
+                pair == round.pair.name() && *origin == round.origin.to_checksum(None)
             });
             if same {
-                existing.push(data.id);
+                existing.push(round.id);
             } else {
-                conflicting.push(data.id);
+                conflicting.push(round.id);
             }
         }
         Ok((existing, conflicting))
     }
 }
 
-/// Each price with only the signatures of signers that are members now and were when it was
-/// observed (the rule `oracle verify` applies); those left below the quorum, or without their
-/// origin's signature, are set apart by id.
+/// Each report with only the observations of signers that are members now and were at the
+/// round's time (the rule `oracle verify` applies); those left below the quorum, or without
+/// their origin's observation, are set apart by id.
 fn members_only(
     batch: &[VerifiedPrice],
     members: &HashMap<Address, u64>,
@@ -228,13 +227,16 @@ fn members_only(
         .iter()
         .filter_map(|price| {
             let mut price = price.clone();
-            let observed_at = price.data().observed_at;
-            price.signed.signatures.retain(|entry| {
-                members
-                    .get(&entry.signer)
-                    .is_some_and(|since| *since <= observed_at)
+            let round_time = price
+                .report
+                .origin_observation()
+                .map(|origin| origin.observation.observed_at);
+            price.report.observations.retain(|entry| {
+                round_time
+                    .is_some_and(|at| members.get(&entry.signer).is_some_and(|since| *since <= at))
             });
-            if price.signed.origin_signed() && price.signed.signatures.len() >= min_signers {
+            let report = &price.report;
+            if report.origin_observation().is_some() && report.observations.len() >= min_signers {
                 Some(price)
             } else {
                 below_quorum.push(price.id());
@@ -260,42 +262,66 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Stateme
             Column::SignerCount,
             Column::LastsignedTime,
             Column::WrittenBy,
+            Column::Spread,
+            Column::FirstObservedAt,
+            Column::LastObservedAt,
         ])
         .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
         .returning_col(Column::Id);
     let writer = writer.to_checksum(None);
     for price in chunk {
-        let data = price.data();
-        let signatures = &price.signed.signatures;
-        let observed_at = unix_to_datetime(data.observed_at).ok_or(StoreError::Unexpected {
-            what: "flush insert",
-            detail: format!(
-                "observed_at {} of price {} is out of range",
-                data.observed_at, data.id
-            ),
-        })?;
-        let sign_data = serde_json::to_value(signatures).map_err(|err| StoreError::Unexpected {
-            what: "flush insert",
-            detail: err.to_string(),
-        })?;
         insert
-            .values([
-                Expr::val(db_id(data.id)?),
-                Expr::val(data.pair.name()),
-                Expr::val(data.price.to_decimal()),
-                Expr::val(observed_at),
-                Expr::val(data.origin.to_checksum(None)),
-                Expr::val(sign_data),
-                Expr::val(i32::try_from(signatures.len()).unwrap_or(i32::MAX)),
-                Expr::val(system_time_to_datetime(price.last_signed)),
-                Expr::val(writer.as_str()),
-            ])
-            .map_err(|err| StoreError::Unexpected {
-                what: "flush insert",
-                detail: err.to_string(),
-            })?;
+            .values(row_values(price, &writer)?)
+            .map_err(|err| unexpected(err.to_string()))?;
     }
     Ok(DbBackend::Postgres.build(&insert))
+}
+
+/// The columns of one row, in [`insert_statement`]'s order.
+fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 12], StoreError> {
+    let report = &price.report;
+    let round = &report.round;
+    let time = |seconds: u64| {
+        unix_to_datetime(seconds).ok_or_else(|| {
+            unexpected(format!(
+                "observation time {seconds} of price {} is out of range",
+                round.id
+            ))
+        })
+    };
+    let (Some(origin), Some(value), Some((first, last))) = (
+        report.origin_observation(),
+        report.value(),
+        report.observed_range(),
+    ) else {
+        return Err(unexpected(format!(
+            "price {} has no observation of its origin's",
+            round.id
+        )));
+    };
+    let sign_data = serde_json::to_value(super::row::sign_data(report))
+        .map_err(|err| unexpected(err.to_string()))?;
+    Ok([
+        Expr::val(db_id(round.id)?),
+        Expr::val(round.pair.name()),
+        Expr::val(value.to_decimal()),
+        Expr::val(time(origin.observation.observed_at)?),
+        Expr::val(round.origin.to_checksum(None)),
+        Expr::val(sign_data),
+        Expr::val(i32::try_from(report.observations.len()).unwrap_or(i32::MAX)),
+        Expr::val(system_time_to_datetime(price.last_signed)),
+        Expr::val(writer),
+        Expr::val(report.spread()),
+        Expr::val(time(first)?),
+        Expr::val(time(last)?),
+    ])
+}
+
+fn unexpected(detail: String) -> StoreError {
+    StoreError::Unexpected {
+        what: "flush insert",
+        detail,
+    }
 }
 
 /// Ids are positive BIGINTs; the message decoder already refuses larger ones.
@@ -321,28 +347,45 @@ mod tests {
     use crate::identity::Identity;
     use crate::pair::Pair;
     use crate::price::UsdPrice;
-    use crate::signed::{PriceData, SignedPrice};
+    use crate::signed::{Observation, PriceData, Report, Round, SignedObservation};
 
     #[test]
-    fn only_signatures_of_members_since_the_observation_are_written() {
+    fn only_observations_of_members_since_the_round_are_written_and_the_value_follows() {
         let signers: Vec<Identity> = (1..=4u8)
             .map(|i| Identity::from_secret(&[i; 32]).unwrap())
             .collect();
-        let data = PriceData {
+        let round = Round {
             pair: Pair::EthUsd,
             id: 1,
-            price: UsdPrice::from_e8(300_000_000_000).unwrap(),
-            observed_at: 1_000,
             origin: signers[0].address(),
         };
+        // Four observations: 3000, 3001, 3002, 3003, each signed by its own signer.
+        let observations = signers
+            .iter()
+            .zip(0i64..)
+            .map(|(signer, offset)| {
+                let observation = Observation {
+                    price: UsdPrice::from_e8(300_000_000_000 + offset * 100_000_000).unwrap(),
+                    observed_at: 1_000,
+                };
+                SignedObservation {
+                    signer: signer.address(),
+                    observation,
+                    signature: PriceData::new(round, observation)
+                        .sign(signer.signer())
+                        .signature,
+                }
+            })
+            .collect();
         let price = VerifiedPrice {
-            signed: SignedPrice {
-                data,
-                signatures: signers.iter().map(|s| data.sign(s.signer())).collect(),
+            report: Report {
+                round,
+                observations,
             },
             last_signed: UNIX_EPOCH,
         };
-        // Signer 3 joined after the observation, signer 4 is no member at all.
+        assert_eq!(price.report.value().unwrap().to_string(), "3002.00000000");
+        // Signer 3 joined after the round, signer 4 is no member at all.
         let members: HashMap<Address, u64> = [
             (signers[0].address(), 0),
             (signers[1].address(), 1_000),
@@ -351,8 +394,10 @@ mod tests {
         .into();
         let (kept, below) = members_only(std::slice::from_ref(&price), &members, 2);
         assert!(below.is_empty());
-        let written: Vec<Address> = kept[0].signed.signers().collect();
+        let written: Vec<Address> = kept[0].report.signers().collect();
         assert_eq!(written, vec![signers[0].address(), signers[1].address()]);
+        // 3000 and 3001: the element at index 1.
+        assert_eq!(kept[0].report.value().unwrap().to_string(), "3001.00000000");
         let (kept, below) = members_only(&[price], &members, 3);
         assert!(kept.is_empty());
         assert_eq!(below, vec![1]);

@@ -1,15 +1,56 @@
-//! A stored row read back as the signed price it records: the one conversion the API,
-//! `oracle verify` and the tests use, so that they all see the same fields the flush wrote.
+//! A stored row read back as the report it records, and the JSON of its observations: the one
+//! conversion the flush, the API, `oracle verify` and the tests use, so that they all see the
+//! same fields.
 
 use alloy_primitives::Address;
+use serde::{Deserialize, Serialize};
 
 use super::reports::StoredPrice;
 use crate::pair::Pair;
 use crate::price::UsdPrice;
-use crate::signed::{PriceData, SignatureEntry, SignedPrice};
+use crate::signed::{
+    EthSignature, Observation, Report, Round, SignedObservation, checksummed_address,
+};
 
-/// Why a row is not a signed price this code can read. Only a hand-written row can be like
-/// that: the flush writes none.
+/// One entry of `sign_data`: a member's observation and its signature over its own digest.
+///
+/// ```json
+/// {"signer":"0x…","signature":"0x…","price_e8":"312456789000","observed_at":1763700000}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignDataEntry {
+    #[serde(with = "checksummed_address")]
+    pub signer: Address,
+    pub signature: EthSignature,
+    /// The observed price × 10⁸, decimal (64-bit integers are strings in this JSON).
+    pub price_e8: String,
+    /// Unix seconds.
+    pub observed_at: u64,
+}
+
+impl From<&SignedObservation> for SignDataEntry {
+    fn from(entry: &SignedObservation) -> Self {
+        Self {
+            signer: entry.signer,
+            signature: entry.signature,
+            price_e8: entry.observation.price.e8().to_string(),
+            observed_at: entry.observation.observed_at,
+        }
+    }
+}
+
+/// The `sign_data` of a report.
+pub fn sign_data(report: &Report) -> Vec<SignDataEntry> {
+    report
+        .observations
+        .iter()
+        .map(SignDataEntry::from)
+        .collect()
+}
+
+/// Why a row is not a report this code can read. Only a hand-written row can be like that: the
+/// flush writes none.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RowError {
     #[error("negative id {0}")]
@@ -22,11 +63,11 @@ pub enum RowError {
     ObservedAt(String),
     #[error("first_signer {0:?} is not an address")]
     FirstSigner(String),
-    #[error("sign_data is not a signature list: {0}")]
+    #[error("sign_data is not a list of observations: {0}")]
     SignData(String),
 }
 
-impl TryFrom<&StoredPrice> for SignedPrice {
+impl TryFrom<&StoredPrice> for Report {
     type Error = RowError;
 
     fn try_from(row: &StoredPrice) -> Result<Self, RowError> {
@@ -35,25 +76,75 @@ impl TryFrom<&StoredPrice> for SignedPrice {
             .pair
             .parse()
             .map_err(|err| RowError::UnknownPair(format!("{err}")))?;
-        let price =
-            UsdPrice::from_exact(row.price).map_err(|err| RowError::Price(err.to_string()))?;
-        let observed_at = u64::try_from(row.observed_at.timestamp())
+        // The row's own fields must be readable too, though the report is their source.
+        UsdPrice::from_exact(row.price).map_err(|err| RowError::Price(err.to_string()))?;
+        u64::try_from(row.observed_at.timestamp())
             .map_err(|_| RowError::ObservedAt(row.observed_at.to_string()))?;
         let origin: Address = row
             .first_signer
             .parse()
             .map_err(|_| RowError::FirstSigner(row.first_signer.clone()))?;
-        let signatures: Vec<SignatureEntry> = serde_json::from_value(row.sign_data.clone())
+        let entries: Vec<SignDataEntry> = serde_json::from_value(row.sign_data.clone())
             .map_err(|err| RowError::SignData(err.to_string()))?;
+        let observations = entries
+            .into_iter()
+            .map(|entry| {
+                let price = entry
+                    .price_e8
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(|e8| UsdPrice::from_e8(e8).ok())
+                    .ok_or_else(|| {
+                        RowError::SignData(format!(
+                            "price_e8 {:?} of {} is not a price",
+                            entry.price_e8, entry.signer
+                        ))
+                    })?;
+                Ok(SignedObservation {
+                    signer: entry.signer,
+                    observation: Observation {
+                        price,
+                        observed_at: entry.observed_at,
+                    },
+                    signature: entry.signature,
+                })
+            })
+            .collect::<Result<_, RowError>>()?;
         Ok(Self {
-            data: PriceData {
-                pair,
-                id,
-                price,
-                observed_at,
-                origin,
-            },
-            signatures,
+            round: Round { pair, id, origin },
+            observations,
         })
+    }
+}
+
+/// The row the flush writes for `report` (with `seq`, and `written_by` its origin), for tests
+/// that need a stored row without a database.
+#[cfg(any(test, feature = "test-util"))]
+pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
+    let at = |seconds: u64| {
+        chrono::DateTime::from_timestamp(i64::try_from(seconds).unwrap_or(i64::MAX), 0)
+            .unwrap_or_default()
+            .fixed_offset()
+    };
+    let origin_time = report
+        .origin_observation()
+        .map_or(0, |origin| origin.observation.observed_at);
+    let (first, last) = report.observed_range().unwrap_or_default();
+    let origin = report.round.origin.to_checksum(None);
+    StoredPrice {
+        id: i64::try_from(report.round.id).unwrap_or(i64::MAX),
+        pair: report.round.pair.name().to_owned(),
+        price: report.value().map(UsdPrice::to_decimal).unwrap_or_default(),
+        observed_at: at(origin_time),
+        first_signer: origin.clone(),
+        sign_data: serde_json::to_value(sign_data(report)).unwrap_or_default(),
+        signer_count: i32::try_from(report.observations.len()).unwrap_or(i32::MAX),
+        lastsigned_time: at(last),
+        created_time: at(last),
+        written_by: origin,
+        spread: report.spread(),
+        first_observed_at: at(first),
+        last_observed_at: at(last),
+        seq,
     }
 }

@@ -15,7 +15,7 @@
 mod duties;
 pub mod heartbeat;
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
@@ -25,22 +25,24 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cosign::{CommitteeSettings, committee};
 use crate::http::DatabaseState;
+use crate::membership::Members;
 use crate::membership::{MemberList, MemberRefresh};
 use crate::message::StoredNotice;
-use crate::metrics::{FlushResult, Metrics};
-use crate::pair::Pair;
+use crate::metrics::{FlushResult, Metrics, RoundOutcome};
 use crate::pool::{Moment, Pool, VerifiedPrice};
+use crate::signed::Report;
 use crate::store::lease::Participant;
 use crate::store::prices::FlushOutcome;
 use crate::store::{Store, StoreError};
 use duties::WriterDuties;
 pub use heartbeat::{LeaseSettings, LeaseState};
 
-/// A flush that ran: the pair of each price in its batch, and what the database said.
+/// A flush that ran: its batch, and what the database said.
 #[derive(Debug)]
 pub struct Flush {
-    batch: HashMap<u64, Pair>,
+    batch: Vec<VerifiedPrice>,
     result: Result<FlushOutcome, StoreError>,
 }
 
@@ -49,6 +51,8 @@ pub struct Flush {
 pub struct Writer {
     lease_settings: LeaseSettings,
     min_signers: usize,
+    /// Whose observations a stored round expected (for `oracle_member_rounds_total`).
+    committee: CommitteeSettings,
     signer: PrivateKeySigner,
     metrics: Metrics,
     store: Option<Store>,
@@ -62,12 +66,14 @@ impl Writer {
     pub fn new(
         lease_settings: LeaseSettings,
         min_signers: usize,
+        committee: CommitteeSettings,
         signer: PrivateKeySigner,
         metrics: Metrics,
     ) -> Self {
         Self {
             lease_settings,
             min_signers,
+            committee,
             signer,
             metrics,
             store: None,
@@ -159,15 +165,20 @@ impl Writer {
         }
         let (me, min_signers) = (self.me(), self.min_signers);
         Some(async move {
-            let batch = pairs_by_id(&due);
             let result = store.flush(&me, &due, min_signers).await;
-            Flush { batch, result }
+            Flush { batch: due, result }
         })
     }
 
-    /// Applies a flush's outcome: what is stored leaves the pool. Returns the signed notices
+    /// Applies a flush's outcome: what is stored leaves the pool; each member of a stored
+    /// round's committee is counted as having observed it or not. Returns the signed notices
     /// that tell the network which ids are stored.
-    pub fn flushed(&mut self, flush: Flush, pool: &mut Pool) -> Vec<StoredNotice> {
+    pub fn flushed(
+        &mut self,
+        flush: Flush,
+        pool: &mut Pool,
+        members: &Members,
+    ) -> Vec<StoredNotice> {
         let Flush { batch, result } = flush;
         self.duties.flush_finished(&result);
         let outcome = match &result {
@@ -190,10 +201,10 @@ impl Writer {
                 return Vec::new();
             }
         };
-        for id in &flushed.inserted {
-            if let Some(pair) = batch.get(id) {
-                self.metrics.prices_stored.inc(*pair);
-            }
+        let inserted: HashSet<u64> = flushed.inserted.iter().copied().collect();
+        for price in batch.iter().filter(|price| inserted.contains(&price.id())) {
+            self.metrics.prices_stored.inc(price.round().pair);
+            self.count_committee(&price.report, members);
         }
         if let Some(newest) = flushed.inserted.iter().max() {
             self.last_stored_id = self.last_stored_id.max(Some(*newest));
@@ -239,6 +250,7 @@ impl Writer {
     pub async fn store_before_stopping(
         &mut self,
         pool: &mut Pool,
+        members: &Members,
         me: &Participant,
     ) -> Vec<StoredNotice> {
         let Some(store) = self.store.clone() else {
@@ -259,10 +271,10 @@ impl Writer {
                 }
                 Ok(flushed) => {
                     let flush = Flush {
-                        batch: pairs_by_id(&verified),
+                        batch: verified,
                         result: Ok(flushed),
                     };
-                    return self.flushed(flush, pool);
+                    return self.flushed(flush, pool, members);
                 }
                 Err(err) => {
                     log::warn!(
@@ -272,6 +284,27 @@ impl Writer {
                     return Vec::new();
                 }
             }
+        }
+    }
+
+    /// Counts, for each member of the round's committee (members at its time), whether the
+    /// stored report holds its observation.
+    fn count_committee(&self, report: &Report, members: &Members) {
+        let round = &report.round;
+        let at = report
+            .origin_observation()
+            .map_or(0, |origin| origin.observation.observed_at);
+        let Some(list) = members.counting_at(at) else {
+            return;
+        };
+        let ranking = committee::ranking(round.id, &round.origin, &list);
+        for member in ranking.iter().take(self.committee.size) {
+            let outcome = if report.signers().any(|signer| signer == *member) {
+                RoundOutcome::Signed
+            } else {
+                RoundOutcome::Missed
+            };
+            self.metrics.member_round(*member, outcome).inc();
         }
     }
 
@@ -287,13 +320,6 @@ impl Writer {
         }
         let _ = tokio::time::timeout_at(by, store.close()).await;
     }
-}
-
-fn pairs_by_id(batch: &[VerifiedPrice]) -> HashMap<u64, Pair> {
-    batch
-        .iter()
-        .map(|price| (price.id(), price.data().pair))
-        .collect()
 }
 
 /// Whole seconds since the Unix epoch (0 for a clock before it).
