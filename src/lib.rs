@@ -16,6 +16,8 @@
 //! - [`pair`]: the pairs a network can sign, and `--pairs`' set of them.
 //! - [`price`]: exchange sources, each parsing its real response into an exact [`price::UsdPrice`],
 //!   and the median feed with timeouts and retries.
+//! - [`trigger`]: when a round starts — a market move of `--deviation`, or the `--heartbeat` —
+//!   and which member starts it (pure).
 //! - [`id`]: Sonyflake-style ids for new prices.
 //! - [`signed`]: the signed price, defined once — the fields the normative digest covers, the
 //!   digest, EIP-191 signatures, a price with its signatures.
@@ -65,4 +67,5 @@ pub mod signed;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testkit;
+pub mod trigger;
 pub mod writer;
