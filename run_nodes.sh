@@ -12,7 +12,7 @@
 #   HTTP_PORT        node i serves /health, /status, /metrics on HTTP_PORT+i (default 9100)
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
 #   DATABASE_URL     the database; otherwise built from .env-db
-#   ORACLE_*         any node flag, e.g. ORACLE_PRICE_INTERVAL=15s ORACLE_FLUSH_DELAY=10s
+#   ORACLE_*         any node flag, e.g. ORACLE_HEARTBEAT=1m ORACLE_FLUSH_DELAY=10s
 #   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
 #                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
 #

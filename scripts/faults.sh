@@ -18,7 +18,7 @@
 #                      during the outage must be stored, and is timed
 #   4. bootstrap loss  both bootstrap nodes killed; a full node stopped and restarted (new
 #                      random port) with only their dead addresses must rejoin (>= 3 peers)
-#                      and get a price it originated stored
+#                      and get its own observation into a stored row
 #   5. full stop       SIGTERM to every node at once while prices wait out their flush delay:
 #                      every node exits 0 within 10 s, nothing verified is lost
 #
@@ -47,8 +47,9 @@ case "${1:-}" in
   *) echo "usage: $0 [--long]" >&2; exit 2 ;;
 esac
 
-# Timings of the nodes.
-PRICE_INTERVAL=5 FLUSH_DELAY=5 HEARTBEAT=1 LEASE=3 TERM=15 MAX_AGE=60
+# Timings of the nodes: an observation a second, a round at least every 5 s (more when the mock's
+# random walk moves 0.5 %), the lease's heartbeat every second.
+OBSERVE=1 ROUND_HEARTBEAT=5 FLUSH_DELAY=5 HEARTBEAT=1 LEASE=3 TERM=15 MAX_AGE=60
 TAKEOVER_BOUND=$(( LEASE + HEARTBEAT ))
 SETTLE=$(( FLUSH_DELAY + 15 ))   # how long a scenario waits for its verified prices
 STOP_LIMIT=10                    # seconds a node may take to exit on SIGTERM
@@ -190,7 +191,7 @@ start_node() {
   "$ORACLE" run --name "$name" --key-dir "$KEYS" --listen /ip4/127.0.0.1/tcp/0 "${BOOT_ARGS[@]}" \
     --http "127.0.0.1:${HTTP_PORT[$name]}" \
     --source-base-url "http://127.0.0.1:$MOCK_PORT" --source-timeout 3s \
-    --price-interval "${PRICE_INTERVAL}s" --flush-delay "${FLUSH_DELAY}s" \
+    --observe-interval "${OBSERVE}s" --heartbeat "${ROUND_HEARTBEAT}s" --flush-delay "${FLUSH_DELAY}s" \
     --heartbeat-interval "${HEARTBEAT}s" --lease-duration "${LEASE}s" --writer-term "${TERM}s" \
     --max-age "${MAX_AGE}s" \
     --log-level "$LOG_LEVEL" --log-file "$LOGS/$name.log" >>"$LOGS/$name.console" 2>&1 &
@@ -342,11 +343,13 @@ say "database $DB; logs in $LOGS/; mode $MODE"
 psql -XAtq "$ADMIN_URL" -c "CREATE DATABASE \"$DB\"" >/dev/null
 "$ORACLE" migrate --database-url "$DB_URL" --log-level warn
 : >"$WORK/members.txt"
+declare -A ADDRESS
 for n in "${NODES[@]}"; do
   "$ORACLE" keygen --name "$n" --key-dir "$KEYS" --log-level warn >/dev/null
   "$ORACLE" signers add --key "$n" --key-dir "$KEYS" --database-url "$DB_URL" --log-level warn >/dev/null
-  "$ORACLE" keygen --name "$n" --key-dir "$KEYS" --show --log-level warn \
-    | awk '/^address/ { print $2 }' >>"$WORK/members.txt"
+  ADDRESS[$n]=$("$ORACLE" keygen --name "$n" --key-dir "$KEYS" --show --log-level warn \
+    | awk '/^address/ { print $2 }')
+  echo "${ADDRESS[$n]}" >>"$WORK/members.txt"
 done
 
 take_port; MOCK_PORT=$PORT
@@ -522,8 +525,10 @@ for r in $(seq 1 "$REJOINS"); do
   while le "$(since "$t_start")" 90; do
     if [ -z "$joined" ] && [ "$(peers_of "$n")" -ge 3 ]; then joined=$(since "$t_start"); fi
     if [ -n "$joined" ]; then
-      mine=$(tail -c +"$(( offset + 1 ))" "$LOGS/$n.log" | grep -oE 'originated price [0-9]+' | awk '{ print $3 }' | paste -sd, -)
-      if [ -n "$mine" ] && [ "$(q "SELECT count(*) FROM prices WHERE id IN ($mine)")" -gt 0 ]; then
+      # Any member's round will do: one member starts each, and the restarted node takes part
+      # in every one it hears.
+      if [ "$(q "SELECT count(*) FROM prices WHERE sign_data::text ILIKE '%${ADDRESS[$n]}%' \
+                 AND observed_at > to_timestamp($t_start)")" -gt 0 ]; then
         stored=$(since "$t_start"); break
       fi
     fi
@@ -532,15 +537,15 @@ for r in $(seq 1 "$REJOINS"); do
   done
   if [ -n "$joined" ] && [ -n "$stored" ]; then
     restarted+=("$n") joins+=("$joined") owns+=("$stored")
-    say "  $n restarted with dead bootstraps: $(peers_of "$n") peers after ${joined}s, own price stored after ${stored}s"
+    say "  $n restarted with dead bootstraps: $(peers_of "$n") peers after ${joined}s, own observation stored after ${stored}s"
   else
     verdict=FAIL; restarted+=("$n:FAILED")
-    say "  $n restarted with dead bootstraps: peers reached after ${joined:-never}s, own price stored after ${stored:-never}s"
+    say "  $n restarted with dead bootstraps: peers reached after ${joined:-never}s, own observation stored after ${stored:-never}s"
   fi
 done
 mark_end
 settle "${WIN_END[$CUR]}" >/dev/null
-finish "$verdict" "restarted $(IFS=,; echo "${restarted[*]}"): >= 3 peers after $(span "${joins[@]}") s, own price stored after $(span "${owns[@]}") s"
+finish "$verdict" "restarted $(IFS=,; echo "${restarted[*]}"): >= 3 peers after $(span "${joins[@]}") s, own observation stored after $(span "${owns[@]}") s"
 # The bootstrap nodes come back (same keys and ports) for what follows.
 for b in 0 1; do start_bootstrap "$b"; done
 

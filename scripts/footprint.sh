@@ -4,7 +4,7 @@
 # process's resident memory and CPU use are printed.
 #
 #   NUM_NODES=50 scripts/footprint.sh
-#   NUM_NODES=10 ORACLE_PRICE_INTERVAL=15s WINDOW=60 scripts/footprint.sh   # with prices flowing
+#   NUM_NODES=10 ORACLE_OBSERVE_INTERVAL=2s ORACLE_HEARTBEAT=15s WINDOW=60 scripts/footprint.sh   # with prices flowing
 #
 # Settings: NUM_NODES (default 10), WARMUP seconds before measuring (default 30), WINDOW seconds
 # measured (default 60); ORACLE_* reach the nodes as with run_nodes.sh.

@@ -26,6 +26,7 @@ use crate::pair::{Pair, PairSet};
 use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, Source, UsdPrice};
 use crate::store::{DatabaseUrl, DbSettings};
+use crate::trigger::TriggerSettings;
 use crate::writer::LeaseSettings;
 
 /// Decentralized price oracle node: ETH/USD, and BTC/USD or SOL/USD with --pairs.
@@ -34,7 +35,7 @@ use crate::writer::LeaseSettings;
 /// store each price with enough signatures in PostgreSQL exactly once.
 ///
 /// Every flag can also be set by an environment variable, ORACLE_<FLAG> (for example
-/// --price-interval is ORACLE_PRICE_INTERVAL). Durations read like 500ms, 30s, 10m or 1h.
+/// --flush-delay is ORACLE_FLUSH_DELAY). Durations read like 500ms, 30s, 10m or 1h.
 #[derive(Debug, Parser)]
 #[command(name = "oracle", version, propagate_version = true)]
 pub struct Cli {
@@ -520,7 +521,7 @@ pub struct LimitArgs {
     #[arg(long, env = "ORACLE_MAX_CONNECTIONS_PER_PEER", default_value_t = ConnectionBounds::DEFAULT.max_per_peer, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_peer: u32,
     /// Most new prices of one pair accepted from one origin per minute (also its burst); more
-    /// are ignored. An honest origin publishes one per pair per --price-interval.
+    /// are ignored. An honest origin starts at most one round per pair per --observe-interval.
     #[arg(long, env = "ORACLE_MAX_ORIGIN_RATE", default_value_t = DEFAULT_MAX_ORIGIN_RATE, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_origin_rate: u32,
     /// Received messages from one peer waiting for validation (peers are served in turn); past
@@ -661,8 +662,9 @@ pub struct RunArgs {
     pub register: bool,
 }
 
-/// The shortest --price-interval: faster origins would only run into peers' rate limits.
-pub const MIN_PRICE_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest --observe-interval: asking the exchanges more often only runs into their rate
+/// limits.
+pub const MIN_OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// When prices are fetched, co-signed, verified and stored.
 #[derive(Debug, Args)]
@@ -684,9 +686,19 @@ pub struct ConsensusArgs {
     /// co-signers cost time, not the price.
     #[arg(long, env = "ORACLE_COSIGN_FALLBACK", default_value = "5s", value_parser = parse_duration)]
     pub cosign_fallback: Duration,
-    /// How often this node fetches, signs and publishes a price.
-    #[arg(long, env = "ORACLE_PRICE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
-    pub price_interval: Duration,
+    /// How often each pair is observed at the price sources. A round starts only when one is
+    /// due (--deviation, --heartbeat); 15 s keeps every source within its public rate limit
+    /// with three pairs (docs/sources.md).
+    #[arg(long, env = "ORACLE_OBSERVE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub observe_interval: Duration,
+    /// Start a round of a pair when our observation is this far from its newest verified value
+    /// (the market moved): 0.5%, 1% or 0.005.
+    #[arg(long, env = "ORACLE_DEVIATION", default_value = "0.5%", value_parser = parse_ratio)]
+    pub deviation: Decimal,
+    /// Start a round of a pair when its newest verified value is this old, however flat the
+    /// market: the original 10-minute cadence. Replaces --price-interval (still accepted).
+    #[arg(long, alias = "price-interval", env = "ORACLE_HEARTBEAT", default_value = "10m", value_parser = parse_duration)]
+    pub heartbeat: Duration,
     /// A verified price is stored this long after its last signature.
     #[arg(long, env = "ORACLE_FLUSH_DELAY", default_value = "30s", value_parser = parse_duration)]
     pub flush_delay: Duration,
@@ -729,8 +741,14 @@ impl RunArgs {
     /// Everything a node needs, given its identity.
     pub fn node_settings(&self, identity: Identity) -> anyhow::Result<NodeSettings> {
         let consensus = &self.consensus;
+        if std::env::var_os("ORACLE_PRICE_INTERVAL").is_some() {
+            anyhow::bail!(
+                "ORACLE_PRICE_INTERVAL was replaced by ORACLE_HEARTBEAT (rounds now also start \
+                 when the market moves --deviation; see --observe-interval)"
+            );
+        }
         for (name, value) in [
-            ("--price-interval", consensus.price_interval),
+            ("--heartbeat", consensus.heartbeat),
             ("--heartbeat-interval", consensus.heartbeat_interval),
             ("--max-age", self.net.max_age),
             ("--cosign-fallback", consensus.cosign_fallback),
@@ -739,8 +757,18 @@ impl RunArgs {
                 anyhow::bail!("{name} must be longer than 0");
             }
         }
-        if consensus.price_interval < MIN_PRICE_INTERVAL {
-            anyhow::bail!("--price-interval must be at least {MIN_PRICE_INTERVAL:?}");
+        if consensus.observe_interval < MIN_OBSERVE_INTERVAL {
+            anyhow::bail!("--observe-interval must be at least {MIN_OBSERVE_INTERVAL:?}");
+        }
+        if consensus.heartbeat <= consensus.observe_interval {
+            anyhow::bail!(
+                "--heartbeat ({:?}) must be longer than --observe-interval ({:?})",
+                consensus.heartbeat,
+                consensus.observe_interval
+            );
+        }
+        if consensus.deviation.is_zero() {
+            anyhow::bail!("--deviation must be above 0: every observation would start a round");
         }
         let trusted_signers = self.net.trusted_signers()?;
         let feed = self.sources.feed_settings()?;
@@ -758,8 +786,12 @@ impl RunArgs {
                 retention: consensus.retention.max(self.net.max_age),
                 max_pending_per_signer: self.net.limits.max_pending_per_signer as usize,
             },
-            price_interval: consensus.price_interval,
-            max_deviation: consensus.max_deviation,
+            trigger: TriggerSettings {
+                observe_interval: consensus.observe_interval,
+                deviation: consensus.deviation,
+                heartbeat: consensus.heartbeat,
+                max_deviation: consensus.max_deviation,
+            },
             lease: LeaseSettings {
                 interval: consensus.heartbeat_interval,
                 lease: consensus.lease_duration,
@@ -1257,7 +1289,9 @@ mod tests {
         let c = &args.consensus;
         assert_eq!(c.min_peers, 3);
         assert_eq!(c.min_signers, 3);
-        assert_eq!(c.price_interval, Duration::from_secs(600));
+        assert_eq!(c.heartbeat, Duration::from_secs(600));
+        assert_eq!(c.observe_interval, Duration::from_secs(15));
+        assert_eq!(c.deviation, Decimal::new(5, 3));
         assert_eq!(c.flush_delay, Duration::from_secs(30));
         assert_eq!(c.max_deviation, Decimal::new(1, 2));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));

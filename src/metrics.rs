@@ -13,6 +13,7 @@ use crate::message::GossipKind;
 use crate::network::validation::RefusalReason;
 use crate::pair::Pair;
 use crate::price::{FailureKind, Source};
+use crate::trigger::Reason;
 
 /// Defines an enum of metric label values, each variant with the exact text `/metrics` shows
 /// (what dashboards and alerts match on), and makes it a prometheus-client label value.
@@ -183,6 +184,13 @@ pub struct SourceLabel {
     pub source: Source,
 }
 
+/// `pair="…",trigger="…"` of a round this node started.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoundStartLabels {
+    pub pair: Pair,
+    pub trigger: Reason,
+}
+
 /// A pair, e.g. `pair="ETH/USD"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PairLabel {
@@ -225,6 +233,8 @@ impl PairCounter {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     pub prices_originated: PairCounter,
+    /// Rounds this node started, by pair and why: `deviation`, `heartbeat`, `requested`.
+    pub rounds_started: Family<RoundStartLabels, Counter>,
     pub prices_cosigned: PairCounter,
     /// Turns this node had as a fallback co-signer (not on a price's committee), by outcome:
     /// `stepped_in` (the price still lacked its quorum) or `not_needed`.
@@ -270,6 +280,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Self {
             prices_originated: PairCounter::default(),
+            rounds_started: Family::default(),
             prices_cosigned: PairCounter::default(),
             cosign_fallbacks: Family::default(),
             prices_refused: Family::default(),
@@ -314,6 +325,11 @@ impl Metrics {
             "prices_originated",
             "Prices this node fetched, signed and published, by pair",
             self.prices_originated.by_pair.clone(),
+        );
+        registry.register(
+            "rounds_started",
+            "Rounds this node started, by pair and trigger (deviation, heartbeat, requested)",
+            self.rounds_started.clone(),
         );
         registry.register(
             "prices_cosigned",
@@ -490,6 +506,31 @@ impl Metrics {
     /// Peers' prices this node did not co-sign, for `reason`.
     pub fn cosign_refused(&self, reason: CosignRefusal) -> Counter {
         Self::counter(&self.prices_refused, CosignRefusalLabel { reason })
+    }
+
+    /// Creates every per-pair series of the pairs this node signs at zero, so that a pair's
+    /// series exist from the start — alerts can tell "nothing happened" from "not signed" —
+    /// even when this node has not started a round of it yet (in a flat market one member
+    /// starts each round).
+    pub fn start_pairs(&self, pairs: crate::pair::PairSet) {
+        for pair in pairs.iter() {
+            for counter in [
+                &self.prices_originated,
+                &self.prices_cosigned,
+                &self.prices_verified,
+                &self.prices_stored,
+            ] {
+                counter.inc_by(pair, 0);
+            }
+            for trigger in Reason::ALL {
+                self.round_started(pair, *trigger);
+            }
+        }
+    }
+
+    /// Rounds of `pair` this node started for `trigger`.
+    pub fn round_started(&self, pair: Pair, trigger: Reason) -> Counter {
+        Self::counter(&self.rounds_started, RoundStartLabels { pair, trigger })
     }
 
     /// Fallback turns that ended as `outcome`.

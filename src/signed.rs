@@ -362,6 +362,13 @@ impl Report {
             .find(|entry| entry.signer == self.round.origin)
     }
 
+    /// The round's time: its origin's observation time (what a stored row's `observed_at`
+    /// holds), if the origin's observation is among them.
+    pub fn observed_at(&self) -> Option<u64> {
+        self.origin_observation()
+            .map(|origin| origin.observation.observed_at)
+    }
+
     /// The signers, in the order of the observations.
     pub fn signers(&self) -> impl Iterator<Item = Address> + '_ {
         self.observations.iter().map(|entry| entry.signer)

@@ -10,6 +10,7 @@
 //!   never a fixed sleep followed by an assertion.
 //! - [`writer_store`] and [`verified_batch`]: a database with members and a writer, and signed
 //!   prices ready for its flush.
+//! - [`SseReader`]: a client of the API's Server-Sent Events stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +39,7 @@ use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation};
 use crate::store::lease::Participant;
 use crate::store::reports::StoredPrice;
 use crate::store::{DatabaseUrl, DbSettings, Store};
+use crate::trigger::TriggerSettings;
 use crate::writer::LeaseSettings;
 
 /// Observation times of test prices: `EPOCH + id`, in November 2025.
@@ -115,9 +117,10 @@ pub fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage 
     PriceMessage::originate(data, identity.signer())
 }
 
-/// Node `seed` of a test network: short intervals (heartbeats every 200 ms, a 1 s flush
-/// delay), one price per hour unless asked for, three peers and three signers, the mock
-/// exchange as its one source.
+/// Node `seed` of a test network: short intervals (lease heartbeats every 200 ms, a 1 s flush
+/// delay, an observation every second), rounds on a 0.5 % move or when asked for (the
+/// heartbeat is an hour, so a steady market starts one round per pair, at start), three peers
+/// and three signers, the mock exchange as its one source.
 pub fn node_settings(
     seed: u8,
     bootstrap: &Multiaddr,
@@ -139,8 +142,12 @@ pub fn node_settings(
             retention: Duration::from_secs(600),
             max_pending_per_signer: 64,
         },
-        price_interval: Duration::from_secs(3600),
-        max_deviation: Decimal::new(1, 2),
+        trigger: TriggerSettings {
+            observe_interval: Duration::from_secs(1),
+            deviation: Decimal::new(5, 3),
+            heartbeat: Duration::from_secs(3600),
+            max_deviation: Decimal::new(1, 2),
+        },
         lease: LeaseSettings {
             interval: Duration::from_millis(200),
             lease: Duration::from_millis(600),
@@ -194,7 +201,17 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// Starts the node and asks it for one round of every pair as soon as it runs, so that
+    /// every node of a test network originates once at start whatever the market does: what
+    /// most tests need to have prices flowing. [`TestNode::start_on_triggers`] does not ask.
     pub async fn start(settings: NodeSettings) -> Self {
+        let node = Self::start_on_triggers(settings).await;
+        node.node.originate_now();
+        node
+    }
+
+    /// Starts the node; its rounds start only as its triggers say (a move, the heartbeat).
+    pub async fn start_on_triggers(settings: NodeSettings) -> Self {
         let metrics = Metrics::default();
         let address = settings.identity.address();
         let node = node::start(settings, metrics.clone())
@@ -597,4 +614,74 @@ pub fn verified_batch(
             }
         })
         .collect()
+}
+
+/// One Server-Sent Event: its `id`, `event` and `data` fields (`data` as JSON).
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub id: String,
+    pub event: String,
+    pub data: serde_json::Value,
+    /// When the reader had it whole.
+    pub at: Instant,
+}
+
+/// Reads Server-Sent Events from a streaming response, as an EventSource would.
+pub struct SseReader {
+    response: reqwest::Response,
+    text: String,
+}
+
+impl SseReader {
+    /// A reader of `response`, which must be a 200 `text/event-stream`.
+    pub fn new(response: reqwest::Response) -> Self {
+        assert_eq!(response.status(), reqwest::StatusCode::OK, "{response:?}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{response:?}"
+        );
+        Self {
+            response,
+            text: String::new(),
+        }
+    }
+
+    /// Opens `url` and reads its events.
+    pub async fn open(url: &str) -> Self {
+        let response = reqwest::get(url).await.expect("the stream opens");
+        Self::new(response)
+    }
+
+    /// The next event (keep-alive comments skipped); `None` when the stream ends.
+    pub async fn next_event(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(end) = self.text.find("\n\n") {
+                let block: String = self.text.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+                        .map(|value| value.trim_start().to_owned())
+                };
+                let Some(data) = field("data") else { continue };
+                return Some(SseEvent {
+                    id: field("id").unwrap_or_default(),
+                    event: field("event").unwrap_or_default(),
+                    data: serde_json::from_str(&data).expect("event data is JSON"),
+                    at: Instant::now(),
+                });
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.text
+                .push_str(std::str::from_utf8(&chunk).expect("the stream is UTF-8"));
+        }
+    }
+
+    /// The next event, which must come within `within`; `None` when the stream ends.
+    pub async fn next(&mut self, within: Duration) -> Option<SseEvent> {
+        tokio::time::timeout(within, self.next_event())
+            .await
+            .expect("an event in time")
+    }
 }

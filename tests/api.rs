@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::{hex, keccak256};
-use futures::StreamExt;
+use price_oracle::api::verified::VerifiedPrices;
 use price_oracle::api::{self, ApiLimits, ApiState};
 use price_oracle::http::{self, NodeStatus};
 use price_oracle::identity::Identity;
@@ -21,7 +21,7 @@ use price_oracle::store::lease::Participant;
 use price_oracle::store::prices::FlushOutcome;
 use price_oracle::store::{DbSettings, Store};
 use price_oracle::testkit::TestDb;
-use price_oracle::testkit::{self, EPOCH as BASE, Signing, price_of};
+use price_oracle::testkit::{self, EPOCH as BASE, Signing, SseReader, price_of};
 use prometheus_client::registry::Registry;
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
@@ -38,6 +38,8 @@ struct Api {
     writer: Participant,
     base: String,
     client: reqwest::Client,
+    /// What the node's pool would publish as it verifies rounds.
+    verified: Arc<VerifiedPrices>,
     stop: CancellationToken,
     server: JoinHandle<()>,
 }
@@ -48,7 +50,8 @@ impl Api {
         let (store, writer) = testkit::writer_store(&db).await;
         let signers: Vec<Identity> = (1..=3).map(testkit::identity).collect();
         let stop = CancellationToken::new();
-        let (base, server) = serve(&db.settings(), limits, &stop).await;
+        let verified = Arc::new(VerifiedPrices::default());
+        let (base, server) = serve(&db.settings(), limits, &verified, &stop).await;
         Self {
             db,
             store,
@@ -56,6 +59,7 @@ impl Api {
             writer,
             base,
             client: reqwest::Client::new(),
+            verified,
             stop,
             server,
         }
@@ -80,6 +84,14 @@ impl Api {
             seqs.push(row.seq);
         }
         seqs
+    }
+
+    /// Publishes prices as verified by the node's pool (signed like [`Api::store_prices`]'s),
+    /// without storing them.
+    fn verify_prices(&self, ids: &[u64]) {
+        for price in testkit::verified_batch(ids.iter().copied(), &self.signers, Signing::Genuine) {
+            self.verified.publish(&price.report);
+        }
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -118,12 +130,14 @@ impl Api {
 async fn serve(
     settings: &DbSettings,
     limits: ApiLimits,
+    verified: &Arc<VerifiedPrices>,
     stop: &CancellationToken,
 ) -> (String, JoinHandle<()>) {
     let router = api::router(ApiState {
         store: Store::connect_lazy(settings).await.unwrap(),
         pairs: price_oracle::pair::PairSet::only(price_oracle::pair::Pair::EthUsd),
         limits,
+        verified: Arc::clone(verified),
         stop: stop.clone(),
     });
     let (_status_tx, status) = watch::channel(NodeStatus::default());
@@ -188,8 +202,13 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
     }
     prices.sort_unstable();
     assert_eq!(price["price_e8"], prices[prices.len() / 2].to_string());
-    assert_eq!(price["written_by"], signers[0].address().to_checksum(None));
-    assert!(price["seq"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    if price["status"] == "stored" {
+        assert_eq!(price["written_by"], signers[0].address().to_checksum(None));
+        assert!(price["seq"].as_str().unwrap().parse::<i64>().unwrap() > 0);
+    } else {
+        assert_eq!(price["status"], "verified");
+        assert!(price["written_by"].is_null() && price["seq"].is_null());
+    }
     let report = OnChainReport::decode(&hex::decode(price["report"].as_str().unwrap()).unwrap())
         .expect("the report decodes");
     assert_eq!(
@@ -355,7 +374,8 @@ async fn a_database_that_does_not_answer_is_a_503() {
         pool_size: 2,
         timeout: Duration::from_millis(500),
     };
-    let (base, server) = serve(&settings, ApiLimits::DEFAULT, &stop).await;
+    let verified = Arc::new(VerifiedPrices::default());
+    let (base, server) = serve(&settings, ApiLimits::DEFAULT, &verified, &stop).await;
     let client = reqwest::Client::new();
     for path in [
         "/v1/prices/latest",
@@ -372,6 +392,20 @@ async fn a_database_that_does_not_answer_is_a_503() {
             "{path}"
         );
     }
+    // What the pool verified still answers latest?include=verified.
+    let price = testkit::verified_batch(
+        [4],
+        &(1..=3).map(testkit::identity).collect::<Vec<_>>(),
+        Signing::Genuine,
+    );
+    verified.publish(&price[0].report);
+    let response = client
+        .get(format!("{base}/v1/prices/latest?include=verified"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(json_of(response).await["status"], "verified");
     stop.cancel();
     server.await.unwrap();
 }
@@ -416,68 +450,58 @@ async fn the_openapi_document_parses_and_lists_every_path() {
     assert_eq!(names, ["pair", "from", "to", "limit", "after"]);
 }
 
-/// Reads Server-Sent Events from a streaming response.
-struct Events {
-    body: futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>,
-    text: String,
-}
+#[tokio::test(flavor = "multi_thread")]
+async fn verified_prices_stream_before_they_are_stored_and_latest_includes_them_on_request() {
+    let api = Api::start("api_verified", ApiLimits::DEFAULT).await;
+    let mut live = SseReader::new(api.stream("", None).await);
+    api.verify_prices(&[2]);
+    let verified = live.next(EVENT_WAIT).await.unwrap();
+    assert_eq!(
+        (verified.event.as_str(), verified.id.as_str()),
+        ("verified", "")
+    );
+    assert_eq!(verified.data["status"], "verified");
+    assert!(verified.data["seq"].is_null() && verified.data["written_by"].is_null());
+    assert_verifiable(&verified.data, 2, &api.signers);
 
-/// One event: `id`, `event` and `data` fields.
-#[derive(Debug)]
-struct Event {
-    id: String,
-    event: String,
-    data: Value,
-}
+    // Stored prices only, unless asked.
+    let (status, _) = api.get("/v1/prices/latest").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let latest = api.ok("/v1/prices/latest?include=verified").await;
+    assert_eq!(latest, verified.data);
 
-impl Events {
-    fn new(response: reqwest::Response) -> Self {
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()["content-type"],
-            "text/event-stream",
-            "{response:?}"
-        );
-        Self {
-            body: response
-                .bytes_stream()
-                .map(|chunk| chunk.map(|bytes| bytes.to_vec()))
-                .boxed(),
-            text: String::new(),
-        }
-    }
+    // Then stored: the price event, the same round, now with its seq.
+    let seq = api.store_prices(&[2]).await[0];
+    let stored = live.next(EVENT_WAIT).await.unwrap();
+    assert_eq!(
+        (stored.event.as_str(), stored.id.clone()),
+        ("price", seq.to_string())
+    );
+    assert_eq!(stored.data["status"], "stored");
+    assert_eq!(stored.data["report"], verified.data["report"]);
+    assert_eq!(
+        api.ok("/v1/prices/latest?include=verified").await,
+        stored.data
+    );
 
-    /// The next event (keep-alive comments skipped), or `None` when the stream ends.
-    async fn next(&mut self, within: Duration) -> Option<Event> {
-        tokio::time::timeout(within, async {
-            loop {
-                if let Some(end) = self.text.find("\n\n") {
-                    let block: String = self.text.drain(..end + 2).collect();
-                    let field = |name: &str| {
-                        block
-                            .lines()
-                            .find_map(|line| line.strip_prefix(&format!("{name}:")))
-                            .map(|value| value.trim_start().to_owned())
-                    };
-                    let Some(data) = field("data") else { continue };
-                    return Some(Event {
-                        id: field("id").unwrap_or_default(),
-                        event: field("event").unwrap_or_default(),
-                        data: serde_json::from_str(&data).unwrap(),
-                    });
-                }
-                match self.body.next().await {
-                    Some(chunk) => {
-                        self.text
-                            .push_str(&String::from_utf8(chunk.unwrap()).unwrap());
-                    }
-                    None => return None,
-                }
-            }
-        })
-        .await
-        .expect("an event in time")
-    }
+    // A fresher round verified: it wins with include=verified, not without.
+    api.verify_prices(&[3]);
+    assert_eq!(live.next(EVENT_WAIT).await.unwrap().data["id"], "3");
+    assert_eq!(
+        api.ok("/v1/prices/latest?include=verified").await["id"],
+        "3"
+    );
+    assert_eq!(api.ok("/v1/prices/latest").await["id"], "2");
+    let (status, json) = api.get("/v1/prices/latest?include=everything").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+
+    // Verified events are live only: a resumed stream replays the stored prices alone.
+    let mut resumed = SseReader::new(api.stream("?after=0", None).await);
+    let replayed = resumed.next(EVENT_WAIT).await.unwrap();
+    assert_eq!(
+        (replayed.event.as_str(), replayed.data["id"].as_str()),
+        ("price", Some("2"))
+    );
 }
 
 /// Generous: a notification arrives in milliseconds, but the test machine may be busy.
@@ -489,7 +513,7 @@ async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
     api.store_prices(&[1]).await;
 
     // Without a cursor: only what is stored from now on.
-    let mut live = Events::new(api.stream("", None).await);
+    let mut live = SseReader::new(api.stream("", None).await);
     let seq2 = api.store_prices(&[2]).await[0];
     let event = live.next(EVENT_WAIT).await.unwrap();
     assert_eq!(
@@ -506,7 +530,7 @@ async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
 
     // Stored while nobody listened, then replayed after the last event seen, then live.
     api.store_prices(&[3, 4]).await;
-    let mut resumed = Events::new(api.stream("?after=0", Some(seq2)).await);
+    let mut resumed = SseReader::new(api.stream("?after=0", Some(seq2)).await);
     for id in ["3", "4"] {
         assert_eq!(resumed.next(EVENT_WAIT).await.unwrap().data["id"], id);
     }
@@ -514,7 +538,7 @@ async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
     assert_eq!(resumed.next(EVENT_WAIT).await.unwrap().data["id"], "5");
 
     // ?after= alone replays from there.
-    let mut from_start = Events::new(api.stream("?pair=ETH/USD&after=0", None).await);
+    let mut from_start = SseReader::new(api.stream("?pair=ETH/USD&after=0", None).await);
     for id in ["1", "2", "3", "4", "5"] {
         assert_eq!(from_start.next(EVENT_WAIT).await.unwrap().data["id"], id);
     }

@@ -639,6 +639,39 @@ fn bad_flags_explain_themselves() {
     fails_saying(&output, "--min-sources 3");
 }
 
+#[test]
+fn round_timings_are_checked_and_price_interval_now_means_the_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    oracle(dir.path(), &["keygen", "--name", "n"]);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut all = vec!["run", "--name", "n"];
+        all.extend_from_slice(args);
+        oracle_with_env(dir.path(), &all, env)
+    };
+    fails_saying(
+        &run(&["--heartbeat", "10s"], &[]),
+        "--heartbeat (10s) must be longer than --observe-interval (15s)",
+    );
+    // The old flag still works, as the heartbeat it always was.
+    fails_saying(
+        &run(&["--price-interval", "10s"], &[]),
+        "--heartbeat (10s) must be longer",
+    );
+    fails_saying(
+        &run(&["--observe-interval", "500ms"], &[]),
+        "--observe-interval must be at least 1s",
+    );
+    fails_saying(
+        &run(&["--deviation", "0%"], &[]),
+        "--deviation must be above 0",
+    );
+    // Its variable cannot be an alias: it is refused with what replaced it.
+    fails_saying(
+        &run(&[], &[("ORACLE_PRICE_INTERVAL", "10m")]),
+        "ORACLE_PRICE_INTERVAL was replaced by ORACLE_HEARTBEAT",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_applies_the_schema_and_never_prints_the_password() {
     let db = price_oracle::testkit::TestDb::create("cli_migrate").await;

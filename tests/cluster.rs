@@ -24,6 +24,7 @@ use price_oracle::testkit::{
     self, Peer, Stored, TestNode, addresses, addresses_of, assert_rows_verify, holds_for, identity,
     price_by, stop_all, total, wait_for,
 };
+use price_oracle::trigger::Reason;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
@@ -271,7 +272,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
     let cluster = Cluster::new("attack").await;
     let nodes = cluster
         .start_with(1..=4, |settings| {
-            settings.price_interval = Duration::from_secs(2)
+            settings.trigger.heartbeat = Duration::from_secs(2)
         })
         .await;
     // One libp2p peer with two more keys that never ran a node: three valid signatures.
@@ -346,7 +347,7 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
     let cluster = Cluster::new(label).await;
     let liar_exchange = testkit::mock_exchange(liar_price).await;
     let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
-        settings.price_interval = Duration::from_secs(3);
+        settings.trigger.heartbeat = Duration::from_secs(3);
     };
     let mut nodes = cluster.start_with(1..=4, every_3s).await;
     let liar = cluster
@@ -354,7 +355,7 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
             every_3s(settings);
             settings.fetch_from(&liar_exchange);
             if stubborn {
-                settings.max_deviation = Decimal::ONE;
+                settings.trigger.max_deviation = Decimal::ONE;
             }
         })
         .await;
@@ -363,6 +364,23 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
     cluster.wait_rows(12, Duration::from_secs(120)).await;
     let stored = cluster.rows().await;
     assert_rows_verify(&stored, 3, &addresses_of(&nodes));
+    // A flat market: the honest members start no round on a move. The liar's view stays apart
+    // from every value, which its rounds do not move: it starts one round on it, not one per
+    // observation (an observation a second, a value every 2–3 s here).
+    let moves = |node: &TestNode| {
+        node.metrics
+            .round_started(Pair::EthUsd, Reason::Deviation)
+            .get()
+    };
+    for node in &nodes[..4] {
+        assert_eq!(moves(node), 0, "an honest member started a round on a move");
+    }
+    let liar_moves = moves(&nodes[4]);
+    println!("the liar started {liar_moves} rounds on its view of a move");
+    assert!(
+        liar_moves <= 1,
+        "the liar started {liar_moves} rounds on its view"
+    );
     let honest = Decimal::from(3000);
     for row in &stored {
         assert_eq!(
@@ -501,12 +519,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let mut watcher = squatter.handle.clone();
     watcher.wait_for_peers(3).await;
     cluster.wait_rows(3, Duration::from_secs(90)).await;
-    let victim_node = cluster
-        .start_with([1], |settings| {
-            roomy(settings);
-            settings.price_interval = Duration::from_secs(1);
-        })
-        .await;
+    let victim_node = cluster.start_with([1], roomy).await;
     let victim_metrics = victim_node[0].metrics.clone();
     nodes.extend(victim_node);
     // Squat once the victim is about to run, so that its next seconds of prices fall in the
@@ -532,7 +545,13 @@ async fn id_squatting_cannot_block_a_members_prices() {
     let mut squatted = HashSet::new();
     let mut squatted_until = SystemTime::now();
     let deadline = Instant::now() + Duration::from_secs(90);
+    let mut asked = Instant::now();
     while victims_rows().await.len() < 6 {
+        // A round from the victim every second.
+        if asked.elapsed() >= Duration::from_secs(1) {
+            nodes[3].node.originate_now();
+            asked = Instant::now();
+        }
         assert!(
             Instant::now() < deadline,
             "timed out waiting for 6 of the victim's prices"
@@ -613,7 +632,7 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
     // node cuts off a peer after 40 refused messages in a minute.
     let nodes = cluster
         .start_with(1..=4, |settings| {
-            settings.price_interval = Duration::from_secs(2);
+            settings.trigger.heartbeat = Duration::from_secs(2);
             settings.network.max_refused_per_peer = 40;
             if settings.name == "node1" {
                 settings.network.connections.max_inbound = 6;
@@ -689,7 +708,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
     let cluster = Cluster::with_members("membership", 1..=3).await;
     let nodes = cluster
         .start_with(1..=4, |settings| {
-            settings.price_interval = Duration::from_secs(2)
+            settings.trigger.heartbeat = Duration::from_secs(2)
         })
         .await;
     let newcomer = nodes[3].address;
@@ -776,7 +795,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
 async fn after_the_bootstrap_node_dies_prices_flow_and_a_restarted_node_finds_its_way_back() {
     let mut cluster = Cluster::new("noboot").await;
     let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
-        settings.price_interval = Duration::from_secs(3);
+        settings.trigger.heartbeat = Duration::from_secs(3);
     };
     let mut nodes = cluster.start_with(1..=5, every_3s).await;
     wait_for(
@@ -1190,7 +1209,7 @@ async fn on_a_healthy_network_the_writer_changes_once_per_term_and_stores_on_tim
     let cluster = Cluster::new("calm_lease").await;
     let nodes = cluster
         .start_with(1..=5, |settings| {
-            settings.price_interval = Duration::from_secs(2)
+            settings.trigger.heartbeat = Duration::from_secs(2)
         })
         .await;
     cluster.wait_rows(5, Duration::from_secs(90)).await;

@@ -3,13 +3,14 @@
 //!
 //! | endpoint | answers |
 //! |---|---|
-//! | `GET /v1/prices/latest?pair=` | the pair's newest price by observation time |
+//! | `GET /v1/prices/latest?pair=&include=verified` | the pair's newest price by observation time |
 //! | `GET /v1/prices?pair=&from=&to=&limit=&after=` | history in commit order, keyset-paginated by `seq` |
 //! | `GET /v1/prices/{id}` | one price |
-//! | `GET /v1/prices/stream?pair=&after=` | Server-Sent Events of prices as they commit |
+//! | `GET /v1/prices/stream?pair=&after=` | Server-Sent Events of prices as they are verified and as they commit |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document, generated from the handlers below |
 //!
-//! - [`view`]: the JSON of a stored price (shared with `oracle prices`).
+//! - [`view`]: the JSON of a price (shared with `oracle prices`).
+//! - [`verified`]: rounds the node's pool has just verified, before they are stored.
 //! - [`params`]: what a request may ask for, and the limits.
 //! - [`error`]: every error as JSON, with its status.
 //! - `stream`: the SSE stream, woken by `LISTEN` ([`crate::store::notify`]).
@@ -20,6 +21,7 @@
 pub mod error;
 pub mod params;
 mod stream;
+pub mod verified;
 pub mod view;
 
 use std::sync::Arc;
@@ -38,7 +40,8 @@ use crate::store::Store;
 use crate::store::read::HistoryQuery;
 use error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 pub use params::ApiLimits;
-use params::{ListParams, PairParams};
+use params::{LatestParams, ListParams};
+use verified::VerifiedPrices;
 use view::{PricePage, PriceView};
 
 /// What the API serves from.
@@ -48,6 +51,8 @@ pub struct ApiState {
     /// The pairs this node serves; the first is the default. Requests for others are refused.
     pub pairs: PairSet,
     pub limits: ApiLimits,
+    /// Rounds the node's pool verified, before they are stored.
+    pub verified: Arc<VerifiedPrices>,
     /// Cancelled when the node stops: ends every stream, so that the server's graceful stop
     /// does not wait for clients that never hang up.
     pub stop: CancellationToken,
@@ -66,8 +71,9 @@ struct Shared {
 #[openapi(
     info(
         title = "price-oracle",
-        description = "Stored prices of a price-oracle network, each with its signatures, the \
-                       digest they sign and the report the verifier contract takes. Every 64-bit \
+        description = "Prices of a price-oracle network, each with its signatures, the \
+                       digest they sign and the report the verifier contract takes: stored, and \
+                       (in the stream and on request) verified but not stored yet. Every 64-bit \
                        integer (id, price_e8, seq) is a decimal string. Errors are \
                        {\"error\": \"...\"} with status 400 (bad request), 404 (not found) or \
                        503 (the database is unavailable, or the node serves as many streams as \
@@ -154,20 +160,32 @@ fn shown(row: &crate::store::reports::StoredPrice) -> Result<PriceView, ApiError
     get,
     path = "/v1/prices/latest",
     tag = "prices",
-    params(PairParams),
+    params(LatestParams),
     responses(
-        (status = 200, description = "The pair's newest stored price by observation time (ties: the greater id)", body = PriceView),
-        (status = 400, description = "Unknown pair", body = ErrorBody),
-        (status = 404, description = "Nothing stored for the pair yet", body = ErrorBody),
-        (status = 503, description = "The database is unavailable", body = ErrorBody),
+        (status = 200, description = "The pair's newest stored price by observation time (ties: the greater id); with `include=verified`, the fresher of it and the newest round this node saw verified but not stored yet (`status` says which)", body = PriceView),
+        (status = 400, description = "Unknown pair, or an `include` other than `verified`", body = ErrorBody),
+        (status = 404, description = "Nothing stored (nor, with `include=verified`, verified) for the pair yet", body = ErrorBody),
+        (status = 503, description = "The database is unavailable (and, with `include=verified`, nothing verified is held)", body = ErrorBody),
     )
 )]
 async fn latest(
     State(shared): State<Shared>,
-    ApiQuery(params): ApiQuery<PairParams>,
+    ApiQuery(params): ApiQuery<LatestParams>,
 ) -> Result<Json<PriceView>, ApiError> {
     let pair = params::pick_pair(shared.api.pairs, params.pair.as_deref())?;
-    Ok(Json(latest_price(&shared.api.store, pair).await?))
+    let include_verified = params.include_verified()?;
+    let stored = latest_price(&shared.api.store, pair).await;
+    if !include_verified {
+        return stored.map(Json);
+    }
+    let fresher = match (stored, shared.api.verified.newest(pair)) {
+        (Ok(stored), Some(verified)) if verified.is_fresher_than(&stored) => verified,
+        (Ok(stored), _) => stored,
+        // Nothing stored, or the database is down: what the pool verified still stands.
+        (Err(_), Some(verified)) => verified,
+        (Err(err), None) => return Err(err),
+    };
+    Ok(Json(fresher))
 }
 
 /// A pair's history in commit order, one page at a time.

@@ -41,12 +41,30 @@ impl Default for ApiLimits {
     }
 }
 
-/// `?pair=` of `/v1/prices/latest`.
+/// The query of `/v1/prices/latest`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PairParams {
+pub struct LatestParams {
     /// The pair, e.g. `ETH/USD`; one of the node's pairs [default: its first].
     pub pair: Option<String>,
+    /// `verified`: the freshest of the stored price and the newest round this node has seen
+    /// verified but not yet stored [default: stored prices only].
+    #[param(example = "verified")]
+    pub include: Option<String>,
+}
+
+impl LatestParams {
+    /// Whether verified (not yet stored) prices count.
+    pub fn include_verified(&self) -> Result<bool, ApiError> {
+        match self.include.as_deref() {
+            None => Ok(false),
+            Some("verified") => Ok(true),
+            Some(other) => Err(ApiError::BadRequest(format!(
+                "include must be \"verified\", not {:?}",
+                truncate_for_display(other)
+            ))),
+        }
+    }
 }
 
 /// The query of `/v1/prices`. Numbers arrive as text so that a bad one gets a message naming it.

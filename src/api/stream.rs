@@ -1,8 +1,12 @@
-//! `GET /v1/prices/stream`: Server-Sent Events of prices as they commit.
+//! `GET /v1/prices/stream`: Server-Sent Events of prices as they are verified and as they
+//! commit.
 //!
-//! Each event is `event: price`, `id: <seq>`, `data: <the price's JSON>`. A client that comes
-//! back with `Last-Event-ID` (an EventSource does so by itself) or `?after=` first gets every
-//! price of its pair with a greater `seq`, then the new ones as they commit.
+//! A stored price is `event: price`, `id: <seq>`, `data: <the price's JSON>`. A client that
+//! comes back with `Last-Event-ID` (an EventSource does so by itself) or `?after=` first gets
+//! every price of its pair with a greater `seq`, then the new ones as they commit. A round the
+//! node's pool has just verified is `event: verified`, `data: <the price's JSON, status
+//! verified>`, without an `id:` so that it leaves the client's cursor alone; it is sent live
+//! only, never replayed ([`super::verified`] says what it guarantees).
 //!
 //! What guarantees that no price is skipped is the read, `seq > cursor` in commit order (see
 //! [`crate::store::read`]); the database's notifications only say when to read. One listener
@@ -20,12 +24,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ApiQuery, ErrorBody};
 use super::params::{self, StreamParams};
+use super::verified::{VerifiedPrice, VerifiedPrices};
 use super::view::PriceView;
 use super::{ApiState, Shared};
 use crate::pair::Pair;
@@ -43,6 +49,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What every stream of a node shares: the slots, and the wake-ups of the one listener.
 pub(super) struct Streams {
     store: Store,
+    verified: Arc<VerifiedPrices>,
     stop: CancellationToken,
     slots: Arc<Semaphore>,
     max: usize,
@@ -54,6 +61,7 @@ impl Streams {
     pub(super) fn new(api: &ApiState) -> Self {
         Self {
             store: api.store.clone(),
+            verified: Arc::clone(&api.verified),
             stop: api.stop.clone(),
             slots: Arc::new(Semaphore::new(api.limits.max_streams)),
             max: api.limits.max_streams,
@@ -75,12 +83,14 @@ impl Streams {
     }
 }
 
-/// Prices of a pair as they are stored.
+/// Prices of a pair as they are verified and as they are stored.
 ///
 /// Events: `event: price`, `id: <seq>`, `data: <the price's JSON, as GET /v1/prices/{id}>`,
-/// in commit order; a comment line every 15 s keeps the connection open. Without a cursor
-/// only prices stored from now on are sent. The stream ends when the node stops; reconnect
-/// with `Last-Event-ID` to go on where it ended.
+/// in commit order; and, as soon as the serving node's pool holds a round's quorum, `event:
+/// verified`, `data: <the same JSON with status verified, no seq>` — no `id:`, not replayed,
+/// and the stored row may carry more observations. A comment line every 15 s keeps the
+/// connection open. Without a cursor only prices stored from now on are sent. The stream ends
+/// when the node stops; reconnect with `Last-Event-ID` to go on where it ended.
 #[utoipa::path(
     get,
     path = "/v1/prices/stream",
@@ -90,7 +100,7 @@ impl Streams {
         ("Last-Event-ID" = Option<String>, Header, description = "The id (seq) of the last event received: the stream resumes after it. Wins over `after`."),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events, `event: price`, `id: <seq>`, `data: <PriceView JSON>`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `event: price`, `id: <seq>`, `data: <PriceView JSON>` for each stored price; `event: verified`, `data: <PriceView JSON>` (no id) for each round verified before it is stored", content_type = "text/event-stream", body = String),
         (status = 400, description = "Unknown pair or a bad cursor", body = ErrorBody),
         (status = 503, description = "The node serves as many streams as it may (`--api-max-streams`), or the database is unavailable", body = ErrorBody),
     )
@@ -125,6 +135,7 @@ pub(super) async fn stream(
         })?;
     // Subscribed before the first read: whatever commits after it wakes this stream.
     let wake = streams.subscribe();
+    let verified = streams.verified.subscribe();
     let cursor = match resume {
         Some(cursor) => cursor,
         None => streams.store.last_seq().await?,
@@ -136,6 +147,7 @@ pub(super) async fn stream(
         buffered: VecDeque::new(),
         caught_up: false,
         wake,
+        verified: Some(verified),
         poll: poll_timer(),
         _slot: slot,
     };
@@ -158,6 +170,8 @@ struct Tail {
     /// The last read came back short: nothing more until a wake-up or the poll.
     caught_up: bool,
     wake: watch::Receiver<u64>,
+    /// Rounds verified by the node's pool; `None` once the node's sender is gone.
+    verified: Option<broadcast::Receiver<Arc<VerifiedPrice>>>,
     poll: Interval,
     /// Frees the stream's slot when the client goes away or the node stops.
     _slot: OwnedSemaphorePermit,
@@ -188,6 +202,9 @@ impl Tail {
                     // The sender lives as long as `streams`, which this stream holds.
                     _ = self.wake.changed() => {}
                     _ = self.poll.tick() => {}
+                    verified = next_verified(&mut self.verified, self.pair) => {
+                        return Some(Event::default().event("verified").data(&verified.json));
+                    }
                 }
             }
             tokio::select! {
@@ -220,7 +237,31 @@ impl Tail {
 fn event(row: &StoredPrice) -> Result<Event, String> {
     let view = PriceView::from_row(row).map_err(|err| err.to_string())?;
     let data = serde_json::to_string(&view).map_err(|err| err.to_string())?;
-    Ok(Event::default().event("price").id(view.seq).data(data))
+    Ok(Event::default()
+        .event("price")
+        .id(row.seq.to_string())
+        .data(data))
+}
+
+/// The next verified price of `pair`; never resolves once the node's sender is gone. A stream
+/// that fell behind skips what it missed: the stored events follow anyway.
+async fn next_verified(
+    receiver: &mut Option<broadcast::Receiver<Arc<VerifiedPrice>>>,
+    pair: Pair,
+) -> Arc<VerifiedPrice> {
+    loop {
+        let Some(verified) = receiver else {
+            return std::future::pending().await;
+        };
+        match verified.recv().await {
+            Ok(price) if price.pair == pair => return price,
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                log::debug!("API stream: {missed} verified events skipped by a slow client");
+            }
+            Err(RecvError::Closed) => *receiver = None,
+        }
+    }
 }
 
 fn poll_timer() -> Interval {

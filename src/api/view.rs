@@ -1,13 +1,15 @@
-//! The JSON a consumer gets for a stored price: every field needed to verify it without this
-//! code — the round, each member's observation with the digest it signs and its signature, the
-//! median and how the observations spread, and the report the verifier contract takes. One
-//! function builds it, for the HTTP API and `oracle prices` alike.
+//! The JSON a consumer gets for a price: every field needed to verify it without this code —
+//! the round, each member's observation with the digest it signs and its signature, the median
+//! and how the observations spread, and the report the verifier contract takes. One function
+//! builds it from a stored row (for the HTTP API and `oracle prices` alike), another from a
+//! round the node's pool has just verified (for the `verified` stream events).
 //!
 //! Every 64-bit integer that can pass 2⁵³ (`id`, `price_e8`, `seq`) is a decimal string, since
 //! JavaScript and many JSON libraries read numbers as doubles and would round it silently.
 
 use alloy_primitives::hex;
 use chrono::{DateTime, SecondsFormat};
+use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,9 +19,24 @@ use crate::signed::Report;
 use crate::store::reports::StoredPrice;
 use crate::store::row::RowError;
 
-/// A stored price, ready to verify.
+/// Where a price stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PriceStatus {
+    /// Its round holds a quorum of member signatures in the serving node's pool, and is not
+    /// stored yet: the report verifies on chain, but the stored row may carry more
+    /// observations (and so a slightly different median), and no `seq` exists yet.
+    Verified,
+    /// Stored in the database: final.
+    Stored,
+}
+
+/// A price, ready to verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PriceView {
+    /// `stored`, or `verified` (not stored yet) in the stream's `verified` events and from
+    /// `latest?include=verified`.
+    pub status: PriceStatus,
     /// The round's Sonyflake-style id, decimal (ids exceed 2⁵³).
     #[schema(example = "99994137125717029")]
     pub id: String,
@@ -50,13 +67,14 @@ pub struct PriceView {
     /// The round's origin (EIP-55): the member that started it.
     #[schema(example = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23")]
     pub origin: String,
-    /// Every member's observation stored with the price, each signed over its own digest.
+    /// Every member's observation with the price, each signed over its own digest.
     pub observations: Vec<ObservationView>,
-    /// Commit order of the row: the cursor for `after=` and `Last-Event-ID`, decimal.
+    /// Commit order of the row: the cursor for `after=` and `Last-Event-ID`, decimal; `null`
+    /// while only verified.
     #[schema(example = "4711")]
-    pub seq: String,
-    /// The node that stored it (EIP-55).
-    pub written_by: String,
+    pub seq: Option<String>,
+    /// The node that stored it (EIP-55); `null` while only verified.
+    pub written_by: Option<String>,
     /// `abi.encode(bytes32 keccak256(pair), uint64 id, (int256 priceE8, uint64 observedAt,
     /// bytes signature)[] observations)`, 0x-hex: the bytes the verifier contract's `verify`
     /// and the feed's `update` take.
@@ -95,12 +113,54 @@ pub struct PricePage {
     pub next: Option<String>,
 }
 
+/// What a stored row adds to its report, or what a verified round's report says itself.
+struct Shown {
+    status: PriceStatus,
+    price: UsdPrice,
+    observed_at: u64,
+    spread: Decimal,
+    observed_range: (u64, u64),
+    seq: Option<i64>,
+    written_by: Option<String>,
+}
+
 impl PriceView {
     /// The view of a stored row. A row this code cannot make sense of (a pair it does not know,
     /// a price that is not 8 decimals, observations that are not a list of them) says why: only
     /// a hand-written row can be like that, since the flush writes none.
     pub fn from_row(row: &StoredPrice) -> Result<Self, RowError> {
         let report = Report::try_from(row)?;
+        let unix = |at: DateTime<chrono::FixedOffset>| u64::try_from(at.timestamp()).unwrap_or(0);
+        let price =
+            UsdPrice::from_exact(row.price).map_err(|err| RowError::Price(err.to_string()))?;
+        let shown = Shown {
+            status: PriceStatus::Stored,
+            price,
+            observed_at: unix(row.observed_at),
+            spread: row.spread,
+            observed_range: (unix(row.first_observed_at), unix(row.last_observed_at)),
+            seq: Some(row.seq),
+            written_by: Some(row.written_by.clone()),
+        };
+        Ok(Self::build(&report, shown))
+    }
+
+    /// The view of a round just verified, not stored yet: everything comes from its report.
+    /// `None` for a report without its origin's observation (a verified round always has it).
+    pub fn verified(report: &Report) -> Option<Self> {
+        let shown = Shown {
+            status: PriceStatus::Verified,
+            price: report.value()?,
+            observed_at: report.observed_at()?,
+            spread: report.spread(),
+            observed_range: report.observed_range()?,
+            seq: None,
+            written_by: None,
+        };
+        Some(Self::build(report, shown))
+    }
+
+    fn build(report: &Report, shown: Shown) -> Self {
         let round = &report.round;
         let observations = report
             .observations
@@ -114,28 +174,41 @@ impl PriceView {
                 signature: entry.signature.to_string(),
             })
             .collect();
-        let unix = |at: DateTime<chrono::FixedOffset>| u64::try_from(at.timestamp()).unwrap_or(0);
-        let price =
-            UsdPrice::from_exact(row.price).map_err(|err| RowError::Price(err.to_string()))?;
-        Ok(Self {
+        let observed_at_iso = i64::try_from(shown.observed_at)
+            .ok()
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+            .map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        Self {
+            status: shown.status,
             id: round.id.to_string(),
             pair: round.pair.name().to_owned(),
-            price: price.to_string(),
-            price_e8: price.e8().to_string(),
-            observed_at: unix(row.observed_at),
-            observed_at_iso: row
-                .observed_at
-                .to_utc()
-                .to_rfc3339_opts(SecondsFormat::Secs, true),
-            spread: format!("{:.8}", row.spread),
-            first_observed_at: unix(row.first_observed_at),
-            last_observed_at: unix(row.last_observed_at),
+            price: shown.price.to_string(),
+            price_e8: shown.price.e8().to_string(),
+            observed_at: shown.observed_at,
+            observed_at_iso,
+            spread: format!("{:.8}", shown.spread),
+            first_observed_at: shown.observed_range.0,
+            last_observed_at: shown.observed_range.1,
             origin: round.origin.to_checksum(None),
             observations,
-            seq: row.seq.to_string(),
-            written_by: row.written_by.clone(),
-            report: hex::encode_prefixed(OnChainReport::from(&report).encode()),
-        })
+            seq: shown.seq.map(|seq| seq.to_string()),
+            written_by: shown.written_by,
+            report: hex::encode_prefixed(OnChainReport::from(report).encode()),
+        }
+    }
+
+    /// Whether this is a fresher price than `other`: the later round time, then the greater id;
+    /// for the same round, the stored view.
+    pub fn is_fresher_than(&self, other: &PriceView) -> bool {
+        let key = |view: &PriceView| {
+            (
+                view.observed_at,
+                view.id.parse::<u64>().unwrap_or(0),
+                view.status == PriceStatus::Stored,
+            )
+        };
+        key(self) > key(other)
     }
 }
 
@@ -214,7 +287,8 @@ mod tests {
             view.observations[1].digest, DIGEST,
             "each signs its own digest"
         );
-        assert_eq!(view.seq, "7");
+        assert_eq!(view.seq.as_deref(), Some("7"));
+        assert_eq!(view.status, PriceStatus::Stored);
         let report = OnChainReport::decode(&hex::decode(&view.report).unwrap()).unwrap();
         assert_eq!(report.pair_hash, PAIR_HASH);
         assert_eq!(report.id, 1_234_567_890_123_456);
@@ -223,6 +297,34 @@ mod tests {
         assert_eq!(report.observations[1].observed_at, 1_763_700_002);
         let json = serde_json::to_value(&view).unwrap();
         assert!(json["id"].is_string() && json["seq"].is_string() && json["price_e8"].is_string());
+        assert_eq!(json["status"], "stored");
+    }
+
+    #[test]
+    fn a_verified_round_reads_like_its_stored_row_but_for_the_storage() {
+        let row = vector_row();
+        let report = Report::try_from(&row).unwrap();
+        let stored = PriceView::from_row(&row).unwrap();
+        let verified = PriceView::verified(&report).unwrap();
+        assert_eq!(verified.status, PriceStatus::Verified);
+        assert_eq!(
+            (verified.seq.as_ref(), verified.written_by.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            PriceView {
+                status: PriceStatus::Stored,
+                seq: stored.seq.clone(),
+                written_by: stored.written_by.clone(),
+                ..verified.clone()
+            },
+            stored
+        );
+        assert!(stored.is_fresher_than(&verified));
+        assert!(!verified.is_fresher_than(&stored));
+        let json = serde_json::to_value(&verified).unwrap();
+        assert_eq!(json["status"], "verified");
+        assert!(json["seq"].is_null());
     }
 
     #[test]

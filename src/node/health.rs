@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use crate::http::DatabaseState;
 use crate::network::RESPONSIVE_WINDOW;
-/// Consecutive failed fetches that make a node unhealthy.
-pub const FAILED_FETCHES: u32 = 2;
+/// Consecutive failed observations that make a node unhealthy: a minute of them at the
+/// default `--observe-interval`, longer than an exchange's usual hiccup.
+pub const FAILED_FETCHES: u32 = 4;
 
 /// What the node knows about itself right now.
 #[derive(Debug, Clone)]
@@ -27,13 +28,18 @@ pub struct Observations {
     pub failed_fetches: u32,
     /// Since the last message received from the network, if any.
     pub since_gossip: Option<Duration>,
-    pub price_interval: Duration,
+    /// How often the node observes (`--observe-interval`).
+    pub observe_interval: Duration,
+    /// How old a pair's value may get before a round starts however flat the market
+    /// (`--heartbeat`): a network is at least this busy.
+    pub heartbeat: Duration,
 }
 
-/// How long without a fetched price or a message from the network is too long: two missed
-/// rounds of `--price-interval`, plus a minute of slack.
-pub fn silence_bound(price_interval: Duration) -> Duration {
-    price_interval * 2 + Duration::from_secs(60)
+/// How long without something that should happen every `period` is too long: two missed
+/// periods, plus a minute of slack. A fetch should happen every `--observe-interval`, a
+/// message from the network at least every `--heartbeat`.
+pub fn silence_bound(period: Duration) -> Duration {
+    period * 2 + Duration::from_secs(60)
 }
 
 /// How long without a successful heartbeat means the database is unreachable: one heartbeat
@@ -75,7 +81,7 @@ pub fn problems(now: &Observations) -> Vec<String> {
     let Some(running_for) = now.running_for else {
         return problems;
     };
-    let silence = silence_bound(now.price_interval);
+    let silence = silence_bound(now.observe_interval);
     if now.failed_fetches >= FAILED_FETCHES {
         problems.push(format!(
             "the last {} price fetches failed",
@@ -87,13 +93,14 @@ pub fn problems(now: &Observations) -> Vec<String> {
             silence.as_secs()
         ));
     }
+    let quiet = silence_bound(now.heartbeat);
     if now.connected_peers > 0
-        && running_for > silence
-        && now.since_gossip.is_none_or(|since| since > silence)
+        && running_for > quiet
+        && now.since_gossip.is_none_or(|since| since > quiet)
     {
         problems.push(format!(
             "no message from the network for more than {}s although {} peers are connected",
-            silence.as_secs(),
+            quiet.as_secs(),
             now.connected_peers
         ));
     }
@@ -113,10 +120,11 @@ mod tests {
             since_heartbeat: Some(Duration::from_secs(1)),
             heartbeat_interval: Duration::from_secs(5),
             running_for: Some(Duration::from_secs(3_600)),
-            since_fetch: Some(Duration::from_secs(30)),
+            since_fetch: Some(Duration::from_secs(10)),
             failed_fetches: 0,
             since_gossip: Some(Duration::from_secs(5)),
-            price_interval: Duration::from_secs(600),
+            observe_interval: Duration::from_secs(15),
+            heartbeat: Duration::from_secs(600),
         }
     }
 
@@ -168,29 +176,36 @@ mod tests {
     #[test]
     fn price_sources_that_keep_failing() {
         let failing = Observations {
-            failed_fetches: 2,
+            failed_fetches: 4,
             ..healthy()
         };
-        assert!(only_problem(&failing).contains("last 2 price fetches failed"));
-        let one_failure = Observations {
-            failed_fetches: 1,
+        assert!(only_problem(&failing).contains("last 4 price fetches failed"));
+        let a_hiccup = Observations {
+            failed_fetches: 3,
             ..healthy()
         };
-        assert!(problems(&one_failure).is_empty());
+        assert!(problems(&a_hiccup).is_empty());
+        // Two missed observations and a minute: 90 s at 15 s.
         let long_ago = Observations {
-            since_fetch: Some(Duration::from_secs(1_300)),
+            since_fetch: Some(Duration::from_secs(91)),
             ..healthy()
         };
-        assert!(only_problem(&long_ago).contains("no price fetched"));
+        assert!(only_problem(&long_ago).contains("no price fetched for more than 90s"));
     }
 
     #[test]
     fn silence_from_a_mesh_that_looks_connected() {
+        // A flat market's network speaks once per heartbeat: quiet minutes are normal.
+        let flat = Observations {
+            since_gossip: Some(Duration::from_secs(900)),
+            ..healthy()
+        };
+        assert!(problems(&flat).is_empty());
         let silent = Observations {
             since_gossip: Some(Duration::from_secs(1_300)),
             ..healthy()
         };
-        assert!(only_problem(&silent).contains("no message from the network"));
+        assert!(only_problem(&silent).contains("no message from the network for more than 1260s"));
         let just_started = Observations {
             running_for: Some(Duration::from_secs(30)),
             since_fetch: None,

@@ -10,7 +10,8 @@
 //! background ([`work`]) and comes back as an event.
 //!
 //! - `start`: the wiring — network, HTTP and API, the node's task.
-//! - `origination`: observing the market and minting new prices.
+//! - `origination`: observing the market and minting new prices; [`crate::trigger`] decides
+//!   when a round starts.
 //! - `work`: background tasks in one set.
 //! - `status`: what `/status` shows and `/health` judges ([`health`] holds the rules).
 
@@ -34,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::registry::Registry;
 
+use crate::api::verified::VerifiedPrices;
 use crate::cosign::{Action, CosignSettings, Cosigning, Declined, FallbackOutcome, Observation};
 use crate::http::NodeStatus;
 use crate::identity::Identity;
@@ -42,12 +44,14 @@ use crate::membership::{MemberList, Members};
 use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
 use crate::metrics::{Limit, Metrics};
 use crate::network::{NetworkEvent, NetworkHandle, NetworkSettings};
+use crate::pair::{Pair, PairSet};
 use crate::pool::{Added, Moment, Pool, PoolSettings};
-use crate::price::FeedSettings;
-use crate::signed::{self, PriceData, Round};
+use crate::price::{FeedSettings, UsdPrice};
+use crate::signed::{self, PriceData, Report, Round};
 use crate::store::lease::Participant;
 use crate::store::{DbSettings, Store};
-use crate::writer::{LeaseSettings, LeaseState, Writer};
+use crate::trigger::{Decision, Reason, TriggerSettings, Triggers, Verified};
+use crate::writer::{LeaseSettings, LeaseState, Writer, unix_seconds};
 use libp2p::Multiaddr;
 use origination::{ObservationRound, Origination};
 pub use start::start;
@@ -82,8 +86,9 @@ pub struct NodeSettings {
     pub network: NetworkSettings,
     pub min_peers: usize,
     pub pool: PoolSettings,
-    pub price_interval: Duration,
-    pub max_deviation: Decimal,
+    /// When rounds start: observing, the move and the heartbeat; and how far a peer's price
+    /// may be from ours for us to join its round (`--max-deviation`).
+    pub trigger: TriggerSettings,
     pub lease: LeaseSettings,
     pub feed: FeedSettings,
     pub db: DbSettings,
@@ -106,7 +111,7 @@ pub struct NodeSettings {
 impl NodeSettings {
     fn cosign(&self) -> CosignSettings {
         CosignSettings {
-            max_deviation: self.max_deviation,
+            max_deviation: self.trigger.max_deviation,
             max_queue: self.max_cosign_queue,
             committee: self.committee,
         }
@@ -182,7 +187,8 @@ impl RunningNode {
         let _ = self.control.send(Control::CrashNetwork);
     }
 
-    /// Fetches, signs and publishes a price now, besides the `--price-interval` schedule.
+    /// Starts a round of every pair at the next observation (made at once), whatever the market
+    /// did: for tests and benchmarks. Before the node runs, the round waits until it does.
     pub fn originate_now(&self) {
         let _ = self.control.send(Control::Originate);
     }
@@ -234,9 +240,11 @@ struct Liveness {
 struct Node {
     settings: NodeSettings,
     me: Address,
-    // Consensus: the prices, and this node's part in signing them.
+    phase: Phase,
+    // Consensus: the prices, and this node's part in starting and signing them.
     pool: Pool,
     cosigning: Cosigning,
+    triggers: Triggers,
     origination: Origination,
     writer: Writer,
     /// The member set this node applies; the network's validator reads it too.
@@ -250,6 +258,8 @@ struct Node {
     liveness: Liveness,
     metrics: Metrics,
     events: broadcast::Sender<NodeEvent>,
+    /// Rounds verified here, for the API's consumers before they are stored.
+    verified_prices: Arc<VerifiedPrices>,
     status: watch::Sender<NodeStatus>,
     cosign_refusals: LogLimiter,
 }
@@ -290,19 +300,18 @@ impl Node {
 
     async fn event_loop(&mut self, inbox: &mut Inbox) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        let mut phase = Phase::WaitingForPeers;
         let mut peers = self.network.clone();
         let mut progress = interval(PROGRESS_INTERVAL);
         let mut lease_states: Option<watch::Receiver<LeaseState>> = None;
         let mut member_lists: Option<watch::Receiver<MemberList>> = None;
-        let mut price_timer: Option<Interval> = None;
+        let mut observe_timer: Option<Interval> = None;
         let mut flush_timer = interval(flush_check_interval(self.settings.pool.flush_delay));
         let mut expire_timer = interval(EXPIRE_INTERVAL);
         let mut status_timer = interval(STATUS_INTERVAL);
         let mut rejoin_timer = interval(REJOIN_INTERVAL);
         self.connect_database();
         loop {
-            let was = phase;
+            let was = self.phase;
             let turn_due = self.cosigning.next_turn_due();
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
@@ -310,16 +319,16 @@ impl Node {
                     anyhow::bail!("the network task ended unexpectedly")
                 }
                 // Waiting for peers.
-                _ = progress.tick(), if phase == Phase::WaitingForPeers => {
-                    phase = self.check_peers();
+                _ = progress.tick(), if self.phase == Phase::WaitingForPeers => {
+                    self.phase = self.check_peers();
                 }
-                () = peers.peers_changed(), if phase == Phase::WaitingForPeers => {
-                    phase = self.check_peers();
+                () = peers.peers_changed(), if self.phase == Phase::WaitingForPeers => {
+                    self.phase = self.check_peers();
                 }
                 // Background work coming back, the database connection among it.
                 Some(done) = self.work.next(), if !self.work.is_empty() => {
-                    if self.on_done(done) && phase == Phase::ConnectingToDatabase {
-                        phase = Phase::Running;
+                    if self.on_done(done) && self.phase == Phase::ConnectingToDatabase {
+                        self.phase = Phase::Running;
                     }
                 }
                 // Short of peers at any time: the heartbeat table says where the others are.
@@ -327,7 +336,7 @@ impl Node {
                 // Running.
                 state = next_value(&mut lease_states) => self.on_heartbeat(state),
                 list = next_value(&mut member_lists) => self.on_member_list(list),
-                _ = tick(&mut price_timer) => self.originate(),
+                _ = tick(&mut observe_timer) => self.observe(),
                 Some(NetworkEvent::Gossip(gossip)) = inbox.gossip.recv() => self.on_gossip(gossip),
                 Some(control) = inbox.controls.recv() => match control {
                     Control::Originate => self.originate(),
@@ -342,14 +351,14 @@ impl Node {
                 _ = expire_timer.tick() => self.expire(),
                 _ = status_timer.tick() => self.refresh_status(),
             }
-            if phase == Phase::Running && was != Phase::Running {
+            if self.phase == Phase::Running && was != Phase::Running {
                 self.liveness.running_since = Some(Instant::now());
                 let (states, lists) = self
                     .writer
                     .start_heartbeats(self.participant(), self.shutdown.clone());
                 lease_states = Some(states);
                 member_lists = Some(lists);
-                price_timer = Some(interval(self.settings.price_interval));
+                observe_timer = Some(interval(self.settings.trigger.observe_interval));
                 self.refresh_status();
             }
         }
@@ -380,9 +389,19 @@ impl Node {
                 let notices = self.writer.flushed(flush, &mut self.pool, &members);
                 self.publish_stored(notices);
             }
-            Done::Connected(store) => {
+            Done::Connected(connected) => {
                 log::info!("database connected: {}", self.settings.db.url);
-                self.writer.connected(*store);
+                let Connected { store, newest } = *connected;
+                for (pair, verified) in newest {
+                    log::info!(
+                        "newest stored {pair}: {} (round {}, observed at {})",
+                        verified.value,
+                        verified.id,
+                        verified.observed_at
+                    );
+                    self.triggers.verified(pair, verified);
+                }
+                self.writer.connected(store);
                 return true;
             }
             Done::FoundPeers(addrs) => self.dial_peers(addrs),
@@ -442,10 +461,14 @@ impl Node {
             .settings
             .register
             .then(|| (self.me, self.settings.name.clone()));
+        let pairs = self.settings.feed.pairs;
         self.work.spawn(Job::Connect, async move {
             loop {
                 match connect(&settings, migrate, register.as_ref()).await {
-                    Ok(store) => return Done::Connected(Box::new(store)),
+                    Ok(store) => {
+                        let newest = newest_stored(&store, pairs).await;
+                        return Done::Connected(Box::new(Connected { store, newest }));
+                    }
                     Err(err) => {
                         log::error!(
                             "database {}: {}; retrying in {DB_RETRY_INTERVAL:?}",
@@ -495,6 +518,7 @@ impl Node {
                 let added = self.pool.add(&data, &message.signatures, now);
                 self.note_added(&data, added);
                 if added != Added::OverLimit {
+                    self.triggers.heard(data.pair, data.id, data.price, now.at);
                     let members = Arc::clone(&self.members.borrow());
                     let actions = self.cosigning.heard(data, &members, &self.pool, now.at);
                     self.carry_out(actions);
@@ -511,7 +535,7 @@ impl Node {
     }
 
     /// Counts and reports what adding observations to the pool did.
-    fn note_added(&self, data: &PriceData, added: Added) {
+    fn note_added(&mut self, data: &PriceData, added: Added) {
         match added {
             Added::New { verified: true, .. }
             | Added::Merged {
@@ -538,8 +562,11 @@ impl Node {
         }
     }
 
-    fn count_verified(&self, round: &Round) {
+    fn count_verified(&mut self, round: &Round) {
         self.metrics.prices_verified.inc(round.pair);
+        if let Some(report) = self.pool.report(round) {
+            self.newly_verified(&report);
+        }
         let _ = self.events.send(NodeEvent::Verified {
             id: round.id,
             at: Instant::now(),
@@ -555,6 +582,25 @@ impl Node {
             round.id,
             self.pool.signer_count(round),
         );
+    }
+
+    /// A round reached its quorum here: it is the pair's newest value for the triggers, and
+    /// (unless already stored) the API's consumers get it now.
+    fn newly_verified(&mut self, report: &Report) {
+        let round = report.round;
+        if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
+            self.triggers.verified(
+                round.pair,
+                Verified {
+                    id: round.id,
+                    observed_at,
+                    value,
+                },
+            );
+        }
+        if !self.pool.is_stored(round.id) {
+            self.verified_prices.publish(report);
+        }
     }
 
     fn on_stored_notice(&mut self, notice: &StoredNotice, now: Moment) {
@@ -635,7 +681,7 @@ impl Node {
         self.network.publish(Gossip::Attestation(attestation));
     }
 
-    /// A new price of every pair is wanted: observed, signed and published.
+    /// A round of every pair is wanted at once, whatever the market did.
     fn originate(&mut self) {
         self.origination.want();
         self.observe();
@@ -652,14 +698,18 @@ impl Node {
     }
 
     fn on_observed(&mut self, round: ObservationRound) {
-        let originate = self.origination.round_started();
+        // Rounds start only once the node runs: before, it knows neither its peers nor the
+        // newest stored values.
+        let running = self.phase == Phase::Running;
+        let requested = running && self.origination.round_started();
+        let members = Arc::clone(&self.members.borrow());
         let mut failed = false;
         for (pair, result) in round.results {
             let price = match result {
                 Ok(price) => price,
                 Err(err) => {
                     // Peers' prices waiting for our observation of the pair cannot be judged:
-                    // they go unsigned by us. The next timer tick observes again.
+                    // they go unsigned by us. The next observation is due in one interval.
                     failed = true;
                     let unjudged = self.cosigning.observation_failed(pair);
                     let note = if unjudged > 0 {
@@ -678,26 +728,62 @@ impl Node {
                 fetched: now.at,
             };
             let actions = self.cosigning.observed(pair, ours, &self.pool);
-            if originate
-                && let Some(message) =
-                    self.origination
-                        .mint(pair, price, now, self.settings.identity.signer())
-            {
-                self.publish_price(message, now);
+            if running {
+                self.start_round_if_due(pair, price, now, &members, requested);
             }
             self.carry_out(actions);
         }
-        if self.origination.round_ended(failed) {
+        // Rounds asked for before the node runs wait for its first observation then.
+        if self.origination.round_ended(failed) && running {
             self.observe();
         }
     }
 
-    fn publish_price(&mut self, message: PriceMessage, now: Moment) {
+    /// Starts a round of `pair` from our observation `price` if the triggers say so.
+    fn start_round_if_due(
+        &mut self,
+        pair: Pair,
+        price: UsdPrice,
+        now: Moment,
+        members: &crate::membership::Members,
+        requested: bool,
+    ) {
+        let wall = unix_seconds(now.wall);
+        match self
+            .triggers
+            .observed(pair, price, now.at, wall, members, requested)
+        {
+            Decision::Start(reason) => {
+                if let Some(message) =
+                    self.origination
+                        .mint(pair, price, now, self.settings.identity.signer())
+                {
+                    self.publish_price(message, now, reason);
+                }
+            }
+            Decision::Wait { rank, until } => log::debug!(
+                "a round of {pair} is due; {rank} members ahead of us may start it within {:?}",
+                until.saturating_duration_since(now.at)
+            ),
+            Decision::Covered => {
+                log::debug!("a round of {pair} is due, and one we would join is under way")
+            }
+            Decision::Quiet => {}
+        }
+    }
+
+    fn publish_price(&mut self, message: PriceMessage, now: Moment, reason: Reason) {
         let data = message.data;
         let added = self.pool.add(&data, &message.signatures, now);
         self.note_added(&data, added);
         self.metrics.prices_originated.inc(data.pair);
-        log::info!("originated price {}: {} {}", data.id, data.pair, data.price);
+        self.metrics.round_started(data.pair, reason).inc();
+        log::info!(
+            "originated price {}: {} {} (trigger: {reason})",
+            data.id,
+            data.pair,
+            data.price
+        );
         self.network.publish(Gossip::Price(message));
         let _ = self.events.send(NodeEvent::Originated {
             id: data.id,
@@ -803,6 +889,50 @@ impl Node {
             .map(ToString::to_string)
             .collect()
     }
+}
+
+/// What the background connection brings: the store, and each pair's newest stored value, where
+/// the triggers take up (a read that fails only costs a heartbeat round).
+#[derive(Debug)]
+pub struct Connected {
+    store: Store,
+    newest: Vec<(Pair, Verified)>,
+}
+
+async fn newest_stored(store: &Store, pairs: PairSet) -> Vec<(Pair, Verified)> {
+    let mut newest = Vec::new();
+    for pair in pairs.iter() {
+        let row = match store.latest_price(pair).await {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(err) => {
+                log::warn!("cannot read the newest stored {pair} price: {err}");
+                continue;
+            }
+        };
+        let report = match Report::try_from(&row) {
+            Ok(report) => report,
+            Err(err) => {
+                log::warn!(
+                    "the newest stored {pair} price (id {}) is unreadable: {err}",
+                    row.id
+                );
+                continue;
+            }
+        };
+        if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
+            let id = report.round.id;
+            newest.push((
+                pair,
+                Verified {
+                    id,
+                    observed_at,
+                    value,
+                },
+            ));
+        }
+    }
+    newest
 }
 
 async fn connect(

@@ -1,6 +1,7 @@
 //! Originating prices: observing every pair the node signs, and turning an observation into a
-//! new signed price under a fresh id. The observation itself runs as background work; this
-//! keeps the bookkeeping — how many prices were asked for, how many rounds failed in a row.
+//! new signed price under a fresh id when a round starts ([`crate::trigger`] decides when). The
+//! observation itself runs as background work; this keeps the bookkeeping — how many rounds
+//! were asked for regardless of the triggers, how many observations failed in a row.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,9 +29,9 @@ pub struct ObservationRound {
 pub struct Origination {
     feed: Arc<PriceFeed>,
     ids: IdGenerator,
-    /// Prices asked for (by the timer or `originate_now`) and not yet originated.
+    /// Rounds asked for by `originate_now`, whatever the market did, not yet started.
     wanted: usize,
-    /// Observation rounds that failed in a row.
+    /// Observations that failed in a row.
     failed_rounds: u32,
 }
 
@@ -44,7 +45,7 @@ impl Origination {
         }
     }
 
-    /// One more price is wanted: the next observation round originates it.
+    /// One more round is wanted: the next observation starts it.
     pub fn want(&mut self) {
         self.wanted += 1;
     }
@@ -85,16 +86,15 @@ impl Origination {
         originate
     }
 
-    /// A round was handled; `failed` if any pair had no price. Returns whether another round is
-    /// wanted at once (each price gets its own observation). After a failure the wanted prices
-    /// wait for the next tick.
+    /// An observation was handled; `failed` if any pair had no price. Returns whether another
+    /// is wanted at once (each wanted round gets its own observation); after a failure the
+    /// wanted rounds wait for the next observation, one interval later.
     pub fn round_ended(&mut self, failed: bool) -> bool {
         if failed {
             self.failed_rounds += 1;
-            self.wanted = 0;
-        } else {
-            self.failed_rounds = 0;
+            return false;
         }
+        self.failed_rounds = 0;
         self.wanted > 0
     }
 

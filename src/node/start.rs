@@ -13,7 +13,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Inbox, Liveness, Node, NodeSettings, RunningNode, Work};
+use super::{Inbox, Liveness, Node, NodeSettings, Phase, RunningNode, Work};
+use crate::api::verified::VerifiedPrices;
 use crate::cosign::Cosigning;
 use crate::http::{self, NodeStatus};
 use crate::logging::LogLimiter;
@@ -23,6 +24,7 @@ use crate::network;
 use crate::pool::Pool;
 use crate::price::PriceFeed;
 use crate::store::Store;
+use crate::trigger::Triggers;
 use crate::writer::Writer;
 
 use super::origination::Origination;
@@ -32,6 +34,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
     let mut registry = Registry::default();
     metrics.register(&mut registry);
+    metrics.start_pairs(settings.feed.pairs);
     // Nobody counts until the member list has been read from the database.
     let initial_members = Arc::new(Members::for_node(settings.trusted_signers.clone()));
     metrics.members.set(-1);
@@ -45,12 +48,17 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     )?;
     let registry = Arc::new(registry);
     let (status_tx, status) = watch::channel(NodeStatus::default());
+    let verified_prices = Arc::new(VerifiedPrices::default());
     // HTTP outlives the node's own stop, so that /health answers until the end.
     let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match settings.http {
         Some(addr) => {
-            let (bound, task) =
-                serve_http(addr, &settings, &metrics, &status, &registry, &http_stop).await?;
+            let served = Served {
+                status: &status,
+                registry: &registry,
+                verified: &verified_prices,
+            };
+            let (bound, task) = serve_http(addr, &settings, &metrics, served, &http_stop).await?;
             (Some(bound), Some(task))
         }
         None => (None, None),
@@ -67,8 +75,10 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let me = settings.identity.address();
     let node = Node {
         me,
+        phase: Phase::WaitingForPeers,
         pool: Pool::new(settings.pool, initial_members),
         cosigning: Cosigning::new(settings.cosign(), me),
+        triggers: Triggers::new(settings.trigger, me),
         origination: Origination::new(feed, &me),
         writer: Writer::new(
             settings.lease,
@@ -89,6 +99,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         },
         metrics,
         events: events.clone(),
+        verified_prices,
         status: status_tx,
         cosign_refusals: LogLimiter::default(),
         settings,
@@ -110,13 +121,19 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     })
 }
 
+/// What the HTTP server shows of the node.
+struct Served<'a> {
+    status: &'a watch::Receiver<NodeStatus>,
+    registry: &'a Arc<Registry>,
+    verified: &'a Arc<VerifiedPrices>,
+}
+
 /// Serves `/health`, `/status`, `/metrics` and the `/v1` API on `addr`.
 async fn serve_http(
     addr: SocketAddr,
     settings: &NodeSettings,
     metrics: &Metrics,
-    status: &watch::Receiver<NodeStatus>,
-    registry: &Arc<Registry>,
+    served: Served<'_>,
     stop: &CancellationToken,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     // The consumers' API reads through a lazily connected store of its own: it is served from
@@ -131,12 +148,13 @@ async fn serve_http(
         // The first is what `?pair=` defaults to.
         pairs: settings.feed.pairs,
         limits: settings.api,
+        verified: Arc::clone(served.verified),
         stop: stop.clone(),
     });
     let (bound, task) = http::serve(
         addr,
-        status.clone(),
-        Arc::clone(registry),
+        served.status.clone(),
+        Arc::clone(served.registry),
         stop.clone(),
         Some(api),
     )

@@ -56,7 +56,8 @@ impl Node {
             since_fetch: since(self.cosigning.last_observed()),
             failed_fetches: self.origination.failed_rounds(),
             since_gossip: since(liveness.last_gossip),
-            price_interval: self.settings.price_interval,
+            observe_interval: self.settings.trigger.observe_interval,
+            heartbeat: self.settings.trigger.heartbeat,
         };
         let problems = health::problems(&observations);
         self.metrics.healthy.set(i64::from(problems.is_empty()));

@@ -9,8 +9,8 @@ use std::future::Future;
 use tokio::task::{Id, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+use super::Connected;
 use super::origination::ObservationRound;
-use crate::store::Store;
 use crate::writer::Flush;
 
 /// The kinds of background work.
@@ -32,7 +32,7 @@ pub enum Done {
     Observed(ObservationRound),
     Flushed(Flush),
     // Boxed: a store is large, and arrives once.
-    Connected(Box<Store>),
+    Connected(Box<Connected>),
     FoundPeers(Vec<String>),
     /// The task ended without a result: it panicked (logged here) or was cancelled.
     Nothing(Job),

@@ -227,10 +227,7 @@ fn members_only(
         .iter()
         .filter_map(|price| {
             let mut price = price.clone();
-            let round_time = price
-                .report
-                .origin_observation()
-                .map(|origin| origin.observation.observed_at);
+            let round_time = price.report.observed_at();
             price.report.observations.retain(|entry| {
                 round_time
                     .is_some_and(|at| members.get(&entry.signer).is_some_and(|since| *since <= at))

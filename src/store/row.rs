@@ -126,9 +126,7 @@ pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
             .unwrap_or_default()
             .fixed_offset()
     };
-    let origin_time = report
-        .origin_observation()
-        .map_or(0, |origin| origin.observation.observed_at);
+    let origin_time = report.observed_at().unwrap_or(0);
     let (first, last) = report.observed_range().unwrap_or_default();
     let origin = report.round.origin.to_checksum(None);
     StoredPrice {

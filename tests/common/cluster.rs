@@ -55,7 +55,7 @@ impl Cluster {
         }
     }
 
-    /// Node `seed` of this network (one price an hour unless asked for).
+    /// Node `seed` of this network ([`testkit::node_settings`]).
     pub fn settings(&self, seed: u8) -> NodeSettings {
         testkit::node_settings(seed, &self.boot_addr, &self.exchange, &self.db.settings())
     }
@@ -65,7 +65,8 @@ impl Cluster {
         self.start_with(seeds, |_| {}).await
     }
 
-    /// Starts nodes `seeds`, each with its settings changed by `customize` first.
+    /// Starts nodes `seeds`, each with its settings changed by `customize` first; each starts
+    /// one round once it runs ([`TestNode::start`]).
     pub async fn start_with(
         &self,
         seeds: impl IntoIterator<Item = u8>,
@@ -76,6 +77,22 @@ impl Cluster {
             let mut settings = self.settings(seed);
             customize(&mut settings);
             nodes.push(TestNode::start(settings).await);
+        }
+        nodes
+    }
+
+    /// Starts nodes `seeds` whose rounds start only as their triggers say
+    /// ([`TestNode::start_on_triggers`]).
+    pub async fn start_on_triggers(
+        &self,
+        seeds: impl IntoIterator<Item = u8>,
+        customize: impl Fn(&mut NodeSettings),
+    ) -> Vec<TestNode> {
+        let mut nodes = Vec::new();
+        for seed in seeds {
+            let mut settings = self.settings(seed);
+            customize(&mut settings);
+            nodes.push(TestNode::start_on_triggers(settings).await);
         }
         nodes
     }

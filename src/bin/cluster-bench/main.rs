@@ -168,7 +168,7 @@ struct Network {
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
     let network = start_network(n, args, db_url).await?;
     let deadline = Instant::now() + args.timeout;
-    warm_up(&network, deadline).await?;
+    let warm_rows = warm_up(&network, deadline).await?;
     let rss_per_node = (rss_mb() - network.rss_before) / n as f64;
     let nodes = &network.nodes;
 
@@ -183,7 +183,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     // background (ping, identify, Kademlia, gossipsub heartbeats) on its own.
     let idle_end: Vec<Counters> = nodes.iter().map(Counters::read).collect();
     let cpu_price_phase = cpu_seconds();
-    let timeline = price_phase(&network, args, deadline).await?;
+    let timeline = price_phase(&network, args, warm_rows, deadline).await?;
     let minutes = started.elapsed().as_secs_f64() / 60.0;
     let cpu = cpu_seconds() - cpu_start;
     let cpu_price = cpu_seconds() - cpu_price_phase;
@@ -204,7 +204,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     Ok(Results {
         nodes: n,
         prices_originated: timeline.originated.len(),
-        rows_stored: rows.saturating_sub(n),
+        rows_stored: rows.saturating_sub(warm_rows),
         duplicates: rows - distinct,
         incomplete,
         quorum_ms,
@@ -274,11 +274,15 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
     })
 }
 
-/// Every node's first price (sent as soon as it has peers and a database) stored, then quiet:
-/// N prices at once is a burst of N² attestations, which must be over before anything is
-/// measured.
-async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<()> {
+/// A round from every node (started as soon as it has peers and a database) stored, then
+/// quiet: N rounds at once is a burst of N² attestations, which must be over before anything is
+/// measured. Returns the rows stored by then (a new network's first heartbeat round may add
+/// one).
+async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<usize> {
     let n = network.nodes.len();
+    for node in &network.nodes {
+        node.originate_now();
+    }
     testkit::wait_until("the warm-up prices", deadline, async || {
         stored_rows(&network.counter)
             .await
@@ -306,7 +310,8 @@ async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<()> {
         }
         quiet_since.elapsed() >= Duration::from_secs(3)
     })
-    .await
+    .await?;
+    Ok(stored_rows(&network.counter).await?.0)
 }
 
 /// When each price of the price phase was originated, and when each node verified it.
@@ -358,6 +363,7 @@ impl Timeline {
 async fn price_phase(
     network: &Network,
     args: &Args,
+    warm_rows: usize,
     deadline: Instant,
 ) -> anyhow::Result<Timeline> {
     let nodes = &network.nodes;
@@ -370,7 +376,7 @@ async fn price_phase(
         tokio::time::sleep(args.spacing).await;
     }
     let mut timeline = Timeline::default();
-    let expected_rows = n + args.prices;
+    let expected_rows = warm_rows + args.prices;
     loop {
         for subscription in &mut subscriptions {
             while let Ok(event) = subscription.try_recv() {
@@ -485,8 +491,10 @@ fn bench_settings(
     settings.network.validation.max_origin_rate = DEFAULT_MAX_ORIGIN_RATE;
     settings.pool.max_age = settings.network.validation.max_age;
     settings.pool.retention = Duration::from_secs(3600);
-    // Each node's first price is the warm-up; after that prices come on demand only.
-    settings.price_interval = Duration::from_secs(24 * 3600);
+    // Rounds come on demand only (the warm-up's, then the price phase's): observing at the
+    // default interval, no heartbeat within the run, a steady market.
+    settings.trigger.observe_interval = Duration::from_secs(15);
+    settings.trigger.heartbeat = Duration::from_secs(24 * 3600);
     settings.lease = LeaseSettings {
         interval: Duration::from_secs(5),
         lease: Duration::from_secs(20),
