@@ -9,8 +9,12 @@
 //!   round whose origin saw about what it saw: the origin's price within `--max-deviation` of
 //!   its own observation, the two taken within [`COSIGN_WINDOW`] of each other. So a member whose
 //!   source is far off starts rounds nobody joins, and stays out of the others'.
-//! - **When ours is missing**: the price waits (a bounded queue) for the next observation, which
-//!   the node is asked to make ([`Action::Observe`]).
+//! - **With which observation**: one made for the round — no earlier than the origin's (the same
+//!   second counts) and still fresh. A node observes every `--observe-interval`, but its last
+//!   observation may predate the market move that started the round: judged by it, the round
+//!   would be refused, or its median would miss the move.
+//! - **When ours is missing** (or older than the round): the price waits (a bounded queue) for
+//!   the next observation, which the node is asked to make at once ([`Action::Observe`]).
 //!
 //! A price already stored, or already signed by this node, is never acted on again.
 
@@ -228,14 +232,16 @@ impl Cosigning {
         self.take_awaiting(pair).len()
     }
 
-    /// Judges `data` against a fresh observation of its pair, or queues it for the next one.
+    /// Judges `data` against our observation of its pair made for the round, or queues it for
+    /// the next one.
     fn judge_now(&mut self, data: PriceData, pool: &Pool, now: Instant) -> Option<Action> {
         if self.settled(&data, pool) {
             return None;
         }
-        let fresh = self
-            .latest(data.pair)
-            .filter(|ours| now.saturating_duration_since(ours.fetched) <= COSIGN_WINDOW);
+        let fresh = self.latest(data.pair).filter(|ours| {
+            now.saturating_duration_since(ours.fetched) <= COSIGN_WINDOW
+                && ours.signed().observed_at >= data.observed_at
+        });
         Some(match fresh {
             Some(ours) => self.decide(&data, ours),
             None if self.awaiting.len() >= self.settings.max_queue => Action::QueueFull(data),
@@ -388,13 +394,55 @@ mod tests {
         let mut cosigning = cosigning(2);
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
         let window = COSIGN_WINDOW.as_secs();
-        for observed_at in [OBSERVED - window - 2, OBSERVED + window + 2] {
-            let price = data("3000", observed_at);
-            assert_eq!(
-                cosigning.heard(price, &members, &pool, now),
-                vec![Action::Decline(price, Declined::Stale)]
-            );
-        }
+        let old = data("3000", OBSERVED - window - 2);
+        assert_eq!(
+            cosigning.heard(old, &members, &pool, now),
+            vec![Action::Decline(old, Declined::Stale)]
+        );
+        // A round from after our observation waits for a new one, which may still be too far.
+        let ahead = PriceData {
+            id: 2,
+            ..data("3000", OBSERVED + window + 2)
+        };
+        assert_eq!(
+            cosigning.heard(ahead, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert_eq!(
+            cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool),
+            vec![Action::Decline(ahead, Declined::Stale)]
+        );
+    }
+
+    #[test]
+    fn an_observation_older_than_the_round_is_not_used_it_may_predate_the_move() {
+        let (now, members) = (Instant::now(), members(3));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED - 1, now), &pool);
+        // The market moved 2 % and the origin saw it: our last observation did not.
+        let moved = data("3060", OBSERVED);
+        assert_eq!(
+            cosigning.heard(moved, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        let actions = cosigning.observed(Pair::EthUsd, observation("3061", OBSERVED, now), &pool);
+        assert_eq!(
+            actions,
+            vec![Action::Sign(
+                moved,
+                signed::Observation {
+                    price: "3061".parse().unwrap(),
+                    observed_at: OBSERVED
+                }
+            )]
+        );
+        // One of the same second is made for the round.
+        let same_second = PriceData { id: 2, ..moved };
+        assert!(matches!(
+            cosigning.heard(same_second, &members, &pool, now)[..],
+            [Action::Sign(..)]
+        ));
     }
 
     #[test]
