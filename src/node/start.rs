@@ -138,8 +138,13 @@ async fn serve_http(
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     // The consumers' API reads through a lazily connected store of its own: it is served from
     // the start (503 until the database answers), and its readers never take the connections
-    // the heartbeats and the flush need.
-    let api_store = Store::connect_lazy(&settings.db)
+    // the heartbeats and the flush need. The streams' listener holds one of its connections
+    // for good, so it has at least one more for the readers.
+    let api_db = crate::store::DbSettings {
+        pool_size: settings.db.pool_size.max(2),
+        ..settings.db.clone()
+    };
+    let api_store = Store::connect_lazy(&api_db)
         .await
         .context("cannot set up the /v1 API's database pool")?
         .with_metrics(metrics.clone());

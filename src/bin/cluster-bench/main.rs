@@ -1,12 +1,18 @@
 //! `cluster-bench`: whole oracle networks in one process, measured.
 //!
 //! For each network size N: a fresh PostgreSQL database, the mock exchange, a bootstrap node and
-//! N full nodes over real TCP on 127.0.0.1. After a warm-up (every node's first price stored) and
+//! N full nodes over real TCP on 127.0.0.1. After a warm-up (a round from every node stored) and
 //! an idle window, it originates `--prices` prices from random nodes and measures quorum latency
 //! (origin's publish → every node holding the quorum), gossip cost, database load, rows stored
 //! and the process's footprint. One table row per N; `--json FILE` for machines.
 //!
+//! With `--moves M` it measures freshness instead ([`moves`]): the nodes run on their own
+//! triggers, a flat market's rounds are counted, then the mock market moves by 2 % M times.
+//!
 //!     cargo run --release --bin cluster-bench -- --nodes 5,10,25,50 --prices 20
+//!     cargo run --release --bin cluster-bench -- --nodes 5,25 --moves 20
+
+mod moves;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -70,6 +76,8 @@ struct Args {
     /// Append the nodes' warnings and errors (all nodes, one stream) to this file.
     #[arg(long)]
     log_file: Option<PathBuf>,
+    #[command(flatten)]
+    moves: moves::MoveArgs,
 }
 
 const MIN_SIGNERS: usize = 3;
@@ -127,28 +135,33 @@ async fn main() -> anyhow::Result<()> {
             node: Some("bench".into()),
         })?;
     }
+    if let Some(n) = args.nodes.iter().find(|n| **n < MIN_SIGNERS) {
+        bail!("--nodes {n}: a network needs at least {MIN_SIGNERS} nodes to reach a quorum");
+    }
+    let json = if args.moves.moves > 0 {
+        serde_json::to_string_pretty(&moves::run(&args).await?)?
+    } else {
+        serde_json::to_string_pretty(&price_phases(&args).await?)?
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The price phase at every network size, one table row each.
+async fn price_phases(args: &Args) -> anyhow::Result<Vec<Results>> {
     let mut all = Vec::new();
     print_header();
     for &n in &args.nodes {
-        if n < MIN_SIGNERS {
-            bail!("--nodes {n}: a network needs at least {MIN_SIGNERS} nodes to reach a quorum");
-        }
-        let results = measure(n, &args)
+        let database = TestDb::create_on(&args.database_url, &format!("bench_{n}")).await?;
+        let results = run_network(n, args, &database.url)
             .await
             .with_context(|| format!("network of {n} nodes"))?;
         print_row(&results);
         all.push(results);
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&all)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(())
-}
-
-async fn measure(n: usize, args: &Args) -> anyhow::Result<Results> {
-    let database = TestDb::create_on(&args.database_url, &format!("bench_{n}")).await?;
-    run_network(n, args, &database.url).await
+    Ok(all)
 }
 
 /// A network under measurement.
@@ -162,11 +175,11 @@ struct Network {
     /// bootstrap peer already up), in MiB.
     rss_before: f64,
     _boot: Peer,
-    _exchange: price_oracle::mock_exchange::MockExchange,
+    exchange: price_oracle::mock_exchange::MockExchange,
 }
 
 async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Results> {
-    let network = start_network(n, args, db_url).await?;
+    let network = start_network(n, args, db_url, |_, _| {}).await?;
     let deadline = Instant::now() + args.timeout;
     let warm_rows = warm_up(&network, deadline).await?;
     let rss_per_node = (rss_mb() - network.rss_before) / n as f64;
@@ -228,8 +241,14 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     })
 }
 
-/// A fresh database, the mock exchange, a bootstrap peer and `n` member nodes.
-async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Network> {
+/// A fresh database, the mock exchange, a bootstrap peer and `n` member nodes, node `i`'s
+/// settings changed by `customize` last.
+async fn start_network(
+    n: usize,
+    args: &Args,
+    db_url: &str,
+    customize: impl Fn(usize, &mut NodeSettings),
+) -> anyhow::Result<Network> {
     let committee = CommitteeSettings {
         size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
         ..CommitteeSettings::for_quorum(MIN_SIGNERS, args.cosign_fallback)
@@ -261,6 +280,7 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
     for (i, identity) in identities.into_iter().enumerate() {
         let mut settings = bench_settings(i, identity, &boot_addr, &exchange, &db);
         settings.committee = committee;
+        customize(i, &mut settings);
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
     Ok(Network {
@@ -270,7 +290,7 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
         counter: Database::connect(db_url).await?,
         rss_before,
         _boot: boot,
-        _exchange: exchange,
+        exchange,
     })
 }
 
@@ -279,16 +299,10 @@ async fn start_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Ne
 /// measured. Returns the rows stored by then (a new network's first heartbeat round may add
 /// one).
 async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<usize> {
-    let n = network.nodes.len();
     for node in &network.nodes {
         node.originate_now();
     }
-    testkit::wait_until("the warm-up prices", deadline, async || {
-        stored_rows(&network.counter)
-            .await
-            .is_ok_and(|rows| rows.0 >= n)
-    })
-    .await?;
+    wait_rows(network, network.nodes.len(), deadline).await?;
     // Quiet: no node received a message or a Kademlia request for 3 s (nodes that joined late
     // never see some warm-up prices, so "every node verified all of them" may never happen).
     // Quiet discovery too: the lookups a joining network starts are part of its warm-up, not
@@ -312,6 +326,16 @@ async fn warm_up(network: &Network, deadline: Instant) -> anyhow::Result<usize> 
     })
     .await?;
     Ok(stored_rows(&network.counter).await?.0)
+}
+
+/// Waits until at least `rows` rows are stored.
+async fn wait_rows(network: &Network, rows: usize, deadline: Instant) -> anyhow::Result<()> {
+    testkit::wait_until(&format!("{rows} stored rows"), deadline, async || {
+        stored_rows(&network.counter)
+            .await
+            .is_ok_and(|stored| stored.0 >= rows)
+    })
+    .await
 }
 
 /// When each price of the price phase was originated, and when each node verified it.
