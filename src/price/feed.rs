@@ -8,7 +8,7 @@ use futures::future::join_all;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 
-use super::{ParseError, Source, UsdPrice};
+use super::{ParseError, Source, UsdPrice, median};
 use crate::pair::{Pair, PairSet};
 
 /// Real quote responses are a few hundred bytes; anything this large is not one.
@@ -296,22 +296,6 @@ impl PriceFeed {
     }
 }
 
-/// The median; for an even count the mean of the middle two, rounded half up to 10⁻⁸.
-pub fn median(prices: &[UsdPrice]) -> Option<UsdPrice> {
-    let mut sorted = prices.to_vec();
-    sorted.sort_unstable();
-    let middle = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[middle]),
-        _ => {
-            let (low, high) = (sorted[middle - 1].e8(), sorted[middle].e8());
-            // Both are positive and below 10¹⁶, so neither the sum nor the result can fail.
-            UsdPrice::from_e8(low + (high - low + 1) / 2).ok()
-        }
-    }
-}
-
 fn classify(err: &reqwest::Error) -> SourceFailure {
     if err.is_timeout() {
         SourceFailure::Timeout
@@ -345,27 +329,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn usd(text: &str) -> UsdPrice {
-        UsdPrice::parse_quote(text).unwrap()
-    }
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[usd("3")]), Some(usd("3")));
-        assert_eq!(median(&[usd("5"), usd("1"), usd("3")]), Some(usd("3")));
-        assert_eq!(
-            median(&[usd("4"), usd("1"), usd("2"), usd("100")]),
-            Some(usd("3"))
-        );
-        assert_eq!(
-            median(&[usd("0.00000001"), usd("0.00000002")]),
-            Some(usd("0.00000002"))
-        );
-        let max = UsdPrice::from_e8(super::super::MAX_USD * 100_000_000).unwrap();
-        assert_eq!(median(&[max, max]), Some(max));
-    }
 
     #[test]
     fn only_transient_failures_are_retried() {

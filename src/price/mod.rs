@@ -6,17 +6,39 @@ mod coinbase;
 mod coingecko;
 mod feed;
 mod kraken;
+mod rules;
 mod value;
 
 pub use feed::{
-    FailureKind, FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure, median,
+    FailureKind, FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure,
 };
+pub use rules::{Exclusion, ExclusionKind, QuoteRules, SourcedPrice, median};
 pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 
 use std::fmt;
+use std::time::SystemTime;
 
 use crate::pair::Pair;
+
+/// A source's quote of one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub price: UsdPrice,
+    /// When the source last updated the price, where its answer says (Coingecko's
+    /// `last_updated_at`); the stale rule needs it.
+    pub updated_at: Option<SystemTime>,
+}
+
+impl Quote {
+    /// A quote whose source does not say how old it is.
+    pub fn undated(price: UsdPrice) -> Self {
+        Self {
+            price,
+            updated_at: None,
+        }
+    }
+}
 
 /// An exchange API the node can ask for prices. Each names a pair by its own market symbol, and
 /// says which pairs it cannot serve (`None`).
