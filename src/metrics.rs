@@ -12,7 +12,7 @@ use crate::cosign::{CosignRefusal, FallbackOutcome};
 use crate::message::GossipKind;
 use crate::network::validation::RefusalReason;
 use crate::pair::Pair;
-use crate::price::{FailureKind, Source};
+use crate::price::{FailureKind, PairReport, Source, Unused};
 
 /// Defines an enum of metric label values, each variant with the exact text `/metrics` shows
 /// (what dashboards and alerts match on), and makes it a prometheus-client label value.
@@ -258,6 +258,9 @@ pub struct Metrics {
     pub connected_peers: Gauge,
     /// Seconds from a price's observation to this node holding the quorum for it.
     pub quorum_seconds: Histogram,
+    /// Per pair quoted: the time of the request that carried the quote, retries included. One
+    /// sample per pair, so that its count is the number of quotes asked for, which failures
+    /// (also per pair) are a share of.
     pub source_fetch_seconds: HistogramFamily<SourceLabel>,
     pub source_failures: Family<SourceFailureLabels, Counter>,
     pub db_statements: Family<StatementLabel, Counter>,
@@ -429,12 +432,13 @@ impl Metrics {
         );
         registry.register(
             "source_fetch_seconds",
-            "Time to get a price from a source, retries included, by source",
+            "Time to get a pair's quote from a source (the request that carried it, retries \
+             included), one sample per pair, by source",
             self.source_fetch_seconds.clone(),
         );
         registry.register(
             "source_failures",
-            "Price fetches that failed after all retries, by source and kind",
+            "Quotes of a pair a source did not give after all retries, by source and kind",
             self.source_failures.clone(),
         );
         registry.register(
@@ -525,6 +529,23 @@ impl Metrics {
     /// Messages rejected for `reason`.
     pub fn rejected(&self, reason: RefusalReason) -> Counter {
         Self::counter(&self.messages_rejected, RefusalLabel { reason })
+    }
+
+    /// Counts what an observation of `pair` showed of each source: the request's latency and
+    /// a failure.
+    pub fn observed(&self, report: &PairReport) {
+        for answer in &report.sources {
+            let source = answer.source;
+            if let Some(elapsed) = answer.elapsed {
+                self.source_fetch_seconds
+                    .get_or_create(&SourceLabel { source })
+                    .observe(elapsed.as_secs_f64());
+            }
+            if let Err(Unused::Failed(error)) = &answer.outcome {
+                let kind = error.failure.kind();
+                Self::counter(&self.source_failures, SourceFailureLabels { source, kind }).inc();
+            }
+        }
     }
 
     /// Messages ignored for `reason`.

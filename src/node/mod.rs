@@ -656,7 +656,7 @@ impl Node {
         let mut failed = false;
         for (pair, result) in round.results {
             let price = match result {
-                Ok(price) => price,
+                Ok(sourced) => sourced.price,
                 Err(err) => {
                     // Peers' prices waiting for our observation of the pair cannot be judged:
                     // they go unsigned by us. The next timer tick observes again.

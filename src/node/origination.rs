@@ -10,17 +10,18 @@ use alloy_signer_local::PrivateKeySigner;
 
 use crate::id::IdGenerator;
 use crate::message::PriceMessage;
-use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
+use crate::metrics::Metrics;
 use crate::pair::Pair;
 use crate::pool::Moment;
-use crate::price::{FeedError, FeedReport, PriceFeed, UsdPrice};
+use crate::price::{FeedError, PriceFeed, SourcedPrice, UsdPrice};
 use crate::signed::PriceData;
 use crate::writer::unix_seconds;
 
-/// One observation round: every pair's median, or why it has none.
+/// One observation round: every pair's median (and how many sources it is the median of), or
+/// why it has none.
 #[derive(Debug)]
 pub struct ObservationRound {
-    pub results: Vec<(Pair, Result<UsdPrice, FeedError>)>,
+    pub results: Vec<(Pair, Result<SourcedPrice, FeedError>)>,
 }
 
 /// What a node needs to originate prices.
@@ -58,23 +59,23 @@ impl Origination {
     pub fn observe(&self, metrics: Metrics) -> impl Future<Output = ObservationRound> + use<> {
         let feed = Arc::clone(&self.feed);
         async move {
-            let rounds = feed.settings().pairs.iter().map(|pair| {
-                let (feed, metrics) = (&feed, &metrics);
-                async move {
-                    let report = feed.fetch_all(pair).await;
-                    record(metrics, &report);
-                    let result = report.median(feed.settings().min_sources);
-                    if result.is_ok() {
-                        for (source, error) in report.failures() {
-                            log::warn!("price source {source} ({pair}): {error}");
+            let results = feed
+                .observe()
+                .await
+                .into_iter()
+                .map(|(pair, report)| {
+                    metrics.observed(&report);
+                    if report.result.is_ok() {
+                        for source in &report.sources {
+                            if let Err(unused) = &source.outcome {
+                                log::warn!("price source {} ({pair}): {unused}", source.source);
+                            }
                         }
                     }
-                    (pair, result)
-                }
-            });
-            ObservationRound {
-                results: futures::future::join_all(rounds).await,
-            }
+                    (pair, report.result)
+                })
+                .collect();
+            ObservationRound { results }
         }
     }
 
@@ -121,24 +122,5 @@ impl Origination {
             origin: signer.address(),
         };
         Some(PriceMessage::originate(data, signer))
-    }
-}
-
-/// Each source's latency and failures.
-fn record(metrics: &Metrics, report: &FeedReport) {
-    for ((source, result), elapsed) in report.results.iter().zip(&report.elapsed) {
-        metrics
-            .source_fetch_seconds
-            .get_or_create(&SourceLabel { source: *source })
-            .observe(elapsed.as_secs_f64());
-        if let Err(err) = result {
-            metrics
-                .source_failures
-                .get_or_create(&SourceFailureLabels {
-                    source: *source,
-                    kind: err.failure.kind(),
-                })
-                .inc();
-        }
     }
 }
