@@ -463,7 +463,8 @@ pub struct MockExchangeArgs {
     /// Share of answers (0.0 to 1.0) that are faults instead of prices.
     #[arg(long, env = "ORACLE_FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
     pub fail_rate: f64,
-    /// Comma-separated faults to pick from.
+    /// Comma-separated faults to pick from. The default leaves out blocked (HTTP 451), after
+    /// which a node does not ask the source for an hour.
     #[arg(
         long,
         env = "ORACLE_FAULTS",

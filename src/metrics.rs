@@ -438,7 +438,8 @@ impl Metrics {
         );
         registry.register(
             "source_failures",
-            "Quotes of a pair a source did not give after all retries, by source and kind",
+            "Quotes of a pair a source did not give after all retries, by source and kind \
+             (blocked: HTTP 451 or 403, then not asked for an hour)",
             self.source_failures.clone(),
         );
         registry.register(

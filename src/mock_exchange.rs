@@ -40,15 +40,18 @@ pub enum Fault {
     NonNumeric,
     /// No answer until the hang time has passed (longer than a client's timeout).
     Hang,
+    /// HTTP 451 with Binance's answer to an address in a region it does not serve.
+    Blocked,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::ServerError,
         Fault::RateLimited,
         Fault::Html,
         Fault::NonNumeric,
         Fault::Hang,
+        Fault::Blocked,
     ];
 }
 
@@ -299,6 +302,14 @@ async fn answer(shared: Arc<Shared>, source: Source, query: Option<String>) -> R
             tokio::time::sleep(hang).await;
             prices()
         }
+        Some(Fault::Blocked) => (
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            json(
+                r#"{"code":0,"msg":"Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in error."}"#
+                    .to_owned(),
+            ),
+        )
+            .into_response(),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The price feed against the mock exchange and misbehaving servers, over real HTTP on loopback:
-//! one request per source per observation, and the rules that leave quotes out.
+//! one request per source per observation, the rules that leave quotes out, and blocked
+//! sources.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use price_oracle::metrics::Metrics;
 use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
 use price_oracle::pair::{Pair, PairSet};
 use price_oracle::price::{
     ExclusionKind, FailureKind, FeedError, FeedSettings, PairReport, PriceFeed, QuoteRules, Source,
-    SourceError, SourcedPrice, Unused, UsdPrice,
+    SourceCondition, SourceError, SourcedPrice, Unused, UsdPrice,
 };
 use reqwest::Url;
 use rust_decimal::Decimal;
@@ -120,6 +122,7 @@ async fn all_four_sources_agree_with_the_mock() {
         price(of(&reports, Pair::EthUsd)).price.to_string(),
         "3124.56000000"
     );
+    assert_eq!(feed.sources_used(Pair::EthUsd), Some(4));
 }
 
 /// Three pairs cost one request per source, except Coinbase's one per pair; each pair is read
@@ -174,7 +177,7 @@ async fn one_request_per_source_covers_every_pair() {
 /// can help and fits in the observation, and never a panic.
 #[tokio::test]
 async fn each_fault_kind_for_each_source() {
-    let cases: [(Fault, &[FailureKind], u32); 5] = [
+    let cases: [(Fault, &[FailureKind], u32); 6] = [
         (Fault::ServerError, &[FailureKind::HttpStatus], 2),
         // Retry-After: 1 s is past the observation's end (twice 300 ms): no second attempt.
         (Fault::RateLimited, &[FailureKind::RateLimited], 1),
@@ -186,6 +189,7 @@ async fn each_fault_kind_for_each_source() {
         ),
         // The second attempt gets what is left of the observation's time, and times out too.
         (Fault::Hang, &[FailureKind::Timeout], 2),
+        (Fault::Blocked, &[FailureKind::Blocked], 1),
     ];
     for (fault, kinds, attempts) in cases {
         let exchange = mock(1.0, &[fault]).await;
@@ -271,6 +275,16 @@ async fn an_outlier_source_is_left_out() {
             ExclusionKind::Outlier
         );
     }
+    let status = feed
+        .source_statuses()
+        .into_iter()
+        .find(|status| status.source == "binance")
+        .unwrap();
+    assert_eq!(status.state, SourceCondition::Ok);
+    assert!(
+        status.last_exclusion.unwrap().contains("outlier: 6000"),
+        "the last exclusion says what was left out"
+    );
 }
 
 /// With two sources far apart nothing tells which is right: neither is used.
@@ -313,6 +327,80 @@ async fn a_stale_coingecko_quote_is_left_out() {
     exchange.set_quote_lag(Duration::from_secs(60));
     let reports = feed.observe().await;
     assert_eq!(price(of(&reports, Pair::EthUsd)).sources, 4);
+}
+
+/// HTTP 451: counted once, not asked again on the next observation, shown as blocked for an
+/// hour; the others go on.
+#[tokio::test]
+async fn a_blocked_source_is_skipped_for_an_hour() {
+    let exchange = mock(0.0, &[]).await;
+    let blocking = mock(1.0, &[Fault::Blocked]).await;
+    let sources = [
+        (Source::Coinbase, exchange.base_url()),
+        (Source::Kraken, exchange.base_url()),
+        (Source::Binance, blocking.base_url()),
+    ];
+    let feed = feed_of(&sources, 2, 2);
+    let metrics = Metrics::default();
+    let blocked_failures = || {
+        Metrics::counter(
+            &metrics.source_failures,
+            price_oracle::metrics::SourceFailureLabels {
+                source: Source::Binance,
+                kind: FailureKind::Blocked,
+            },
+        )
+        .get()
+    };
+
+    let reports = feed.observe().await;
+    for (_, report) in &reports {
+        metrics.observed(report);
+        assert_eq!(price(report).sources, 2);
+        let err = failure(report, Source::Binance);
+        assert_eq!(err.failure.kind(), FailureKind::Blocked, "{err}");
+        assert_eq!(err.attempts, 1, "a block is not retried");
+    }
+    assert_eq!(blocking.requests(Source::Binance), 1);
+    assert_eq!(blocked_failures(), 3, "one per pair of the one request");
+
+    let before = SystemTime::now();
+    let reports = feed.observe().await;
+    for (_, report) in &reports {
+        metrics.observed(report);
+        assert_eq!(price(report).sources, 2);
+        match outcome(report, Source::Binance) {
+            Err(Unused::Blocked { until }) => {
+                let hour = Duration::from_secs(3600);
+                assert!(
+                    *until > before + hour - Duration::from_secs(60),
+                    "{until:?}"
+                );
+                assert!(*until <= before + hour, "{until:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            report
+                .sources
+                .iter()
+                .find(|s| s.source == Source::Binance)
+                .unwrap()
+                .elapsed,
+            None
+        );
+    }
+    assert_eq!(blocking.requests(Source::Binance), 1, "not asked again");
+    assert_eq!(blocked_failures(), 3, "skipping is not another failure");
+
+    let status = feed
+        .source_statuses()
+        .into_iter()
+        .find(|status| status.source == "binance")
+        .unwrap();
+    assert_eq!(status.state, SourceCondition::Blocked);
+    assert!(status.blocked_until.is_some());
+    assert!(status.last_error.unwrap().contains("451"));
 }
 
 /// A source that hangs costs the observation its budget (twice the request timeout), not the

@@ -55,7 +55,13 @@ impl Origination {
         self.failed_rounds
     }
 
-    /// An observation round of every pair, to run in the background.
+    /// The feed, whose sources' states `/status` shows.
+    pub fn feed(&self) -> &PriceFeed {
+        &self.feed
+    }
+
+    /// An observation round of every pair, to run in the background. The feed logs what
+    /// changes in its sources; the metrics count every observation.
     pub fn observe(&self, metrics: Metrics) -> impl Future<Output = ObservationRound> + use<> {
         let feed = Arc::clone(&self.feed);
         async move {
@@ -65,13 +71,6 @@ impl Origination {
                 .into_iter()
                 .map(|(pair, report)| {
                     metrics.observed(&report);
-                    if report.result.is_ok() {
-                        for source in &report.sources {
-                            if let Err(unused) = &source.outcome {
-                                log::warn!("price source {} ({pair}): {unused}", source.source);
-                            }
-                        }
-                    }
                     (pair, report.result)
                 })
                 .collect();

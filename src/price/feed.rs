@@ -1,7 +1,9 @@
 //! An observation: every configured source asked once, concurrently, within one time budget;
 //! each pair's quotes judged by the [`QuoteRules`]; the median of the quotes left.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
@@ -10,7 +12,8 @@ use tokio::time::Instant;
 
 use super::fetch::{Fetched, Fetcher};
 use super::rules::{Exclusion, QuoteRules, SourcedPrice};
-use super::{Quote, Source, SourceError, UsdPrice};
+use super::source_state::SourceStates;
+use super::{Quote, Source, SourceError, SourceStatus, UsdPrice};
 use crate::pair::{Pair, PairSet};
 
 /// The whole observation ends this many request timeouts after it starts: room for one retry
@@ -54,6 +57,8 @@ pub enum Unused {
         price: UsdPrice,
         exclusion: Exclusion,
     },
+    /// Not asked: the source blocks this node, and is skipped until then.
+    Blocked { until: SystemTime },
 }
 
 impl fmt::Display for Unused {
@@ -61,6 +66,11 @@ impl fmt::Display for Unused {
         match self {
             Self::Failed(error) => write!(f, "error: {error}"),
             Self::Excluded { exclusion, .. } => write!(f, "left out, {exclusion}"),
+            Self::Blocked { until } => write!(
+                f,
+                "not asked: it blocked this node, until {}",
+                humantime::format_rfc3339_seconds(*until)
+            ),
         }
     }
 }
@@ -69,7 +79,8 @@ impl fmt::Display for Unused {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceReport {
     pub source: Source,
-    /// How long the request that carried the pair took, retries included.
+    /// How long the request that carried the pair took, retries included; `None` when the
+    /// source was not asked.
     pub elapsed: Option<Duration>,
     /// The quote that went into the price, or why none did.
     pub outcome: Result<UsdPrice, Unused>,
@@ -120,12 +131,13 @@ struct Answer<'a> {
     body: Result<Fetched, SourceError>,
 }
 
-/// Asks the configured exchanges for every pair's price.
+/// Asks the configured exchanges for every pair's price, and remembers how each source does.
 #[derive(Debug)]
 pub struct PriceFeed {
     fetcher: Fetcher,
     settings: FeedSettings,
     requests: Vec<SourceRequest>,
+    states: Mutex<SourceStates>,
 }
 
 impl PriceFeed {
@@ -151,10 +163,12 @@ impl PriceFeed {
                 })
             })
             .collect::<Result<_, FeedError>>()?;
+        let states = SourceStates::new(settings.endpoints.iter().map(|(source, _)| *source));
         Ok(Self {
             fetcher,
             settings,
             requests,
+            states: Mutex::new(states),
         })
     }
 
@@ -162,7 +176,7 @@ impl PriceFeed {
         &self.settings
     }
 
-    /// The requests every observation makes.
+    /// The requests every observation makes (less those of blocked sources).
     pub fn requests(&self) -> &[SourceRequest] {
         &self.requests
     }
@@ -172,35 +186,63 @@ impl PriceFeed {
         self.settings.timeout.saturating_mul(BUDGET_IN_TIMEOUTS)
     }
 
+    /// Each source's state, for `/status`.
+    pub fn source_statuses(&self) -> Vec<SourceStatus> {
+        self.states().statuses()
+    }
+
+    /// How many sources the last price of `pair` is the median of.
+    pub fn sources_used(&self, pair: Pair) -> Option<usize> {
+        self.states().sources_used(pair)
+    }
+
     /// Asks every source once — all at once, each request retried within the observation's
-    /// [`budget`](Self::budget) — and judges each pair's quotes.
+    /// [`budget`](Self::budget), blocked sources skipped — and judges each pair's quotes.
     pub async fn observe(&self) -> Vec<(Pair, PairReport)> {
         let deadline = Instant::now() + self.budget();
-        let fetches = self.requests.iter().map(|request| async move {
-            let started = Instant::now();
-            let body = self.fetcher.fetch(&request.url, deadline).await;
-            Answer {
-                request,
-                elapsed: started.elapsed(),
-                body,
-            }
-        });
+        let skipped = self.states().skipped(SystemTime::now());
+        let fetches = self
+            .requests
+            .iter()
+            .filter(|request| !skipped.contains_key(&request.source))
+            .map(|request| async move {
+                let started = Instant::now();
+                let body = self.fetcher.fetch(&request.url, deadline).await;
+                Answer {
+                    request,
+                    elapsed: started.elapsed(),
+                    body,
+                }
+            });
         let answers = join_all(fetches).await;
         let now = SystemTime::now();
-        self.settings
+        let reports: Vec<(Pair, PairReport)> = self
+            .settings
             .pairs
             .iter()
-            .map(|pair| (pair, self.report(pair, &answers, now)))
-            .collect()
+            .map(|pair| (pair, self.report(pair, &answers, &skipped, now)))
+            .collect();
+        // Bound first: a `for` head's temporaries, the lock among them, live through the loop.
+        let notes = self.states().record(&reports, now);
+        for note in notes {
+            log::log!(note.level, "{}", note.text);
+        }
+        reports
     }
 
     /// One pair's report from the observation's answers, judged at `now`.
-    fn report(&self, pair: Pair, answers: &[Answer<'_>], now: SystemTime) -> PairReport {
+    fn report(
+        &self,
+        pair: Pair,
+        answers: &[Answer<'_>],
+        skipped: &BTreeMap<Source, SystemTime>,
+        now: SystemTime,
+    ) -> PairReport {
         let (mut sources, quotes): (Vec<SourceReport>, Vec<Option<Quote>>) = self
             .settings
             .endpoints
             .iter()
-            .filter_map(|(source, _)| answer_of(*source, pair, answers))
+            .filter_map(|(source, _)| answer_of(*source, pair, answers, skipped))
             .unzip();
         let arrived: Vec<(usize, Quote)> = quotes
             .into_iter()
@@ -234,6 +276,12 @@ impl PriceFeed {
         });
         PairReport { sources, result }
     }
+
+    /// The state is consistent after every statement, so a lock poisoned by a panic elsewhere
+    /// is still usable.
+    fn states(&self) -> MutexGuard<'_, SourceStates> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What `source` gave for `pair` in the observation's `answers`, with its quote when one
@@ -242,7 +290,16 @@ fn answer_of(
     source: Source,
     pair: Pair,
     answers: &[Answer<'_>],
+    skipped: &BTreeMap<Source, SystemTime>,
 ) -> Option<(SourceReport, Option<Quote>)> {
+    if let Some(until) = skipped.get(&source) {
+        let report = SourceReport {
+            source,
+            elapsed: None,
+            outcome: Err(Unused::Blocked { until: *until }),
+        };
+        return Some((report, None));
+    }
     let answer = answers
         .iter()
         .find(|answer| answer.request.source == source && answer.request.pairs.contains(pair))?;

@@ -26,6 +26,10 @@ pub enum SourceFailure {
     Connect(String),
     #[error("rate limited (HTTP 429)")]
     RateLimited,
+    /// HTTP 451 or 403: the source refuses this node's address (a region it does not serve,
+    /// or a firewall). Asking again soon will not help.
+    #[error("blocked (HTTP {0})")]
+    Blocked(String),
     #[error("HTTP {0}")]
     Status(String),
     #[error("response body larger than {MAX_BODY_BYTES} bytes")]
@@ -42,6 +46,7 @@ crate::metrics::label_values! {
         Timeout => "timeout",
         Connect => "connect",
         RateLimited => "rate_limited",
+        Blocked => "blocked",
         HttpStatus => "http_status",
         BodyTooLarge => "body_too_large",
         Request => "request",
@@ -59,6 +64,7 @@ impl SourceFailure {
             Self::Timeout => FailureKind::Timeout,
             Self::Connect(_) => FailureKind::Connect,
             Self::RateLimited => FailureKind::RateLimited,
+            Self::Blocked(_) => FailureKind::Blocked,
             Self::Status(_) => FailureKind::HttpStatus,
             Self::BodyTooLarge => FailureKind::BodyTooLarge,
             Self::Request(_) => FailureKind::Request,
@@ -70,7 +76,7 @@ impl SourceFailure {
     }
 
     /// Worth another attempt: the next one may well succeed. A well-formed answer with a bad
-    /// value, or a 4xx other than 429, will not improve by asking again at once.
+    /// value, a block, or a 4xx other than 429, will not improve by asking again at once.
     fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -181,6 +187,9 @@ impl Fetcher {
         if status == StatusCode::TOO_MANY_REQUESTS {
             return Err((SourceFailure::RateLimited, retry_after(response.headers())));
         }
+        if status == StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS || status == StatusCode::FORBIDDEN {
+            return Err((SourceFailure::Blocked(status.to_string()), None));
+        }
         if !status.is_success() {
             return Err((SourceFailure::Status(status.to_string()), None));
         }
@@ -240,6 +249,7 @@ mod tests {
         assert!(SourceFailure::RateLimited.is_transient());
         assert!(SourceFailure::Status("503 Service Unavailable".into()).is_transient());
         assert!(!SourceFailure::Status("404 Not Found".into()).is_transient());
+        assert!(!SourceFailure::Blocked("451 Unavailable For Legal Reasons".into()).is_transient());
         assert!(!SourceFailure::BodyTooLarge.is_transient());
         assert!(!SourceFailure::Parse(ParseError::NotJson("html".into())).is_transient());
     }

@@ -1,7 +1,7 @@
 //! Where prices come from: one file per exchange, each parsing its real response shape into an
 //! exact [`UsdPrice`]; fetching over HTTP ([`fetch`]); the rules that decide which quotes count
-//! ([`rules`]); and the [`PriceFeed`] that asks every source once per observation and applies
-//! the rules.
+//! ([`rules`]); what the node remembers of each source ([`source_state`]); and the
+//! [`PriceFeed`] that asks every source once per observation and applies the rules.
 
 mod binance;
 mod coinbase;
@@ -10,6 +10,7 @@ mod feed;
 mod fetch;
 mod kraken;
 mod rules;
+mod source_state;
 mod value;
 
 pub use feed::{
@@ -17,6 +18,7 @@ pub use feed::{
 };
 pub use fetch::{FailureKind, SourceError, SourceFailure};
 pub use rules::{Exclusion, ExclusionKind, QuoteRules, SourcedPrice, median};
+pub use source_state::{SourceCondition, SourceStatus};
 pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 
