@@ -258,7 +258,7 @@ async fn a_dead_source_leaves_the_median_of_the_others() {
 }
 
 #[tokio::test]
-async fn an_outlier_source_is_left_out() {
+async fn an_outlier_source_is_left_out_and_counted() {
     let honest = mock_at("3000", 0.0, &[]).await;
     let wild = mock_at("6000", 0.0, &[]).await;
     let sources = [
@@ -268,12 +268,30 @@ async fn an_outlier_source_is_left_out() {
         (Source::Binance, wild.base_url()),
     ];
     let feed = feed_of(&sources, 2, 0);
+    let metrics = Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
     for (pair, report) in feed.observe().await {
+        metrics.observed(pair, &report);
         assert_eq!(price(&report).sources, 3, "{pair}");
         assert_eq!(
             exclusion_kind(&report, Source::Binance),
             ExclusionKind::Outlier
         );
+    }
+    let binance = metrics.source_excluded(Source::Binance, ExclusionKind::Outlier);
+    assert_eq!(binance.get(), 3, "one per pair");
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        r#"oracle_source_exclusions_total{source="binance",kind="outlier"} 3"#,
+        r#"oracle_source_exclusions_total{source="coinbase",kind="stale"} 0"#,
+        r#"oracle_source_last_quote{source="binance",pair="ETH/USD"} 6000.0"#,
+        r#"oracle_observation_sources{pair="ETH/USD"} 3"#,
+        r#"oracle_source_fetch_seconds_count{source="coinbase"} 3"#,
+        r#"oracle_source_fetch_seconds_count{source="kraken"} 3"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
     }
     let status = feed
         .source_statuses()
@@ -354,8 +372,8 @@ async fn a_blocked_source_is_skipped_for_an_hour() {
     };
 
     let reports = feed.observe().await;
-    for (_, report) in &reports {
-        metrics.observed(report);
+    for (pair, report) in &reports {
+        metrics.observed(*pair, report);
         assert_eq!(price(report).sources, 2);
         let err = failure(report, Source::Binance);
         assert_eq!(err.failure.kind(), FailureKind::Blocked, "{err}");
@@ -366,8 +384,8 @@ async fn a_blocked_source_is_skipped_for_an_hour() {
 
     let before = SystemTime::now();
     let reports = feed.observe().await;
-    for (_, report) in &reports {
-        metrics.observed(report);
+    for (pair, report) in &reports {
+        metrics.observed(*pair, report);
         assert_eq!(price(report).sources, 2);
         match outcome(report, Source::Binance) {
             Err(Unused::Blocked { until }) => {

@@ -70,7 +70,7 @@ impl Origination {
                 .await
                 .into_iter()
                 .map(|(pair, report)| {
-                    metrics.observed(&report);
+                    metrics.observed(pair, &report);
                     (pair, report.result)
                 })
                 .collect();
