@@ -58,6 +58,15 @@ pub enum Command {
     Price(PriceArgs),
     /// Serve the four exchange APIs locally with a random-walk price for every pair (tests,
     /// offline demos).
+    ///
+    /// Two POST endpoints change it while it runs:
+    ///
+    /// POST /mock/price?pair=ETH/USD&price=3060 sets that pair's price; the walk goes on from
+    /// there and the other pairs follow at their scale. Answers {"pair":…,"price":…}, or HTTP
+    /// 400 with {"error":…} for an unknown pair or a bad price.
+    ///
+    /// POST /mock/lag?seconds=300 makes Coingecko's last_updated_at that much older than now,
+    /// so nodes find its quotes stale (--max-quote-age); 0 undoes it.
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
@@ -476,6 +485,10 @@ pub struct MockExchangeArgs {
     /// How long a hang fault stalls before answering; longer than the clients' timeout.
     #[arg(long, env = "ORACLE_HANG", default_value = "15s", value_parser = parse_duration)]
     pub hang: Duration,
+    /// How much older than now Coingecko's last_updated_at says its quotes are (see POST
+    /// /mock/lag).
+    #[arg(long, env = "ORACLE_QUOTE_LAG", default_value = "0s", value_parser = parse_duration)]
+    pub quote_lag: Duration,
 }
 
 impl MockExchangeArgs {
@@ -488,7 +501,7 @@ impl MockExchangeArgs {
             fail_rate: self.fail_rate,
             faults: self.faults.clone(),
             hang: self.hang,
-            quote_lag: Duration::ZERO,
+            quote_lag: self.quote_lag,
         }
     }
 }

@@ -4,6 +4,12 @@
 //! sends) and, on request, a share of faulty answers to exercise the clients' error handling.
 //! Every other pair is the same walk at its own scale ([`scale`]), so one `--price` sets them
 //! all.
+//!
+//! Two POST endpoints move it while it runs, for demos and tests:
+//! - `POST /mock/price?pair=ETH/USD&price=3060` sets the pair's price (the walk goes on from
+//!   there, the other pairs follow at their scale);
+//! - `POST /mock/lag?seconds=300` makes Coingecko's `last_updated_at` that much older than now
+//!   (a stale quote).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,15 +17,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::extract::RawQuery;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -130,7 +138,7 @@ impl MockExchange {
             settings: Mutex::new(settings),
             requests: Default::default(),
         });
-        let app = Source::ALL.iter().fold(Router::new(), |router, &source| {
+        let exchanges = Source::ALL.iter().fold(Router::new(), |router, &source| {
             let shared = Arc::clone(&shared);
             // A source's requests share the path and differ in the query.
             let path = source
@@ -143,6 +151,17 @@ impl MockExchange {
                 get(move |RawQuery(query): RawQuery| answer(Arc::clone(&shared), source, query)),
             )
         });
+        let price_shared = Arc::clone(&shared);
+        let lag_shared = Arc::clone(&shared);
+        let app = exchanges
+            .route(
+                "/mock/price",
+                post(move |query| set_price(Arc::clone(&price_shared), query)),
+            )
+            .route(
+                "/mock/lag",
+                post(move |query| set_lag(Arc::clone(&lag_shared), query)),
+            );
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 log::error!("mock exchange server stopped: {err}");
@@ -321,6 +340,58 @@ fn cents(price: f64) -> String {
         .max(Decimal::new(1, 2))
         .normalize()
         .to_string()
+}
+
+/// `POST /mock/price?pair=…&price=…`.
+#[derive(Debug, Deserialize)]
+struct PriceChange {
+    pair: String,
+    price: String,
+}
+
+/// `POST /mock/lag?seconds=…`.
+#[derive(Debug, Deserialize)]
+struct LagChange {
+    seconds: u64,
+}
+
+async fn set_price(
+    shared: Arc<Shared>,
+    query: Result<Query<PriceChange>, QueryRejection>,
+) -> Response {
+    let change = match query {
+        Ok(Query(change)) => change,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    let pair: Pair = match change.pair.parse() {
+        Ok(pair) => pair,
+        Err(err) => return bad_request(&err.to_string()),
+    };
+    let price = match UsdPrice::parse_quote(&change.price) {
+        Ok(price) => price,
+        Err(err) => return bad_request(&format!("price: {err}")),
+    };
+    shared.set_price(pair, price);
+    log::info!("mock exchange: {pair} set to {price}");
+    axum::Json(serde_json::json!({"pair": pair, "price": price})).into_response()
+}
+
+async fn set_lag(shared: Arc<Shared>, query: Result<Query<LagChange>, QueryRejection>) -> Response {
+    let seconds = match query {
+        Ok(Query(change)) => change.seconds,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    shared.set_quote_lag(Duration::from_secs(seconds));
+    log::info!("mock exchange: Coingecko quotes lag {seconds} s");
+    axum::Json(serde_json::json!({"quote_lag_seconds": seconds})).into_response()
+}
+
+fn bad_request(reason: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({"error": reason})),
+    )
+        .into_response()
 }
 
 fn step_walk(walk: &mut Walk, settings: &MockSettings) {

@@ -661,7 +661,7 @@ fn bad_flags_explain_themselves() {
 }
 
 #[test]
-fn help_shows_the_source_defaults() {
+fn help_shows_the_source_defaults_and_the_mocks_controls() {
     let dir = tempfile::tempdir().unwrap();
     let help = oracle(dir.path(), &["price", "--help"]);
     for text in [
@@ -673,6 +673,13 @@ fn help_shows_the_source_defaults() {
         "--max-source-deviation <MAX_SOURCE_DEVIATION>",
         "[default: 2%]",
         "[default: 5s]",
+    ] {
+        prints(&help, text);
+    }
+    let help = oracle(dir.path(), &["mock-exchange", "--help"]);
+    for text in [
+        "POST /mock/price?pair=ETH/USD&price=3060",
+        "POST /mock/lag?seconds=300",
     ] {
         prints(&help, text);
     }

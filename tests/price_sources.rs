@@ -1,6 +1,6 @@
 //! The price feed against the mock exchange and misbehaving servers, over real HTTP on loopback:
-//! one request per source per observation, the rules that leave quotes out, and blocked
-//! sources.
+//! one request per source per observation, the rules that leave quotes out, blocked sources, and
+//! the mock's own controls.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -332,7 +332,13 @@ async fn a_stale_coingecko_quote_is_left_out() {
     let reports = feed.observe().await;
     assert_eq!(price(of(&reports, Pair::EthUsd)).sources, 4);
 
-    exchange.set_quote_lag(Duration::from_secs(300));
+    // Through the mock's HTTP control, as an operator would.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/mock/lag?seconds=300", exchange.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
     let reports = feed.observe().await;
     for (pair, report) in &reports {
         assert_eq!(price(report).sources, 3, "{pair}");
@@ -468,6 +474,53 @@ async fn oversized_and_cut_off_answers_are_errors() {
         .observe()
         .await;
     assert!(of(&reports, Pair::EthUsd).result.is_err());
+}
+
+#[tokio::test]
+async fn posting_a_price_moves_the_mock_and_bad_input_is_refused() {
+    let exchange = mock(0.0, &[]).await;
+    let client = reqwest::Client::new();
+    let post = |query: &str| {
+        client
+            .post(format!("{}/mock/price?{query}", exchange.base_url()))
+            .send()
+    };
+
+    let answer = post("pair=BTC/USD&price=90300").await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"pair": "BTC/USD", "price": "90300.00000000"})
+    );
+    let reports = feed(&exchange.base_url(), &Source::ALL, 4, 0)
+        .observe()
+        .await;
+    assert_eq!(price(of(&reports, Pair::BtcUsd)).price, usd("90300"));
+    // The other pairs follow the same walk.
+    assert_eq!(price(of(&reports, Pair::EthUsd)).price, usd("3010"));
+
+    for query in [
+        "pair=DOGE/USD&price=1",
+        "pair=ETH/USD&price=-5",
+        "pair=ETH/USD&price=cheap",
+        "pair=ETH/USD",
+        "",
+    ] {
+        let answer = post(query).await.unwrap();
+        assert_eq!(answer.status(), 400, "{query}");
+        let body: serde_json::Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{query}: {body}"
+        );
+    }
+    let answer = client
+        .post(format!("{}/mock/lag?seconds=soon", exchange.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
 }
 
 async fn closed_port() -> SocketAddr {
