@@ -1,7 +1,7 @@
 //! Where prices come from: one file per exchange, each parsing its real response shape into an
-//! exact [`UsdPrice`]; fetching over HTTP ([`fetch`]); the rules that decide which quotes count
-//! ([`rules`]); what the node remembers of each source ([`source_state`]); and the
-//! [`PriceFeed`] that asks every source once per observation and applies the rules.
+//! exact [`UsdPrice`]; fetching over HTTP (`fetch`); the rules that decide which quotes count
+//! (`rules`); what the node remembers of each source (`source_state`); and the [`PriceFeed`]
+//! that asks every source once per observation and applies the rules.
 
 mod binance;
 mod coinbase;
