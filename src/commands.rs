@@ -73,32 +73,31 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `oracle price`: for each pair, its name, one line per source, then the median; exit 1 when
-/// any pair is below `--min-sources`.
+/// `oracle price`: one observation, as a node makes it. For each pair its name, one line per
+/// source (its quote, or why it is not used), then the median; exit 1 when any pair has none.
 pub async fn price(args: &PriceArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.sources.feed_settings()?;
-    let required = settings.min_sources;
-    let pairs = settings.pairs;
-    let feed = PriceFeed::new(settings)?;
+    let feed = PriceFeed::new(args.sources.feed_settings()?)?;
+    let required = feed.settings().rules.min_sources;
     let mut code = ExitCode::SUCCESS;
-    for pair in pairs.iter() {
-        let report = feed.fetch_all(pair).await;
+    for (pair, report) in feed.observe().await {
         println!("{:<10} {pair}", "pair");
-        for (source, result) in &report.results {
-            match result {
-                Ok(price) => println!("{:<10} {price}", source.name()),
-                Err(err) => println!("{:<10} error: {err}", source.name()),
+        for source in &report.sources {
+            let name = source.source.name();
+            match &source.outcome {
+                Ok(price) => println!("{name:<10} {price}"),
+                Err(unused) => println!("{name:<10} {unused}"),
             }
         }
-        let answered = report.prices().len();
-        let total = report.results.len();
-        match report.median(required) {
-            Ok(median) => {
-                println!("{:<10} {median} ({answered} of {total} sources)", "median");
-            }
+        let total = report.sources.len();
+        match report.result {
+            Ok(median) => println!(
+                "{:<10} {} ({} of {total} sources)",
+                "median", median.price, median.sources
+            ),
             Err(_) => {
+                let used = report.sources.iter().filter(|s| s.outcome.is_ok()).count();
                 println!(
-                    "{:<10} none: {answered} of {total} sources answered, {required} required",
+                    "{:<10} none: {used} of {total} sources usable, {required} required",
                     "median"
                 );
                 code = ExitCode::FAILURE;

@@ -24,7 +24,7 @@ use crate::network::{
 use crate::node::NodeSettings;
 use crate::pair::{Pair, PairSet};
 use crate::pool::PoolSettings;
-use crate::price::{FeedSettings, Source, UsdPrice};
+use crate::price::{FeedSettings, QuoteRules, Source, UsdPrice};
 use crate::store::{DatabaseUrl, DbSettings};
 use crate::trigger::TriggerSettings;
 use crate::writer::LeaseSettings;
@@ -59,6 +59,15 @@ pub enum Command {
     Price(PriceArgs),
     /// Serve the four exchange APIs locally with a random-walk price for every pair (tests,
     /// offline demos).
+    ///
+    /// Two POST endpoints change it while it runs:
+    ///
+    /// POST /mock/price?pair=ETH/USD&price=3060 sets that pair's price; the walk goes on from
+    /// there and the other pairs follow at their scale. Answers {"pair":…,"price":…}, or HTTP
+    /// 400 with {"error":…} for an unknown pair or a bad price.
+    ///
+    /// POST /mock/lag?seconds=300 makes Coingecko's last_updated_at that much older than now,
+    /// so nodes find its quotes stale (--max-quote-age); 0 undoes it.
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
@@ -316,19 +325,31 @@ pub struct SourceArgs {
         default_value = Pair::DEFAULT.name()
     )]
     pub pairs: Vec<Pair>,
-    /// Comma-separated price sources; the median of those that answer is used.
+    /// Comma-separated price sources, each asked once per observation; the median of their
+    /// quotes is used, less stale quotes and outliers (--max-quote-age, --max-source-deviation).
     /// Binance quotes USDT, a dollar stablecoin, not USD.
     #[arg(
         long,
         env = "ORACLE_SOURCES",
         value_enum,
         value_delimiter = ',',
-        default_value = "coinbase"
+        default_value = "coinbase,coingecko,kraken,binance"
     )]
     pub sources: Vec<Source>,
-    /// Fewest sources that must answer for a price to be used.
-    #[arg(long, env = "ORACLE_MIN_SOURCES", default_value_t = 1)]
+    /// Fewest sources whose quotes must be left after the rules for a price; with fewer the
+    /// node signs nothing for the pair. The default, 2, keeps any one source from setting a
+    /// node's price alone (docs/sources.md).
+    #[arg(long, env = "ORACLE_MIN_SOURCES", default_value_t = 2)]
     pub min_sources: usize,
+    /// A quote whose source says it was last updated longer ago than this is left out as stale
+    /// (Coingecko says so; the exchanges quote their last trade).
+    #[arg(long, env = "ORACLE_MAX_QUOTE_AGE", default_value = "2m", value_parser = parse_duration)]
+    pub max_quote_age: Duration,
+    /// A quote further than this from the median of the other sources' quotes (for an even
+    /// number of others: from the nearer of their two middle quotes) is left out as an
+    /// outlier. A percentage like 2% or a fraction like 0.02.
+    #[arg(long, env = "ORACLE_MAX_SOURCE_DEVIATION", default_value = "2%", value_parser = parse_ratio)]
+    pub max_source_deviation: Decimal,
     /// Base URL for every source, e.g. a mock exchange at http://127.0.0.1:8099.
     #[arg(long, env = "ORACLE_SOURCE_BASE_URL", value_parser = parse_http_url)]
     pub source_base_url: Option<Url>,
@@ -344,10 +365,13 @@ pub struct SourceArgs {
     /// Base URL of Binance [default: https://api.binance.com].
     #[arg(long, env = "ORACLE_BINANCE_URL", value_parser = parse_http_url)]
     pub binance_url: Option<Url>,
-    /// Time limit of one HTTP request to a source.
-    #[arg(long, env = "ORACLE_SOURCE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    /// Time limit of one HTTP request to a source. A whole observation, retries included, ends
+    /// after twice this: a source that hangs delays the others by no more.
+    #[arg(long, env = "ORACLE_SOURCE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub source_timeout: Duration,
-    /// Retries after a timeout, connection error, HTTP 5xx or 429 (backoff 250ms, doubling).
+    /// Retries after a timeout, connection error, HTTP 5xx or 429 (backoff 250ms, doubling),
+    /// within the observation's time. A source answering HTTP 451 or 403 (it does not serve
+    /// this region) is not retried, but skipped for an hour.
     #[arg(long, env = "ORACLE_SOURCE_RETRIES", default_value_t = 2)]
     pub source_retries: u32,
 }
@@ -377,9 +401,8 @@ impl SourceArgs {
             anyhow::bail!("--pairs needs at least one pair");
         }
         for pair in pairs.iter() {
-            let (quoting, not): (Vec<Source>, Vec<Source>) = sources
-                .iter()
-                .partition(|source| source.path(pair).is_some());
+            let (quoting, not): (Vec<Source>, Vec<Source>) =
+                sources.iter().partition(|source| source.quotes(pair));
             if quoting.len() < self.min_sources {
                 anyhow::bail!(
                     "{pair}: only {} of the --sources quote it ({} cannot), fewer than --min-sources {}",
@@ -408,7 +431,11 @@ impl SourceArgs {
         Ok(FeedSettings {
             pairs,
             endpoints,
-            min_sources: self.min_sources,
+            rules: QuoteRules {
+                min_sources: self.min_sources,
+                max_quote_age: self.max_quote_age,
+                max_deviation: self.max_source_deviation,
+            },
             timeout: self.source_timeout,
             retries: self.source_retries,
             backoff: SOURCE_BACKOFF,
@@ -446,7 +473,8 @@ pub struct MockExchangeArgs {
     /// Share of answers (0.0 to 1.0) that are faults instead of prices.
     #[arg(long, env = "ORACLE_FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
     pub fail_rate: f64,
-    /// Comma-separated faults to pick from.
+    /// Comma-separated faults to pick from. The default leaves out blocked (HTTP 451), after
+    /// which a node does not ask the source for an hour.
     #[arg(
         long,
         env = "ORACLE_FAULTS",
@@ -458,6 +486,10 @@ pub struct MockExchangeArgs {
     /// How long a hang fault stalls before answering; longer than the clients' timeout.
     #[arg(long, env = "ORACLE_HANG", default_value = "15s", value_parser = parse_duration)]
     pub hang: Duration,
+    /// How much older than now Coingecko's last_updated_at says its quotes are (see POST
+    /// /mock/lag).
+    #[arg(long, env = "ORACLE_QUOTE_LAG", default_value = "0s", value_parser = parse_duration)]
+    pub quote_lag: Duration,
 }
 
 impl MockExchangeArgs {
@@ -470,6 +502,7 @@ impl MockExchangeArgs {
             fail_rate: self.fail_rate,
             faults: self.faults.clone(),
             hang: self.hang,
+            quote_lag: self.quote_lag,
         }
     }
 }
@@ -1123,10 +1156,10 @@ mod tests {
         };
         let settings = args.sources.feed_settings().unwrap();
         let feed = crate::price::PriceFeed::new(settings.clone()).unwrap();
-        let urls: Vec<_> = feed.quote_urls(Pair::EthUsd);
-        let urls: Vec<_> = urls
+        let urls: Vec<_> = feed
+            .requests()
             .iter()
-            .map(|(source, url)| (*source, url.as_str()))
+            .map(|request| (request.source, request.url.as_str()))
             .collect();
         assert_eq!(
             urls,
@@ -1141,26 +1174,42 @@ mod tests {
                 ),
                 (
                     Source::Binance,
-                    "https://binance.example/prefix/api/v3/ticker/price?symbol=ETHUSDT"
+                    "https://binance.example/prefix/api/v3/ticker/price?symbols=%5B%22ETHUSDT%22%5D"
                 ),
             ]
         );
-        assert_eq!(settings.timeout, Duration::from_secs(10));
+        assert_eq!(settings.timeout, Duration::from_secs(5));
     }
 
     #[test]
-    fn default_source_is_the_public_coinbase_api() {
+    fn defaults_are_the_four_public_apis_and_two_sources_per_price() {
         let Command::Price(args) = parse(&["price"]).unwrap().command else {
             panic!("not the price command")
         };
         let settings = args.sources.feed_settings().unwrap();
         assert_eq!(settings.pairs, PairSet::only(Pair::EthUsd));
-        let feed = crate::price::PriceFeed::new(settings).unwrap();
-        let urls = feed.quote_urls(Pair::EthUsd);
-        assert_eq!(urls.len(), 1);
         assert_eq!(
-            urls[0].1.as_str(),
-            "https://api.coinbase.com/v2/exchange-rates?currency=ETH"
+            settings.rules,
+            QuoteRules {
+                min_sources: 2,
+                max_quote_age: Duration::from_secs(120),
+                max_deviation: Decimal::new(2, 2),
+            }
+        );
+        let feed = crate::price::PriceFeed::new(settings).unwrap();
+        let urls: Vec<&str> = feed
+            .requests()
+            .iter()
+            .map(|request| request.url.as_str())
+            .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://api.coinbase.com/v2/exchange-rates?currency=ETH",
+                "https://api.coingecko.com/api/v3/simple/price?ids=ethereum&vs_currencies=usd&include_last_updated_at=true",
+                "https://api.kraken.com/0/public/Ticker?pair=ETHUSD",
+                "https://api.binance.com/api/v3/ticker/price?symbols=%5B%22ETHUSDT%22%5D",
+            ]
         );
     }
 
@@ -1170,6 +1219,8 @@ mod tests {
             &["price", "--sources", "bitstamp"][..],
             &["price", "--source-base-url", "ftp://x"],
             &["price", "--source-timeout", "ten"],
+            &["price", "--max-source-deviation", "150%"],
+            &["price", "--max-quote-age", "old"],
             &["mock-exchange", "--fail-rate", "1.5"],
             &["mock-exchange", "--price", "-3"],
             &["mock-exchange", "--volatility", "NaN"],
@@ -1191,11 +1242,16 @@ mod tests {
             pairs.iter().collect::<Vec<_>>(),
             [Pair::BtcUsd, Pair::SolUsd]
         );
-        let Command::Price(args) = parse(&["price", "--min-sources", "2"]).unwrap().command else {
-            panic!("not the price command")
-        };
-        let err = args.sources.feed_settings().unwrap_err().to_string();
-        assert!(err.contains("--min-sources"), "{err}");
+        for args in [
+            &["price", "--min-sources", "5"][..],
+            &["price", "--sources", "coinbase"],
+        ] {
+            let Command::Price(args) = parse(args).unwrap().command else {
+                panic!("not the price command")
+            };
+            let err = args.sources.feed_settings().unwrap_err().to_string();
+            assert!(err.contains("--min-sources"), "{err}");
+        }
     }
 
     #[test]

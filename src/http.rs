@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::pool::PoolCounts;
+use crate::price::SourceStatus;
 
 /// What `/status` shows; the node refreshes it about once a second.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -36,6 +37,8 @@ pub struct NodeStatus {
     pub pool: PoolCounts,
     /// This node's latest observation of each pair it signs, by pair.
     pub last_observations: std::collections::BTreeMap<String, Observed>,
+    /// Each price source's state: ok, failing or blocked, its last quotes, error and exclusion.
+    pub sources: Vec<SourceStatus>,
     /// The newest price id this node stored as the writer.
     pub last_stored_id: Option<String>,
     /// Why the node is unhealthy; empty when it is healthy (the rules are in the README).
@@ -48,6 +51,8 @@ pub struct Observed {
     pub price: String,
     /// Unix seconds.
     pub observed_at: u64,
+    /// How many sources the price is the median of.
+    pub sources: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -1,18 +1,21 @@
 //! Counters every part of a node updates, kept in one prometheus-client registry so that
 //! `/metrics` (and the tests and benchmarks) read the same numbers.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use rust_decimal::prelude::ToPrimitive;
 
 use crate::cosign::{CosignRefusal, FallbackOutcome};
 use crate::message::GossipKind;
 use crate::network::validation::RefusalReason;
 use crate::pair::Pair;
-use crate::price::{FailureKind, Source};
+use crate::price::{ExclusionKind, FailureKind, PairReport, Source, Unused};
 use crate::trigger::Reason;
 
 /// Defines an enum of metric label values, each variant with the exact text `/metrics` shows
@@ -191,6 +194,20 @@ pub struct RoundStartLabels {
     pub trigger: Reason,
 }
 
+/// A price source and why one of its quotes was left out.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceExclusionLabels {
+    pub source: Source,
+    pub kind: ExclusionKind,
+}
+
+/// A price source and a pair.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourcePairLabels {
+    pub source: Source,
+    pub pair: Pair,
+}
+
 /// A pair, e.g. `pair="ETH/USD"`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PairLabel {
@@ -268,8 +285,16 @@ pub struct Metrics {
     pub connected_peers: Gauge,
     /// Seconds from a price's observation to this node holding the quorum for it.
     pub quorum_seconds: Histogram,
+    /// Per pair quoted: the time of the request that carried the quote, retries included. One
+    /// sample per pair, so that its count is the number of quotes asked for, which failures
+    /// and exclusions (also per pair) are shares of.
     pub source_fetch_seconds: HistogramFamily<SourceLabel>,
     pub source_failures: Family<SourceFailureLabels, Counter>,
+    pub source_exclusions: Family<SourceExclusionLabels, Counter>,
+    /// Each source's last quote of each pair in USD, also when it was left out.
+    pub source_last_quote: Family<SourcePairLabels, Gauge<f64, AtomicU64>>,
+    /// How many sources the last price of each pair is the median of; 0 when it had none.
+    pub observation_sources: Family<PairLabel, Gauge>,
     pub db_statements: Family<StatementLabel, Counter>,
     pub db_failures: Family<StatementLabel, Counter>,
     pub lease_writer: Gauge,
@@ -309,6 +334,9 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.01, 2.0, 13))
             }),
             source_failures: Family::default(),
+            source_exclusions: Family::default(),
+            source_last_quote: Family::default(),
+            observation_sources: Family::default(),
             db_statements: Family::default(),
             db_failures: Family::default(),
             lease_writer: Gauge::default(),
@@ -445,13 +473,31 @@ impl Metrics {
         );
         registry.register(
             "source_fetch_seconds",
-            "Time to get a price from a source, retries included, by source",
+            "Time to get a pair's quote from a source (the request that carried it, retries \
+             included), one sample per pair, by source",
             self.source_fetch_seconds.clone(),
         );
         registry.register(
             "source_failures",
-            "Price fetches that failed after all retries, by source and kind",
+            "Quotes of a pair a source did not give after all retries, by source and kind \
+             (blocked: HTTP 451 or 403, then not asked for an hour)",
             self.source_failures.clone(),
+        );
+        registry.register(
+            "source_exclusions",
+            "Quotes of a pair left out of the price, by source and kind (outlier: too far from \
+             the other sources; stale: too old by the source's own timestamp)",
+            self.source_exclusions.clone(),
+        );
+        registry.register(
+            "source_last_quote",
+            "Each source's last quote of each pair in USD, also when it was left out",
+            self.source_last_quote.clone(),
+        );
+        registry.register(
+            "observation_sources",
+            "How many sources the last observation of each pair is the median of (0: none)",
+            self.observation_sources.clone(),
         );
         registry.register(
             "db_statements",
@@ -566,6 +612,54 @@ impl Metrics {
     /// Messages rejected for `reason`.
     pub fn rejected(&self, reason: RefusalReason) -> Counter {
         Self::counter(&self.messages_rejected, RefusalLabel { reason })
+    }
+
+    /// Quotes of `source` left out as `kind`.
+    pub fn source_excluded(&self, source: Source, kind: ExclusionKind) -> Counter {
+        Self::counter(
+            &self.source_exclusions,
+            SourceExclusionLabels { source, kind },
+        )
+    }
+
+    /// Counts what an observation of `pair` showed of each source: the request's latency, the
+    /// quote, a failure or an exclusion, and how many sources the price came from.
+    pub fn observed(&self, pair: Pair, report: &PairReport) {
+        for answer in &report.sources {
+            let source = answer.source;
+            // At zero from the first observation, so that alerts see 0 rather than nothing.
+            for kind in ExclusionKind::ALL {
+                self.source_excluded(source, *kind);
+            }
+            if let Some(elapsed) = answer.elapsed {
+                self.source_fetch_seconds
+                    .get_or_create(&SourceLabel { source })
+                    .observe(elapsed.as_secs_f64());
+            }
+            let quote = match &answer.outcome {
+                Ok(price) => Some(*price),
+                Err(Unused::Excluded { price, exclusion }) => {
+                    self.source_excluded(source, exclusion.kind()).inc();
+                    Some(*price)
+                }
+                Err(Unused::Failed(error)) => {
+                    let kind = error.failure.kind();
+                    Self::counter(&self.source_failures, SourceFailureLabels { source, kind })
+                        .inc();
+                    None
+                }
+                Err(Unused::Blocked { .. }) => None,
+            };
+            if let Some(price) = quote {
+                self.source_last_quote
+                    .get_or_create(&SourcePairLabels { source, pair })
+                    .set(price.to_decimal().to_f64().unwrap_or(f64::NAN));
+            }
+        }
+        let sources = report.result.as_ref().map_or(0, |price| price.sources);
+        self.observation_sources
+            .get_or_create(&PairLabel { pair })
+            .set(i64::try_from(sources).unwrap_or(i64::MAX));
     }
 
     /// Messages ignored for `reason`.

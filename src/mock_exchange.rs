@@ -1,27 +1,39 @@
 //! A local stand-in for the four exchange APIs, so tests and offline demos never touch the
 //! internet. It serves one random-walk ETH price on each exchange's real path and response shape
-//! and, on request, a share of faulty answers to exercise the clients' error handling. Every
-//! other pair is the same walk at its own scale ([`scale`]), so one `--price` sets them all.
+//! (several pairs in one answer where the exchange does that, for the queries this client
+//! sends) and, on request, a share of faulty answers to exercise the clients' error handling.
+//! Every other pair is the same walk at its own scale ([`scale`]), so one `--price` sets them
+//! all.
+//!
+//! Two POST endpoints move it while it runs, for demos and tests:
+//! - `POST /mock/price?pair=ETH/USD&price=3060` sets the pair's price (the walk goes on from
+//!   there, the other pairs follow at their scale);
+//! - `POST /mock/lag?seconds=300` makes Coingecko's `last_updated_at` that much older than now
+//!   (a stale quote).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
-use axum::extract::RawQuery;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, RawQuery};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::pair::Pair;
+use crate::pair::{Pair, PairSet};
 use crate::price::{Source, UsdPrice};
+use crate::writer::unix_seconds;
 
 /// A kind of bad answer the mock can give instead of a price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -36,15 +48,18 @@ pub enum Fault {
     NonNumeric,
     /// No answer until the hang time has passed (longer than a client's timeout).
     Hang,
+    /// HTTP 451 with Binance's answer to an address in a region it does not serve.
+    Blocked,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::ServerError,
         Fault::RateLimited,
         Fault::Html,
         Fault::NonNumeric,
         Fault::Hang,
+        Fault::Blocked,
     ];
 }
 
@@ -65,6 +80,8 @@ pub struct MockSettings {
     pub faults: Vec<Fault>,
     /// How long a `hang` fault stalls before answering.
     pub hang: Duration,
+    /// How much older than now Coingecko's `last_updated_at` says its quotes are.
+    pub quote_lag: Duration,
 }
 
 impl MockSettings {
@@ -78,6 +95,7 @@ impl MockSettings {
             fail_rate: 0.0,
             faults: Vec::new(),
             hang: Duration::from_secs(15),
+            quote_lag: Duration::ZERO,
         }
     }
 }
@@ -91,6 +109,8 @@ struct Walk {
 struct Shared {
     settings: Mutex<MockSettings>,
     walk: Mutex<Walk>,
+    /// Requests answered, by source (in [`Source::ALL`] order).
+    requests: [AtomicU64; Source::ALL.len()],
 }
 
 /// A running mock exchange. Dropping it stops the server.
@@ -116,17 +136,32 @@ impl MockExchange {
                 rng,
             }),
             settings: Mutex::new(settings),
+            requests: Default::default(),
         });
-        let app = Source::ALL.iter().fold(Router::new(), |router, &source| {
+        let exchanges = Source::ALL.iter().fold(Router::new(), |router, &source| {
             let shared = Arc::clone(&shared);
-            // A source's pairs share the path and differ in the query.
-            let path = source.path(Pair::DEFAULT).unwrap_or_default();
-            let path = path.split('?').next().unwrap_or_default();
+            // A source's requests share the path and differ in the query.
+            let path = source
+                .requests(PairSet::ALL)
+                .first()
+                .and_then(|request| request.path.split('?').next().map(str::to_owned))
+                .unwrap_or_default();
             router.route(
-                path,
+                &path,
                 get(move |RawQuery(query): RawQuery| answer(Arc::clone(&shared), source, query)),
             )
         });
+        let price_shared = Arc::clone(&shared);
+        let lag_shared = Arc::clone(&shared);
+        let app = exchanges
+            .route(
+                "/mock/price",
+                post(move |query| set_price(Arc::clone(&price_shared), query)),
+            )
+            .route(
+                "/mock/lag",
+                post(move |query| set_lag(Arc::clone(&lag_shared), query)),
+            );
         let server = tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 log::error!("mock exchange server stopped: {err}");
@@ -148,9 +183,19 @@ impl MockExchange {
         format!("http://{}", self.addr)
     }
 
-    /// Jumps the walk to `price`.
+    /// Jumps the walk to `price` (of ETH/USD).
     pub fn set_price(&self, price: UsdPrice) {
-        lock(&self.shared.walk).price = price.to_decimal().to_f64().unwrap_or(1.0);
+        self.shared.set_price(Pair::EthUsd, price);
+    }
+
+    /// Makes Coingecko's `last_updated_at` `lag` older than now.
+    pub fn set_quote_lag(&self, lag: Duration) {
+        self.shared.set_quote_lag(lag);
+    }
+
+    /// How many requests for `source` the mock has answered (faults included).
+    pub fn requests(&self, source: Source) -> u64 {
+        self.shared.requests[source_index(source)].load(Ordering::Relaxed)
     }
 
     /// Changes the share and kinds of faulty answers.
@@ -172,6 +217,25 @@ impl Drop for MockExchange {
     }
 }
 
+impl Shared {
+    /// Jumps the walk so that `pair` is at `price`.
+    fn set_price(&self, pair: Pair, price: UsdPrice) {
+        let usd = price.to_decimal().to_f64().unwrap_or(1.0);
+        lock(&self.walk).price = usd / scale(pair);
+    }
+
+    fn set_quote_lag(&self, lag: Duration) {
+        lock(&self.settings).quote_lag = lag;
+    }
+}
+
+fn source_index(source: Source) -> usize {
+    Source::ALL
+        .iter()
+        .position(|known| *known == source)
+        .unwrap_or_default()
+}
+
 /// The mock's state stays consistent under a panic in another request, so a poisoned lock is
 /// still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,20 +251,30 @@ pub fn scale(pair: Pair) -> f64 {
     }
 }
 
-/// The pair whose quote `source` serves at this query string.
-fn pair_of(source: Source, query: Option<&str>) -> Option<Pair> {
-    Pair::ALL.into_iter().find(|pair| {
-        source
-            .path(*pair)
-            .is_some_and(|path| path.split_once('?').map(|(_, q)| q) == query)
-    })
+/// The pairs whose quotes `source` serves at this query string: those of the request this
+/// client sends for them (in its order of pairs).
+fn pairs_of(source: Source, query: Option<&str>) -> Option<PairSet> {
+    let query = query?;
+    (1..1u8 << Pair::ALL.len())
+        .map(|bits| {
+            Pair::ALL
+                .into_iter()
+                .enumerate()
+                .filter(|(index, _)| bits & (1 << index) != 0)
+                .map(|(_, pair)| pair)
+                .collect::<PairSet>()
+        })
+        .flat_map(|pairs| source.requests(pairs))
+        .find(|request| request.path.split_once('?').map(|(_, q)| q) == Some(query))
+        .map(|request| request.pairs)
 }
 
 async fn answer(shared: Arc<Shared>, source: Source, query: Option<String>) -> Response {
-    let Some(pair) = pair_of(source, query.as_deref()) else {
+    shared.requests[source_index(source)].fetch_add(1, Ordering::Relaxed);
+    let Some(pairs) = pairs_of(source, query.as_deref()) else {
         return (StatusCode::NOT_FOUND, "unknown market\n").into_response();
     };
-    let (price, fault, hang) = {
+    let (eth, fault, hang, lag) = {
         let settings = lock(&shared.settings).clone();
         let mut walk = lock(&shared.walk);
         step_walk(&mut walk, &settings);
@@ -210,21 +284,17 @@ async fn answer(shared: Arc<Shared>, source: Source, query: Option<String>) -> R
         } else {
             None
         };
-        (walk.price * scale(pair), fault, settings.hang)
+        (walk.price, fault, settings.hang, settings.quote_lag)
     };
-    // Cents, as exchanges quote, so every source shows the same value in its own format.
-    let price = Decimal::from_f64(price)
-        .unwrap_or(Decimal::ONE)
-        .round_dp(2)
-        .max(Decimal::new(1, 2));
-    log::debug!("{source}: {pair} {price}, fault {fault:?}");
+    let updated_at = unix_seconds(SystemTime::now()).saturating_sub(lag.as_secs());
+    let quotes: Vec<(Pair, String)> = pairs
+        .iter()
+        .map(|pair| (pair, cents(eth * scale(pair))))
+        .collect();
+    log::debug!("{source}: {quotes:?}, fault {fault:?}");
+    let prices = || json(quote_body(source, &quotes, true, updated_at));
     match fault {
-        None => json(quote_body(
-            source,
-            pair,
-            &price.normalize().to_string(),
-            true,
-        )),
+        None => prices(),
         Some(Fault::ServerError) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal server error\n").into_response()
         }
@@ -240,17 +310,88 @@ async fn answer(shared: Arc<Shared>, source: Source, query: Option<String>) -> R
              <body><h1>Checking your browser</h1></body></html>\n",
         )
             .into_response(),
-        Some(Fault::NonNumeric) => json(quote_body(source, pair, "not-a-number", false)),
+        Some(Fault::NonNumeric) => {
+            let broken: Vec<(Pair, String)> = pairs
+                .iter()
+                .map(|pair| (pair, "not-a-number".to_owned()))
+                .collect();
+            json(quote_body(source, &broken, false, updated_at))
+        }
         Some(Fault::Hang) => {
             tokio::time::sleep(hang).await;
-            json(quote_body(
-                source,
-                pair,
-                &price.normalize().to_string(),
-                true,
-            ))
+            prices()
         }
+        Some(Fault::Blocked) => (
+            StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS,
+            json(
+                r#"{"code":0,"msg":"Service unavailable from a restricted location according to 'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service if you believe you received this message in error."}"#
+                    .to_owned(),
+            ),
+        )
+            .into_response(),
     }
+}
+
+/// Cents, as exchanges quote, so every source shows the same value in its own format.
+fn cents(price: f64) -> String {
+    Decimal::from_f64(price)
+        .unwrap_or(Decimal::ONE)
+        .round_dp(2)
+        .max(Decimal::new(1, 2))
+        .normalize()
+        .to_string()
+}
+
+/// `POST /mock/price?pair=…&price=…`.
+#[derive(Debug, Deserialize)]
+struct PriceChange {
+    pair: String,
+    price: String,
+}
+
+/// `POST /mock/lag?seconds=…`.
+#[derive(Debug, Deserialize)]
+struct LagChange {
+    seconds: u64,
+}
+
+async fn set_price(
+    shared: Arc<Shared>,
+    query: Result<Query<PriceChange>, QueryRejection>,
+) -> Response {
+    let change = match query {
+        Ok(Query(change)) => change,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    let pair: Pair = match change.pair.parse() {
+        Ok(pair) => pair,
+        Err(err) => return bad_request(&err.to_string()),
+    };
+    let price = match UsdPrice::parse_quote(&change.price) {
+        Ok(price) => price,
+        Err(err) => return bad_request(&format!("price: {err}")),
+    };
+    shared.set_price(pair, price);
+    log::info!("mock exchange: {pair} set to {price}");
+    axum::Json(serde_json::json!({"pair": pair, "price": price})).into_response()
+}
+
+async fn set_lag(shared: Arc<Shared>, query: Result<Query<LagChange>, QueryRejection>) -> Response {
+    let seconds = match query {
+        Ok(Query(change)) => change.seconds,
+        Err(rejection) => return bad_request(&rejection.body_text()),
+    };
+    shared.set_quote_lag(Duration::from_secs(seconds));
+    log::info!("mock exchange: Coingecko quotes lag {seconds} s");
+    axum::Json(serde_json::json!({"quote_lag_seconds": seconds})).into_response()
+}
+
+fn bad_request(reason: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({"error": reason})),
+    )
+        .into_response()
 }
 
 fn step_walk(walk: &mut Walk, settings: &MockSettings) {
@@ -266,20 +407,52 @@ fn step_walk(walk: &mut Walk, settings: &MockSettings) {
     walk.last_step += settings.tick * steps as u32;
 }
 
-/// The source's real response shape. `numeric` is false when `price` is deliberately not a
-/// number, which Coingecko (whose price is a JSON number) must then send as a string.
-fn quote_body(source: Source, pair: Pair, price: &str, numeric: bool) -> String {
-    let symbol = source.symbol(pair).unwrap_or_default();
+/// The source's real response shape, quoting each of `quotes` (Coinbase answers for one
+/// currency: the first). `numeric` is false when the prices are deliberately not numbers, which
+/// Coingecko (whose price is a JSON number) must then send as strings.
+fn quote_body(source: Source, quotes: &[(Pair, String)], numeric: bool, updated_at: u64) -> String {
+    let symbol = |pair: Pair| source.symbol(pair).unwrap_or_default();
+    let each = |entry: &dyn Fn(&str, &str) -> String| {
+        quotes
+            .iter()
+            .map(|(pair, price)| entry(symbol(*pair), price))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     match source {
-        Source::Coinbase => format!(
-            r#"{{"data":{{"currency":"{symbol}","rates":{{"AED":"11476.23","USD":"{price}","USDC":"{price}","EUR":"2700.10"}}}}}}"#
-        ),
-        Source::Coingecko if numeric => format!(r#"{{"{symbol}":{{"usd":{price}}}}}"#),
-        Source::Coingecko => format!(r#"{{"{symbol}":{{"usd":"{price}"}}}}"#),
-        Source::Kraken => format!(
-            r#"{{"error":[],"result":{{"{symbol}":{{"a":["{price}","1","1.000"],"b":["{price}","2","2.000"],"c":["{price}","0.10000000"],"v":["1000.1","5000.2"],"p":["{price}","{price}"],"t":[100,500],"l":["{price}","{price}"],"h":["{price}","{price}"],"o":"{price}"}}}}}}"#
-        ),
-        Source::Binance => format!(r#"{{"symbol":"{symbol}","price":"{price}"}}"#),
+        Source::Coinbase => {
+            let (symbol, price) = quotes
+                .first()
+                .map(|(pair, price)| (symbol(*pair), price.as_str()))
+                .unwrap_or_default();
+            format!(
+                r#"{{"data":{{"currency":"{symbol}","rates":{{"AED":"11476.23","USD":"{price}","USDC":"{price}","EUR":"2700.10"}}}}}}"#
+            )
+        }
+        Source::Coingecko => {
+            let entries = each(&|id, price| {
+                let usd = if numeric {
+                    price.to_owned()
+                } else {
+                    format!(r#""{price}""#)
+                };
+                format!(r#""{id}":{{"usd":{usd},"last_updated_at":{updated_at}}}"#)
+            });
+            format!("{{{entries}}}")
+        }
+        Source::Kraken => {
+            let tickers = each(&|key, price| {
+                format!(
+                    r#""{key}":{{"a":["{price}","1","1.000"],"b":["{price}","2","2.000"],"c":["{price}","0.10000000"],"v":["1000.1","5000.2"],"p":["{price}","{price}"],"t":[100,500],"l":["{price}","{price}"],"h":["{price}","{price}"],"o":"{price}"}}"#
+                )
+            });
+            format!(r#"{{"error":[],"result":{{{tickers}}}}}"#)
+        }
+        Source::Binance => {
+            let tickers =
+                each(&|symbol, price| format!(r#"{{"symbol":"{symbol}","price":"{price}"}}"#));
+            format!("[{tickers}]")
+        }
     }
 }
 
@@ -292,40 +465,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_body_parses_back_to_the_price_of_its_pair_only() {
+    fn every_body_parses_back_to_the_prices_of_its_pairs_only() {
         for source in Source::ALL {
-            for pair in Pair::ALL {
-                let body = quote_body(source, pair, "3124.56", true);
-                assert_eq!(
-                    source.parse(pair, body.as_bytes()).unwrap().to_string(),
-                    "3124.56000000",
-                    "{source} {pair}"
-                );
-                let other = Pair::ALL.into_iter().find(|other| *other != pair).unwrap();
-                assert!(
-                    source.parse(other, body.as_bytes()).is_err(),
-                    "{source} {pair}"
-                );
-                let broken = quote_body(source, pair, "not-a-number", false);
-                assert!(source.parse(pair, broken.as_bytes()).is_err(), "{source}");
+            for request in source.requests(PairSet::ALL) {
+                let quotes: Vec<(Pair, String)> = request
+                    .pairs
+                    .iter()
+                    .map(|pair| (pair, format!("{}.56", 1000 + pair as u32)))
+                    .collect();
+                let body = quote_body(source, &quotes, true, 1_763_700_000);
+                for (pair, price) in &quotes {
+                    let quote = source.parse(*pair, body.as_bytes()).unwrap();
+                    assert_eq!(quote.price, UsdPrice::parse_quote(price).unwrap());
+                    let dated = source == Source::Coingecko;
+                    assert_eq!(quote.updated_at.is_some(), dated, "{source}");
+                }
+                for other in Pair::ALL
+                    .iter()
+                    .filter(|pair| !request.pairs.contains(**pair))
+                {
+                    assert!(source.parse(*other, body.as_bytes()).is_err(), "{source}");
+                }
+                let broken: Vec<(Pair, String)> = request
+                    .pairs
+                    .iter()
+                    .map(|pair| (pair, "not-a-number".to_owned()))
+                    .collect();
+                let broken = quote_body(source, &broken, false, 0);
+                for pair in request.pairs.iter() {
+                    assert!(source.parse(pair, broken.as_bytes()).is_err(), "{source}");
+                }
             }
         }
     }
 
     #[test]
-    fn each_pair_of_a_source_has_its_own_query_on_one_path() {
+    fn each_request_of_a_source_has_its_own_query_on_one_path() {
         for source in Source::ALL {
-            for pair in Pair::ALL {
-                let path = source.path(pair).unwrap();
-                let (_, query) = path.split_once('?').unwrap();
-                assert_eq!(pair_of(source, Some(query)), Some(pair), "{path}");
-                assert_eq!(
-                    path.split('?').next(),
-                    source.path(Pair::DEFAULT).unwrap().split('?').next()
-                );
+            let path_of = |request: &crate::price::Request| {
+                request
+                    .path
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let all = source.requests(PairSet::ALL);
+            for pairs in [
+                PairSet::ALL,
+                PairSet::only(Pair::BtcUsd),
+                [Pair::EthUsd, Pair::SolUsd].into_iter().collect(),
+            ] {
+                for request in source.requests(pairs) {
+                    let (_, query) = request.path.split_once('?').unwrap();
+                    assert_eq!(
+                        pairs_of(source, Some(query)),
+                        Some(request.pairs),
+                        "{request:?}"
+                    );
+                    assert_eq!(path_of(&request), path_of(&all[0]));
+                }
             }
-            assert_eq!(pair_of(source, Some("currency=DOGE")), None);
-            assert_eq!(pair_of(source, None), None);
+            assert_eq!(pairs_of(source, Some("currency=DOGE")), None);
+            assert_eq!(pairs_of(source, None), None);
         }
     }
 
@@ -339,6 +541,7 @@ mod tests {
             fail_rate: 0.0,
             faults: vec![],
             hang: Duration::ZERO,
+            quote_lag: Duration::ZERO,
         };
         let mut walk = Walk {
             price: 3000.0,

@@ -34,7 +34,7 @@ use crate::network::{self, NetworkHandle, NetworkSettings};
 use crate::node::{self, NodeSettings, RunningNode};
 use crate::pair::{Pair, PairSet};
 use crate::pool::{PoolSettings, VerifiedPrice};
-use crate::price::{FeedSettings, Source, UsdPrice};
+use crate::price::{FeedSettings, QuoteRules, Source, UsdPrice};
 use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation};
 use crate::store::lease::Participant;
 use crate::store::reports::StoredPrice;
@@ -157,7 +157,12 @@ pub fn node_settings(
         feed: FeedSettings {
             pairs: VALIDATION.pairs,
             endpoints: Vec::new(),
-            min_sources: 1,
+            // One source (see `fetch_from`): its quote is the price.
+            rules: QuoteRules {
+                min_sources: 1,
+                max_quote_age: Duration::from_secs(120),
+                max_deviation: Decimal::new(2, 2),
+            },
             timeout: Duration::from_secs(2),
             retries: 1,
             backoff: Duration::from_millis(50),

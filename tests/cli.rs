@@ -381,17 +381,12 @@ fn nodes_start_with_a_keystore_and_warn_once_about_a_plain_key() {
     assert!(!log.contains("not encrypted"), "{log}");
 }
 
-async fn run_price(base: String, extra: &'static [&'static str]) -> Output {
+/// `oracle price` with the default sources (all four) at `base`.
+async fn run_price(base: String, extra: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec![
-            "price",
-            "--sources",
-            "coinbase,coingecko,kraken,binance",
-            "--source-base-url",
-            &base,
-        ];
-        args.extend_from_slice(extra);
+        let mut args = vec!["price", "--source-base-url", &base];
+        args.extend(extra.iter().map(String::as_str));
         oracle(dir.path(), &args)
     })
     .await
@@ -413,7 +408,7 @@ async fn price_prints_four_quotes_and_the_median() {
     let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(0.0))
         .await
         .unwrap();
-    let output = run_price(exchange.base_url(), &[]).await;
+    let output = run_price(exchange.base_url(), Vec::new()).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     for name in ["coinbase", "coingecko", "kraken", "binance"] {
@@ -423,11 +418,37 @@ async fn price_prints_four_quotes_and_the_median() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn price_names_a_quote_left_out_and_why() {
+    let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(0.0))
+        .await
+        .unwrap();
+    let wild = MockExchange::start(
+        "127.0.0.1:0".parse().unwrap(),
+        MockSettings::steady(UsdPrice::parse_quote("6000").unwrap()),
+    )
+    .await
+    .unwrap();
+    let output = run_price(
+        exchange.base_url(),
+        vec!["--binance-url".into(), wild.base_url()],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let out = stdout(&output);
+    assert!(
+        field(&out, "binance").starts_with("left out, outlier: 6000.00000000 is 100 %"),
+        "{out}"
+    );
+    assert_eq!(field(&out, "median"), "3000.00000000 (3 of 4 sources)");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn price_prints_a_block_per_pair() {
     let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(0.0))
         .await
         .unwrap();
-    let output = run_price(exchange.base_url(), &["--pairs", "BTC/USD,SOL/USD"]).await;
+    let pairs = vec!["--pairs".into(), "BTC/USD,SOL/USD".into()];
+    let output = run_price(exchange.base_url(), pairs).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let out = stdout(&output);
     let blocks: Vec<&str> = out
@@ -449,11 +470,8 @@ async fn price_with_every_answer_faulty_exits_1_with_a_line_per_source() {
     let exchange = MockExchange::start("127.0.0.1:0".parse().unwrap(), mock_settings(1.0))
         .await
         .unwrap();
-    let output = run_price(
-        exchange.base_url(),
-        &["--source-timeout", "300ms", "--source-retries", "1"],
-    )
-    .await;
+    let flags = ["--source-timeout", "300ms", "--source-retries", "1"];
+    let output = run_price(exchange.base_url(), flags.map(String::from).to_vec()).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     let out = stdout(&output);
     for name in ["coinbase", "coingecko", "kraken", "binance"] {
@@ -637,6 +655,34 @@ fn bad_flags_explain_themselves() {
         .output()
         .unwrap();
     fails_saying(&output, "--min-sources 3");
+    // At least two sources by default: one alone is refused.
+    let output = oracle(dir.path(), &["price", "--sources", "coinbase"]);
+    fails_saying(&output, "--min-sources 2");
+}
+
+#[test]
+fn help_shows_the_source_defaults_and_the_mocks_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = oracle(dir.path(), &["price", "--help"]);
+    for text in [
+        "[default: coinbase,coingecko,kraken,binance]",
+        "--min-sources <MIN_SOURCES>",
+        "[default: 2]",
+        "--max-quote-age <MAX_QUOTE_AGE>",
+        "[default: 2m]",
+        "--max-source-deviation <MAX_SOURCE_DEVIATION>",
+        "[default: 2%]",
+        "[default: 5s]",
+    ] {
+        prints(&help, text);
+    }
+    let help = oracle(dir.path(), &["mock-exchange", "--help"]);
+    for text in [
+        "POST /mock/price?pair=ETH/USD&price=3060",
+        "POST /mock/lag?seconds=300",
+    ] {
+        prints(&help, text);
+    }
 }
 
 #[test]

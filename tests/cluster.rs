@@ -933,6 +933,12 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
         status["last_observations"]["ETH/USD"]["price"],
         "3000.00000000"
     );
+    // Test nodes have one source: the mock, as Coinbase.
+    assert_eq!(status["last_observations"]["ETH/USD"]["sources"], 1);
+    let source = &status["sources"][0];
+    assert_eq!(source["source"], "coinbase", "{status}");
+    assert_eq!(source["state"], "ok", "{status}");
+    assert_eq!(source["last_quote"]["ETH/USD"], "3000.00000000", "{status}");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
     for field in [
         "address",

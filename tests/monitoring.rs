@@ -33,7 +33,7 @@ const PREFIXES: [&str; 2] = ["oracle_", "libp2p_"];
 /// EXPECTED SOON: metrics the alerts and the dashboard use that the node does not serve yet.
 /// The main line adds them under exactly these names; remove each one here when it lands. The
 /// test fails while a listed name is served, or no longer used, so the list cannot go stale.
-const EXPECTED_SOON: [&str; 1] = ["oracle_source_exclusions_total"];
+const EXPECTED_SOON: [&str; 0] = [];
 
 /// The unit tests of the alert rules, whose input series stand for the node's.
 const RULE_TESTS: &str = "deploy/prometheus/alerts.test.yml";
@@ -271,8 +271,8 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
     let db = price_oracle::testkit::TestDb::create("monitoring").await;
     let db_url = db.url.as_str();
     let quotes = mock_exchange("3000").await;
-    // Twice the price: node1 refuses to co-sign node2's prices, and binance's quotes will be
-    // outliers among node1's sources once quotes can be left out (EXPECTED_SOON).
+    // Twice the price: node1 refuses to co-sign node2's prices, and binance's quotes are
+    // outliers among node1's sources.
     let far = mock_exchange("6000").await;
     let (quotes_url, far_url) = (quotes.base_url(), far.base_url());
     let dir = tempfile::tempdir().unwrap();

@@ -706,18 +706,28 @@ impl Node {
         let mut failed = false;
         for (pair, result) in round.results {
             let price = match result {
-                Ok(price) => price,
+                Ok(sourced) => {
+                    if let Some(failures) = self.origination.pair_observed(pair) {
+                        log::info!("{pair} observed again, after {failures} failed observations");
+                    }
+                    sourced.price
+                }
                 Err(err) => {
                     // Peers' prices waiting for our observation of the pair cannot be judged:
                     // they go unsigned by us. The next observation is due in one interval.
                     failed = true;
                     let unjudged = self.cosigning.observation_failed(pair);
-                    let note = if unjudged > 0 {
-                        format!("; {unjudged} peers' prices go unsigned by us")
+                    let in_a_row = self.origination.pair_failed(pair);
+                    if unjudged > 0 || in_a_row == 1 {
+                        let note = if unjudged > 0 {
+                            format!("; {unjudged} peers' prices go unsigned by us")
+                        } else {
+                            String::new()
+                        };
+                        log::warn!("cannot observe the {pair} price: {err}{note}");
                     } else {
-                        String::new()
-                    };
-                    log::warn!("cannot fetch the {pair} price: {err}{note}");
+                        log::debug!("cannot observe the {pair} price ({in_a_row} in a row): {err}");
+                    }
                     continue;
                 }
             };

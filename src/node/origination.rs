@@ -3,6 +3,7 @@
 //! observation itself runs as background work; this keeps the bookkeeping — how many rounds
 //! were asked for regardless of the triggers, how many observations failed in a row.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -11,17 +12,18 @@ use alloy_signer_local::PrivateKeySigner;
 
 use crate::id::IdGenerator;
 use crate::message::PriceMessage;
-use crate::metrics::{Metrics, SourceFailureLabels, SourceLabel};
+use crate::metrics::Metrics;
 use crate::pair::Pair;
 use crate::pool::Moment;
-use crate::price::{FeedError, FeedReport, PriceFeed, UsdPrice};
+use crate::price::{FeedError, PriceFeed, SourcedPrice, UsdPrice};
 use crate::signed::PriceData;
 use crate::writer::unix_seconds;
 
-/// One observation round: every pair's median, or why it has none.
+/// One observation round: every pair's median (and how many sources it is the median of), or
+/// why it has none.
 #[derive(Debug)]
 pub struct ObservationRound {
-    pub results: Vec<(Pair, Result<UsdPrice, FeedError>)>,
+    pub results: Vec<(Pair, Result<SourcedPrice, FeedError>)>,
 }
 
 /// What a node needs to originate prices.
@@ -33,6 +35,9 @@ pub struct Origination {
     wanted: usize,
     /// Observations that failed in a row.
     failed_rounds: u32,
+    /// Per pair, observations that failed in a row: the first is worth a warning, the
+    /// others (one every `--observe-interval`) only the recovery.
+    failing: HashMap<Pair, u32>,
 }
 
 impl Origination {
@@ -42,7 +47,20 @@ impl Origination {
             ids: IdGenerator::new(IdGenerator::machine_id_from_address(me)),
             wanted: 0,
             failed_rounds: 0,
+            failing: HashMap::new(),
         }
+    }
+
+    /// An observation of `pair` failed: how many have in a row now.
+    pub fn pair_failed(&mut self, pair: Pair) -> u32 {
+        let count = self.failing.entry(pair).or_default();
+        *count += 1;
+        *count
+    }
+
+    /// An observation of `pair` worked: how many had failed in a row before it, if any.
+    pub fn pair_observed(&mut self, pair: Pair) -> Option<u32> {
+        self.failing.remove(&pair)
     }
 
     /// One more round is wanted: the next observation starts it.
@@ -55,27 +73,26 @@ impl Origination {
         self.failed_rounds
     }
 
-    /// An observation round of every pair, to run in the background.
+    /// The feed, whose sources' states `/status` shows.
+    pub fn feed(&self) -> &PriceFeed {
+        &self.feed
+    }
+
+    /// An observation round of every pair, to run in the background. The feed logs what
+    /// changes in its sources; the metrics count every observation.
     pub fn observe(&self, metrics: Metrics) -> impl Future<Output = ObservationRound> + use<> {
         let feed = Arc::clone(&self.feed);
         async move {
-            let rounds = feed.settings().pairs.iter().map(|pair| {
-                let (feed, metrics) = (&feed, &metrics);
-                async move {
-                    let report = feed.fetch_all(pair).await;
-                    record(metrics, &report);
-                    let result = report.median(feed.settings().min_sources);
-                    if result.is_ok() {
-                        for (source, error) in report.failures() {
-                            log::warn!("price source {source} ({pair}): {error}");
-                        }
-                    }
-                    (pair, result)
-                }
-            });
-            ObservationRound {
-                results: futures::future::join_all(rounds).await,
-            }
+            let results = feed
+                .observe()
+                .await
+                .into_iter()
+                .map(|(pair, report)| {
+                    metrics.observed(pair, &report);
+                    (pair, report.result)
+                })
+                .collect();
+            ObservationRound { results }
         }
     }
 
@@ -121,24 +138,5 @@ impl Origination {
             origin: signer.address(),
         };
         Some(PriceMessage::originate(data, signer))
-    }
-}
-
-/// Each source's latency and failures.
-fn record(metrics: &Metrics, report: &FeedReport) {
-    for ((source, result), elapsed) in report.results.iter().zip(&report.elapsed) {
-        metrics
-            .source_fetch_seconds
-            .get_or_create(&SourceLabel { source: *source })
-            .observe(elapsed.as_secs_f64());
-        if let Err(err) = result {
-            metrics
-                .source_failures
-                .get_or_create(&SourceFailureLabels {
-                    source: *source,
-                    kind: err.failure.kind(),
-                })
-                .inc();
-        }
     }
 }

@@ -12,6 +12,7 @@ impl Node {
         let lease = self.writer.lease().clone();
         let pool = self.pool.counts();
         self.metrics.pool_pending.set(pool.pending as i64);
+        let feed = self.origination.feed();
         let last_observations = self
             .settings
             .feed
@@ -22,6 +23,7 @@ impl Node {
                 let observed = Observed {
                     price: observation.price.to_string(),
                     observed_at: unix_seconds(observation.at),
+                    sources: feed.sources_used(pair).unwrap_or_default(),
                 };
                 Some((pair.name().to_owned(), observed))
             })
@@ -40,6 +42,7 @@ impl Node {
             writer: lease.writer.map(|writer| writer.to_checksum(None)),
             pool,
             last_observations,
+            sources: feed.source_statuses(),
             last_stored_id: self.writer.last_stored_id().map(|id| id.to_string()),
             problems: Vec::new(),
         };

@@ -1,10 +1,12 @@
-//! Coinbase: `GET /v2/exchange-rates?currency=ETH` (the pair's base asset: ETH, BTC, SOL).
+//! Coinbase: `GET /v2/exchange-rates?currency=ETH` (the pair's base asset: ETH, BTC, SOL), one
+//! request per pair: the endpoint takes one currency.
 //!
-//! `{"data":{"currency":"ETH","rates":{"USD":"3124.56","EUR":"…",…}}}` — rates are strings.
+//! `{"data":{"currency":"ETH","rates":{"USD":"3124.56","EUR":"…",…}}}` — rates are strings, and
+//! carry no timestamp.
 
 use serde::Deserialize;
 
-use super::{ParseError, UsdPrice};
+use super::{ParseError, Quote, UsdPrice};
 use crate::pair::Pair;
 
 /// The currency Coinbase quotes the pair's base asset under: every pair we know.
@@ -35,7 +37,7 @@ struct Rates<'a> {
     usd: Option<&'a str>,
 }
 
-pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
+pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
     let response: Response = super::parse_json(body)?;
     let expected = symbol(pair).unwrap_or_default();
     if response.data.currency != expected {
@@ -49,7 +51,7 @@ pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
         .rates
         .usd
         .ok_or_else(|| ParseError::Shape("no USD rate".into()))?;
-    Ok(UsdPrice::parse_quote(usd)?)
+    Ok(Quote::undated(UsdPrice::parse_quote(usd)?))
 }
 
 #[cfg(test)]
@@ -61,7 +63,7 @@ mod tests {
     fn parses_the_real_shape() {
         let body = br#"{"data":{"currency":"ETH","rates":{"AED":"11476.2","USD":"3124.565","EUR":"2700.1"}}}"#;
         assert_eq!(
-            parse(Pair::EthUsd, body).unwrap().to_string(),
+            parse(Pair::EthUsd, body).unwrap().price.to_string(),
             "3124.56500000"
         );
     }

@@ -1,31 +1,35 @@
-//! Fetching: HTTP with a per-request timeout, status checks, a bounded body, bounded retries with
-//! exponential backoff, and the median over the sources that answered.
+//! An observation: every configured source asked once, concurrently, within one time budget;
+//! each pair's quotes judged by the [`QuoteRules`]; the median of the quotes left.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
-use reqwest::{StatusCode, Url};
+use reqwest::Url;
+use tokio::time::Instant;
 
-use super::{ParseError, Source, UsdPrice};
+use super::fetch::{Fetched, Fetcher};
+use super::rules::{Exclusion, QuoteRules, SourcedPrice};
+use super::source_state::SourceStates;
+use super::{Quote, Source, SourceError, SourceStatus, UsdPrice};
 use crate::pair::{Pair, PairSet};
 
-/// Real quote responses are a few hundred bytes; anything this large is not one.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The whole observation ends this many request timeouts after it starts: room for one retry
+/// of a quick failure, while a source that hangs delays the others' quotes by at most twice
+/// `--source-timeout`.
+const BUDGET_IN_TIMEOUTS: u32 = 2;
 
-/// No single wait between attempts exceeds this, whatever `Retry-After` asks for.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// How the feed reaches its sources.
+/// How the feed reaches its sources, and which quotes it uses.
 #[derive(Debug, Clone)]
 pub struct FeedSettings {
     /// The pairs to fetch (`--pairs`).
     pub pairs: PairSet,
-    /// Each source with its base URL (the pair's path is appended, see [`Source::path`]).
+    /// Each source with its base URL (the paths of [`Source::requests`] are appended).
     pub endpoints: Vec<(Source, Url)>,
-    /// Fewer answering sources than this is a failed fetch.
-    pub min_sources: usize,
+    /// Which quotes count, and how many are needed.
+    pub rules: QuoteRules,
     /// Limit for one HTTP request, connect to last body byte.
     pub timeout: Duration,
     /// Extra attempts after a transient failure (timeout, connection, 5xx, 429).
@@ -34,373 +38,291 @@ pub struct FeedSettings {
     pub backoff: Duration,
 }
 
-/// One failed attempt at a source, classified so operators (and counters) can tell them apart.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SourceFailure {
-    #[error("timed out")]
-    Timeout,
-    #[error("connection failed: {0}")]
-    Connect(String),
-    #[error("rate limited (HTTP 429)")]
-    RateLimited,
-    #[error("HTTP {0}")]
-    Status(String),
-    #[error("response body larger than {MAX_BODY_BYTES} bytes")]
-    BodyTooLarge,
-    #[error("request failed: {0}")]
-    Request(String),
-    #[error(transparent)]
-    Parse(#[from] ParseError),
+/// One HTTP request of every observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRequest {
+    pub source: Source,
+    pub url: Url,
+    /// The pairs its answer quotes.
+    pub pairs: PairSet,
 }
 
-crate::metrics::label_values! {
-    /// The kinds of [`SourceFailure`], as the `kind` label of `source_failures` names them.
-    pub enum FailureKind {
-        Timeout => "timeout",
-        Connect => "connect",
-        RateLimited => "rate_limited",
-        HttpStatus => "http_status",
-        BodyTooLarge => "body_too_large",
-        Request => "request",
-        NotJson => "not_json",
-        BadShape => "bad_shape",
-        ApiError => "api_error",
-        BadValue => "bad_value",
-    }
+/// Why a source's quote of a pair is not in the price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unused {
+    /// No quote: the request failed, or the answer did not hold one.
+    Failed(SourceError),
+    /// A quote the rules left out.
+    Excluded {
+        price: UsdPrice,
+        exclusion: Exclusion,
+    },
+    /// Not asked: the source blocks this node, and is skipped until then.
+    Blocked { until: SystemTime },
 }
 
-impl SourceFailure {
-    /// Which kind of failure this is, so operators (and counters) can tell them apart.
-    pub fn kind(&self) -> FailureKind {
+impl fmt::Display for Unused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Timeout => FailureKind::Timeout,
-            Self::Connect(_) => FailureKind::Connect,
-            Self::RateLimited => FailureKind::RateLimited,
-            Self::Status(_) => FailureKind::HttpStatus,
-            Self::BodyTooLarge => FailureKind::BodyTooLarge,
-            Self::Request(_) => FailureKind::Request,
-            Self::Parse(ParseError::NotJson(_)) => FailureKind::NotJson,
-            Self::Parse(ParseError::Shape(_)) => FailureKind::BadShape,
-            Self::Parse(ParseError::Api(_)) => FailureKind::ApiError,
-            Self::Parse(ParseError::Value(_)) => FailureKind::BadValue,
+            Self::Failed(error) => write!(f, "error: {error}"),
+            Self::Excluded { exclusion, .. } => write!(f, "left out, {exclusion}"),
+            Self::Blocked { until } => write!(
+                f,
+                "not asked: it blocked this node, until {}",
+                humantime::format_rfc3339_seconds(*until)
+            ),
         }
     }
-
-    /// Worth another attempt: the next one may well succeed. A well-formed answer with a bad
-    /// value, or a 4xx other than 429, will not improve by asking again at once.
-    fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Self::Timeout | Self::Connect(_) | Self::RateLimited | Self::Request(_)
-        ) || matches!(self, Self::Status(status) if status.starts_with('5'))
-    }
 }
 
-/// A source that did not give a price, after all attempts.
+/// What one source gave for one pair.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError {
-    pub failure: SourceFailure,
-    pub attempts: u32,
+pub struct SourceReport {
+    pub source: Source,
+    /// How long the request that carried the pair took, retries included; `None` when the
+    /// source was not asked.
+    pub elapsed: Option<Duration>,
+    /// The quote that went into the price, or why none did.
+    pub outcome: Result<UsdPrice, Unused>,
 }
 
-impl fmt::Display for SourceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let plural = if self.attempts == 1 { "" } else { "s" };
-        write!(f, "{} ({} attempt{plural})", self.failure, self.attempts)
-    }
+/// One pair of an observation: every source that quotes it, and the price.
+#[derive(Debug)]
+pub struct PairReport {
+    /// In the order of [`FeedSettings::endpoints`].
+    pub sources: Vec<SourceReport>,
+    pub result: Result<SourcedPrice, FeedError>,
 }
-
-impl std::error::Error for SourceError {}
 
 /// The feed could not produce a price.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
-    #[error("only {answered} of {required} required price sources answered: {}", summary(.failures))]
+    #[error("{exchange} URL {url}: {reason}")]
+    Url {
+        exchange: Source,
+        url: String,
+        reason: String,
+    },
+    #[error("only {used} of {required} required price sources usable: {}", summary(.unused))]
     TooFewSources {
-        answered: usize,
+        used: usize,
         required: usize,
-        failures: Vec<(Source, SourceError)>,
+        unused: Vec<(Source, Unused)>,
     },
 }
 
-fn summary(failures: &[(Source, SourceError)]) -> String {
-    failures
+fn summary(unused: &[(Source, Unused)]) -> String {
+    if unused.is_empty() {
+        return "no other source quotes the pair".to_owned();
+    }
+    unused
         .iter()
-        .map(|(source, error)| format!("{source}: {error}"))
+        .map(|(source, why)| format!("{source}: {why}"))
         .collect::<Vec<_>>()
         .join("; ")
 }
 
-/// The result of asking every source once.
-#[derive(Debug, Clone)]
-pub struct FeedReport {
-    /// Every configured source in order, with its price or why it has none.
-    pub results: Vec<(Source, Result<UsdPrice, SourceError>)>,
-    /// How long each source took, retries included, in the same order.
-    pub elapsed: Vec<Duration>,
+/// A request's answer in an observation.
+struct Answer<'a> {
+    request: &'a SourceRequest,
+    elapsed: Duration,
+    body: Result<Fetched, SourceError>,
 }
 
-impl FeedReport {
-    pub fn prices(&self) -> Vec<UsdPrice> {
-        self.results
-            .iter()
-            .filter_map(|(_, result)| result.as_ref().ok().copied())
-            .collect()
-    }
-
-    pub fn failures(&self) -> Vec<(Source, SourceError)> {
-        self.results
-            .iter()
-            .filter_map(|(source, result)| result.as_ref().err().map(|err| (*source, err.clone())))
-            .collect()
-    }
-
-    /// The median of the answers, when at least `required` sources answered.
-    pub fn median(&self, required: usize) -> Result<UsdPrice, FeedError> {
-        let prices = self.prices();
-        match median(&prices) {
-            Some(price) if prices.len() >= required => Ok(price),
-            _ => Err(FeedError::TooFewSources {
-                answered: prices.len(),
-                required,
-                failures: self.failures(),
-            }),
-        }
-    }
-}
-
-/// Asks the configured exchanges for a pair's price.
-#[derive(Debug, Clone)]
+/// Asks the configured exchanges for every pair's price, and remembers how each source does.
+#[derive(Debug)]
 pub struct PriceFeed {
-    client: reqwest::Client,
+    fetcher: Fetcher,
     settings: FeedSettings,
+    requests: Vec<SourceRequest>,
+    states: Mutex<SourceStates>,
 }
 
 impl PriceFeed {
     pub fn new(settings: FeedSettings) -> Result<Self, FeedError> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout)
-            .user_agent(concat!("price-oracle/", env!("CARGO_PKG_VERSION")))
-            .build()
+        let fetcher = Fetcher::new(settings.timeout, settings.retries, settings.backoff)
             .map_err(|err| FeedError::Client(err.to_string()))?;
-        Ok(Self { client, settings })
+        let requests = settings
+            .endpoints
+            .iter()
+            .flat_map(|(source, base)| {
+                source.requests(settings.pairs).into_iter().map(|request| {
+                    let url = format!("{}{}", base.as_str().trim_end_matches('/'), request.path);
+                    let parsed = Url::parse(&url).map_err(|err| FeedError::Url {
+                        exchange: *source,
+                        url: url.clone(),
+                        reason: err.to_string(),
+                    })?;
+                    Ok(SourceRequest {
+                        source: *source,
+                        url: parsed,
+                        pairs: request.pairs,
+                    })
+                })
+            })
+            .collect::<Result<_, FeedError>>()?;
+        let states = SourceStates::new(settings.endpoints.iter().map(|(source, _)| *source));
+        Ok(Self {
+            fetcher,
+            settings,
+            requests,
+            states: Mutex::new(states),
+        })
     }
 
     pub fn settings(&self) -> &FeedSettings {
         &self.settings
     }
 
-    /// Asks every source at once; returns when all have answered or given up.
-    /// The full URL of each configured source that quotes `pair`.
-    pub fn quote_urls(&self, pair: Pair) -> Vec<(Source, Url)> {
-        self.settings
+    /// The requests every observation makes (less those of blocked sources).
+    pub fn requests(&self) -> &[SourceRequest] {
+        &self.requests
+    }
+
+    /// The longest an observation takes, retries included.
+    pub fn budget(&self) -> Duration {
+        self.settings.timeout.saturating_mul(BUDGET_IN_TIMEOUTS)
+    }
+
+    /// Each source's state, for `/status`.
+    pub fn source_statuses(&self) -> Vec<SourceStatus> {
+        self.states().statuses()
+    }
+
+    /// How many sources the last price of `pair` is the median of.
+    pub fn sources_used(&self, pair: Pair) -> Option<usize> {
+        self.states().sources_used(pair)
+    }
+
+    /// Asks every source once — all at once, each request retried within the observation's
+    /// [`budget`](Self::budget), blocked sources skipped — and judges each pair's quotes.
+    pub async fn observe(&self) -> Vec<(Pair, PairReport)> {
+        let deadline = Instant::now() + self.budget();
+        let skipped = self.states().skipped(SystemTime::now());
+        let fetches = self
+            .requests
+            .iter()
+            .filter(|request| !skipped.contains_key(&request.source))
+            .map(|request| async move {
+                let started = Instant::now();
+                let body = self.fetcher.fetch(&request.url, deadline).await;
+                Answer {
+                    request,
+                    elapsed: started.elapsed(),
+                    body,
+                }
+            });
+        let answers = join_all(fetches).await;
+        let now = SystemTime::now();
+        let reports: Vec<(Pair, PairReport)> = self
+            .settings
+            .pairs
+            .iter()
+            .map(|pair| (pair, self.report(pair, &answers, &skipped, now)))
+            .collect();
+        // Bound first: a `for` head's temporaries, the lock among them, live through the loop.
+        let notes = self.states().record(&reports, now);
+        for note in notes {
+            log::log!(note.level, "{}", note.text);
+        }
+        reports
+    }
+
+    /// One pair's report from the observation's answers, judged at `now`.
+    fn report(
+        &self,
+        pair: Pair,
+        answers: &[Answer<'_>],
+        skipped: &BTreeMap<Source, SystemTime>,
+        now: SystemTime,
+    ) -> PairReport {
+        let (mut sources, quotes): (Vec<SourceReport>, Vec<Option<Quote>>) = self
+            .settings
             .endpoints
             .iter()
-            .filter_map(|(source, base)| {
-                let path = source.path(pair)?;
-                let url = format!("{}{path}", base.as_str().trim_end_matches('/'));
-                Url::parse(&url).ok().map(|url| (*source, url))
-            })
-            .collect()
-    }
-
-    /// Asks every configured source that quotes `pair` once (with retries).
-    pub async fn fetch_all(&self, pair: Pair) -> FeedReport {
-        let fetches = self
-            .quote_urls(pair)
+            .filter_map(|(source, _)| answer_of(*source, pair, answers, skipped))
+            .unzip();
+        let arrived: Vec<(usize, Quote)> = quotes
             .into_iter()
-            .map(|(source, url)| async move {
-                let started = std::time::Instant::now();
-                let result = self.fetch_with_retries(source, pair, &url).await;
-                ((source, result), started.elapsed())
-            });
-        let (results, elapsed) = join_all(fetches).await.into_iter().unzip();
-        FeedReport { results, elapsed }
-    }
-
-    /// The median of every source that answered, or an error naming each failure.
-    pub async fn fetch_median(&self, pair: Pair) -> Result<(UsdPrice, FeedReport), FeedError> {
-        let report = self.fetch_all(pair).await;
-        let price = report.median(self.settings.min_sources)?;
-        Ok((price, report))
-    }
-
-    async fn fetch_with_retries(
-        &self,
-        source: Source,
-        pair: Pair,
-        url: &Url,
-    ) -> Result<UsdPrice, SourceError> {
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let (failure, retry_after) = match self.fetch_once(source, pair, url).await {
-                Ok(price) => return Ok(price),
-                Err(failed) => failed,
-            };
-            if attempts > self.settings.retries || !failure.is_transient() {
-                return Err(SourceError { failure, attempts });
+            .enumerate()
+            .filter_map(|(index, quote)| Some((index, quote?)))
+            .collect();
+        let rules = self.settings.rules;
+        let quotes: Vec<Quote> = arrived.iter().map(|(_, quote)| *quote).collect();
+        for ((index, quote), exclusion) in arrived.into_iter().zip(rules.judge(&quotes, now)) {
+            if let Some(exclusion) = exclusion {
+                sources[index].outcome = Err(Unused::Excluded {
+                    price: quote.price,
+                    exclusion,
+                });
             }
-            let delay = self.backoff(attempts, retry_after);
-            log::debug!("{source} ({url}): {failure}; retrying in {delay:?}");
-            tokio::time::sleep(delay).await;
         }
+        let used: Vec<UsdPrice> = sources
+            .iter()
+            .filter_map(|report| report.outcome.as_ref().ok().copied())
+            .collect();
+        let result = rules.price(&used).ok_or_else(|| FeedError::TooFewSources {
+            used: used.len(),
+            required: rules.min_sources,
+            unused: sources
+                .iter()
+                .filter_map(|report| {
+                    let unused = report.outcome.as_ref().err()?;
+                    Some((report.source, unused.clone()))
+                })
+                .collect(),
+        });
+        PairReport { sources, result }
     }
 
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exponential = self
-            .settings
-            .backoff
-            .saturating_mul(1 << (attempt - 1).min(16));
-        // Up to 25 % jitter so that many nodes do not retry in lockstep.
-        let jitter = exponential.mul_f64(rand::random::<f64>() * 0.25);
-        (exponential + jitter)
-            .max(retry_after.unwrap_or_default())
-            .min(MAX_BACKOFF)
-    }
-
-    async fn fetch_once(
-        &self,
-        source: Source,
-        pair: Pair,
-        url: &Url,
-    ) -> Result<UsdPrice, (SourceFailure, Option<Duration>)> {
-        let mut response = self
-            .client
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|err| (classify(&err), None))?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err((SourceFailure::RateLimited, retry_after(response.headers())));
-        }
-        if !status.is_success() {
-            return Err((SourceFailure::Status(status.to_string()), None));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|err| (classify(&err), None))?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err((SourceFailure::BodyTooLarge, None));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        source.parse(pair, &body).map_err(|err| (err.into(), None))
+    /// The state is consistent after every statement, so a lock poisoned by a panic elsewhere
+    /// is still usable.
+    fn states(&self) -> MutexGuard<'_, SourceStates> {
+        self.states.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The median; for an even count the mean of the middle two, rounded half up to 10⁻⁸.
-pub fn median(prices: &[UsdPrice]) -> Option<UsdPrice> {
-    let mut sorted = prices.to_vec();
-    sorted.sort_unstable();
-    let middle = sorted.len() / 2;
-    match sorted.len() {
-        0 => None,
-        n if n % 2 == 1 => Some(sorted[middle]),
-        _ => {
-            let (low, high) = (sorted[middle - 1].e8(), sorted[middle].e8());
-            // Both are positive and below 10¹⁶, so neither the sum nor the result can fail.
-            UsdPrice::from_e8(low + (high - low + 1) / 2).ok()
-        }
+/// What `source` gave for `pair` in the observation's `answers`, with its quote when one
+/// arrived (for the rules to judge); `None` when it does not quote the pair.
+fn answer_of(
+    source: Source,
+    pair: Pair,
+    answers: &[Answer<'_>],
+    skipped: &BTreeMap<Source, SystemTime>,
+) -> Option<(SourceReport, Option<Quote>)> {
+    if let Some(until) = skipped.get(&source) {
+        let report = SourceReport {
+            source,
+            elapsed: None,
+            outcome: Err(Unused::Blocked { until: *until }),
+        };
+        return Some((report, None));
     }
-}
-
-fn classify(err: &reqwest::Error) -> SourceFailure {
-    if err.is_timeout() {
-        SourceFailure::Timeout
-    } else if err.is_connect() {
-        SourceFailure::Connect(innermost_cause(err))
-    } else {
-        SourceFailure::Request(innermost_cause(err))
-    }
-}
-
-/// reqwest's own message repeats the URL; the innermost cause says what actually happened.
-fn innermost_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn usd(text: &str) -> UsdPrice {
-        UsdPrice::parse_quote(text).unwrap()
-    }
-
-    #[test]
-    fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[usd("3")]), Some(usd("3")));
-        assert_eq!(median(&[usd("5"), usd("1"), usd("3")]), Some(usd("3")));
-        assert_eq!(
-            median(&[usd("4"), usd("1"), usd("2"), usd("100")]),
-            Some(usd("3"))
-        );
-        assert_eq!(
-            median(&[usd("0.00000001"), usd("0.00000002")]),
-            Some(usd("0.00000002"))
-        );
-        let max = UsdPrice::from_e8(super::super::MAX_USD * 100_000_000).unwrap();
-        assert_eq!(median(&[max, max]), Some(max));
-    }
-
-    #[test]
-    fn only_transient_failures_are_retried() {
-        assert!(SourceFailure::Timeout.is_transient());
-        assert!(SourceFailure::Connect("refused".into()).is_transient());
-        assert!(SourceFailure::RateLimited.is_transient());
-        assert!(SourceFailure::Status("503 Service Unavailable".into()).is_transient());
-        assert!(!SourceFailure::Status("404 Not Found".into()).is_transient());
-        assert!(!SourceFailure::BodyTooLarge.is_transient());
-        assert!(!SourceFailure::Parse(ParseError::NotJson("html".into())).is_transient());
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let feed = PriceFeed::new(FeedSettings {
-            pairs: PairSet::only(Pair::EthUsd),
-            endpoints: vec![],
-            min_sources: 1,
-            timeout: Duration::from_secs(1),
-            retries: 10,
-            backoff: Duration::from_millis(100),
-        })
-        .unwrap();
-        let first = feed.backoff(1, None);
-        assert!(first >= Duration::from_millis(100) && first <= Duration::from_millis(125));
-        let third = feed.backoff(3, None);
-        assert!(third >= Duration::from_millis(400) && third <= Duration::from_millis(500));
-        assert_eq!(feed.backoff(30, None), MAX_BACKOFF);
-        assert_eq!(
-            feed.backoff(1, Some(Duration::from_secs(2))),
-            Duration::from_secs(2)
-        );
-        assert_eq!(
-            feed.backoff(1, Some(Duration::from_secs(3600))),
-            MAX_BACKOFF
-        );
-    }
+    let answer = answers
+        .iter()
+        .find(|answer| answer.request.source == source && answer.request.pairs.contains(pair))?;
+    let quote = answer
+        .body
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|fetched| {
+            source
+                .parse(pair, &fetched.body)
+                .map_err(|err| SourceError {
+                    failure: err.into(),
+                    attempts: fetched.attempts,
+                })
+        });
+    let (outcome, quote) = match quote {
+        Ok(quote) => (Ok(quote.price), Some(quote)),
+        Err(error) => (Err(Unused::Failed(error)), None),
+    };
+    let report = SourceReport {
+        source,
+        elapsed: Some(answer.elapsed),
+        outcome,
+    };
+    Some((report, quote))
 }

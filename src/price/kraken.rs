@@ -1,14 +1,15 @@
-//! Kraken: `GET /0/public/Ticker?pair=ETHUSD` (XBTUSD, SOLUSD for the other pairs).
+//! Kraken: `GET /0/public/Ticker?pair=ETHUSD,XBTUSD,SOLUSD`, every pair in one request.
 //!
-//! `{"error":[],"result":{"XETHZUSD":{"c":["3124.56000","0.1"],…}}}` — `c[0]` is the last trade
-//! price; a non-empty `error` array means the call failed even when the HTTP status is 200.
+//! `{"error":[],"result":{"XETHZUSD":{"c":["3124.56000","0.1"],…},"XXBTZUSD":{…}}}` — `c[0]` is
+//! the last trade price; a non-empty `error` array means the call failed even when the HTTP
+//! status is 200.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
-use super::{ParseError, UsdPrice};
-use crate::pair::Pair;
+use super::{ParseError, Quote, UsdPrice};
+use crate::pair::{Pair, PairSet};
 
 /// Kraken's name for the pair in the query, and the key it answers with (Kraken calls bitcoin
 /// XBT, and prefixes its oldest assets with X and Z).
@@ -25,8 +26,13 @@ pub(super) fn symbol(pair: Pair) -> Option<&'static str> {
     market(pair).map(|(_, key)| key)
 }
 
-pub(super) fn path(pair: Pair) -> Option<String> {
-    market(pair).map(|(query, _)| format!("/0/public/Ticker?pair={query}"))
+/// One request for every pair of `pairs` Kraken quotes.
+pub(super) fn path(pairs: PairSet) -> String {
+    let markets: Vec<&str> = pairs
+        .iter()
+        .filter_map(|pair| market(pair).map(|(query, _)| query))
+        .collect();
+    format!("/0/public/Ticker?pair={}", markets.join(","))
 }
 
 #[derive(Deserialize)]
@@ -43,7 +49,7 @@ struct Ticker<'a> {
     c: Vec<&'a str>,
 }
 
-pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
+pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
     let response: Response = super::parse_json(body)?;
     if let Some(first) = response.error.first() {
         return Err(ParseError::Api(super::truncate_for_display(first)));
@@ -57,7 +63,7 @@ pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
         .c
         .first()
         .ok_or_else(|| ParseError::Shape("empty last-trade array c".into()))?;
-    Ok(UsdPrice::parse_quote(last)?)
+    Ok(Quote::undated(UsdPrice::parse_quote(last)?))
 }
 
 #[cfg(test)]
@@ -66,11 +72,15 @@ mod tests {
     use crate::pair::Pair;
 
     #[test]
-    fn parses_the_last_trade_price() {
-        let body = br#"{"error":[],"result":{"XETHZUSD":{"a":["3124.57000","1","1.000"],"b":["3124.55000","3","3.000"],"c":["3124.56000","0.10000000"],"v":["1","2"]}}}"#;
+    fn parses_the_last_trade_price_of_each_pair() {
+        let body = br#"{"error":[],"result":{"XETHZUSD":{"a":["3124.57000","1","1.000"],"b":["3124.55000","3","3.000"],"c":["3124.56000","0.10000000"],"v":["1","2"]},"XXBTZUSD":{"c":["90000.1","0.01"]},"SOLUSD":{"c":["150.25","3"]}}}"#;
+        let price = |pair| parse(pair, body).unwrap().price.to_string();
+        assert_eq!(price(Pair::EthUsd), "3124.56000000");
+        assert_eq!(price(Pair::BtcUsd), "90000.10000000");
+        assert_eq!(price(Pair::SolUsd), "150.25000000");
         assert_eq!(
-            parse(Pair::EthUsd, body).unwrap().to_string(),
-            "3124.56000000"
+            path(PairSet::ALL),
+            "/0/public/Ticker?pair=ETHUSD,XBTUSD,SOLUSD"
         );
     }
 

@@ -1,22 +1,57 @@
 //! Where prices come from: one file per exchange, each parsing its real response shape into an
-//! exact [`UsdPrice`], and a [`PriceFeed`] that asks the configured sources and takes the median.
+//! exact [`UsdPrice`]; fetching over HTTP (`fetch`); the rules that decide which quotes count
+//! (`rules`); what the node remembers of each source (`source_state`); and the [`PriceFeed`]
+//! that asks every source once per observation and applies the rules.
 
 mod binance;
 mod coinbase;
 mod coingecko;
 mod feed;
+mod fetch;
 mod kraken;
+mod rules;
+mod source_state;
 mod value;
 
 pub use feed::{
-    FailureKind, FeedError, FeedReport, FeedSettings, PriceFeed, SourceError, SourceFailure, median,
+    FeedError, FeedSettings, PairReport, PriceFeed, SourceReport, SourceRequest, Unused,
 };
+pub use fetch::{FailureKind, SourceError, SourceFailure};
+pub use rules::{Exclusion, ExclusionKind, QuoteRules, SourcedPrice, median};
+pub use source_state::{SourceCondition, SourceStatus};
 pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 
 use std::fmt;
+use std::time::SystemTime;
 
-use crate::pair::Pair;
+use crate::pair::{Pair, PairSet};
+
+/// A source's quote of one pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quote {
+    pub price: UsdPrice,
+    /// When the source last updated the price, where its answer says (Coingecko's
+    /// `last_updated_at`); the stale rule needs it.
+    pub updated_at: Option<SystemTime>,
+}
+
+impl Quote {
+    /// A quote whose source does not say how old it is.
+    pub fn undated(price: UsdPrice) -> Self {
+        Self {
+            price,
+            updated_at: None,
+        }
+    }
+}
+
+/// One HTTP request to a source: its path and query, and the pairs its answer quotes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub path: String,
+    pub pairs: PairSet,
+}
 
 /// An exchange API the node can ask for prices. Each names a pair by its own market symbol, and
 /// says which pairs it cannot serve (`None`).
@@ -55,14 +90,36 @@ impl Source {
         }
     }
 
-    /// Path and query of the pair's quote, appended to the base URL; `None` when this source
-    /// does not quote the pair.
-    pub fn path(self, pair: Pair) -> Option<String> {
+    /// Whether this source quotes `pair`.
+    pub fn quotes(self, pair: Pair) -> bool {
+        self.symbol(pair).is_some()
+    }
+
+    /// The requests that fetch `pairs` from this source (paths appended to its base URL): one
+    /// for them all where the API takes several markets at once (Coingecko, Kraken, Binance),
+    /// one per pair where it does not (Coinbase). Pairs it does not quote are left out.
+    pub fn requests(self, pairs: PairSet) -> Vec<Request> {
+        let quoted: PairSet = pairs.iter().filter(|pair| self.quotes(*pair)).collect();
+        if quoted.is_empty() {
+            return Vec::new();
+        }
+        let batch = |path: fn(PairSet) -> String| Request {
+            path: path(quoted),
+            pairs: quoted,
+        };
         match self {
-            Self::Coinbase => coinbase::path(pair),
-            Self::Coingecko => coingecko::path(pair),
-            Self::Kraken => kraken::path(pair),
-            Self::Binance => binance::path(pair),
+            Self::Coinbase => quoted
+                .iter()
+                .filter_map(|pair| {
+                    coinbase::path(pair).map(|path| Request {
+                        path,
+                        pairs: PairSet::only(pair),
+                    })
+                })
+                .collect(),
+            Self::Coingecko => vec![batch(coingecko::path)],
+            Self::Kraken => vec![batch(kraken::path)],
+            Self::Binance => vec![batch(binance::path)],
         }
     }
 
@@ -77,8 +134,9 @@ impl Source {
         }
     }
 
-    /// Parses a response body of this source to a quote of `pair`.
-    pub fn parse(self, pair: Pair, body: &[u8]) -> Result<UsdPrice, ParseError> {
+    /// Parses a response body of this source to its quote of `pair` (one of the pairs of the
+    /// request it answers).
+    pub fn parse(self, pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
         match self {
             Self::Coinbase => coinbase::parse(pair, body),
             Self::Coingecko => coingecko::parse(pair, body),
@@ -145,6 +203,34 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn one_request_per_source_except_coinbase_one_per_pair() {
+        for source in Source::ALL {
+            let requests = source.requests(PairSet::ALL);
+            let expected = if source == Source::Coinbase { 3 } else { 1 };
+            assert_eq!(requests.len(), expected, "{source}");
+            let covered: PairSet = requests
+                .iter()
+                .flat_map(|request| request.pairs.iter())
+                .collect();
+            assert_eq!(covered, PairSet::ALL, "{source}");
+            assert!(source.requests(PairSet::default()).is_empty());
+        }
+        let coinbase: Vec<String> = Source::Coinbase
+            .requests(PairSet::ALL)
+            .into_iter()
+            .map(|request| request.path)
+            .collect();
+        assert_eq!(
+            coinbase,
+            [
+                "/v2/exchange-rates?currency=ETH",
+                "/v2/exchange-rates?currency=BTC",
+                "/v2/exchange-rates?currency=SOL"
+            ]
+        );
     }
 
     #[test]
