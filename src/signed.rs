@@ -707,7 +707,28 @@ mod tests {
                     })
                 })
                 .collect();
+        // Who starts the round after the vector's round: the same nine members.
+        let observe = std::time::Duration::from_secs(15);
+        let starters: Vec<serde_json::Value> =
+            crate::trigger::starter_ranking(Pair::EthUsd, VECTOR_ID, &members)
+                .iter()
+                .enumerate()
+                .map(|(rank, member)| {
+                    serde_json::json!({
+                        "member": member.to_checksum(None),
+                        "score": crate::trigger::score(Pair::EthUsd, VECTOR_ID, member).to_string(),
+                        "waits_ms": crate::trigger::start_wait(rank, observe).as_millis() as u64,
+                    })
+                })
+                .collect();
         serde_json::json!({
+            "starter": {
+                "pair": "ETH/USD",
+                "last_verified_id": VECTOR_ID.to_string(),
+                "members": members.iter().map(|member| member.to_checksum(None)).collect::<Vec<_>>(),
+                "observe_interval_seconds": observe.as_secs(),
+                "ranking": starters,
+            },
             "committee": {
                 "id": VECTOR_ID.to_string(),
                 "origin": round.origin.to_checksum(None),
