@@ -722,6 +722,7 @@ mod tests {
                 })
                 .collect();
         serde_json::json!({
+            "messages": message_vectors(&keys, &report),
             "starter": {
                 "pair": "ETH/USD",
                 "last_verified_id": VECTOR_ID.to_string(),
@@ -765,6 +766,60 @@ mod tests {
                 ),
             },
         })
+    }
+
+    /// Whole gossip messages, byte for byte: the vector's round as its origin publishes it, the
+    /// second member's attestation, a writer's stored notice (with its own digest), each with its
+    /// gossipsub message id; and an id the vector's key could mint (its machine bits and time).
+    fn message_vectors(keys: &[Identity], report: &Report) -> serde_json::Value {
+        use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
+        let origin = keys[0].signer();
+        let member = &report.observations[1];
+        let notice = StoredNotice::sign(vec![VECTOR_ID], VECTOR_OBSERVED_AT + 32, origin);
+        let digest = notice.digest();
+        let messages = [
+            (
+                "price",
+                Gossip::Price(PriceMessage::originate(vector_data(), origin)),
+            ),
+            (
+                "attestation",
+                Gossip::Attestation(Attestation::sign(
+                    &report.signed_fields(member),
+                    keys[1].signer(),
+                )),
+            ),
+            ("stored", Gossip::Stored(notice)),
+        ];
+        let mut vectors = serde_json::Map::new();
+        for (kind, message) in messages {
+            let bytes = message.encode();
+            // What a receiver parses back is what was sent: the bytes are canonical.
+            assert_eq!(Gossip::parse(&bytes).unwrap(), message, "{kind}");
+            let mut vector = serde_json::json!({
+                "bytes": String::from_utf8(bytes.clone()).unwrap(),
+                "message_id": keccak256(&bytes).to_string(),
+            });
+            if kind == "stored" {
+                vector["digest"] = digest.to_string().into();
+            }
+            vectors.insert(kind.to_owned(), vector);
+        }
+        let machine = crate::id::IdGenerator::machine_id_from_address(&keys[0].address());
+        let minted_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(VECTOR_OBSERVED_AT);
+        let id = crate::id::IdGenerator::new(machine)
+            .next_id_at(minted_at)
+            .unwrap();
+        vectors.insert(
+            "valid_id".to_owned(),
+            serde_json::json!({
+                "address": keys[0].address().to_checksum(None),
+                "machine": machine,
+                "unix_ms": VECTOR_OBSERVED_AT * 1000,
+                "id": id.to_string(),
+            }),
+        );
+        vectors.into()
     }
 
     #[test]
