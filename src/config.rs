@@ -535,8 +535,9 @@ pub struct NetArgs {
     /// `oracle keygen --psk PATH`): only nodes with the same key can connect [default: public].
     #[arg(long, env = "ORACLE_PSK_FILE")]
     pub psk_file: Option<PathBuf>,
-    /// Publish on the gossip topic's old name, price-oracle/eth-usd/v1, as nodes before 0.2 do:
-    /// only while upgrading a network one node at a time (every node listens on both names).
+    /// Publish on the gossip topic's old name, price-oracle/eth-usd/v1, as nodes that predate
+    /// price-oracle/prices/v1 do: only while upgrading a network one node at a time (every node
+    /// listens on both names).
     #[arg(long, env = "ORACLE_LEGACY_TOPIC")]
     pub legacy_topic: bool,
     #[command(flatten)]
@@ -735,7 +736,9 @@ pub struct ConsensusArgs {
     /// A verified price is stored this long after its last signature.
     #[arg(long, env = "ORACLE_FLUSH_DELAY", default_value = "30s", value_parser = parse_duration)]
     pub flush_delay: Duration,
-    /// Co-sign a peer's price only within this distance of our own observation: 1%, 0.5% or 0.01.
+    /// Take part in a peer's round only if its origin's price is within this distance of our own
+    /// observation (1%, 0.5% or 0.01): a member whose source is far off starts rounds nobody
+    /// joins. It never sets the value, the median of the observations does.
     #[arg(long, env = "ORACLE_MAX_DEVIATION", default_value = "1%", value_parser = parse_ratio)]
     pub max_deviation: Decimal,
     /// Verified prices the database has not taken are kept in memory this long, then dropped.

@@ -41,7 +41,7 @@ pub struct NodeStatus {
     pub sources: Vec<SourceStatus>,
     /// The newest price id this node stored as the writer.
     pub last_stored_id: Option<String>,
-    /// Why the node is unhealthy; empty when it is healthy (the rules are in the README).
+    /// Why the node is unhealthy; empty when it is healthy (the rules: docs/operating.md#health).
     pub problems: Vec<String>,
 }
 
