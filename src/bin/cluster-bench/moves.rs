@@ -3,8 +3,8 @@
 //! the API, and two clients follow their Server-Sent Events streams.
 //!
 //! 1. A flat market for `--flat`: the rounds the network starts, per hour and per heartbeat.
-//! 2. M moves of the mock market by 2 % (up to 3060, back to 3000, …), one every four observe
-//!    intervals: for each, the time from the move to the first `verified` event that reflects
+//! 2. M moves of the mock market by 2 % (up to 3060, back to 3000, …), one every four to five
+//!    observe intervals (at a random phase of the nodes' observations): for each, the time from the move to the first `verified` event that reflects
 //!    it at a client whose node did not start the round, the time to its stored `price` event,
 //!    and the rounds the network started for it.
 
@@ -133,7 +133,9 @@ async fn measure(n: usize, args: &Args, db_url: &str) -> anyhow::Result<MoveResu
             stored: None,
             rounds: 0,
         });
-        let until = Instant::now() + spacing;
+        // A random part, so that the moves fall at every phase of the nodes' observations.
+        let jitter = settings.observe_interval.mul_f64(rand::random::<f64>());
+        let until = Instant::now() + spacing + jitter;
         while let Ok(Some((client, event))) =
             tokio::time::timeout_at(until.into(), events.recv()).await
         {
