@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs a local oracle network: two bootstrap nodes and NUM_NODES full nodes (node0 … node{N-1}).
 #
-#   NUM_NODES=4 ./run_nodes.sh                   # prices from Coinbase
+#   NUM_NODES=4 ./run_nodes.sh                   # prices from four public exchanges
 #   MOCK_EXCHANGE=1 NUM_NODES=5 ./run_nodes.sh   # offline: a local mock exchange
 #
 # Settings (environment):
