@@ -22,6 +22,10 @@
 # Each process logs to logs/<name>.log; this terminal shows every log live, prefixed by name.
 # Ctrl-C (or SIGTERM) stops exactly the processes this script started and waits for them.
 set -euo pipefail
+
+# Every /v1/prices/stream client is a file descriptor; allow what the hard limit does (each node
+# raises its own soft limit too, docs/reading-prices.md#limits).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cd "$(dirname "$0")"
 
 NUM_NODES="${NUM_NODES:-4}"

@@ -13,6 +13,7 @@ use libp2p::Multiaddr;
 use rust_decimal::Decimal;
 
 use crate::api::ApiLimits;
+use crate::api::limits::Cors;
 use crate::cosign::CommitteeSettings;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
@@ -679,12 +680,8 @@ pub struct RunArgs {
     /// [default: off].
     #[arg(long, env = "ORACLE_HTTP")]
     pub http: Option<SocketAddr>,
-    /// Largest page of price history one /v1/prices request may ask for (its `limit`).
-    #[arg(long, env = "ORACLE_API_MAX_PAGE", default_value_t = ApiLimits::DEFAULT.max_page, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub api_max_page: u64,
-    /// Most /v1/prices/stream clients at once; more are refused with 503 until one leaves.
-    #[arg(long, env = "ORACLE_API_MAX_STREAMS", default_value_t = ApiLimits::DEFAULT.max_streams as u32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
-    pub api_max_streams: u32,
+    #[command(flatten)]
+    pub api: ApiArgs,
     #[command(flatten)]
     pub sources: SourceArgs,
     #[command(flatten)]
@@ -694,6 +691,43 @@ pub struct RunArgs {
     /// production nodes are registered by an operator with `oracle signers add` instead.
     #[arg(long, env = "ORACLE_REGISTER")]
     pub register: bool,
+}
+
+/// The limits of the consumers' `/v1` API (docs/reading-prices.md#limits).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Read API")]
+pub struct ApiArgs {
+    /// Largest page of price history one /v1/prices request may ask for (its `limit`).
+    #[arg(long, env = "ORACLE_API_MAX_PAGE", default_value_t = ApiLimits::DEFAULT.max_page, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub api_max_page: u64,
+    /// Most /v1/prices/stream clients at once; more are refused with 503 until one leaves.
+    /// Each takes a file descriptor: the node raises its limit at start and warns when it
+    /// stays below what this needs.
+    #[arg(long, env = "ORACLE_API_MAX_STREAMS", default_value_t = ApiLimits::DEFAULT.max_streams as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_max_streams: u32,
+    /// Stored prices a stream may fall behind by (a client that does not read) before the node
+    /// drops it with an `event: dropped`; the client resumes with Last-Event-ID.
+    #[arg(long, env = "ORACLE_API_STREAM_BACKLOG", default_value_t = ApiLimits::DEFAULT.stream_backlog as u32, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub api_stream_backlog: u32,
+    /// Requests per second one client (IP address) may make on average; past it, 429 with
+    /// Retry-After. 0: no limit (behind a proxy every client shares its address).
+    #[arg(long, env = "ORACLE_API_RATE_LIMIT", default_value_t = ApiLimits::DEFAULT.rate_per_second)]
+    pub api_rate_limit: u32,
+    /// Requests one client may make at once before --api-rate-limit applies.
+    #[arg(long, env = "ORACLE_API_RATE_BURST", default_value_t = ApiLimits::DEFAULT.rate_burst, value_parser = clap::value_parser!(u32).range(1..))]
+    pub api_rate_burst: u32,
+    /// Requests being answered at once, all clients together; more get 429 with Retry-After
+    /// at once rather than queueing.
+    #[arg(long, env = "ORACLE_API_MAX_IN_FLIGHT", default_value_t = ApiLimits::DEFAULT.max_in_flight as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub api_max_in_flight: u32,
+    /// Let browsers on this origin read the API (CORS), e.g. https://app.example.org;
+    /// repeat or comma-separate for several, `*` for any [default: none].
+    #[arg(long, env = "ORACLE_API_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    pub api_cors_origin: Vec<String>,
+}
+
+fn parse_origin(text: &str) -> Result<String, String> {
+    Cors::from_origins(&[text.to_owned()]).map(|_| text.to_owned())
 }
 
 /// The shortest --observe-interval: asking the exchanges more often only runs into their rate
@@ -853,9 +887,15 @@ impl RunArgs {
             },
             http: self.http,
             api: ApiLimits {
-                max_page: self.api_max_page,
-                max_streams: self.api_max_streams as usize,
+                max_page: self.api.api_max_page,
+                max_streams: self.api.api_max_streams as usize,
+                stream_backlog: self.api.api_stream_backlog as usize,
+                rate_per_second: self.api.api_rate_limit,
+                rate_burst: self.api.api_rate_burst,
+                max_in_flight: self.api.api_max_in_flight as usize,
             },
+            // Each value was checked as it was parsed.
+            api_cors: Cors::from_origins(&self.api.api_cors_origin).map_err(anyhow::Error::msg)?,
         })
     }
 }

@@ -90,6 +90,8 @@ pub async fn serve(
         app = app.merge(api);
     }
     let task = tokio::spawn(async move {
+        // Each request knows its peer's address: the API's per-client limit counts by it.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(err) = served.await {
             log::error!("HTTP server stopped: {err}");

@@ -171,6 +171,7 @@ pub fn node_settings(
         migrate: true,
         http: None,
         api: Default::default(),
+        api_cors: Default::default(),
         trusted_signers: None,
         register: false,
         max_cosign_queue: 256,

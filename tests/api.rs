@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::Proxy;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use price_oracle::api::verified::VerifiedPrices;
 use price_oracle::api::{self, ApiLimits, ApiState};
 use price_oracle::http::{self, NodeStatus};
 use price_oracle::identity::Identity;
+use price_oracle::metrics::{Metrics, StatementLabel};
 use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
 use price_oracle::report::{OnChainObservation, OnChainReport};
@@ -40,6 +43,8 @@ struct Api {
     client: reqwest::Client,
     /// What the node's pool would publish as it verifies rounds.
     verified: Arc<VerifiedPrices>,
+    /// The API's database statements.
+    metrics: Metrics,
     stop: CancellationToken,
     server: JoinHandle<()>,
 }
@@ -47,12 +52,29 @@ struct Api {
 impl Api {
     async fn start(label: &str, limits: ApiLimits) -> Self {
         let db = TestDb::create(label).await;
+        let settings = db.settings();
+        Self::start_on(db, limits, settings).await
+    }
+
+    /// With the API reaching its database through a proxy that can cut it (the writer does not).
+    async fn start_behind_proxy(label: &str, limits: ApiLimits) -> (Self, Proxy) {
+        let db = TestDb::create(label).await;
+        let proxy = Proxy::start(common::socket_of(&db.url).await).await;
+        let url = format!("{}?sslmode=disable", proxy.url_through(&db.url));
+        let mut settings = testkit::settings_for(&url);
+        settings.timeout = Duration::from_secs(2);
+        (Self::start_on(db, limits, settings).await, proxy)
+    }
+
+    /// Serves the API reading through `api_db`; returns once it has read the database.
+    async fn start_on(db: TestDb, limits: ApiLimits, api_db: DbSettings) -> Self {
         let (store, writer) = testkit::writer_store(&db).await;
         let signers: Vec<Identity> = (1..=3).map(testkit::identity).collect();
         let stop = CancellationToken::new();
         let verified = Arc::new(VerifiedPrices::default());
-        let (base, server) = serve(&db.settings(), limits, &verified, &stop).await;
-        Self {
+        let metrics = Metrics::default();
+        let (base, server) = serve_with(&api_db, limits, &verified, &stop, &metrics).await;
+        let api = Self {
             db,
             store,
             signers,
@@ -60,15 +82,48 @@ impl Api {
             base,
             client: reqwest::Client::new(),
             verified,
+            metrics,
             stop,
             server,
-        }
+        };
+        testkit::wait_for("the API's first read", EVENT_WAIT, async || {
+            api.get("/v1/prices/latest").await.0 != StatusCode::SERVICE_UNAVAILABLE
+        })
+        .await;
+        api
+    }
+
+    /// Statements of this kind the API has sent to its database.
+    fn statements(&self, kind: &'static str) -> u64 {
+        Metrics::counter(&self.metrics.db_statements, StatementLabel { kind }).get()
     }
 
     /// Stores prices through the writer's real flush, each signed by the three members over
-    /// the normative digest; returns their `seq` in order.
+    /// the normative digest; returns their `seq` in order once the API has read them (a stream
+    /// opened before the flush has sent each: what `latest` answers includes them).
     async fn store_prices(&self, ids: &[u64]) -> Vec<i64> {
-        let batch = testkit::verified_batch(ids.iter().copied(), &self.signers, Signing::Genuine);
+        let mut follower = SseReader::new(self.stream("", None).await);
+        let seqs = self.store_prices_unfollowed(ids).await;
+        let mut unseen: Vec<String> = ids.iter().map(u64::to_string).collect();
+        while !unseen.is_empty() {
+            let event = follower
+                .next(EVENT_WAIT)
+                .await
+                .expect("the API reads every stored price");
+            if event.event == "price" {
+                unseen.retain(|id| event.data["id"] != id.as_str());
+            }
+        }
+        seqs
+    }
+
+    /// [`Api::store_prices`] without waiting for the API.
+    async fn store_prices_unfollowed(&self, ids: &[u64]) -> Vec<i64> {
+        self.store_signed(ids, Signing::Genuine).await
+    }
+
+    async fn store_signed(&self, ids: &[u64], signing: Signing) -> Vec<i64> {
+        let batch = testkit::verified_batch(ids.iter().copied(), &self.signers, signing);
         let outcome = self
             .store
             .flush(&self.writer.address, &batch, 3)
@@ -133,19 +188,39 @@ async fn serve(
     verified: &Arc<VerifiedPrices>,
     stop: &CancellationToken,
 ) -> (String, JoinHandle<()>) {
-    let router = api::router(ApiState {
-        store: Store::connect_lazy(settings).await.unwrap(),
+    serve_with(settings, limits, verified, stop, &Metrics::default()).await
+}
+
+async fn serve_with(
+    settings: &DbSettings,
+    limits: ApiLimits,
+    verified: &Arc<VerifiedPrices>,
+    stop: &CancellationToken,
+    metrics: &Metrics,
+) -> (String, JoinHandle<()>) {
+    serve_api(ApiState {
+        store: Store::connect_lazy(settings)
+            .await
+            .unwrap()
+            .with_metrics(metrics.clone()),
         pairs: price_oracle::pair::PairSet::only(price_oracle::pair::Pair::EthUsd),
         limits,
+        cors: Default::default(),
         verified: Arc::clone(verified),
         stop: stop.clone(),
-    });
+    })
+    .await
+}
+
+async fn serve_api(state: ApiState) -> (String, JoinHandle<()>) {
+    let stop = state.stop.clone();
+    let router = api::router(state);
     let (_status_tx, status) = watch::channel(NodeStatus::default());
     let (addr, server) = http::serve(
         "127.0.0.1:0".parse().unwrap(),
         status,
         Arc::new(Registry::default()),
-        stop.clone(),
+        stop,
         Some(router),
     )
     .await
@@ -230,7 +305,7 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn latest_by_id_and_list_show_prices_anyone_can_verify() {
-    let api = Api::start("api_read", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_read", UNLIMITED).await;
     let (status, empty) = api.get("/v1/prices/latest").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{empty}");
     assert!(
@@ -259,7 +334,7 @@ async fn latest_by_id_and_list_show_prices_anyone_can_verify() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pages_follow_commit_order_and_a_late_row_comes_after_the_cursor() {
-    let api = Api::start("api_pages", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_pages", UNLIMITED).await;
     let seqs = api.store_prices(&[10, 11, 12]).await;
     api.store_prices(&[13, 14]).await;
 
@@ -295,7 +370,7 @@ async fn pages_follow_commit_order_and_a_late_row_comes_after_the_cursor() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_unknown_ids_and_unknown_paths_are_json_errors() {
-    let api = Api::start("api_errors", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_errors", UNLIMITED).await;
     api.store_prices(&[1]).await;
     for (path, says) in [
         (
@@ -412,7 +487,7 @@ async fn a_database_that_does_not_answer_is_a_503() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_openapi_document_parses_and_lists_every_path() {
-    let api = Api::start("api_openapi", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_openapi", UNLIMITED).await;
     let document = api.ok("/v1/openapi.json").await;
     assert!(
         document["openapi"].as_str().unwrap().starts_with("3.1"),
@@ -452,7 +527,7 @@ async fn the_openapi_document_parses_and_lists_every_path() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verified_prices_stream_before_they_are_stored_and_latest_includes_them_on_request() {
-    let api = Api::start("api_verified", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_verified", UNLIMITED).await;
     let mut live = SseReader::new(api.stream("", None).await);
     api.verify_prices(&[2]);
     let verified = live.next(EVENT_WAIT).await.unwrap();
@@ -504,12 +579,19 @@ async fn verified_prices_stream_before_they_are_stored_and_latest_includes_them_
     );
 }
 
+/// The node's defaults without the per-client rate: every request of a test comes from one
+/// address, and some poll.
+const UNLIMITED: ApiLimits = ApiLimits {
+    rate_per_second: 0,
+    ..ApiLimits::DEFAULT
+};
+
 /// Generous: a notification arrives in milliseconds, but the test machine may be busy.
 const EVENT_WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
-    let api = Api::start("api_stream", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_stream", UNLIMITED).await;
     api.store_prices(&[1]).await;
 
     // Without a cursor: only what is stored from now on.
@@ -557,7 +639,7 @@ async fn the_stream_sends_new_prices_and_resumes_after_last_event_id() {
 async fn a_stream_beyond_the_limit_is_a_503_until_one_leaves() {
     let limits = ApiLimits {
         max_streams: 1,
-        ..ApiLimits::DEFAULT
+        ..UNLIMITED
     };
     let api = Api::start("api_stream_limit", limits).await;
     let first = api.stream("", None).await;
@@ -590,7 +672,7 @@ async fn a_stream_beyond_the_limit_is_a_503_until_one_leaves() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_listener_wakes_readers_when_a_price_commits() {
-    let api = Api::start("api_listen", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_listen", UNLIMITED).await;
     let (wake, mut woken) = watch::channel(0u64);
     let stop = CancellationToken::new();
     let listener = tokio::spawn({
@@ -658,7 +740,7 @@ async fn oracle_json(args: Vec<String>) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oracle_prices_prints_what_the_api_answers() {
-    let api = Api::start("api_cli", ApiLimits::DEFAULT).await;
+    let api = Api::start("api_cli", UNLIMITED).await;
     api.store_prices(&[7, 8, 9]).await;
     let url = api.db.url.clone();
     let cli = |args: &[&str]| {
@@ -694,7 +776,10 @@ async fn oracle_prices_prints_what_the_api_answers() {
     .await
     .unwrap();
     for (output, says) in [
-        (&failed.0, "a price id is a decimal number, got \"12x\""),
+        (
+            &failed.0,
+            "a price id is a decimal number of at most 19 digits, got \"12x\"",
+        ),
         (&failed.1, "no stored price with id 404"),
         (&failed.2, "limit must be from 1 to 1000, got 5000"),
     ] {
@@ -703,4 +788,332 @@ async fn oracle_prices_prints_what_the_api_answers() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
     }
+}
+
+/// One header of a response, as text.
+fn header_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_comes_from_memory_with_validators_and_survives_the_database_going_away() {
+    let (api, proxy) = Api::start_behind_proxy("api_memory", UNLIMITED).await;
+    api.store_prices(&[1]).await;
+    let latest_url = format!("{}/v1/prices/latest", api.base);
+    let response = api.client.get(&latest_url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let etag = header_of(&response, "etag").unwrap();
+    assert_eq!(etag, "\"stored-1\"");
+    assert_eq!(
+        header_of(&response, "cache-control").as_deref(),
+        Some("public, max-age=1")
+    );
+    let age: u64 = header_of(&response, "age").unwrap().parse().unwrap();
+    assert!(age <= 5, "read within the poll: {age}");
+    assert_eq!(json_of(response).await["id"], "1");
+
+    // The client holds it: 304, nothing sent.
+    let again = api
+        .client
+        .get(&latest_url)
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header_of(&again, "etag").as_deref(), Some(etag.as_str()));
+    // A stored price never changes: cached for good, 304 without a read.
+    let by_id = api
+        .client
+        .get(format!("{}/v1/prices/1", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header_of(&by_id, "cache-control").as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let reads = api.statements("read price");
+    let cached = api
+        .client
+        .get(format!("{}/v1/prices/1", api.base))
+        .header("If-None-Match", "\"stored-1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(api.statements("read price"), reads);
+
+    // The API's database goes away; a price is stored meanwhile (the writer still reaches it).
+    proxy.cut();
+    api.store_prices_unfollowed(&[2]).await;
+    let reads_before = api.statements("read latest price");
+    testkit::wait_for("the age to show the outage", EVENT_WAIT, async || {
+        let response = api.client.get(&latest_url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "served from memory");
+        let age: u64 = header_of(&response, "age").unwrap().parse().unwrap();
+        let json = json_of(response).await;
+        assert_eq!(json["id"], "1", "what it held");
+        age >= 3
+    })
+    .await;
+    assert_eq!(
+        api.statements("read latest price"),
+        reads_before,
+        "latest never reads the database"
+    );
+    let (status, _) = api.get("/v1/prices").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "history needs it");
+
+    // Back: what was stored meanwhile is read at the reconnect (or the poll), and the age
+    // drops.
+    proxy.restore().await;
+    testkit::wait_for(
+        "the price stored during the outage",
+        EVENT_WAIT,
+        async || {
+            let response = api.client.get(&latest_url).send().await.unwrap();
+            let age: u64 = header_of(&response, "age").unwrap().parse().unwrap();
+            json_of(response).await["id"] == "2" && age <= 1
+        },
+    )
+    .await;
+}
+
+/// A client that reads nothing: a raw connection with the smallest receive buffer, so that the
+/// node's writes to it block soon.
+async fn stalled_stream(base: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /v1/prices/stream HTTP/1.1\r\nHost: oracle\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_read_per_commit_reaches_every_subscriber_and_a_stalled_one_is_dropped() {
+    let limits = ApiLimits {
+        stream_backlog: 64,
+        ..UNLIMITED
+    };
+    let api = Api::start("api_fanout", limits).await;
+    let mut subscribers = Vec::new();
+    for _ in 0..200 {
+        subscribers.push(SseReader::new(api.stream("", None).await));
+    }
+    let history_reads = api.statements("read price history");
+    api.store_prices_unfollowed(&[1, 2, 3]).await;
+    for subscriber in &mut subscribers {
+        for id in ["1", "2", "3"] {
+            let event = subscriber.next(EVENT_WAIT).await.expect("each subscriber");
+            assert_eq!(
+                (event.event.as_str(), &event.data["id"]),
+                ("price", &Value::from(id))
+            );
+        }
+    }
+    assert_eq!(
+        api.statements("read price history"),
+        history_reads,
+        "streams without a cursor never query: the reader's one read per commit feeds them"
+    );
+    drop(subscribers);
+
+    // Commits of 50 rows, ~3 KB of JSON each, until a client that reads nothing is far past
+    // its socket buffers; another reads along and gets every one.
+    const BATCH: u64 = 50;
+    const BATCHES: u64 = 60;
+    let mut stalled = stalled_stream(&api.base).await;
+    let mut fast = SseReader::new(api.stream("", None).await);
+    for batch in 0..BATCHES {
+        let ids: Vec<u64> = (batch * BATCH + 4..(batch + 1) * BATCH + 4).collect();
+        // Signatures of the right size, not made: thousands would take long unoptimized.
+        api.store_signed(&ids, Signing::Placeholder).await;
+        for id in &ids {
+            let event = fast
+                .next(EVENT_WAIT)
+                .await
+                .expect("the fast client keeps up");
+            assert_eq!(
+                (event.event.as_str(), event.data["id"].as_str()),
+                ("price", Some(id.to_string().as_str()))
+            );
+        }
+    }
+
+    // The stalled client reads at last: a prefix of the prices, then why it was dropped, then
+    // the end. It resumes after its last price and loses nothing.
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    tokio::time::timeout(EVENT_WAIT, stalled.read_to_end(&mut raw))
+        .await
+        .expect("the node ended the stalled stream")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.contains("event: dropped"),
+        "{}",
+        &text[text.len().saturating_sub(500)..]
+    );
+    assert!(text.contains("fell more than 64 prices behind"));
+    let seqs: Vec<i64> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(|seq| seq.parse().unwrap())
+        .collect();
+    let total = (BATCH * BATCHES) as usize;
+    assert!(seqs.len() < total, "dropped before the end: {}", seqs.len());
+    assert!(
+        seqs.windows(2).all(|pair| pair[0] < pair[1]),
+        "in commit order"
+    );
+    let mut resumed = SseReader::new(api.stream("", seqs.last().copied()).await);
+    for _ in seqs.len()..total {
+        let event = resumed.next(EVENT_WAIT).await.expect("the rest, replayed");
+        assert_eq!(event.event, "price");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_its_rate_or_the_nodes_capacity_a_client_gets_429_with_retry_after() {
+    let limits = ApiLimits {
+        rate_per_second: 2,
+        rate_burst: 5,
+        ..ApiLimits::DEFAULT
+    };
+    let api = Api::start("api_rate", limits).await;
+    // The first read used some of the burst already; ten more at once exceed it.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let response = api
+            .client
+            .get(format!("{}/v1/openapi.json", api.base))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status());
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            let wait: u64 = header_of(&response, "retry-after")
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&wait), "{wait}");
+            let json = json_of(response).await;
+            assert!(
+                json["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("too many requests")
+            );
+        }
+    }
+    assert!(statuses.contains(&StatusCode::OK), "{statuses:?}");
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    // Operator endpoints are not limited.
+    for _ in 0..10 {
+        let health = api
+            .client
+            .get(format!("{}/health", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+    }
+
+    // One request in flight at most: while one waits for a stalled database, the next is
+    // refused at once rather than queued.
+    let limits = ApiLimits {
+        max_in_flight: 1,
+        ..UNLIMITED
+    };
+    let (api, proxy) = Api::start_behind_proxy("api_in_flight", limits).await;
+    proxy.stall();
+    let waiting = tokio::spawn({
+        let url = format!("{}/v1/prices", api.base);
+        let client = api.client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    });
+    testkit::wait_for(
+        "a refusal while the slot is taken",
+        EVENT_WAIT,
+        async || {
+            let response = api
+                .client
+                .get(format!("{}/v1/prices/latest", api.base))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != StatusCode::TOO_MANY_REQUESTS {
+                return false;
+            }
+            assert_eq!(header_of(&response, "retry-after").as_deref(), Some("1"));
+            true
+        },
+    )
+    .await;
+    proxy.resume();
+    let admitted = waiting.await.unwrap();
+    assert!(
+        [StatusCode::OK, StatusCode::SERVICE_UNAVAILABLE].contains(&admitted),
+        "answered once its read finished or timed out: {admitted}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_read_the_api_only_from_the_origins_allowed() {
+    let db = TestDb::create("api_cors").await;
+    let stop = CancellationToken::new();
+    let cors =
+        price_oracle::api::limits::Cors::from_origins(&["https://app.example.org".into()]).unwrap();
+    let (base, _server) = serve_api(ApiState {
+        store: Store::connect_lazy(&db.settings()).await.unwrap(),
+        pairs: price_oracle::pair::PairSet::only(Pair::EthUsd),
+        limits: UNLIMITED,
+        cors,
+        verified: Arc::default(),
+        stop: stop.clone(),
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let ask = |origin: &'static str| {
+        client
+            .get(format!("{base}/v1/openapi.json"))
+            .header("Origin", origin)
+            .send()
+    };
+    let allowed = ask("https://app.example.org").await.unwrap();
+    assert_eq!(
+        header_of(&allowed, "access-control-allow-origin").as_deref(),
+        Some("https://app.example.org")
+    );
+    let other = ask("https://evil.example").await.unwrap();
+    assert_eq!(header_of(&other, "access-control-allow-origin"), None);
+    // The preflight of a stream with Last-Event-ID.
+    let preflight = client
+        .request(reqwest::Method::OPTIONS, format!("{base}/v1/prices/stream"))
+        .header("Origin", "https://app.example.org")
+        .header("Access-Control-Request-Method", "GET")
+        .header("Access-Control-Request-Headers", "last-event-id")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert!(
+        header_of(&preflight, "access-control-allow-headers")
+            .unwrap()
+            .contains("last-event-id")
+    );
+    stop.cancel();
 }

@@ -383,6 +383,32 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
     );
     let honest = Decimal::from(3000);
     for row in &stored {
+        // What the closing notes quote: each stored value beside the observations it is the
+        // median of.
+        let observations: Vec<String> = row
+            .report
+            .observations
+            .iter()
+            .map(|entry| {
+                let tag = if entry.signer == liar_address {
+                    " (liar)"
+                } else {
+                    ""
+                };
+                format!("{}{tag}", entry.observation.price)
+            })
+            .collect();
+        println!(
+            "row {} origin {}: stored {} = median of [{}]",
+            row.id(),
+            if row.report.round.origin == liar_address {
+                "liar"
+            } else {
+                "honest"
+            },
+            row.row.price,
+            observations.join(", ")
+        );
         assert_eq!(
             row.row.price,
             honest,

@@ -36,10 +36,22 @@ pub enum ApiError {
     /// The database did not answer, or failed.
     #[error("{0}")]
     Database(#[from] StoreError),
+    /// The node has not read the database since it started: it knows nothing yet.
+    #[error("the node has not read the database yet")]
+    NotLoaded,
     /// A stored row this code cannot show (only a hand-written row can be one).
     #[error("stored price {id} cannot be shown: {reason}")]
     Malformed { id: i64, reason: String },
 }
+
+/// What the OpenAPI document says of a 429, on every `/v1` route.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 429,
+    description = "Past this client's request rate (`--api-rate-limit`), or the node is answering as many requests as it may (`--api-max-in-flight`): retry after `Retry-After` seconds",
+    headers(("Retry-After" = u64, description = "Seconds to wait"))
+)]
+pub struct TooManyRequests(#[allow(dead_code)] ErrorBody);
 
 /// The body of every error.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -54,7 +66,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Busy(_) | Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Busy(_) | Self::Database(_) | Self::NotLoaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Malformed { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,7 +75,9 @@ impl ApiError {
     /// node's insides and help no consumer, so they go to the node's log instead.
     fn public_message(&self) -> String {
         match self {
-            Self::Database(_) => "the database is unavailable; try again later".to_owned(),
+            Self::Database(_) | Self::NotLoaded => {
+                "the database is unavailable; try again later".to_owned()
+            }
             other => other.to_string(),
         }
     }

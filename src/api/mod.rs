@@ -10,16 +10,21 @@
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document, generated from the handlers below |
 //!
 //! - [`view`]: the JSON of a price (shared with `oracle prices`).
+//! - [`stored`]: stored prices in memory — each pair's newest, and every new one for the
+//!   streams — read once per node, woken by `LISTEN` ([`crate::store::notify`]).
 //! - [`verified`]: rounds the node's pool has just verified, before they are stored.
 //! - [`params`]: what a request may ask for, and the limits.
 //! - [`error`]: every error as JSON, with its status.
-//! - `stream`: the SSE stream, woken by `LISTEN` ([`crate::store::notify`]).
+//! - `stream`: the SSE stream.
 //!
-//! The API reads through a [`Store`] of its own, so readers can never take the connections the
+//! `latest` answers from memory; history, one price by id and a stream's replay read the
+//! database, through a [`Store`] of its own, so readers can never take the connections the
 //! node's heartbeats and flush need; every query is one indexed statement.
 
 pub mod error;
+pub mod limits;
 pub mod params;
+pub mod stored;
 mod stream;
 pub mod verified;
 pub mod view;
@@ -28,7 +33,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
@@ -38,10 +43,11 @@ use utoipa_axum::routes;
 use crate::pair::{Pair, PairSet};
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
-use error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use error::{ApiError, ApiPath, ApiQuery, ErrorBody, TooManyRequests};
 pub use params::ApiLimits;
 use params::{LatestParams, ListParams};
-use verified::VerifiedPrices;
+use stored::{StoredJson, StoredPrices};
+use verified::{VerifiedPrice, VerifiedPrices};
 use view::{PricePage, PriceView};
 
 /// What the API serves from.
@@ -51,6 +57,8 @@ pub struct ApiState {
     /// The pairs this node serves; the first is the default. Requests for others are refused.
     pub pairs: PairSet,
     pub limits: ApiLimits,
+    /// Which browser origins may read it.
+    pub cors: limits::Cors,
     /// Rounds the node's pool verified, before they are stored.
     pub verified: Arc<VerifiedPrices>,
     /// Cancelled when the node stops: ends every stream, so that the server's graceful stop
@@ -62,6 +70,7 @@ pub struct ApiState {
 #[derive(Clone)]
 struct Shared {
     api: Arc<ApiState>,
+    stored: Arc<StoredPrices>,
     streams: Arc<stream::Streams>,
     /// The OpenAPI document, serialized once.
     openapi: Arc<Result<String, String>>,
@@ -84,20 +93,39 @@ struct Shared {
 struct ApiDoc;
 
 /// The `/v1` routes, with JSON errors for unknown paths and wrong methods, ready to be merged
-/// into the node's HTTP server. Needs a Tokio runtime: the first stream starts the database
-/// listener.
+/// into the node's HTTP server. Needs a Tokio runtime: it starts the reader of stored prices
+/// and its database listener, which run until `state.stop`.
 pub fn router(state: ApiState) -> Router {
     let (router, document) = routes().split_for_parts();
     let api = Arc::new(state);
+    let stored = Arc::new(StoredPrices::new(api.limits.stream_backlog));
+    follow_stored_prices(&api, &stored);
     let shared = Shared {
-        streams: Arc::new(stream::Streams::new(&api)),
+        streams: Arc::new(stream::Streams::new(&api, Arc::clone(&stored))),
+        stored,
         api,
         openapi: Arc::new(document.to_json().map_err(|err| err.to_string())),
     };
-    router
+    let router = router
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(shared)
+        .with_state(shared.clone());
+    limits::apply(
+        router,
+        &shared.api.limits,
+        &shared.api.cors,
+        &shared.api.stop,
+    )
+}
+
+/// Starts the database listener and the one reader of stored prices it wakes.
+fn follow_stored_prices(api: &ApiState, stored: &Arc<StoredPrices>) {
+    let (wake, woken) = tokio::sync::watch::channel(0);
+    let (store, stop) = (api.store.clone(), api.stop.clone());
+    tokio::spawn(async move { store.listen_for_stored_prices(wake, stop).await });
+    let (store, stop, pairs) = (api.store.clone(), api.stop.clone(), api.pairs);
+    let stored = Arc::clone(stored);
+    tokio::spawn(async move { stored.follow_table(store, pairs, woken, stop).await });
 }
 
 /// Every endpoint, each documented by its `#[utoipa::path]`: the routes and the document come
@@ -155,37 +183,132 @@ fn shown(row: &crate::store::reports::StoredPrice) -> Result<PriceView, ApiError
     })
 }
 
-/// The newest price of a pair.
+/// The newest price of a pair, from the node's memory: it never waits for the database, and
+/// while the database is down it answers with what it holds, its `Age` growing.
 #[utoipa::path(
     get,
     path = "/v1/prices/latest",
     tag = "prices",
-    params(LatestParams),
+    params(
+        LatestParams,
+        ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 if the answer is still the same"),
+    ),
     responses(
-        (status = 200, description = "The pair's newest stored price by observation time (ties: the greater id); with `include=verified`, the fresher of it and the newest round this node saw verified but not stored yet (`status` says which)", body = PriceView),
+        (status = 200, description = "The pair's newest stored price by observation time (ties: the greater id); with `include=verified`, the fresher of it and the newest round this node saw verified but not stored yet (`status` says which)", body = PriceView,
+            headers(
+                ("ETag" = String, description = "Names the price and its status"),
+                ("Cache-Control" = String, description = "`public, max-age=1`"),
+                ("Age" = Option<u64>, description = "For a stored price: seconds since the node last read the database, where it would have seen a newer one"),
+            )),
+        (status = 304, description = "Unchanged since the `ETag` given in `If-None-Match`"),
         (status = 400, description = "Unknown pair, or an `include` other than `verified`", body = ErrorBody),
         (status = 404, description = "Nothing stored (nor, with `include=verified`, verified) for the pair yet", body = ErrorBody),
-        (status = 503, description = "The database is unavailable (and, with `include=verified`, nothing verified is held)", body = ErrorBody),
+        (status = 503, description = "The node has not read the database since it started (and, with `include=verified`, holds nothing verified)", body = ErrorBody),
+        TooManyRequests,
     )
 )]
 async fn latest(
     State(shared): State<Shared>,
+    request: HeaderMap,
     ApiQuery(params): ApiQuery<LatestParams>,
-) -> Result<Json<PriceView>, ApiError> {
+) -> Result<Response, ApiError> {
     let pair = params::pick_pair(shared.api.pairs, params.pair.as_deref())?;
-    let include_verified = params.include_verified()?;
-    let stored = latest_price(&shared.api.store, pair).await;
-    if !include_verified {
-        return stored.map(Json);
-    }
-    let fresher = match (stored, shared.api.verified.newest(pair)) {
-        (Ok(stored), Some(verified)) if verified.is_fresher_than(&stored) => verified,
-        (Ok(stored), _) => stored,
-        // Nothing stored, or the database is down: what the pool verified still stands.
-        (Err(_), Some(verified)) => verified,
-        (Err(err), None) => return Err(err),
+    let verified = if params.include_verified()? {
+        shared.api.verified.newest(pair)
+    } else {
+        None
     };
-    Ok(Json(fresher))
+    let newest = shared.stored.newest(pair);
+    let stored = newest.as_ref().and_then(|newest| newest.price.as_ref());
+    let cached = match (stored, verified) {
+        (Some(stored), Some(verified)) if verified.view.is_fresher_than(&stored.view) => {
+            Cached::verified(&verified)
+        }
+        (Some(stored), _) => Cached::stored(stored, LATEST_CACHE_CONTROL),
+        // Nothing stored, or nothing known yet: what the pool verified still stands.
+        (None, Some(verified)) => Cached::verified(&verified),
+        (None, None) if newest.is_some() => {
+            return Err(ApiError::NotFound(format!("no stored price of {pair} yet")));
+        }
+        (None, None) => return Err(ApiError::NotLoaded),
+    };
+    let age = newest
+        .filter(|_| cached.etag.starts_with("\"stored"))
+        .map(|n| n.age);
+    Ok(cached.respond(&request, age))
+}
+
+/// How long a client or cache may reuse a `latest` answer: rounds are at least an observe
+/// interval apart, and a second's delay is what a cache in front of a busy node can save.
+const LATEST_CACHE_CONTROL: &str = "public, max-age=1";
+/// A stored price never changes.
+const STORED_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// A price's JSON as served from memory, with its validators.
+struct Cached {
+    json: axum::body::Bytes,
+    etag: String,
+    cache_control: &'static str,
+}
+
+impl Cached {
+    fn stored(price: &StoredJson, cache_control: &'static str) -> Self {
+        Self {
+            json: price.json.clone(),
+            etag: stored_etag(&price.view.id),
+            cache_control,
+        }
+    }
+
+    /// A verified price may gain observations, and becomes stored: its tag names both.
+    fn verified(price: &VerifiedPrice) -> Self {
+        Self {
+            json: axum::body::Bytes::copy_from_slice(price.json.as_bytes()),
+            etag: format!(
+                "\"verified-{}-{}\"",
+                price.view.id,
+                price.view.observations.len()
+            ),
+            cache_control: LATEST_CACHE_CONTROL,
+        }
+    }
+
+    /// 304 if the client holds it already, else the JSON.
+    fn respond(self, request: &HeaderMap, age: Option<std::time::Duration>) -> Response {
+        let mut headers = vec![
+            (header::ETAG, self.etag.clone()),
+            (header::CACHE_CONTROL, self.cache_control.to_owned()),
+        ];
+        if let Some(age) = age {
+            headers.push((header::AGE, age.as_secs().to_string()));
+        }
+        let mut response = if holds(request, &self.etag) {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            ([(header::CONTENT_TYPE, "application/json")], self.json).into_response()
+        };
+        for (name, value) in headers {
+            if let Ok(value) = header::HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+fn stored_etag(id: &str) -> String {
+    format!("\"stored-{id}\"")
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`).
+fn holds(request: &HeaderMap, etag: &str) -> bool {
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == etag || tag == "*")
 }
 
 /// A pair's history in commit order, one page at a time.
@@ -199,38 +322,81 @@ async fn latest(
     tag = "prices",
     params(ListParams),
     responses(
-        (status = 200, description = "One page, in seq order", body = PricePage),
+        (status = 200, description = "One page, in seq order", body = PricePage,
+            headers(("Cache-Control" = String, description = "A full page (`next` set) never changes: `public, max-age=31536000, immutable`; the last page grows: `public, max-age=1`"))),
         (status = 400, description = "Unknown pair, a parameter that is not a whole number, limit out of range, from after to, or a bad cursor", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
+        TooManyRequests,
     )
 )]
 async fn list(
     State(shared): State<Shared>,
     ApiQuery(params): ApiQuery<ListParams>,
-) -> Result<Json<PricePage>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = params.read()?.check(shared.api.pairs, &shared.api.limits)?;
-    Ok(Json(history(&shared.api.store, &query).await?))
+    let page = shared.stored.page_json(&shared.api.store, &query).await?;
+    // A full page never changes (rows that commit later come after it); the last one grows.
+    let cache_control = if page.full {
+        STORED_CACHE_CONTROL
+    } else {
+        LATEST_CACHE_CONTROL
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, cache_control),
+        ],
+        page.json,
+    )
+        .into_response())
 }
 
-/// One stored price by id.
+/// One stored price by id. A stored price never changes: its answer may be cached for good, and
+/// a client that names its `ETag` gets a 304 without the node reading anything.
 #[utoipa::path(
     get,
     path = "/v1/prices/{id}",
     tag = "prices",
-    params(("id" = String, Path, description = "The price's id, decimal", example = "99994137125717029")),
+    params(
+        ("id" = String, Path, description = "The price's id: a decimal whole number, at most 19 digits", pattern = "^[0-9]{1,19}$", example = "99994137125717029"),
+        ("If-None-Match" = Option<String>, Header, description = "The `ETag` of an earlier answer: 304"),
+    ),
     responses(
-        (status = 200, description = "The price", body = PriceView),
+        (status = 200, description = "The price", body = PriceView,
+            headers(
+                ("ETag" = String, description = "Names the price"),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`"),
+            )),
+        (status = 304, description = "The `ETag` given in `If-None-Match` is this price's"),
         (status = 400, description = "Not a decimal id", body = ErrorBody),
         (status = 404, description = "No price with this id", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
+        TooManyRequests,
     )
 )]
 async fn by_id(
     State(shared): State<Shared>,
+    request: HeaderMap,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<PriceView>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = params::price_id(&id)?;
-    Ok(Json(price(&shared.api.store, id).await?))
+    let etag = stored_etag(&id.to_string());
+    if holds(&request, &etag) {
+        let cached = Cached {
+            json: axum::body::Bytes::new(),
+            etag,
+            cache_control: STORED_CACHE_CONTROL,
+        };
+        return Ok(cached.respond(&request, None));
+    }
+    let row = shared
+        .api
+        .store
+        .price_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no stored price with id {id}")))?;
+    let price = StoredJson::render(&row).map_err(|reason| ApiError::Malformed { id, reason })?;
+    Ok(Cached::stored(&price, STORED_CACHE_CONTROL).respond(&request, None))
 }
 
 /// This document.
@@ -238,7 +404,10 @@ async fn by_id(
     get,
     path = "/v1/openapi.json",
     tag = "prices",
-    responses((status = 200, description = "The OpenAPI 3.1 document of /v1", content_type = "application/json", body = Object))
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of /v1", content_type = "application/json", body = Object),
+        TooManyRequests,
+    )
 )]
 async fn openapi_json(State(shared): State<Shared>) -> Response {
     match shared.openapi.as_ref() {

@@ -20,12 +20,25 @@ pub struct ApiLimits {
     pub max_page: u64,
     /// Most streams open at once (`--api-max-streams`); more are refused with 503.
     pub max_streams: usize,
+    /// Stored prices a stream may fall behind by before it is dropped (`--api-stream-backlog`).
+    pub stream_backlog: usize,
+    /// Requests per second one client (IP address) may make on average (`--api-rate-limit`);
+    /// 0: no limit.
+    pub rate_per_second: u32,
+    /// Requests one client may make at once before the average applies (`--api-rate-burst`).
+    pub rate_burst: u32,
+    /// Requests being answered at once, all clients together (`--api-max-in-flight`).
+    pub max_in_flight: usize,
 }
 
 impl ApiLimits {
     pub const DEFAULT: Self = Self {
         max_page: 1_000,
-        max_streams: 64,
+        max_streams: 10_000,
+        stream_backlog: 1_024,
+        rate_per_second: 50,
+        rate_burst: 100,
+        max_in_flight: 512,
     };
 
     /// The page size when the request names none: [`DEFAULT_PAGE`], or less if the limit is
@@ -174,16 +187,19 @@ pub fn pick_pair(pairs: PairSet, asked: Option<&str>) -> Result<Pair, ApiError> 
 
 /// A price id from a path: a positive decimal number.
 pub fn price_id(text: &str) -> Result<i64, ApiError> {
-    let wrong = || {
-        ApiError::BadRequest(format!(
-            "a price id is a decimal number, got {:?}",
+    let digits = !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
+    if !digits || text.len() > 19 {
+        return Err(ApiError::BadRequest(format!(
+            "a price id is a decimal number of at most 19 digits, got {:?}",
             truncate_for_display(text)
-        ))
-    };
-    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(wrong());
+        )));
     }
-    text.parse::<i64>().map_err(|_| wrong())
+    // Up to 19 digits always fit 64 bits; past 2⁶³ − 1 no price can have it.
+    let id = text
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| i64::try_from(id).ok());
+    id.ok_or_else(|| ApiError::NotFound(format!("no stored price with id {text}")))
 }
 
 /// A `seq` cursor from text (`after=`, `Last-Event-ID`).
@@ -311,12 +327,17 @@ mod tests {
             assert!(params.read().is_err(), "{text:?}");
         }
         assert_eq!(price_id("1234567890123456").unwrap(), 1_234_567_890_123_456);
-        for text in ["abc", "-1", "", "12a", "9223372036854775808"] {
+        for text in ["abc", "-1", "", "12a", "12345678901234567890"] {
             assert!(bad(price_id(text)).contains("decimal number"), "{text:?}");
         }
+        // Past 2⁶³ − 1: a well-formed id that no price can have.
+        assert!(matches!(
+            price_id("9223372036854775808"),
+            Err(ApiError::NotFound(_))
+        ));
         assert_eq!(parse_cursor("after", "4711").unwrap(), 4711);
         assert!(bad(parse_cursor("Last-Event-ID", "x")).contains("Last-Event-ID"));
         let long = "x".repeat(10_000);
-        assert!(bad(price_id(&long)).len() < 100);
+        assert!(bad(price_id(&long)).len() < 200);
     }
 }

@@ -8,16 +8,20 @@
 //! verified>`, without an `id:` so that it leaves the client's cursor alone; it is sent live
 //! only, never replayed ([`super::verified`] says what it guarantees).
 //!
-//! What guarantees that no price is skipped is the read, `seq > cursor` in commit order (see
-//! [`crate::store::read`]); the database's notifications only say when to read. One listener
-//! per node ([`Store::listen_for_stored_prices`], started by the first stream, running until
-//! the node stops) wakes every stream; a stream then reads past its own cursor. A lost or merged
-//! notification therefore loses nothing, and each stream also reads every [`POLL`] in case the
-//! listener is down.
+//! One reader per node reads each stored price once ([`super::stored`]) and hands it, serialized,
+//! to every stream; a stream with a cursor older than the reader's first replays what it missed
+//! from the database, page by page, then follows the reader. What guarantees that no price is
+//! skipped is the read, `seq > cursor` in commit order (see [`crate::store::read`]): the live
+//! prices were subscribed to before the replay's first read, and whatever both deliver is sent
+//! once, by `seq`.
+//!
+//! A client that does not read falls behind; past `--api-stream-backlog` prices the node sends
+//! `event: dropped` with the reason and ends the stream, without slowing anyone else. The
+//! client reconnects with `Last-Event-ID` and loses nothing.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -25,61 +29,46 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use super::error::{ApiError, ApiQuery, ErrorBody};
+use super::error::{ApiError, ApiQuery, ErrorBody, TooManyRequests};
 use super::params::{self, StreamParams};
+use super::stored::{StoredJson, StoredPrices};
 use super::verified::{VerifiedPrice, VerifiedPrices};
-use super::view::PriceView;
 use super::{ApiState, Shared};
 use crate::pair::Pair;
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
-use crate::store::reports::StoredPrice;
 
 /// Rows read per query: a stream replaying a long history reads it page by page.
 const STREAM_PAGE: u64 = 100;
-/// How often a stream reads even without a notification: the safety net under `LISTEN`.
-pub const POLL: Duration = Duration::from_secs(5);
 /// A comment line this often keeps proxies and load balancers from closing a quiet stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// What every stream of a node shares: the slots, and the wake-ups of the one listener.
+/// What every stream of a node shares: the slots, the stored prices read once for all, and the
+/// verified ones.
 pub(super) struct Streams {
     store: Store,
+    stored: Arc<StoredPrices>,
     verified: Arc<VerifiedPrices>,
     stop: CancellationToken,
     slots: Arc<Semaphore>,
     max: usize,
-    wake: watch::Sender<u64>,
-    listener: Once,
+    backlog: usize,
 }
 
 impl Streams {
-    pub(super) fn new(api: &ApiState) -> Self {
+    pub(super) fn new(api: &ApiState, stored: Arc<StoredPrices>) -> Self {
         Self {
             store: api.store.clone(),
+            stored,
             verified: Arc::clone(&api.verified),
             stop: api.stop.clone(),
             slots: Arc::new(Semaphore::new(api.limits.max_streams)),
             max: api.limits.max_streams,
-            wake: watch::Sender::new(0),
-            listener: Once::new(),
+            backlog: api.limits.stream_backlog,
         }
-    }
-
-    /// Wake-ups from now on. The first call starts the listener: a node nobody streams from
-    /// keeps no connection open for it.
-    fn subscribe(&self) -> watch::Receiver<u64> {
-        self.listener.call_once(|| {
-            let store = self.store.clone();
-            let wake = self.wake.clone();
-            let stop = self.stop.clone();
-            tokio::spawn(async move { store.listen_for_stored_prices(wake, stop).await });
-        });
-        self.wake.subscribe()
     }
 }
 
@@ -90,7 +79,9 @@ impl Streams {
 /// verified`, `data: <the same JSON with status verified, no seq>` — no `id:`, not replayed,
 /// and the stored row may carry more observations. A comment line every 15 s keeps the
 /// connection open. Without a cursor only prices stored from now on are sent. The stream ends
-/// when the node stops; reconnect with `Last-Event-ID` to go on where it ended.
+/// when the node stops, or after an `event: dropped`, `data: {"error": "<why>"}` when the
+/// client fell more than `--api-stream-backlog` prices behind; reconnect with `Last-Event-ID`
+/// to go on where it ended.
 #[utoipa::path(
     get,
     path = "/v1/prices/stream",
@@ -100,9 +91,10 @@ impl Streams {
         ("Last-Event-ID" = Option<String>, Header, description = "The id (seq) of the last event received: the stream resumes after it. Wins over `after`."),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: price`, `id: <seq>`, `data: <PriceView JSON>` for each stored price; `event: verified`, `data: <PriceView JSON>` (no id) for each round verified before it is stored", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `event: price`, `id: <seq>`, `data: <PriceView JSON>` for each stored price; `event: verified`, `data: <PriceView JSON>` (no id) for each round verified before it is stored; `event: dropped`, `data: {\"error\": \"...\"}` last, when the client fell too far behind", content_type = "text/event-stream", body = String),
         (status = 400, description = "Unknown pair or a bad cursor", body = ErrorBody),
-        (status = 503, description = "The node serves as many streams as it may (`--api-max-streams`), or the database is unavailable", body = ErrorBody),
+        (status = 503, description = "The node serves as many streams as it may (`--api-max-streams`), or the database is unavailable (for a replay) or has not answered since the node started", body = ErrorBody),
+        TooManyRequests,
     )
 )]
 pub(super) async fn stream(
@@ -133,27 +125,26 @@ pub(super) async fn stream(
                 streams.max
             ))
         })?;
-    // Subscribed before the first read: whatever commits after it wakes this stream.
-    let wake = streams.subscribe();
+    // Following the stored prices before the replay's first read: whatever commits after it
+    // reaches this stream live.
+    let (live, now) = streams.stored.follow().ok_or(ApiError::NotLoaded)?;
     let verified = streams.verified.subscribe();
-    let cursor = match resume {
-        Some(cursor) => cursor,
-        None => streams.store.last_seq().await?,
-    };
     let mut tail = Tail {
-        streams,
         pair,
-        cursor,
+        cursor: resume.unwrap_or(now),
+        replaying: resume.is_some_and(|cursor| cursor < now),
+        ended: false,
         buffered: VecDeque::new(),
-        caught_up: false,
-        wake,
+        live,
         verified: Some(verified),
-        poll: poll_timer(),
+        streams,
         _slot: slot,
     };
-    // The first read answers the request, so that a database that is down is a 503, not a
-    // stream that stays silent.
-    tail.read().await?;
+    // A replay's first read answers the request, so that a database that is down is a 503,
+    // not a stream that stays silent.
+    if tail.replaying {
+        tail.replay().await?;
+    }
     let events = futures::stream::unfold(tail, |mut tail| async move {
         tail.next().await.map(|event| (Ok(event), tail))
     });
@@ -166,60 +157,85 @@ struct Tail {
     pair: Pair,
     /// The greatest `seq` sent (or passed over).
     cursor: i64,
-    buffered: VecDeque<StoredPrice>,
-    /// The last read came back short: nothing more until a wake-up or the poll.
-    caught_up: bool,
-    wake: watch::Receiver<u64>,
+    /// Reading the client's missed prices from the database, page by page; then live.
+    replaying: bool,
+    /// The node gave up on this stream and said why: the next event ends it.
+    ended: bool,
+    buffered: VecDeque<Arc<StoredJson>>,
+    /// Every price the node's reader reads, from before the replay started.
+    live: broadcast::Receiver<Arc<StoredJson>>,
     /// Rounds verified by the node's pool; `None` once the node's sender is gone.
     verified: Option<broadcast::Receiver<Arc<VerifiedPrice>>>,
-    poll: Interval,
     /// Frees the stream's slot when the client goes away or the node stops.
     _slot: OwnedSemaphorePermit,
 }
 
 impl Tail {
-    /// The next event; `None` ends the stream (the node is stopping).
+    /// The next event; `None` ends the stream (the node is stopping, or the client fell too
+    /// far behind and was told so).
     async fn next(&mut self) -> Option<Event> {
         let stop = self.streams.stop.clone();
         loop {
-            if stop.is_cancelled() {
+            if stop.is_cancelled() || self.ended {
                 return None;
             }
-            if let Some(row) = self.buffered.pop_front() {
-                self.cursor = row.seq;
-                match event(&row) {
-                    Ok(event) => return Some(event),
-                    // Passed over, not retried: it would stop this stream at that row for good.
-                    Err(reason) => {
-                        log::error!("API stream: leaving out stored price {}: {reason}", row.id);
-                        continue;
-                    }
+            if let Some(price) = self.buffered.pop_front() {
+                if let Some(event) = self.passed(&price) {
+                    return Some(event);
                 }
+                continue;
             }
-            if self.caught_up {
+            if self.replaying {
                 tokio::select! {
                     () = stop.cancelled() => return None,
-                    // The sender lives as long as `streams`, which this stream holds.
-                    _ = self.wake.changed() => {}
-                    _ = self.poll.tick() => {}
-                    verified = next_verified(&mut self.verified, self.pair) => {
-                        return Some(Event::default().event("verified").data(&verified.json));
-                    }
+                    read = self.replay() => if let Err(err) = read {
+                        // The database is down mid-replay: nothing more can be sent in order.
+                        log::debug!("API stream: {err}");
+                        return Some(self.drop_with(
+                            "the database is unavailable; reconnect with Last-Event-ID to resume",
+                        ));
+                    },
                 }
+                continue;
             }
             tokio::select! {
                 () = stop.cancelled() => return None,
-                read = self.read() => if let Err(err) = read {
-                    // Tried again at the next wake-up or poll; the keep-alives go on.
-                    log::debug!("API stream: {err}");
-                    self.caught_up = true;
+                live = self.live.recv() => match live {
+                    Ok(price) => if let Some(event) = self.passed(&price) {
+                        return Some(event);
+                    },
+                    Err(RecvError::Lagged(_)) => {
+                        return Some(self.drop_with(&format!(
+                            "this stream fell more than {} prices behind; reconnect with Last-Event-ID to resume",
+                            self.streams.backlog
+                        )));
+                    }
+                    Err(RecvError::Closed) => return None,
                 },
+                verified = next_verified(&mut self.verified, self.pair) => {
+                    return Some(Event::default().event("verified").data(&verified.json));
+                }
             }
         }
     }
 
-    /// Reads the next rows past the cursor.
-    async fn read(&mut self) -> Result<(), ApiError> {
+    /// The event for a price of this stream's pair past its cursor, moving the cursor.
+    fn passed(&mut self, price: &StoredJson) -> Option<Event> {
+        if price.pair != self.pair || price.seq <= self.cursor {
+            return None;
+        }
+        self.cursor = price.seq;
+        let data = std::str::from_utf8(&price.json).ok()?;
+        Some(
+            Event::default()
+                .event("price")
+                .id(price.seq.to_string())
+                .data(data),
+        )
+    }
+
+    /// Reads the next page of missed prices; a short page ends the replay.
+    async fn replay(&mut self) -> Result<(), ApiError> {
         let query = HistoryQuery {
             pair: self.pair,
             after: self.cursor,
@@ -228,19 +244,29 @@ impl Tail {
             limit: STREAM_PAGE,
         };
         let rows = self.streams.store.price_history(&query).await?;
-        self.caught_up = (rows.len() as u64) < STREAM_PAGE;
-        self.buffered.extend(rows);
+        self.replaying = (rows.len() as u64) == STREAM_PAGE;
+        for row in &rows {
+            match StoredJson::render(row) {
+                Ok(price) => self.buffered.push_back(Arc::new(price)),
+                // Passed over, not retried: it would stop this stream at that row for good.
+                Err(reason) => {
+                    log::error!("API stream: leaving out stored price {}: {reason}", row.id);
+                    self.cursor = self.cursor.max(row.seq);
+                }
+            }
+        }
         Ok(())
     }
 }
 
-fn event(row: &StoredPrice) -> Result<Event, String> {
-    let view = PriceView::from_row(row).map_err(|err| err.to_string())?;
-    let data = serde_json::to_string(&view).map_err(|err| err.to_string())?;
-    Ok(Event::default()
-        .event("price")
-        .id(row.seq.to_string())
-        .data(data))
+impl Tail {
+    /// The last event of a stream the node gives up on, saying why; the client resumes with
+    /// `Last-Event-ID` and loses nothing.
+    fn drop_with(&mut self, reason: &str) -> Event {
+        self.ended = true;
+        let body = serde_json::json!({ "error": reason });
+        Event::default().event("dropped").data(body.to_string())
+    }
 }
 
 /// The next verified price of `pair`; never resolves once the node's sender is gone. A stream
@@ -262,10 +288,4 @@ async fn next_verified(
             Err(RecvError::Closed) => *receiver = None,
         }
     }
-}
-
-fn poll_timer() -> Interval {
-    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + POLL, POLL);
-    timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    timer
 }

@@ -82,11 +82,11 @@ impl VerifiedPrices {
     }
 
     /// The freshest verified price of `pair` this node has seen.
-    pub fn newest(&self, pair: Pair) -> Option<PriceView> {
+    pub fn newest(&self, pair: Pair) -> Option<Arc<VerifiedPrice>> {
         self.newest
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&pair)
-            .map(|price| price.view.clone())
+            .cloned()
     }
 }

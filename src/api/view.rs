@@ -213,7 +213,7 @@ impl PriceView {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::identity::Identity;
     use crate::pair::Pair;
@@ -228,7 +228,7 @@ mod tests {
     const SIGNATURE: &str = "0xef40f898a0a03afabeb62c43d08626fa6e6fe4c1d4f1fa9158614c61ef1f96fc5f626da19ed8a030971217620263d09966d9c9c514b3684eb7586f20a0c960881c";
 
     /// The vector's price as a round of its own, and a second member seeing 3126 two seconds on.
-    fn vector_row() -> StoredPrice {
+    pub(crate) fn vector_row() -> StoredPrice {
         let origin = Identity::from_secret(&SECRET).unwrap();
         let other = Identity::from_secret(&[1; 32]).unwrap();
         let round = Round {

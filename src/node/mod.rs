@@ -97,6 +97,8 @@ pub struct NodeSettings {
     pub http: Option<SocketAddr>,
     /// Bounds on what the `/v1` API's readers can make the node do.
     pub api: crate::api::ApiLimits,
+    /// Which browser origins may read the `/v1` API (`--api-cors-origin`).
+    pub api_cors: crate::api::limits::Cors,
     /// Narrows the signers table to these members (`--trusted-signers`).
     pub trusted_signers: Option<std::collections::HashSet<Address>>,
     /// Add this node's key to the signers table at start (`--register`).

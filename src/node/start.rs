@@ -128,6 +128,24 @@ struct Served<'a> {
     verified: &'a Arc<VerifiedPrices>,
 }
 
+/// File descriptors a node needs besides its streams: peers, database connections, requests.
+const FILES_BESIDES_STREAMS: u64 = 1_024;
+
+/// Raises the soft open-files limit as far as the hard one allows (often 1,024 soft against
+/// 524,288 hard), and says so when it stays below what `--api-max-streams` needs.
+fn raise_open_files_limit(max_streams: usize) {
+    let needed = max_streams as u64 + FILES_BESIDES_STREAMS;
+    match rlimit::increase_nofile_limit(needed) {
+        Ok(limit) if limit < needed => log::warn!(
+            "open files limited to {limit}: fewer than the {needed} that --api-max-streams \
+             {max_streams} needs; raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower \
+             --api-max-streams"
+        ),
+        Ok(limit) => log::debug!("open files limit: {limit}"),
+        Err(err) => log::warn!("cannot raise the open files limit: {err}"),
+    }
+}
+
 /// Serves `/health`, `/status`, `/metrics` and the `/v1` API on `addr`.
 async fn serve_http(
     addr: SocketAddr,
@@ -153,9 +171,11 @@ async fn serve_http(
         // The first is what `?pair=` defaults to.
         pairs: settings.feed.pairs,
         limits: settings.api,
+        cors: settings.api_cors.clone(),
         verified: Arc::clone(served.verified),
         stop: stop.clone(),
     });
+    raise_open_files_limit(settings.api.max_streams);
     let (bound, task) = http::serve(
         addr,
         served.status.clone(),

@@ -16,7 +16,7 @@ use crate::pair::Pair;
 
 /// One page of a pair's history: rows with `seq > after`, observed in `[from, to)`, in `seq`
 /// order, at most `limit`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HistoryQuery {
     pub pair: Pair,
     /// The greatest `seq` the reader has seen; 0 for the beginning.
@@ -53,18 +53,44 @@ impl Store {
         &self,
         query: &HistoryQuery,
     ) -> Result<Vec<StoredPrice>, StoreError> {
-        let mut select = prices::Entity::find()
-            .filter(prices::Column::Pair.eq(query.pair.name()))
-            .filter(prices::Column::Seq.gt(query.after))
-            .order_by_asc(prices::Column::Seq)
-            .limit(query.limit);
-        if let Some(from) = query.from {
-            select = select.filter(prices::Column::ObservedAt.gte(from));
-        }
-        if let Some(to) = query.to {
-            select = select.filter(prices::Column::ObservedAt.lt(to));
-        }
+        let select = history(query);
         self.timed("read price history", select.all(&self.db)).await
+    }
+
+    /// The ids of one page of a pair's history, with their `seq`: [`Store::price_history`]
+    /// without the rows, for a reader that holds most of them already.
+    pub async fn price_history_ids(
+        &self,
+        query: &HistoryQuery,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let select = history(query)
+            .select_only()
+            .column(prices::Column::Id)
+            .column(prices::Column::Seq)
+            .into_tuple::<(i64, i64)>();
+        self.timed("read price history ids", select.all(&self.db))
+            .await
+    }
+
+    /// The stored prices with these ids, in no particular order.
+    pub async fn prices_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredPrice>, StoreError> {
+        let select = prices::Entity::find().filter(prices::Column::Id.is_in(ids.iter().copied()));
+        self.timed("read prices by id", select.all(&self.db)).await
+    }
+
+    /// Rows of every pair committed after `after` (`seq > after`), in commit order, at most
+    /// `limit`: how the API's one reader follows the table.
+    pub async fn prices_committed_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<StoredPrice>, StoreError> {
+        let select = prices::Entity::find()
+            .filter(prices::Column::Seq.gt(after))
+            .order_by_asc(prices::Column::Seq)
+            .limit(limit);
+        self.timed("read prices committed after", select.all(&self.db))
+            .await
     }
 
     /// The greatest `seq` stored so far (0 for an empty table): where a reader that wants only
@@ -77,4 +103,20 @@ impl Store {
         let last = self.timed("read last seq", query.one(&self.db)).await?;
         Ok(last.flatten().unwrap_or(0))
     }
+}
+
+/// The select of one page of history (see [`HistoryQuery`]).
+fn history(query: &HistoryQuery) -> sea_orm::Select<prices::Entity> {
+    let mut select = prices::Entity::find()
+        .filter(prices::Column::Pair.eq(query.pair.name()))
+        .filter(prices::Column::Seq.gt(query.after))
+        .order_by_asc(prices::Column::Seq)
+        .limit(query.limit);
+    if let Some(from) = query.from {
+        select = select.filter(prices::Column::ObservedAt.gte(from));
+    }
+    if let Some(to) = query.to {
+        select = select.filter(prices::Column::ObservedAt.lt(to));
+    }
+    select
 }

@@ -1,0 +1,380 @@
+//! Stored prices in memory. One reader per node follows the `prices` table — woken by `LISTEN`
+//! ([`crate::store::notify`]), polling besides — keeps each served pair's newest stored price
+//! serialized and ready to send, and hands every newly committed row, serialized once, to every
+//! stream. So `latest` never touches the database (and still answers while it is down, with the
+//! age of what it holds), and a thousand streams cost one query per commit, not a thousand.
+//!
+//! Every price serialized here, by the reader or for a history page, is kept by id in a cache
+//! bounded by its bytes (a stored price never changes): a page of history then costs one query
+//! for its ids, and rows only for the prices not held. A full page never changes either (a row
+//! that commits later has a greater `seq` than all of it), so full pages are kept whole, by
+//! query, in a second cache.
+//!
+//! The reader reads `seq > its cursor` in commit order, as every reader of the table does (see
+//! [`crate::store::read`]): a lost notification or a reconnect loses no row, since the next read
+//! (at the listener's wake-up after every reconnect, or at the poll) picks up whatever committed
+//! meanwhile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use tokio::sync::{broadcast, watch};
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::view::PriceView;
+use crate::pair::{Pair, PairSet};
+use crate::store::read::HistoryQuery;
+use crate::store::reports::StoredPrice;
+use crate::store::{Store, StoreError};
+
+/// Rows read per query while catching up.
+const PAGE: u64 = 256;
+/// The bytes of JSON the cache of serialized prices holds (some 2,000 prices of five
+/// observations).
+const CACHE_BYTES: u64 = 8 << 20;
+/// The bytes of JSON the cache of full pages holds (some 50 pages of 100).
+const PAGE_CACHE_BYTES: u64 = 16 << 20;
+/// How often the reader reads even without a notification: the safety net under `LISTEN`.
+pub const POLL: Duration = Duration::from_secs(5);
+
+/// A stored price, serialized once for every reader.
+#[derive(Debug)]
+pub struct StoredJson {
+    pub pair: Pair,
+    pub seq: i64,
+    pub view: PriceView,
+    /// The view's JSON.
+    pub json: Bytes,
+}
+
+impl StoredJson {
+    /// The view of a stored row, serialized; why not, for a row this code cannot show.
+    pub fn render(row: &StoredPrice) -> Result<Self, String> {
+        let pair = row
+            .pair
+            .parse::<Pair>()
+            .map_err(|err| format!("pair {:?}: {err}", row.pair))?;
+        let view = PriceView::from_row(row).map_err(|err| err.to_string())?;
+        let json = serde_json::to_vec(&view).map_err(|err| err.to_string())?;
+        Ok(Self {
+            pair,
+            seq: row.seq,
+            view,
+            json: Bytes::from(json),
+        })
+    }
+}
+
+/// What the reader has learned so far.
+#[derive(Default)]
+struct Held {
+    /// The greatest `seq` read; `None` until the database first answered.
+    cursor: Option<i64>,
+    newest: HashMap<Pair, Arc<StoredJson>>,
+    /// When the reader last read the database successfully.
+    synced_at: Option<Instant>,
+}
+
+/// The newest stored price of a pair, as held in memory.
+pub struct Newest {
+    /// `None`: nothing of the pair is stored.
+    pub price: Option<Arc<StoredJson>>,
+    /// How long ago the reader last confirmed it with the database.
+    pub age: Duration,
+}
+
+/// The node's stored prices in memory, and the broadcast of new ones to its streams.
+pub struct StoredPrices {
+    held: RwLock<Held>,
+    sender: broadcast::Sender<Arc<StoredJson>>,
+    by_id: Cache<i64, Arc<StoredJson>, JsonBytes>,
+    pages: Cache<HistoryQuery, Bytes, JsonBytes>,
+}
+
+/// Weighs a cached price or page by its JSON.
+#[derive(Clone)]
+struct JsonBytes;
+
+impl Weighter<i64, Arc<StoredJson>> for JsonBytes {
+    fn weight(&self, _id: &i64, price: &Arc<StoredJson>) -> u64 {
+        price.json.len() as u64
+    }
+}
+
+impl Weighter<HistoryQuery, Bytes> for JsonBytes {
+    fn weight(&self, _query: &HistoryQuery, page: &Bytes) -> u64 {
+        page.len() as u64
+    }
+}
+
+/// One page of history.
+pub struct Page {
+    pub prices: Vec<Arc<StoredJson>>,
+    /// The cursor of the next page; `None` when this one was the last so far.
+    pub next: Option<i64>,
+}
+
+/// A page of history, serialized.
+pub struct PageJson {
+    pub json: Bytes,
+    /// A full page: it never changes.
+    pub full: bool,
+}
+
+impl Page {
+    /// The page's JSON, as [`super::view::PricePage`] serializes: the prices' JSON as held.
+    pub fn to_json(&self) -> Vec<u8> {
+        let size = self
+            .prices
+            .iter()
+            .map(|price| price.json.len() + 1)
+            .sum::<usize>();
+        let mut json = Vec::with_capacity(size + 40);
+        json.extend_from_slice(b"{\"prices\":[");
+        for (index, price) in self.prices.iter().enumerate() {
+            if index > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(&price.json);
+        }
+        json.extend_from_slice(b"],\"next\":");
+        match self.next {
+            Some(seq) => json.extend_from_slice(format!("\"{seq}\"").as_bytes()),
+            None => json.extend_from_slice(b"null"),
+        }
+        json.push(b'}');
+        json
+    }
+}
+
+impl StoredPrices {
+    /// `backlog`: how many prices a stream may fall behind by before it is dropped.
+    pub fn new(backlog: usize) -> Self {
+        Self {
+            held: RwLock::default(),
+            sender: broadcast::Sender::new(backlog.max(1)),
+            by_id: Cache::with_weighter(2_048, CACHE_BYTES, JsonBytes),
+            pages: Cache::with_weighter(64, PAGE_CACHE_BYTES, JsonBytes),
+        }
+    }
+
+    /// One page of history as JSON: a full page from the cache if held, else [`Self::page`].
+    pub async fn page_json(
+        &self,
+        store: &Store,
+        query: &HistoryQuery,
+    ) -> Result<PageJson, StoreError> {
+        if let Some(json) = self.pages.get(query) {
+            return Ok(PageJson { json, full: true });
+        }
+        let page = self.page(store, query).await?;
+        let json = Bytes::from(page.to_json());
+        // Full: as many rows as asked for (`next` set), none of them left out.
+        let full = page.next.is_some() && page.prices.len() as u64 == query.limit;
+        if full {
+            self.pages.insert(query.clone(), json.clone());
+        }
+        Ok(PageJson { json, full })
+    }
+
+    /// One page of history: the ids from the database, the prices from the cache where held.
+    pub async fn page(&self, store: &Store, query: &HistoryQuery) -> Result<Page, StoreError> {
+        let keys = store.price_history_ids(query).await?;
+        let mut prices: Vec<(i64, Option<Arc<StoredJson>>)> = keys
+            .iter()
+            .map(|(id, _)| (*id, self.by_id.get(id)))
+            .collect();
+        let missing: Vec<i64> = prices
+            .iter()
+            .filter(|(_, held)| held.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !missing.is_empty() {
+            let mut read = HashMap::new();
+            for row in store.prices_by_ids(&missing).await? {
+                if let Some(price) = rendered(&row) {
+                    let price = Arc::new(price);
+                    self.by_id.insert(row.id, Arc::clone(&price));
+                    read.insert(row.id, price);
+                }
+            }
+            for (id, held) in &mut prices {
+                if held.is_none() {
+                    *held = read.remove(id);
+                }
+            }
+        }
+        let full = keys.len() as u64 == query.limit;
+        Ok(Page {
+            // A row that cannot be shown is left out (it was logged); `next` still moves past
+            // it, or it would stop every reader there for good.
+            prices: prices.into_iter().filter_map(|(_, price)| price).collect(),
+            next: keys.last().filter(|_| full).map(|(_, seq)| *seq),
+        })
+    }
+
+    /// The newest stored price of `pair`; `None` while the database has never answered (nothing
+    /// is known yet, not even that nothing is stored).
+    pub fn newest(&self, pair: Pair) -> Option<Newest> {
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+        let synced_at = held.synced_at?;
+        Some(Newest {
+            price: held.newest.get(&pair).cloned(),
+            age: synced_at.elapsed(),
+        })
+    }
+
+    /// Every price read from now on, and the cursor they follow: each has a greater `seq`.
+    /// `None` while the database has never answered.
+    pub fn follow(&self) -> Option<(broadcast::Receiver<Arc<StoredJson>>, i64)> {
+        // Under the lock, which the reader takes to move the cursor before it sends: a price
+        // past the cursor returned here is sent after this subscription.
+        let held = self.held.read().unwrap_or_else(PoisonError::into_inner);
+        let cursor = held.cursor?;
+        Some((self.sender.subscribe(), cursor))
+    }
+
+    /// Follows the table until `stop`: reads whatever committed past the cursor at every
+    /// wake-up of `wake` and every [`POLL`].
+    pub async fn follow_table(
+        &self,
+        store: Store,
+        pairs: PairSet,
+        mut wake: watch::Receiver<u64>,
+        stop: CancellationToken,
+    ) {
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            match self.catch_up(&store, pairs).await {
+                Ok(()) if failing => {
+                    log::info!("API: reading stored prices again");
+                    failing = false;
+                }
+                Ok(()) => {}
+                // Once per outage: the store's own log already counts the failed statements.
+                Err(err) if !failing => {
+                    log::warn!("API: cannot read stored prices ({err}); serving what is held");
+                    failing = true;
+                }
+                Err(_) => {}
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = wake.changed() => if changed.is_err() {
+                    // The listener is gone (the node is stopping): the poll alone remains.
+                    wake = watch::channel(0).1;
+                },
+                _ = poll.tick() => {}
+            }
+        }
+    }
+
+    /// Reads past the cursor until nothing more is there; the first time, the newest price of
+    /// each pair and the cursor to start from.
+    async fn catch_up(&self, store: &Store, pairs: PairSet) -> Result<(), StoreError> {
+        let mut cursor = match self.cursor() {
+            Some(cursor) => cursor,
+            None => self.load(store, pairs).await?,
+        };
+        loop {
+            let rows = store.prices_committed_after(cursor, PAGE).await?;
+            for row in &rows {
+                cursor = row.seq;
+                self.add(row, pairs);
+            }
+            if (rows.len() as u64) < PAGE {
+                break;
+            }
+        }
+        self.write().synced_at = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The cursor first (what commits after it is read next), then each pair's newest.
+    async fn load(&self, store: &Store, pairs: PairSet) -> Result<i64, StoreError> {
+        let cursor = store.last_seq().await?;
+        let mut newest = HashMap::new();
+        for pair in pairs.iter() {
+            if let Some(row) = store.latest_price(pair).await?
+                && let Some(price) = rendered(&row)
+            {
+                newest.insert(pair, Arc::new(price));
+            }
+        }
+        let mut held = self.write();
+        held.cursor = Some(cursor);
+        held.newest = newest;
+        Ok(cursor)
+    }
+
+    /// A row past the cursor: the pair's newest if it is fresher (a row can commit after a
+    /// fresher one), and to every stream.
+    fn add(&self, row: &StoredPrice, pairs: PairSet) {
+        let price = rendered(row).filter(|price| pairs.contains(price.pair));
+        let mut held = self.write();
+        held.cursor = Some(row.seq);
+        let Some(price) = price else {
+            return;
+        };
+        let price = Arc::new(price);
+        self.by_id.insert(row.id, Arc::clone(&price));
+        let fresher = held
+            .newest
+            .get(&price.pair)
+            .is_none_or(|newest| price.view.is_fresher_than(&newest.view));
+        if fresher {
+            held.newest.insert(price.pair, Arc::clone(&price));
+        }
+        // No stream listening is not an error.
+        let _ = self.sender.send(price);
+    }
+
+    fn cursor(&self) -> Option<i64> {
+        self.held
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .cursor
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Held> {
+        self.held.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A row as served, or `None` (logged) for one this code cannot show: refusing it would stop
+/// every reader at that row for good.
+fn rendered(row: &StoredPrice) -> Option<StoredJson> {
+    StoredJson::render(row)
+        .inspect_err(|reason| log::error!("API: leaving out stored price {}: {reason}", row.id))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::view::PricePage;
+    use crate::api::view::tests::vector_row;
+
+    #[test]
+    fn a_page_is_the_json_of_its_views() {
+        let price = Arc::new(StoredJson::render(&vector_row()).unwrap());
+        for (count, next) in [(0, None), (1, None), (3, Some(4711))] {
+            let page = Page {
+                prices: vec![Arc::clone(&price); count],
+                next,
+            };
+            let views = PricePage {
+                prices: vec![price.view.clone(); count],
+                next: next.map(|seq| seq.to_string()),
+            };
+            assert_eq!(page.to_json(), serde_json::to_vec(&views).unwrap());
+        }
+    }
+}
