@@ -1,0 +1,179 @@
+//! What the node does with gossip: a price or attestation into the pool, a quorum reached
+//! (counted, handed to the triggers and the API's consumers), a stored notice, and whether and
+//! when to co-sign ([`crate::cosign`] decides; this carries it out).
+
+use super::*;
+
+impl Node {
+    pub(super) fn on_gossip(&mut self, gossip: Gossip) {
+        let now = Moment::now();
+        self.liveness.last_gossip = Some(now.at);
+        match gossip {
+            Gossip::Price(message) => {
+                let data = message.data;
+                let added = self.pool.add(&data, &message.signatures, now);
+                self.note_added(&data, added);
+                if added != Added::OverLimit {
+                    self.triggers.heard(data.pair, data.id, data.price, now.at);
+                    let members = Arc::clone(&self.members.borrow());
+                    let actions = self.cosigning.heard(data, &members, &self.pool, now.at);
+                    self.carry_out(actions);
+                }
+            }
+            Gossip::Attestation(attestation) => {
+                let added = self
+                    .pool
+                    .add(&attestation.data, &[attestation.signature], now);
+                self.note_added(&attestation.data, added);
+            }
+            Gossip::Stored(notice) => self.on_stored_notice(&notice, now),
+        }
+    }
+
+    /// Counts and reports what adding observations to the pool did.
+    pub(super) fn note_added(&mut self, data: &PriceData, added: Added) {
+        match added {
+            Added::New { verified: true, .. }
+            | Added::Merged {
+                became_verified: true,
+                ..
+            } => self.count_verified(&data.round()),
+            Added::Equivocation { signer } => {
+                self.metrics.equivocations.inc();
+                log::warn!(
+                    "{signer} signed two different observations for round {} of {}: neither counts",
+                    data.id,
+                    data.origin
+                );
+            }
+            Added::OverLimit => {
+                self.metrics.limit_hit(Limit::PendingPerSigner);
+                log::debug!(
+                    "price {} from {} refused: its signer has too many pending prices here",
+                    data.id,
+                    data.origin
+                );
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn count_verified(&mut self, round: &Round) {
+        self.metrics.prices_verified.inc(round.pair);
+        if let Some(report) = self.pool.report(round) {
+            self.newly_verified(&report);
+        }
+        let _ = self.events.send(NodeEvent::Verified {
+            id: round.id,
+            at: Instant::now(),
+        });
+        // The id's time is the origin's observation time.
+        let minted = UNIX_EPOCH + Duration::from_millis(crate::id::decompose(round.id).unix_ms);
+        let since_observed = age(minted);
+        self.metrics
+            .quorum_seconds
+            .observe(since_observed.as_secs_f64());
+        log::debug!(
+            "price {} verified with {} observations, {since_observed:?} after it was observed",
+            round.id,
+            self.pool.signer_count(round),
+        );
+    }
+
+    /// A round reached its quorum here: it is the pair's newest value for the triggers, and
+    /// (unless already stored) the API's consumers get it now.
+    pub(super) fn newly_verified(&mut self, report: &Report) {
+        let round = report.round;
+        if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
+            self.triggers.verified(
+                round.pair,
+                Verified {
+                    id: round.id,
+                    observed_at,
+                    value,
+                },
+            );
+        }
+        if !self.pool.is_stored(round.id) {
+            self.verified_prices.publish(report);
+        }
+    }
+
+    pub(super) fn on_stored_notice(&mut self, notice: &StoredNotice, now: Moment) {
+        if !self.writer.believes(&notice.writer) {
+            log::debug!(
+                "ignoring a stored notice from {}, not a writer we know of",
+                notice.writer
+            );
+            return;
+        }
+        let known = self.pool.mark_stored(&notice.ids, now);
+        log::debug!(
+            "{} stored {} prices ({known} known here)",
+            notice.writer,
+            notice.ids.len()
+        );
+    }
+
+    /// Carries out what co-signing decided.
+    pub(super) fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Sign(round, ours) => self.cosign(&round, ours),
+                Action::Observe => self.observe(),
+                Action::QueueFull(_) => self.metrics.limit_hit(Limit::CosignQueue),
+                Action::Turn(data, outcome) => {
+                    self.metrics.fallback(outcome).inc();
+                    if outcome == FallbackOutcome::SteppedIn {
+                        log::debug!(
+                            "stepping in to co-sign price {} from {}: still short of its quorum",
+                            data.id,
+                            data.origin
+                        );
+                    }
+                }
+                Action::Decline(data, declined) => self.declined(&data, declined),
+            }
+        }
+    }
+
+    pub(super) fn declined(&mut self, data: &PriceData, declined: Declined) {
+        self.metrics.cosign_refused(declined.reason()).inc();
+        match declined {
+            Declined::Stale => log::debug!(
+                "not co-signing price {} from {}: observed more than {COSIGN_WINDOW:?} from our observation",
+                data.id,
+                data.origin
+            ),
+            Declined::Deviates { deviation, ours } => {
+                if let Some(suppressed) = self.cosign_refusals.allow(Instant::now()) {
+                    log::info!(
+                        "not co-signing price {} from {}: {} is {:.3}% from our {}{}",
+                        data.id,
+                        data.origin,
+                        data.price,
+                        deviation * Decimal::ONE_HUNDRED,
+                        ours,
+                        crate::logging::suppressed_note(suppressed)
+                    );
+                }
+            }
+        }
+    }
+
+    /// Signs this node's own observation under the round of `price`, and publishes it.
+    pub(super) fn cosign(&mut self, price: &PriceData, ours: signed::Observation) {
+        let own = PriceData::new(price.round(), ours);
+        let attestation = Attestation::sign(&own, self.settings.identity.signer());
+        let added = self.pool.add(&own, &[attestation.signature], Moment::now());
+        self.note_added(&own, added);
+        self.metrics.prices_cosigned.inc(own.pair);
+        log::debug!(
+            "observed {} in round {} of {}",
+            own.price,
+            own.id,
+            own.origin
+        );
+        self.network.publish(Gossip::Attestation(attestation));
+    }
+}

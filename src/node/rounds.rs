@@ -1,0 +1,126 @@
+//! The node's side of observing and starting rounds: it asks [`super::origination`] for
+//! observations, and [`crate::trigger`] whether one starts a round, then publishes it.
+
+use super::*;
+
+impl Node {
+    /// A round of every pair is wanted at once, whatever the market did.
+    pub(super) fn originate(&mut self) {
+        self.origination.want();
+        self.observe();
+    }
+
+    /// Starts an observation round of every pair, unless one is running.
+    pub(super) fn observe(&mut self) {
+        if self.work.is_running(Job::Observe) {
+            return;
+        }
+        let round = self.origination.observe(self.metrics.clone());
+        self.work
+            .spawn(Job::Observe, async move { Done::Observed(round.await) });
+    }
+
+    pub(super) fn on_observed(&mut self, round: ObservationRound) {
+        // Rounds start only once the node runs: before, it knows neither its peers nor the
+        // newest stored values.
+        let running = self.phase == Phase::Running;
+        let requested = running && self.origination.round_started();
+        let members = Arc::clone(&self.members.borrow());
+        let mut failed = false;
+        for (pair, result) in round.results {
+            let price = match result {
+                Ok(sourced) => {
+                    if let Some(failures) = self.origination.pair_observed(pair) {
+                        log::info!("{pair} observed again, after {failures} failed observations");
+                    }
+                    sourced.price
+                }
+                Err(err) => {
+                    // Peers' prices waiting for our observation of the pair cannot be judged:
+                    // they go unsigned by us. The next observation is due in one interval.
+                    failed = true;
+                    let unjudged = self.cosigning.observation_failed(pair);
+                    let in_a_row = self.origination.pair_failed(pair);
+                    if unjudged > 0 || in_a_row == 1 {
+                        let note = if unjudged > 0 {
+                            format!("; {unjudged} peers' prices go unsigned by us")
+                        } else {
+                            String::new()
+                        };
+                        log::warn!("cannot observe the {pair} price: {err}{note}");
+                    } else {
+                        log::debug!("cannot observe the {pair} price ({in_a_row} in a row): {err}");
+                    }
+                    continue;
+                }
+            };
+            let now = Moment::now();
+            let ours = Observation {
+                price,
+                at: now.wall,
+                fetched: now.at,
+            };
+            let actions = self.cosigning.observed(pair, ours, &self.pool);
+            if running {
+                self.start_round_if_due(pair, price, now, &members, requested);
+            }
+            self.carry_out(actions);
+        }
+        // Rounds asked for before the node runs wait for its first observation then.
+        if self.origination.round_ended(failed) && running {
+            self.observe();
+        }
+    }
+
+    /// Starts a round of `pair` from our observation `price` if the triggers say so.
+    pub(super) fn start_round_if_due(
+        &mut self,
+        pair: Pair,
+        price: UsdPrice,
+        now: Moment,
+        members: &crate::membership::Members,
+        requested: bool,
+    ) {
+        let wall = unix_seconds(now.wall);
+        match self
+            .triggers
+            .observed(pair, price, now.at, wall, members, requested)
+        {
+            Decision::Start(reason) => {
+                if let Some(message) =
+                    self.origination
+                        .mint(pair, price, now, self.settings.identity.signer())
+                {
+                    self.publish_price(message, now, reason);
+                }
+            }
+            Decision::Wait { rank, until } => log::debug!(
+                "a round of {pair} is due; {rank} members ahead of us may start it within {:?}",
+                until.saturating_duration_since(now.at)
+            ),
+            Decision::Covered => {
+                log::debug!("a round of {pair} is due, and one we would join is under way")
+            }
+            Decision::Quiet => {}
+        }
+    }
+
+    pub(super) fn publish_price(&mut self, message: PriceMessage, now: Moment, reason: Reason) {
+        let data = message.data;
+        let added = self.pool.add(&data, &message.signatures, now);
+        self.note_added(&data, added);
+        self.metrics.prices_originated.inc(data.pair);
+        self.metrics.round_started(data.pair, reason).inc();
+        log::info!(
+            "originated price {}: {} {} (trigger: {reason})",
+            data.id,
+            data.pair,
+            data.price
+        );
+        self.network.publish(Gossip::Price(message));
+        let _ = self.events.send(NodeEvent::Originated {
+            id: data.id,
+            at: Instant::now(),
+        });
+    }
+}
