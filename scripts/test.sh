@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The alert rules and their unit tests (promtool).
 scripts/alerts.sh
 cargo test --workspace --locked
+# The /v1 API against its own OpenAPI document (schemathesis, installed with pip when missing),
+# short form (the long form: scripts/api-schema.sh --long).
+scripts/api-schema.sh
 # Keystores open both ways between oracle and eth-account (installed with pip when missing).
 scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).

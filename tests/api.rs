@@ -387,7 +387,6 @@ async fn bad_requests_unknown_ids_and_unknown_paths_are_json_errors() {
         ("/v1/prices?limit=0", "limit must be from 1 to 1000, got 0"),
         ("/v1/prices?limit=1001", "got 1001"),
         ("/v1/prices?limit=ten", "limit must be a whole number"),
-        ("/v1/prices?from=20&to=10", "from (20) is after to (10)"),
         ("/v1/prices?from=yesterday", "from must be a whole number"),
         ("/v1/prices?after=x", "after must be a whole number"),
         (

@@ -97,6 +97,10 @@ struct ApiDoc;
 /// and its database listener, which run until `state.stop`.
 pub fn router(state: ApiState) -> Router {
     let (router, document) = routes().split_for_parts();
+    let document = serde_json::to_value(&document)
+        .map(|document| for_this_node(document, state.pairs, &state.limits))
+        .and_then(|document| serde_json::to_string(&document))
+        .map_err(|err| err.to_string());
     let api = Arc::new(state);
     let stored = Arc::new(StoredPrices::new(api.limits.stream_backlog));
     follow_stored_prices(&api, &stored);
@@ -104,7 +108,7 @@ pub fn router(state: ApiState) -> Router {
         streams: Arc::new(stream::Streams::new(&api, Arc::clone(&stored))),
         stored,
         api,
-        openapi: Arc::new(document.to_json().map_err(|err| err.to_string())),
+        openapi: Arc::new(document),
     };
     let router = router
         .fallback(error::not_found)
@@ -116,6 +120,32 @@ pub fn router(state: ApiState) -> Router {
         &shared.api.cors,
         &shared.api.stop,
     )
+}
+
+/// The document as this node answers: `pair` is one of its own pairs, `limit` at most its
+/// `--api-max-page`, so that every request the document allows is one the node accepts.
+fn for_this_node(
+    mut document: serde_json::Value,
+    pairs: PairSet,
+    limits: &ApiLimits,
+) -> serde_json::Value {
+    let names: Vec<&str> = pairs.iter().map(Pair::name).collect();
+    let parameters = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|path| path["get"]["parameters"].as_array_mut())
+        .flatten();
+    for parameter in parameters {
+        match parameter["name"].as_str() {
+            Some("pair") => {
+                parameter["schema"] = serde_json::json!({ "type": "string", "enum": names });
+            }
+            Some("limit") => parameter["schema"]["maximum"] = limits.max_page.into(),
+            _ => {}
+        }
+    }
+    document
 }
 
 /// Starts the database listener and the one reader of stored prices it wakes.

@@ -11,6 +11,12 @@ use crate::pair::{Pair, PairSet};
 use crate::price::truncate_for_display;
 use crate::store::read::HistoryQuery;
 
+/// The last moment `from` and `to` may name: 9999-12-31T23:59:59Z, as the document says.
+const LAST_MOMENT: u64 = 253_402_300_799;
+
+/// The greatest cursor a request may name, as the document says (no `seq` comes near it).
+const LAST_CURSOR: u64 = 9_000_000_000_000_000_000;
+
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u64 = 100;
 /// Bounds on what readers can make a node do.
@@ -62,8 +68,17 @@ pub struct LatestParams {
     pub pair: Option<String>,
     /// `verified`: the freshest of the stored price and the newest round this node has seen
     /// verified but not yet stored [default: stored prices only].
-    #[param(example = "verified")]
+    #[param(value_type = Option<Include>, inline, example = "verified")]
     pub include: Option<String>,
+}
+
+/// What `include` may name, for the document (the handler reads the text, to say what is wrong
+/// with another).
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum Include {
+    Verified,
 }
 
 impl LatestParams {
@@ -86,18 +101,19 @@ impl LatestParams {
 pub struct ListParams {
     /// The pair, e.g. `ETH/USD`; one of the node's pairs [default: its first].
     pub pair: Option<String>,
-    /// Only prices observed at or after this moment: unix seconds, inclusive.
-    #[param(value_type = Option<u64>)]
+    /// Only prices observed at or after this moment: unix seconds, inclusive. A window with
+    /// `from` after `to` is empty.
+    #[param(value_type = Option<u64>, maximum = 253_402_300_799_f64)]
     pub from: Option<String>,
     /// Only prices observed before this moment: unix seconds, exclusive.
-    #[param(value_type = Option<u64>)]
+    #[param(value_type = Option<u64>, maximum = 253_402_300_799_f64)]
     pub to: Option<String>,
     /// Prices per page: 1 up to the node's `--api-max-page` (1000 by default) [default: 100].
     #[param(value_type = Option<u64>, minimum = 1)]
     pub limit: Option<String>,
     /// Cursor: the `next` of the previous page, or the greatest `seq` seen [default: the
     /// beginning].
-    #[param(value_type = Option<String>, example = "4711")]
+    #[param(value_type = Option<u64>, maximum = 9e18_f64, example = 4711)]
     pub after: Option<String>,
 }
 
@@ -109,7 +125,7 @@ pub struct StreamParams {
     pub pair: Option<String>,
     /// Replay prices with `seq` above this first [default: only prices stored from now on].
     /// A `Last-Event-ID` header wins over it (a reconnecting EventSource sends both).
-    #[param(value_type = Option<String>, example = "4711")]
+    #[param(value_type = Option<u64>, maximum = 9e18_f64, example = 4711)]
     pub after: Option<String>,
 }
 
@@ -150,13 +166,6 @@ impl HistoryRequest {
                 )));
             }
         };
-        if let (Some(from), Some(to)) = (self.from, self.to)
-            && from > to
-        {
-            return Err(ApiError::BadRequest(format!(
-                "from ({from}) is after to ({to})"
-            )));
-        }
         Ok(HistoryQuery {
             pair,
             after: cursor("after", self.after)?,
@@ -211,7 +220,11 @@ fn cursor(name: &str, value: Option<u64>) -> Result<i64, ApiError> {
     match value {
         None => Ok(0),
         Some(value) => i64::try_from(value)
-            .map_err(|_| ApiError::BadRequest(format!("{name} {value} is no cursor: too large"))),
+            .ok()
+            .filter(|_| value <= LAST_CURSOR)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("{name} {value} is no cursor: above {LAST_CURSOR}"))
+            }),
     }
 }
 
@@ -232,8 +245,9 @@ fn number(name: &str, text: Option<&str>) -> Result<Option<u64>, ApiError> {
 
 /// Unix seconds as a moment the database can compare.
 fn moment(name: &str, seconds: u64) -> Result<DateTime<Utc>, ApiError> {
-    i64::try_from(seconds)
-        .ok()
+    (seconds <= LAST_MOMENT)
+        .then(|| i64::try_from(seconds).ok())
+        .flatten()
         .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
         .ok_or_else(|| ApiError::BadRequest(format!("{name} ({seconds}) is out of range")))
 }
@@ -289,13 +303,16 @@ mod tests {
         assert!(with(|r| r.limit = Some(0)).contains("limit must be from 1 to 1000"));
         assert!(with(|r| r.limit = Some(1_001)).contains("got 1001"));
         assert!(with(|r| r.pair = Some("DOGE/USD".into())).contains("unknown pair \"DOGE/USD\""));
+        let empty_window = HistoryRequest {
+            from: Some(2),
+            to: Some(1),
+            ..HistoryRequest::default()
+        };
         assert!(
-            with(|r| {
-                r.from = Some(2);
-                r.to = Some(1);
-            })
-            .contains("from (2) is after to (1)")
+            empty_window.check(pairs(), &limits).is_ok(),
+            "an empty window"
         );
+        assert!(with(|r| r.to = Some(LAST_MOMENT + 1)).contains("out of range"));
         assert!(with(|r| r.after = Some(u64::MAX)).contains("no cursor"));
         assert!(with(|r| r.from = Some(u64::MAX)).contains("out of range"));
         // A node configured for small pages also defaults to them.
