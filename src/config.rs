@@ -720,10 +720,20 @@ pub struct ApiArgs {
     /// at once rather than queueing.
     #[arg(long, env = "ORACLE_API_MAX_IN_FLIGHT", default_value_t = ApiLimits::DEFAULT.max_in_flight as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub api_max_in_flight: u32,
+    /// Worker threads of the HTTP server, a runtime of its own: readers flooding the API then
+    /// compete with the node's consensus only through the OS scheduler [default: half the
+    /// cores, at least 1].
+    #[arg(long, env = "ORACLE_HTTP_THREADS", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub http_threads: Option<u32>,
     /// Let browsers on this origin read the API (CORS), e.g. https://app.example.org;
     /// repeat or comma-separate for several, `*` for any [default: none].
     #[arg(long, env = "ORACLE_API_CORS_ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
     pub api_cors_origin: Vec<String>,
+}
+
+/// Half the machine's cores, at least one.
+fn half_the_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
 }
 
 fn parse_origin(text: &str) -> Result<String, String> {
@@ -893,6 +903,10 @@ impl RunArgs {
                 rate_per_second: self.api.api_rate_limit,
                 rate_burst: self.api.api_rate_burst,
                 max_in_flight: self.api.api_max_in_flight as usize,
+                threads: self
+                    .api
+                    .http_threads
+                    .map_or_else(half_the_cores, |threads| threads as usize),
             },
             // Each value was checked as it was parsed.
             api_cors: Cors::from_origins(&self.api.api_cors_origin).map_err(anyhow::Error::msg)?,

@@ -35,6 +35,8 @@ pub struct ApiLimits {
     pub rate_burst: u32,
     /// Requests being answered at once, all clients together (`--api-max-in-flight`).
     pub max_in_flight: usize,
+    /// Worker threads of the HTTP server's own runtime (`--http-threads`).
+    pub threads: usize,
 }
 
 impl ApiLimits {
@@ -45,6 +47,7 @@ impl ApiLimits {
         rate_per_second: 50,
         rate_burst: 100,
         max_in_flight: 512,
+        threads: 1,
     };
 
     /// The page size when the request names none: [`DEFAULT_PAGE`], or less if the limit is

@@ -5,10 +5,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -128,6 +129,10 @@ struct Served<'a> {
     verified: &'a Arc<VerifiedPrices>,
 }
 
+/// How long the HTTP runtime gives its tasks after the node's stop (the server's own graceful
+/// stop, its streams ended by the same signal, takes less).
+const HTTP_SHUTDOWN: Duration = Duration::from_secs(2);
+
 /// File descriptors a node needs besides its streams: peers, database connections, requests.
 const FILES_BESIDES_STREAMS: u64 = 1_024;
 
@@ -162,29 +167,82 @@ async fn serve_http(
         pool_size: settings.db.pool_size.max(2),
         ..settings.db.clone()
     };
-    let api_store = Store::connect_lazy(&api_db)
-        .await
-        .context("cannot set up the /v1 API's database pool")?
-        .with_metrics(metrics.clone());
-    let api = crate::api::router(crate::api::ApiState {
-        store: api_store,
-        // The first is what `?pair=` defaults to.
+    let state = ApiSetup {
+        db: api_db,
+        metrics: metrics.clone(),
         pairs: settings.feed.pairs,
         limits: settings.api,
         cors: settings.api_cors.clone(),
         verified: Arc::clone(served.verified),
+        status: served.status.clone(),
+        registry: Arc::clone(served.registry),
         stop: stop.clone(),
-    });
+    };
     raise_open_files_limit(settings.api.max_streams);
-    let (bound, task) = http::serve(
-        addr,
-        served.status.clone(),
-        Arc::clone(served.registry),
-        stop.clone(),
-        Some(api),
-    )
-    .await
-    .with_context(|| format!("cannot serve HTTP on {addr}"))?;
+    // Everything HTTP runs on a runtime of its own, started here.
+    let runtime = http_runtime(settings.api.threads, stop)?;
+    let (bound, task) = runtime
+        .spawn(state.serve(addr))
+        .await
+        .context("the HTTP server's runtime stopped")??;
     log::info!("serving /health, /status, /metrics and /v1 on http://{bound}");
     Ok((bound, task))
+}
+
+/// What the HTTP server needs, owned, to be set up on its own runtime.
+struct ApiSetup {
+    db: crate::store::DbSettings,
+    metrics: Metrics,
+    pairs: crate::pair::PairSet,
+    limits: crate::api::ApiLimits,
+    cors: crate::api::limits::Cors,
+    verified: Arc<VerifiedPrices>,
+    status: watch::Receiver<NodeStatus>,
+    registry: Arc<Registry>,
+    stop: CancellationToken,
+}
+
+impl ApiSetup {
+    /// The API's store, its reader and the server, on the current (the HTTP) runtime.
+    async fn serve(self, addr: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+        let api_store = Store::connect_lazy(&self.db)
+            .await
+            .context("cannot set up the /v1 API's database pool")?
+            .with_metrics(self.metrics);
+        let api = crate::api::router(crate::api::ApiState {
+            store: api_store,
+            // The first is what `?pair=` defaults to.
+            pairs: self.pairs,
+            limits: self.limits,
+            cors: self.cors,
+            verified: self.verified,
+            stop: self.stop.clone(),
+        });
+        http::serve(addr, self.status, self.registry, self.stop, Some(api))
+            .await
+            .with_context(|| format!("cannot serve HTTP on {addr}"))
+    }
+}
+
+/// A runtime for the HTTP server alone (`--http-threads` workers): readers flooding the API
+/// then compete with the node's consensus for CPU only through the OS scheduler, never for
+/// the workers of the runtime the consensus runs on. It runs until `stop`, then gives what is
+/// left a moment and shuts down.
+fn http_runtime(threads: usize, stop: &CancellationToken) -> anyhow::Result<Handle> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP server's runtime")?;
+    let handle = runtime.handle().clone();
+    let stop = stop.clone();
+    std::thread::Builder::new()
+        .name("http-runtime".to_owned())
+        .spawn(move || {
+            runtime.block_on(stop.cancelled());
+            runtime.shutdown_timeout(HTTP_SHUTDOWN);
+        })
+        .context("cannot start the HTTP server's thread")?;
+    Ok(handle)
 }
