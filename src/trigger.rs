@@ -294,13 +294,11 @@ pub fn starter_rank(
 
 /// The whole starting order of the next round of `pair` after round `last_id`.
 pub fn starter_ranking(pair: Pair, last_id: u64, members: &[Address]) -> Vec<Address> {
-    let mut ranked: Vec<(B256, Address)> = members
-        .iter()
-        .map(|member| (score(pair, last_id, member), *member))
-        .collect();
-    ranked.sort_unstable();
-    ranked.dedup();
-    ranked.into_iter().map(|(_, member)| member).collect()
+    crate::cosign::committee::by_score(
+        members
+            .iter()
+            .map(|member| (score(pair, last_id, member), *member)),
+    )
 }
 
 #[cfg(test)]

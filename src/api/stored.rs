@@ -267,10 +267,7 @@ impl StoredPrices {
             }
             tokio::select! {
                 () = stop.cancelled() => return,
-                changed = wake.changed() => if changed.is_err() {
-                    // The listener is gone (the node is stopping): the poll alone remains.
-                    wake = watch::channel(0).1;
-                },
+                () = woken(&mut wake) => {}
                 _ = poll.tick() => {}
             }
         }
@@ -345,6 +342,14 @@ impl StoredPrices {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Held> {
         self.held.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The listener's next wake-up; never, once it is gone (the node is stopping): the poll alone
+/// remains, rather than a wake-up that is always ready.
+async fn woken(wake: &mut watch::Receiver<u64>) {
+    if wake.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

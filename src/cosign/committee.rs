@@ -89,11 +89,18 @@ pub fn ranking<'a>(
     origin: &Address,
     members: impl IntoIterator<Item = &'a Address>,
 ) -> Vec<Address> {
-    let mut ranked: Vec<(B256, Address)> = members
-        .into_iter()
-        .filter(|member| *member != origin)
-        .map(|member| (score(id, member), *member))
-        .collect();
+    by_score(
+        members
+            .into_iter()
+            .filter(|member| *member != origin)
+            .map(|member| (score(id, member), *member)),
+    )
+}
+
+/// Members in ascending order of their scores (ties: the smaller address), each once: how both
+/// the committee and the round starters are ranked.
+pub fn by_score(scored: impl IntoIterator<Item = (B256, Address)>) -> Vec<Address> {
+    let mut ranked: Vec<(B256, Address)> = scored.into_iter().collect();
     ranked.sort_unstable();
     ranked.dedup();
     ranked.into_iter().map(|(_, member)| member).collect()

@@ -72,13 +72,7 @@ impl Cluster {
         seeds: impl IntoIterator<Item = u8>,
         customize: impl Fn(&mut NodeSettings),
     ) -> Vec<TestNode> {
-        let mut nodes = Vec::new();
-        for seed in seeds {
-            let mut settings = self.settings(seed);
-            customize(&mut settings);
-            nodes.push(TestNode::start(settings).await);
-        }
-        nodes
+        self.start_each(seeds, customize, TestNode::start).await
     }
 
     /// Starts nodes `seeds` whose rounds start only as their triggers say
@@ -88,11 +82,21 @@ impl Cluster {
         seeds: impl IntoIterator<Item = u8>,
         customize: impl Fn(&mut NodeSettings),
     ) -> Vec<TestNode> {
+        self.start_each(seeds, customize, TestNode::start_on_triggers)
+            .await
+    }
+
+    async fn start_each<F: Future<Output = TestNode>>(
+        &self,
+        seeds: impl IntoIterator<Item = u8>,
+        customize: impl Fn(&mut NodeSettings),
+        start: impl Fn(NodeSettings) -> F,
+    ) -> Vec<TestNode> {
         let mut nodes = Vec::new();
         for seed in seeds {
             let mut settings = self.settings(seed);
             customize(&mut settings);
-            nodes.push(TestNode::start_on_triggers(settings).await);
+            nodes.push(start(settings).await);
         }
         nodes
     }
