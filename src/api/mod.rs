@@ -130,11 +130,13 @@ fn for_this_node(
     limits: &ApiLimits,
 ) -> serde_json::Value {
     let names: Vec<&str> = pairs.iter().map(Pair::name).collect();
-    let parameters = document["paths"]
-        .as_object_mut()
+    // Looked up, never indexed: indexing a JSON value for writing adds what is missing.
+    let parameters = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
         .into_iter()
         .flat_map(|paths| paths.values_mut())
-        .filter_map(|path| path["get"]["parameters"].as_array_mut())
+        .filter_map(|path| path.get_mut("get")?.get_mut("parameters")?.as_array_mut())
         .flatten();
     for parameter in parameters {
         match parameter["name"].as_str() {
