@@ -1,6 +1,7 @@
 //! What each subcommand does, from parsed arguments to printed output and exit status.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -12,7 +13,6 @@ use crate::config::{
 };
 use crate::identity::{Identity, KeyFiles, KeyFormat};
 use crate::membership::Members;
-use crate::metrics::Metrics;
 use crate::mock_exchange::MockExchange;
 use crate::price::PriceFeed;
 use crate::store::Store;
@@ -175,7 +175,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             log::error!("{}", crate::logging::one_line(err.as_ref()));
         }
     };
-    node::run(settings, Metrics::default(), shutdown).await?;
+    node::run(settings, node::Metrics::default(), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -195,7 +195,8 @@ pub async fn bootstrap(args: &BootstrapArgs) -> anyhow::Result<ExitCode> {
         identity.keypair(),
         settings,
         members,
-        Metrics::default(),
+        // A bootstrap node serves no /metrics: its counts go nowhere.
+        Arc::new(node::Metrics::default()),
         &mut Registry::default(),
     )?;
     // A bootstrap node relays and validates gossip but has no use for it.

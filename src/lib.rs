@@ -52,6 +52,7 @@ pub mod cosign;
 pub mod http;
 pub mod id;
 pub mod identity;
+pub mod labels;
 pub mod logging;
 pub mod membership;
 pub mod message;

@@ -272,7 +272,7 @@ impl Gossip {
     }
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// The kinds of gossip message, as the `type` field and the `kind` metric label name them.
     pub enum GossipKind {
         Price => "price",

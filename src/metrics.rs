@@ -1,9 +1,16 @@
-//! Counters every part of a node updates, kept in one prometheus-client registry so that
+//! The node's counters, declared once each in one prometheus-client registry, so that
 //! `/metrics` (and the tests and benchmarks) read the same numbers.
+//!
+//! Dependencies run one way: the parts of a node never name this module. Domain modules
+//! declare their label enums with [`crate::labels::label_values!`]; this module encodes them
+//! for Prometheus. The network, the store and the writer report what they do through a probe
+//! trait of their own ([`crate::network::Probe`], [`crate::store::Probe`],
+//! [`crate::writer::Probe`]), which [`Metrics`] implements.
 
 use std::sync::atomic::AtomicU64;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,90 +19,79 @@ use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 
 use crate::cosign::{CosignRefusal, FallbackOutcome};
+use crate::labels::Limit;
 use crate::message::GossipKind;
-use crate::network::validation::RefusalReason;
+use crate::network::validation::{Action, RefusalReason};
 use crate::pair::Pair;
 use crate::price::{ExclusionKind, FailureKind, PairReport, Source, Unused};
 use crate::trigger::Reason;
-
-/// Defines an enum of metric label values, each variant with the exact text `/metrics` shows
-/// (what dashboards and alerts match on), and makes it a prometheus-client label value.
-macro_rules! label_values {
-    ($(#[$meta:meta])* $vis:vis enum $name:ident {
-        $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)+
-    }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        $vis enum $name {
-            $($(#[$variant_meta])* $variant,)+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            #[allow(dead_code, reason = "not every label enum is enumerated")]
-            pub const ALL: &[Self] = &[$(Self::$variant),+];
-
-            /// The text of the label value.
-            pub const fn as_str(self) -> &'static str {
-                match self {
-                    $(Self::$variant => $text,)+
-                }
-            }
-        }
-
-        $crate::metrics::label_value_by!($name, as_str);
-
-        impl ::core::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-pub(crate) use label_values;
+use crate::writer::{FlushResult, RoundOutcome};
 
 /// Makes a type a prometheus-client label value through a method that names it.
 macro_rules! label_value_by {
-    ($type:ty, $method:ident) => {
-        impl ::prometheus_client::encoding::EncodeLabelValue for $type {
+    ($method:ident: $($type:ty),+) => {
+        $(impl ::prometheus_client::encoding::EncodeLabelValue for $type {
             fn encode(
                 &self,
                 encoder: &mut ::prometheus_client::encoding::LabelValueEncoder,
             ) -> ::core::fmt::Result {
                 ::core::fmt::Write::write_str(encoder, self.$method())
             }
-        }
+        })+
     };
 }
-pub(crate) use label_value_by;
 
-label_values! {
-    /// The bounds of the trust model, as `limit_hits` counts them.
-    pub enum Limit {
-        /// A signer's pending prices in the pool.
-        PendingPerSigner => "pending_per_signer",
-        /// Peers' prices waiting for this node's observation or its fallback turn.
-        CosignQueue => "cosign_queue",
-        /// Publishes waiting for the network task.
-        CommandQueue => "command_queue",
-        /// New prices per origin and pair per minute.
-        OriginRate => "origin_rate",
-        /// Messages kept until the member list is read.
-        HeldUntilMembersKnown => "held_until_members_known",
-        /// Refused messages per peer per minute.
-        RefusedPerPeer => "refused_per_peer",
-        /// Connections (in total, per peer, pending).
-        Connections => "connections",
-        /// Received messages per peer waiting for validation.
-        ValidationQueue => "validation_queue",
-    }
+label_value_by!(name: Pair, Source);
+label_value_by!(as_str: CosignRefusal, FallbackOutcome, Limit, GossipKind, RefusalReason,
+    ExclusionKind, FailureKind, Reason, FlushResult, RoundOutcome, Expiry);
+
+/// Declares the node's metrics once: each field with its type, its initial value when not
+/// `Default`, and its help text. The struct, its `Default`, its registration under `oracle_`
+/// and the list of names all come from that one declaration, so a metric cannot be declared
+/// and never reach `/metrics`.
+macro_rules! declare_metrics {
+    ($(#[$meta:meta])* pub struct $name:ident {
+        $($field:ident: $type:ty $(= $init:expr)? => $help:expr;)+
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name {
+            $(#[doc = $help] pub $field: $type,)+
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self { $($field: declare_metrics!(@init $type $(, $init)?),)+ }
+            }
+        }
+
+        impl $name {
+            /// Every metric's name, without the `oracle_` prefix.
+            pub const NAMES: &[&str] = &[$(stringify!($field)),+];
+
+            /// Registers every metric under the `oracle_` prefix.
+            pub fn register(&self, registry: &mut Registry) {
+                let registry = registry.sub_registry_with_prefix("oracle");
+                $(registry.register(stringify!($field), $help, Described(self.$field.clone()));)+
+            }
+        }
+    };
+    (@init $type:ty) => { <$type>::default() };
+    (@init $type:ty, $init:expr) => { $init };
 }
 
-label_values! {
-    /// Whether a member of a stored round's committee observed it.
-    pub enum RoundOutcome {
-        Signed => "signed",
-        Missed => "missed",
+/// A metric that `/metrics` always describes (`# HELP`, `# TYPE`), also while a family has no
+/// series yet: an operator (and the test of every declared name) sees that it exists.
+#[derive(Debug, Clone)]
+struct Described<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Described<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
     }
 }
 
@@ -106,17 +102,7 @@ pub struct MemberRoundLabels {
     pub outcome: RoundOutcome,
 }
 
-label_values! {
-    /// How a flush attempt ended.
-    pub enum FlushResult {
-        Stored => "stored",
-        /// Another node held the lease after all.
-        Refused => "refused",
-        Failed => "failed",
-    }
-}
-
-label_values! {
+crate::labels::label_values! {
     /// Which prices the pool dropped unstored.
     pub enum Expiry {
         /// Never reached the quorum.
@@ -246,281 +232,87 @@ impl PairCounter {
     }
 }
 
-/// The node's counters. Cheap to clone: every field is a shared atomic.
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    pub prices_originated: PairCounter,
-    /// Rounds this node started, by pair and why: `deviation`, `heartbeat`, `requested`.
-    pub rounds_started: Family<RoundStartLabels, Counter>,
-    pub prices_cosigned: PairCounter,
-    /// Turns this node had as a fallback co-signer (not on a price's committee), by outcome:
-    /// `stepped_in` (the price still lacked its quorum) or `not_needed`.
-    pub cosign_fallbacks: Family<FallbackLabel, Counter>,
-    pub prices_refused: Family<CosignRefusalLabel, Counter>,
-    pub prices_verified: PairCounter,
-    /// Members caught signing two different observations for one round.
-    pub equivocations: Counter,
-    /// For each stored round (counted by its writer), each member of its committee: whether
-    /// its observation is in the stored report.
-    pub member_rounds: Family<MemberRoundLabels, Counter>,
-    /// 1 while `/health` finds no problem, else 0.
-    pub healthy: Gauge,
-    pub prices_stored: PairCounter,
-    /// Flush attempts by outcome: `stored`, `refused` (another node held the lease), `failed`.
-    pub flushes: Family<FlushLabel, Counter>,
-    pub prices_expired: Family<ExpiryLabel, Counter>,
-    pub messages_received: Family<GossipLabel, Counter>,
-    pub messages_rejected: Family<RefusalLabel, Counter>,
-    pub messages_ignored: Family<RefusalLabel, Counter>,
-    /// Every bound of the trust model, counted each time it refuses something.
-    pub limit_hits: Family<LimitLabel, Counter>,
-    /// Members whose signatures count, as this node sees them.
-    pub members: Gauge,
-    /// Prices in the pool still short of the quorum.
-    pub pool_pending: Gauge,
-    pub publishes: Family<GossipLabel, Counter>,
-    pub published_bytes: Family<GossipLabel, Counter>,
-    pub publish_retries: Counter,
-    pub publishes_dropped: Counter,
-    pub connected_peers: Gauge,
-    /// Seconds from a price's observation to this node holding the quorum for it.
-    pub quorum_seconds: Histogram,
-    /// Per pair quoted: the time of the request that carried the quote, retries included. One
-    /// sample per pair, so that its count is the number of quotes asked for, which failures
-    /// and exclusions (also per pair) are shares of.
-    pub source_fetch_seconds: HistogramFamily<SourceLabel>,
-    pub source_failures: Family<SourceFailureLabels, Counter>,
-    pub source_exclusions: Family<SourceExclusionLabels, Counter>,
-    /// Each source's last quote of each pair in USD, also when it was left out.
-    pub source_last_quote: Family<SourcePairLabels, Gauge<f64, AtomicU64>>,
-    /// How many sources the last price of each pair is the median of; 0 when it had none.
-    pub observation_sources: Family<PairLabel, Gauge>,
-    pub db_statements: Family<StatementLabel, Counter>,
-    pub db_failures: Family<StatementLabel, Counter>,
-    pub lease_writer: Gauge,
-    pub lease_writer_changes: Counter,
+/// `/metrics` shows the series by pair; the total is for tests and benchmarks.
+impl EncodeMetric for PairCounter {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.by_pair.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.by_pair.metric_type()
+    }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            prices_originated: PairCounter::default(),
-            rounds_started: Family::default(),
-            prices_cosigned: PairCounter::default(),
-            cosign_fallbacks: Family::default(),
-            prices_refused: Family::default(),
-            prices_verified: PairCounter::default(),
-            equivocations: Counter::default(),
-            member_rounds: Family::default(),
-            healthy: Gauge::default(),
-            prices_stored: PairCounter::default(),
-            flushes: Family::default(),
-            prices_expired: Family::default(),
-            messages_received: Family::default(),
-            messages_rejected: Family::default(),
-            messages_ignored: Family::default(),
-            limit_hits: Family::default(),
-            members: Gauge::default(),
-            pool_pending: Gauge::default(),
-            publishes: Family::default(),
-            published_bytes: Family::default(),
-            publish_retries: Counter::default(),
-            publishes_dropped: Counter::default(),
-            connected_peers: Gauge::default(),
-            // 1 ms … ~65 s.
-            quorum_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
-            source_fetch_seconds: Family::new_with_constructor(|| {
-                // 10 ms … ~40 s.
-                Histogram::new(exponential_buckets(0.01, 2.0, 13))
-            }),
-            source_failures: Family::default(),
-            source_exclusions: Family::default(),
-            source_last_quote: Family::default(),
-            observation_sources: Family::default(),
-            db_statements: Family::default(),
-            db_failures: Family::default(),
-            lease_writer: Gauge::default(),
-            lease_writer_changes: Counter::default(),
-        }
+declare_metrics! {
+    /// The node's counters. Cheap to clone: every field is a shared atomic.
+    pub struct Metrics {
+        prices_originated: PairCounter => "Prices this node fetched, signed and published, by pair";
+        rounds_started: Family<RoundStartLabels, Counter> =>
+            "Rounds this node started, by pair and trigger (deviation, heartbeat, requested)";
+        prices_cosigned: PairCounter => "Peers' prices this node co-signed, by pair";
+        cosign_fallbacks: Family<FallbackLabel, Counter> =>
+            "Turns this node had as a fallback co-signer, by outcome (stepped_in, not_needed)";
+        prices_refused: Family<CosignRefusalLabel, Counter> =>
+            "Peers' prices this node refused to co-sign, by reason";
+        prices_verified: PairCounter => "Prices that reached the signer quorum here, by pair";
+        equivocations: Counter =>
+            "Members caught signing two different observations for one round (neither counts)";
+        member_rounds: Family<MemberRoundLabels, Counter> =>
+            "Committee members of the rounds this node stored, by member and outcome (signed: \
+             its observation is in the stored report; missed)";
+        healthy: Gauge => "1 while /health finds no problem, else 0";
+        prices_stored: PairCounter =>
+            "Prices this node wrote to the database as the writer, by pair";
+        flushes: Family<FlushLabel, Counter> =>
+            "Flush attempts, by outcome: stored, refused (not the writer after all), failed";
+        prices_expired: Family<ExpiryLabel, Counter> =>
+            "Prices dropped from memory unstored, by state";
+        messages_received: Family<GossipLabel, Counter> =>
+            "Valid gossip messages received, by kind";
+        messages_rejected: Family<RefusalLabel, Counter> =>
+            "Invalid gossip messages rejected, by reason";
+        messages_ignored: Family<RefusalLabel, Counter> =>
+            "Gossip messages neither used nor forwarded though not provably invalid (too old, \
+             from the future, not a member, over a limit), by reason";
+        limit_hits: Family<LimitLabel, Counter> =>
+            "Times a bound refused something (connections, rates, queues, pool entries), by limit";
+        members: Gauge =>
+            "Members whose signatures count, as this node sees them (-1 while unknown)";
+        pool_pending: Gauge => "Prices in memory still short of the signer quorum";
+        publishes: Family<GossipLabel, Counter> => "Gossip messages this node published, by kind";
+        published_bytes: Family<GossipLabel, Counter> =>
+            "Bytes of gossip this node published, by kind";
+        publish_retries: Counter =>
+            "Publish attempts retried because no peer was subscribed yet";
+        publishes_dropped: Counter => "Messages given up on after retrying for --max-age";
+        connected_peers: Gauge => "Peers connected now";
+        // 1 ms … ~65 s.
+        quorum_seconds: Histogram = Histogram::new(exponential_buckets(0.001, 2.0, 17)) =>
+            "Time from a price's observation to this node holding its signer quorum";
+        // 10 ms … ~40 s.
+        source_fetch_seconds: HistogramFamily<SourceLabel> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.01, 2.0, 13))) =>
+            "Time to get a pair's quote from a source (the request that carried it, retries \
+             included), one sample per pair, by source";
+        source_failures: Family<SourceFailureLabels, Counter> =>
+            "Quotes of a pair a source did not give after all retries, by source and kind \
+             (blocked: HTTP 451 or 403, then not asked for an hour)";
+        source_exclusions: Family<SourceExclusionLabels, Counter> =>
+            "Quotes of a pair left out of the price, by source and kind (outlier: too far from \
+             the other sources; stale: too old by the source's own timestamp)";
+        source_last_quote: Family<SourcePairLabels, Gauge<f64, AtomicU64>> =>
+            "Each source's last quote of each pair in USD, also when it was left out";
+        observation_sources: Family<PairLabel, Gauge> =>
+            "How many sources the last observation of each pair is the median of (0: none)";
+        db_statements: Family<StatementLabel, Counter> => "Database statements issued, by kind";
+        db_failures: Family<StatementLabel, Counter> =>
+            "Database statements that failed or timed out, by kind";
+        lease_writer: Gauge => "1 while this node holds the writer lease";
+        lease_writer_changes: Counter => "Times this node gained or lost the writer lease";
     }
 }
 
 impl Metrics {
-    /// Registers every counter under the `oracle_` prefix.
-    pub fn register(&self, registry: &mut Registry) {
-        let registry = registry.sub_registry_with_prefix("oracle");
-        registry.register(
-            "prices_originated",
-            "Prices this node fetched, signed and published, by pair",
-            self.prices_originated.by_pair.clone(),
-        );
-        registry.register(
-            "rounds_started",
-            "Rounds this node started, by pair and trigger (deviation, heartbeat, requested)",
-            self.rounds_started.clone(),
-        );
-        registry.register(
-            "prices_cosigned",
-            "Peers' prices this node co-signed, by pair",
-            self.prices_cosigned.by_pair.clone(),
-        );
-        registry.register(
-            "cosign_fallbacks",
-            "Turns this node had as a fallback co-signer, by outcome (stepped_in, not_needed)",
-            self.cosign_fallbacks.clone(),
-        );
-        registry.register(
-            "prices_refused",
-            "Peers' prices this node refused to co-sign, by reason",
-            self.prices_refused.clone(),
-        );
-        registry.register(
-            "prices_verified",
-            "Prices that reached the signer quorum here, by pair",
-            self.prices_verified.by_pair.clone(),
-        );
-        registry.register(
-            "equivocations",
-            "Members caught signing two different observations for one round (neither counts)",
-            self.equivocations.clone(),
-        );
-        registry.register(
-            "member_rounds",
-            "Committee members of the rounds this node stored, by member and outcome (signed: \
-             its observation is in the stored report; missed)",
-            self.member_rounds.clone(),
-        );
-        registry.register(
-            "healthy",
-            "1 while /health finds no problem, else 0",
-            self.healthy.clone(),
-        );
-        registry.register(
-            "prices_stored",
-            "Prices this node wrote to the database as the writer, by pair",
-            self.prices_stored.by_pair.clone(),
-        );
-        registry.register(
-            "flushes",
-            "Flush attempts, by outcome: stored, refused (not the writer after all), failed",
-            self.flushes.clone(),
-        );
-        registry.register(
-            "prices_expired",
-            "Prices dropped from memory unstored, by state",
-            self.prices_expired.clone(),
-        );
-        registry.register(
-            "messages_received",
-            "Valid gossip messages received, by kind",
-            self.messages_received.clone(),
-        );
-        registry.register(
-            "messages_rejected",
-            "Invalid gossip messages rejected, by reason",
-            self.messages_rejected.clone(),
-        );
-        registry.register(
-            "messages_ignored",
-            "Gossip messages neither used nor forwarded though not provably invalid (too old, \
-             from the future, not a member, over a limit), by reason",
-            self.messages_ignored.clone(),
-        );
-        registry.register(
-            "limit_hits",
-            "Times a bound refused something (connections, rates, queues, pool entries), by limit",
-            self.limit_hits.clone(),
-        );
-        registry.register(
-            "members",
-            "Members whose signatures count, as this node sees them (-1 while unknown)",
-            self.members.clone(),
-        );
-        registry.register(
-            "pool_pending",
-            "Prices in memory still short of the signer quorum",
-            self.pool_pending.clone(),
-        );
-        registry.register(
-            "publishes",
-            "Gossip messages this node published, by kind",
-            self.publishes.clone(),
-        );
-        registry.register(
-            "published_bytes",
-            "Bytes of gossip this node published, by kind",
-            self.published_bytes.clone(),
-        );
-        registry.register(
-            "publish_retries",
-            "Publish attempts retried because no peer was subscribed yet",
-            self.publish_retries.clone(),
-        );
-        registry.register(
-            "publishes_dropped",
-            "Messages given up on after retrying for --max-age",
-            self.publishes_dropped.clone(),
-        );
-        registry.register(
-            "connected_peers",
-            "Peers connected now",
-            self.connected_peers.clone(),
-        );
-        registry.register(
-            "quorum_seconds",
-            "Time from a price's observation to this node holding its signer quorum",
-            self.quorum_seconds.clone(),
-        );
-        registry.register(
-            "source_fetch_seconds",
-            "Time to get a pair's quote from a source (the request that carried it, retries \
-             included), one sample per pair, by source",
-            self.source_fetch_seconds.clone(),
-        );
-        registry.register(
-            "source_failures",
-            "Quotes of a pair a source did not give after all retries, by source and kind \
-             (blocked: HTTP 451 or 403, then not asked for an hour)",
-            self.source_failures.clone(),
-        );
-        registry.register(
-            "source_exclusions",
-            "Quotes of a pair left out of the price, by source and kind (outlier: too far from \
-             the other sources; stale: too old by the source's own timestamp)",
-            self.source_exclusions.clone(),
-        );
-        registry.register(
-            "source_last_quote",
-            "Each source's last quote of each pair in USD, also when it was left out",
-            self.source_last_quote.clone(),
-        );
-        registry.register(
-            "observation_sources",
-            "How many sources the last observation of each pair is the median of (0: none)",
-            self.observation_sources.clone(),
-        );
-        registry.register(
-            "db_statements",
-            "Database statements issued, by kind",
-            self.db_statements.clone(),
-        );
-        registry.register(
-            "db_failures",
-            "Database statements that failed or timed out, by kind",
-            self.db_failures.clone(),
-        );
-        registry.register(
-            "lease_writer",
-            "1 while this node holds the writer lease",
-            self.lease_writer.clone(),
-        );
-        registry.register(
-            "lease_writer_changes",
-            "Times this node gained or lost the writer lease",
-            self.lease_writer_changes.clone(),
-        );
-    }
-
     /// The counter of `label` in `family` (created at zero if it has not counted yet).
     pub fn counter<L>(family: &Family<L, Counter>, label: L) -> Counter
     where
@@ -584,29 +376,9 @@ impl Metrics {
         Self::counter(&self.cosign_fallbacks, FallbackLabel { kind: outcome })
     }
 
-    /// Counts a valid message of `kind` received.
-    pub fn received(&self, kind: GossipKind) {
-        self.messages_received
-            .get_or_create(&GossipLabel { kind })
-            .inc();
-    }
-
     /// Prices dropped unstored, by `state`.
     pub fn expired(&self, state: Expiry) -> Counter {
         Self::counter(&self.prices_expired, ExpiryLabel { kind: state })
-    }
-
-    /// A committee member's outcome in a stored round.
-    pub fn member_round(
-        &self,
-        member: alloy_primitives::Address,
-        outcome: RoundOutcome,
-    ) -> Counter {
-        let label = MemberRoundLabels {
-            member: member.to_checksum(None),
-            outcome,
-        };
-        Self::counter(&self.member_rounds, label)
     }
 
     /// Messages rejected for `reason`.
@@ -668,9 +440,98 @@ impl Metrics {
     }
 }
 
+impl crate::network::Probe for Metrics {
+    fn received(&self, kind: GossipKind) {
+        self.messages_received
+            .get_or_create(&GossipLabel { kind })
+            .inc();
+    }
+
+    fn refused(&self, reason: RefusalReason, action: Action) {
+        match action {
+            Action::Reject => self.rejected(reason).inc(),
+            Action::Ignore => self.ignored(reason).inc(),
+        };
+    }
+
+    fn limit_hit(&self, limit: Limit) {
+        Metrics::limit_hit(self, limit);
+    }
+
+    fn sent(&self, kind: GossipKind, bytes: usize) {
+        self.published(kind).inc();
+        Self::counter(&self.published_bytes, GossipLabel { kind }).inc_by(bytes as u64);
+    }
+
+    fn publish_retried(&self) {
+        self.publish_retries.inc();
+    }
+
+    fn publish_dropped(&self) {
+        self.publishes_dropped.inc();
+    }
+
+    fn connected_peers(&self, count: usize) {
+        self.connected_peers
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+}
+
+impl crate::store::Probe for Metrics {
+    fn statement(&self, kind: &'static str, failed: bool) {
+        let label = StatementLabel { kind };
+        if failed {
+            Self::counter(&self.db_failures, label.clone()).inc();
+        }
+        Self::counter(&self.db_statements, label).inc();
+    }
+}
+
+impl crate::writer::Probe for Metrics {
+    fn flush_ended(&self, result: FlushResult) {
+        self.flushed(result).inc();
+    }
+
+    fn stored(&self, pair: Pair) {
+        self.prices_stored.inc(pair);
+    }
+
+    fn committee_member(&self, member: alloy_primitives::Address, outcome: RoundOutcome) {
+        let label = MemberRoundLabels {
+            member: member.to_checksum(None),
+            outcome,
+        };
+        Self::counter(&self.member_rounds, label).inc();
+    }
+
+    fn lease(&self, held: bool, changed: bool) {
+        self.lease_writer.set(i64::from(held));
+        if changed {
+            self.lease_writer_changes.inc();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_declared_metric_is_described_before_it_counts() {
+        let mut registry = Registry::default();
+        Metrics::default().register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in Metrics::NAMES {
+            for line in ["HELP", "TYPE"] {
+                let start = format!("# {line} oracle_{name} ");
+                assert!(
+                    text.lines().any(|l| l.starts_with(&start)),
+                    "{start}: {text}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn registered_counters_show_in_the_text_exposition() {

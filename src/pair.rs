@@ -80,8 +80,6 @@ impl fmt::Display for Pair {
     }
 }
 
-crate::metrics::label_value_by!(Pair, name);
-
 impl Serialize for Pair {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.name())

@@ -27,11 +27,10 @@ use crate::id::IdGenerator;
 use crate::identity::Identity;
 use crate::membership::Members;
 use crate::message::PriceMessage;
-use crate::metrics::Metrics;
 use crate::mock_exchange::{MockExchange, MockSettings};
 use crate::network::validation::ValidationSettings;
 use crate::network::{self, NetworkHandle, NetworkSettings};
-use crate::node::{self, NodeSettings, RunningNode};
+use crate::node::{self, Metrics, NodeSettings, RunningNode};
 use crate::pair::{Pair, PairSet};
 use crate::pool::{PoolSettings, VerifiedPrice};
 use crate::price::{FeedSettings, QuoteRules, Source, UsdPrice};
@@ -296,7 +295,7 @@ impl Peer {
             identity.keypair(),
             settings,
             members,
-            metrics.clone(),
+            Arc::new(metrics.clone()),
             &mut Registry::default(),
         )
         .expect("the peer's network starts");

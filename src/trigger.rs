@@ -50,7 +50,7 @@ pub struct TriggerSettings {
     pub max_deviation: Decimal,
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// Why a round started, as the `trigger` label of `rounds_started` names it.
     pub enum Reason {
         /// The market moved `--deviation` from the newest verified value.

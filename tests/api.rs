@@ -202,7 +202,7 @@ async fn serve_with(
         store: Store::connect_lazy(settings)
             .await
             .unwrap()
-            .with_metrics(metrics.clone()),
+            .with_probe(std::sync::Arc::new(metrics.clone())),
         pairs: price_oracle::pair::PairSet::only(price_oracle::pair::Pair::EthUsd),
         limits,
         cors: Default::default(),

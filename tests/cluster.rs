@@ -10,8 +10,9 @@ use alloy_primitives::Address;
 use common::cluster::{Cluster, MEMBER_SEEDS, register};
 use libp2p::Multiaddr;
 use price_oracle::cosign::{CommitteeSettings, CosignRefusal, FallbackOutcome, committee};
+use price_oracle::labels::Limit;
 use price_oracle::message::{Attestation, Gossip, GossipKind};
-use price_oracle::metrics::{FlushResult, Limit, Metrics};
+use price_oracle::metrics::Metrics;
 use price_oracle::mock_exchange::Fault;
 use price_oracle::network::ConnectionBounds;
 use price_oracle::network::validation::RefusalReason;
@@ -25,6 +26,7 @@ use price_oracle::testkit::{
     price_by, stop_all, total, wait_for,
 };
 use price_oracle::trigger::Reason;
+use price_oracle::writer::FlushResult;
 use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 

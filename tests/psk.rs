@@ -44,7 +44,7 @@ async fn start(
         identity.keypair(),
         settings,
         tokio::sync::watch::channel(std::sync::Arc::new(Members::open())).1,
-        Metrics::default(),
+        std::sync::Arc::new(Metrics::default()),
         &mut Registry::default(),
     )
     .unwrap();

@@ -402,7 +402,7 @@ fn start_heartbeat(store: &Store, participant: Participant, settings: LeaseSetti
         settings,
         state_tx,
         MemberRefresh::new().0,
-        Metrics::default(),
+        std::sync::Arc::new(Metrics::default()),
         async move {
             let _ = stopped.await;
         },
@@ -943,7 +943,7 @@ async fn the_lease_reads_the_member_list_when_it_changes() {
         settings,
         state_tx,
         refresh,
-        Metrics::default(),
+        std::sync::Arc::new(Metrics::default()),
         async move {
             let _ = stopped.await;
         },

@@ -107,7 +107,7 @@ impl Declined {
     }
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// Why a peer's price went unsigned, as the `reason` label of `prices_refused` names it.
     pub enum CosignRefusal {
         Stale => "stale",
@@ -115,7 +115,7 @@ crate::metrics::label_values! {
     }
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// What a fallback turn came to, as the `kind` label of `cosign_fallbacks` names it.
     pub enum FallbackOutcome {
         /// The price still lacked its quorum: this node judged it.

@@ -65,7 +65,7 @@ pub enum Action {
     Ignore,
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// Why a message was refused, as the `reason` label of `messages_rejected` and
     /// `messages_ignored` names it.
     pub enum RefusalReason {

@@ -44,7 +44,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         settings.identity.keypair(),
         settings.network.clone(),
         member_view,
-        metrics.clone(),
+        Arc::new(metrics.clone()),
         &mut registry,
     )?;
     let registry = Arc::new(registry);
@@ -86,7 +86,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
             settings.pool.min_signers,
             settings.committee,
             settings.identity.signer().clone(),
-            metrics.clone(),
+            Arc::new(metrics.clone()),
         ),
         members,
         network,
@@ -208,7 +208,7 @@ impl ApiSetup {
         let api_store = Store::connect_lazy(&self.db)
             .await
             .context("cannot set up the /v1 API's database pool")?
-            .with_metrics(self.metrics);
+            .with_probe(Arc::new(self.metrics));
         let api = crate::api::router(crate::api::ApiState {
             store: api_store,
             // The first is what `?pair=` defaults to.

@@ -40,7 +40,7 @@ pub enum SourceFailure {
     Parse(#[from] ParseError),
 }
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// The kinds of [`SourceFailure`], as the `kind` label of `source_failures` names them.
     pub enum FailureKind {
         Timeout => "timeout",

@@ -152,8 +152,6 @@ impl fmt::Display for Source {
     }
 }
 
-crate::metrics::label_value_by!(Source, name);
-
 /// Why a response body is not a price.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use super::{Quote, UsdPrice};
 
-crate::metrics::label_values! {
+crate::labels::label_values! {
     /// Why a quote that arrived was left out, as the `kind` label of `source_exclusions` names it.
     pub enum ExclusionKind {
         Outlier => "outlier",

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 
-use crate::metrics::{Metrics, StatementLabel};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
@@ -163,7 +162,14 @@ pub struct Store {
     timeout: Duration,
     /// Whether the last database call succeeded (for `/health`).
     healthy: Arc<AtomicBool>,
-    metrics: Metrics,
+    probe: Option<Arc<dyn Probe>>,
+}
+
+/// What the store reports of its statements; the node's metrics implement it.
+pub trait Probe: Send + Sync + std::fmt::Debug {
+    /// A statement of this kind (the name the store gives the call) ran, and whether it failed
+    /// or timed out.
+    fn statement(&self, kind: &'static str, failed: bool);
 }
 
 impl Store {
@@ -175,13 +181,13 @@ impl Store {
             db,
             timeout: settings.timeout,
             healthy: Arc::new(AtomicBool::new(true)),
-            metrics: Metrics::default(),
+            probe: None,
         })
     }
 
-    /// Counts statements and failures in `metrics` from now on.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = metrics;
+    /// Reports statements and failures to `probe` from now on.
+    pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Self {
+        self.probe = Some(probe);
         self
     }
 
@@ -203,7 +209,7 @@ impl Store {
             db,
             timeout: settings.timeout,
             healthy: Arc::new(AtomicBool::new(true)),
-            metrics: Metrics::default(),
+            probe: None,
         })
     }
 
@@ -280,12 +286,10 @@ impl Store {
         what: &'static str,
         call: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, StoreError> {
-        let label = StatementLabel { kind: what };
-        Metrics::counter(&self.metrics.db_statements, label.clone()).inc();
         let result = within(self.timeout, what, call).await;
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        if result.is_err() {
-            Metrics::counter(&self.metrics.db_failures, label).inc();
+        if let Some(probe) = &self.probe {
+            probe.statement(what, result.is_err());
         }
         result
     }

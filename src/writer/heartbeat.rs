@@ -4,13 +4,13 @@
 //! changed, [`MemberRefresh`] reads it again.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::Address;
 use tokio::sync::watch;
 
 use crate::membership::MemberRefresh;
-use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::store::lease::{LeaseTerms, Participant};
 
@@ -66,7 +66,7 @@ pub async fn run(
     settings: LeaseSettings,
     state: watch::Sender<LeaseState>,
     mut members: MemberRefresh,
-    metrics: Metrics,
+    probe: Arc<dyn super::Probe>,
     shutdown: impl Future<Output = ()>,
 ) {
     let started = tokio::time::Instant::now();
@@ -102,10 +102,10 @@ pub async fn run(
                 LeaseState::default()
             }
         };
-        metrics.lease_writer.set(i64::from(next.is_writer));
         state.send_modify(|current| {
-            if current.is_writer != next.is_writer {
-                metrics.lease_writer_changes.inc();
+            let changed = current.is_writer != next.is_writer;
+            probe.lease(next.is_writer, changed);
+            if changed {
                 log::debug!(
                     "{}",
                     if next.is_writer {
@@ -121,8 +121,8 @@ pub async fn run(
             };
         });
     }
-    state.send_replace(LeaseState::default());
-    metrics.lease_writer.set(0);
+    let was_writer = state.send_replace(LeaseState::default()).is_writer;
+    probe.lease(false, was_writer);
     if let Err(err) = store.leave(&me).await {
         log::warn!("could not remove the heartbeat row: {err}");
     }

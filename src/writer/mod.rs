@@ -17,6 +17,7 @@ pub mod heartbeat;
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use alloy_primitives::Address;
@@ -27,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cosign::{CommitteeSettings, committee};
 use crate::http::DatabaseState;
+use crate::labels::label_values;
 use crate::membership::Members;
 use crate::membership::{MemberList, MemberRefresh};
 use crate::message::StoredNotice;
-use crate::metrics::{FlushResult, Metrics, RoundOutcome};
+use crate::pair::Pair;
 use crate::pool::{Moment, Pool, VerifiedPrice};
 use crate::signed::Report;
 use crate::store::lease::Participant;
@@ -38,6 +40,38 @@ use crate::store::prices::FlushOutcome;
 use crate::store::{Store, StoreError};
 use duties::WriterDuties;
 pub use heartbeat::{LeaseSettings, LeaseState};
+
+label_values! {
+    /// Whether a member of a stored round's committee observed it.
+    pub enum RoundOutcome {
+        Signed => "signed",
+        Missed => "missed",
+    }
+}
+
+label_values! {
+    /// How a flush attempt ended.
+    pub enum FlushResult {
+        Stored => "stored",
+        /// Another node held the lease after all.
+        Refused => "refused",
+        Failed => "failed",
+    }
+}
+
+/// What the writer reports as it works (and, through [`store::Probe`], its statements); the
+/// node's metrics implement it.
+pub trait Probe: crate::store::Probe {
+    /// A flush attempt ended as `result`.
+    fn flush_ended(&self, result: FlushResult);
+    /// This node stored a round of `pair`.
+    fn stored(&self, pair: Pair);
+    /// A member of a stored round's committee took part in it, or missed it.
+    fn committee_member(&self, member: Address, outcome: RoundOutcome);
+    /// Whether this node holds the writer lease, after each heartbeat; `changed` when that
+    /// differs from before.
+    fn lease(&self, held: bool, changed: bool);
+}
 
 /// A flush that ran: its batch, and what the database said.
 #[derive(Debug)]
@@ -54,7 +88,7 @@ pub struct Writer {
     /// Whose observations a stored round expected (for `oracle_member_rounds_total`).
     committee: CommitteeSettings,
     signer: PrivateKeySigner,
-    metrics: Metrics,
+    probe: Arc<dyn Probe>,
     store: Option<Store>,
     duties: WriterDuties,
     heartbeats: Option<JoinHandle<()>>,
@@ -68,14 +102,14 @@ impl Writer {
         min_signers: usize,
         committee: CommitteeSettings,
         signer: PrivateKeySigner,
-        metrics: Metrics,
+        probe: Arc<dyn Probe>,
     ) -> Self {
         Self {
             lease_settings,
             min_signers,
             committee,
             signer,
-            metrics,
+            probe,
             store: None,
             duties: WriterDuties::default(),
             heartbeats: None,
@@ -89,7 +123,7 @@ impl Writer {
 
     /// The database is connected.
     pub fn connected(&mut self, store: Store) {
-        self.store = Some(store.with_metrics(self.metrics.clone()));
+        self.store = Some(store.with_probe(self.probe.clone()));
     }
 
     pub fn store(&self) -> Option<&Store> {
@@ -121,7 +155,7 @@ impl Writer {
                 self.lease_settings,
                 states_tx,
                 refresh,
-                self.metrics.clone(),
+                Arc::clone(&self.probe),
                 shutdown.cancelled_owned(),
             )));
         }
@@ -186,7 +220,7 @@ impl Writer {
             Ok(FlushOutcome::NotWriter { .. }) => FlushResult::Refused,
             Err(_) => FlushResult::Failed,
         };
-        self.metrics.flushed(outcome).inc();
+        self.probe.flush_ended(outcome);
         let flushed = match result {
             Ok(FlushOutcome::Flushed(flushed)) => flushed,
             Ok(FlushOutcome::NotWriter { writer }) => {
@@ -203,7 +237,7 @@ impl Writer {
         };
         let inserted: HashSet<u64> = flushed.inserted.iter().copied().collect();
         for price in batch.iter().filter(|price| inserted.contains(&price.id())) {
-            self.metrics.prices_stored.inc(price.round().pair);
+            self.probe.stored(price.round().pair);
             self.count_committee(&price.report, members);
         }
         if let Some(newest) = flushed.inserted.iter().max() {
@@ -304,7 +338,7 @@ impl Writer {
             } else {
                 RoundOutcome::Missed
             };
-            self.metrics.member_round(*member, outcome).inc();
+            self.probe.committee_member(*member, outcome);
         }
     }
 
