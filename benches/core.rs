@@ -13,10 +13,11 @@ use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage};
 use price_oracle::network::validation::{ValidationSettings, Validator};
 use price_oracle::pair::Pair;
-use price_oracle::pool::{Moment, Pool, PoolSettings};
+use price_oracle::pool::{Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 use price_oracle::signed::{SignatureEntry, price_digest};
 use price_oracle::testkit::{identity, price_by, price_data};
+use price_oracle::time::Moment;
 
 fn signing(c: &mut Criterion) {
     let signer = identity(1);

@@ -68,5 +68,6 @@ pub mod signed;
 pub mod store;
 #[cfg(feature = "test-util")]
 pub mod testkit;
+pub mod time;
 pub mod trigger;
 pub mod writer;

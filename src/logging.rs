@@ -239,6 +239,15 @@ pub fn suppressed_note(suppressed: u64) -> String {
     }
 }
 
+/// Keeps error messages one short line even when a source sends a megabyte of garbage.
+pub fn truncate_for_display(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::pair::{Pair, PairSet};
 use crate::price::{Source, UsdPrice};
-use crate::writer::unix_seconds;
+use crate::time::unix_seconds;
 
 /// A kind of bad answer the mock can give instead of a price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -70,7 +70,7 @@ impl FromStr for Pair {
         Self::ALL
             .into_iter()
             .find(|pair| pair.name() == text)
-            .ok_or_else(|| UnknownPair(crate::price::truncate_for_display(text)))
+            .ok_or_else(|| UnknownPair(crate::logging::truncate_for_display(text)))
     }
 }
 

@@ -25,14 +25,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
 
 use crate::membership::Members;
 use crate::signed::{
     EthSignature, Observation, PriceData, Report, Round, SignatureEntry, SignedObservation,
+    VerifiedPrice,
 };
+use crate::time::Moment;
 
 /// How the pool decides.
 #[derive(Debug, Clone, Copy)]
@@ -51,45 +53,6 @@ pub struct PoolSettings {
     pub max_pending_per_signer: usize,
 }
 
-/// A moment on both clocks: the monotonic one times everything local (a wall-clock step must
-/// not make prices due or expired), the wall clock dates what is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Moment {
-    pub at: Instant,
-    pub wall: SystemTime,
-}
-
-impl Moment {
-    pub fn now() -> Self {
-        Self {
-            at: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-}
-
-impl std::ops::Add<Duration> for Moment {
-    type Output = Self;
-
-    fn add(self, later: Duration) -> Self {
-        Self {
-            at: self.at + later,
-            wall: self.wall + later,
-        }
-    }
-}
-
-impl std::ops::Sub<Duration> for Moment {
-    type Output = Self;
-
-    fn sub(self, earlier: Duration) -> Self {
-        Self {
-            at: self.at - earlier,
-            wall: self.wall - earlier,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Entry {
     round: Round,
@@ -101,25 +64,6 @@ struct Entry {
     first_seen: Instant,
     last_signed: Moment,
     verified_at: Option<Instant>,
-}
-
-/// A round with a quorum of valid member observations, ready to be stored: its member
-/// observations only, and when the last one arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedPrice {
-    pub report: Report,
-    /// Wall-clock time of the last new observation, stored as `lastsigned_time`.
-    pub last_signed: SystemTime,
-}
-
-impl VerifiedPrice {
-    pub fn id(&self) -> u64 {
-        self.report.round.id
-    }
-
-    pub fn round(&self) -> &Round {
-        &self.report.round
-    }
 }
 
 /// What adding observations did.

@@ -15,6 +15,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use alloy_primitives::{Address, B256, Signature, U256, b256, keccak256};
 use alloy_signer::SignerSync;
@@ -429,6 +430,25 @@ pub(crate) mod id_as_string {
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         super::parse_id(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A round with a quorum of valid member observations, ready to be stored: its member
+/// observations only, and when the last one arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPrice {
+    pub report: Report,
+    /// Wall-clock time of the last new observation, stored as `lastsigned_time`.
+    pub last_signed: SystemTime,
+}
+
+impl VerifiedPrice {
+    pub fn id(&self) -> u64 {
+        self.report.round.id
+    }
+
+    pub fn round(&self) -> &Round {
+        &self.report.round
     }
 }
 

@@ -13,7 +13,7 @@
 //! - [`SseReader`]: a client of the API's Server-Sent Events stream.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::Address;
 use libp2p::Multiaddr;
@@ -32,9 +32,9 @@ use crate::network::validation::ValidationSettings;
 use crate::network::{self, NetworkHandle, NetworkSettings};
 use crate::node::{self, Metrics, NodeSettings, RunningNode};
 use crate::pair::{Pair, PairSet};
-use crate::pool::{PoolSettings, VerifiedPrice};
+use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, QuoteRules, Source, UsdPrice};
-use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation};
+use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation, VerifiedPrice};
 use crate::store::lease::Participant;
 use crate::store::reports::StoredPrice;
 use crate::store::{DatabaseUrl, DbSettings, Store};
@@ -110,7 +110,7 @@ pub fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage 
         pair: Pair::EthUsd,
         id,
         price: UsdPrice::parse_quote(usd).expect("a test price"),
-        observed_at: at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        observed_at: crate::time::unix_seconds(at),
         origin: identity.address(),
     };
     PriceMessage::originate(data, identity.signer())

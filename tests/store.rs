@@ -12,7 +12,7 @@ use migration::{Migrator, MigratorTrait};
 use price_oracle::identity::Identity;
 use price_oracle::membership::MemberRefresh;
 use price_oracle::metrics::Metrics;
-use price_oracle::pool::VerifiedPrice;
+use price_oracle::signed::VerifiedPrice;
 use price_oracle::store::lease::Participant;
 use price_oracle::store::prices::{FlushOutcome, Flushed};
 use price_oracle::store::{Store, StoreError};

@@ -146,7 +146,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::NotFound(format!(
         "no endpoint {}; see /v1/openapi.json",
-        crate::price::truncate_for_display(uri.path())
+        crate::logging::truncate_for_display(uri.path())
     ))
 }
 

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::error::ApiError;
+use crate::logging::truncate_for_display;
 use crate::pair::{Pair, PairSet};
-use crate::price::truncate_for_display;
 use crate::store::read::HistoryQuery;
 
 /// The last moment `from` and `to` may name: 9999-12-31T23:59:59Z, as the document says.

@@ -65,11 +65,7 @@ impl Observation {
     pub fn signed(&self) -> signed::Observation {
         signed::Observation {
             price: self.price,
-            observed_at: self
-                .at
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs(),
+            observed_at: crate::time::unix_seconds(self.at),
         }
     }
 }
@@ -293,7 +289,8 @@ impl Cosigning {
 mod tests {
     use super::*;
     use crate::identity::Identity;
-    use crate::pool::{Moment, PoolSettings};
+    use crate::pool::PoolSettings;
+    use crate::time::Moment;
     use std::sync::Arc;
 
     const OBSERVED: u64 = 1_763_700_000;

@@ -21,7 +21,7 @@
 //! such refusals per peer and cuts off a peer that sends too many.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use alloy_primitives::Address;
 
@@ -241,7 +241,7 @@ impl Validator {
     }
 
     fn check_freshness(&self, observed_at: u64, now: SystemTime) -> Result<(), Refusal> {
-        let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = crate::time::unix_seconds(now);
         if observed_at.saturating_add(self.settings.max_age.as_secs()) < now {
             return Err(Refusal::ignore(
                 RefusalReason::TooOld,
@@ -381,6 +381,8 @@ fn check_member(signer: &Address, members: &Members) -> Result<(), Refusal> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
     use crate::identity::Identity;
     use crate::message::{Attestation, PriceMessage, StoredNotice};
@@ -672,6 +674,8 @@ mod tests {
 
 #[cfg(test)]
 mod stored_notice_tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
     use crate::identity::Identity;
     use crate::message::StoredNotice;

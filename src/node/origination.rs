@@ -14,10 +14,10 @@ use crate::id::IdGenerator;
 use crate::message::PriceMessage;
 use crate::metrics::Metrics;
 use crate::pair::Pair;
-use crate::pool::Moment;
 use crate::price::{FeedError, PriceFeed, SourcedPrice, UsdPrice};
 use crate::signed::PriceData;
-use crate::writer::unix_seconds;
+use crate::time::Moment;
+use crate::time::unix_seconds;
 
 /// One observation round: every pair's median (and how many sources it is the median of), or
 /// why it has none.

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Node, health};
 use crate::http::{NodeStatus, Observed};
-use crate::writer::unix_seconds;
+use crate::time::unix_seconds;
 
 impl Node {
     pub(super) fn refresh_status(&mut self) {

@@ -43,7 +43,7 @@ pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
     if response.data.currency != expected {
         return Err(ParseError::Shape(format!(
             "rates are for {:?}, not {expected}",
-            super::truncate_for_display(response.data.currency)
+            crate::logging::truncate_for_display(response.data.currency)
         )));
     }
     let usd = response

@@ -56,7 +56,7 @@ pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
     if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return Err(ParseError::Shape(format!(
             "{id}.usd is {}, not a number",
-            super::truncate_for_display(text)
+            crate::logging::truncate_for_display(text)
         )));
     }
     Ok(Quote {

@@ -2,7 +2,6 @@
 //! each pair's quotes judged by the [`QuoteRules`]; the median of the quotes left.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +10,8 @@ use reqwest::Url;
 use tokio::time::Instant;
 
 use super::fetch::{Fetched, Fetcher};
-use super::rules::{Exclusion, QuoteRules, SourcedPrice};
+use super::report::{FeedError, PairReport, SourceReport, Unused};
+use super::rules::QuoteRules;
 use super::source_state::SourceStates;
 use super::{Quote, Source, SourceError, SourceStatus, UsdPrice};
 use crate::pair::{Pair, PairSet};
@@ -45,83 +45,6 @@ pub struct SourceRequest {
     pub url: Url,
     /// The pairs its answer quotes.
     pub pairs: PairSet,
-}
-
-/// Why a source's quote of a pair is not in the price.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Unused {
-    /// No quote: the request failed, or the answer did not hold one.
-    Failed(SourceError),
-    /// A quote the rules left out.
-    Excluded {
-        price: UsdPrice,
-        exclusion: Exclusion,
-    },
-    /// Not asked: the source blocks this node, and is skipped until then.
-    Blocked { until: SystemTime },
-}
-
-impl fmt::Display for Unused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Failed(error) => write!(f, "error: {error}"),
-            Self::Excluded { exclusion, .. } => write!(f, "left out, {exclusion}"),
-            Self::Blocked { until } => write!(
-                f,
-                "not asked: it blocked this node, until {}",
-                humantime::format_rfc3339_seconds(*until)
-            ),
-        }
-    }
-}
-
-/// What one source gave for one pair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceReport {
-    pub source: Source,
-    /// How long the request that carried the pair took, retries included; `None` when the
-    /// source was not asked.
-    pub elapsed: Option<Duration>,
-    /// The quote that went into the price, or why none did.
-    pub outcome: Result<UsdPrice, Unused>,
-}
-
-/// One pair of an observation: every source that quotes it, and the price.
-#[derive(Debug)]
-pub struct PairReport {
-    /// In the order of [`FeedSettings::endpoints`].
-    pub sources: Vec<SourceReport>,
-    pub result: Result<SourcedPrice, FeedError>,
-}
-
-/// The feed could not produce a price.
-#[derive(Debug, thiserror::Error)]
-pub enum FeedError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
-    #[error("{exchange} URL {url}: {reason}")]
-    Url {
-        exchange: Source,
-        url: String,
-        reason: String,
-    },
-    #[error("only {used} of {required} required price sources usable: {}", summary(.unused))]
-    TooFewSources {
-        used: usize,
-        required: usize,
-        unused: Vec<(Source, Unused)>,
-    },
-}
-
-fn summary(unused: &[(Source, Unused)]) -> String {
-    if unused.is_empty() {
-        return "no other source quotes the pair".to_owned();
-    }
-    unused
-        .iter()
-        .map(|(source, why)| format!("{source}: {why}"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// A request's answer in an observation.

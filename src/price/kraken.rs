@@ -52,7 +52,7 @@ struct Ticker<'a> {
 pub(super) fn parse(pair: Pair, body: &[u8]) -> Result<Quote, ParseError> {
     let response: Response = super::parse_json(body)?;
     if let Some(first) = response.error.first() {
-        return Err(ParseError::Api(super::truncate_for_display(first)));
+        return Err(ParseError::Api(crate::logging::truncate_for_display(first)));
     }
     let key = symbol(pair).unwrap_or_default();
     let ticker = response

@@ -9,17 +9,16 @@ mod coingecko;
 mod feed;
 mod fetch;
 mod kraken;
+mod report;
 mod rules;
 mod source_state;
 mod value;
 
-pub use feed::{
-    FeedError, FeedSettings, PairReport, PriceFeed, SourceReport, SourceRequest, Unused,
-};
+pub use feed::{FeedSettings, PriceFeed, SourceRequest};
 pub use fetch::{FailureKind, SourceError, SourceFailure};
-pub use rules::{Exclusion, ExclusionKind, QuoteRules, SourcedPrice, median};
+pub use report::{FeedError, PairReport, SourceReport, Unused};
+pub use rules::{Exclusion, ExclusionKind, QuoteRules, SourcedPrice};
 pub use source_state::{SourceCondition, SourceStatus};
-pub(crate) use value::truncate_for_display;
 pub use value::{DECIMALS, MAX_USD, PriceValueError, UsdPrice, parse_decimal};
 
 use std::fmt;
@@ -174,7 +173,10 @@ fn parse_json<'a, T: serde::Deserialize<'a>>(body: &'a [u8]) -> Result<T, ParseE
         } else if err.is_data() {
             ParseError::Shape(err.to_string())
         } else {
-            ParseError::NotJson(format!("{err} in {:?}", truncate_for_display(start)))
+            ParseError::NotJson(format!(
+                "{err} in {:?}",
+                crate::logging::truncate_for_display(start)
+            ))
         }
     })
 }

@@ -201,15 +201,17 @@ impl QuoteRules {
         if used.len() < self.min_sources {
             return None;
         }
-        median(used).map(|price| SourcedPrice {
+        sources_median(used).map(|price| SourcedPrice {
             price,
             sources: used.len(),
         })
     }
 }
 
-/// The median; for an even count the mean of the middle two, rounded half up to 10⁻⁸.
-pub fn median(prices: &[UsdPrice]) -> Option<UsdPrice> {
+/// The median of a node's quotes; for an even count the mean of the middle two, rounded half
+/// up to 10⁻⁸, so that no source is preferred. Not a report's value, which is always one
+/// member's observation ([`crate::signed::median`], OCR's element ⌊n/2⌋).
+fn sources_median(prices: &[UsdPrice]) -> Option<UsdPrice> {
     let mut sorted = prices.to_vec();
     sorted.sort_unstable();
     let middle = sorted.len() / 2;
@@ -250,19 +252,22 @@ mod tests {
 
     #[test]
     fn median_of_odd_even_and_empty() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[usd("3")]), Some(usd("3")));
-        assert_eq!(median(&[usd("5"), usd("1"), usd("3")]), Some(usd("3")));
+        assert_eq!(sources_median(&[]), None);
+        assert_eq!(sources_median(&[usd("3")]), Some(usd("3")));
         assert_eq!(
-            median(&[usd("4"), usd("1"), usd("2"), usd("100")]),
+            sources_median(&[usd("5"), usd("1"), usd("3")]),
             Some(usd("3"))
         );
         assert_eq!(
-            median(&[usd("0.00000001"), usd("0.00000002")]),
+            sources_median(&[usd("4"), usd("1"), usd("2"), usd("100")]),
+            Some(usd("3"))
+        );
+        assert_eq!(
+            sources_median(&[usd("0.00000001"), usd("0.00000002")]),
             Some(usd("0.00000002"))
         );
         let max = UsdPrice::from_e8(super::super::MAX_USD * 100_000_000).unwrap();
-        assert_eq!(median(&[max, max]), Some(max));
+        assert_eq!(sources_median(&[max, max]), Some(max));
     }
 
     #[test]

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::feed::{PairReport, Unused};
+use super::report::{PairReport, Unused};
 use super::{FailureKind, Source, SourceError, UsdPrice};
 use crate::pair::Pair;
-use crate::writer::unix_seconds;
+use crate::time::unix_seconds;
 
 /// How long a source that refuses this node (HTTP 451 or 403) is not asked. Such a block is a
 /// matter of region or address, which does not change within minutes; after this the source is
@@ -286,7 +286,7 @@ impl SourceStates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::price::feed::SourceReport;
+    use crate::price::SourceReport;
     use crate::price::{Exclusion, SourceFailure, SourcedPrice};
 
     fn usd(text: &str) -> UsdPrice {

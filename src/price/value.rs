@@ -104,16 +104,7 @@ pub fn parse_decimal(text: &str) -> Result<Decimal, PriceValueError> {
     } else {
         Decimal::from_str(text)
     };
-    parsed.map_err(|_| PriceValueError::NotANumber(truncate_for_display(text)))
-}
-
-/// Keeps error messages one short line even when a source sends a megabyte of garbage.
-pub(crate) fn truncate_for_display(text: &str) -> String {
-    const MAX: usize = 40;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
+    parsed.map_err(|_| PriceValueError::NotANumber(crate::logging::truncate_for_display(text)))
 }
 
 impl fmt::Display for UsdPrice {
@@ -138,10 +129,12 @@ impl FromStr for UsdPrice {
             .iter()
             .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
         if !plain {
-            return Err(PriceValueError::NotANumber(truncate_for_display(text)));
+            return Err(PriceValueError::NotANumber(
+                crate::logging::truncate_for_display(text),
+            ));
         }
         let value = Decimal::from_str(text)
-            .map_err(|_| PriceValueError::NotANumber(truncate_for_display(text)))?;
+            .map_err(|_| PriceValueError::NotANumber(crate::logging::truncate_for_display(text)))?;
         Self::from_exact(value)
     }
 }

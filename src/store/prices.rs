@@ -36,7 +36,7 @@ use sea_orm::{
 use super::lease::{WRITER_SQL, parse_address};
 use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
-use crate::pool::VerifiedPrice;
+use crate::signed::VerifiedPrice;
 
 /// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
 const INSERT_CHUNK: usize = 1_000;

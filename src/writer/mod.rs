@@ -33,11 +33,13 @@ use crate::membership::Members;
 use crate::membership::{MemberList, MemberRefresh};
 use crate::message::StoredNotice;
 use crate::pair::Pair;
-use crate::pool::{Moment, Pool, VerifiedPrice};
+use crate::pool::Pool;
 use crate::signed::Report;
+use crate::signed::VerifiedPrice;
 use crate::store::lease::Participant;
 use crate::store::prices::FlushOutcome;
 use crate::store::{Store, StoreError};
+use crate::time::{Moment, unix_seconds};
 use duties::WriterDuties;
 pub use heartbeat::{LeaseSettings, LeaseState};
 
@@ -354,11 +356,4 @@ impl Writer {
         }
         let _ = tokio::time::timeout_at(by, store.close()).await;
     }
-}
-
-/// Whole seconds since the Unix epoch (0 for a clock before it).
-pub fn unix_seconds(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
 }
