@@ -15,66 +15,32 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::pool::PoolCounts;
-use crate::price::SourceStatus;
-
-/// What `/status` shows; the node refreshes it about once a second.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct NodeStatus {
-    pub name: String,
-    pub address: String,
-    pub peer_id: String,
-    pub version: &'static str,
-    pub uptime_seconds: u64,
-    pub listen_addrs: Vec<String>,
-    pub connected_peers: usize,
-    pub min_peers: usize,
-    /// `not connected`, `ok` or `failing`: the outcome of the last database call.
-    pub database: DatabaseState,
-    pub is_writer: bool,
-    /// The writer as this node's last heartbeat saw it.
-    pub writer: Option<String>,
-    pub pool: PoolCounts,
-    /// This node's latest observation of each pair it signs, by pair.
-    pub last_observations: std::collections::BTreeMap<String, Observed>,
-    /// Each price source's state: ok, failing or blocked, its last quotes, error and exclusion.
-    pub sources: Vec<SourceStatus>,
-    /// The newest price id this node stored as the writer.
-    pub last_stored_id: Option<String>,
-    /// Why the node is unhealthy; empty when it is healthy (the rules: docs/operating.md#health).
-    pub problems: Vec<String>,
+/// What a node shows at `/status`, and the problems `/health` reports.
+pub trait Status: Serialize + Clone + Send + Sync + 'static {
+    /// Why the node is unhealthy; empty when it is healthy.
+    fn problems(&self) -> &[String];
 }
 
-/// A price this node fetched.
-#[derive(Debug, Clone, Serialize)]
-pub struct Observed {
-    pub price: String,
-    /// Unix seconds.
-    pub observed_at: u64,
-    /// How many sources the price is the median of.
-    pub sources: usize,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DatabaseState {
-    #[default]
-    NotConnected,
-    Ok,
-    Failing,
-}
-
-#[derive(Clone)]
-struct AppState {
-    status: watch::Receiver<NodeStatus>,
+struct AppState<S> {
+    status: watch::Receiver<S>,
     registry: Arc<Registry>,
+}
+
+// Not derived: a derive would ask `S: Clone` of the receiver's contents for no reason.
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        Self {
+            status: self.status.clone(),
+            registry: Arc::clone(&self.registry),
+        }
+    }
 }
 
 /// Binds `addr` and serves until `stop` is cancelled; with `api` (the consumers' `/v1` routes,
 /// [`crate::api::router`]) beside the operator's endpoints.
-pub async fn serve(
+pub async fn serve<S: Status>(
     addr: SocketAddr,
-    status: watch::Receiver<NodeStatus>,
+    status: watch::Receiver<S>,
     registry: Arc<Registry>,
     stop: tokio_util::sync::CancellationToken,
     api: Option<Router>,
@@ -82,9 +48,9 @@ pub async fn serve(
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let mut app = Router::new()
-        .route("/health", get(health))
-        .route("/status", get(status_json))
-        .route("/metrics", get(metrics))
+        .route("/health", get(health::<S>))
+        .route("/status", get(status_json::<S>))
+        .route("/metrics", get(metrics::<S>))
         .with_state(AppState { status, registry });
     if let Some(api) = api {
         app = app.merge(api);
@@ -101,11 +67,12 @@ pub async fn serve(
 }
 
 /// Why a node is unhealthy, if it is: its problems, in one line.
-pub fn unhealthy_reason(status: &NodeStatus) -> Option<String> {
-    (!status.problems.is_empty()).then(|| status.problems.join("; "))
+pub fn unhealthy_reason(status: &impl Status) -> Option<String> {
+    let problems = status.problems();
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+async fn health<S: Status>(State(state): State<AppState<S>>) -> Response {
     let status = state.status.borrow().clone();
     match unhealthy_reason(&status) {
         None => (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response(),
@@ -117,11 +84,11 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn status_json(State(state): State<AppState>) -> Json<NodeStatus> {
+async fn status_json<S: Status>(State(state): State<AppState<S>>) -> Json<S> {
     Json(state.status.borrow().clone())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics<S>(State(state): State<AppState<S>>) -> Response {
     let mut text = String::new();
     match prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         Ok(()) => (
@@ -144,11 +111,20 @@ async fn metrics(State(state): State<AppState>) -> Response {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Clone, Default, Serialize)]
+    struct Problems(Vec<String>);
+
+    impl Status for Problems {
+        fn problems(&self) -> &[String] {
+            &self.0
+        }
+    }
+
     #[test]
     fn health_reports_every_problem_in_one_line() {
-        let mut status = NodeStatus::default();
+        let mut status = Problems::default();
         assert_eq!(unhealthy_reason(&status), None);
-        status.problems = vec![
+        status.0 = vec![
             "connected to 1 of 3 required peers".into(),
             "the last database call failed".into(),
         ];

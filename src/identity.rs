@@ -161,22 +161,6 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// The Ethereum address of the key behind a secp256k1 PeerId.
-///
-/// Such PeerIds embed the public key itself (an identity multihash), so a gossip message's
-/// libp2p source tells which address published it. `None` for other key types.
-pub fn address_of_peer(peer: &PeerId) -> Option<Address> {
-    let multihash: &libp2p::multihash::Multihash<64> = peer.as_ref();
-    const IDENTITY_MULTIHASH: u64 = 0x00;
-    if multihash.code() != IDENTITY_MULTIHASH {
-        return None;
-    }
-    let public = libp2p::identity::PublicKey::try_decode_protobuf(multihash.digest()).ok()?;
-    let uncompressed = public.try_into_secp256k1().ok()?.to_bytes_uncompressed();
-    // An address is the last 20 bytes of keccak256 of the 64-byte key (without the 0x04 tag).
-    Some(Address::from_raw_public_key(&uncompressed[1..]))
-}
-
 /// The 32 bytes are zero or not below the secp256k1 group order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid secp256k1 secret key")]
@@ -776,18 +760,6 @@ mod tests {
     #[test]
     fn a_password_never_shows() {
         assert_eq!(format!("{:?}", password("hunter2")), "Password(…)");
-    }
-
-    #[test]
-    fn a_peer_id_tells_its_address() {
-        for seed in 1..5u8 {
-            let identity = Identity::from_secret(&[seed; 32]).unwrap();
-            assert_eq!(
-                address_of_peer(&identity.peer_id()),
-                Some(identity.address())
-            );
-        }
-        assert_eq!(address_of_peer(&PeerId::random()), None);
     }
 
     #[test]

@@ -994,7 +994,7 @@ impl Poller {
     async fn poll(&mut self, store: &Store) -> usize {
         let before = self.seen.len();
         loop {
-            let page = store.prices_after(self.last, 100).await.unwrap();
+            let page = store.prices_committed_after(self.last, 100).await.unwrap();
             let Some(newest) = page.last() else {
                 return self.seen.len() - before;
             };

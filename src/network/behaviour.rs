@@ -75,10 +75,10 @@ impl Behaviour {
             // Content-addressed: the same bytes are the same message, whoever relays them.
             .message_id_fn(|message| gossipsub::MessageId::from(keccak256(&message.data).to_vec()))
             .max_transmit_size(MAX_MESSAGE_BYTES + 1024)
-            // gossipsub checks a copy's signature before its duplicate check, so every copy a
-            // node receives costs a signature verification. A smaller mesh and publishing to
-            // the mesh only (not flooding every peer) keep copies per message near the mesh
-            // degree; gossip (IHAVE/IWANT) still reaches peers outside it.
+            // Every copy a node receives costs its bytes on the wire (a duplicate is dropped by
+            // its message id, before validation). A smaller mesh and publishing to the mesh
+            // only (not flooding every peer) keep copies per message near the mesh degree;
+            // gossip (IHAVE/IWANT) still reaches peers outside it.
             .mesh_n(MESH_DEGREE)
             .mesh_n_low(3)
             .mesh_n_high(8)

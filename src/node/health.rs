@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::http::DatabaseState;
 use crate::network::RESPONSIVE_WINDOW;
+use crate::store::DatabaseState;
 /// Consecutive failed observations that make a node unhealthy: a minute of them at the
 /// default `--observe-interval`, longer than an exchange's usual hiccup.
 pub const FAILED_FETCHES: u32 = 4;

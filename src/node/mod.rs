@@ -48,7 +48,6 @@ use prometheus_client::registry::Registry;
 
 use crate::api::verified::VerifiedPrices;
 use crate::cosign::{Action, CosignSettings, Cosigning, Declined, FallbackOutcome, Observation};
-use crate::http::NodeStatus;
 use crate::identity::Identity;
 use crate::labels::Limit;
 use crate::logging::LogLimiter;
@@ -68,6 +67,7 @@ use crate::writer::{LeaseSettings, LeaseState, Writer};
 use libp2p::Multiaddr;
 use origination::{ObservationRound, Origination};
 pub use start::start;
+pub use status::{NodeStatus, Observed};
 use work::{Done, Job, Work};
 
 pub use crate::cosign::COSIGN_WINDOW;

@@ -14,10 +14,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::NodeStatus;
 use super::{Inbox, Liveness, Node, NodeSettings, Phase, RunningNode, Work};
 use crate::api::verified::VerifiedPrices;
 use crate::cosign::Cosigning;
-use crate::http::{self, NodeStatus};
+use crate::http;
 use crate::logging::LogLimiter;
 use crate::membership::Members;
 use crate::metrics::Metrics;

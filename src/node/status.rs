@@ -3,9 +3,56 @@
 
 use std::time::Instant;
 
+use serde::Serialize;
+
 use super::{Node, health};
-use crate::http::{NodeStatus, Observed};
+use crate::pool::PoolCounts;
+use crate::price::SourceStatus;
+use crate::store::DatabaseState;
 use crate::time::unix_seconds;
+
+/// What `/status` shows; the node refreshes it about once a second.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub peer_id: String,
+    pub version: &'static str,
+    pub uptime_seconds: u64,
+    pub listen_addrs: Vec<String>,
+    pub connected_peers: usize,
+    pub min_peers: usize,
+    /// `not connected`, `ok` or `failing`: the outcome of the last database call.
+    pub database: DatabaseState,
+    pub is_writer: bool,
+    /// The writer as this node's last heartbeat saw it.
+    pub writer: Option<String>,
+    pub pool: PoolCounts,
+    /// This node's latest observation of each pair it signs, by pair.
+    pub last_observations: std::collections::BTreeMap<String, Observed>,
+    /// Each price source's state: ok, failing or blocked, its last quotes, error and exclusion.
+    pub sources: Vec<SourceStatus>,
+    /// The newest price id this node stored as the writer.
+    pub last_stored_id: Option<String>,
+    /// Why the node is unhealthy; empty when it is healthy (the rules: docs/operating.md#health).
+    pub problems: Vec<String>,
+}
+
+/// A price this node fetched.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub price: String,
+    /// Unix seconds.
+    pub observed_at: u64,
+    /// How many sources the price is the median of.
+    pub sources: usize,
+}
+
+impl crate::http::Status for NodeStatus {
+    fn problems(&self) -> &[String] {
+        &self.problems
+    }
+}
 
 impl Node {
     pub(super) fn refresh_status(&mut self) {

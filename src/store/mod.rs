@@ -155,6 +155,16 @@ pub fn describe(error: &DbErr) -> String {
     }
 }
 
+/// The database as `/status` and `/health` show it: the outcome of the last call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseState {
+    #[default]
+    NotConnected,
+    Ok,
+    Failing,
+}
+
 /// The node's handle on the database. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Store {

@@ -66,21 +66,6 @@ impl Store {
         self.timed("read prices", query.all(&self.db)).await
     }
 
-    /// Up to `limit` stored prices with `seq` above `last`, in commit order: the polling query
-    /// (`WHERE seq > $last ORDER BY seq LIMIT n`). A reader that passes the greatest `seq` it
-    /// has seen each time never misses a row, however the writers' transactions overlap.
-    pub async fn prices_after(
-        &self,
-        last: i64,
-        limit: u64,
-    ) -> Result<Vec<StoredPrice>, StoreError> {
-        let query = prices::Entity::find()
-            .filter(prices::Column::Seq.gt(last))
-            .order_by_asc(prices::Column::Seq)
-            .limit(limit);
-        self.timed("read prices", query.all(&self.db)).await
-    }
-
     /// Every heartbeat row, the writer first.
     pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
         let statement = Statement::from_string(

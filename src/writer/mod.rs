@@ -27,7 +27,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cosign::{CommitteeSettings, committee};
-use crate::http::DatabaseState;
 use crate::labels::label_values;
 use crate::membership::Members;
 use crate::membership::{MemberList, MemberRefresh};
@@ -38,7 +37,7 @@ use crate::signed::Report;
 use crate::signed::VerifiedPrice;
 use crate::store::lease::Participant;
 use crate::store::prices::FlushOutcome;
-use crate::store::{Store, StoreError};
+use crate::store::{DatabaseState, Store, StoreError};
 use crate::time::{Moment, unix_seconds};
 use duties::WriterDuties;
 pub use heartbeat::{LeaseSettings, LeaseState};
