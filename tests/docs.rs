@@ -514,6 +514,13 @@ const RETIRED_SECTION: &str = "docs/operating.md#renamed-and-retired-settings";
 fn every_oracle_flag_and_variable_in_the_docs_exists_in_the_binary() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let cli = Cli::read(help);
+    // The help was read as it is written: else every command would look like prose.
+    let run = &cli.commands[&vec!["run".to_owned()]];
+    assert!(run.flags.contains("heartbeat") && run.vars.contains("ORACLE_HEARTBEAT"));
+    assert!(
+        cli.commands
+            .contains_key(&vec!["signers".to_owned(), "add".to_owned()])
+    );
     let docs: Vec<(PathBuf, String)> = doc_files(root)
         .into_iter()
         .map(|file| {
@@ -587,7 +594,7 @@ fn oracle() -> std::process::Command {
 
 /// What a `--help` lists: flags (without `--`), the `ORACLE_*` variables it names, and
 /// subcommands.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Help {
     flags: BTreeSet<String>,
     vars: BTreeSet<String>,
@@ -602,11 +609,8 @@ fn parse_help(text: &str) -> Help {
     for line in text.lines() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
-        help.vars.extend(
-            oracle_vars(line)
-                .into_iter()
-                .map(|(_, name)| name.to_owned()),
-        );
+        help.vars
+            .extend(oracle_vars(line).into_iter().map(str::to_owned));
         if trimmed.trim_end() == "Commands:" {
             in_commands = true;
         } else if in_commands && (trimmed.is_empty() || indent == 0) {
@@ -665,8 +669,8 @@ fn flag_name(text: &str) -> &str {
     &text[..end]
 }
 
-/// Every `ORACLE_…` variable name in `line`, with its byte offset.
-fn oracle_vars(line: &str) -> Vec<(usize, &str)> {
+/// Every `ORACLE_…` variable name in `line`.
+fn oracle_vars(line: &str) -> Vec<&str> {
     let is_name = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_';
     let bytes = line.as_bytes();
     let mut found = Vec::new();
@@ -677,7 +681,7 @@ fn oracle_vars(line: &str) -> Vec<(usize, &str)> {
         let starts_a_word =
             at == 0 || !(is_name(bytes[at - 1]) || bytes[at - 1].is_ascii_lowercase());
         if starts_a_word && name.len() > "ORACLE_".len() {
-            found.push((at, name));
+            found.push(name);
         }
         from = end.max(at + 1);
     }
@@ -859,7 +863,7 @@ fn check_names(docs: &[(PathBuf, String)], cli: &Cli, run_nodes: &str) -> Vec<St
                     "{at}: {name} is retired: name it only in {RETIRED_SECTION}"
                 ));
             }
-            for (_, name) in oracle_vars(line) {
+            for name in oracle_vars(line) {
                 if !known_vars.contains(name) && !retired.iter().any(|old| old == name) {
                     problems.push(format!("{at}: {name} is not a variable of the binary"));
                 }
