@@ -740,10 +740,6 @@ fn parse_origin(text: &str) -> Result<String, String> {
     Cors::from_origins(&[text.to_owned()]).map(|_| text.to_owned())
 }
 
-/// The shortest --observe-interval: asking the exchanges more often only runs into their rate
-/// limits.
-pub const MIN_OBSERVE_INTERVAL: Duration = Duration::from_secs(1);
-
 /// When prices are fetched, co-signed, verified and stored.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Consensus")]
@@ -827,34 +823,11 @@ impl RunArgs {
                  when the market moves --deviation; see --observe-interval)"
             );
         }
-        for (name, value) in [
-            ("--heartbeat", consensus.heartbeat),
-            ("--heartbeat-interval", consensus.heartbeat_interval),
-            ("--max-age", self.net.max_age),
-            ("--cosign-fallback", consensus.cosign_fallback),
-        ] {
-            if value.is_zero() {
-                anyhow::bail!("{name} must be longer than 0");
-            }
-        }
-        if consensus.observe_interval < MIN_OBSERVE_INTERVAL {
-            anyhow::bail!("--observe-interval must be at least {MIN_OBSERVE_INTERVAL:?}");
-        }
-        if consensus.heartbeat <= consensus.observe_interval {
-            anyhow::bail!(
-                "--heartbeat ({:?}) must be longer than --observe-interval ({:?})",
-                consensus.heartbeat,
-                consensus.observe_interval
-            );
-        }
-        if consensus.deviation.is_zero() {
-            anyhow::bail!("--deviation must be above 0: every observation would start a round");
-        }
         let trusted_signers = self.net.trusted_signers()?;
         let feed = self.sources.feed_settings()?;
         let mut network = self.net.settings(&self.listen)?;
         network.validation.pairs = feed.pairs;
-        Ok(NodeSettings {
+        let settings = NodeSettings {
             name: self.key.name.clone(),
             identity,
             network,
@@ -910,7 +883,9 @@ impl RunArgs {
             },
             // Each value was checked as it was parsed.
             api_cors: Cors::from_origins(&self.api.api_cors_origin).map_err(anyhow::Error::msg)?,
-        })
+        };
+        settings.validate()?;
+        Ok(settings)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Enums whose variants have fixed texts: the values `/metrics` labels carry (what dashboards
 //! and alerts match on), the reasons logs and `/status` print. A leaf: the domain modules
-//! declare their enums with [`label_values!`] and know nothing of Prometheus; `metrics`
+//! declare their enums with `label_values!` and know nothing of Prometheus; `metrics`
 //! encodes them.
 
 /// Defines an enum whose every variant has an exact text, with `ALL`, `as_str` and `Display`.

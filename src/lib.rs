@@ -7,8 +7,12 @@
 //!
 //! # Layout
 //!
-//! In the order a price travels, from a node's start to a consumer's check:
+//! In the order a price travels, from a node's start to a consumer's check. Dependencies run one
+//! way, down this list's parts to two leaves every part may use, [`time`] and [`labels`];
+//! `tests/architecture.rs` keeps the crate free of import cycles.
 //!
+//! - [`time`]: unix seconds, and a moment on both clocks.
+//! - [`labels`]: enums whose variants have fixed texts — metric labels, reasons in logs.
 //! - [`config`]: the command line, `ORACLE_*` environment variables, typed settings.
 //! - [`logging`]: `log` + `fern` lines with timestamp, level, node name and target; libp2p's and
 //!   sqlx's `tracing` events arrive through the same lines.
@@ -31,10 +35,10 @@
 //! - [`writer`]: the lease's heartbeats, when to flush, the stop-time flush.
 //! - [`store`]: PostgreSQL, and all of the SQL — migrations, the lease statement, the fenced
 //!   exactly-once flush, members, reads.
+//! - [`metrics`]: the node's counters, each declared once, in one prometheus-client registry;
+//!   the network, store and writer report to it through probe traits of their own.
 //! - [`node`]: the event loop that carries the parts' decisions out, from start to graceful
-//!   stop, and the wiring of a node in one place.
-//! - [`metrics`]: the counters every part updates, in one prometheus-client registry; their
-//!   labels are enums.
+//!   stop, the settings it checks at start, and the wiring of a node in one place.
 //! - [`http`]: `/health`, `/status` and `/metrics` for operators.
 //! - [`api`]: the consumers' read API under `/v1` — stored prices with what verifies them, history
 //!   in commit order, a live Server-Sent Events stream, the OpenAPI document.

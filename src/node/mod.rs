@@ -9,6 +9,8 @@
 //! (the lease, when to flush) — and it carries out what they return. Slow work runs in the
 //! background ([`work`]) and comes back as an event.
 //!
+//! - `settings`: what a node needs, and the rules those settings must keep, checked at start
+//!   whoever built them (the command line, the test harness, a benchmark).
 //! - `start`: the wiring — network, HTTP and API, the node's task.
 //! - `database`: connecting to the database in the background at start.
 //! - `gossip`: what the node does with a price, an attestation or a stored notice: the pool,
@@ -24,6 +26,7 @@ mod gossip;
 mod health;
 mod origination;
 mod rounds;
+mod settings;
 mod start;
 mod status;
 mod timers;
@@ -47,25 +50,25 @@ use tokio_util::sync::CancellationToken;
 use prometheus_client::registry::Registry;
 
 use crate::api::verified::VerifiedPrices;
-use crate::cosign::{Action, CosignSettings, Cosigning, Declined, FallbackOutcome, Observation};
-use crate::identity::Identity;
+use crate::cosign::{Action, Cosigning, Declined, FallbackOutcome, Observation};
 use crate::labels::Limit;
 use crate::logging::LogLimiter;
 use crate::membership::{MemberList, Members};
 use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
 pub use crate::metrics::Metrics;
-use crate::network::{NetworkEvent, NetworkHandle, NetworkSettings};
+use crate::network::{NetworkEvent, NetworkHandle};
 use crate::pair::{Pair, PairSet};
-use crate::pool::{Added, Pool, PoolSettings};
-use crate::price::{FeedSettings, UsdPrice};
+use crate::pool::{Added, Pool};
+use crate::price::UsdPrice;
 use crate::signed::{self, PriceData, Report, Round};
 use crate::store::lease::Participant;
 use crate::store::{DbSettings, Store};
 use crate::time::{Moment, unix_seconds};
-use crate::trigger::{Decision, Reason, TriggerSettings, Triggers, Verified};
-use crate::writer::{LeaseSettings, LeaseState, Writer};
+use crate::trigger::{Decision, Reason, Triggers, Verified};
+use crate::writer::{LeaseState, Writer};
 use libp2p::Multiaddr;
 use origination::{ObservationRound, Origination};
+pub use settings::{InvalidSettings, MIN_OBSERVE_INTERVAL, NodeSettings};
 pub use start::start;
 pub use status::{NodeStatus, Observed};
 use work::{Done, Job, Work};
@@ -90,48 +93,6 @@ const STOP_CLEANUP: Duration = Duration::from_secs(1);
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How long a stopping node gives its last stored notices to leave before the network closes.
 const NOTICE_GRACE: Duration = Duration::from_millis(300);
-
-/// Everything a node needs.
-#[derive(Debug, Clone)]
-pub struct NodeSettings {
-    pub name: String,
-    pub identity: Identity,
-    pub network: NetworkSettings,
-    pub min_peers: usize,
-    pub pool: PoolSettings,
-    /// When rounds start: observing, the move and the heartbeat; and how far a peer's price
-    /// may be from ours for us to join its round (`--max-deviation`).
-    pub trigger: TriggerSettings,
-    pub lease: LeaseSettings,
-    pub feed: FeedSettings,
-    pub db: DbSettings,
-    pub migrate: bool,
-    /// Serve `/health`, `/status`, `/metrics` and the `/v1` API here.
-    pub http: Option<SocketAddr>,
-    /// Bounds on what the `/v1` API's readers can make the node do.
-    pub api: crate::api::ApiLimits,
-    /// Which browser origins may read the `/v1` API (`--api-cors-origin`).
-    pub api_cors: crate::api::limits::Cors,
-    /// Narrows the signers table to these members (`--trusted-signers`).
-    pub trusted_signers: Option<std::collections::HashSet<Address>>,
-    /// Add this node's key to the signers table at start (`--register`).
-    pub register: bool,
-    /// Peers' prices waiting for this node's own observation, and (separately) for its
-    /// fallback turn; past it new ones are dropped.
-    pub max_cosign_queue: usize,
-    /// Who co-signs each price at once, and when the others step in.
-    pub committee: crate::cosign::CommitteeSettings,
-}
-
-impl NodeSettings {
-    fn cosign(&self) -> CosignSettings {
-        CosignSettings {
-            max_deviation: self.trigger.max_deviation,
-            max_queue: self.max_cosign_queue,
-            committee: self.committee,
-        }
-    }
-}
 
 /// Runs a node until `shutdown` resolves, then stops cleanly: every verified price it holds is
 /// stored, the heartbeat row is deleted and the network closes.

@@ -33,6 +33,7 @@ use super::origination::Origination;
 
 /// Starts a node: network, HTTP endpoint (when configured) and the node's task.
 pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<RunningNode> {
+    settings.validate()?;
     let feed = Arc::new(PriceFeed::new(settings.feed.clone())?);
     let mut registry = Registry::default();
     metrics.register(&mut registry);
