@@ -4,7 +4,7 @@
 # and a mock exchange at 1 USD, bootstrapping into the honest network. Then it reports what
 # the honest database holds of theirs (it must be nothing) and runs `oracle verify`.
 #
-#   MOCK_EXCHANGE=1 ORACLE_HEARTBEAT=15s ./run_nodes.sh    # in one terminal
+#   MOCK_EXCHANGE=1 ORACLE_OBSERVE_INTERVAL=5s ORACLE_HEARTBEAT=15s ./run_nodes.sh   # in one terminal
 #   scripts/outsider-attack.sh 90                               # in another: seconds to attack
 #
 # Settings (environment): DATABASE_URL (the honest database, as for run_nodes.sh),

@@ -300,7 +300,9 @@ pub async fn signers(command: &SignersCommand) -> anyhow::Result<ExitCode> {
             store.close().await;
             let what = match added? {
                 Added::New => "added",
-                Added::Readmitted => "added again (its membership starts now)",
+                Added::Readmitted => {
+                    "added again (it keeps its first added_at, so its old rows still verify)"
+                }
                 Added::AlreadyMember => "already a member",
             };
             println!("{address} {what}");

@@ -2,7 +2,7 @@
 //! `/metrics` (and the tests and benchmarks) read the same numbers.
 //!
 //! Dependencies run one way: the parts of a node never name this module. Domain modules
-//! declare their label enums with [`crate::labels::label_values!`]; this module encodes them
+//! declare their label enums with `label_values!` ([`crate::labels`]); this module encodes them
 //! for Prometheus. The network, the store and the writer report what they do through a probe
 //! trait of their own ([`crate::network::Probe`], [`crate::store::Probe`],
 //! [`crate::writer::Probe`]), which [`Metrics`] implements.
