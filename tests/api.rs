@@ -1223,3 +1223,59 @@ async fn an_empty_last_event_id_names_no_cursor() {
         );
     }
 }
+
+/// A full page of history asked for again by a client that takes gzip comes gzipped, and reads
+/// as the same JSON; a client that does not take it, and the last page (which still grows), get
+/// the JSON as is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_page_asked_for_again_comes_gzipped_to_clients_that_take_it() {
+    use std::io::Read;
+    let api = Api::start("api_gzip", UNLIMITED).await;
+    let seqs = api.store_prices(&[1, 2, 3]).await;
+    let get = async |path: &str, encoding: Option<&str>| {
+        let mut request = api.client.get(format!("{}{path}", api.base));
+        if let Some(encoding) = encoding {
+            request = request.header("Accept-Encoding", encoding);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&response, "vary").as_deref(),
+            Some("accept-encoding")
+        );
+        let encoding = header_of(&response, "content-encoding");
+        (encoding, response.bytes().await.unwrap())
+    };
+    let full = "/v1/prices?limit=2";
+    let (encoding, json) = get(full, Some("gzip")).await;
+    assert_eq!(encoding, None, "a page's first request is not compressed");
+    assert_eq!(ids_of(&serde_json::from_slice(&json).unwrap()), ["1", "2"]);
+
+    let (encoding, gzip) = get(full, Some("br, gzip;q=0.8")).await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzip[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, json, "the same JSON");
+    assert!(
+        gzip.len() < json.len() / 2,
+        "{} of {} bytes",
+        gzip.len(),
+        json.len()
+    );
+
+    for refusing in [None, Some("gzip;q=0"), Some("identity")] {
+        assert_eq!(
+            get(full, refusing).await,
+            (None, json.clone()),
+            "{refusing:?}"
+        );
+    }
+    let last = format!("/v1/prices?limit=2&after={}", seqs[1]);
+    for _ in 0..2 {
+        let (encoding, json) = get(&last, Some("gzip")).await;
+        assert_eq!(encoding, None, "the last page grows: not kept");
+        assert_eq!(ids_of(&serde_json::from_slice(&json).unwrap()), ["3"]);
+    }
+}
