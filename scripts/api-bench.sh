@@ -51,7 +51,7 @@ until grep -q "nodes running" logs/api-bench-run.out 2>/dev/null; do
 done
 
 node0=$(pgrep -f -- "--name node0( |$)" | head -1)
-echo "api-bench: load before: $(uptime)" >&2
+echo "api-bench: load before: $(uptime)"
 "$target/api-bench" --database-url "$DATABASE_URL" --pid "$node0" \
   --subscribers "$SUBSCRIBERS" --duration "$DURATION" "$@"
 echo "api-bench: load after: $(uptime)"

@@ -357,7 +357,7 @@ fn holds(request: &HeaderMap, etag: &str) -> bool {
         (status = 200, description = "One page, in seq order", body = PricePage,
             headers(
                 ("Cache-Control" = String, description = "A full page (`next` set) never changes: `public, max-age=31536000, immutable`; the last page grows: `public, max-age=1`"),
-                ("Content-Encoding" = Option<String>, description = "`gzip` for a full page the node has served before, when `Accept-Encoding` takes gzip (about a third of the bytes); otherwise absent: JSON as is"),
+                ("Content-Encoding" = Option<String>, description = "`gzip` for a full page the node has served before, when `Accept-Encoding` takes gzip (several times fewer bytes); otherwise absent: JSON as is"),
                 ("Vary" = String, description = "`Accept-Encoding`"),
             )),
         (status = 400, description = "Unknown pair, a parameter that is not a whole number, limit out of range, from after to, or a bad cursor", body = ErrorBody),

@@ -227,8 +227,10 @@ async fn wait_for_latest(client: &reqwest::Client, url: &str) -> anyhow::Result<
     }
 }
 
-/// Enough history for a full page: copies of the newest row under older ids (the copies'
-/// signatures do not match their ids; the API shows rows as stored without checking them).
+/// Enough history for a full page: copies of the oldest row under older ids, each signature
+/// replaced by distinct bytes (well-formed: r and a low s, v = 27), so that a page is as varied
+/// — and compresses as little — as real history, where every signature differs. (The copies'
+/// signatures do not match their digests; the API shows rows as stored without checking them.)
 async fn seed_history(db: &sea_orm::sqlx::PgPool) -> anyhow::Result<()> {
     let (rows,): (i64,) = sea_orm::sqlx::query_as("SELECT count(*) FROM prices")
         .fetch_one(db)
@@ -240,7 +242,12 @@ async fn seed_history(db: &sea_orm::sqlx::PgPool) -> anyhow::Result<()> {
         "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, signer_count, \
          lastsigned_time, written_by, spread, first_observed_at, last_observed_at) \
          SELECT p.id - g * 1000, p.pair, p.price, p.observed_at - g * interval '1 second', \
-         p.first_signer, p.sign_data, p.signer_count, p.lastsigned_time, p.written_by, p.spread, \
+         p.first_signer, \
+         (SELECT jsonb_agg(jsonb_set(e, '{signature}', to_jsonb( \
+             '0x1' || substr(encode(sha512(convert_to(g || e::text || 'r', 'UTF8')), 'hex'), 1, 63) \
+             || '0' || substr(encode(sha512(convert_to(g || e::text || 's', 'UTF8')), 'hex'), 1, 63) \
+             || '1b')) ORDER BY n) FROM jsonb_array_elements(p.sign_data) WITH ORDINALITY x(e, n)), \
+         p.signer_count, p.lastsigned_time, p.written_by, p.spread, \
          p.first_observed_at, p.last_observed_at \
          FROM (SELECT * FROM prices ORDER BY seq LIMIT 1) p, generate_series(1, 1000) g \
          ON CONFLICT DO NOTHING",
