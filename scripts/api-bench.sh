@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The consumers' read path under load: run_nodes.sh starts a 5-node network (release build, mock
 # exchange, a round every few seconds, no per-client rate limit), then api-bench loads node0:
-# the HTTP ceiling, /v1/prices/latest, a 100-row history page (each with wrk), and SUBSCRIBERS
+# the HTTP ceiling, /v1/prices/latest, a 100-row history page (each with wrk), the history page
+# while a second wrk floods latest (both at once, as JSON and as gzip), and SUBSCRIBERS
 # Server-Sent Events clients receiving the next stored prices; with the network's co-sign
-# latency calm and under load, and whether every round started was stored.
+# latency calm and under load, and whether every round started was stored. The machine's load
+# (uptime) is printed before and after: other work on it distorts every figure.
 #
 #   scripts/api-bench.sh
 #   SUBSCRIBERS=1000 DURATION=5s scripts/api-bench.sh
@@ -23,7 +25,9 @@ if ! command -v wrk >/dev/null; then
   apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 fi
 ulimit -n "$(ulimit -Hn)"
-cargo build --quiet --release --features test-util --bin api-bench
+# One build for both (run_nodes.sh then finds the node built), with the node's own features.
+cargo build --quiet --release --bin oracle --bin api-bench
+target="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p logs
 rm -f logs/node*.log
 
@@ -47,5 +51,7 @@ until grep -q "nodes running" logs/api-bench-run.out 2>/dev/null; do
 done
 
 node0=$(pgrep -f -- "--name node0( |$)" | head -1)
-./target/release/api-bench --database-url "$DATABASE_URL" --pid "$node0" \
+echo "api-bench: load before: $(uptime)"
+"$target/api-bench" --database-url "$DATABASE_URL" --pid "$node0" \
   --subscribers "$SUBSCRIBERS" --duration "$DURATION" "$@"
+echo "api-bench: load after: $(uptime)"

@@ -1117,3 +1117,166 @@ async fn browsers_read_the_api_only_from_the_origins_allowed() {
     );
     stop.cancel();
 }
+
+/// Each event the stream sends is one its document describes (OpenAPI 3.1: the schema of a
+/// `text/event-stream` response is each event's): `price` with its seq as `id` and status
+/// `stored`, `verified` with status `verified` and no seq, each `data` a `PriceView` as the
+/// document's components require. (The document once called the stream a `string`, and
+/// schemathesis found every event violating it.)
+#[tokio::test(flavor = "multi_thread")]
+async fn the_document_describes_each_event_the_stream_sends() {
+    let api = Api::start("api_stream_schema", UNLIMITED).await;
+    let document = api.ok("/v1/openapi.json").await;
+    let mut live = SseReader::new(api.stream("", None).await);
+    api.verify_prices(&[2]);
+    let verified = live.next(EVENT_WAIT).await.unwrap();
+    api.store_prices(&[2]).await;
+    let stored = live.next(EVENT_WAIT).await.unwrap();
+    assert_eq!(
+        (verified.event.as_str(), stored.event.as_str()),
+        ("verified", "price")
+    );
+    for event in [&verified, &stored] {
+        assert_documented(&document, event);
+    }
+}
+
+/// Checks `event` against the branch of the document's stream schema that names it.
+fn assert_documented(document: &Value, event: &testkit::SseEvent) {
+    let mut stream = &document["paths"]["/v1/prices/stream"]["get"]["responses"]["200"]["content"]
+        ["text/event-stream"]["schema"];
+    if let Some(name) = stream["$ref"].as_str() {
+        let name = name.trim_start_matches("#/components/schemas/");
+        stream = &document["components"]["schemas"][name];
+    }
+    let branch = stream["oneOf"]
+        .as_array()
+        .unwrap_or_else(|| panic!("one schema per kind of event: {stream}"))
+        .iter()
+        .find(|branch| branch["properties"]["event"]["enum"] == serde_json::json!([event.event]))
+        .unwrap_or_else(|| panic!("no schema for event {:?}: {stream}", event.event));
+    let required: Vec<&str> = branch["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(required.contains(&"id"), !event.id.is_empty(), "{branch}");
+    let data = &branch["properties"]["data"];
+    assert_eq!(data["contentMediaType"], "application/json", "{branch}");
+    let [view, narrowed] = data["contentSchema"]["allOf"]
+        .as_array()
+        .unwrap()
+        .as_slice()
+    else {
+        panic!("the view and what this event narrows: {data}");
+    };
+    assert_eq!(view["$ref"], "#/components/schemas/PriceView");
+    let fields = &document["components"]["schemas"]["PriceView"]["required"];
+    for field in fields.as_array().unwrap().iter().filter_map(Value::as_str) {
+        assert!(
+            event.data.get(field).is_some(),
+            "{field} missing: {}",
+            event.data
+        );
+    }
+    for (field, schema) in narrowed["properties"].as_object().unwrap() {
+        let value = &event.data[field];
+        match schema["type"].as_str() {
+            Some("null") => assert!(value.is_null(), "{field}: {value}"),
+            Some("string") => assert!(value.is_string(), "{field}: {value}"),
+            other => panic!("{field}: type {other:?}"),
+        }
+        if let Some(allowed) = schema["enum"].as_array() {
+            assert!(
+                allowed.contains(value),
+                "{field}: {value} not in {allowed:?}"
+            );
+        }
+    }
+}
+
+/// An empty `Last-Event-ID` names no cursor, as when there is none: `after` applies, or only
+/// new prices are sent. (It was a 400, though the document allowed it.) One the document's
+/// pattern refuses is still a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_last_event_id_names_no_cursor() {
+    let api = Api::start("api_empty_last_event_id", UNLIMITED).await;
+    api.store_prices(&[1]).await;
+    let open = |query: &str, last_event_id: &str| {
+        api.client
+            .get(format!("{}/v1/prices/stream{query}", api.base))
+            .header("Last-Event-ID", last_event_id)
+            .send()
+    };
+    let mut replayed = SseReader::new(open("?after=0", "").await.unwrap());
+    assert_eq!(replayed.next(EVENT_WAIT).await.unwrap().data["id"], "1");
+    let mut live = SseReader::new(open("", "").await.unwrap());
+    api.store_prices(&[2]).await;
+    assert_eq!(live.next(EVENT_WAIT).await.unwrap().data["id"], "2");
+    for bad in ["x", "01", "9000000000000000001"] {
+        let response = open("", bad).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        let error = json_of(response).await;
+        assert!(
+            error["error"].as_str().unwrap().contains("Last-Event-ID"),
+            "{error}"
+        );
+    }
+}
+
+/// A full page of history asked for again by a client that takes gzip comes gzipped, and reads
+/// as the same JSON; a client that does not take it, and the last page (which still grows), get
+/// the JSON as is.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_page_asked_for_again_comes_gzipped_to_clients_that_take_it() {
+    use std::io::Read;
+    let api = Api::start("api_gzip", UNLIMITED).await;
+    let seqs = api.store_prices(&[1, 2, 3]).await;
+    let get = async |path: &str, encoding: Option<&str>| {
+        let mut request = api.client.get(format!("{}{path}", api.base));
+        if let Some(encoding) = encoding {
+            request = request.header("Accept-Encoding", encoding);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header_of(&response, "vary").as_deref(),
+            Some("accept-encoding")
+        );
+        let encoding = header_of(&response, "content-encoding");
+        (encoding, response.bytes().await.unwrap())
+    };
+    let full = "/v1/prices?limit=2";
+    let (encoding, json) = get(full, Some("gzip")).await;
+    assert_eq!(encoding, None, "a page's first request is not compressed");
+    assert_eq!(ids_of(&serde_json::from_slice(&json).unwrap()), ["1", "2"]);
+
+    let (encoding, gzip) = get(full, Some("br, gzip;q=0.8")).await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gzip[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, json, "the same JSON");
+    assert!(
+        gzip.len() < json.len() / 2,
+        "{} of {} bytes",
+        gzip.len(),
+        json.len()
+    );
+
+    for refusing in [None, Some("gzip;q=0"), Some("identity")] {
+        assert_eq!(
+            get(full, refusing).await,
+            (None, json.clone()),
+            "{refusing:?}"
+        );
+    }
+    let last = format!("/v1/prices?limit=2&after={}", seqs[1]);
+    for _ in 0..2 {
+        let (encoding, json) = get(&last, Some("gzip")).await;
+        assert_eq!(encoding, None, "the last page grows: not kept");
+        assert_eq!(ids_of(&serde_json::from_slice(&json).unwrap()), ["3"]);
+    }
+}

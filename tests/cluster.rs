@@ -1162,8 +1162,8 @@ fn drain_verified(
 ) {
     for receiver in events {
         while let Ok(event) = receiver.try_recv() {
-            if let NodeEvent::Verified { id, .. } = event {
-                verified.insert(id);
+            if let NodeEvent::Verified { report, .. } = event {
+                verified.insert(report.round.id);
             }
         }
     }

@@ -355,7 +355,11 @@ fn holds(request: &HeaderMap, etag: &str) -> bool {
     params(ListParams),
     responses(
         (status = 200, description = "One page, in seq order", body = PricePage,
-            headers(("Cache-Control" = String, description = "A full page (`next` set) never changes: `public, max-age=31536000, immutable`; the last page grows: `public, max-age=1`"))),
+            headers(
+                ("Cache-Control" = String, description = "A full page (`next` set) never changes: `public, max-age=31536000, immutable`; the last page grows: `public, max-age=1`"),
+                ("Content-Encoding" = Option<String>, description = "`gzip` for a full page the node has served before, when `Accept-Encoding` takes gzip (several times fewer bytes); otherwise absent: JSON as is"),
+                ("Vary" = String, description = "`Accept-Encoding`"),
+            )),
         (status = 400, description = "Unknown pair, a parameter that is not a whole number, limit out of range, from after to, or a bad cursor", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
         TooManyRequests,
@@ -363,24 +367,50 @@ fn holds(request: &HeaderMap, etag: &str) -> bool {
 )]
 async fn list(
     State(shared): State<Shared>,
+    request: HeaderMap,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Response, ApiError> {
     let query = params.read()?.check(shared.api.pairs, &shared.api.limits)?;
-    let page = shared.stored.page_json(&shared.api.store, &query).await?;
+    let page = shared
+        .stored
+        .page_json(&shared.api.store, &query, accepts_gzip(&request))
+        .await?;
     // A full page never changes (rows that commit later come after it); the last one grows.
     let cache_control = if page.full {
         STORED_CACHE_CONTROL
     } else {
         LATEST_CACHE_CONTROL
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/json"),
-            (header::CACHE_CONTROL, cache_control),
-        ],
-        page.json,
-    )
-        .into_response())
+    let headers = [
+        (header::CONTENT_TYPE, "application/json"),
+        (header::CACHE_CONTROL, cache_control),
+        (header::VARY, "accept-encoding"),
+    ];
+    Ok(match page.gzip {
+        Some(gzip) => (headers, [(header::CONTENT_ENCODING, "gzip")], gzip).into_response(),
+        None => (headers, page.json).into_response(),
+    })
+}
+
+/// Whether the client takes gzip: `Accept-Encoding` names it, and not with `q=0`.
+fn accepts_gzip(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let named = parts
+                .next()
+                .is_some_and(|name| name.eq_ignore_ascii_case("gzip"));
+            let refused = parts.any(|part| {
+                part.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            named && !refused
+        })
 }
 
 /// One stored price by id. A stored price never changes: its answer may be cached for good, and
@@ -451,5 +481,32 @@ async fn openapi_json(State(shared): State<Shared>) -> Response {
             }),
         )
             .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_is_taken_when_named_and_not_refused() {
+        let taking = |value: &str| {
+            let mut request = HeaderMap::new();
+            request.insert(header::ACCEPT_ENCODING, value.parse().unwrap());
+            accepts_gzip(&request)
+        };
+        for taken in [
+            "gzip",
+            "GZIP",
+            "br, gzip;q=0.5",
+            "gzip, deflate",
+            " gzip ; q=1",
+        ] {
+            assert!(taking(taken), "{taken}");
+        }
+        for refused in ["identity", "br", "gzip;q=0", "gzip; q=0.0", "x-gzip2"] {
+            assert!(!taking(refused), "{refused}");
+        }
+        assert!(!accepts_gzip(&HeaderMap::new()));
     }
 }

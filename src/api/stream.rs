@@ -31,11 +31,15 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
+use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::error::{ApiError, ApiQuery, ErrorBody, TooManyRequests};
 use super::params::{self, StreamParams};
 use super::stored::{StoredJson, StoredPrices};
 use super::verified::{VerifiedPrice, VerifiedPrices};
+use super::view::PriceView;
 use super::{ApiState, Shared};
 use crate::pair::Pair;
 use crate::store::Store;
@@ -88,10 +92,10 @@ impl Streams {
     tag = "prices",
     params(
         StreamParams,
-        ("Last-Event-ID" = Option<String>, Header, description = "The id (seq) of the last event received: the stream resumes after it. Wins over `after`."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The id (seq) of the last event received: the stream resumes after it. Wins over `after`; empty, it names no cursor (as when absent).", pattern = r"^(0|[1-9][0-9]{0,17}|[1-8][0-9]{18}|9000000000000000000)?$"),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: `event: price`, `id: <seq>`, `data: <PriceView JSON>` for each stored price; `event: verified`, `data: <PriceView JSON>` (no id) for each round verified before it is stored; `event: dropped`, `data: {\"error\": \"...\"}` last, when the client fell too far behind", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `event: price`, `id: <seq>`, `data: <PriceView JSON>` for each stored price; `event: verified`, `data: <PriceView JSON>` (no id) for each round verified before it is stored; `event: dropped`, `data: {\"error\": \"...\"}` last, when the client fell too far behind. The schema is each event's.", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "Unknown pair or a bad cursor", body = ErrorBody),
         (status = 503, description = "The node serves as many streams as it may (`--api-max-streams`), or the database is unavailable (for a replay) or has not answered since the node started", body = ErrorBody),
         TooManyRequests,
@@ -103,13 +107,8 @@ pub(super) async fn stream(
     ApiQuery(query): ApiQuery<StreamParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let pair = params::pick_pair(shared.api.pairs, query.pair.as_deref())?;
-    let resume = match headers.get("last-event-id") {
-        Some(value) => {
-            let text = value.to_str().map_err(|_| {
-                ApiError::BadRequest("Last-Event-ID must be a whole number".to_owned())
-            })?;
-            Some(params::parse_cursor("Last-Event-ID", text)?)
-        }
+    let resume = match last_event_id(&headers)? {
+        Some(cursor) => Some(cursor),
         None => query
             .after
             .as_deref()
@@ -149,6 +148,93 @@ pub(super) async fn stream(
         tail.next().await.map(|event| (Ok(event), tail))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
+}
+
+/// The cursor a `Last-Event-ID` header names; `None` without one, or when it is empty (an
+/// EventSource sends none before its first id; an empty one names no event either).
+fn last_event_id(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("Last-Event-ID must be a whole number".to_owned()))?
+        .trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    // As the document's pattern says: a seq as this node writes it, no leading zeros.
+    if text.len() > 1 && text.starts_with('0') {
+        return Err(ApiError::BadRequest(
+            "Last-Event-ID must be a seq as sent: a whole number without leading zeros".to_owned(),
+        ));
+    }
+    params::parse_cursor("Last-Event-ID", text).map(Some)
+}
+
+/// One event of the stream, for the document. In OpenAPI 3.1 the schema of a
+/// `text/event-stream` response describes each event — its `event`, `id` and `data` fields —
+/// and a `data` of JSON has its schema in `contentSchema`.
+pub(super) struct StreamEvent;
+
+impl ToSchema for StreamEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((PriceView::name().into(), PriceView::schema()));
+        <PriceView as ToSchema>::schemas(schemas);
+        schemas.push((ErrorBody::name().into(), ErrorBody::schema()));
+    }
+}
+
+impl PartialSchema for StreamEvent {
+    fn schema() -> RefOr<Schema> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let named = |name: &str| text().enum_values(Some([name]));
+        let json = |schema: RefOr<Schema>| {
+            text()
+                .content_media_type("application/json")
+                .content_schema(Some(schema))
+        };
+        let price = |status: &str, seq: ObjectBuilder| -> RefOr<Schema> {
+            AllOfBuilder::new()
+                .item(Ref::from_schema_name(PriceView::name()))
+                .item(
+                    ObjectBuilder::new()
+                        .property("status", named(status))
+                        .property("seq", seq),
+                )
+                .into()
+        };
+        let event = |name: &str, description: &str, data: RefOr<Schema>| {
+            ObjectBuilder::new()
+                .description(Some(description))
+                .property("event", named(name))
+                .required("event")
+                .property("data", json(data))
+                .required("data")
+        };
+        let seq = || text().pattern(Some("^[0-9]{1,19}$"));
+        OneOfBuilder::new()
+            .item(
+                event(
+                    "price",
+                    "A stored price, in commit order; `id` is its seq",
+                    price("stored", seq()),
+                )
+                .property("id", seq())
+                .required("id"),
+            )
+            .item(event(
+                "verified",
+                "A round the node's pool verified, not stored yet: no `id`, not replayed",
+                price("verified", ObjectBuilder::new().schema_type(Type::Null)),
+            ))
+            .item(event(
+                "dropped",
+                "The last event of a stream the node gave up on: reconnect with Last-Event-ID",
+                Ref::from_schema_name(ErrorBody::name()).into(),
+            ))
+            .into()
+    }
 }
 
 /// One stream's position.

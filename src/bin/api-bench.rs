@@ -3,7 +3,9 @@
 //! docs/performance.md#the-read-api-api-bench.
 //!
 //! In one go against one node: the HTTP ceiling (`/health`, a trivial route of the same
-//! server), `/v1/prices/latest` and a 100-row history page, each with `wrk`; then `--subscribers`
+//! server), `/v1/prices/latest` and a 100-row history page, each with `wrk`; then the history
+//! page again while a second `wrk` floods `latest` on the same node (both figures printed), the
+//! page asked for as JSON and, as clients that accept it do, gzip; then `--subscribers`
 //! Server-Sent Events clients, idle (the node's memory per subscriber) and then receiving the
 //! next `--events` stored prices (the time from each commit, seen by this program's own
 //! `LISTEN`, to each subscriber). Throughout: the network's co-sign latency (the mean of every
@@ -74,12 +76,21 @@ struct Args {
 #[derive(Debug, Serialize)]
 struct Load {
     route: String,
+    /// Bytes per response, headers included (wrk's transfer over its requests).
+    bytes_per_response: f64,
     requests_per_second: f64,
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
     /// The network's mean co-sign latency while it ran.
     cosign_ms: f64,
+}
+
+/// The history page while `latest` is flooded on the same node.
+#[derive(Debug, Serialize)]
+struct Flooded {
+    history: Load,
+    latest: Load,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,6 +114,8 @@ struct Results {
     latest: Load,
     history: Load,
     history_random: Load,
+    /// Two wrk at once on the same node: the history page, and `latest` flooding.
+    flooded: Vec<Flooded>,
     latest_share_of_ceiling: f64,
     fan_out: FanOut,
     fan_out_cosign_ms: f64,
@@ -141,16 +154,26 @@ async fn main() -> anyhow::Result<()> {
     for (route, script) in [
         ("/health", None),
         ("/v1/prices/latest", None),
-        ("/v1/prices?limit=100", None),
+        (HISTORY, None),
         (
             "/v1/prices?limit=100&after=<random>",
             Some(random_pages.as_path()),
         ),
     ] {
         let before = quorum(&client, &args.nodes).await;
-        let mut load = wrk(&args, route, script)?;
+        let mut load = Wrk::start(&args, route, script, &[])?.finish()?;
         load.cosign_ms = mean_ms(before, quorum(&client, &args.nodes).await);
         loads.push(load);
+    }
+    let mut flooded = Vec::new();
+    for headers in [&[][..], &[GZIP][..]] {
+        let before = quorum(&client, &args.nodes).await;
+        let flood = Wrk::start(&args, "/v1/prices/latest", None, &[])?;
+        let history = Wrk::start(&args, HISTORY, None, headers)?;
+        let (mut history, mut latest) = (history.finish()?, flood.finish()?);
+        let cosign_ms = mean_ms(before, quorum(&client, &args.nodes).await);
+        (history.cosign_ms, latest.cosign_ms) = (cosign_ms, cosign_ms);
+        flooded.push(Flooded { history, latest });
     }
     let before = quorum(&client, &args.nodes).await;
     let fan_out = fan_out(&args, &db).await?;
@@ -174,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
         latest,
         history,
         history_random,
+        flooded,
         fan_out,
         fan_out_cosign_ms,
         cosign_calm_ms: mean_ms(calm_from, calm_to),
@@ -203,8 +227,10 @@ async fn wait_for_latest(client: &reqwest::Client, url: &str) -> anyhow::Result<
     }
 }
 
-/// Enough history for a full page: copies of the newest row under older ids (the copies'
-/// signatures do not match their ids; the API shows rows as stored without checking them).
+/// Enough history for a full page: copies of the oldest row under older ids, each signature
+/// replaced by distinct bytes (well-formed: r and a low s, v = 27), so that a page is as varied
+/// — and compresses as little — as real history, where every signature differs. (The copies'
+/// signatures do not match their digests; the API shows rows as stored without checking them.)
 async fn seed_history(db: &sea_orm::sqlx::PgPool) -> anyhow::Result<()> {
     let (rows,): (i64,) = sea_orm::sqlx::query_as("SELECT count(*) FROM prices")
         .fetch_one(db)
@@ -216,7 +242,12 @@ async fn seed_history(db: &sea_orm::sqlx::PgPool) -> anyhow::Result<()> {
         "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, signer_count, \
          lastsigned_time, written_by, spread, first_observed_at, last_observed_at) \
          SELECT p.id - g * 1000, p.pair, p.price, p.observed_at - g * interval '1 second', \
-         p.first_signer, p.sign_data, p.signer_count, p.lastsigned_time, p.written_by, p.spread, \
+         p.first_signer, \
+         (SELECT jsonb_agg(jsonb_set(e, '{signature}', to_jsonb( \
+             '0x1' || substr(encode(sha512(convert_to(g || e::text || 'r', 'UTF8')), 'hex'), 1, 63) \
+             || '0' || substr(encode(sha512(convert_to(g || e::text || 's', 'UTF8')), 'hex'), 1, 63) \
+             || '1b')) ORDER BY n) FROM jsonb_array_elements(p.sign_data) WITH ORDINALITY x(e, n)), \
+         p.signer_count, p.lastsigned_time, p.written_by, p.spread, \
          p.first_observed_at, p.last_observed_at \
          FROM (SELECT * FROM prices ORDER BY seq LIMIT 1) p, generate_series(1, 1000) g \
          ON CONFLICT DO NOTHING",
@@ -264,48 +295,112 @@ async fn sum_metric_f64(client: &reqwest::Client, nodes: &[String], name: &str) 
     total
 }
 
-/// `wrk` against one route of the node, or the paths `script` makes.
-fn wrk(args: &Args, route: &str, script: Option<&std::path::Path>) -> anyhow::Result<Load> {
-    eprintln!("wrk {route} …");
-    let mut command = Command::new("wrk");
-    command.args([
-        "-t2",
-        &format!("-c{}", args.connections),
-        &format!("-d{}s", args.duration.as_secs().max(1)),
-        "--latency",
-    ]);
-    match script {
-        Some(script) => command.arg("-s").arg(script).arg(&args.url),
-        None => command.arg(format!("{}{route}", args.url)),
-    };
-    let output = command
-        .output()
-        .context("cannot run wrk (apt-get install wrk)")?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        bail!(
-            "wrk failed: {text}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+/// The history page every client polling the first page asks for.
+const HISTORY: &str = "/v1/prices?limit=100";
+/// What a client that takes gzip sends (browsers, `curl --compressed`, most HTTP libraries).
+const GZIP: &str = "Accept-Encoding: gzip";
+
+/// A `wrk` run against one route of the node (or the paths `script` makes), started.
+struct Wrk {
+    route: String,
+    child: std::process::Child,
+}
+
+impl Wrk {
+    fn start(
+        args: &Args,
+        route: &str,
+        script: Option<&std::path::Path>,
+        headers: &[&str],
+    ) -> anyhow::Result<Self> {
+        let label = match headers {
+            [] => route.to_owned(),
+            _ => format!("{route} ({})", headers.join(", ")),
+        };
+        eprintln!("wrk {label} …");
+        let mut command = Command::new("wrk");
+        command.args([
+            "-t2",
+            &format!("-c{}", args.connections),
+            &format!("-d{}s", args.duration.as_secs().max(1)),
+            "--latency",
+        ]);
+        for header in headers {
+            command.arg("-H").arg(header);
+        }
+        match script {
+            Some(script) => command.arg("-s").arg(script).arg(&args.url),
+            None => command.arg(format!("{}{route}", args.url)),
+        };
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot run wrk (apt-get install wrk)")?;
+        Ok(Self {
+            route: label,
+            child,
+        })
     }
-    let field = |prefix: &str| {
-        text.lines()
-            .map(str::trim)
-            .find_map(|line| line.strip_prefix(prefix))
-            .map(str::trim)
+
+    /// Waits for it and reads what it printed.
+    fn finish(self) -> anyhow::Result<Load> {
+        let output = self
+            .child
+            .wait_with_output()
+            .context("wrk did not finish")?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            bail!(
+                "wrk failed: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let field = |prefix: &str| {
+            text.lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix(prefix))
+                .map(str::trim)
+        };
+        // "123456 requests in 10.00s, 1.23GB read"
+        let (requests, read) = text
+            .lines()
+            .find_map(|line| {
+                let (requests, rest) = line.trim().split_once(" requests in ")?;
+                let read = rest.split(", ").nth(1)?.strip_suffix(" read")?;
+                Some((requests.parse::<f64>().ok()?, bytes(read)?))
+            })
+            .unwrap_or((f64::NAN, f64::NAN));
+        Ok(Load {
+            route: self.route,
+            bytes_per_response: read / requests,
+            requests_per_second: field("Requests/sec:")
+                .and_then(|value| value.parse().ok())
+                .context("wrk printed no Requests/sec")?,
+            p50_ms: field("50%").and_then(millis).unwrap_or(f64::NAN),
+            p99_ms: field("99%").and_then(millis).unwrap_or(f64::NAN),
+            errors: field("Non-2xx or 3xx responses:")
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(0),
+            cosign_ms: f64::NAN,
+        })
+    }
+}
+
+/// wrk's `1.23GB`, `456.78MB`, `12.00KB`, `512B` in bytes.
+fn bytes(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| c.is_ascii_alphabetic())?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
     };
-    Ok(Load {
-        route: route.to_owned(),
-        requests_per_second: field("Requests/sec:")
-            .and_then(|value| value.parse().ok())
-            .context("wrk printed no Requests/sec")?,
-        p50_ms: field("50%").and_then(millis).unwrap_or(f64::NAN),
-        p99_ms: field("99%").and_then(millis).unwrap_or(f64::NAN),
-        errors: field("Non-2xx or 3xx responses:")
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0),
-        cosign_ms: f64::NAN,
-    })
+    Some(number * scale)
 }
 
 /// A wrk script asking for 100-row pages after random cursors below `max_after`: pages that
@@ -574,24 +669,32 @@ fn print(args: &Args, results: &Results) {
         args.subscribers
     );
     println!(
-        "{:<38} {:>9} {:>8} {:>8} {:>7} {:>10}",
-        "load", "req/s", "p50 ms", "p99 ms", "errors", "co-sign ms"
+        "{:<62} {:>9} {:>8} {:>8} {:>9} {:>7} {:>10}",
+        "load", "req/s", "p50 ms", "p99 ms", "B/resp", "errors", "co-sign ms"
     );
+    let row = |prefix: &str, load: &Load| {
+        println!(
+            "{:<62} {:>9.0} {:>8.2} {:>8.2} {:>9.0} {:>7} {:>10.1}",
+            format!("{prefix}{}", load.route),
+            load.requests_per_second,
+            load.p50_ms,
+            load.p99_ms,
+            load.bytes_per_response,
+            load.errors,
+            load.cosign_ms
+        );
+    };
     for load in [
         &results.ceiling,
         &results.latest,
         &results.history,
         &results.history_random,
     ] {
-        println!(
-            "{:<38} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.1}",
-            load.route,
-            load.requests_per_second,
-            load.p50_ms,
-            load.p99_ms,
-            load.errors,
-            load.cosign_ms
-        );
+        row("", load);
+    }
+    for flooded in &results.flooded {
+        row("at once: ", &flooded.history);
+        row("  with:  ", &flooded.latest);
     }
     println!(
         "latest / ceiling: {:.1} %",

@@ -1,5 +1,5 @@
 //! What the node does with gossip: a price or attestation into the pool, a quorum reached
-//! (counted, handed to the triggers and the API's consumers), a stored notice, and whether and
+//! (counted, handed to the triggers, and said once as a [`NodeEvent`]), a stored notice, and whether and
 //! when to co-sign ([`crate::cosign`] decides; this carries it out).
 
 use super::*;
@@ -61,12 +61,8 @@ impl Node {
     pub(super) fn count_verified(&mut self, round: &Round) {
         self.metrics.prices_verified.inc(round.pair);
         if let Some(report) = self.pool.report(round) {
-            self.newly_verified(&report);
+            self.newly_verified(report);
         }
-        let _ = self.events.send(NodeEvent::Verified {
-            id: round.id,
-            at: Instant::now(),
-        });
         // The id's time is the origin's observation time.
         let minted = UNIX_EPOCH + Duration::from_millis(crate::id::decompose(round.id).unix_ms);
         let since_observed = age(minted);
@@ -80,9 +76,10 @@ impl Node {
         );
     }
 
-    /// A round reached its quorum here: it is the pair's newest value for the triggers, and
-    /// (unless already stored) the API's consumers get it now.
-    pub(super) fn newly_verified(&mut self, report: &Report) {
+    /// A round reached its quorum here: it is the pair's newest value for the triggers, and one
+    /// event says so to whoever listens (the API's consumers get it from there, unless it is
+    /// already stored; the node renders nothing for them).
+    pub(super) fn newly_verified(&mut self, report: Report) {
         let round = report.round;
         if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
             self.triggers.verified(
@@ -94,9 +91,12 @@ impl Node {
                 },
             );
         }
-        if !self.pool.is_stored(round.id) {
-            self.verified_prices.publish(report);
-        }
+        // Nobody listening is not an error.
+        let _ = self.events.send(NodeEvent::Verified {
+            already_stored: self.pool.is_stored(round.id),
+            report: Arc::new(report),
+            at: Instant::now(),
+        });
     }
 
     pub(super) fn on_stored_notice(&mut self, notice: &StoredNotice, now: Moment) {

@@ -49,7 +49,6 @@ use tokio_util::sync::CancellationToken;
 
 use prometheus_client::registry::Registry;
 
-use crate::api::verified::VerifiedPrices;
 use crate::cosign::{Action, Cosigning, Declined, FallbackOutcome, Observation};
 use crate::labels::Limit;
 use crate::logging::LogLimiter;
@@ -123,13 +122,22 @@ pub struct RunningNode {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
-/// Moments in a price's life as this node saw them, for benchmarks and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Facts about a price's life as this node saw them, one event per fact: for the API's consumers
+/// (which render them on the HTTP server's runtime, and only with `--http`), benchmarks and
+/// tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeEvent {
     /// This node published a new price.
     Originated { id: u64, at: Instant },
-    /// This node's pool reached the quorum for a price.
-    Verified { id: u64, at: Instant },
+    /// This node's pool reached the quorum for a round.
+    Verified {
+        /// The round's report as the pool held it then: a quorum of member signatures over
+        /// their own observations. Shared, never copied, by every subscriber.
+        report: Arc<Report>,
+        /// A stored notice for the round came first: consumers have it already.
+        already_stored: bool,
+        at: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -233,9 +241,8 @@ struct Node {
     // What others see of the node.
     liveness: Liveness,
     metrics: Metrics,
+    /// Facts for whoever listens: the API's consumers (with `--http`), benchmarks, tests.
     events: broadcast::Sender<NodeEvent>,
-    /// Rounds verified here, for the API's consumers before they are stored.
-    verified_prices: Arc<VerifiedPrices>,
     status: watch::Sender<NodeStatus>,
     cosign_refusals: LogLimiter,
 }

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use prometheus_client::registry::Registry;
 use tokio::runtime::Handle;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::NodeStatus;
-use super::{Inbox, Liveness, Node, NodeSettings, Phase, RunningNode, Work};
+use super::{Inbox, Liveness, Node, NodeEvent, NodeSettings, Phase, RunningNode, Work};
 use crate::api::verified::VerifiedPrices;
 use crate::cosign::Cosigning;
 use crate::http;
@@ -51,7 +52,8 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     )?;
     let registry = Arc::new(registry);
     let (status_tx, status) = watch::channel(NodeStatus::default());
-    let verified_prices = Arc::new(VerifiedPrices::default());
+    // Subscribed to before the node's task starts: the API misses no event.
+    let (events, _) = broadcast::channel(4096);
     // HTTP outlives the node's own stop, so that /health answers until the end.
     let http_stop = CancellationToken::new();
     let (http_addr, http_task) = match settings.http {
@@ -59,7 +61,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
             let served = Served {
                 status: &status,
                 registry: &registry,
-                verified: &verified_prices,
+                events: events.subscribe(),
             };
             let (bound, task) = serve_http(addr, &settings, &metrics, served, &http_stop).await?;
             (Some(bound), Some(task))
@@ -72,7 +74,6 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         settings.identity.address(),
         settings.identity.peer_id()
     );
-    let (events, _) = broadcast::channel(4096);
     let (control, controls) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
     let me = settings.identity.address();
@@ -102,7 +103,6 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         },
         metrics,
         events: events.clone(),
-        verified_prices,
         status: status_tx,
         cosign_refusals: LogLimiter::default(),
         settings,
@@ -128,7 +128,8 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
 struct Served<'a> {
     status: &'a watch::Receiver<NodeStatus>,
     registry: &'a Arc<Registry>,
-    verified: &'a Arc<VerifiedPrices>,
+    /// The node's facts, of which the API renders the verified rounds for its consumers.
+    events: broadcast::Receiver<NodeEvent>,
 }
 
 /// How long the HTTP runtime gives its tasks after the node's stop (the server's own graceful
@@ -175,7 +176,7 @@ async fn serve_http(
         pairs: settings.feed.pairs,
         limits: settings.api,
         cors: settings.api_cors.clone(),
-        verified: Arc::clone(served.verified),
+        events: served.events,
         status: served.status.clone(),
         registry: Arc::clone(served.registry),
         stop: stop.clone(),
@@ -198,7 +199,7 @@ struct ApiSetup {
     pairs: crate::pair::PairSet,
     limits: crate::api::ApiLimits,
     cors: crate::api::limits::Cors,
-    verified: Arc<VerifiedPrices>,
+    events: broadcast::Receiver<NodeEvent>,
     status: watch::Receiver<NodeStatus>,
     registry: Arc<Registry>,
     stop: CancellationToken,
@@ -211,18 +212,52 @@ impl ApiSetup {
             .await
             .context("cannot set up the /v1 API's database pool")?
             .with_probe(Arc::new(self.metrics));
+        let verified = Arc::new(VerifiedPrices::default());
+        tokio::spawn(render_verified(
+            self.events,
+            Arc::clone(&verified),
+            self.stop.clone(),
+        ));
         let api = crate::api::router(crate::api::ApiState {
             store: api_store,
             // The first is what `?pair=` defaults to.
             pairs: self.pairs,
             limits: self.limits,
             cors: self.cors,
-            verified: self.verified,
+            verified,
             stop: self.stop.clone(),
         });
         http::serve(addr, self.status, self.registry, self.stop, Some(api))
             .await
             .with_context(|| format!("cannot serve HTTP on {addr}"))
+    }
+}
+
+/// The rounds the node verified, rendered for the API's consumers here, on the HTTP runtime:
+/// the node's own loop only says what happened. A round stored before it was verified here is
+/// not published (consumers have it already). A consumer that falls far behind skips rounds;
+/// the stored prices follow anyway.
+async fn render_verified(
+    mut events: broadcast::Receiver<NodeEvent>,
+    verified: Arc<VerifiedPrices>,
+    stop: CancellationToken,
+) {
+    loop {
+        let Some(event) = stop.run_until_cancelled(events.recv()).await else {
+            return;
+        };
+        match event {
+            Ok(NodeEvent::Verified {
+                report,
+                already_stored: false,
+                ..
+            }) => verified.publish(&report),
+            Ok(_) => {}
+            Err(RecvError::Lagged(missed)) => {
+                log::debug!("API: {missed} verified rounds skipped: the HTTP runtime fell behind");
+            }
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 

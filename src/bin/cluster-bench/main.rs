@@ -351,7 +351,9 @@ impl Timeline {
             NodeEvent::Originated { id, at } => {
                 self.originated.insert(id, at);
             }
-            NodeEvent::Verified { id, at } => self.verified.entry(id).or_default().push(at),
+            NodeEvent::Verified { report, at, .. } => {
+                self.verified.entry(report.round.id).or_default().push(at);
+            }
         }
     }
 
