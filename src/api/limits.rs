@@ -72,7 +72,13 @@ impl Cors {
 /// `router` with the limits and CORS applied. The rate limiter forgets quiet clients every
 /// minute until `stop`. Needs the server to provide each connection's peer address
 /// (`into_make_service_with_connect_info`), as [`crate::http::serve`] does.
-pub fn apply(router: Router, limits: &ApiLimits, cors: &Cors, stop: &CancellationToken) -> Router {
+pub(crate) fn apply<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    limits: &ApiLimits,
+    cors: &Cors,
+    stop: &CancellationToken,
+    background: &super::Background,
+) -> Router<S> {
     // Innermost: requests being answered at once, one count for every route (axum layers each
     // route with its own clone). A stream counts until its response starts, not while it stays
     // open (`--api-max-streams` bounds those).
@@ -97,7 +103,7 @@ pub fn apply(router: Router, limits: &ApiLimits, cors: &Cors, stop: &Cancellatio
             let limiter = Arc::clone(config.limiter());
             let stop = stop.clone();
             // The limiter keeps a cell per address: forget those gone quiet.
-            tokio::spawn(async move {
+            background.spawn(async move {
                 let forgetting = async {
                     let mut every = tokio::time::interval(FORGET_EVERY);
                     loop {
@@ -106,7 +112,7 @@ pub fn apply(router: Router, limits: &ApiLimits, cors: &Cors, stop: &Cancellatio
                         limiter.shrink_to_fit();
                     }
                 };
-                stop.run_until_cancelled(forgetting).await
+                stop.run_until_cancelled(forgetting).await;
             });
             router = router
                 .layer(tower_governor::GovernorLayer::new(config).error_handler(rate_limited));

@@ -36,6 +36,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,6 +75,24 @@ struct Shared {
     streams: Arc<stream::Streams>,
     /// The OpenAPI document, serialized once.
     openapi: Arc<Result<String, String>>,
+    /// Held, never read: the API's background tasks end when the server drops its router.
+    _background: Arc<Background>,
+}
+
+/// The API's background tasks — the table's listener and reader, the rate limiter's cleanup.
+/// The router's state holds them, so they end with the server that uses them (or earlier, at
+/// the node's stop), never outliving it unheld.
+#[derive(Default)]
+pub(crate) struct Background(std::sync::Mutex<Vec<AbortOnDropHandle<()>>>);
+
+impl Background {
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = AbortOnDropHandle::new(tokio::spawn(task));
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(handle);
+    }
 }
 
 #[derive(OpenApi)]
@@ -103,23 +122,19 @@ pub fn router(state: ApiState) -> Router {
         .map_err(|err| err.to_string());
     let api = Arc::new(state);
     let stored = Arc::new(StoredPrices::new(api.limits.stream_backlog));
-    follow_stored_prices(&api, &stored);
-    let shared = Shared {
+    let background = Arc::new(Background::default());
+    follow_stored_prices(&api, &stored, &background);
+    let router = router
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed);
+    let router = limits::apply(router, &api.limits, &api.cors, &api.stop, &background);
+    router.with_state(Shared {
         streams: Arc::new(stream::Streams::new(&api, Arc::clone(&stored))),
         stored,
         api,
         openapi: Arc::new(document),
-    };
-    let router = router
-        .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(shared.clone());
-    limits::apply(
-        router,
-        &shared.api.limits,
-        &shared.api.cors,
-        &shared.api.stop,
-    )
+        _background: background,
+    })
 }
 
 /// The document as this node answers: `pair` is one of its own pairs, `limit` at most its
@@ -151,13 +166,13 @@ fn for_this_node(
 }
 
 /// Starts the database listener and the one reader of stored prices it wakes.
-fn follow_stored_prices(api: &ApiState, stored: &Arc<StoredPrices>) {
+fn follow_stored_prices(api: &ApiState, stored: &Arc<StoredPrices>, background: &Background) {
     let (wake, woken) = tokio::sync::watch::channel(0);
     let (store, stop) = (api.store.clone(), api.stop.clone());
-    tokio::spawn(async move { store.listen_for_stored_prices(wake, stop).await });
+    background.spawn(async move { store.listen_for_stored_prices(wake, stop).await });
     let (store, stop, pairs) = (api.store.clone(), api.stop.clone(), api.pairs);
     let stored = Arc::clone(stored);
-    tokio::spawn(async move { stored.follow_table(store, pairs, woken, stop).await });
+    background.spawn(async move { stored.follow_table(store, pairs, woken, stop).await });
 }
 
 /// Every endpoint, each documented by its `#[utoipa::path]`: the routes and the document come
