@@ -14,7 +14,15 @@ scripts/compile-contract.sh --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The alert rules and their unit tests (promtool).
 scripts/alerts.sh
-cargo test --workspace --locked
+# Every test. cargo-nextest (when installed) runs each in a process of its own, several at once
+# (.config/nextest.toml says how many, and which never together); it skips doctests, so those
+# run first and nextest's summary closes the tests' output. Without nextest: plain `cargo test`.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo test --workspace --doc --locked
+  cargo nextest run --workspace --locked
+else
+  cargo test --workspace --locked
+fi
 # The /v1 API against its own OpenAPI document (schemathesis, installed with pip when missing),
 # short form (the long form: scripts/api-schema.sh --long).
 scripts/api-schema.sh

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::Address;
+use alloy_signer_local::PrivateKeySigner;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
 use rust_decimal::Decimal;
@@ -34,7 +35,9 @@ use crate::node::{self, Metrics, NodeSettings, RunningNode};
 use crate::pair::{Pair, PairSet};
 use crate::pool::PoolSettings;
 use crate::price::{FeedSettings, QuoteRules, Source, UsdPrice};
-use crate::signed::{PriceData, Report, SignatureEntry, SignedObservation, VerifiedPrice};
+use crate::signed::{
+    Observation, PriceData, Report, Round, SignatureEntry, SignedObservation, VerifiedPrice,
+};
 use crate::store::lease::Participant;
 use crate::store::reports::StoredPrice;
 use crate::store::{DatabaseUrl, DbSettings, Store};
@@ -98,6 +101,20 @@ pub fn price_data(id: u64, origin: Address) -> PriceData {
 /// The price of test price `id`.
 pub fn price_of(id: u64) -> UsdPrice {
     UsdPrice::from_e8(300_000_000_000 + id as i64).expect("a valid price")
+}
+
+/// `signer`'s `observation` of `round`, signed over its normative digest: what a member
+/// contributes to a report.
+pub fn signed_observation(
+    signer: &PrivateKeySigner,
+    round: Round,
+    observation: Observation,
+) -> SignedObservation {
+    SignedObservation {
+        signer: signer.address(),
+        observation,
+        signature: PriceData::new(round, observation).sign(signer).signature,
+    }
 }
 
 /// A price `identity` could have originated at `at` (a proper id in its own id space).
@@ -601,12 +618,14 @@ pub fn verified_batch(
             let observations = signers
                 .iter()
                 .zip(&placeholders)
-                .map(|(signer, placeholder)| SignedObservation {
-                    signer: signer.address(),
-                    observation: data.observation(),
-                    signature: match signing {
-                        Signing::Genuine => data.sign(signer.signer()).signature,
-                        Signing::Placeholder => placeholder.signature,
+                .map(|(signer, placeholder)| match signing {
+                    Signing::Genuine => {
+                        signed_observation(signer.signer(), data.round(), data.observation())
+                    }
+                    Signing::Placeholder => SignedObservation {
+                        signer: signer.address(),
+                        observation: data.observation(),
+                        signature: placeholder.signature,
                     },
                 })
                 .collect();

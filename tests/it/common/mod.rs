@@ -1,11 +1,11 @@
 //! Shared by the integration tests, beside the library's harness (`price_oracle::testkit`): a
 //! whole test network ([`cluster`]), a TCP proxy that can cut or stall the connection to the
-//! database, a check of the flush's fence, and the EVM ([`evm`]).
-
-#![allow(dead_code)]
+//! database, a check of the flush's fence, the EVM ([`evm`]) and the `oracle` binary as the
+//! tests run it ([`oracle`]).
 
 pub mod cluster;
 pub mod evm;
+pub mod oracle;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

@@ -3,28 +3,26 @@
 //! The local test server may trust 127.0.0.1 without checking passwords; what is tested here is
 //! the privileges, which the server enforces either way.
 
-mod common;
-
-use std::process::Command;
-
 use price_oracle::store::Store;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
+
+use crate::common::oracle;
 
 const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
 
 async fn db_role(url: &str, role: &str) -> std::process::Output {
-    let (url, role) = (url.to_owned(), role.to_owned());
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_oracle"))
-            .args(["db-role", "--role", &role])
-            .env("ORACLE_DATABASE_URL", url)
-            .env("ORACLE_ROLE_PASSWORD", "node-pw")
-            .env_remove("ORACLE_PASSWORD_FILE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap()
+    db_role_with(url, role, &[("ORACLE_ROLE_PASSWORD", "node-pw")]).await
+}
+
+/// `oracle db-role --role ROLE` against `url`, with `env` (and no other `ORACLE_*` variable).
+async fn db_role_with(url: &str, role: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    env.push(("ORACLE_DATABASE_URL".into(), url.into()));
+    let args = ["db-role", "--role", role].map(str::to_owned).to_vec();
+    oracle::run_blocking_with_env(args, env).await
 }
 
 async fn allowed(db: &DatabaseConnection, sql: &str) -> Result<(), String> {
@@ -140,17 +138,8 @@ async fn bad_role_names_and_missing_passwords_are_refused_before_connecting() {
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("invalid role name"), "{err}");
 
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_oracle"))
-            .args(["db-role", "--role", "oracle_node"])
-            .env("ORACLE_DATABASE_URL", unreachable)
-            .env_remove("ORACLE_ROLE_PASSWORD")
-            .env_remove("ORACLE_PASSWORD_FILE")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    // No ORACLE_ROLE_PASSWORD, no ORACLE_PASSWORD_FILE.
+    let output = db_role_with(unreachable, "oracle_node", &[]).await;
     assert_eq!(output.status.code(), Some(1));
     let err = String::from_utf8_lossy(&output.stderr);
     assert!(err.contains("ORACLE_ROLE_PASSWORD"), "{err}");

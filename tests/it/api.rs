@@ -2,11 +2,6 @@
 //! every endpoint, pagination in commit order, errors as JSON, the OpenAPI document, the live
 //! stream and its resumption, the stream limit, and `oracle prices` printing what the API says.
 
-mod common;
-
-use common::Proxy;
-
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +28,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{self, Proxy, oracle};
 
 /// A database with three members and a writer, and the API served over HTTP from it.
 struct Api {
@@ -711,23 +708,8 @@ async fn the_listener_wakes_readers_when_a_price_commits() {
     listener.await.unwrap();
 }
 
-fn oracle(args: &[&str]) -> std::process::Output {
-    let dir = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_oracle"))
-        .args(args)
-        .current_dir(dir.path())
-        .env_remove("ORACLE_LOG_LEVEL")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
-}
-
 async fn oracle_json(args: Vec<String>) -> Value {
-    let output = tokio::task::spawn_blocking(move || {
-        oracle(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let output = oracle::run_blocking(args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -742,13 +724,14 @@ async fn oracle_json(args: Vec<String>) -> Value {
 async fn oracle_prices_prints_what_the_api_answers() {
     let api = Api::start("api_cli", UNLIMITED).await;
     api.store_prices(&[7, 8, 9]).await;
-    let url = api.db.url.clone();
-    let cli = |args: &[&str]| {
+    // `oracle prices ARGS --database-url URL`.
+    let prices = |args: &[&str]| {
         let mut all: Vec<String> = vec!["prices".into()];
         all.extend(args.iter().map(|arg| arg.to_string()));
-        all.extend(["--database-url".into(), url.clone()]);
-        oracle_json(all)
+        all.extend(["--database-url".into(), api.db.url.clone()]);
+        all
     };
+    let cli = |args: &[&str]| oracle_json(prices(args));
     assert_eq!(cli(&["latest"]).await, api.ok("/v1/prices/latest").await);
     assert_eq!(
         cli(&["latest", "--pair", "ETH/USD"]).await,
@@ -765,23 +748,17 @@ async fn oracle_prices_prints_what_the_api_answers() {
     );
 
     // Errors: one line, exit 1, the same words as the API's.
-    let url = api.db.url.clone();
-    let failed = tokio::task::spawn_blocking(move || {
-        (
-            oracle(&["prices", "get", "12x", "--database-url", &url]),
-            oracle(&["prices", "get", "404", "--database-url", &url]),
-            oracle(&["prices", "list", "--limit", "5000", "--database-url", &url]),
-        )
-    })
-    .await
-    .unwrap();
+    let failed = |args: &[&str]| oracle::run_blocking(prices(args));
     for (output, says) in [
         (
-            &failed.0,
+            failed(&["get", "12x"]).await,
             "a price id is a decimal number of at most 19 digits, got \"12x\"",
         ),
-        (&failed.1, "no stored price with id 404"),
-        (&failed.2, "limit must be from 1 to 1000, got 5000"),
+        (failed(&["get", "404"]).await, "no stored price with id 404"),
+        (
+            failed(&["list", "--limit", "5000"]).await,
+            "limit must be from 1 to 1000, got 5000",
+        ),
     ] {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");

@@ -5,58 +5,20 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use libp2p::pnet::PreSharedKey;
-use price_oracle::identity::Identity;
-use price_oracle::membership::Members;
-use price_oracle::metrics::Metrics;
 use price_oracle::network::transport::generate_psk;
-use price_oracle::network::validation::ValidationSettings;
-use price_oracle::network::{self, NetworkHandle, NetworkSettings};
-use prometheus_client::registry::Registry;
-use tokio::task::JoinHandle;
+use price_oracle::testkit::Peer;
 
 /// How long the outsiders get to connect. Bootstrap dials are retried every 5 s, so they try at
 /// least once; a plain connection on loopback takes milliseconds.
 const OUTSIDERS_GET: Duration = Duration::from_secs(4);
 
-struct Peer {
-    handle: NetworkHandle,
-    _task: JoinHandle<()>,
-}
-
+/// Peer `seed` holding `psk` (none: a public node), joining through `bootstrap`.
 async fn start(
     seed: u8,
     psk: Option<PreSharedKey>,
     bootstrap: Vec<Multiaddr>,
 ) -> (Peer, Multiaddr) {
-    let identity = Identity::from_secret(&[seed; 32]).unwrap();
-    let mut settings = NetworkSettings::with_default_limits(
-        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        bootstrap,
-        ValidationSettings {
-            max_age: Duration::from_secs(60),
-            max_future_skew: Duration::from_secs(5),
-            max_origin_rate: 60,
-            pairs: price_oracle::pair::PairSet::ALL,
-        },
-    );
-    settings.psk = psk;
-    let (mut handle, events, task) = network::spawn(
-        identity.keypair(),
-        settings,
-        tokio::sync::watch::channel(std::sync::Arc::new(Members::open())).1,
-        std::sync::Arc::new(Metrics::default()),
-        &mut Registry::default(),
-    )
-    .unwrap();
-    drop(events);
-    let addr = handle.wait_for_listen_addrs().await.remove(0);
-    (
-        Peer {
-            handle,
-            _task: task,
-        },
-        addr,
-    )
+    Peer::start_with(seed, bootstrap, |settings| settings.psk = psk).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,9 @@
 //! Storage against a real PostgreSQL, one database per test: migrations, the heartbeat lease,
 //! the fenced exactly-once flush, conflicts and outages.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::Proxy;
 use futures::future::join_all;
 use migration::{Migrator, MigratorTrait};
 use price_oracle::identity::Identity;
@@ -21,6 +18,8 @@ use price_oracle::testkit::{self, Signing, wait_for};
 use price_oracle::writer::heartbeat::{self, LeaseSettings, LeaseState};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use tokio::sync::{oneshot, watch};
+
+use crate::common::{self, Proxy};
 
 /// Node `i + 1`: its key and its heartbeat.
 fn participant(i: u8) -> (Identity, Participant) {
@@ -109,7 +108,7 @@ fn after_commit_order() -> u32 {
 #[tokio::test]
 async fn the_observations_migration_reads_old_rows_as_equal_observations_and_verify_passes_both() {
     use price_oracle::audit::{AuditRules, Counted, audit_row};
-    use price_oracle::signed::{Observation, PriceData, Report, SignedObservation};
+    use price_oracle::signed::{Observation, Report};
     let db = TestDb::create("observations_migration").await;
     let conn = db.connect().await;
     let before = Migrator::migrations().len() as u32 - 1;
@@ -143,13 +142,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
                 price: price_oracle::price::UsdPrice::from_e8(e8).unwrap(),
                 observed_at: testkit::EPOCH + 8,
             };
-            SignedObservation {
-                signer: signer.address(),
-                observation,
-                signature: PriceData::new(round, observation)
-                    .sign(signer.signer())
-                    .signature,
-            }
+            testkit::signed_observation(signer.signer(), round, observation)
         })
         .collect();
     let new = VerifiedPrice {

@@ -91,18 +91,18 @@ pub use PriceFeed::PriceFeedErrors as FeedError;
 pub use PriceVerifier::PriceVerifierErrors as VerifierError;
 
 /// The committed artifacts, as `scripts/compile-contract.sh` writes them.
-pub const VERIFIER_ARTIFACT: &str = include_str!("../../contracts/PriceVerifier.json");
-pub const FEED_ARTIFACT: &str = include_str!("../../contracts/PriceFeed.json");
+pub const VERIFIER_ARTIFACT: &str = include_str!("../../../contracts/PriceVerifier.json");
+pub const FEED_ARTIFACT: &str = include_str!("../../../contracts/PriceFeed.json");
 
 /// The contracts' sources, which the artifacts name by their SHA-256.
 pub const SOURCES: [(&str, &str); 2] = [
     (
         "PriceVerifier.sol",
-        include_str!("../../contracts/PriceVerifier.sol"),
+        include_str!("../../../contracts/PriceVerifier.sol"),
     ),
     (
         "PriceFeed.sol",
-        include_str!("../../contracts/PriceFeed.sol"),
+        include_str!("../../../contracts/PriceFeed.sol"),
     ),
 ];
 

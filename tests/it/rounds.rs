@@ -3,11 +3,8 @@
 //! consumer's stream as a verified price before it is stored; a flat market starts heartbeat
 //! rounds only, each pair verified at least once per heartbeat.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
 use price_oracle::metrics::Metrics;
 use price_oracle::node::NodeSettings;
 use price_oracle::pair::Pair;
@@ -17,6 +14,8 @@ use price_oracle::testkit::{
     wait_for,
 };
 use price_oracle::trigger::Reason;
+
+use crate::common::cluster::Cluster;
 
 const OBSERVE: Duration = Duration::from_secs(2);
 

@@ -19,13 +19,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use libp2p::Multiaddr;
 use price_oracle::testkit::{Peer, mock_exchange};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use yaml_rust2::YamlLoader;
+
+use crate::common::oracle::command as oracle;
 
 /// The prefixes of every metric the node registers: its own and libp2p's.
 const PREFIXES: [&str; 2] = ["oracle_", "libp2p_"];
@@ -136,19 +138,6 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
-}
-
-/// The `oracle` binary, in `dir`, with no `ORACLE_*` or `DATABASE_URL` from the caller's
-/// environment.
-fn oracle(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_oracle"));
-    command.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("ORACLE_") || key == "DATABASE_URL" {
-            command.env_remove(key);
-        }
-    }
-    command
 }
 
 /// Runs an `oracle` command to success; its standard output.

@@ -1,35 +1,17 @@
 //! The `oracle` binary as a user runs it: keygen, price against the mock exchange, migrate,
 //! errors.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use price_oracle::mock_exchange::{Fault, MockExchange, MockSettings};
 use price_oracle::price::UsdPrice;
 
-fn oracle(dir: &Path, args: &[&str]) -> Output {
-    oracle_with_env(dir, args, &[])
-}
-
-/// `oracle` with `env` set, and none of the caller's key password variables.
-fn oracle_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_oracle"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("ORACLE_LOG_LEVEL")
-        .env_remove("ORACLE_KEY_PASSWORD")
-        .env_remove("ORACLE_PASSWORD_FILE")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::oracle::{
+    command as oracle_command, run as oracle, run_blocking as oracle_async,
+    run_with_env as oracle_with_env, stderr, stdout,
+};
 
 /// The command exited 1 and its error output says `text`.
 fn fails_saying(output: &Output, text: &str) {
@@ -46,10 +28,6 @@ fn fails_printing(output: &Output, text: &str) {
 /// The command's output says `text`.
 fn prints(output: &Output, text: &str) {
     assert!(stdout(output).contains(text), "{}", stdout(output));
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn field<'a>(text: &'a str, name: &str) -> &'a str {
@@ -325,7 +303,7 @@ fn broken_keystores_fail_every_command_in_one_line_and_stay_as_they_were() {
 /// Starts `oracle bootstrap` as `name` with `env`, waits for its first listen address, stops it,
 /// and returns what it logged.
 fn bootstrap_log(dir: &Path, name: &str, env: &[(&str, &str)]) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oracle"))
+    let mut child = oracle_command(dir)
         .args([
             "bootstrap",
             "--name",
@@ -333,11 +311,7 @@ fn bootstrap_log(dir: &Path, name: &str, env: &[(&str, &str)]) -> String {
             "--listen",
             "/ip4/127.0.0.1/tcp/0",
         ])
-        .env_remove("ORACLE_LOG_LEVEL")
-        .env_remove("ORACLE_KEY_PASSWORD")
-        .env_remove("ORACLE_PASSWORD_FILE")
         .envs(env.iter().copied())
-        .current_dir(dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -383,14 +357,9 @@ fn nodes_start_with_a_keystore_and_warn_once_about_a_plain_key() {
 
 /// `oracle price` with the default sources (all four) at `base`.
 async fn run_price(base: String, extra: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().unwrap();
-        let mut args = vec!["price", "--source-base-url", &base];
-        args.extend(extra.iter().map(String::as_str));
-        oracle(dir.path(), &args)
-    })
-    .await
-    .unwrap()
+    let mut args = vec!["price".to_owned(), "--source-base-url".to_owned(), base];
+    args.extend(extra);
+    oracle_async(args).await
 }
 
 fn mock_settings(fail_rate: f64) -> MockSettings {
@@ -577,11 +546,10 @@ fn bootstrap_addresses_need_a_port_and_a_peer_id() {
     }
     // The node starts (and is stopped by the timeout) when the operator accepts the risk; it
     // would have exited at once with an error otherwise.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oracle"))
+    let mut child = oracle_command(dir.path())
         .args(BOOTSTRAP)
         .args(["--bootstrap", "/ip4/127.0.0.1/tcp/9"])
         .env("ORACLE_ALLOW_UNAUTHENTICATED_BOOTSTRAP", "true")
-        .current_dir(dir.path())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -599,14 +567,8 @@ fn a_password_on_the_command_line_is_warned_about_once() {
     // Nothing listens on port 1: the command fails fast, after the warning.
     let url = "postgres://oracle:s3cret@127.0.0.1:1/oracle";
     let run = |args: &[&str], env: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_oracle"));
-        command
-            .args(args)
-            .args(["--db-timeout", "2s"])
-            .env_remove("ORACLE_DATABASE_URL")
-            .env_remove("DATABASE_URL")
-            .env_remove("ORACLE_LOG_LEVEL")
-            .current_dir(dir.path());
+        let mut command = oracle_command(dir.path());
+        command.args(args).args(["--db-timeout", "2s"]);
         if let Some(url) = env {
             command.env("ORACLE_DATABASE_URL", url);
         }
@@ -648,12 +610,11 @@ fn bad_flags_explain_themselves() {
     let output = oracle(dir.path(), &["price", "--source-timeout", "ten"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("30s"), "{}", stderr(&output));
-    let output = Command::new(env!("CARGO_BIN_EXE_oracle"))
-        .args(["price", "--min-sources", "3"])
-        .env("ORACLE_SOURCES", "coinbase,kraken")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let output = oracle_with_env(
+        dir.path(),
+        &["price", "--min-sources", "3"],
+        &[("ORACLE_SOURCES", "coinbase,kraken")],
+    );
     fails_saying(&output, "--min-sources 3");
     // At least two sources by default: one alone is refused.
     let output = oracle(dir.path(), &["price", "--sources", "coinbase"]);
@@ -767,16 +728,6 @@ async fn store_signed_prices(db: &price_oracle::testkit::TestDb, ids: &[u64]) {
     let outcome = store.flush(&writer.address, &batch, 3).await.unwrap();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
     store.close().await;
-}
-
-async fn oracle_async(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let dir = tempfile::tempdir().unwrap();
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        oracle(dir.path(), &args)
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -953,14 +904,7 @@ fn a_directory_where_a_file_belongs_names_the_cause_once() {
         args.extend_from_slice(extra);
         oracle(dir.path(), &args)
     };
-    let migrate = Command::new(env!("CARGO_BIN_EXE_oracle"))
-        .args(["migrate", "--db-env", ".env-db"])
-        .env_remove("ORACLE_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("ORACLE_LOG_LEVEL")
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let migrate = oracle(dir.path(), &["migrate", "--db-env", ".env-db"]);
     for (output, names) in [
         (
             oracle(dir.path(), &["keygen", "--name", "node0", "--show"]),
@@ -1067,14 +1011,11 @@ fn a_database_nobody_listens_on_is_refused_at_once() {
     let url = format!("postgres://oracle@127.0.0.1:{port}/oracle");
     for command in ["migrate", "verify", "status"] {
         let started = std::time::Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_oracle"))
-            .args(["--log-level", "error", command, "--database-url", &url])
-            // The default --db-timeout, 10 s: the refusal must not wait for it.
-            .env_remove("ORACLE_DB_TIMEOUT")
-            .env_remove("ORACLE_LOG_LEVEL")
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
+        // The default --db-timeout, 10 s (no ORACLE_DB_TIMEOUT): the refusal must not wait for it.
+        let output = oracle(
+            dir.path(),
+            &["--log-level", "error", command, "--database-url", &url],
+        );
         let elapsed = started.elapsed();
         let err = one_error_line(&output);
         assert!(elapsed < Duration::from_secs(3), "{command}: {elapsed:?}");

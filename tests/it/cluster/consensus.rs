@@ -1,0 +1,447 @@
+//! Rounds over a whole network: every price stored exactly once, each pair under its own
+//! digest, a node far from the others left without co-signatures, a committee that is down
+//! replaced by the fallback, and members added or removed while the network runs.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use alloy_primitives::Address;
+use libp2p::Multiaddr;
+use price_oracle::cosign::{CommitteeSettings, CosignRefusal, FallbackOutcome, committee};
+use price_oracle::message::{Gossip, GossipKind};
+use price_oracle::pair::{Pair, PairSet};
+use price_oracle::signed::price_digest;
+use price_oracle::store::Store;
+use price_oracle::testkit::{
+    self, Peer, Stored, TestNode, addresses, addresses_of, assert_rows_verify, holds_for, price_by,
+    stop_all, total, wait_for,
+};
+use rust_decimal::Decimal;
+
+use super::{get, published};
+use crate::common::{
+    self,
+    cluster::{Cluster, MEMBER_SEEDS, register},
+};
+
+/// `/ip4/127.0.0.1/tcp/P/p2p/ID` → `/dns4/localhost/tcp/P`.
+fn by_host_name(addr: &Multiaddr) -> Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    let port = addr
+        .iter()
+        .find_map(|protocol| match protocol {
+            Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .unwrap();
+    format!("/dns4/localhost/tcp/{port}").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_store_every_price_exactly_once() {
+    let cluster = Cluster::new("cluster").await;
+    // One price per node: each originates once, as soon as it has peers and a database.
+    let mut nodes = cluster.start(1..=4).await;
+    // The fifth joins by host name and without a peer id, as compose's nodes do.
+    let mut fifth = cluster.settings(5);
+    fifth.network.bootstrap = vec![by_host_name(&cluster.boot_addr)];
+    nodes.push(TestNode::start(fifth).await);
+    let started = Instant::now();
+    cluster.wait_rows(5, Duration::from_secs(90)).await;
+    println!("5 prices stored {:?} after start", started.elapsed());
+    // Nothing else may show up: no duplicates, no extra rows.
+    holds_for("five rows", Duration::from_secs(2), async || {
+        cluster.rows().await.len() == 5
+    })
+    .await;
+    let stored = cluster.rows().await;
+    let origins: HashSet<Address> = stored.iter().map(|s| s.report.round.origin).collect();
+    assert_eq!(origins.len(), 5, "one price from each node");
+    assert_rows_verify(&stored, 3, &addresses_of(&nodes));
+
+    let originated = total(&nodes, |m| m.prices_originated.get());
+    assert_eq!(originated, 5);
+    let publishes =
+        published(&nodes, GossipKind::Price) + published(&nodes, GossipKind::Attestation);
+    println!(
+        "publishes per price: {:.2} (N + 1 = 6)",
+        publishes as f64 / originated as f64
+    );
+    assert!(
+        publishes <= originated * 6,
+        "{publishes} publishes for {originated} prices"
+    );
+    assert_eq!(
+        total(&nodes, |m| m.prices_stored.get()),
+        5,
+        "the writers' own count agrees"
+    );
+    stop_all(nodes).await;
+    assert_eq!(cluster.rows().await.len(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_digest() {
+    let cluster = Cluster::new("two_pairs").await;
+    // One round per node: each originates ETH/USD and BTC/USD once.
+    let pairs: PairSet = [Pair::EthUsd, Pair::BtcUsd].into_iter().collect();
+    let mut nodes = cluster
+        .start_with(2..=4, |settings| settings.sign_pairs(pairs))
+        .await;
+    // Node 1 also serves the read API, which gives each stored price's on-chain report.
+    let mut settings = cluster.settings(1);
+    settings.sign_pairs(pairs);
+    settings.http = Some("127.0.0.1:0".parse().unwrap());
+    let reader = TestNode::start(settings).await;
+    let api = format!("http://{}/v1", reader.node.http_addr.unwrap());
+    nodes.push(reader);
+    cluster.wait_rows(8, Duration::from_secs(90)).await;
+    holds_for("eight rows", Duration::from_secs(2), async || {
+        cluster.rows().await.len() == 8
+    })
+    .await;
+    let stored = cluster.rows().await;
+    // Each row's signatures recover over the digest of its own pair.
+    assert_rows_verify(&stored, 3, &addresses_of(&nodes));
+    for (pair, price) in [(Pair::EthUsd, "3000"), (Pair::BtcUsd, "90000")] {
+        let of_pair: Vec<&Stored> = stored
+            .iter()
+            .filter(|row| row.report.round.pair == pair)
+            .collect();
+        assert_eq!(of_pair.len(), 4, "one {pair} price from each node");
+        let origins: HashSet<Address> = of_pair.iter().map(|s| s.report.round.origin).collect();
+        assert_eq!(origins.len(), 4);
+        for row in of_pair {
+            assert_eq!(row.row.price, price.parse::<Decimal>().unwrap(), "{pair}");
+            // The same signatures do not hold for the other pair: the pair is signed.
+            let other = if pair == Pair::EthUsd {
+                Pair::BtcUsd
+            } else {
+                Pair::EthUsd
+            };
+            for entry in &row.report.observations {
+                let observation = entry.observation;
+                let digest =
+                    price_digest(other, row.id(), observation.price, observation.observed_at);
+                let signature = price_oracle::signed::SignatureEntry {
+                    signer: entry.signer,
+                    signature: entry.signature,
+                };
+                assert!(signature.verify(digest).is_err());
+            }
+        }
+        assert_eq!(
+            total(&nodes, |m| m.prices_stored.get_pair(pair)),
+            4,
+            "{pair}"
+        );
+        assert_eq!(
+            total(&nodes, |m| m.prices_originated.get_pair(pair)),
+            4,
+            "{pair}"
+        );
+    }
+    // Every stored row, as the API hands it to consumers, verifies in the EVM against a
+    // verifier deployed with the members and the quorum, with the row's price as its median.
+    let members = addresses(MEMBER_SEEDS);
+    let mut reports = Vec::new();
+    let mut medians = Vec::new();
+    for pair in ["ETH/USD", "BTC/USD"] {
+        let (code, body) = get(&format!("{api}/prices?pair={pair}")).await;
+        assert_eq!(code, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let prices = page["prices"].as_array().unwrap();
+        assert_eq!(prices.len(), 4, "{pair}: {body}");
+        for price in prices {
+            assert_eq!(price["pair"], pair);
+            let report = price["report"].as_str().unwrap();
+            reports.push(alloy_primitives::hex::decode(report).unwrap());
+            medians.push(price["price_e8"].as_str().unwrap().parse::<i64>().unwrap());
+        }
+    }
+    let verified = common::evm::verify_all(&reports, &members, 3);
+    for ((verified, gas), median) in verified.iter().zip(&medians) {
+        assert_eq!(
+            verified.median, *median,
+            "the contract's median is the row's price"
+        );
+        println!("a stored report verifies on chain: {gas} gas");
+    }
+    // The same stored rows, altered, do not: a tampered observation, another round's
+    // observation, a verifier that does not count one of the signers, a quorum above them.
+    use common::evm::Verifier;
+    use price_oracle::report::OnChainReport;
+    let row = OnChainReport::decode(&reports[0]).unwrap();
+    let other = OnChainReport::decode(&reports[1]).unwrap();
+    let refusal = |verifier: &mut Verifier, report: &OnChainReport| {
+        verifier.verify(&report.encode()).unwrap_err().name
+    };
+    let mut verifier = Verifier::deploy_verifier(&members, 3).unwrap();
+    let mut tampered = row.clone();
+    tampered.observations[0].price_e8 += 1;
+    assert_eq!(refusal(&mut verifier, &tampered), "NotMember");
+    let mut swapped = row.clone();
+    swapped.observations[1] = other.observations[1];
+    assert_eq!(refusal(&mut verifier, &swapped), "NotMember");
+    let one_signer = stored
+        .iter()
+        .find(|stored| stored.id() == row.id)
+        .map(|stored| stored.report.observations[0].signer)
+        .unwrap();
+    let others: Vec<Address> = members
+        .iter()
+        .filter(|member| **member != one_signer)
+        .copied()
+        .collect();
+    let mut without_one = Verifier::deploy_verifier(&others, 3).unwrap();
+    assert_eq!(refusal(&mut without_one, &row), "NotMember");
+    let mut five = Verifier::deploy_verifier(&members, 5).unwrap();
+    assert_eq!(refusal(&mut five, &row), "BelowQuorum");
+    let mut short = row.clone();
+    short.observations.truncate(2);
+    assert_eq!(refusal(&mut verifier, &short), "BelowQuorum");
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_ten_percent_off_gets_no_cosignatures() {
+    let cluster = Cluster::new("deviant").await;
+    let deviant = testkit::mock_exchange("3300").await;
+    let mut nodes = cluster.start(1..=4).await;
+    let mut liar = cluster.settings(5);
+    liar.fetch_from(&deviant);
+    let liar = TestNode::start(liar).await;
+    let liar_address = liar.address;
+    let liar_metrics = liar.metrics.clone();
+    nodes.push(liar);
+
+    cluster.wait_rows(4, Duration::from_secs(90)).await;
+    wait_for(
+        "the liar's price to be refused by all",
+        Duration::from_secs(20),
+        async || {
+            total(&nodes[..4], |m| {
+                m.cosign_refused(CosignRefusal::Deviation).get()
+            }) >= 4
+        },
+    )
+    .await;
+    // Give the liar's price every chance to be (wrongly) stored.
+    holds_for("only the honest rows", Duration::from_secs(3), async || {
+        cluster.rows().await.len() == 4
+    })
+    .await;
+    let stored = cluster.rows().await;
+    assert!(
+        stored
+            .iter()
+            .all(|row| row.report.round.origin != liar_address)
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|row| row.row.price == Decimal::from(3000))
+    );
+    assert!(
+        stored.iter().all(|row| !row.signed_by(&liar_address)),
+        "the liar co-signed nobody: the honest prices are 9 % off its own"
+    );
+    assert_eq!(liar_metrics.prices_cosigned.get(), 0);
+    stop_all(nodes).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() {
+    let cluster = Cluster::with_members("membership", 1..=3).await;
+    let nodes = cluster
+        .start_with(1..=4, |settings| {
+            settings.trigger.heartbeat = Duration::from_secs(2)
+        })
+        .await;
+    let newcomer = nodes[3].address;
+    cluster.wait_rows(6, Duration::from_secs(90)).await;
+    assert!(
+        cluster
+            .rows()
+            .await
+            .iter()
+            .all(|row| !row.signed_by(&newcomer)),
+        "a non-member neither originates nor co-signs a stored row"
+    );
+
+    let store = Store::connect(&cluster.db.settings()).await.unwrap();
+    store.add_signer(&newcomer, "node4").await.unwrap();
+    let added_at = Instant::now();
+    wait_for(
+        "the new member's price stored",
+        Duration::from_secs(15),
+        async || {
+            cluster
+                .rows()
+                .await
+                .iter()
+                .any(|row| row.report.round.origin == newcomer)
+        },
+    )
+    .await;
+    println!(
+        "a new member's price was stored {:?} after `signers add`",
+        added_at.elapsed()
+    );
+
+    let removed = nodes[1].address;
+    store.remove_signer(&removed).await.unwrap();
+    // Within a heartbeat every node has read the shorter list; prices observed after that
+    // must not carry the removed member's signature.
+    wait_for(
+        "every node to read the list without it",
+        Duration::from_secs(10),
+        async || nodes.iter().all(|node| node.metrics.members.get() == 3),
+    )
+    .await;
+    let cutoff = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let after_removal = async || -> Vec<Stored> {
+        cluster
+            .rows()
+            .await
+            .into_iter()
+            .filter(|row| row.observed_at() > cutoff)
+            .collect()
+    };
+    wait_for(
+        "prices after the removal",
+        Duration::from_secs(30),
+        async || after_removal().await.len() >= 4,
+    )
+    .await;
+    for row in after_removal().await {
+        assert!(
+            !row.signed_by(&removed),
+            "row {} still counts the removed member",
+            row.id()
+        );
+        assert!(row.report.observations.len() >= 3);
+    }
+    // `oracle verify`'s rule: every row had its quorum of members at its observation time.
+    let rules = price_oracle::audit::AuditRules {
+        min_signers: 3,
+        counted: price_oracle::audit::Counted::Members(store.signers().await.unwrap()),
+    };
+    for row in store.prices_page(None, None, 1000).await.unwrap() {
+        let report = price_oracle::audit::audit_row(&row, &rules);
+        assert_eq!(report.finding, None, "row {}", row.id);
+    }
+    store.close().await;
+    stop_all(nodes).await;
+}
+
+/// The first `size` of price `id`'s co-signing order include every one of `silent`.
+fn committee_holds_all(
+    id: u64,
+    origin: &Address,
+    members: &[Address],
+    size: usize,
+    silent: &[Address],
+) -> bool {
+    let ranked = committee::ranking(id, origin, members);
+    silent.iter().all(|member| ranked[..size].contains(member))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_by_the_committee_alone()
+ {
+    const COMMITTEE: usize = 3;
+    let cluster = Cluster::new("committee").await;
+    register(&cluster.db, [6, 7, 9]).await;
+    let members = addresses((1..=7).chain([9]));
+    let fallback = Duration::from_secs(5);
+    let mut nodes = cluster
+        .start_with(1..=7, |settings| {
+            settings.committee = CommitteeSettings {
+                size: COMMITTEE,
+                step: 2,
+                fallback,
+            };
+        })
+        .await;
+    // The origin: member 9, speaking raw gossip, so the test picks which ids it publishes.
+    let (origin, _) = Peer::start(9, vec![cluster.boot_addr.clone()]).await;
+    let mut watcher = origin.handle.clone();
+    watcher.wait_for_peers(3).await;
+    cluster.wait_rows(7, Duration::from_secs(90)).await;
+    // Two members go down: members 6 and 7.
+    let down: Vec<TestNode> = nodes.split_off(5);
+    let silent = addresses_of(&down);
+    stop_all(down).await;
+    let origin_address = origin.identity.address();
+    // Prices whose committee holds both silent members (one live co-signer: no quorum without
+    // the fallback), and prices whose committee holds neither.
+    let mut stranded = Vec::new();
+    let mut served = Vec::new();
+    let mut at = SystemTime::now();
+    while stranded.len() < 3 || served.len() < 3 {
+        at += Duration::from_millis(10);
+        let price = price_by(&origin.identity, at, "3000");
+        let id = price.data.id;
+        if committee_holds_all(id, &origin_address, &members, COMMITTEE, &silent) {
+            if stranded.len() < 3 {
+                stranded.push(price);
+            }
+        } else if !committee::ranking(id, &origin_address, &members)[..COMMITTEE]
+            .iter()
+            .any(|member| silent.contains(member))
+            && served.len() < 3
+        {
+            served.push(price);
+        }
+    }
+    for price in stranded.iter().chain(&served) {
+        origin.handle.publish(Gossip::Price(price.clone()));
+    }
+    let wanted: HashSet<u64> = stranded.iter().chain(&served).map(|p| p.data.id).collect();
+    wait_for(
+        "all six prices stored",
+        Duration::from_secs(60),
+        async || {
+            let stored: HashSet<u64> = cluster.rows().await.iter().map(Stored::id).collect();
+            wanted.is_subset(&stored)
+        },
+    )
+    .await;
+    let stored = cluster.rows().await;
+    let signers_ranked = |id: u64| -> Vec<usize> {
+        let ranked = committee::ranking(id, &origin_address, &members);
+        let row = stored.iter().find(|row| row.id() == id).unwrap();
+        row.report
+            .signers()
+            .filter(|signer| *signer != origin_address)
+            .map(|signer| ranked.iter().position(|m| *m == signer).unwrap())
+            .collect()
+    };
+    // A stranded price needs a co-signer from outside its committee; a served one gets none.
+    for (kind, prices, needs_fallback) in
+        [("stranded", &stranded, true), ("served", &served, false)]
+    {
+        for price in prices {
+            let id = price.data.id;
+            let ranks = signers_ranked(id);
+            println!("{kind} price {id}: co-signed by ranks {ranks:?}");
+            assert_eq!(
+                ranks.iter().any(|rank| *rank >= COMMITTEE),
+                needs_fallback,
+                "{kind} price {id}: co-signed by ranks {ranks:?} (committee: ranks below {COMMITTEE})"
+            );
+        }
+    }
+    assert_rows_verify(&stored, 3, &members);
+    let stepped_in = total(&nodes, |m| m.fallback(FallbackOutcome::SteppedIn).get());
+    assert!(
+        stepped_in >= 3,
+        "fallback co-signers stepped in {stepped_in} times"
+    );
+    stop_all(nodes).await;
+    drop(origin);
+}
