@@ -64,6 +64,11 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     let (code, first) = get(&format!("{base}/metrics")).await;
     assert_eq!(code, 200);
     let before = parse_exposition(&first);
+    // Every metric the node declares is served, and described before it first counts.
+    for name in price_oracle::metrics::Metrics::NAMES {
+        let help = format!("# HELP oracle_{name} ");
+        assert!(first.lines().any(|line| line.starts_with(&help)), "{help}: {first}");
+    }
 
     wait_for("a healthy node", Duration::from_secs(30), async || {
         get(&format!("{base}/health")).await.0 == 200
