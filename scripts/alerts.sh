@@ -9,7 +9,7 @@
 #      temporary rules file that `promtool check rules` reads.
 #
 # Whether the metrics these files name exist is checked against a running node by
-# tests/monitoring.rs (cargo test --test monitoring).
+# tests/it/monitoring.rs (cargo test --test it monitoring::).
 #
 #   scripts/alerts.sh
 #

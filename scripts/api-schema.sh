@@ -38,7 +38,7 @@ base=$(( 30000 + RANDOM % 20000 ))
 export NUM_NODES=3 MOCK_EXCHANGE=1 HTTP_PORT=$base BOOTSTRAP_PORT=$(( base + 10 )) MOCK_PORT=$(( base + 20 ))
 export ORACLE_OBSERVE_INTERVAL=1s ORACLE_HEARTBEAT=2s ORACLE_FLUSH_DELAY=1s
 # Fuzzing is many requests from one address: the per-client limit would answer most with 429
-# (which the document lists, and tests/api.rs checks).
+# (which the document lists, and tests/it/api.rs checks).
 export ORACLE_API_RATE_LIMIT=0
 mkdir -p logs
 config="logs/api-schema.toml"

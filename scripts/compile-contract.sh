@@ -2,7 +2,7 @@
 # Compiles contracts/PriceVerifier.sol and contracts/PriceFeed.sol with the pinned solcjs
 # (contracts/package-lock.json) into the committed artifacts contracts/PriceVerifier.json and
 # contracts/PriceFeed.json (abi, creation bytecode, solc version, the sources' sha256), which the
-# EVM tests (tests/evm.rs) deploy.
+# EVM tests (tests/it/evm.rs) deploy.
 #
 #   scripts/compile-contract.sh           recompile and rewrite the artifacts
 #   scripts/compile-contract.sh --check   recompile into a temporary folder and fail if anything

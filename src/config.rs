@@ -823,51 +823,53 @@ impl RunArgs {
                  when the market moves --deviation; see --observe-interval)"
             );
         }
+        let pool = PoolSettings {
+            min_signers: consensus.min_signers as usize,
+            flush_delay: consensus.flush_delay,
+            max_age: self.net.max_age,
+            retention: consensus.retention.max(self.net.max_age),
+            max_pending_per_signer: self.net.limits.max_pending_per_signer as usize,
+        };
+        let trigger = TriggerSettings {
+            observe_interval: consensus.observe_interval,
+            deviation: consensus.deviation,
+            heartbeat: consensus.heartbeat,
+            max_deviation: consensus.max_deviation,
+        };
+        let lease = LeaseSettings {
+            interval: consensus.heartbeat_interval,
+            lease: consensus.lease_duration,
+            term: consensus.writer_term,
+            // A node that just started holds none of the recent prices yet.
+            warm_up: consensus.flush_delay,
+        };
+        let mut committee = CommitteeSettings::for_quorum(
+            consensus.min_signers as usize,
+            consensus.cosign_fallback,
+        );
+        if let Some(size) = consensus.cosigners {
+            committee.size = size as usize;
+        }
+        NodeSettings::check(&trigger, &lease, &pool, &committee)?;
         let trusted_signers = self.net.trusted_signers()?;
         let feed = self.sources.feed_settings()?;
         let mut network = self.net.settings(&self.listen)?;
         network.validation.pairs = feed.pairs;
-        let settings = NodeSettings {
+        Ok(NodeSettings {
             name: self.key.name.clone(),
             identity,
             network,
             min_peers: consensus.min_peers,
-            pool: PoolSettings {
-                min_signers: consensus.min_signers as usize,
-                flush_delay: consensus.flush_delay,
-                max_age: self.net.max_age,
-                retention: consensus.retention.max(self.net.max_age),
-                max_pending_per_signer: self.net.limits.max_pending_per_signer as usize,
-            },
-            trigger: TriggerSettings {
-                observe_interval: consensus.observe_interval,
-                deviation: consensus.deviation,
-                heartbeat: consensus.heartbeat,
-                max_deviation: consensus.max_deviation,
-            },
-            lease: LeaseSettings {
-                interval: consensus.heartbeat_interval,
-                lease: consensus.lease_duration,
-                term: consensus.writer_term,
-                // A node that just started holds none of the recent prices yet.
-                warm_up: consensus.flush_delay,
-            },
+            pool,
+            trigger,
+            lease,
             feed,
             db: self.db.settings()?,
             migrate: consensus.migrate,
             trusted_signers,
             register: self.register,
             max_cosign_queue: self.net.limits.max_cosign_queue as usize,
-            committee: {
-                let mut committee = CommitteeSettings::for_quorum(
-                    consensus.min_signers as usize,
-                    consensus.cosign_fallback,
-                );
-                if let Some(size) = consensus.cosigners {
-                    committee.size = size as usize;
-                }
-                committee
-            },
+            committee,
             http: self.http,
             api: ApiLimits {
                 max_page: self.api.api_max_page,
@@ -883,9 +885,7 @@ impl RunArgs {
             },
             // Each value was checked as it was parsed.
             api_cors: Cors::from_origins(&self.api.api_cors_origin).map_err(anyhow::Error::msg)?,
-        };
-        settings.validate()?;
-        Ok(settings)
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 
-use crate::cosign::CosignSettings;
+use crate::cosign::{CommitteeSettings, CosignSettings};
 use crate::identity::Identity;
 use crate::network::NetworkSettings;
 use crate::pool::PoolSettings;
@@ -59,17 +59,27 @@ impl NodeSettings {
     /// built by hand (the test harness, a benchmark) are held to the same rules as the command
     /// line's.
     pub fn validate(&self) -> Result<(), InvalidSettings> {
+        Self::check(&self.trigger, &self.lease, &self.pool, &self.committee)
+    }
+
+    /// The rules, on the parts they concern: the command line checks them before it resolves
+    /// the rest (the database URL, the key), so that a wrong flag is reported as such.
+    pub fn check(
+        trigger: &TriggerSettings,
+        lease: &LeaseSettings,
+        pool: &PoolSettings,
+        committee: &CommitteeSettings,
+    ) -> Result<(), InvalidSettings> {
         for (name, value) in [
-            ("--heartbeat", self.trigger.heartbeat),
-            ("--heartbeat-interval", self.lease.interval),
-            ("--max-age", self.pool.max_age),
-            ("--cosign-fallback", self.committee.fallback),
+            ("--heartbeat", trigger.heartbeat),
+            ("--heartbeat-interval", lease.interval),
+            ("--max-age", pool.max_age),
+            ("--cosign-fallback", committee.fallback),
         ] {
             if value.is_zero() {
                 return Err(InvalidSettings::Zero(name));
             }
         }
-        let trigger = &self.trigger;
         if trigger.observe_interval < MIN_OBSERVE_INTERVAL {
             return Err(InvalidSettings::ObserveTooOften(trigger.observe_interval));
         }
@@ -82,7 +92,7 @@ impl NodeSettings {
         if trigger.deviation.is_zero() {
             return Err(InvalidSettings::NoDeviation);
         }
-        if self.pool.min_signers == 0 {
+        if pool.min_signers == 0 {
             return Err(InvalidSettings::NoQuorum);
         }
         Ok(())

@@ -81,7 +81,7 @@ impl Store {
     /// Rows of every pair committed after `after` (`seq > after`), in commit order, at most
     /// `limit`: how the API's one reader follows the table. A reader that passes the greatest
     /// `seq` it has seen each time never misses a row, however the writers' transactions
-    /// overlap (tests/store.rs holds it to that).
+    /// overlap (tests/it/store.rs holds it to that).
     pub async fn prices_committed_after(
         &self,
         after: i64,

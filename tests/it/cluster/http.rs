@@ -67,7 +67,10 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     // Every metric the node declares is served, and described before it first counts.
     for name in price_oracle::metrics::Metrics::NAMES {
         let help = format!("# HELP oracle_{name} ");
-        assert!(first.lines().any(|line| line.starts_with(&help)), "{help}: {first}");
+        assert!(
+            first.lines().any(|line| line.starts_with(&help)),
+            "{help}: {first}"
+        );
     }
 
     wait_for("a healthy node", Duration::from_secs(30), async || {
