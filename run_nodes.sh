@@ -11,6 +11,8 @@
 #   BOOTSTRAP_PORT   the bootstrap nodes' fixed ports: this one and the next (default 4001)
 #   HTTP_PORT        node i serves /health, /status, /metrics on HTTP_PORT+i (default 9100)
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
+#   NO_BUILD=1       run the binary already built for PROFILE instead of building it (the test
+#                    suite's scripts run the one its tests built)
 #   DATABASE_URL     the database; otherwise built from .env-db
 #   ORACLE_*         any node flag, e.g. ORACLE_HEARTBEAT=1m ORACLE_FLUSH_DELAY=10s
 #   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
@@ -47,8 +49,10 @@ fi
 export DATABASE_URL
 scripts/db.sh "$DATABASE_URL" >/dev/null
 
-say "building (profile $PROFILE)"
-cargo build --quiet --profile "$PROFILE" --bin oracle
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  say "building (profile $PROFILE)"
+  cargo build --quiet --profile "$PROFILE" --bin oracle
+fi
 target_dir=$( [ "$PROFILE" = dev ] && echo debug || echo "$PROFILE" )
 ORACLE="${CARGO_TARGET_DIR:-target}/$target_dir/oracle"
 

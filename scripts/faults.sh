@@ -34,8 +34,8 @@
 # logs-faults/ (emptied at start); the database (faults_<random>) is dropped at the end.
 #
 # Settings (environment): DATABASE_URL, a server where we may create a database (default
-# postgres://postgres@127.0.0.1:5432/postgres); CARGO_TARGET_DIR; FAULTS_NO_BUILD=1 skips the
-# build.
+# postgres://postgres@127.0.0.1:5432/postgres); CARGO_TARGET_DIR; NO_BUILD=1 (or
+# FAULTS_NO_BUILD=1) runs the binary already built instead of building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,7 +91,7 @@ if ! command -v socat >/dev/null 2>&1; then
   fi
   command -v socat >/dev/null 2>&1 || { echo "faults: socat is required (apt install socat)" >&2; exit 1; }
 fi
-if [ "${FAULTS_NO_BUILD:-0}" != 1 ]; then
+if [ "${NO_BUILD:-${FAULTS_NO_BUILD:-0}}" != 1 ]; then
   say "building oracle (CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target})"
   cargo build --quiet --bin oracle
 fi

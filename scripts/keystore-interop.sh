@@ -18,7 +18,7 @@ if ! python3 -c 'import eth_account' >/dev/null 2>&1; then
 fi
 eth_account=(python3 scripts/eth-account-keystore.py)
 
-cargo build --quiet --bin oracle
+[ "${NO_BUILD:-0}" = 1 ] || cargo build --quiet --bin oracle
 ORACLE="${CARGO_TARGET_DIR:-target}/debug/oracle"
 
 work=$(mktemp -d)

@@ -1,32 +1,52 @@
 #!/usr/bin/env bash
 # The project's test command: a PostgreSQL that answers, then format, the contract artifact,
-# lints, the alert rules, every test and the fault-injection suite's short form.
+# lints, the alert rules, every test and the fault-injection suite's short form. Each step's
+# time is printed as it ends, and all of them at the end: where a run's minutes go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+timings=()
+started=$SECONDS
+# step NAME COMMAND...: runs the command, notes how long it took.
+step() {
+  local name=$1 start=$SECONDS
+  shift
+  "$@"
+  timings+=("$(printf '%5d s  %s' $((SECONDS - start)) "$name")")
+  echo "test.sh: $name took $((SECONDS - start)) s" >&2
+}
 
 export TEST_DATABASE_URL
 TEST_DATABASE_URL=$(scripts/db.sh)
 
-cargo fmt --all -- --check
+step "cargo fmt --check" cargo fmt --all -- --check
 # The committed verifier bytecode is what the pinned solc makes of the source (skipped without
 # node and npm).
-scripts/compile-contract.sh --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+step "contract artifacts" scripts/compile-contract.sh --check
+step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The alert rules and their unit tests (promtool).
-scripts/alerts.sh
+step "alert rules" scripts/alerts.sh
 # Every test. cargo-nextest (when installed) runs each in a process of its own, several at once
 # (.config/nextest.toml says how many, and which never together); it skips doctests, so those
 # run first and nextest's summary closes the tests' output. Without nextest: plain `cargo test`.
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo test --workspace --doc --locked
-  cargo nextest run --workspace --locked
+  step "doctests" cargo test --workspace --doc --locked
+  step "tests (nextest)" cargo nextest run --workspace --locked
 else
-  cargo test --workspace --locked
+  step "tests (cargo test)" cargo test --workspace --locked
 fi
+# The scripts below run target/debug/oracle as the tests just built it, rather than build it
+# again: a plain `cargo build` leaves out the test-util feature the tests turn on, and would
+# compile the whole crate a third time for a binary that behaves the same (the feature adds
+# hooks only Rust callers in tests reach, none on the command line).
+export NO_BUILD=1
 # The /v1 API against its own OpenAPI document (schemathesis, installed with pip when missing),
 # short form (the long form: scripts/api-schema.sh --long).
-scripts/api-schema.sh
+step "API schema (schemathesis)" scripts/api-schema.sh
 # Keystores open both ways between oracle and eth-account (installed with pip when missing).
-scripts/keystore-interop.sh
+step "keystore interop" scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
-scripts/faults.sh
+step "fault injection" scripts/faults.sh
+
+echo "test.sh: every step passed in $((SECONDS - started)) s:" >&2
+printf '  %s\n' "${timings[@]}" >&2
