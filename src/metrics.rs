@@ -478,12 +478,12 @@ impl crate::network::Probe for Metrics {
 }
 
 impl crate::store::Probe for Metrics {
-    fn statement(&self, kind: &'static str, failed: bool) {
-        let label = StatementLabel { kind };
-        if failed {
-            Self::counter(&self.db_failures, label.clone()).inc();
-        }
-        Self::counter(&self.db_statements, label).inc();
+    fn statement_issued(&self, kind: &'static str) {
+        Self::counter(&self.db_statements, StatementLabel { kind }).inc();
+    }
+
+    fn statement_failed(&self, kind: &'static str) {
+        Self::counter(&self.db_failures, StatementLabel { kind }).inc();
     }
 }
 

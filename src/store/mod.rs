@@ -177,9 +177,11 @@ pub struct Store {
 
 /// What the store reports of its statements; the node's metrics implement it.
 pub trait Probe: Send + Sync + std::fmt::Debug {
-    /// A statement of this kind (the name the store gives the call) ran, and whether it failed
-    /// or timed out.
-    fn statement(&self, kind: &'static str, failed: bool);
+    /// A statement of this kind (the name the store gives the call) is issued: counted before
+    /// it runs, so that one that hangs shows.
+    fn statement_issued(&self, kind: &'static str);
+    /// A statement of this kind failed or timed out.
+    fn statement_failed(&self, kind: &'static str);
 }
 
 impl Store {
@@ -296,10 +298,13 @@ impl Store {
         what: &'static str,
         call: impl Future<Output = Result<T, DbErr>>,
     ) -> Result<T, StoreError> {
+        if let Some(probe) = &self.probe {
+            probe.statement_issued(what);
+        }
         let result = within(self.timeout, what, call).await;
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        if let Some(probe) = &self.probe {
-            probe.statement(what, result.is_err());
+        if let (Some(probe), Err(_)) = (&self.probe, &result) {
+            probe.statement_failed(what);
         }
         result
     }
