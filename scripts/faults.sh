@@ -6,7 +6,7 @@
 # verified anywhere (some node's pool reached the quorum), stored, and LOST (verified somewhere,
 # never stored).
 #
-#   scripts/faults.sh          # short form, for CI: about 4 minutes after the build
+#   scripts/faults.sh          # short form, for CI: about 3 minutes after the build
 #   scripts/faults.sh --long   # every fault repeated for minutes: about 14 minutes
 #
 #   1. writer killed   kill -9 the lease holder every 15 s, restart it 3 s later with the same
