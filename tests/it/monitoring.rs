@@ -9,8 +9,9 @@
 //! never start so. Prose is held to the same rule, so that no description sends an operator to a
 //! metric that does not exist.
 //!
-//! A metric family prints nothing, not even its `# TYPE` line, until it has a sample
-//! (prometheus-client leaves empty families out), so the node is made to produce one of each:
+//! Only sample lines count here: every metric is described (`# HELP`, `# TYPE`) from the start,
+//! but a labelled family has no series until it counts, and the rules match series with their
+//! labels. So the node is made to produce one of each:
 //! its first flush meets a locked `prices` table (failed statements, then its verified price
 //! dropped unstored); a second node with another price and an extra pair sends it a price it
 //! refuses to co-sign, and one of a pair it does not sign; a raw libp2p peer sends it garbage
