@@ -16,7 +16,7 @@ use price_oracle::pair::Pair;
 use price_oracle::pool::{Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 use price_oracle::signed::{SignatureEntry, price_digest};
-use price_oracle::testkit::{identity, price_by, price_data};
+use price_oracle::testkit::{self, identity, price_by, price_data};
 use price_oracle::time::Moment;
 
 fn signing(c: &mut Criterion) {
@@ -26,11 +26,23 @@ fn signing(c: &mut Criterion) {
     c.bench_function("digest + sign", |b| {
         b.iter(|| {
             id += 1;
-            let digest = price_digest(Pair::EthUsd, black_box(id), price, 1_763_700_000);
+            let digest = price_digest(
+                testkit::open_config(),
+                Pair::EthUsd,
+                black_box(id),
+                price,
+                1_763_700_000,
+            );
             SignatureEntry::sign(signer.signer(), digest)
         })
     });
-    let digest = price_digest(Pair::EthUsd, 1, price, 1_763_700_000);
+    let digest = price_digest(
+        testkit::open_config(),
+        Pair::EthUsd,
+        1,
+        price,
+        1_763_700_000,
+    );
     let entry = SignatureEntry::sign(signer.signer(), digest);
     c.bench_function("verify (recover)", |b| {
         b.iter(|| black_box(&entry).verify(black_box(digest)))
@@ -39,7 +51,12 @@ fn signing(c: &mut Criterion) {
 
 fn decoding(c: &mut Criterion) {
     let origin = identity(1);
-    let message = price_by(&origin, SystemTime::now(), "3124.56789");
+    let message = price_by(
+        testkit::open_config(),
+        &origin,
+        SystemTime::now(),
+        "3124.56789",
+    );
     let bytes = Gossip::Price(message).encode();
     let mut validator = Validator::new(ValidationSettings {
         max_age: Duration::from_secs(900),
@@ -67,7 +84,6 @@ fn decoding(c: &mut Criterion) {
 fn pool(c: &mut Criterion) {
     let signers: Vec<Identity> = (1..=4).map(identity).collect();
     let settings = PoolSettings {
-        min_signers: 3,
         flush_delay: Duration::from_secs(30),
         max_age: Duration::from_secs(900),
         retention: Duration::from_secs(3600),

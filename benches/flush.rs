@@ -35,7 +35,7 @@ fn flush(c: &mut Criterion) {
             },
             |rows| {
                 runtime.block_on(async {
-                    let outcome = store.flush(&writer.address, &rows, 3).await.expect("flush");
+                    let outcome = store.flush(&writer.address, &rows, &Default::default()).await.expect("flush");
                     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == rows.len()));
                 })
             },

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 
-use crate::signed::Report;
+use crate::signed::{Report, V1_DOMAIN};
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
 
@@ -122,10 +122,20 @@ fn check_summary(row: &StoredPrice, report: &Report) -> Result<(), String> {
         ));
     };
     let unix = |at: &DateTime<chrono::FixedOffset>| u64::try_from(at.timestamp()).ok();
-    if unix(&row.observed_at) != Some(origin.observation.observed_at) {
+    // v2's time is the median of the observations' times; v1 rows kept their origin's.
+    let (time, rule) = if report.round.config == V1_DOMAIN {
+        (
+            Some(origin.observation.observed_at),
+            "its origin's observation time",
+        )
+    } else {
+        (report.time(), "the median of its observations' times")
+    };
+    if unix(&row.observed_at) != time {
         return Err(format!(
-            "observed_at {} is not its origin's observation time {}",
-            row.observed_at, origin.observation.observed_at
+            "observed_at {} is not {rule} {}",
+            row.observed_at,
+            time.unwrap_or_default()
         ));
     }
     let median = report.value().map(|value| value.to_decimal());
@@ -176,6 +186,7 @@ mod tests {
     /// a second apart: a stored row as the flush writes it.
     fn row(signed_by: &[Identity]) -> StoredPrice {
         let round = Round {
+            config: crate::membership::Members::open().signing_config(),
             pair: Pair::EthUsd,
             id: 42,
             origin: signed_by[0].address(),

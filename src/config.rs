@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use alloy_primitives::Address;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
@@ -15,6 +16,7 @@ use rust_decimal::Decimal;
 use crate::api::ApiLimits;
 use crate::api::limits::Cors;
 use crate::cosign::CommitteeSettings;
+use crate::domain::Deployment;
 use crate::identity::Identity;
 use crate::logging::LogFilter;
 use crate::mock_exchange::{Fault, MockSettings};
@@ -747,16 +749,33 @@ pub struct ConsensusArgs {
     /// Connected peers to wait for before the node starts fetching prices.
     #[arg(long, env = "ORACLE_MIN_PEERS", default_value_t = 3)]
     pub min_peers: usize,
-    /// Distinct valid signatures (the origin's among them) that make a price verified.
-    #[arg(long, env = "ORACLE_MIN_SIGNERS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub min_signers: u32,
-    /// Members who co-sign each price at once: those ranked first by keccak256(id ‖ address)
-    /// among the members, the origin excluded, so a price costs the same however many members
-    /// there are [default: --min-signers + 2].
-    #[arg(long, env = "ORACLE_COSIGNERS", value_parser = clap::value_parser!(u32).range(1..=256))]
-    pub cosigners: Option<u32>,
+    /// The number f of faulty members (lying, colluding, silent) the network tolerates: a round
+    /// needs observations of 2f + 1 distinct members and its committee is 3f + 1 members. Every
+    /// member must use the same f: it is bound into every signature. At most ⌊(members − 1)/3⌋,
+    /// which is the default; a lower f costs fewer messages per round and tolerates less.
+    #[arg(long, env = "ORACLE_FAULT_TOLERANCE", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub fault_tolerance: Option<u32>,
+    /// The network's name, bound into every signature so that a test network's signatures never
+    /// count in another network run with the same keys.
+    #[arg(long, env = "ORACLE_NETWORK_NAME", default_value = "price-oracle")]
+    pub network_name: String,
+    /// The chain whose verifier contract takes this network's reports (0: none), bound into
+    /// every signature.
+    #[arg(long, env = "ORACLE_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
+    /// The verifier contract (PriceVerifier or PriceFeed) that takes this network's reports,
+    /// bound into every signature so that a report verifies there only [default: none, the
+    /// zero address].
+    #[arg(long, env = "ORACLE_VERIFIER")]
+    pub verifier: Option<Address>,
+    /// Retired: a round needs 2f + 1 observations (--fault-tolerance).
+    #[arg(long, env = "ORACLE_MIN_SIGNERS", hide = true)]
+    pub min_signers: Option<String>,
+    /// Retired: the committee is 3f + 1 members (--fault-tolerance).
+    #[arg(long, env = "ORACLE_COSIGNERS", hide = true)]
+    pub cosigners: Option<String>,
     /// A price still short of its quorum this long after it was heard gets co-signed by the next
-    /// members in its ranking (--min-signers − 1 more at each step), so down or disagreeing
+    /// members in its ranking (f more at each step, at least one), so down or disagreeing
     /// co-signers cost time, not the price.
     #[arg(long, env = "ORACLE_COSIGN_FALLBACK", default_value = "5s", value_parser = parse_duration)]
     pub cosign_fallback: Duration,
@@ -813,6 +832,18 @@ pub struct ConsensusArgs {
     pub migrate: bool,
 }
 
+impl ConsensusArgs {
+    /// What this node's signatures are bound to besides the members.
+    pub fn deployment(&self) -> Deployment {
+        Deployment {
+            network: self.network_name.clone(),
+            chain_id: self.chain_id,
+            verifier: self.verifier.unwrap_or(Address::ZERO),
+            max_faults: self.fault_tolerance.map(|f| f as usize),
+        }
+    }
+}
+
 impl RunArgs {
     /// Everything a node needs, given its identity.
     pub fn node_settings(&self, identity: Identity) -> anyhow::Result<NodeSettings> {
@@ -823,8 +854,14 @@ impl RunArgs {
                  when the market moves --deviation; see --observe-interval)"
             );
         }
+        if consensus.min_signers.is_some() || consensus.cosigners.is_some() {
+            anyhow::bail!(
+                "--min-signers and --cosigners (ORACLE_MIN_SIGNERS, ORACLE_COSIGNERS) were retired: \
+                 a round needs observations of 2f + 1 members and its committee is 3f + 1, where f \
+                 is --fault-tolerance (default: a third of the members, less one)"
+            );
+        }
         let pool = PoolSettings {
-            min_signers: consensus.min_signers as usize,
             flush_delay: consensus.flush_delay,
             max_age: self.net.max_age,
             retention: consensus.retention.max(self.net.max_age),
@@ -843,13 +880,7 @@ impl RunArgs {
             // A node that just started holds none of the recent prices yet.
             warm_up: consensus.flush_delay,
         };
-        let mut committee = CommitteeSettings::for_quorum(
-            consensus.min_signers as usize,
-            consensus.cosign_fallback,
-        );
-        if let Some(size) = consensus.cosigners {
-            committee.size = size as usize;
-        }
+        let committee = CommitteeSettings::new(consensus.cosign_fallback);
         NodeSettings::check(&trigger, &lease, &pool, &committee)?;
         let trusted_signers = self.net.trusted_signers()?;
         let feed = self.sources.feed_settings()?;
@@ -870,6 +901,7 @@ impl RunArgs {
             register: self.register,
             max_cosign_queue: self.net.limits.max_cosign_queue as usize,
             committee,
+            deployment: consensus.deployment(),
             http: self.http,
             api: ApiLimits {
                 max_page: self.api.api_max_page,
@@ -1376,7 +1408,7 @@ mod tests {
         };
         let c = &args.consensus;
         assert_eq!(c.min_peers, 3);
-        assert_eq!(c.min_signers, 3);
+        assert_eq!(c.fault_tolerance, None);
         assert_eq!(c.heartbeat, Duration::from_secs(600));
         assert_eq!(c.observe_interval, Duration::from_secs(15));
         assert_eq!(c.deviation, Decimal::new(5, 3));

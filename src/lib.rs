@@ -18,6 +18,8 @@
 //!   sqlx's `tracing` events arrive through the same lines.
 //! - [`identity`]: the key file and what derives from it — Ethereum address and libp2p PeerId.
 //! - [`pair`]: the pairs a network can sign, and `--pairs`' set of them.
+//! - [`domain`]: what every signature is bound to — the configuration digest (network, chain,
+//!   verifier, member set, `f`) — and the fault bound `f` with the counts that follow from it.
 //! - [`price`]: exchange sources, each parsing its real response into an exact [`price::UsdPrice`],
 //!   and the median feed with timeouts and retries.
 //! - [`trigger`]: when a round starts — a market move of `--deviation`, or the `--heartbeat` —
@@ -53,6 +55,7 @@ pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod cosign;
+pub mod domain;
 pub mod http;
 pub mod id;
 pub mod identity;

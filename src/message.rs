@@ -12,9 +12,7 @@ use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
-use crate::signed::{
-    DOMAIN_HASH, EthSignature, PriceData, SignatureEntry, SignatureError, checksummed_address,
-};
+use crate::signed::{EthSignature, PriceData, SignatureEntry, SignatureError, checksummed_address};
 
 /// Encoded messages larger than this are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -106,6 +104,8 @@ impl Attestation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredNotice {
+    /// The configuration digest ([`crate::domain`]) the signature is bound to.
+    pub config: B256,
     #[serde(with = "checksummed_address")]
     pub writer: Address,
     /// Unix seconds at which the writer stored them: a notice is only news for `--max-age`.
@@ -123,16 +123,18 @@ pub const MAX_IDS_PER_NOTICE: usize = 500;
 impl StoredNotice {
     /// `writer`'s signed notices that `ids` were stored at `at`, as many as it takes to keep each
     /// one under the message size limit.
-    pub fn sign_all(ids: &[u64], at: u64, writer: &PrivateKeySigner) -> Vec<Self> {
+    pub fn sign_all(ids: &[u64], at: u64, config: B256, writer: &PrivateKeySigner) -> Vec<Self> {
         ids.chunks(MAX_IDS_PER_NOTICE)
-            .map(|chunk| Self::sign(chunk.to_vec(), at, writer))
+            .map(|chunk| Self::sign(chunk.to_vec(), at, config, writer))
             .collect()
     }
 
-    /// `writer`'s signed notice that `ids` were stored at `at` (Unix seconds).
-    pub fn sign(ids: Vec<u64>, at: u64, writer: &PrivateKeySigner) -> Self {
-        let digest = stored_digest(&writer.address(), at, &ids);
+    /// `writer`'s signed notice that `ids` were stored at `at` (Unix seconds), under
+    /// configuration `config`.
+    pub fn sign(ids: Vec<u64>, at: u64, config: B256, writer: &PrivateKeySigner) -> Self {
+        let digest = stored_digest(config, &writer.address(), at, &ids);
         Self {
+            config,
             writer: writer.address(),
             at,
             ids,
@@ -140,10 +142,11 @@ impl StoredNotice {
         }
     }
 
-    /// `keccak256(DOMAIN ‖ keccak256("stored") ‖ writer ‖ be8(at) ‖ be8(id)…)`: domain-separated
-    /// from price digests, so a notice signature can never pass as a price signature.
+    /// `keccak256(config ‖ keccak256("stored") ‖ writer ‖ be8(at) ‖ be8(id)…)`: bound to its
+    /// configuration like every signature, and of a length (92 + 8k bytes) no price or report
+    /// digest input has, so a notice signature can never pass as either.
     pub fn digest(&self) -> B256 {
-        stored_digest(&self.writer, self.at, &self.ids)
+        stored_digest(self.config, &self.writer, self.at, &self.ids)
     }
 
     fn verify_signature(&self) -> Result<(), DecodeError> {
@@ -155,9 +158,9 @@ impl StoredNotice {
     }
 }
 
-fn stored_digest(writer: &Address, at: u64, ids: &[u64]) -> B256 {
+fn stored_digest(config: B256, writer: &Address, at: u64, ids: &[u64]) -> B256 {
     let mut input = Vec::with_capacity(92 + 8 * ids.len());
-    input.extend_from_slice(DOMAIN_HASH.as_slice());
+    input.extend_from_slice(config.as_slice());
     input.extend_from_slice(keccak256("stored").as_slice());
     input.extend_from_slice(writer.as_slice());
     input.extend_from_slice(&at.to_be_bytes());
@@ -262,6 +265,15 @@ impl Gossip {
         }
     }
 
+    /// The configuration digest its signatures are bound to.
+    pub fn config(&self) -> B256 {
+        match self {
+            Self::Price(message) => message.data.config,
+            Self::Attestation(attestation) => attestation.data.config,
+            Self::Stored(notice) => notice.config,
+        }
+    }
+
     /// What kind of message it is, for counters and logs.
     pub fn kind(&self) -> GossipKind {
         match self {
@@ -325,6 +337,8 @@ mod tests {
     fn vector_message() -> PriceMessage {
         let origin = Identity::from_secret(&VECTOR_KEY).unwrap();
         let data = PriceData {
+            // The v1 vector's fields under the v1 domain word: its signature is the v1 vector's.
+            config: crate::signed::V1_DOMAIN,
             pair: Pair::EthUsd,
             id: 1_234_567_890_123_456,
             price: UsdPrice::from_e8(312_456_789_000).unwrap(),
@@ -362,7 +376,9 @@ mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert!(
             text.starts_with(
-                "{\"type\":\"price\",\"body\":{\"id\":\"1234567890123456\",\"pair\":\"ETH/USD\",\
+                "{\"type\":\"price\",\"body\":{\"config\":\
+                 \"0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d\",\
+                 \"id\":\"1234567890123456\",\"pair\":\"ETH/USD\",\
                  \"price\":\"3124.56789000\",\"observed_at\":1763700000,\
                  \"origin\":\"0x2c7536E3605D9C16a7a3D7b1898e529396a65c23\",\"signatures\":[{\"signer\""
             ),
@@ -518,7 +534,12 @@ mod tests {
         let message = vector_message();
         let [cosigner] = identities(1).try_into().unwrap();
         let attestation = Attestation::sign(&message.data, cosigner.signer());
-        let notice = StoredNotice::sign(vec![1, message.data.id], 1_763_700_000, cosigner.signer());
+        let notice = StoredNotice::sign(
+            vec![1, message.data.id],
+            1_763_700_000,
+            crate::membership::Members::open().signing_config(),
+            cosigner.signer(),
+        );
         for gossip in [
             Gossip::Price(message),
             Gossip::Attestation(attestation),
@@ -539,13 +560,19 @@ mod tests {
         let whole = Gossip::Stored(StoredNotice::sign(
             ids.clone(),
             1_763_700_000,
+            crate::membership::Members::open().signing_config(),
             writer.signer(),
         ));
         assert!(
             whole.encode().len() > MAX_MESSAGE_BYTES,
             "one notice would not fit"
         );
-        let notices = StoredNotice::sign_all(&ids, 1_763_700_000, writer.signer());
+        let notices = StoredNotice::sign_all(
+            &ids,
+            1_763_700_000,
+            crate::membership::Members::open().signing_config(),
+            writer.signer(),
+        );
         assert_eq!(notices.len(), 20);
         let mut announced = Vec::new();
         for notice in notices {
@@ -579,15 +606,30 @@ mod tests {
             decode_price(unsigned),
             Err(DecodeError::OriginUnsigned(message.data.origin))
         );
-        let empty = StoredNotice::sign(vec![], 1_763_700_000, cosigner.signer());
+        let empty = StoredNotice::sign(
+            vec![],
+            1_763_700_000,
+            crate::membership::Members::open().signing_config(),
+            cosigner.signer(),
+        );
         assert!(Gossip::decode(&Gossip::Stored(empty).encode()).is_err());
-        let mut forged = StoredNotice::sign(vec![5], 1_763_700_000, cosigner.signer());
+        let mut forged = StoredNotice::sign(
+            vec![5],
+            1_763_700_000,
+            crate::membership::Members::open().signing_config(),
+            cosigner.signer(),
+        );
         forged.writer = other.address();
         assert!(matches!(
             Gossip::decode(&Gossip::Stored(forged).encode()),
             Err(DecodeError::BadSignature { .. })
         ));
-        let mut extended = StoredNotice::sign(vec![5], 1_763_700_000, cosigner.signer());
+        let mut extended = StoredNotice::sign(
+            vec![5],
+            1_763_700_000,
+            crate::membership::Members::open().signing_config(),
+            cosigner.signer(),
+        );
         extended.ids.push(6);
         assert!(matches!(
             Gossip::decode(&Gossip::Stored(extended).encode()),

@@ -39,8 +39,6 @@ use crate::time::Moment;
 /// How the pool decides.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
-    /// Distinct members' observations, the origin's among them, that make a round verified.
-    pub min_signers: usize,
     /// A verified round is due for storage this long after its last new observation.
     pub flush_delay: Duration,
     /// A price still pending this long after it was first seen can no longer gather signatures
@@ -139,11 +137,10 @@ impl Pool {
         if self.stored.contains_key(&round.id) {
             return Added::AlreadyStored;
         }
-        let min_signers = self.settings.min_signers;
         if let Some(entry) = self.entries.get_mut(&round) {
             let was_verified = entry.verified_at.is_some();
             let merged = entry.merge(data.observation(), signatures, now);
-            let verified = entry.check_quorum(min_signers, &self.members, now.at);
+            let verified = entry.check_quorum(&self.members, now.at);
             match (was_verified, verified) {
                 (false, true) => release(&mut self.pending_by_creator, &entry.creator),
                 (true, false) => *self.pending_by_creator.entry(entry.creator).or_default() += 1,
@@ -175,7 +172,7 @@ impl Pool {
             verified_at: None,
         };
         let merged = entry.merge(data.observation(), signatures, now);
-        let verified = entry.check_quorum(min_signers, &self.members, now.at);
+        let verified = entry.check_quorum(&self.members, now.at);
         if !verified {
             *self.pending_by_creator.entry(creator).or_default() += 1;
         }
@@ -194,11 +191,10 @@ impl Pool {
     /// again, pending ones that gained it (a member added) are verified. Returns the latter.
     pub fn set_members(&mut self, members: Arc<Members>, now: Moment) -> Vec<Round> {
         self.members = members;
-        let min_signers = self.settings.min_signers;
         let mut newly_verified = Vec::new();
         for entry in self.entries.values_mut() {
             let was_verified = entry.verified_at.take().is_some();
-            let verified = entry.check_quorum(min_signers, &self.members, now.at);
+            let verified = entry.check_quorum(&self.members, now.at);
             match (was_verified, verified) {
                 (false, true) => {
                     release(&mut self.pending_by_creator, &entry.creator);
@@ -420,12 +416,17 @@ impl Entry {
         )
     }
 
-    /// Whether the entry has its quorum now — member observations, the origin's among them —
-    /// and marks it verified (or pending again) accordingly.
-    fn check_quorum(&mut self, min_signers: usize, members: &Members, now: Instant) -> bool {
-        let has_quorum = self.observations.contains_key(&self.round.origin)
+    /// Whether the entry has its quorum now — `2f + 1` member observations, the origin's among
+    /// them, under the members' configuration — and marks it verified (or pending again)
+    /// accordingly.
+    fn check_quorum(&mut self, members: &Members, now: Instant) -> bool {
+        let same_config = members
+            .config_digest()
+            .is_none_or(|config| config == self.round.config);
+        let has_quorum = same_config
+            && self.observations.contains_key(&self.round.origin)
             && members.counts_at(&self.round.origin, self.observed_at())
-            && self.member_count(members) >= min_signers;
+            && self.member_count(members) >= members.fault_bound().quorum();
         match (has_quorum, self.verified_at) {
             (true, None) => self.verified_at = Some(now),
             (false, Some(_)) => self.verified_at = None,
@@ -473,15 +474,15 @@ mod tests {
     const RETENTION: Duration = Duration::from_secs(3600);
 
     const SETTINGS: PoolSettings = PoolSettings {
-        min_signers: 3,
         flush_delay: FLUSH_DELAY,
         max_age: MAX_AGE,
         retention: RETENTION,
         max_pending_per_signer: 4,
     };
 
+    /// A pool whose members are [`nodes`]: five, so f = 1 and a round needs three.
     fn pool() -> Pool {
-        Pool::new(SETTINGS, Arc::new(Members::open()))
+        Pool::new(SETTINGS, members_of(&nodes()))
     }
 
     /// Only `members` count.
@@ -505,8 +506,14 @@ mod tests {
         }
     }
 
+    /// Round `id` of `origin` under the configuration of [`pool`]'s members.
     fn data(id: u64, origin: &Identity) -> PriceData {
+        data_in(members_of(&nodes()).signing_config(), id, origin)
+    }
+
+    fn data_in(config: alloy_primitives::B256, id: u64, origin: &Identity) -> PriceData {
         PriceData {
+            config,
             pair: crate::pair::Pair::EthUsd,
             id,
             price: UsdPrice::from_e8(300_000_000_000).unwrap(),
@@ -901,10 +908,11 @@ mod tests {
     #[test]
     fn only_member_signatures_count_and_only_they_are_stored() {
         let n = nodes();
-        let mut pool = Pool::new(SETTINGS, members_of(&n[..3]));
-        let d = data(1, &n[0]);
-        // Origin plus two outsiders: three valid signatures, one member.
-        pool.add(&d, &[sig(&d, &n[0]), sig(&d, &n[3]), sig(&d, &n[4])], t(0));
+        let members = members_of(&n[..4]);
+        let mut pool = Pool::new(SETTINGS, Arc::clone(&members));
+        let d = data_in(members.signing_config(), 1, &n[0]);
+        // Origin plus an outsider: two valid signatures, one member.
+        pool.add(&d, &[sig(&d, &n[0]), sig(&d, &n[4])], t(0));
         assert_eq!(pool.counts().verified, 0);
         assert!(pool.due(t(1000)).is_empty());
         pool.add(&d, &[sig(&d, &n[1])], t(1));
@@ -922,10 +930,10 @@ mod tests {
         assert!(
             signers
                 .iter()
-                .all(|signer| n[..3].iter().any(|m| m.address() == *signer))
+                .all(|signer| n[..4].iter().any(|m| m.address() == *signer))
         );
         // An outsider's own price never verifies, whoever signs it.
-        let outsider = data(2, &n[3]);
+        let outsider = data_in(members.signing_config(), 2, &n[4]);
         let all: Vec<_> = n.iter().map(|node| sig(&outsider, node)).collect();
         assert!(matches!(
             pool.add(&outsider, &all, t(3)),
@@ -936,30 +944,26 @@ mod tests {
         ));
     }
 
+    /// A change of the member set is a change of configuration: its rounds in flight, signed
+    /// under the old one, no longer count (their signatures would not verify on chain either).
     #[test]
-    fn membership_changes_move_prices_between_pending_and_verified() {
+    fn a_new_member_set_ends_the_rounds_of_the_old_configuration() {
         let n = nodes();
-        let mut pool = Pool::new(SETTINGS, members_of(&n[..2]));
-        let d = data(1, &n[0]);
+        let four = members_of(&n[..4]);
+        let mut pool = Pool::new(SETTINGS, Arc::clone(&four));
+        let d = data_in(four.signing_config(), 1, &n[0]);
         pool.add(
             &d,
             &n[..3].iter().map(|node| sig(&d, node)).collect::<Vec<_>>(),
             t(0),
         );
-        assert_eq!(pool.counts().verified, 0);
-        assert_eq!(pool.pending_of(&n[0].address()), 1);
-        // n[2] becomes a member: its signature now counts.
-        assert_eq!(pool.set_members(members_of(&n[..3]), t(1)), vec![d.round()]);
         assert_eq!(pool.counts().verified, 1);
-        assert_eq!(pool.pending_of(&n[0].address()), 0);
-        // n[1] is removed: the quorum is gone, the price is no longer due.
-        assert!(
-            pool.set_members(members_of(&[n[0].clone(), n[2].clone()]), t(2))
-                .is_empty()
-        );
+        assert!(pool.set_members(members_of(&n), t(1)).is_empty());
         assert_eq!(pool.counts().verified, 0);
         assert!(pool.due(t(1000)).is_empty());
-        assert_eq!(pool.pending_of(&n[0].address()), 1);
+        // Back to the same set: the same configuration, and the round counts again.
+        assert_eq!(pool.set_members(four, t(2)), vec![d.round()]);
+        assert_eq!(pool.counts().verified, 1);
     }
 
     #[test]
@@ -1041,17 +1045,17 @@ mod tests {
     }
 
     #[test]
-    fn min_signers_of_one_verifies_the_origin_alone() {
+    fn with_three_members_f_is_zero_and_the_origin_alone_verifies() {
         let n = nodes();
+        let three = members_of(&n[..3]);
         let mut pool = Pool::new(
             PoolSettings {
-                min_signers: 1,
                 flush_delay: Duration::ZERO,
                 ..SETTINGS
             },
-            Arc::new(Members::open()),
+            Arc::clone(&three),
         );
-        let d = data(1, &n[0]);
+        let d = data_in(three.signing_config(), 1, &n[0]);
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[1])], t(0)),
             Added::New {

@@ -117,6 +117,7 @@ mod tests {
     fn a_report_round_trips_and_starts_with_the_pair_and_the_id() {
         let signer = PrivateKeySigner::random();
         let round = Round {
+            config: crate::membership::Members::open().signing_config(),
             pair: Pair::EthUsd,
             id: 1_234_567_890_123_456,
             origin: signer.address(),

@@ -4,9 +4,10 @@
 //! report and the API all carry these types.
 //!
 //! ```text
-//! DOMAIN = keccak256("price-oracle/v1")
+//! config = the configuration digest (crate::domain): protocol version, network, chain,
+//!          verifier, member set, f
 //! PAIR   = keccak256(pair)                e.g. keccak256("ETH/USD")
-//! digest = keccak256(DOMAIN ‖ PAIR ‖ be32(id) ‖ be32_signed(price_e8) ‖ be32(observed_at))
+//! digest = keccak256(config ‖ PAIR ‖ be32(id) ‖ be32_signed(price_e8) ‖ be32(observed_at))
 //! sig    = secp256k1 over keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), r ‖ s ‖ v
 //! ```
 //!
@@ -26,8 +27,10 @@ use crate::pair::Pair;
 use crate::price::UsdPrice;
 use rust_decimal::Decimal;
 
-/// `keccak256("price-oracle/v1")`: separates our signatures from any other use of the same key.
-pub const DOMAIN_HASH: B256 =
+/// `keccak256("price-oracle/v1")`: protocol v1's first digest word, where v2 has the
+/// configuration digest. A v1 signature is a v2 signature under this "configuration", so rows
+/// stored before v2 keep it as their `config` and verify unchanged.
+pub const V1_DOMAIN: B256 =
     b256!("0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d");
 
 /// `keccak256("ETH/USD")`, the PAIR word of the test vector.
@@ -38,10 +41,10 @@ const SECP256K1_HALF_ORDER: U256 = U256::from_be_bytes(
     b256!("0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0").0,
 );
 
-/// The normative digest of a price (see the module docs).
-pub fn price_digest(pair: Pair, id: u64, price: UsdPrice, observed_at: u64) -> B256 {
+/// The normative digest of an observation under configuration `config` (see the module docs).
+pub fn price_digest(config: B256, pair: Pair, id: u64, price: UsdPrice, observed_at: u64) -> B256 {
     let mut input = [0u8; 160];
-    input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+    input[..32].copy_from_slice(config.as_slice());
     input[32..64].copy_from_slice(pair.hash().as_slice());
     input[88..96].copy_from_slice(&id.to_be_bytes());
     input[96..128].copy_from_slice(&int256_be(price.e8()));
@@ -206,6 +209,8 @@ impl SignatureEntry {
 /// `id` is a decimal string because ids exceed 2⁵³ and JavaScript verifiers would round a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PriceData {
+    /// The configuration digest ([`crate::domain`]) the signature is bound to.
+    pub config: B256,
     #[serde(with = "id_as_string")]
     pub id: u64,
     pub pair: Pair,
@@ -221,6 +226,7 @@ impl PriceData {
     /// `observation` under `round`.
     pub fn new(round: Round, observation: Observation) -> Self {
         Self {
+            config: round.config,
             pair: round.pair,
             id: round.id,
             price: observation.price,
@@ -231,7 +237,13 @@ impl PriceData {
 
     /// The normative digest the signature covers.
     pub fn digest(&self) -> B256 {
-        price_digest(self.pair, self.id, self.price, self.observed_at)
+        price_digest(
+            self.config,
+            self.pair,
+            self.id,
+            self.price,
+            self.observed_at,
+        )
     }
 
     /// `signer`'s signature over these fields.
@@ -241,6 +253,7 @@ impl PriceData {
 
     pub fn round(&self) -> Round {
         Round {
+            config: self.config,
             pair: self.pair,
             id: self.id,
             origin: self.origin,
@@ -260,10 +273,12 @@ impl PriceData {
 /// hear the round and observe, short enough that all of them see the same market.
 pub const ROUND_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// One round of a pair: started by `origin` under an id from its own id space. Its members'
-/// observations make one report.
+/// One round of a pair: started by `origin` under an id from its own id space, in one
+/// configuration. Its members' observations make one report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Round {
+    /// The configuration digest every observation of the round is signed under.
+    pub config: B256,
     pub pair: Pair,
     pub id: u64,
     pub origin: Address,
@@ -356,6 +371,37 @@ impl Report {
         })
     }
 
+    /// The report's time: the median of its observations' times (sorted ascending, the element
+    /// at index ⌊n/2⌋), so no minority of its members can move it — not to the future, where it
+    /// would hold off every newer report, nor to the past.
+    pub fn time(&self) -> Option<u64> {
+        let mut times: Vec<u64> = self
+            .observations
+            .iter()
+            .map(|entry| entry.observation.observed_at)
+            .collect();
+        times.sort_unstable();
+        times.get(times.len() / 2).copied()
+    }
+
+    /// The digest of the exact set of observations (`observations_digest`).
+    pub fn observations_digest(&self) -> B256 {
+        observations_digest(self.observations.iter())
+    }
+
+    /// The digest `f + 1` members sign to commit to this exact report: its configuration,
+    /// round, value, time and set of observations (`report_digest`); `None` without
+    /// observations.
+    pub fn digest(&self) -> Option<B256> {
+        Some(report_digest(
+            self.round,
+            self.value()?,
+            self.time()?,
+            self.observations.len(),
+            self.observations_digest(),
+        ))
+    }
+
     /// The origin's own observation, if it is among them.
     pub fn origin_observation(&self) -> Option<&SignedObservation> {
         self.observations
@@ -374,6 +420,51 @@ impl Report {
     pub fn signers(&self) -> impl Iterator<Item = Address> + '_ {
         self.observations.iter().map(|entry| entry.signer)
     }
+}
+
+/// `keccak256("report")`: the second word of a report digest, which no observation digest has.
+pub const REPORT_TAG: B256 =
+    b256!("0x92fd736d0ab72b18a95b4344b671dea40a408ba8217d0f440e040276ec25db32");
+
+/// The digest of a set of observations: `keccak256` of `abi.encode(address signer, int256
+/// price_e8, uint64 observed_at)` of each, concatenated in ascending signer order (96 bytes
+/// each), whatever order they come in.
+pub fn observations_digest<'a>(
+    observations: impl IntoIterator<Item = &'a SignedObservation>,
+) -> B256 {
+    let mut sorted: Vec<&SignedObservation> = observations.into_iter().collect();
+    sorted.sort_unstable_by_key(|entry| entry.signer);
+    let mut input = Vec::with_capacity(sorted.len() * 96);
+    for entry in sorted {
+        let mut word = [0u8; 96];
+        word[12..32].copy_from_slice(entry.signer.as_slice());
+        word[32..64].copy_from_slice(&int256_be(entry.observation.price.e8()));
+        word[88..96].copy_from_slice(&entry.observation.observed_at.to_be_bytes());
+        input.extend_from_slice(&word);
+    }
+    keccak256(input)
+}
+
+/// The digest of a committed report:
+/// `keccak256(abi.encode(bytes32 config, bytes32 REPORT, bytes32 PAIR, uint64 id, int256
+/// median_e8, uint64 observed_at, uint64 count, bytes32 observations))`.
+pub fn report_digest(
+    round: Round,
+    median: UsdPrice,
+    observed_at: u64,
+    count: usize,
+    observations: B256,
+) -> B256 {
+    let mut input = [0u8; 256];
+    input[..32].copy_from_slice(round.config.as_slice());
+    input[32..64].copy_from_slice(REPORT_TAG.as_slice());
+    input[64..96].copy_from_slice(round.pair.hash().as_slice());
+    input[120..128].copy_from_slice(&round.id.to_be_bytes());
+    input[128..160].copy_from_slice(&int256_be(median.e8()));
+    input[184..192].copy_from_slice(&observed_at.to_be_bytes());
+    input[216..224].copy_from_slice(&(count as u64).to_be_bytes());
+    input[224..256].copy_from_slice(observations.as_slice());
+    keccak256(input)
 }
 
 /// The median rule, the one definition every part uses: the prices sorted ascending, the element
@@ -471,8 +562,23 @@ mod tests {
         Identity::from_secret(&VECTOR_KEY).unwrap()
     }
 
+    /// The vectors' nine members: the vector key, then the keys `[seed; 32]` for seeds 1..=8.
+    fn vector_members() -> Vec<Address> {
+        std::iter::once(vector_identity().address())
+            .chain((1..=8u8).map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address()))
+            .collect()
+    }
+
+    /// The vectors' configuration: the default deployment (network "price-oracle", no chain, no
+    /// verifier) of the nine members, f = 2.
+    fn vector_config() -> B256 {
+        crate::domain::Deployment::default()
+            .config_digest(&vector_members(), crate::domain::FaultBound::new(2))
+    }
+
     fn vector_data() -> PriceData {
         PriceData {
+            config: vector_config(),
             pair: Pair::EthUsd,
             id: VECTOR_ID,
             price: UsdPrice::from_e8(VECTOR_PRICE_E8).unwrap(),
@@ -483,7 +589,8 @@ mod tests {
 
     #[test]
     fn constants_are_the_hashes_they_claim() {
-        assert_eq!(keccak256("price-oracle/v1"), DOMAIN_HASH);
+        assert_eq!(keccak256("price-oracle/v1"), V1_DOMAIN);
+        assert_eq!(keccak256("report"), REPORT_TAG);
         assert_eq!(keccak256("ETH/USD"), PAIR_HASH);
         let order = U256::from_str_radix(
             "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141",
@@ -493,12 +600,22 @@ mod tests {
         assert_eq!(SECP256K1_HALF_ORDER, order >> 1);
     }
 
+    /// ARCHITECTURE.md's v1 vector: v2's digest with the v1 domain word for the configuration.
     #[test]
     fn normative_test_vector() {
-        let data = vector_data();
+        let data = PriceData {
+            config: V1_DOMAIN,
+            ..vector_data()
+        };
         assert_eq!(data.price.to_string(), "3124.56789000");
         assert_eq!(
-            price_digest(Pair::EthUsd, VECTOR_ID, data.price, VECTOR_OBSERVED_AT),
+            price_digest(
+                V1_DOMAIN,
+                Pair::EthUsd,
+                VECTOR_ID,
+                data.price,
+                VECTOR_OBSERVED_AT
+            ),
             VECTOR_DIGEST
         );
         assert_eq!(data.digest(), VECTOR_DIGEST);
@@ -518,13 +635,13 @@ mod tests {
         // Independent construction: five 32-byte words, the int256 sign-extended.
         let negative = -5i64;
         let mut words = Vec::new();
-        words.extend_from_slice(DOMAIN_HASH.as_slice());
+        words.extend_from_slice(V1_DOMAIN.as_slice());
         words.extend_from_slice(PAIR_HASH.as_slice());
         words.extend_from_slice(&U256::from(7u64).to_be_bytes::<32>());
         words.extend_from_slice(&I256::try_from(negative).unwrap().to_be_bytes::<32>());
         words.extend_from_slice(&U256::from(9u64).to_be_bytes::<32>());
         let mut input = [0u8; 160];
-        input[..32].copy_from_slice(DOMAIN_HASH.as_slice());
+        input[..32].copy_from_slice(V1_DOMAIN.as_slice());
         input[32..64].copy_from_slice(PAIR_HASH.as_slice());
         input[88..96].copy_from_slice(&7u64.to_be_bytes());
         input[96..128].copy_from_slice(&int256_be(negative));
@@ -539,7 +656,9 @@ mod tests {
 
     #[test]
     fn every_field_changes_the_digest() {
-        let digest = |pair, id, e8, at| price_digest(pair, id, UsdPrice::from_e8(e8).unwrap(), at);
+        let digest = |pair, id, e8, at| {
+            price_digest(V1_DOMAIN, pair, id, UsdPrice::from_e8(e8).unwrap(), at)
+        };
         let base = digest(Pair::EthUsd, 1, 2, 3);
         assert_ne!(base, digest(Pair::BtcUsd, 1, 2, 3));
         assert_ne!(base, digest(Pair::EthUsd, 9, 2, 3));
@@ -597,6 +716,57 @@ mod tests {
             observation,
             signature: data.sign(signer.signer()).signature,
         }
+    }
+
+    /// The report and observations digests against an independent `abi.encode`.
+    #[test]
+    fn report_digests_are_abi_encode_of_their_words() {
+        use alloy_sol_types::SolValue;
+        let keys: Vec<Identity> = (1..=3u8)
+            .map(|seed| Identity::from_secret(&[seed; 32]).unwrap())
+            .collect();
+        let report = Report {
+            round: vector_data().round(),
+            observations: vec![
+                observed(&keys[2], 300_000_000_000, 10),
+                observed(&keys[0], 1, 30),
+                observed(&keys[1], 200_000_000_000, 20),
+            ],
+        };
+        let mut sorted = report.observations.clone();
+        sorted.sort_by_key(|entry| entry.signer);
+        let packed: Vec<u8> = sorted
+            .iter()
+            .flat_map(|entry| {
+                (
+                    entry.signer,
+                    I256::try_from(entry.observation.price.e8()).unwrap(),
+                    entry.observation.observed_at,
+                )
+                    .abi_encode()
+            })
+            .collect();
+        let observations = keccak256(&packed);
+        assert_eq!(report.observations_digest(), observations);
+        // The median price and the median time need not be one observation's.
+        let (median, time) = (report.value().unwrap(), report.time().unwrap());
+        assert_eq!((median.e8(), time), (200_000_000_000, 20));
+        let words = (
+            report.round.config,
+            keccak256("report"),
+            PAIR_HASH,
+            VECTOR_ID,
+            I256::try_from(median.e8()).unwrap(),
+            time,
+            3u64,
+            observations,
+        )
+            .abi_encode();
+        assert_eq!(report.digest(), Some(keccak256(&words)));
+        // Dropping or changing one observation is another report.
+        let mut picked = report.clone();
+        picked.observations.pop();
+        assert_ne!(picked.digest(), report.digest());
     }
 
     #[test]
@@ -709,12 +879,10 @@ mod tests {
             })
             .collect();
         let (first, last) = report.observed_range().unwrap();
-        // A committee: nine members, the vector's key the origin; seeds 1..=8 for the others.
-        let members: Vec<Address> = std::iter::once(vector_identity().address())
-            .chain((1..=8u8).map(|seed| Identity::from_secret(&[seed; 32]).unwrap().address()))
-            .collect();
-        let settings =
-            crate::cosign::CommitteeSettings::for_quorum(3, std::time::Duration::from_secs(5));
+        // A committee: nine members (f = 2), the vector's key the origin.
+        let members = vector_members();
+        let f = crate::domain::FaultBound::new(2);
+        let settings = crate::cosign::CommitteeSettings::new(std::time::Duration::from_secs(5));
         let ranking: Vec<serde_json::Value> =
             crate::cosign::committee::ranking(VECTOR_ID, &round.origin, &members)
                 .iter()
@@ -723,7 +891,7 @@ mod tests {
                     serde_json::json!({
                         "member": member.to_checksum(None),
                         "score": crate::cosign::committee::score(VECTOR_ID, member).to_string(),
-                        "waits_seconds": settings.wait(rank).as_secs(),
+                        "waits_seconds": settings.wait(rank, f).as_secs(),
                     })
                 })
                 .collect();
@@ -754,12 +922,28 @@ mod tests {
                 "id": VECTOR_ID.to_string(),
                 "origin": round.origin.to_checksum(None),
                 "members": members.iter().map(|member| member.to_checksum(None)).collect::<Vec<_>>(),
-                "size": settings.size,
-                "step": settings.step,
+                "f": f.faults(),
+                "size": crate::cosign::CommitteeSettings::size(f),
+                "step": crate::cosign::CommitteeSettings::step(f),
                 "fallback_seconds": settings.fallback.as_secs(),
                 "ranking": ranking,
             },
-            "domain": DOMAIN_HASH.to_string(),
+            "config": {
+                "domain": crate::domain::DOMAIN.to_string(),
+                "network": "price-oracle",
+                "network_hash": keccak256("price-oracle").to_string(),
+                "chain_id": 0,
+                "verifier": Address::ZERO.to_checksum(None),
+                "members": members.iter().map(|member| member.to_checksum(None)).collect::<Vec<_>>(),
+                "members_digest": crate::domain::members_digest(&members).to_string(),
+                "f": f.faults(),
+                "digest": vector_config().to_string(),
+            },
+            "v1_observation": {
+                "domain": V1_DOMAIN.to_string(),
+                "digest": VECTOR_DIGEST.to_string(),
+                "signature": VECTOR_SIGNATURE,
+            },
             "observation": {
                 "private_key": alloy_primitives::hex::encode(VECTOR_KEY),
                 "address": vector_identity().address().to_checksum(None),
@@ -769,8 +953,9 @@ mod tests {
                 "id": VECTOR_ID.to_string(),
                 "price_e8": VECTOR_PRICE_E8.to_string(),
                 "observed_at": VECTOR_OBSERVED_AT,
-                "digest": VECTOR_DIGEST.to_string(),
-                "signature": VECTOR_SIGNATURE,
+                "config": vector_config().to_string(),
+                "digest": vector_data().digest().to_string(),
+                "signature": vector_data().sign(vector_identity().signer()).signature.to_string(),
             },
             "report": {
                 "pair": "ETH/USD",
@@ -778,6 +963,9 @@ mod tests {
                 "origin": round.origin.to_checksum(None),
                 "observations": entries,
                 "median_e8": report.value().unwrap().e8().to_string(),
+                "observed_at": report.time().unwrap(),
+                "observations_digest": report.observations_digest().to_string(),
+                "digest": report.digest().unwrap().to_string(),
                 "spread": report.spread().to_string(),
                 "first_observed_at": first,
                 "last_observed_at": last,
@@ -795,7 +983,12 @@ mod tests {
         use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
         let origin = keys[0].signer();
         let member = &report.observations[1];
-        let notice = StoredNotice::sign(vec![VECTOR_ID], VECTOR_OBSERVED_AT + 32, origin);
+        let notice = StoredNotice::sign(
+            vec![VECTOR_ID],
+            VECTOR_OBSERVED_AT + 32,
+            report.round.config,
+            origin,
+        );
         let digest = notice.digest();
         let messages = [
             (

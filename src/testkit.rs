@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
 use libp2p::Multiaddr;
 use prometheus_client::registry::Registry;
@@ -24,6 +24,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryO
 use tokio::task::JoinHandle;
 
 use crate::cosign::CommitteeSettings;
+use crate::domain::{Deployment, FaultBound};
 use crate::id::IdGenerator;
 use crate::identity::Identity;
 use crate::membership::Members;
@@ -87,9 +88,23 @@ pub async fn mock_exchange(price: &str) -> MockExchange {
     .expect("the mock exchange starts")
 }
 
+/// The configuration digest a node signs under without a member list (tools, unit tests):
+/// the default deployment's with no members and `f` = 0.
+pub fn open_config() -> B256 {
+    Members::open().signing_config()
+}
+
+/// The configuration digest of a test network whose members are `members`: what every signature
+/// in it is bound to (the default deployment, `f` derived from the member count).
+pub fn config_of(members: &[Address]) -> B256 {
+    let f = FaultBound::for_members(Some(members.len()), None);
+    Deployment::default().config_digest(members, f)
+}
+
 /// Test price `id`: 3000 USD plus `id` units of 10⁻⁸, observed at `EPOCH + id`.
 pub fn price_data(id: u64, origin: Address) -> PriceData {
     PriceData {
+        config: open_config(),
         pair: Pair::EthUsd,
         id,
         price: price_of(id),
@@ -117,13 +132,15 @@ pub fn signed_observation(
     }
 }
 
-/// A price `identity` could have originated at `at` (a proper id in its own id space).
-pub fn price_by(identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage {
+/// A price `identity` could have originated at `at` (a proper id in its own id space), under
+/// configuration `config`.
+pub fn price_by(config: B256, identity: &Identity, at: SystemTime, usd: &str) -> PriceMessage {
     let machine = IdGenerator::machine_id_from_address(&identity.address());
     let id = IdGenerator::new(machine)
         .next_id_at(at)
         .expect("a time after the id epoch");
     let data = PriceData {
+        config,
         pair: Pair::EthUsd,
         id,
         price: UsdPrice::parse_quote(usd).expect("a test price"),
@@ -152,7 +169,6 @@ pub fn node_settings(
         ),
         min_peers: 3,
         pool: PoolSettings {
-            min_signers: 3,
             flush_delay: Duration::from_secs(1),
             max_age: VALIDATION.max_age,
             retention: Duration::from_secs(600),
@@ -191,7 +207,8 @@ pub fn node_settings(
         trusted_signers: None,
         register: false,
         max_cosign_queue: 256,
-        committee: CommitteeSettings::for_quorum(3, Duration::from_secs(2)),
+        committee: CommitteeSettings::new(Duration::from_secs(2)),
+        deployment: Deployment::default(),
         identity: identity(seed),
     };
     settings.fetch_from(exchange);
@@ -601,7 +618,8 @@ pub enum Signing {
 }
 
 /// Test rounds `ids` ([`price_data`]) of the first of `signers`, each signer observing the same
-/// price at the same time, verified just now.
+/// price at the same time, verified just now, under the configuration of a network whose members
+/// are `signers` ([`config_of`]).
 pub fn verified_batch(
     ids: impl IntoIterator<Item = u64>,
     signers: &[Identity],
@@ -612,9 +630,14 @@ pub fn verified_batch(
         .iter()
         .map(|signer| SignatureEntry::sign(signer.signer(), Default::default()))
         .collect();
+    let addresses: Vec<Address> = signers.iter().map(Identity::address).collect();
+    let config = config_of(&addresses);
     ids.into_iter()
         .map(|id| {
-            let data = price_data(id, origin);
+            let data = PriceData {
+                config,
+                ..price_data(id, origin)
+            };
             let observations = signers
                 .iter()
                 .zip(&placeholders)

@@ -41,6 +41,9 @@ pub struct Model {
     pub first_observed_at: DateTimeWithTimeZone,
     /// The newest observation.
     pub last_observed_at: DateTimeWithTimeZone,
+    /// The configuration digest (`0x` + 64 hex) every observation was signed under; rows from
+    /// before protocol v2 hold `keccak256("price-oracle/v1")`.
+    pub config: String,
     /// Commit order, assigned by the database (`GENERATED ALWAYS AS IDENTITY`, drawn under a
     /// lock the inserting transaction holds until it ends): a reader that has seen every row up
     /// to `seq` n sees later rows only with `seq` > n. Gaps are possible.

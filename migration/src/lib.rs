@@ -14,6 +14,7 @@ mod m20261123_000005_heartbeat_addrs_and_terms;
 mod m20261130_000006_prices_notify;
 mod m20261130_000007_prices_read_indexes;
 mod m20261204_000008_prices_observations;
+mod m20261207_000009_prices_config;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000006_prices_notify::Migration),
             Box::new(m20261130_000007_prices_read_indexes::Migration),
             Box::new(m20261204_000008_prices_observations::Migration),
+            Box::new(m20261207_000009_prices_config::Migration),
         ]
     }
 }

@@ -148,10 +148,11 @@ impl PriceView {
     /// The view of a round just verified, not stored yet: everything comes from its report.
     /// `None` for a report without its origin's observation (a verified round always has it).
     pub fn verified(report: &Report) -> Option<Self> {
+        report.origin_observation()?;
         let shown = Shown {
             status: PriceStatus::Verified,
             price: report.value()?,
-            observed_at: report.observed_at()?,
+            observed_at: report.time()?,
             spread: report.spread(),
             observed_range: report.observed_range()?,
             seq: None,
@@ -231,7 +232,9 @@ pub(crate) mod tests {
     pub(crate) fn vector_row() -> StoredPrice {
         let origin = Identity::from_secret(&SECRET).unwrap();
         let other = Identity::from_secret(&[1; 32]).unwrap();
+        // Under the v1 domain word, so that the vector's observation keeps its v1 signature.
         let round = Round {
+            config: crate::signed::V1_DOMAIN,
             pair: Pair::EthUsd,
             id: 1_234_567_890_123_456,
             origin: origin.address(),
@@ -263,11 +266,11 @@ pub(crate) mod tests {
     fn the_view_carries_each_observation_with_its_digest_and_signature_and_the_report() {
         let view = PriceView::from_row(&vector_row()).unwrap();
         assert_eq!(view.id, "1234567890123456");
-        // Two observations: the median is the one at index 1, the higher.
+        // Two observations: the median is the one at index 1, the higher; so is the time.
         assert_eq!(view.price, "3126.00000000");
         assert_eq!(view.price_e8, "312600000000");
-        assert_eq!(view.observed_at, 1_763_700_000);
-        assert_eq!(view.observed_at_iso, "2025-11-21T04:40:00Z");
+        assert_eq!(view.observed_at, 1_763_700_002);
+        assert_eq!(view.observed_at_iso, "2025-11-21T04:40:02Z");
         assert_eq!(view.spread, "0.00045812");
         assert_eq!(
             (view.first_observed_at, view.last_observed_at),

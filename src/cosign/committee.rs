@@ -2,8 +2,8 @@
 //! number of signatures however many members there are.
 //!
 //! Every member other than the origin gets a score, `keccak256(be8(id) ‖ address)`; the members
-//! with the lowest scores co-sign first. The first `size` of them (`--cosigners`) sign as soon as
-//! they hear the price. If the price is still short of its quorum after `fallback` (a member
+//! with the lowest scores co-sign first. The first `3f` of them (with the origin, `3f + 1`) sign
+//! as soon as they hear the price. If the price is still short of its quorum after `fallback` (a member
 //! down, a source that disagrees, a lost message), the next `step` members in the ranking step
 //! in, and another `step` after each further `fallback` — a staggered schedule like OCR's
 //! transmission schedule, so silent members cost time, not liveness. Anyone holding the member
@@ -13,37 +13,40 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256, keccak256};
 
-/// The committee's size and fallback schedule.
+use crate::domain::FaultBound;
+
+/// The committee's fallback schedule; its size follows from the fault bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitteeSettings {
-    /// Co-signers who sign at once (`--cosigners`).
-    pub size: usize,
-    /// Members who step in after each `fallback` without a quorum.
-    pub step: usize,
     /// How long a price may lack its quorum before the next members step in
     /// (`--cosign-fallback`).
     pub fallback: Duration,
 }
 
 impl CommitteeSettings {
-    /// The default for a quorum of `min_signers` (the origin's signature among them): three
-    /// co-signers more than the quorum needs, and as many stepping in at each fallback as it
-    /// needs co-signatures.
-    pub fn for_quorum(min_signers: usize, fallback: Duration) -> Self {
-        Self {
-            size: min_signers + 2,
-            step: min_signers.saturating_sub(1).max(1),
-            fallback,
-        }
+    pub fn new(fallback: Duration) -> Self {
+        Self { fallback }
     }
 
-    /// How long a member ranked `rank` (0 = first) waits before it co-signs: nothing inside the
-    /// committee, one more `fallback` per `step` ranks after it.
-    pub fn wait(&self, rank: usize) -> Duration {
-        match rank.checked_sub(self.size) {
+    /// Co-signers who sign at once under fault bound `f`: the committee is `3f + 1` members
+    /// with the origin, so `f` of them silent or refusing still leave the `2f + 1` a report
+    /// needs, and a round costs O(f) messages, not O(n).
+    pub fn size(f: FaultBound) -> usize {
+        f.committee_size() - 1
+    }
+
+    /// Members who step in at each fallback: `f` (at least one), as many as may be missing.
+    pub fn step(f: FaultBound) -> usize {
+        f.faults().max(1)
+    }
+
+    /// How long a member ranked `rank` (0 = first) waits before it co-signs under fault bound
+    /// `f`: nothing inside the committee, one more `fallback` per `step` ranks after it.
+    pub fn wait(&self, rank: usize, f: FaultBound) -> Duration {
+        match rank.checked_sub(Self::size(f)) {
             None => Duration::ZERO,
             Some(behind) => {
-                let steps = behind / self.step.max(1) + 1;
+                let steps = behind / Self::step(f) + 1;
                 self.fallback
                     .saturating_mul(u32::try_from(steps).unwrap_or(u32::MAX))
             }
@@ -156,16 +159,32 @@ mod tests {
     }
 
     #[test]
-    fn the_committee_signs_at_once_and_the_rest_step_in_by_turns() {
-        let settings = CommitteeSettings::for_quorum(3, Duration::from_secs(2));
-        assert_eq!(settings.size, 5);
-        assert_eq!(settings.step, 2);
-        for rank in 0..5 {
-            assert_eq!(settings.wait(rank), Duration::ZERO);
+    fn the_committee_grows_with_f_and_the_rest_step_in_by_turns() {
+        let settings = CommitteeSettings::new(Duration::from_secs(2));
+        let two = FaultBound::new(2);
+        assert_eq!(
+            (CommitteeSettings::size(two), CommitteeSettings::step(two)),
+            (6, 2)
+        );
+        for rank in 0..6 {
+            assert_eq!(settings.wait(rank, two), Duration::ZERO);
         }
-        assert_eq!(settings.wait(5), Duration::from_secs(2));
-        assert_eq!(settings.wait(6), Duration::from_secs(2));
-        assert_eq!(settings.wait(7), Duration::from_secs(4));
-        assert_eq!(settings.wait(10), Duration::from_secs(6));
+        assert_eq!(settings.wait(6, two), Duration::from_secs(2));
+        assert_eq!(settings.wait(7, two), Duration::from_secs(2));
+        assert_eq!(settings.wait(8, two), Duration::from_secs(4));
+        assert_eq!(settings.wait(11, two), Duration::from_secs(6));
+        let one = FaultBound::new(1);
+        assert_eq!(
+            (CommitteeSettings::size(one), CommitteeSettings::step(one)),
+            (3, 1)
+        );
+        assert_eq!(settings.wait(3, one), Duration::from_secs(2));
+        assert_eq!(settings.wait(4, one), Duration::from_secs(4));
+        let none = FaultBound::new(0);
+        assert_eq!(
+            CommitteeSettings::size(none),
+            0,
+            "the origin alone is the quorum"
+        );
     }
 }

@@ -179,7 +179,7 @@ impl Cosigning {
             // No list to draw a committee from (an open relay's view): everyone signs at once.
             None => Some(Duration::ZERO),
             Some(list) => committee::rank_of(data.id, &data.origin, &self.me, &list)
-                .map(|rank| self.settings.committee.wait(rank)),
+                .map(|rank| self.settings.committee.wait(rank, members.fault_bound())),
         };
         match wait {
             None => Vec::new(),
@@ -305,6 +305,7 @@ mod tests {
 
     fn data(price: &str, observed_at: u64) -> PriceData {
         PriceData {
+            config: members(6).signing_config(),
             pair: Pair::EthUsd,
             id: 1,
             price: price.parse().unwrap(),
@@ -331,7 +332,6 @@ mod tests {
 
     fn pool(members: &Arc<Members>) -> Pool {
         let settings = PoolSettings {
-            min_signers: 3,
             flush_delay: Duration::from_secs(30),
             max_age: Duration::from_secs(900),
             retention: Duration::from_secs(3600),
@@ -346,26 +346,23 @@ mod tests {
         Arc::new(Members::for_node(None).with_database(list))
     }
 
-    fn settings(size: usize, max_queue: usize) -> CosignSettings {
+    fn settings(max_queue: usize) -> CosignSettings {
         CosignSettings {
             max_deviation: Decimal::new(1, 2),
             max_queue,
-            committee: CommitteeSettings {
-                size,
-                step: 1,
-                fallback: Duration::from_secs(2),
-            },
+            committee: CommitteeSettings::new(Duration::from_secs(2)),
         }
     }
 
-    /// Node 2's co-signing with everyone on the committee.
+    /// Node 2's co-signing; with four members (f = 1) the three besides the origin are the
+    /// committee.
     fn cosigning(max_queue: usize) -> Cosigning {
-        Cosigning::new(settings(10, max_queue), node(2).address())
+        Cosigning::new(settings(max_queue), node(2).address())
     }
 
     #[test]
     fn a_close_price_observed_at_the_same_time_is_signed() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(2);
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
@@ -386,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_price_observed_far_from_our_observation_is_not_judged_by_it() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(2);
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
@@ -413,7 +410,7 @@ mod tests {
 
     #[test]
     fn an_observation_older_than_the_round_is_not_used_it_may_predate_the_move() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(2);
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED - 1, now), &pool);
@@ -444,7 +441,7 @@ mod tests {
 
     #[test]
     fn without_a_fresh_observation_prices_wait_in_a_bounded_queue() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(2);
         let close = data("3000", OBSERVED);
@@ -481,7 +478,7 @@ mod tests {
 
     #[test]
     fn an_observation_older_than_the_window_is_not_used() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(2);
         let old = now
@@ -498,7 +495,7 @@ mod tests {
 
     #[test]
     fn each_pair_is_judged_by_our_observation_of_that_pair_only() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let pool = pool(&members);
         let mut cosigning = cosigning(4);
         let btc = |price, id| PriceData {
@@ -536,10 +533,10 @@ mod tests {
 
     #[test]
     fn the_origin_and_non_members_take_no_part_and_signed_prices_are_settled() {
-        let (now, members) = (Instant::now(), members(3));
+        let (now, members) = (Instant::now(), members(4));
         let mut pool = pool(&members);
         // Node 1 is the origin of its own prices.
-        let mut origin = Cosigning::new(settings(10, 4), node(1).address());
+        let mut origin = Cosigning::new(settings(4), node(1).address());
         let price = data("3000", OBSERVED);
         assert!(origin.heard(price, &members, &pool, now).is_empty());
         // An origin that is not a member.
@@ -561,11 +558,12 @@ mod tests {
         let price = data("3000", OBSERVED);
         let ranking = committee::ranking(price.id, &price.origin, &members.counting_at(0).unwrap());
         let seed_of = |address: Address| (1..=6u8).find(|seed| node(*seed).address() == address);
-        // A committee of one; the second in the ranking waits one fallback, the third two.
-        let turn = |place: usize| Cosigning::new(settings(1, 4), ranking[place]);
+        // Six members, f = 1: a committee of three besides the origin; the fourth in the
+        // ranking waits one fallback, the fifth two.
+        let turn = |place: usize| Cosigning::new(settings(4), ranking[place]);
         let mut first = turn(0);
-        let mut second = turn(1);
-        let mut third = turn(2);
+        let mut second = turn(3);
+        let mut third = turn(4);
         for cosigning in [&mut first, &mut second, &mut third] {
             cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
         }
@@ -610,14 +608,20 @@ mod tests {
     fn fallback_turns_are_bounded() {
         let (now, members) = (Instant::now(), members(6));
         let pool = pool(&members);
-        // A committee of none: every price is a fallback turn.
-        let mut cosigning = Cosigning::new(settings(0, 2), node(2).address());
-        let prices: Vec<PriceData> = (1..=3)
+        // Prices whose ranking puts node 2 after the committee: each a fallback turn.
+        let list = members.counting_at(0).unwrap();
+        let prices: Vec<PriceData> = (1..)
             .map(|id| PriceData {
                 id,
                 ..data("3000", OBSERVED)
             })
+            .filter(|price| {
+                committee::rank_of(price.id, &price.origin, &node(2).address(), &list)
+                    .is_some_and(|rank| rank >= 3)
+            })
+            .take(3)
             .collect();
+        let mut cosigning = Cosigning::new(settings(2), node(2).address());
         assert!(cosigning.heard(prices[0], &members, &pool, now).is_empty());
         assert!(cosigning.heard(prices[1], &members, &pool, now).is_empty());
         assert_eq!(

@@ -20,9 +20,11 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use anyhow::Context;
 use tokio::sync::watch;
+
+use crate::domain::{Deployment, FaultBound};
 
 /// What the database said, as far as this node knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub enum Standing {
 pub struct Members {
     file: Option<Arc<HashSet<Address>>>,
     database: DatabaseView,
+    /// What the configuration digest binds besides the members, and the configured `f`.
+    deployment: Arc<Deployment>,
 }
 
 impl Members {
@@ -61,6 +65,7 @@ impl Members {
         Self {
             file: file.map(Arc::new),
             database: DatabaseView::NotLoaded,
+            deployment: Arc::default(),
         }
     }
 
@@ -70,6 +75,7 @@ impl Members {
         Self {
             file: file.map(Arc::new),
             database: DatabaseView::NotUsed,
+            deployment: Arc::default(),
         }
     }
 
@@ -83,6 +89,55 @@ impl Members {
         Self {
             file: self.file.clone(),
             database: DatabaseView::Loaded(members),
+            deployment: self.deployment.clone(),
+        }
+    }
+
+    /// The same members in `deployment`.
+    pub fn in_deployment(self, deployment: Deployment) -> Self {
+        Self {
+            deployment: Arc::new(deployment),
+            ..self
+        }
+    }
+
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The fault bound these members tolerate: ⌊(n − 1)/3⌋, or the configured one if lower.
+    pub fn fault_bound(&self) -> FaultBound {
+        FaultBound::for_members(self.count(), self.deployment.max_faults)
+    }
+
+    /// The configuration digest every signature of this member set is bound to; `None` for an
+    /// open relay, which has no list and forwards whatever configuration it hears.
+    pub fn config_digest(&self) -> Option<B256> {
+        let mut list = self.current()?;
+        list.sort_unstable();
+        Some(self.deployment.config_digest(&list, self.fault_bound()))
+    }
+
+    /// The configuration this node signs under: [`Members::config_digest`], or for an open
+    /// view (tools and tests without a list) the deployment's with no members.
+    pub fn signing_config(&self) -> B256 {
+        self.config_digest()
+            .unwrap_or_else(|| self.deployment.config_digest(&[], self.fault_bound()))
+    }
+
+    /// The members now (not "since when"), or `None` for an open relay.
+    fn current(&self) -> Option<Vec<Address>> {
+        let narrowed =
+            |member: &Address| self.file.as_ref().is_none_or(|file| file.contains(member));
+        match &self.database {
+            DatabaseView::NotLoaded => Some(Vec::new()),
+            DatabaseView::Loaded(members) => {
+                Some(members.keys().copied().filter(narrowed).collect())
+            }
+            DatabaseView::NotUsed => self
+                .file
+                .as_ref()
+                .map(|file| file.iter().copied().collect()),
         }
     }
 
@@ -139,18 +194,7 @@ impl Members {
 
     /// How many members there are, when that is known (not for an open relay).
     pub fn count(&self) -> Option<usize> {
-        match (&self.database, &self.file) {
-            (DatabaseView::NotLoaded, _) => Some(0),
-            (DatabaseView::Loaded(members), None) => Some(members.len()),
-            (DatabaseView::Loaded(members), Some(file)) => Some(
-                members
-                    .keys()
-                    .filter(|member| file.contains(*member))
-                    .count(),
-            ),
-            (DatabaseView::NotUsed, Some(file)) => Some(file.len()),
-            (DatabaseView::NotUsed, None) => None,
-        }
+        self.current().map(|list| list.len())
     }
 }
 

@@ -422,6 +422,7 @@ mod tests {
     /// `origin`'s price of 3000 USD.
     fn signed_by(origin: &Identity, pair: Pair, id: u64, observed_at: u64) -> PriceMessage {
         let data = PriceData {
+            config: crate::membership::Members::open().signing_config(),
             pair,
             id,
             price: UsdPrice::from_e8(300_000_000_000).unwrap(),
@@ -458,6 +459,7 @@ mod tests {
         let notice = StoredNotice::sign(
             vec![id_for(&origin, OBSERVED, 0)],
             OBSERVED,
+            crate::membership::Members::open().signing_config(),
             cosigner.signer(),
         );
         let mut validator = Validator::new(settings());
@@ -506,7 +508,12 @@ mod tests {
                 outsider.signer(),
             )),
             Gossip::Attestation(Attestation::sign(&outsider_price.data, member.signer())),
-            Gossip::Stored(StoredNotice::sign(vec![1], OBSERVED, outsider.signer())),
+            Gossip::Stored(StoredNotice::sign(
+                vec![1],
+                OBSERVED,
+                crate::membership::Members::open().signing_config(),
+                outsider.signer(),
+            )),
         ];
         for gossip in cases {
             assert_eq!(
@@ -703,7 +710,12 @@ mod stored_notice_tests {
                 &members,
             )
         };
-        let fresh = StoredNotice::sign(vec![id_at(at - 40), id_at(at)], at, writer.signer());
+        let fresh = StoredNotice::sign(
+            vec![id_at(at - 40), id_at(at)],
+            at,
+            crate::membership::Members::open().signing_config(),
+            writer.signer(),
+        );
         assert!(check(fresh.clone(), at + 5).is_ok());
         // Replayed after --max-age: ignored, whatever its signature.
         let replayed = check(fresh, at + 901).unwrap_err();
@@ -712,7 +724,12 @@ mod stored_notice_tests {
             (RefusalReason::TooOld, Action::Ignore)
         );
         // A member's price minted a minute after the notice cannot have been stored by it.
-        let squatting = StoredNotice::sign(vec![id_at(at + 60)], at, writer.signer());
+        let squatting = StoredNotice::sign(
+            vec![id_at(at + 60)],
+            at,
+            crate::membership::Members::open().signing_config(),
+            writer.signer(),
+        );
         let refused = check(squatting, at + 5).unwrap_err();
         assert_eq!(
             (refused.reason, refused.action),

@@ -147,6 +147,7 @@ mod tests {
             .as_secs();
         let price = UsdPrice::from_e8(300_000_000_000).unwrap();
         let data = PriceData {
+            config: crate::membership::Members::open().signing_config(),
             pair: Pair::EthUsd,
             id,
             price,

@@ -64,7 +64,7 @@ pub(super) async fn newest_stored(store: &Store, pairs: PairSet) -> Vec<(Pair, V
                 continue;
             }
         };
-        if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
+        if let (Some(value), Some(observed_at)) = (report.value(), report.time()) {
             let id = report.round.id;
             newest.push((
                 pair,

@@ -81,7 +81,7 @@ impl Node {
     /// already stored; the node renders nothing for them).
     pub(super) fn newly_verified(&mut self, report: Report) {
         let round = report.round;
-        if let (Some(value), Some(observed_at)) = (report.value(), report.observed_at()) {
+        if let (Some(value), Some(observed_at)) = (report.value(), report.time()) {
             self.triggers.verified(
                 round.pair,
                 Verified {

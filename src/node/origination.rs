@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
 
 use crate::id::IdGenerator;
@@ -115,9 +115,11 @@ impl Origination {
         self.wanted > 0
     }
 
-    /// A new price of `pair` observed at `now`, under a fresh id, signed by `signer`.
+    /// A new price of `pair` observed at `now`, under a fresh id, signed by `signer` under
+    /// configuration `config`.
     pub fn mint(
         &mut self,
+        config: B256,
         pair: Pair,
         price: UsdPrice,
         now: Moment,
@@ -131,6 +133,7 @@ impl Origination {
             }
         };
         let data = PriceData {
+            config,
             pair,
             id,
             price,

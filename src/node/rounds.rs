@@ -87,10 +87,9 @@ impl Node {
             .observed(pair, price, now.at, wall, members, requested)
         {
             Decision::Start(reason) => {
-                if let Some(message) =
-                    self.origination
-                        .mint(pair, price, now, self.settings.identity.signer())
-                {
+                let config = members.signing_config();
+                let signer = self.settings.identity.signer();
+                if let Some(message) = self.origination.mint(config, pair, price, now, signer) {
                     self.publish_price(message, now, reason);
                 }
             }

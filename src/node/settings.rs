@@ -42,8 +42,10 @@ pub struct NodeSettings {
     /// Peers' prices waiting for this node's own observation, and (separately) for its
     /// fallback turn; past it new ones are dropped.
     pub max_cosign_queue: usize,
-    /// Who co-signs each price at once, and when the others step in.
+    /// When the members after the committee step in.
     pub committee: crate::cosign::CommitteeSettings,
+    /// What this node's signatures are bound to besides its members, and the configured `f`.
+    pub deployment: crate::domain::Deployment,
 }
 
 impl NodeSettings {
@@ -92,9 +94,6 @@ impl NodeSettings {
         if trigger.deviation.is_zero() {
             return Err(InvalidSettings::NoDeviation);
         }
-        if pool.min_signers == 0 {
-            return Err(InvalidSettings::NoQuorum);
-        }
         Ok(())
     }
 }
@@ -119,6 +118,4 @@ pub enum InvalidSettings {
     },
     #[error("--deviation must be above 0: every observation would start a round")]
     NoDeviation,
-    #[error("--min-signers must be at least 1")]
-    NoQuorum,
 }

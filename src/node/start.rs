@@ -40,7 +40,10 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     metrics.register(&mut registry);
     metrics.start_pairs(settings.feed.pairs);
     // Nobody counts until the member list has been read from the database.
-    let initial_members = Arc::new(Members::for_node(settings.trusted_signers.clone()));
+    let initial_members = Arc::new(
+        Members::for_node(settings.trusted_signers.clone())
+            .in_deployment(settings.deployment.clone()),
+    );
     metrics.members.set(-1);
     let (members, member_view) = watch::channel(Arc::clone(&initial_members));
     let (network, gossip, network_task) = network::spawn(
@@ -86,8 +89,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
         origination: Origination::new(feed, &me),
         writer: Writer::new(
             settings.lease,
-            settings.pool.min_signers,
-            settings.committee,
+            settings.deployment.clone(),
             settings.identity.signer().clone(),
             Arc::new(metrics.clone()),
         ),

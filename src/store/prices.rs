@@ -8,7 +8,7 @@
 //! 2. The writer check: the heartbeat row with the greatest timestamp must be this node's,
 //!    otherwise nothing is written.
 //! 3. The member check: every row keeps only the observations of current members (the
-//!    `signers` table, read in the same transaction) and needs `min_signers` of them, the
+//!    `signers` table, read in the same transaction) and needs `2f + 1` of them, the
 //!    origin's among them — defence in depth behind the nodes' own checks. Its price is the
 //!    median of the observations it keeps.
 //! 4. Multi-row `INSERT … ON CONFLICT (id) DO NOTHING RETURNING id`, in chunks. The table's
@@ -36,6 +36,7 @@ use sea_orm::{
 use super::lease::{WRITER_SQL, parse_address};
 use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
+use crate::domain::{Deployment, FaultBound};
 use crate::signed::VerifiedPrice;
 
 /// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
@@ -50,7 +51,7 @@ pub struct Flushed {
     pub existing: Vec<u64>,
     /// Already stored with a *different* digest: a conflict, left untouched.
     pub conflicting: Vec<u64>,
-    /// Not written: fewer than `min_signers` current members signed it (the node's member
+    /// Not written: fewer than `2f + 1` current members signed it (the node's member
     /// list was out of date).
     pub below_quorum: Vec<u64>,
 }
@@ -75,10 +76,10 @@ impl Store {
         &self,
         me: &Address,
         batch: &[VerifiedPrice],
-        min_signers: usize,
+        deployment: &Deployment,
     ) -> Result<FlushOutcome, StoreError> {
         let txn = self.timed("flush begin", self.db.begin()).await?;
-        let outcome = self.flush_in(&txn, me, batch, min_signers).await;
+        let outcome = self.flush_in(&txn, me, batch, deployment).await;
         match outcome {
             Ok(FlushOutcome::Flushed(flushed)) => {
                 self.timed("flush commit", txn.commit()).await?;
@@ -100,7 +101,7 @@ impl Store {
         txn: &DatabaseTransaction,
         me: &Address,
         batch: &[VerifiedPrice],
-        min_signers: usize,
+        deployment: &Deployment,
     ) -> Result<FlushOutcome, StoreError> {
         self.timed(
             "flush fence",
@@ -128,7 +129,7 @@ impl Store {
             )
             .await?;
         let members = read_members("flush members", &members)?;
-        let (batch, below_quorum) = members_only(batch, &members, min_signers);
+        let (batch, below_quorum) = members_only(batch, &members, deployment);
         let batch = batch.as_slice();
         let mut inserted = HashSet::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
@@ -215,13 +216,17 @@ impl Store {
 }
 
 /// Each report with only the observations of signers that are members now and were at the
-/// round's time (the rule `oracle verify` applies); those left below the quorum, or without
-/// their origin's observation, are set apart by id.
+/// round's time (the rule `oracle verify` applies); those left below the quorum of `2f + 1` (f
+/// of these members in `deployment`), without their origin's observation, or signed under
+/// another configuration than these members', are set apart by id.
 fn members_only(
     batch: &[VerifiedPrice],
     members: &HashMap<Address, u64>,
-    min_signers: usize,
+    deployment: &Deployment,
 ) -> (Vec<VerifiedPrice>, Vec<u64>) {
+    let list: Vec<Address> = members.keys().copied().collect();
+    let f = FaultBound::for_members(Some(list.len()), deployment.max_faults);
+    let config = deployment.config_digest(&list, f);
     let mut below_quorum = Vec::new();
     let kept = batch
         .iter()
@@ -233,7 +238,10 @@ fn members_only(
                     .is_some_and(|at| members.get(&entry.signer).is_some_and(|since| *since <= at))
             });
             let report = &price.report;
-            if report.origin_observation().is_some() && report.observations.len() >= min_signers {
+            if report.round.config == config
+                && report.origin_observation().is_some()
+                && report.observations.len() >= f.quorum()
+            {
                 Some(price)
             } else {
                 below_quorum.push(price.id());
@@ -262,6 +270,7 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Stateme
             Column::Spread,
             Column::FirstObservedAt,
             Column::LastObservedAt,
+            Column::Config,
         ])
         .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
         .returning_col(Column::Id);
@@ -275,7 +284,7 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Stateme
 }
 
 /// The columns of one row, in [`insert_statement`]'s order.
-fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 12], StoreError> {
+fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 13], StoreError> {
     let report = &price.report;
     let round = &report.round;
     let time = |seconds: u64| {
@@ -286,9 +295,10 @@ fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 12], StoreEr
             ))
         })
     };
-    let (Some(origin), Some(value), Some((first, last))) = (
+    let (Some(_), Some(value), Some(observed_at), Some((first, last))) = (
         report.origin_observation(),
         report.value(),
+        report.time(),
         report.observed_range(),
     ) else {
         return Err(unexpected(format!(
@@ -302,7 +312,7 @@ fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 12], StoreEr
         Expr::val(db_id(round.id)?),
         Expr::val(round.pair.name()),
         Expr::val(value.to_decimal()),
-        Expr::val(time(origin.observation.observed_at)?),
+        Expr::val(time(observed_at)?),
         Expr::val(round.origin.to_checksum(None)),
         Expr::val(sign_data),
         Expr::val(i32::try_from(report.observations.len()).unwrap_or(i32::MAX)),
@@ -311,6 +321,7 @@ fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 12], StoreEr
         Expr::val(report.spread()),
         Expr::val(time(first)?),
         Expr::val(time(last)?),
+        Expr::val(round.config.to_string()),
     ])
 }
 
@@ -351,7 +362,11 @@ mod tests {
         let signers: Vec<Identity> = (1..=4u8)
             .map(|i| Identity::from_secret(&[i; 32]).unwrap())
             .collect();
+        // Three members, so f = 0 and a round needs one observation.
+        let listed: Vec<Address> = signers[..3].iter().map(Identity::address).collect();
+        let deployment = Deployment::default();
         let round = Round {
+            config: deployment.config_digest(&listed, FaultBound::new(0)),
             pair: Pair::EthUsd,
             id: 1,
             origin: signers[0].address(),
@@ -389,13 +404,18 @@ mod tests {
             (signers[2].address(), 1_001),
         ]
         .into();
-        let (kept, below) = members_only(std::slice::from_ref(&price), &members, 2);
+        let (kept, below) = members_only(std::slice::from_ref(&price), &members, &deployment);
         assert!(below.is_empty());
         let written: Vec<Address> = kept[0].report.signers().collect();
         assert_eq!(written, vec![signers[0].address(), signers[1].address()]);
         // 3000 and 3001: the element at index 1.
         assert_eq!(kept[0].report.value().unwrap().to_string(), "3001.00000000");
-        let (kept, below) = members_only(&[price], &members, 3);
+        // Signed for another network: not these members' configuration, not written.
+        let elsewhere = Deployment {
+            network: "elsewhere".into(),
+            ..Deployment::default()
+        };
+        let (kept, below) = members_only(&[price], &members, &elsewhere);
         assert!(kept.is_empty());
         assert_eq!(below, vec![1]);
     }

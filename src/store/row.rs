@@ -2,7 +2,7 @@
 //! conversion the flush, the API, `oracle verify` and the tests use, so that they all see the
 //! same fields.
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
 use super::reports::StoredPrice;
@@ -65,6 +65,8 @@ pub enum RowError {
     FirstSigner(String),
     #[error("sign_data is not a list of observations: {0}")]
     SignData(String),
+    #[error("config {0:?} is not a 32-byte digest")]
+    Config(String),
 }
 
 impl TryFrom<&StoredPrice> for Report {
@@ -84,6 +86,10 @@ impl TryFrom<&StoredPrice> for Report {
             .first_signer
             .parse()
             .map_err(|_| RowError::FirstSigner(row.first_signer.clone()))?;
+        let config: B256 = row
+            .config
+            .parse()
+            .map_err(|_| RowError::Config(row.config.clone()))?;
         let entries: Vec<SignDataEntry> = serde_json::from_value(row.sign_data.clone())
             .map_err(|err| RowError::SignData(err.to_string()))?;
         let observations = entries
@@ -111,7 +117,12 @@ impl TryFrom<&StoredPrice> for Report {
             })
             .collect::<Result<_, RowError>>()?;
         Ok(Self {
-            round: Round { pair, id, origin },
+            round: Round {
+                config,
+                pair,
+                id,
+                origin,
+            },
             observations,
         })
     }
@@ -126,14 +137,14 @@ pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
             .unwrap_or_default()
             .fixed_offset()
     };
-    let origin_time = report.observed_at().unwrap_or(0);
+    let time = report.time().unwrap_or(0);
     let (first, last) = report.observed_range().unwrap_or_default();
     let origin = report.round.origin.to_checksum(None);
     StoredPrice {
         id: i64::try_from(report.round.id).unwrap_or(i64::MAX),
         pair: report.round.pair.name().to_owned(),
         price: report.value().map(UsdPrice::to_decimal).unwrap_or_default(),
-        observed_at: at(origin_time),
+        observed_at: at(time),
         first_signer: origin.clone(),
         sign_data: serde_json::to_value(sign_data(report)).unwrap_or_default(),
         signer_count: i32::try_from(report.observations.len()).unwrap_or(i32::MAX),
@@ -143,6 +154,7 @@ pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
         spread: report.spread(),
         first_observed_at: at(first),
         last_observed_at: at(last),
+        config: report.round.config.to_string(),
         seq,
     }
 }

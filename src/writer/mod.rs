@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cosign::{CommitteeSettings, committee};
+use crate::domain::Deployment;
 use crate::labels::label_values;
 use crate::membership::Members;
 use crate::membership::{MemberList, MemberRefresh};
@@ -85,9 +86,8 @@ pub struct Flush {
 #[derive(Debug)]
 pub struct Writer {
     lease_settings: LeaseSettings,
-    min_signers: usize,
+    deployment: Deployment,
     /// Whose observations a stored round expected (for `oracle_member_rounds_total`).
-    committee: CommitteeSettings,
     signer: PrivateKeySigner,
     probe: Arc<dyn Probe>,
     store: Option<Store>,
@@ -100,15 +100,13 @@ impl Writer {
     /// A writer that signs its stored notices with `signer`.
     pub fn new(
         lease_settings: LeaseSettings,
-        min_signers: usize,
-        committee: CommitteeSettings,
+        deployment: Deployment,
         signer: PrivateKeySigner,
         probe: Arc<dyn Probe>,
     ) -> Self {
         Self {
             lease_settings,
-            min_signers,
-            committee,
+            deployment,
             signer,
             probe,
             store: None,
@@ -198,9 +196,9 @@ impl Writer {
         if due.is_empty() {
             return None;
         }
-        let (me, min_signers) = (self.me(), self.min_signers);
+        let (me, deployment) = (self.me(), self.deployment.clone());
         Some(async move {
-            let result = store.flush(&me, &due, min_signers).await;
+            let result = store.flush(&me, &due, &deployment).await;
             Flush { batch: due, result }
         })
     }
@@ -265,7 +263,12 @@ impl Writer {
             .copied()
             .collect();
         pool.mark_stored(&done, Moment::now());
-        StoredNotice::sign_all(&done, unix_seconds(SystemTime::now()), &self.signer)
+        StoredNotice::sign_all(
+            &done,
+            unix_seconds(SystemTime::now()),
+            members.signing_config(),
+            &self.signer,
+        )
     }
 
     /// The heartbeats end (the node's shutdown token stops them); waits for the last one until
@@ -297,7 +300,7 @@ impl Writer {
                 return Vec::new();
             }
             let result = match store.claim_lease(me, self.lease_settings.lease).await {
-                Ok(()) => store.flush(&me.address, &verified, self.min_signers).await,
+                Ok(()) => store.flush(&me.address, &verified, &self.deployment).await,
                 Err(err) => Err(err),
             };
             match result {
@@ -333,7 +336,10 @@ impl Writer {
             return;
         };
         let ranking = committee::ranking(round.id, &round.origin, &list);
-        for member in ranking.iter().take(self.committee.size) {
+        for member in ranking
+            .iter()
+            .take(CommitteeSettings::size(members.fault_bound()))
+        {
             let outcome = if report.signers().any(|signer| signer == *member) {
                 RoundOutcome::Signed
             } else {

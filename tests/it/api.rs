@@ -124,7 +124,7 @@ impl Api {
         let batch = testkit::verified_batch(ids.iter().copied(), &self.signers, signing);
         let outcome = self
             .store
-            .flush(&self.writer.address, &batch, 3)
+            .flush(&self.writer.address, &batch, &Default::default())
             .await
             .unwrap();
         assert!(
@@ -262,7 +262,8 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
     for (observation, signer) in observations.iter().zip(signers) {
         let e8: i64 = observation["price_e8"].as_str().unwrap().parse().unwrap();
         let at = observation["observed_at"].as_u64().unwrap();
-        let digest = price_digest(Pair::EthUsd, id, UsdPrice::from_e8(e8).unwrap(), at);
+        let config = price["config"].as_str().unwrap().parse().unwrap();
+        let digest = price_digest(config, Pair::EthUsd, id, UsdPrice::from_e8(e8).unwrap(), at);
         assert_eq!(observation["digest"], digest.to_string());
         let entry = SignatureEntry {
             signer: observation["signer"].as_str().unwrap().parse().unwrap(),

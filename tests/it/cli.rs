@@ -725,7 +725,10 @@ async fn store_signed_prices(db: &price_oracle::testkit::TestDb, ids: &[u64]) {
     let (store, writer) = testkit::writer_store(db).await;
     let signers: Vec<_> = (1..=3).map(testkit::identity).collect();
     let batch = testkit::verified_batch(ids.iter().copied(), &signers, Signing::Genuine);
-    let outcome = store.flush(&writer.address, &batch, 3).await.unwrap();
+    let outcome = store
+        .flush(&writer.address, &batch, &Default::default())
+        .await
+        .unwrap();
     assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
     store.close().await;
 }

@@ -12,9 +12,7 @@ use alloy_sol_types::{SolConstructor, SolError, SolInterface, SolType};
 use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
 use price_oracle::report::{OnChainObservation, OnChainReport};
-use price_oracle::signed::{
-    DOMAIN_HASH, EthSignature, Observation, PAIR_HASH, Round, price_digest,
-};
+use price_oracle::signed::{EthSignature, Observation, PAIR_HASH, Round, V1_DOMAIN, price_digest};
 use price_oracle::testkit;
 
 use crate::common::evm::{
@@ -58,7 +56,10 @@ fn observation(
 ) -> OnChainObservation {
     let price = UsdPrice::from_e8(price_e8).expect("a valid test price");
     // The origin is not signed: any address makes the same signature.
+    // The contracts in contracts/ still take v1 reports: the v1 domain word in place of a
+    // configuration digest.
     let round = Round {
+        config: V1_DOMAIN,
         pair,
         id,
         origin: Address::ZERO,
@@ -259,7 +260,7 @@ fn the_published_three_observation_vector_verifies_on_chain_with_its_median() {
         .collect();
     let mut verifier = Verifier::deploy_verifier(&signers, 3).expect("a 3-of-3 verifier deploys");
     verifier.set_time(BLOCK_TIME);
-    assert_eq!(verifier.domain(), DOMAIN_HASH);
+    assert_eq!(verifier.domain(), V1_DOMAIN);
     assert_eq!(verifier.members(), signers);
     assert_eq!(verifier.quorum(), 3);
     assert_eq!(verifier.freshness(), (MAX_AGE, MAX_FUTURE_SKEW));
@@ -507,6 +508,7 @@ fn a_high_s_signature_reverts_although_ecrecover_would_accept_it() {
     let (mut verifier, keys, mut report) = three_of_five();
     let entry = report.observations[1];
     let digest = price_digest(
+        V1_DOMAIN,
         Pair::EthUsd,
         report.id,
         UsdPrice::from_e8(entry.price_e8).unwrap(),
@@ -770,7 +772,7 @@ fn a_feed_refuses_an_answer_no_price_can_be() {
             .iter()
             .map(|key| {
                 let words = (
-                    DOMAIN_HASH,
+                    V1_DOMAIN,
                     PAIR_HASH,
                     VECTOR_ID,
                     I256::MINUS_ONE,

@@ -16,8 +16,6 @@ async fn a_node_refuses_to_start_with_broken_settings_whoever_built_them() {
     heartbeat_too_short.trigger.heartbeat = heartbeat_too_short.trigger.observe_interval;
     let mut no_deviation = settings();
     no_deviation.trigger.deviation = rust_decimal::Decimal::ZERO;
-    let mut no_quorum = settings();
-    no_quorum.pool.min_signers = 0;
     let mut never_observes = settings();
     never_observes.trigger.observe_interval = Duration::from_millis(10);
     let mut zero_max_age = settings();
@@ -25,7 +23,6 @@ async fn a_node_refuses_to_start_with_broken_settings_whoever_built_them() {
     for (broken, expected) in [
         (heartbeat_too_short, "--heartbeat"),
         (no_deviation, "--deviation"),
-        (no_quorum, "--min-signers"),
         (never_observes, "--observe-interval"),
         (zero_max_age, "--max-age"),
     ] {

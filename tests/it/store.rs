@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use migration::{Migrator, MigratorTrait};
+use price_oracle::domain::Deployment;
 use price_oracle::identity::Identity;
 use price_oracle::membership::MemberRefresh;
 use price_oracle::metrics::Metrics;
@@ -63,8 +64,6 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
         .try_get_by_index::<i64>(0)
         .unwrap()
 }
-
-const MIN_SIGNERS: usize = 3;
 
 /// Makes the [`sample_signers`] members, since before the (2025) observation times of
 /// [`verified_prices`].
@@ -153,7 +152,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
         last_signed: std::time::SystemTime::now(),
     };
     let flushed = store
-        .flush(&writer.address, &[new], MIN_SIGNERS)
+        .flush(&writer.address, &[new], &Deployment::default())
         .await
         .unwrap();
     assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted == [8]));
@@ -533,7 +532,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
                 next += 1;
                 let slice = &slices[index];
                 match store
-                    .flush(&contender.address, slice, MIN_SIGNERS)
+                    .flush(&contender.address, slice, &Deployment::default())
                     .await
                     .unwrap()
                 {
@@ -595,7 +594,7 @@ async fn five_contenders_flush_the_same_thousand_prices_exactly_once() {
     let (_, lone) = participant(0);
     store.heartbeat(&lone, Duration::ZERO).await.unwrap();
     assert!(matches!(
-        store.flush(&outsider.address, &others, MIN_SIGNERS).await.unwrap(),
+        store.flush(&outsider.address, &others, &Deployment::default()).await.unwrap(),
         FlushOutcome::NotWriter { writer: Some(w) } if w == lone.address
     ));
     assert_eq!(count(&conn, "SELECT count(*) FROM prices").await, 1_000);
@@ -608,7 +607,7 @@ async fn another_round_under_a_stored_id_is_reported_and_not_written() {
     let original = verified_prices(7..8);
     assert_eq!(
         store
-            .flush(&me.address, &original, MIN_SIGNERS)
+            .flush(&me.address, &original, &Deployment::default())
             .await
             .unwrap(),
         FlushOutcome::Flushed(Flushed {
@@ -633,8 +632,10 @@ async fn another_round_under_a_stored_id_is_reported_and_not_written() {
     more.extend(other_pair);
     more.extend(other_origin);
     more.extend(original.clone());
-    let FlushOutcome::Flushed(flushed) =
-        store.flush(&me.address, &more, MIN_SIGNERS).await.unwrap()
+    let FlushOutcome::Flushed(flushed) = store
+        .flush(&me.address, &more, &Deployment::default())
+        .await
+        .unwrap()
     else {
         panic!("the only participant is the writer")
     };
@@ -683,7 +684,7 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
 
     let mut pending = verified_prices(1..101);
     let flushed = store
-        .flush(&me.address, &pending, MIN_SIGNERS)
+        .flush(&me.address, &pending, &Deployment::default())
         .await
         .unwrap();
     assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted.len() == 100));
@@ -692,7 +693,7 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
     proxy.cut();
     let started = Instant::now();
     let err = store
-        .flush(&me.address, &pending, MIN_SIGNERS)
+        .flush(&me.address, &pending, &Deployment::default())
         .await
         .unwrap_err();
     assert!(
@@ -712,7 +713,10 @@ async fn prices_pending_during_an_outage_are_written_afterwards() {
     let mut attempts = 0;
     let flushed = loop {
         attempts += 1;
-        match store.flush(&me.address, &pending, MIN_SIGNERS).await {
+        match store
+            .flush(&me.address, &pending, &Deployment::default())
+            .await
+        {
             Ok(outcome) => break outcome,
             Err(err) if attempts < 20 => {
                 println!("retry {attempts}: {err}");
@@ -742,7 +746,7 @@ async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only(
         let writer = writer.address;
         async move {
             stalled
-                .flush(&writer, &verified_prices(1..11), MIN_SIGNERS)
+                .flush(&writer, &verified_prices(1..11), &Deployment::default())
                 .await
         }
     });
@@ -774,7 +778,11 @@ async fn a_writer_stalled_inside_its_fence_holds_the_others_up_for_seconds_only(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let flushed = other
-        .flush(&next.address, &verified_prices(1..11), MIN_SIGNERS)
+        .flush(
+            &next.address,
+            &verified_prices(1..11),
+            &Deployment::default(),
+        )
         .await
         .unwrap();
     let took_over = stalled_at.elapsed();
@@ -799,7 +807,7 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
     let backlog = verified_prices(1..10_001);
     let started = Instant::now();
     let outcome = store
-        .flush(&me.address, &backlog, MIN_SIGNERS)
+        .flush(&me.address, &backlog, &Deployment::default())
         .await
         .unwrap();
     let elapsed = started.elapsed();
@@ -814,7 +822,7 @@ async fn a_backlog_of_ten_thousand_prices_flushes_in_one_go() {
         }
     );
     let again = store
-        .flush(&me.address, &backlog, MIN_SIGNERS)
+        .flush(&me.address, &backlog, &Deployment::default())
         .await
         .unwrap();
     assert!(matches!(again, FlushOutcome::Flushed(ref f) if f.existing.len() == 10_000));
@@ -828,7 +836,11 @@ async fn the_flush_stores_only_member_signatures_and_refuses_rows_below_the_quor
     let third = sample_signers()[2].address();
     assert!(store.remove_signer(&third).await.unwrap());
     let batch = verified_prices(1..3);
-    let FlushOutcome::Flushed(flushed) = store.flush(&me.address, &batch, 2).await.unwrap() else {
+    let FlushOutcome::Flushed(flushed) = store
+        .flush(&me.address, &batch, &Deployment::default())
+        .await
+        .unwrap()
+    else {
         panic!("the writer flushes");
     };
     assert_eq!(flushed.inserted, vec![1, 2]);
@@ -840,7 +852,7 @@ async fn the_flush_stores_only_member_signatures_and_refuses_rows_below_the_quor
     );
     // With three required, the same prices are refused, not written.
     let FlushOutcome::Flushed(flushed) = store
-        .flush(&me.address, &verified_prices(3..5), MIN_SIGNERS)
+        .flush(&me.address, &verified_prices(3..5), &Deployment::default())
         .await
         .unwrap()
     else {
@@ -1008,7 +1020,7 @@ async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
     let address = me.address;
     direct.heartbeat(&me, Duration::ZERO).await.unwrap();
     let earlier = direct
-        .flush(&address, &verified_prices(1..3), MIN_SIGNERS)
+        .flush(&address, &verified_prices(1..3), &Deployment::default())
         .await
         .unwrap();
     assert!(matches!(earlier, FlushOutcome::Flushed(ref f) if f.inserted == [1, 2]));
@@ -1022,7 +1034,10 @@ async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
     proxy.stall_after("WHERE id = ANY");
     let first = tokio::spawn({
         let held = held.clone();
-        async move { held.flush(&address, &first_batch, MIN_SIGNERS).await }
+        async move {
+            held.flush(&address, &first_batch, &Deployment::default())
+                .await
+        }
     });
     wait_for(
         "the first flush to stall",
@@ -1035,7 +1050,7 @@ async fn seq_follows_commit_order_when_a_writers_flushes_overlap() {
         let direct = direct.clone();
         async move {
             direct
-                .flush(&address, &verified_prices(20..25), MIN_SIGNERS)
+                .flush(&address, &verified_prices(20..25), &Deployment::default())
                 .await
         }
     });
@@ -1138,8 +1153,10 @@ async fn a_poller_following_seq_misses_no_row_while_writers_rotate_and_overlap()
                     // share uncommitted ids would wait for each other and hide the race.
                     let mut batch = verified_prices(start.max(41) - 40..start.max(41) - 35);
                     batch.extend(verified_prices(start..start + 20));
-                    if let FlushOutcome::Flushed(flushed) =
-                        store.flush(&address, &batch, MIN_SIGNERS).await.unwrap()
+                    if let FlushOutcome::Flushed(flushed) = store
+                        .flush(&address, &batch, &Deployment::default())
+                        .await
+                        .unwrap()
                     {
                         inserted += flushed.inserted.len();
                     }
@@ -1200,7 +1217,7 @@ async fn created_time_is_the_moment_of_the_insert_not_the_start_of_its_transacti
         let store = store.clone();
         async move {
             store
-                .flush(&address, &verified_prices(1..4), MIN_SIGNERS)
+                .flush(&address, &verified_prices(1..4), &Deployment::default())
                 .await
         }
     });

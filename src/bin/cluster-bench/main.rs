@@ -23,6 +23,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use price_oracle::config::parse_duration;
 use price_oracle::cosign::{CommitteeSettings, committee};
+use price_oracle::domain::FaultBound;
 use price_oracle::id::IdGenerator;
 use price_oracle::identity::Identity;
 use price_oracle::metrics::Metrics;
@@ -64,9 +65,10 @@ struct Args {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     database_url: String,
-    /// Members who co-sign each price at once [default: 3 + 2, as a node's default].
+    /// The fault bound f every node applies: a round needs 2f + 1 observations, its committee
+    /// is 3f + 1 members [default: ⌊(N − 1)/3⌋, as a node's default].
     #[arg(long)]
-    cosigners: Option<usize>,
+    fault_tolerance: Option<usize>,
     /// How long a price may lack its quorum before the next ranked members step in.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     cosign_fallback: Duration,
@@ -80,7 +82,8 @@ struct Args {
     moves: moves::MoveArgs,
 }
 
-const MIN_SIGNERS: usize = 3;
+/// The fewest nodes a measured network has: one origin and two co-signers.
+const MIN_NODES: usize = 3;
 
 #[derive(Debug, Serialize)]
 struct Results {
@@ -91,7 +94,9 @@ struct Results {
     /// Prices some node never saw verified within the timeout.
     incomplete: usize,
     quorum_ms: Percentiles,
-    /// Co-signers who sign each price at once (`--cosigners`).
+    /// The fault bound the nodes applied.
+    f: usize,
+    /// Members who observe each round at once, the origin among them: 3f + 1.
     committee_size: usize,
     /// Co-signatures the stored rows of the price phase carry, on average: the committee
     /// actually used.
@@ -135,8 +140,8 @@ async fn main() -> anyhow::Result<()> {
             node: Some("bench".into()),
         })?;
     }
-    if let Some(n) = args.nodes.iter().find(|n| **n < MIN_SIGNERS) {
-        bail!("--nodes {n}: a network needs at least {MIN_SIGNERS} nodes to reach a quorum");
+    if let Some(n) = args.nodes.iter().find(|n| **n < MIN_NODES) {
+        bail!("--nodes {n}: a measured network has at least {MIN_NODES} nodes");
     }
     let json = if args.moves.moves > 0 {
         serde_json::to_string_pretty(&moves::run(&args).await?)?
@@ -168,7 +173,7 @@ async fn price_phases(args: &Args) -> anyhow::Result<Vec<Results>> {
 struct Network {
     nodes: Vec<RunningNode>,
     members: Vec<Address>,
-    committee: CommitteeSettings,
+    f: FaultBound,
     /// The benchmark's own connection, for row counts polled often.
     counter: DatabaseConnection,
     /// The process's memory before the nodes started (the database, the exchange and the
@@ -203,6 +208,7 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
     let after: Vec<Counters> = nodes.iter().map(Counters::read).collect();
     let (rows, distinct) = stored_rows(&network.counter).await?;
     let (cosigners_per_price, fallback_prices) = committee_use(&network, &timeline).await;
+    let f = network.f;
     let (quorum_ms, incomplete) = timeline.quorum_latencies(n);
     let sum = |from: &[Counters], to: &[Counters], f: fn(&Counters) -> f64| -> f64 {
         from.iter().zip(to).map(|(b, a)| f(a) - f(b)).sum()
@@ -221,7 +227,8 @@ async fn run_network(n: usize, args: &Args, db_url: &str) -> anyhow::Result<Resu
         duplicates: rows - distinct,
         incomplete,
         quorum_ms,
-        committee_size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
+        f: f.faults(),
+        committee_size: f.committee_size(),
         cosigners_per_price,
         fallback_prices,
         publishes_per_price: sum(&before, &after, |c| c.publishes) / prices,
@@ -249,10 +256,8 @@ async fn start_network(
     db_url: &str,
     customize: impl Fn(usize, &mut NodeSettings),
 ) -> anyhow::Result<Network> {
-    let committee = CommitteeSettings {
-        size: args.cosigners.unwrap_or(MIN_SIGNERS + 2),
-        ..CommitteeSettings::for_quorum(MIN_SIGNERS, args.cosign_fallback)
-    };
+    let committee = CommitteeSettings::new(args.cosign_fallback);
+    let f = FaultBound::for_members(Some(n), args.fault_tolerance);
     let db = DbSettings {
         // One connection per node (a writer's heartbeat waits for its own flush, which takes
         // milliseconds): with two, every node keeps both open and 50 nodes plus the benchmark's
@@ -280,13 +285,14 @@ async fn start_network(
     for (i, identity) in identities.into_iter().enumerate() {
         let mut settings = bench_settings(i, identity, &boot_addr, &exchange, &db);
         settings.committee = committee;
+        settings.deployment.max_faults = args.fault_tolerance;
         customize(i, &mut settings);
         nodes.push(node::start(settings, Metrics::default()).await?);
     }
     Ok(Network {
         nodes,
         members,
-        committee,
+        f,
         counter: Database::connect(db_url).await?,
         rss_before,
         _boot: boot,
@@ -425,7 +431,7 @@ async fn price_phase(
 /// outside their committee.
 async fn committee_use(network: &Network, timeline: &Timeline) -> (f64, usize) {
     let cosigned = cosigners_of(&network.counter, &timeline.originated).await;
-    let size = network.committee.size;
+    let size = CommitteeSettings::size(network.f);
     let fallback_prices = cosigned
         .iter()
         .filter(|(id, origin, cosigners)| {

@@ -48,7 +48,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
     cluster.wait_rows(4, Duration::from_secs(60)).await;
 
     let now = SystemTime::now();
-    let outsider = price_by(&attacker.identity, now, "1");
+    let outsider = price_by(cluster.config, &attacker.identity, now, "1");
     attacker.handle.publish(Gossip::Price(outsider.clone()));
     for key in &offline {
         attacker
@@ -59,7 +59,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
             )));
     }
     // A price "co-signed" by three honest nodes — signatures the attacker made itself.
-    let mut forged = price_by(&attacker.identity, now, "3000");
+    let mut forged = price_by(cluster.config, &attacker.identity, now, "3000");
     for node in &nodes[..3] {
         let mut fake = forged.data.sign(attacker.identity.signer());
         fake.signer = node.address;
@@ -67,7 +67,12 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
     }
     attacker.handle.publish(Gossip::Price(forged));
     // A validly signed member price from an hour ago, and garbage.
-    let replayed = price_by(&identity(1), now - Duration::from_secs(3600), "3000");
+    let replayed = price_by(
+        cluster.config,
+        &identity(1),
+        now - Duration::from_secs(3600),
+        "3000",
+    );
     attacker.handle.publish(Gossip::Price(replayed));
     attacker
         .handle
@@ -349,7 +354,7 @@ async fn id_squatting_cannot_block_a_members_prices() {
         );
         let horizon = SystemTime::now() + Duration::from_secs(5);
         while squatted_until < horizon {
-            let junk = price_by(&victim, squatted_until, "1").data;
+            let junk = price_by(cluster.config, &victim, squatted_until, "1").data;
             squatted.insert(junk.id);
             squatter
                 .handle
@@ -416,13 +421,16 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
                 0 => attacker.handle.publish_raw(
                     format!("{{\"type\":\"garbage\",\"n\":{n},\"i\":{i}}}").into_bytes(),
                 ),
-                1 => attacker
-                    .handle
-                    .publish(Gossip::Price(price_by(&attacker.identity, at, "1"))),
+                1 => attacker.handle.publish(Gossip::Price(price_by(
+                    cluster.config,
+                    &attacker.identity,
+                    at,
+                    "1",
+                ))),
                 _ => attacker
                     .handle
                     .publish(Gossip::Attestation(Attestation::sign(
-                        &price_by(&member, at, "3000").data,
+                        &price_by(cluster.config, &member, at, "3000").data,
                         attacker.identity.signer(),
                     ))),
             }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use alloy_primitives::Address;
 use libp2p::Multiaddr;
 use price_oracle::cosign::{CommitteeSettings, CosignRefusal, FallbackOutcome, committee};
+use price_oracle::domain::{Deployment, FaultBound};
 use price_oracle::message::{Gossip, GossipKind};
 use price_oracle::pair::{Pair, PairSet};
 use price_oracle::signed::price_digest;
@@ -121,8 +122,13 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             };
             for entry in &row.report.observations {
                 let observation = entry.observation;
-                let digest =
-                    price_digest(other, row.id(), observation.price, observation.observed_at);
+                let digest = price_digest(
+                    row.report.round.config,
+                    other,
+                    row.id(),
+                    observation.price,
+                    observation.observed_at,
+                );
                 let signature = price_oracle::signed::SignatureEntry {
                     signer: entry.signer,
                     signature: entry.signature,
@@ -353,18 +359,23 @@ fn committee_holds_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_by_the_committee_alone()
  {
-    const COMMITTEE: usize = 3;
+    // Eight members, configured down to f = 1: a round needs three, its committee is the
+    // origin and three co-signers, one more steps in at each fallback.
+    let f = FaultBound::new(1);
+    let committee_size = CommitteeSettings::size(f);
     let cluster = Cluster::new("committee").await;
     register(&cluster.db, [6, 7, 9]).await;
     let members = addresses((1..=7).chain([9]));
+    let deployment = Deployment {
+        max_faults: Some(1),
+        ..Deployment::default()
+    };
+    let config = deployment.config_digest(&members, f);
     let fallback = Duration::from_secs(5);
     let mut nodes = cluster
         .start_with(1..=7, |settings| {
-            settings.committee = CommitteeSettings {
-                size: COMMITTEE,
-                step: 2,
-                fallback,
-            };
+            settings.committee = CommitteeSettings::new(fallback);
+            settings.deployment = deployment.clone();
         })
         .await;
     // The origin: member 9, speaking raw gossip, so the test picks which ids it publishes.
@@ -384,13 +395,13 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
     let mut at = SystemTime::now();
     while stranded.len() < 3 || served.len() < 3 {
         at += Duration::from_millis(10);
-        let price = price_by(&origin.identity, at, "3000");
+        let price = price_by(config, &origin.identity, at, "3000");
         let id = price.data.id;
-        if committee_holds_all(id, &origin_address, &members, COMMITTEE, &silent) {
+        if committee_holds_all(id, &origin_address, &members, committee_size, &silent) {
             if stranded.len() < 3 {
                 stranded.push(price);
             }
-        } else if !committee::ranking(id, &origin_address, &members)[..COMMITTEE]
+        } else if !committee::ranking(id, &origin_address, &members)[..committee_size]
             .iter()
             .any(|member| silent.contains(member))
             && served.len() < 3
@@ -430,9 +441,9 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
             let ranks = signers_ranked(id);
             println!("{kind} price {id}: co-signed by ranks {ranks:?}");
             assert_eq!(
-                ranks.iter().any(|rank| *rank >= COMMITTEE),
+                ranks.iter().any(|rank| *rank >= committee_size),
                 needs_fallback,
-                "{kind} price {id}: co-signed by ranks {ranks:?} (committee: ranks below {COMMITTEE})"
+                "{kind} price {id}: co-signed by ranks {ranks:?} (committee: ranks below {committee_size})"
             );
         }
     }

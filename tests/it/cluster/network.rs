@@ -21,7 +21,7 @@ async fn a_message_republished_by_another_peer_still_reaches_quorum_everywhere()
     watcher.wait_for_peers(3).await;
     cluster.wait_rows(4, Duration::from_secs(60)).await;
     // Member 5's genuine price, first heard from a stranger's peer id.
-    let genuine = price_by(&identity(5), SystemTime::now(), "3000");
+    let genuine = price_by(cluster.config, &identity(5), SystemTime::now(), "3000");
     relay.handle.publish(Gossip::Price(genuine.clone()));
     wait_for(
         "the genuine price stored",
@@ -171,7 +171,12 @@ async fn a_message_published_twice_is_counted_once() {
     let (hub, hub_addr) = Peer::start(60, vec![]).await;
     let (mut spoke, _) = Peer::start(61, vec![hub_addr]).await;
     spoke.handle.wait_for_peers(1).await;
-    let price = price_by(&identity(2), SystemTime::now(), "3000");
+    let price = price_by(
+        price_oracle::testkit::open_config(),
+        &identity(2),
+        SystemTime::now(),
+        "3000",
+    );
     let attestation = Attestation::sign(&price.data, spoke.identity.signer());
     let sent = || spoke.metrics.published(GossipKind::Attestation).get();
     spoke
@@ -237,11 +242,13 @@ async fn nodes_publishing_on_the_old_topic_name_and_on_the_new_one_hear_each_oth
         async || {
             // Published again until heard: the mesh forms a moment after the connection.
             old.handle.publish(Gossip::Price(price_by(
+                price_oracle::testkit::open_config(),
                 &old.identity,
                 SystemTime::now(),
                 "3000",
             )));
             new.handle.publish(Gossip::Price(price_by(
+                price_oracle::testkit::open_config(),
                 &new.identity,
                 SystemTime::now(),
                 "3000",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use alloy_primitives::{Address, B256};
 use libp2p::Multiaddr;
 use price_oracle::mock_exchange::MockExchange;
 use price_oracle::node::NodeSettings;
@@ -14,6 +15,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 pub const MEMBER_SEEDS: std::ops::RangeInclusive<u8> = 1..=5;
 
 pub struct Cluster {
+    /// The configuration digest its members sign under (the default deployment, f derived).
+    pub config: B256,
     pub db: TestDb,
     pub conn: DatabaseConnection,
     pub exchange: MockExchange,
@@ -30,15 +33,21 @@ impl Cluster {
 
     /// A network whose members are `members`.
     pub async fn with_members(label: &str, members: impl IntoIterator<Item = u8>) -> Self {
+        let seeds: Vec<u8> = members.into_iter().collect();
+        let addresses: Vec<Address> = seeds
+            .iter()
+            .map(|seed| testkit::identity(*seed).address())
+            .collect();
         let db = TestDb::create(label).await;
         Store::migrate(&db.settings()).await.unwrap();
-        register(&db, members).await;
+        register(&db, seeds).await;
         let conn = db.connect().await;
         conn.execute_unprepared(super::LEASE_CHECK_TRIGGER)
             .await
             .unwrap();
         let (boot, boot_addr) = Peer::start(100, vec![]).await;
         Self {
+            config: testkit::config_of(&addresses),
             db,
             conn,
             exchange: testkit::mock_exchange("3000").await,
