@@ -42,13 +42,14 @@ contract PriceFeed is PriceVerifier {
     error AnswerOutOfRange(int256 median);
 
     constructor(
+        bytes32 domain_,
         address[] memory members_,
         uint256 quorum_,
         uint256 maxAge_,
         uint256 maxFutureSkew_,
         bytes32 pair_,
         string memory description_
-    ) PriceVerifier(members_, quorum_, maxAge_, maxFutureSkew_) {
+    ) PriceVerifier(domain_, members_, quorum_, maxAge_, maxFutureSkew_) {
         pair = pair_;
         feedDescription = description_;
     }

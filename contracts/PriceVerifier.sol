@@ -10,6 +10,7 @@ pragma solidity =0.8.37;
 /// report      = abi.encode(bytes32 pair, uint64 id, Observation[] observations)
 /// Observation = (int256 priceE8, uint64 observedAt, bytes signature)
 /// digest      = keccak256(abi.encode(DOMAIN, pair, id, priceE8, observedAt))      per observation
+///               DOMAIN: the network's configuration digest (protocol v2), set at deployment
 /// signed      = keccak256("\x19Ethereum Signed Message:\n32" ‖ digest), signature r ‖ s ‖ v
 /// value       = the prices sorted ascending, the one at index n / 2
 /// ```
@@ -17,8 +18,11 @@ pragma solidity =0.8.37;
 /// The member list, the quorum and the freshness bounds are fixed at deployment: a membership
 /// change is a new deployment. A consumer checks `pair`.
 contract PriceVerifier {
-    /// `keccak256("price-oracle/v1")`, the first word of every digest.
-    bytes32 public constant DOMAIN = keccak256("price-oracle/v1");
+    /// The first word of every digest: the configuration digest of the network whose reports
+    /// this verifier takes (protocol v2: its name, chain, verifier, member set and f), so that
+    /// signatures made for another deployment never verify here; `keccak256("price-oracle/v1")`
+    /// for a v1 network.
+    bytes32 public immutable DOMAIN;
 
     /// Half the secp256k1 group order: a signature with a larger `s` is a malleable copy (EIP-2).
     uint256 private constant HALF_ORDER = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
@@ -63,7 +67,14 @@ contract PriceVerifier {
     error NotMember(address signer);
     error DuplicateSigner(address signer);
 
-    constructor(address[] memory members_, uint256 quorum_, uint256 maxAge_, uint256 maxFutureSkew_) {
+    constructor(
+        bytes32 domain_,
+        address[] memory members_,
+        uint256 quorum_,
+        uint256 maxAge_,
+        uint256 maxFutureSkew_
+    ) {
+        DOMAIN = domain_;
         if (quorum_ == 0 || quorum_ > members_.length) {
             revert InvalidQuorum(quorum_, members_.length);
         }

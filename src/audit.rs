@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 
+use crate::domain::{Deployment, FaultBound};
 use crate::signed::{Report, V1_DOMAIN};
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
@@ -43,6 +44,20 @@ pub enum Counted {
 }
 
 impl Counted {
+    /// The members at `observed_at`, or `None` when every signer counts (no list).
+    fn members_at(&self, observed_at: DateTime<Utc>) -> Option<Vec<Address>> {
+        match self {
+            Self::Everyone => None,
+            Self::Listed(signers) => Some(signers.iter().copied().collect()),
+            Self::Members(rows) => Some(
+                rows.iter()
+                    .filter(|row| row.member_at(observed_at))
+                    .map(|row| row.address)
+                    .collect(),
+            ),
+        }
+    }
+
     fn counts(&self, signer: &Address, observed_at: DateTime<Utc>) -> bool {
         match self {
             Self::Everyone => true,
@@ -57,8 +72,19 @@ impl Counted {
 /// Audit settings.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRules {
-    pub min_signers: usize,
+    /// The network's deployment (`--network-name`, `--chain-id`, `--verifier`) and configured
+    /// `f`: with the members at a row's time they give the configuration its signatures must be
+    /// bound to, and its quorum of `2f + 1`.
+    pub deployment: Deployment,
     pub counted: Counted,
+}
+
+impl AuditRules {
+    /// The fault bound at a row's time: of its members then, or the configured one without a
+    /// list.
+    fn fault_bound(&self, members: Option<&[Address]>) -> FaultBound {
+        FaultBound::for_members(members.map(<[Address]>::len), self.deployment.max_faults)
+    }
 }
 
 /// Checks one row: pair, price, signer list, `signer_count`, `first_signer`, and that every
@@ -71,13 +97,13 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         untrusted: 0,
     };
     match check_row(row, rules) {
-        Ok((signatures, counted)) => {
+        Ok((signatures, counted, quorum)) => {
             report.signatures = signatures;
             report.untrusted = signatures - counted;
-            if counted < rules.min_signers {
+            if counted < quorum {
                 report.finding = Some(Finding::BelowQuorum {
                     valid: counted,
-                    required: rules.min_signers,
+                    required: quorum,
                 });
             }
         }
@@ -86,8 +112,9 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
     report
 }
 
-/// The row's valid signatures and how many of them count, or why the row is invalid.
-fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize), String> {
+/// The row's valid signatures, how many of them count and how many must, or why the row is
+/// invalid.
+fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize, usize), String> {
     let report = Report::try_from(row).map_err(|err| err.to_string())?;
     let signatures = report.observations.len();
     if usize::try_from(row.signer_count).ok() != Some(signatures) {
@@ -105,11 +132,29 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize), St
         .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
     check_summary(row, &report)?;
     let observed = row.observed_at.to_utc();
+    let members = rules.counted.members_at(observed);
+    let f = rules.fault_bound(members.as_deref());
+    // A v2 row's signatures must be bound to this network's configuration of its time: a
+    // database credential cannot pass off a report signed for another network, member set or
+    // a smaller f (v1 rows carry the v1 domain word and predate configurations).
+    if let Some(members) = &members
+        && report.round.config != V1_DOMAIN
+    {
+        let expected = rules.deployment.config_digest(members, f);
+        if report.round.config != expected {
+            return Err(format!(
+                "signed under configuration {}, not this network's {expected} (its members at \
+                 the row's time, f = {})",
+                report.round.config,
+                f.faults()
+            ));
+        }
+    }
     let counted = signers
         .iter()
         .filter(|signer| rules.counted.counts(signer, observed))
         .count();
-    Ok((signatures, counted))
+    Ok((signatures, counted, f.quorum()))
 }
 
 /// What the row says of its observations, recomputed from them: the origin's among them at the
@@ -183,10 +228,15 @@ mod tests {
     }
 
     /// Round 42 of the first of `signed_by`, each observing 3124.56789 plus its place in 10⁻⁸,
-    /// a second apart: a stored row as the flush writes it.
+    /// a second apart: a stored row as the flush writes it, signed under v1's domain word.
     fn row(signed_by: &[Identity]) -> StoredPrice {
+        row_in(V1_DOMAIN, signed_by)
+    }
+
+    /// [`row`] signed under configuration `config`.
+    fn row_in(config: alloy_primitives::B256, signed_by: &[Identity]) -> StoredPrice {
         let round = Round {
-            config: crate::membership::Members::open().signing_config(),
+            config,
             pair: Pair::EthUsd,
             id: 42,
             origin: signed_by[0].address(),
@@ -222,16 +272,24 @@ mod tests {
         required: 3,
     });
 
-    fn rules(min_signers: usize) -> AuditRules {
+    /// Every signer counts; `f` as configured (a quorum of `2f + 1`).
+    fn rules(f: usize) -> AuditRules {
         AuditRules {
-            min_signers,
+            deployment: with_f(f),
             counted: Counted::Everyone,
+        }
+    }
+
+    fn with_f(f: usize) -> Deployment {
+        Deployment {
+            max_faults: Some(f),
+            ..Deployment::default()
         }
     }
 
     #[test]
     fn a_genuine_row_passes() {
-        let report = audit_row(&row(&signers(3)), &rules(3));
+        let report = audit_row(&row(&signers(3)), &rules(1));
         assert_eq!(report.finding, None);
         assert_eq!(report.signatures, 3);
     }
@@ -289,7 +347,7 @@ mod tests {
             ("spread", spread),
             ("time range", range),
         ] {
-            let report = audit_row(&tampered, &rules(3));
+            let report = audit_row(&tampered, &rules(1));
             assert!(
                 matches!(report.finding, Some(Finding::Invalid(_))),
                 "{name}: {report:?}"
@@ -299,31 +357,64 @@ mod tests {
 
     #[test]
     fn quorum_counts_only_trusted_signers_when_asked() {
-        let all = signers(3);
-        let report = audit_row(&row(&all), &rules(4));
+        let all = signers(6);
+        let report = audit_row(&row(&all[..3]), &rules(2));
         assert_eq!(
             report.finding,
             Some(Finding::BelowQuorum {
                 valid: 3,
-                required: 4
+                required: 5
             })
         );
-        let trusted: HashSet<Address> = all[..2].iter().map(Identity::address).collect();
-        let report = audit_row(
-            &row(&all),
-            &AuditRules {
-                min_signers: 3,
-                counted: Counted::Listed(trusted),
-            },
-        );
+        // Four trusted signers (f = 1), two of the row's three among them.
+        let trusted: Vec<Address> = [&all[0], &all[1], &all[4], &all[5]]
+            .iter()
+            .map(|identity| identity.address())
+            .collect();
+        let deployment = Deployment::default();
+        let config = deployment.config_digest(&trusted, FaultBound::new(1));
+        let rules = AuditRules {
+            deployment,
+            counted: Counted::Listed(trusted.into_iter().collect()),
+        };
+        let report = audit_row(&row_in(config, &all[..3]), &rules);
         assert_eq!(report.untrusted, 1);
         assert_eq!(report.finding, TWO_OF_THREE);
     }
 
+    /// A v2 row's signatures must be bound to the configuration of the members at its time:
+    /// rows signed for another network, or with a smaller f, are refused however well signed.
+    #[test]
+    fn a_v2_row_signed_for_another_configuration_is_invalid() {
+        let all = signers(4);
+        let listed: Vec<Address> = all.iter().map(Identity::address).collect();
+        let rules = AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Listed(listed.iter().copied().collect()),
+        };
+        let ours = Deployment::default().config_digest(&listed, FaultBound::new(1));
+        assert_eq!(audit_row(&row_in(ours, &all[..3]), &rules).finding, None);
+        let elsewhere = Deployment {
+            network: "staging".into(),
+            ..Deployment::default()
+        };
+        for config in [
+            elsewhere.config_digest(&listed, FaultBound::new(1)),
+            Deployment::default().config_digest(&listed, FaultBound::new(0)),
+        ] {
+            let report = audit_row(&row_in(config, &all[..3]), &rules);
+            assert!(
+                matches!(report.finding, Some(Finding::Invalid(ref why)) if why.contains("configuration")),
+                "{report:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_signature_counts_only_if_its_signer_was_a_member_when_the_price_was_observed() {
-        let all = signers(3);
-        let genuine = row(&all);
+        // Five members (f = 1), three of them signing: removing one leaves four, still f = 1.
+        let all = signers(5);
+        let genuine = row(&all[..3]);
         let observed = genuine.observed_at.to_utc();
         let period = |identity: &Identity, from: i64, until: Option<i64>| SignerRow {
             address: identity.address(),
@@ -332,7 +423,7 @@ mod tests {
             revoked_at: until.map(|until| observed + chrono::Duration::seconds(until)),
         };
         let members = |rows| AuditRules {
-            min_signers: 3,
+            deployment: with_f(1),
             counted: Counted::Members(rows),
         };
         let always: Vec<SignerRow> = all.iter().map(|node| period(node, -10, None)).collect();

@@ -231,7 +231,7 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         None => Counted::Members(store.signers().await?),
     };
     let rules = AuditRules {
-        min_signers: args.min_signers,
+        deployment: args.consensus.deployment(),
         counted,
     };
     let (mut rows, mut signatures, mut untrusted_rows) = (0usize, 0usize, 0usize);

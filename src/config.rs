@@ -749,25 +749,8 @@ pub struct ConsensusArgs {
     /// Connected peers to wait for before the node starts fetching prices.
     #[arg(long, env = "ORACLE_MIN_PEERS", default_value_t = 3)]
     pub min_peers: usize,
-    /// The number f of faulty members (lying, colluding, silent) the network tolerates: a round
-    /// needs observations of 2f + 1 distinct members and its committee is 3f + 1 members. Every
-    /// member must use the same f: it is bound into every signature. At most ⌊(members − 1)/3⌋,
-    /// which is the default; a lower f costs fewer messages per round and tolerates less.
-    #[arg(long, env = "ORACLE_FAULT_TOLERANCE", value_parser = clap::value_parser!(u32).range(0..=1000))]
-    pub fault_tolerance: Option<u32>,
-    /// The network's name, bound into every signature so that a test network's signatures never
-    /// count in another network run with the same keys.
-    #[arg(long, env = "ORACLE_NETWORK_NAME", default_value = "price-oracle")]
-    pub network_name: String,
-    /// The chain whose verifier contract takes this network's reports (0: none), bound into
-    /// every signature.
-    #[arg(long, env = "ORACLE_CHAIN_ID", default_value_t = 0)]
-    pub chain_id: u64,
-    /// The verifier contract (PriceVerifier or PriceFeed) that takes this network's reports,
-    /// bound into every signature so that a report verifies there only [default: none, the
-    /// zero address].
-    #[arg(long, env = "ORACLE_VERIFIER")]
-    pub verifier: Option<Address>,
+    #[command(flatten)]
+    pub domain: DomainArgs,
     /// Retired: a round needs 2f + 1 observations (--fault-tolerance).
     #[arg(long, env = "ORACLE_MIN_SIGNERS", hide = true)]
     pub min_signers: Option<String>,
@@ -832,8 +815,34 @@ pub struct ConsensusArgs {
     pub migrate: bool,
 }
 
-impl ConsensusArgs {
-    /// What this node's signatures are bound to besides the members.
+/// What every signature of a network is bound to besides its members: its name, chain and
+/// verifier, and its fault bound.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Network configuration")]
+pub struct DomainArgs {
+    /// The number f of faulty members (lying, colluding, silent) the network tolerates: a round
+    /// needs observations of 2f + 1 distinct members and its committee is 3f + 1 members. Every
+    /// member must use the same f: it is bound into every signature. At most ⌊(members − 1)/3⌋,
+    /// which is the default; a lower f costs fewer messages per round and tolerates less.
+    #[arg(long, env = "ORACLE_FAULT_TOLERANCE", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub fault_tolerance: Option<u32>,
+    /// The network's name, bound into every signature so that a test network's signatures never
+    /// count in another network run with the same keys.
+    #[arg(long, env = "ORACLE_NETWORK_NAME", default_value = "price-oracle")]
+    pub network_name: String,
+    /// The chain whose verifier contract takes this network's reports (0: none), bound into
+    /// every signature.
+    #[arg(long, env = "ORACLE_CHAIN_ID", default_value_t = 0)]
+    pub chain_id: u64,
+    /// The verifier contract (PriceVerifier or PriceFeed) that takes this network's reports,
+    /// bound into every signature so that a report verifies there only [default: none, the
+    /// zero address].
+    #[arg(long, env = "ORACLE_VERIFIER")]
+    pub verifier: Option<Address>,
+}
+
+impl DomainArgs {
+    /// What this network's signatures are bound to besides the members.
     pub fn deployment(&self) -> Deployment {
         Deployment {
             network: self.network_name.clone(),
@@ -901,7 +910,7 @@ impl RunArgs {
             register: self.register,
             max_cosign_queue: self.net.limits.max_cosign_queue as usize,
             committee,
-            deployment: consensus.deployment(),
+            deployment: consensus.domain.deployment(),
             http: self.http,
             api: ApiLimits {
                 max_page: self.api.api_max_page,
@@ -931,9 +940,10 @@ pub struct VerifyArgs {
     /// counts if its signer was a member when the price was observed].
     #[arg(long, env = "ORACLE_TRUSTED_SIGNERS")]
     pub trusted_signers: Option<PathBuf>,
-    /// Distinct valid signers a row needs.
-    #[arg(long, env = "ORACLE_MIN_SIGNERS", default_value_t = 3)]
-    pub min_signers: usize,
+    /// The network a row's signatures must be bound to, and its f: a row needs 2f + 1
+    /// observations of members at its time.
+    #[command(flatten)]
+    pub consensus: DomainArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -1408,7 +1418,7 @@ mod tests {
         };
         let c = &args.consensus;
         assert_eq!(c.min_peers, 3);
-        assert_eq!(c.fault_tolerance, None);
+        assert_eq!(c.domain.fault_tolerance, None);
         assert_eq!(c.heartbeat, Duration::from_secs(600));
         assert_eq!(c.observe_interval, Duration::from_secs(15));
         assert_eq!(c.deviation, Decimal::new(5, 3));

@@ -563,7 +563,11 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
         let audit = crate::audit::audit_row(
             &stored.row,
             &crate::audit::AuditRules {
-                min_signers,
+                // Every signer counts; f such that 2f + 1 is `min_signers` (rounded down).
+                deployment: Deployment {
+                    max_faults: Some(min_signers.saturating_sub(1) / 2),
+                    ..Deployment::default()
+                },
                 counted: crate::audit::Counted::Everyone,
             },
         );

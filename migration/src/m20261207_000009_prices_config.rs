@@ -4,7 +4,9 @@
 //!
 //! Rows stored before it were signed under v1, whose digest began with
 //! `keccak256("price-oracle/v1")` where v2's begins with the configuration: they get that word,
-//! and verify unchanged. Down refuses when a row was signed under a v2 configuration.
+//! and verify unchanged. It stays the column's default, so a row written without a config (a
+//! v1 writer during the upgrade) is read, and audited, as the v1 row it is. Down refuses when a
+//! row was signed under a v2 configuration.
 
 use sea_orm_migration::prelude::*;
 
@@ -17,10 +19,8 @@ const V1_DOMAIN: &str = "0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a0303
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let up = format!(
-            "ALTER TABLE prices ADD COLUMN config TEXT NOT NULL DEFAULT '{V1_DOMAIN}';
-             ALTER TABLE prices ALTER COLUMN config DROP DEFAULT;"
-        );
+        let up =
+            format!("ALTER TABLE prices ADD COLUMN config TEXT NOT NULL DEFAULT '{V1_DOMAIN}';");
         manager.get_connection().execute_unprepared(&up).await?;
         Ok(())
     }

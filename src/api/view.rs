@@ -49,7 +49,8 @@ pub struct PriceView {
     /// The median × 10⁸, decimal.
     #[schema(example = "312456789000")]
     pub price_e8: String,
-    /// When the round's origin observed its price, unix seconds: the round's time.
+    /// The report's time, unix seconds: the median of its observations' times (rows stored
+    /// under protocol v1: their origin's observation time).
     #[schema(example = 1763700000)]
     pub observed_at: u64,
     /// `observed_at` in RFC 3339, UTC.
@@ -67,6 +68,10 @@ pub struct PriceView {
     /// The round's origin (EIP-55): the member that started it.
     #[schema(example = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23")]
     pub origin: String,
+    /// The configuration digest every observation is signed under (the first word of each
+    /// digest): the network, chain, verifier, member set and fault bound.
+    #[schema(example = "0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d")]
+    pub config: String,
     /// Every member's observation with the price, each signed over its own digest.
     pub observations: Vec<ObservationView>,
     /// Commit order of the row: the cursor for `after=` and `Last-Event-ID`, decimal; `null`
@@ -192,6 +197,7 @@ impl PriceView {
             first_observed_at: shown.observed_range.0,
             last_observed_at: shown.observed_range.1,
             origin: round.origin.to_checksum(None),
+            config: round.config.to_string(),
             observations,
             seq: shown.seq.map(|seq| seq.to_string()),
             written_by: shown.written_by,

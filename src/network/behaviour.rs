@@ -13,7 +13,9 @@ use libp2p::{StreamProtocol, gossipsub, identify, kad, ping};
 use crate::message::MAX_MESSAGE_BYTES;
 
 /// The gossipsub topic of every message: every pair's prices, co-signatures and stored notices.
-pub const TOPIC: &str = "price-oracle/prices/v1";
+/// Its version is the protocol's ([`crate::domain::PROTOCOL`]): a v1 node neither hears v2 nor
+/// could verify it.
+pub const TOPIC: &str = "price-oracle/prices/v2";
 /// The topic's name from the days of one pair. Nodes still subscribe to it, so that a network
 /// can be upgraded one node at a time: upgraded nodes publish on it (`--legacy-topic`) until
 /// every node listens on [`TOPIC`]. To be dropped in the release after.

@@ -258,9 +258,16 @@ fn the_published_three_observation_vector_verifies_on_chain_with_its_median() {
         .iter()
         .map(|entry| entry["signer"].as_str().unwrap().parse().unwrap())
         .collect();
-    let mut verifier = Verifier::deploy_verifier(&signers, 3).expect("a 3-of-3 verifier deploys");
+    // The vectors' network: its configuration digest is the verifier's first digest word.
+    let config: B256 = vectors["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut verifier =
+        Verifier::deploy_verifier_in(config, &signers, 3).expect("a 3-of-3 verifier deploys");
     verifier.set_time(BLOCK_TIME);
-    assert_eq!(verifier.domain(), V1_DOMAIN);
+    assert_eq!(verifier.domain(), config);
     assert_eq!(verifier.members(), signers);
     assert_eq!(verifier.quorum(), 3);
     assert_eq!(verifier.freshness(), (MAX_AGE, MAX_FUTURE_SKEW));

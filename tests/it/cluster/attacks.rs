@@ -192,7 +192,9 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
         .iter()
         .map(|row| price_oracle::report::OnChainReport::from(&row.report).encode())
         .collect();
-    for (verified, _) in common::evm::verify_all(&reports, &addresses(MEMBER_SEEDS), 3) {
+    for (verified, _) in
+        common::evm::verify_all(cluster.config, &reports, &addresses(MEMBER_SEEDS), 3)
+    {
         assert_eq!(verified.median, 300_000_000_000, "the contract's median");
     }
     let lies = stored

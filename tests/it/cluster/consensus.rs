@@ -165,7 +165,7 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             medians.push(price["price_e8"].as_str().unwrap().parse::<i64>().unwrap());
         }
     }
-    let verified = common::evm::verify_all(&reports, &members, 3);
+    let verified = common::evm::verify_all(cluster.config, &reports, &members, 3);
     for ((verified, gas), median) in verified.iter().zip(&medians) {
         assert_eq!(
             verified.median, *median,
@@ -182,7 +182,7 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
     let refusal = |verifier: &mut Verifier, report: &OnChainReport| {
         verifier.verify(&report.encode()).unwrap_err().name
     };
-    let mut verifier = Verifier::deploy_verifier(&members, 3).unwrap();
+    let mut verifier = Verifier::deploy_verifier_in(cluster.config, &members, 3).unwrap();
     let mut tampered = row.clone();
     tampered.observations[0].price_e8 += 1;
     assert_eq!(refusal(&mut verifier, &tampered), "NotMember");
@@ -199,9 +199,9 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
         .filter(|member| **member != one_signer)
         .copied()
         .collect();
-    let mut without_one = Verifier::deploy_verifier(&others, 3).unwrap();
+    let mut without_one = Verifier::deploy_verifier_in(cluster.config, &others, 3).unwrap();
     assert_eq!(refusal(&mut without_one, &row), "NotMember");
-    let mut five = Verifier::deploy_verifier(&members, 5).unwrap();
+    let mut five = Verifier::deploy_verifier_in(cluster.config, &members, 5).unwrap();
     assert_eq!(refusal(&mut five, &row), "BelowQuorum");
     let mut short = row.clone();
     short.observations.truncate(2);
@@ -333,7 +333,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
     }
     // `oracle verify`'s rule: every row had its quorum of members at its observation time.
     let rules = price_oracle::audit::AuditRules {
-        min_signers: 3,
+        deployment: Deployment::default(),
         counted: price_oracle::audit::Counted::Members(store.signers().await.unwrap()),
     };
     for row in store.prices_page(None, None, 1000).await.unwrap() {

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, B256, Bytes, U256};
 use alloy_sol_types::{SolCall, SolConstructor, SolInterface, sol};
+use price_oracle::signed::V1_DOMAIN;
 use revm::context::result::{ExecutionResult, Output};
 use revm::context::{CfgEnv, Context, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
@@ -24,7 +25,13 @@ sol! {
             bytes signature;
         }
 
-        constructor(address[] members_, uint256 quorum_, uint256 maxAge_, uint256 maxFutureSkew_);
+        constructor(
+            bytes32 domain_,
+            address[] members_,
+            uint256 quorum_,
+            uint256 maxAge_,
+            uint256 maxFutureSkew_
+        );
 
         error InvalidQuorum(uint256 quorum, uint256 members);
         error ZeroAddressMember(uint256 index);
@@ -55,6 +62,7 @@ sol! {
     #[derive(Debug, PartialEq, Eq)]
     contract PriceFeed {
         constructor(
+            bytes32 domain_,
             address[] members_,
             uint256 quorum_,
             uint256 maxAge_,
@@ -313,18 +321,30 @@ impl Chain {
 pub type Verifier = Chain;
 
 impl Verifier {
-    /// Deploys the verifier with `members`, `quorum` and the tests' freshness bounds.
+    /// Deploys a verifier of v1 reports (`keccak256("price-oracle/v1")` as its first digest
+    /// word) with `members`, `quorum` and the tests' freshness bounds.
     pub fn deploy_verifier(members: &[Address], quorum: u64) -> Result<Self, Revert> {
-        Self::deploy_verifier_with(members, quorum, MAX_AGE, MAX_FUTURE_SKEW)
+        Self::deploy_verifier_in(V1_DOMAIN, members, quorum)
+    }
+
+    /// [`Verifier::deploy_verifier`] for the network of configuration digest `domain`.
+    pub fn deploy_verifier_in(
+        domain: B256,
+        members: &[Address],
+        quorum: u64,
+    ) -> Result<Self, Revert> {
+        Self::deploy_verifier_with(domain, members, quorum, MAX_AGE, MAX_FUTURE_SKEW)
     }
 
     pub fn deploy_verifier_with(
+        domain: B256,
         members: &[Address],
         quorum: u64,
         max_age: u64,
         max_future_skew: u64,
     ) -> Result<Self, Revert> {
         let args = PriceVerifier::constructorCall {
+            domain_: domain,
             members_: members.to_vec(),
             quorum_: U256::from(quorum),
             maxAge_: U256::from(max_age),
@@ -342,6 +362,7 @@ impl Verifier {
         description: &str,
     ) -> Result<Self, Revert> {
         let args = PriceFeed::constructorCall {
+            domain_: V1_DOMAIN,
             members_: members.to_vec(),
             quorum_: U256::from(quorum),
             maxAge_: U256::from(MAX_AGE),
@@ -458,11 +479,17 @@ pub fn verify_calldata(report: &[u8]) -> Vec<u8> {
     .abi_encode()
 }
 
-/// Deploys one verifier with `members` and `quorum` at block time now, asserts that every
-/// report verifies, and returns what each verification returned with its gas.
-pub fn verify_all(reports: &[Vec<u8>], members: &[Address], quorum: usize) -> Vec<(Verified, u64)> {
+/// Deploys one verifier of the network of configuration `domain` with `members` and `quorum` at
+/// block time now, asserts that every report verifies, and returns what each verification
+/// returned with its gas.
+pub fn verify_all(
+    domain: B256,
+    reports: &[Vec<u8>],
+    members: &[Address],
+    quorum: usize,
+) -> Vec<(Verified, u64)> {
     let quorum = u64::try_from(quorum).expect("a quorum fits u64");
-    let mut verifier = Verifier::deploy_verifier(members, quorum)
+    let mut verifier = Verifier::deploy_verifier_in(domain, members, quorum)
         .unwrap_or_else(|revert| panic!("the verifier deploys: {revert:?}"));
     reports
         .iter()
