@@ -19,7 +19,10 @@
 #                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
 #
 # Every node's key is registered as a member (`oracle signers add --key nodeN`) before it
-# starts; nodes started by hand elsewhere count only once an operator adds them.
+# starts; nodes started by hand elsewhere count only once an operator adds them. Members of an
+# earlier run with more nodes stay registered, and f follows the member count: remove the ones
+# no longer started (`oracle signers remove`), or rounds need more observations than the nodes
+# running can give.
 #
 # Each process logs to logs/<name>.log; this terminal shows every log live, prefixed by name.
 # Ctrl-C (or SIGTERM) stops exactly the processes this script started and waits for them.
@@ -58,10 +61,12 @@ ORACLE="${CARGO_TARGET_DIR:-target}/$target_dir/oracle"
 
 "$ORACLE" migrate
 
-# A network of fewer than three nodes can never reach the default quorum; say so, and do not
-# wait for more peers than exist.
-if [ "$NUM_NODES" -lt "${ORACLE_MIN_SIGNERS:-3}" ]; then
-  say "warning: $NUM_NODES nodes cannot reach --min-signers ${ORACLE_MIN_SIGNERS:-3}; no price will be stored"
+# A network of N members tolerates f = floor((N - 1)/3) faulty ones (lower with
+# ORACLE_FAULT_TOLERANCE): a round needs observations of 2f + 1 members. With fewer than four
+# members f = 0, and each round is verified by its origin's observation alone; say so, and start
+# the nodes anyway. Do not wait for more peers than exist.
+if [ "$NUM_NODES" -lt 4 ]; then
+  say "note: $NUM_NODES nodes (and no other members) have f = 0: each round is verified by its origin's observation alone, and no faulty member is tolerated (4 or more tolerate one)"
 fi
 export ORACLE_MIN_PEERS="${ORACLE_MIN_PEERS:-$(( NUM_NODES < 3 ? NUM_NODES : 3 ))}"
 
