@@ -373,8 +373,12 @@ impl Report {
 
     /// The report's time: the median of its observations' times (sorted ascending, the element
     /// at index ⌊n/2⌋), so no minority of its members can move it — not to the future, where it
-    /// would hold off every newer report, nor to the past.
+    /// would hold off every newer report, nor to the past. A v1 report (signed under
+    /// [`V1_DOMAIN`]) kept its origin's time.
     pub fn time(&self) -> Option<u64> {
+        if self.round.config == V1_DOMAIN {
+            return self.observed_at();
+        }
         let mut times: Vec<u64> = self
             .observations
             .iter()

@@ -272,11 +272,12 @@ pub(crate) mod tests {
     fn the_view_carries_each_observation_with_its_digest_and_signature_and_the_report() {
         let view = PriceView::from_row(&vector_row()).unwrap();
         assert_eq!(view.id, "1234567890123456");
-        // Two observations: the median is the one at index 1, the higher; so is the time.
+        // Two observations: the median is the one at index 1, the higher. A v1 row's time is
+        // its origin's.
         assert_eq!(view.price, "3126.00000000");
         assert_eq!(view.price_e8, "312600000000");
-        assert_eq!(view.observed_at, 1_763_700_002);
-        assert_eq!(view.observed_at_iso, "2025-11-21T04:40:02Z");
+        assert_eq!(view.observed_at, 1_763_700_000);
+        assert_eq!(view.observed_at_iso, "2025-11-21T04:40:00Z");
         assert_eq!(view.spread, "0.00045812");
         assert_eq!(
             (view.first_observed_at, view.last_observed_at),

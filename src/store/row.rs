@@ -137,13 +137,7 @@ pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
             .unwrap_or_default()
             .fixed_offset()
     };
-    // v1 rows kept their origin's time, v2 rows the median of the observations' times.
-    let time = if report.round.config == crate::signed::V1_DOMAIN {
-        report.observed_at()
-    } else {
-        report.time()
-    }
-    .unwrap_or(0);
+    let time = report.time().unwrap_or(0);
     let (first, last) = report.observed_range().unwrap_or_default();
     let origin = report.round.origin.to_checksum(None);
     StoredPrice {

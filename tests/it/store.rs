@@ -110,9 +110,13 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     use price_oracle::signed::{Observation, Report};
     let db = TestDb::create("observations_migration").await;
     let conn = db.connect().await;
-    let before = Migrator::migrations().len() as u32 - 1;
-    Migrator::up(&conn, Some(before)).await.unwrap();
-    let old = testkit::price_data(7, sample_signers()[0].address());
+    // Every migration before the observations one (the ninth, the configuration, follows).
+    Migrator::up(&conn, Some(7)).await.unwrap();
+    // Signed as v1 signed: under the v1 domain word, which the configuration migration gives.
+    let old = price_oracle::signed::PriceData {
+        config: price_oracle::signed::V1_DOMAIN,
+        ..testkit::price_data(7, sample_signers()[0].address())
+    };
     let entries: Vec<_> = sample_signers()
         .iter()
         .map(|signer| old.sign(signer.signer()))
@@ -132,7 +136,11 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
 
     // A new row: three different observations, stored by the flush at their median.
     let (store, writer) = testkit::writer_store(&db).await;
-    let round = testkit::price_data(8, sample_signers()[0].address()).round();
+    let members: Vec<_> = sample_signers().iter().map(Identity::address).collect();
+    let round = price_oracle::signed::Round {
+        config: testkit::config_of(&members),
+        ..testkit::price_data(8, sample_signers()[0].address()).round()
+    };
     let observations = sample_signers()
         .iter()
         .zip([300_000_000_000i64, 303_000_000_000, 301_000_000_000])
@@ -187,13 +195,19 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     assert_eq!(new_row.row.price.to_string(), "3010.00000000", "the median");
     assert_eq!(new_row.row.spread.to_string(), "0.00996677");
 
-    // Down cannot say the new row; without it, it gives the old row back as it was.
+    // Down cannot say the new row (a median of differing observations, signed under a v2
+    // configuration); without it, it gives the old row back as it was.
     let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
-    assert!(refused.to_string().contains("1 stored prices"), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("signed under a v2 configuration"),
+        "{refused}"
+    );
     conn.execute_unprepared("DELETE FROM prices WHERE id = 8")
         .await
         .unwrap();
-    Migrator::down(&conn, Some(1)).await.unwrap();
+    Migrator::down(&conn, Some(2)).await.unwrap();
     let sign_data = conn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
