@@ -49,12 +49,7 @@ impl Counted {
         match self {
             Self::Everyone => None,
             Self::Listed(signers) => Some(signers.iter().copied().collect()),
-            Self::Members(rows) => Some(
-                rows.iter()
-                    .filter(|row| row.member_at(observed_at))
-                    .map(|row| row.address)
-                    .collect(),
-            ),
+            Self::Members(rows) => Some(members_at(rows, observed_at)),
         }
     }
 
@@ -69,6 +64,14 @@ impl Counted {
     }
 }
 
+/// The members of `rows` (the `signers` table) at `at`.
+fn members_at(rows: &[SignerRow], at: DateTime<Utc>) -> Vec<Address> {
+    rows.iter()
+        .filter(|row| row.member_at(at))
+        .map(|row| row.address)
+        .collect()
+}
+
 /// Audit settings.
 #[derive(Debug, Clone, Default)]
 pub struct AuditRules {
@@ -76,7 +79,11 @@ pub struct AuditRules {
     /// `f`: with the members at a row's time they give the configuration its signatures must be
     /// bound to, and its quorum of `2f + 1`.
     pub deployment: Deployment,
+    /// Whose signatures count toward the quorum.
     pub counted: Counted,
+    /// The network's member history (the `signers` table), which decides a row's configuration
+    /// and `f` even when `counted` is narrowed to a list; `None`: `counted`'s members decide.
+    pub network: Option<Vec<SignerRow>>,
 }
 
 impl AuditRules {
@@ -132,7 +139,10 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize, usi
         .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
     check_summary(row, &report)?;
     let observed = row.observed_at.to_utc();
-    let members = rules.counted.members_at(observed);
+    let members = match &rules.network {
+        Some(history) => Some(members_at(history, observed)),
+        None => rules.counted.members_at(observed),
+    };
     let f = rules.fault_bound(members.as_deref());
     // A v2 row's signatures must be bound to this network's configuration of its time: a
     // database credential cannot pass off a report signed for another network, member set or
@@ -277,6 +287,7 @@ mod tests {
         AuditRules {
             deployment: with_f(f),
             counted: Counted::Everyone,
+            network: None,
         }
     }
 
@@ -376,6 +387,7 @@ mod tests {
         let rules = AuditRules {
             deployment,
             counted: Counted::Listed(trusted.into_iter().collect()),
+            network: None,
         };
         let report = audit_row(&row_in(config, &all[..3]), &rules);
         assert_eq!(report.untrusted, 1);
@@ -391,6 +403,7 @@ mod tests {
         let rules = AuditRules {
             deployment: Deployment::default(),
             counted: Counted::Listed(listed.iter().copied().collect()),
+            network: None,
         };
         let ours = Deployment::default().config_digest(&listed, FaultBound::new(1));
         assert_eq!(audit_row(&row_in(ours, &all[..3]), &rules).finding, None);
@@ -425,6 +438,7 @@ mod tests {
         let members = |rows| AuditRules {
             deployment: with_f(1),
             counted: Counted::Members(rows),
+            network: None,
         };
         let always: Vec<SignerRow> = all.iter().map(|node| period(node, -10, None)).collect();
         assert_eq!(audit_row(&genuine, &members(always.clone())).finding, None);

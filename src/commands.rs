@@ -226,13 +226,15 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let store = Store::connect(&settings)
         .await
         .with_context(|| format!("cannot connect to {}", settings.url))?;
+    let history = store.signers().await?;
     let counted = match &args.trusted_signers {
         Some(path) => Counted::Listed(audit::read_trusted_signers(path)?),
-        None => Counted::Members(store.signers().await?),
+        None => Counted::Members(history.clone()),
     };
     let rules = AuditRules {
         deployment: args.consensus.deployment(),
         counted,
+        network: Some(history),
     };
     let (mut rows, mut signatures, mut untrusted_rows) = (0usize, 0usize, 0usize);
     let mut rows_by_pair: std::collections::BTreeMap<String, usize> = Default::default();

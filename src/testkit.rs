@@ -569,6 +569,7 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
                     ..Deployment::default()
                 },
                 counted: crate::audit::Counted::Everyone,
+                network: None,
             },
         );
         assert_eq!(audit.finding, None, "row {id}: oracle verify disagrees");

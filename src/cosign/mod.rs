@@ -172,7 +172,14 @@ impl Cosigning {
         pool: &Pool,
         now: Instant,
     ) -> Vec<Action> {
-        if data.origin == self.me || !members.is_member(&data.origin) {
+        // A round of another configuration (another network, member set or f) would not
+        // count here: this node signs nothing for it.
+        if data.origin == self.me
+            || !members.is_member(&data.origin)
+            || members
+                .config_digest()
+                .is_some_and(|config| config != data.config)
+        {
             return Vec::new();
         }
         let wait = match members.counting_at(data.observed_at) {
@@ -305,7 +312,7 @@ mod tests {
 
     fn data(price: &str, observed_at: u64) -> PriceData {
         PriceData {
-            config: members(6).signing_config(),
+            config: members(4).signing_config(),
             pair: Pair::EthUsd,
             id: 1,
             price: price.parse().unwrap(),
@@ -546,6 +553,12 @@ mod tests {
             ..price
         };
         assert!(cosigning.heard(outsider, &members, &pool, now).is_empty());
+        // A round of another configuration (another network or member set).
+        let foreign = PriceData {
+            config: alloy_primitives::B256::repeat_byte(7),
+            ..price
+        };
+        assert!(cosigning.heard(foreign, &members, &pool, now).is_empty());
         // A price this node already signed.
         pool.add(&price, &[price.sign(node(2).signer())], Moment::now());
         assert!(cosigning.heard(price, &members, &pool, now).is_empty());
@@ -555,7 +568,10 @@ mod tests {
     fn members_off_the_committee_wait_for_their_turn_and_step_in_only_if_needed() {
         let (now, members) = (Instant::now(), members(6));
         let mut pool = pool(&members);
-        let price = data("3000", OBSERVED);
+        let price = PriceData {
+            config: members.signing_config(),
+            ..data("3000", OBSERVED)
+        };
         let ranking = committee::ranking(price.id, &price.origin, &members.counting_at(0).unwrap());
         let seed_of = |address: Address| (1..=6u8).find(|seed| node(*seed).address() == address);
         // Six members, f = 1: a committee of three besides the origin; the fourth in the
@@ -613,6 +629,7 @@ mod tests {
         let prices: Vec<PriceData> = (1..)
             .map(|id| PriceData {
                 id,
+                config: members.signing_config(),
                 ..data("3000", OBSERVED)
             })
             .filter(|price| {

@@ -21,11 +21,12 @@ impl Node {
     }
 
     pub(super) fn on_observed(&mut self, round: ObservationRound) {
-        // Rounds start only once the node runs: before, it knows neither its peers nor the
-        // newest stored values.
-        let running = self.phase == Phase::Running;
-        let requested = running && self.origination.round_started();
+        // Rounds start only once the node runs and counts as a member: before, it knows
+        // neither its peers nor the newest stored values, nor the configuration its signatures
+        // are bound to (the member set), so a round it started would never count.
         let members = Arc::clone(&self.members.borrow());
+        let running = self.phase == Phase::Running && members.is_member(&self.me);
+        let requested = running && self.origination.round_started();
         let mut failed = false;
         for (pair, result) in round.results {
             let price = match result {

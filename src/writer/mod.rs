@@ -335,11 +335,12 @@ impl Writer {
         let Some(list) = members.counting_at(at) else {
             return;
         };
+        // The committee is the origin and the co-signers ranked first.
         let ranking = committee::ranking(round.id, &round.origin, &list);
-        for member in ranking
+        let cosigners = ranking
             .iter()
-            .take(CommitteeSettings::size(members.fault_bound()))
-        {
+            .take(CommitteeSettings::size(members.fault_bound()));
+        for member in std::iter::once(&round.origin).chain(cosigners) {
             let outcome = if report.signers().any(|signer| signer == *member) {
                 RoundOutcome::Signed
             } else {

@@ -786,10 +786,11 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     assert!(!out.contains("  101 ") && !out.contains("  103 "), "{out}");
     assert!(out.contains("FAILED"), "{out}");
 
-    // A trusted-signers list without the third signer leaves the clean rows below quorum.
+    // A trusted-signers list naming none of the signers leaves the clean rows below quorum
+    // (three members: f = 0, one counting signature each would do).
     let dir = tempfile::tempdir().unwrap();
     let trusted = dir.path().join("trusted.txt");
-    let lines: Vec<String> = (1..=2u8)
+    let lines: Vec<String> = (9..=9u8)
         .map(|i| {
             price_oracle::identity::Identity::from_secret(&[i; 32])
                 .unwrap()
@@ -860,8 +861,8 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
     let bad = run(&["signers", "add", "0x1234"]).await;
     assert_eq!(bad.status.code(), Some(2), "clap refuses a bad address");
 
-    // verify counts a signature only if its signer was a member when the price was observed:
-    // the rows are from 2025, so a membership that starts today makes them fall short.
+    // verify judges a row by the members when its price was observed: the rows are from 2025,
+    // so a membership that starts today is not the member set their signatures were bound to.
     let clean = run(&["verify"]).await;
     assert!(clean.status.success(), "{}", stdout(&clean));
     let conn = db.connect().await;
@@ -875,8 +876,8 @@ async fn signers_are_managed_from_the_command_line_and_verify_judges_rows_by_the
     .unwrap();
     let _ = conn.close().await;
     let late = run(&["verify"]).await;
-    fails_printing(&late, "below quorum      2");
-    prints(&late, "non-member signers in 2 rows");
+    fails_printing(&late, "invalid           2");
+    prints(&late, "not this network's");
 }
 
 /// The one line a failed command prints on stderr (its exit code is 1).

@@ -275,6 +275,12 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
         .trim()
         .to_owned();
     oracle_ok(dir, &["keygen", "--name", "node2", "--key-dir", "keys"]);
+    // Two members that never run: with node2 the network has four members, f = 1, so node1 is on
+    // the committee of node2's rounds; before node2, three (f = 0), so node1's rounds verify on
+    // its own observation.
+    for idle in ["idle1", "idle2"] {
+        oracle_ok(dir, &["keygen", "--name", idle, "--key-dir", "keys"]);
+    }
     oracle_ok(dir, &["migrate", "--database-url", db_url]);
     let add_member = |name: &str| {
         oracle_ok(
@@ -291,7 +297,9 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
             ],
         )
     };
-    add_member("node1");
+    for member in ["node1", "idle1", "idle2"] {
+        add_member(member);
+    }
 
     // Until the rollback below, node1's flushes wait for this lock until --db-timeout, again and
     // again, and its verified price is dropped after --retention.
@@ -336,7 +344,7 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
 
     add_member("node2");
     scrape_until(&metrics_url, |m| {
-        m.lines().any(|line| line == "oracle_members 2")
+        m.lines().any(|line| line == "oracle_members 4")
     })
     .await
     .expect("node1 counts node2 as a member");
@@ -351,6 +359,8 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
             ("--migrate", "false"),
             ("--min-peers", "1"),
             ("--pairs", "ETH/USD,BTC/USD"),
+            // The idle members may rank ahead of node2 to start a round: short turns.
+            ("--observe-interval", "2s"),
             ("--source-base-url", &far_url),
         ],
     );

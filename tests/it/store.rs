@@ -172,6 +172,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
             ..Deployment::default()
         },
         counted: Counted::Everyone,
+        network: None,
     };
     for row in &rows {
         assert_eq!(

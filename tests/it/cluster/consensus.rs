@@ -335,6 +335,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
     let rules = price_oracle::audit::AuditRules {
         deployment: Deployment::default(),
         counted: price_oracle::audit::Counted::Members(store.signers().await.unwrap()),
+        network: None,
     };
     for row in store.prices_page(None, None, 1000).await.unwrap() {
         let report = price_oracle::audit::audit_row(&row, &rules);
