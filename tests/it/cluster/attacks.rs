@@ -467,3 +467,83 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
     stop_all(nodes).await;
     drop(attackers);
 }
+
+/// Seven members, so f = 2 and a round needs five observations: members 6 and 7 collude, both
+/// reading `lie` and taking part in every round whatever its origin saw. Every stored value is
+/// an honest one (all honest members read 3000), and the contract, deployed for the network's
+/// configuration with a quorum of five, takes each row at that value.
+async fn two_members_collude(label: &str, lie: &str) -> Vec<Stored> {
+    let cluster = Cluster::with_members(label, 1..=7).await;
+    let liars_exchange = testkit::mock_exchange(lie).await;
+    let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
+        settings.trigger.heartbeat = Duration::from_secs(3);
+    };
+    let mut nodes = cluster.start_with(1..=5, every_3s).await;
+    let liars = cluster
+        .start_with([6, 7], |settings| {
+            every_3s(settings);
+            settings.fetch_from(&liars_exchange);
+            settings.trigger.max_deviation = Decimal::ONE;
+        })
+        .await;
+    let colluders: Vec<Address> = addresses_of(&liars);
+    nodes.extend(liars);
+    cluster.wait_rows(8, Duration::from_secs(120)).await;
+    let stored = cluster.rows().await;
+    assert_rows_verify(&stored, 5, &addresses_of(&nodes));
+    for row in &stored {
+        assert!(
+            row.report.observations.len() >= 5,
+            "row {} has {} observations, f = 2 needs five",
+            row.id(),
+            row.report.observations.len()
+        );
+        assert_eq!(
+            row.row.price,
+            Decimal::from(3000),
+            "row {} moved by the colluders: {:?}",
+            row.id(),
+            row.report.observations
+        );
+    }
+    let reports: Vec<Vec<u8>> = stored
+        .iter()
+        .map(|row| price_oracle::report::OnChainReport::from(&row.report).encode())
+        .collect();
+    let members = addresses(1..=7);
+    for (verified, _) in common::evm::verify_all(cluster.config, &reports, &members, 5) {
+        assert_eq!(verified.median, 300_000_000_000, "the contract's median");
+    }
+    let carrying = stored
+        .iter()
+        .filter(|row| {
+            colluders
+                .iter()
+                .any(|colluder| row.observation_of(colluder).is_some())
+        })
+        .count();
+    println!(
+        "{} rows at seven members (f = 2), {carrying} carrying a colluder's {lie}, every one stored at 3000",
+        stored.len()
+    );
+    stop_all(nodes).await;
+    stored
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_colluders_at_f_two_inside_the_deviation_move_no_stored_value() {
+    two_members_collude("colluders_close", "3027").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_colluders_at_f_two_reading_one_dollar_get_no_value_of_theirs_stored() {
+    let stored = two_members_collude("colluders_far", "1").await;
+    // Their own rounds are far from every honest observation: nobody else joins them.
+    let colluders = [identity(6).address(), identity(7).address()];
+    assert!(
+        stored
+            .iter()
+            .all(|row| !colluders.contains(&row.report.round.origin)),
+        "a colluder's round was stored"
+    );
+}
