@@ -530,6 +530,10 @@ impl crate::writer::Probe for Metrics {
     fn false_notice(&self, writer: alloy_primitives::Address) {
         self.false_notices_of(writer).inc();
     }
+
+    fn notice_queue_full(&self) {
+        Metrics::limit_hit(self, Limit::NoticeQueue);
+    }
 }
 
 #[cfg(test)]

@@ -80,6 +80,9 @@ pub trait Probe: crate::store::Probe {
     fn lease(&self, held: bool, changed: bool);
     /// A stored notice signed by `writer` named an id the database does not hold, twice.
     fn false_notice(&self, writer: Address);
+    /// A stored notice was not acted on: its writer's ids waiting for a lookup were at their
+    /// bound.
+    fn notice_queue_full(&self);
 }
 
 /// A flush that ran: its batch, and what the database said.
@@ -203,11 +206,14 @@ impl Writer {
                  believed for another {:?}",
                 until.saturating_duration_since(now)
             ),
-            Heard::Full => log::warn!(
-                "ignoring a stored notice of {count} ids from {writer}: {} of its ids wait to be \
-                 looked up already",
-                notices::MAX_QUEUED_IDS
-            ),
+            Heard::Full => {
+                self.probe.notice_queue_full();
+                log::debug!(
+                    "ignoring a stored notice of {count} ids from {writer}: {} of its ids wait \
+                     to be looked up already",
+                    notices::MAX_QUEUED_IDS
+                );
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use price_oracle::store::Store;
 use price_oracle::testkit::TestDb;
 use price_oracle::testkit::{
     self, Peer, Stored, TestNode, addresses, addresses_of, assert_rows_verify, holds_for, identity,
-    price_by, stop_all, total, wait_for,
+    price_by, stop_all, total, wait_for, wait_until,
 };
 use price_oracle::time::unix_seconds;
 use price_oracle::trigger::Reason;
@@ -579,12 +579,19 @@ async fn a_member_signing_false_stored_notices_censors_nothing_and_is_counted() 
     // Every round started during the attack is stored, those it named first among them.
     let stored_ids =
         async || -> HashSet<u64> { cluster.rows().await.iter().map(Stored::id).collect() };
-    wait_for(
+    let all_stored = wait_until(
         "every round started during the attack stored",
-        Duration::from_secs(20),
+        Instant::now() + Duration::from_secs(20),
         async || originated.is_subset(&stored_ids().await),
     )
     .await;
+    let stored = stored_ids().await;
+    assert!(
+        all_stored.is_ok(),
+        "{} of the {} rounds started during the attack stored",
+        originated.intersection(&stored).count(),
+        originated.len()
+    );
     let rows = cluster.rows().await;
     let hit = originated.iter().filter(|id| named.contains(id)).count();
     println!(
