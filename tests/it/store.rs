@@ -1303,7 +1303,7 @@ async fn a_notices_ids_are_looked_up_in_one_statement_and_a_failure_is_no_answer
     assert_eq!(lookups(), 1, "one statement for {} ids", asked.len());
     assert_eq!(rows.iter().map(|row| row.id).collect::<Vec<_>>(), [7, 9]);
     for (row, price) in rows.iter().zip([&prices[0], &prices[2]]) {
-        assert!(row.records(&price.round()), "{row:?}");
+        assert!(row.records(price.round()), "{row:?}");
         assert_eq!(row.pair, "ETH/USD");
     }
     // Another origin, or another pair, under a stored id: a conflict, never stored either.
