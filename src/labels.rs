@@ -56,6 +56,8 @@ label_values! {
         Connections => "connections",
         /// Received messages per peer waiting for validation.
         ValidationQueue => "validation_queue",
+        /// Ids of one writer's stored notices waiting to be looked up in the database.
+        NoticeQueue => "notice_queue",
     }
 }
 

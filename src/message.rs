@@ -98,9 +98,9 @@ impl Attestation {
     }
 }
 
-/// The writer's word that these ids are stored; nodes forget them. The writer signs it, so it
-/// can be relayed by anyone and still proves who speaks; nodes act on it only when the writer is
-/// a member that their own lease has seen hold the lease.
+/// The writer's word that these ids are stored. The writer signs it, so it can be relayed by
+/// anyone and still proves who speaks; but any member can sign one, so nodes forget only the ids
+/// their own database shows stored ([`crate::writer::notices`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoredNotice {

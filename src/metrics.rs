@@ -112,6 +112,12 @@ crate::labels::label_values! {
     }
 }
 
+/// `writer="0x…"`: the member that signed a stored notice.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriterLabel {
+    pub writer: String,
+}
+
 /// `kind="…"` of a gossip message.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GossipLabel {
@@ -309,6 +315,10 @@ declare_metrics! {
             "Database statements that failed or timed out, by kind";
         lease_writer: Gauge => "1 while this node holds the writer lease";
         lease_writer_changes: Counter => "Times this node gained or lost the writer lease";
+        false_notices: Family<WriterLabel, Counter> =>
+            "Stored notices that named an id this node's database did not hold when looked up \
+             twice (nothing was dropped for them; their writer's notices are then not acted on \
+             for 10 minutes), by the member that signed them";
     }
 }
 
@@ -434,6 +444,12 @@ impl Metrics {
             .set(i64::try_from(sources).unwrap_or(i64::MAX));
     }
 
+    /// False stored notices signed by `writer`.
+    pub fn false_notices_of(&self, writer: alloy_primitives::Address) -> Counter {
+        let writer = writer.to_checksum(None);
+        Self::counter(&self.false_notices, WriterLabel { writer })
+    }
+
     /// Messages ignored for `reason`.
     pub fn ignored(&self, reason: RefusalReason) -> Counter {
         Self::counter(&self.messages_ignored, RefusalLabel { reason })
@@ -509,6 +525,14 @@ impl crate::writer::Probe for Metrics {
         if changed {
             self.lease_writer_changes.inc();
         }
+    }
+
+    fn false_notice(&self, writer: alloy_primitives::Address) {
+        self.false_notices_of(writer).inc();
+    }
+
+    fn notice_queue_full(&self) {
+        Metrics::limit_hit(self, Limit::NoticeQueue);
     }
 }
 

@@ -221,6 +221,16 @@ impl Pool {
             .is_some_and(|entry| entry.verified_at.is_some())
     }
 
+    /// The rounds held here under any of `ids` (an id usually holds one round; two origins may
+    /// mint the same id).
+    pub fn rounds_with_ids(&self, ids: &HashSet<u64>) -> Vec<Round> {
+        self.entries
+            .keys()
+            .filter(|round| ids.contains(&round.id))
+            .copied()
+            .collect()
+    }
+
     /// Whether `id` is already stored (and forgotten).
     pub fn is_stored(&self, id: u64) -> bool {
         self.stored.contains_key(&id)

@@ -313,6 +313,22 @@ impl Peer {
         bootstrap: Vec<Multiaddr>,
         customize: impl FnOnce(&mut NetworkSettings),
     ) -> (Self, Multiaddr) {
+        let (peer, addr, events) = Self::start_listening(seed, bootstrap, customize).await;
+        drop(events);
+        (peer, addr)
+    }
+
+    /// The same, also returning the valid gossip it receives (every signer counts for it): an
+    /// attacker that answers what it hears. The caller drains the receiver, or the peer stalls.
+    pub async fn start_listening(
+        seed: u8,
+        bootstrap: Vec<Multiaddr>,
+        customize: impl FnOnce(&mut NetworkSettings),
+    ) -> (
+        Self,
+        Multiaddr,
+        tokio::sync::mpsc::Receiver<network::NetworkEvent>,
+    ) {
         let identity = identity(seed);
         let mut settings = NetworkSettings::with_default_limits(
             vec![loopback()],
@@ -333,7 +349,6 @@ impl Peer {
             &mut Registry::default(),
         )
         .expect("the peer's network starts");
-        drop(events);
         let addr = handle.wait_for_listen_addrs().await.remove(0);
         let peer = Self {
             identity,
@@ -341,7 +356,7 @@ impl Peer {
             metrics,
             task,
         };
-        (peer, addr)
+        (peer, addr, events)
     }
 }
 

@@ -1,5 +1,6 @@
 //! What the node does with gossip: a price or attestation into the pool, a quorum reached
-//! (counted, handed to the triggers, and said once as a [`NodeEvent`]), a stored notice, and whether and
+//! (counted, handed to the triggers, and said once as a [`NodeEvent`]), a stored notice (looked
+//! up in the database before anything is dropped: [`crate::writer::notices`]), and whether and
 //! when to co-sign ([`crate::cosign`] decides; this carries it out).
 
 use super::*;
@@ -99,19 +100,60 @@ impl Node {
         });
     }
 
+    /// A member says it stored these ids: nothing is dropped on its word. The ids not known
+    /// stored here are looked up in the database ([`Node::check_notices`]).
     pub(super) fn on_stored_notice(&mut self, notice: &StoredNotice, now: Moment) {
-        if !self.writer.believes(&notice.writer) {
-            log::debug!(
-                "ignoring a stored notice from {}, not a writer we know of",
-                notice.writer
-            );
+        let ids: Vec<u64> = notice
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !self.pool.is_stored(*id))
+            .collect();
+        self.writer.notice_heard(notice.writer, ids, now.at);
+        self.check_notices();
+    }
+
+    /// Starts the next lookup of notices' ids in the background, if one is due and none runs.
+    pub(super) fn check_notices(&mut self) {
+        if self.work.is_running(Job::CheckNotices) {
             return;
         }
-        let known = self.pool.mark_stored(&notice.ids, now);
+        if let Some(check) = self.writer.notice_check_due(Instant::now()) {
+            self.work.spawn(Job::CheckNotices, async move {
+                Done::NoticesChecked(check.await)
+            });
+        }
+    }
+
+    /// The database holds these rows: every round under their ids is dropped, and later
+    /// messages under them are ignored. A round under an id whose row records another round is
+    /// a conflict: it can never be stored, so it goes too.
+    pub(super) fn found_stored(&mut self, rows: &[StoredRound]) {
+        if rows.is_empty() {
+            return;
+        }
+        let by_id: HashMap<u64, &StoredRound> = rows.iter().map(|row| (row.id, row)).collect();
+        let ids: HashSet<u64> = by_id.keys().copied().collect();
+        for round in self.pool.rounds_with_ids(&ids) {
+            if let Some(row) = by_id.get(&round.id)
+                && !row.records(&round)
+            {
+                log::warn!(
+                    "dropping round {} of {} ({}): the database holds another round under its \
+                     id ({} of {}), so it can never be stored",
+                    round.id,
+                    round.origin,
+                    round.pair,
+                    row.pair,
+                    row.origin
+                );
+            }
+        }
+        let ids: Vec<u64> = ids.into_iter().collect();
+        let known = self.pool.mark_stored(&ids, Moment::now());
         log::debug!(
-            "{} stored {} prices ({known} known here)",
-            notice.writer,
-            notice.ids.len()
+            "the database holds {} ids named in stored notices ({known} rounds known here)",
+            ids.len()
         );
     }
 

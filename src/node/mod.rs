@@ -35,6 +35,7 @@ mod work;
 use database::Connected;
 use timers::{age, ended, flush_check_interval, interval, next_value, sleep_until, tick};
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -61,6 +62,7 @@ use crate::pool::{Added, Pool};
 use crate::price::UsdPrice;
 use crate::signed::{self, PriceData, Report, Round};
 use crate::store::lease::Participant;
+use crate::store::read::StoredRound;
 use crate::store::{DbSettings, Store};
 use crate::time::{Moment, unix_seconds};
 use crate::trigger::{Decision, Reason, Triggers, Verified};
@@ -296,6 +298,11 @@ impl Node {
         loop {
             let was = self.phase;
             let turn_due = self.cosigning.next_turn_due();
+            let notice_check_due = if self.work.is_running(Job::CheckNotices) {
+                None
+            } else {
+                self.writer.next_notice_check()
+            };
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = ended(&mut inbox.network_task) => {
@@ -329,6 +336,9 @@ impl Node {
                 () = sleep_until(turn_due), if turn_due.is_some() => {
                     let actions = self.cosigning.take_turns(&self.pool, Instant::now());
                     self.carry_out(actions);
+                }
+                () = sleep_until(notice_check_due), if notice_check_due.is_some() => {
+                    self.check_notices();
                 }
                 _ = flush_timer.tick() => self.flush_if_due(),
                 _ = expire_timer.tick() => self.expire(),
@@ -388,6 +398,11 @@ impl Node {
                 return true;
             }
             Done::FoundPeers(addrs) => self.dial_peers(addrs),
+            Done::NoticesChecked(check) => {
+                let rows = self.writer.notices_checked(check, Instant::now());
+                self.found_stored(&rows);
+                self.check_notices();
+            }
             Done::Nothing(job) => log::debug!("background work {job:?} ended without a result"),
         }
         false

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Connected;
 use super::origination::ObservationRound;
-use crate::writer::Flush;
+use crate::writer::{Flush, NoticeCheck};
 
 /// The kinds of background work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +24,8 @@ pub enum Job {
     Connect,
     /// Reading peers' addresses from the heartbeat table.
     FindPeers,
+    /// Looking up the ids of stored notices in the database.
+    CheckNotices,
 }
 
 /// What a finished task brings back.
@@ -34,6 +36,7 @@ pub enum Done {
     // Boxed: a store is large, and arrives once.
     Connected(Box<Connected>),
     FoundPeers(Vec<String>),
+    NoticesChecked(NoticeCheck),
     /// The task ended without a result: it panicked (logged here) or was cancelled.
     Nothing(Job),
 }

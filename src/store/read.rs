@@ -1,5 +1,6 @@
 //! Reads for the consumers of stored prices — the node's `/v1` API and `oracle prices`: the newest
-//! price of a pair, one price by id, a pair's history in commit order. Nothing here writes.
+//! price of a pair, one price by id, a pair's history in commit order — and for a node checking a
+//! stored notice against the table ([`Store::stored_rounds`]). Nothing here writes.
 //!
 //! History pages are keyed by `seq`, never by `id` or a time: `seq` follows the commit order (see
 //! the migration `m20261123_000004_prices_commit_order`), so a reader that asks for
@@ -8,11 +9,36 @@
 
 use chrono::{DateTime, Utc};
 use entity::prices;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    Statement, Value,
+};
 
 use super::reports::StoredPrice;
 use super::{Store, StoreError};
 use crate::pair::Pair;
+use crate::signed::Round;
+
+/// The round a stored row records, as the table spells it: what a node checks a stored notice
+/// against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRound {
+    pub id: u64,
+    /// The pair's name, e.g. `ETH/USD`.
+    pub pair: String,
+    /// The origin's address (`first_signer`), EIP-55.
+    pub origin: String,
+}
+
+impl StoredRound {
+    /// Whether this row records `round` (the same id, pair and origin); another round under the
+    /// id is a conflict, which can never be stored.
+    pub fn records(&self, round: &Round) -> bool {
+        self.id == round.id
+            && self.pair == round.pair.name()
+            && self.origin == round.origin.to_checksum(None)
+    }
+}
 
 /// One page of a pair's history: rows with `seq > after`, observed in `[from, to)`, in `seq`
 /// order, at most `limit`.
@@ -46,6 +72,38 @@ impl Store {
     pub async fn price_by_id(&self, id: i64) -> Result<Option<StoredPrice>, StoreError> {
         self.timed("read price", prices::Entity::find_by_id(id).one(&self.db))
             .await
+    }
+
+    /// The rows stored under `ids`, as their rounds, in no particular order: one statement
+    /// however many ids (callers bound them). Ids that no BIGINT holds cannot be stored, and are
+    /// not asked for.
+    pub async fn stored_rounds(&self, ids: &[u64]) -> Result<Vec<StoredRound>, StoreError> {
+        const WHAT: &str = "read stored ids";
+        let ids: Vec<i64> = ids
+            .iter()
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT id, pair, first_signer FROM prices WHERE id = ANY($1)",
+            [Value::from(ids)],
+        );
+        let rows = self.timed(WHAT, self.db.query_all_raw(statement)).await?;
+        let read = |row: &sea_orm::QueryResult| -> Result<StoredRound, sea_orm::DbErr> {
+            let id = row.try_get_by_index::<i64>(0)?;
+            Ok(StoredRound {
+                id: u64::try_from(id)
+                    .map_err(|_| sea_orm::DbErr::Type(format!("a negative id {id} in prices")))?,
+                pair: row.try_get_by_index::<String>(1)?,
+                origin: row.try_get_by_index::<String>(2)?,
+            })
+        };
+        rows.iter()
+            .map(|row| read(row).map_err(StoreError::db(WHAT)))
+            .collect()
     }
 
     /// One page of a pair's history in commit order (see [`HistoryQuery`]).

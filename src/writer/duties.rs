@@ -1,17 +1,10 @@
-//! The writer's duties as the node sees them: the lease as of the last heartbeat, whether a
-//! flush may start, and whose stored notices to believe. Every heartbeat arrives here as an
-//! event; nothing here reads the database or the clock.
-
-use std::collections::VecDeque;
-
-use alloy_primitives::Address;
+//! The writer's duties as the node sees them: the lease as of the last heartbeat, and whether a
+//! flush may start. Every heartbeat arrives here as an event; nothing here reads the database
+//! or the clock.
 
 use super::heartbeat::LeaseState;
 use crate::store::StoreError;
 use crate::store::prices::FlushOutcome;
-
-/// How many recent writers' stored notices are believed.
-const RECENT_WRITERS: usize = 8;
 
 #[derive(Debug, Default)]
 pub struct WriterDuties {
@@ -19,23 +12,12 @@ pub struct WriterDuties {
     /// A flush found another writer since the last heartbeat: no flush until the next one,
     /// rather than a refused transaction on every flush tick.
     refuted: bool,
-    /// Writers seen by our heartbeats, newest last.
-    recent_writers: VecDeque<Address>,
 }
 
 impl WriterDuties {
     /// A heartbeat's view, successful or not. It outranks what an earlier refused flush said.
     pub fn on_heartbeat(&mut self, state: LeaseState) {
         self.refuted = false;
-        if let Some(writer) = state.writer
-            && self.recent_writers.back() != Some(&writer)
-        {
-            self.recent_writers.retain(|known| *known != writer);
-            self.recent_writers.push_back(writer);
-            if self.recent_writers.len() > RECENT_WRITERS {
-                self.recent_writers.pop_front();
-            }
-        }
         self.lease = state;
     }
 
@@ -54,16 +36,12 @@ impl WriterDuties {
             self.refuted = true;
         }
     }
-
-    /// Stored notices are believed from writers our heartbeats have seen only.
-    pub fn believes(&self, writer: &Address) -> bool {
-        self.recent_writers.contains(writer)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloy_primitives::Address;
 
     fn writer(byte: u8, is_writer: bool, beats: u64) -> LeaseState {
         LeaseState {
@@ -86,20 +64,5 @@ mod tests {
         // The same view as before: still news, since it is a newer heartbeat.
         duties.on_heartbeat(writer(1, true, 2));
         assert!(duties.may_flush());
-    }
-
-    #[test]
-    fn only_writers_seen_by_heartbeats_are_believed_and_only_the_recent_ones() {
-        let mut duties = WriterDuties::default();
-        let (a, b) = (Address::repeat_byte(0xa), Address::repeat_byte(0xb));
-        assert!(!duties.believes(&a));
-        duties.on_heartbeat(writer(0xa, false, 0));
-        duties.on_heartbeat(writer(0xb, false, 1));
-        assert!(duties.believes(&a) && duties.believes(&b));
-        for beat in 0..RECENT_WRITERS as u8 {
-            duties.on_heartbeat(writer(0x10 + beat, false, 10 + u64::from(beat)));
-        }
-        assert!(!duties.believes(&a));
-        assert!(duties.believes(&Address::repeat_byte(0x10)));
     }
 }

@@ -1,10 +1,12 @@
 //! The writer: the one node that stores verified prices. Everything about it is here — the
 //! heartbeats that keep (or hand over) the lease, when to flush, what a flush's outcome means,
-//! whose stored notices to believe, and the flush of a stopping node. The SQL is
-//! [`crate::store::lease`]'s and [`crate::store::prices`]'s.
+//! the checks of other writers' stored notices, and the flush of a stopping node. The SQL is
+//! [`crate::store::lease`]'s, [`crate::store::prices`]'s and [`crate::store::read`]'s.
 //!
 //! - [`heartbeat`]: the heartbeat loop, and the lease's settings.
 //! - `duties`: the lease as the heartbeats see it; whether a flush may start.
+//! - [`notices`]: which ids of a stored notice to look up in the database, when, and what the
+//!   answer means (a notice alone drops nothing; a false one costs its writer).
 //!
 //! A flush runs in the node's background work ([`Writer::flush_due`] hands out the future, the
 //! node runs it and brings the outcome back to [`Writer::flushed`]), so the node's loop never
@@ -14,11 +16,12 @@
 
 mod duties;
 pub mod heartbeat;
+pub mod notices;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use alloy_primitives::Address;
 use alloy_signer_local::PrivateKeySigner;
@@ -38,10 +41,12 @@ use crate::signed::Report;
 use crate::signed::VerifiedPrice;
 use crate::store::lease::Participant;
 use crate::store::prices::FlushOutcome;
+use crate::store::read::StoredRound;
 use crate::store::{DatabaseState, Store, StoreError};
 use crate::time::{Moment, unix_seconds};
 use duties::WriterDuties;
 pub use heartbeat::{LeaseSettings, LeaseState};
+use notices::{Heard, Lookup, NoticeChecks};
 
 label_values! {
     /// Whether a member of a stored round's committee observed it.
@@ -73,6 +78,11 @@ pub trait Probe: crate::store::Probe {
     /// Whether this node holds the writer lease, after each heartbeat; `changed` when that
     /// differs from before.
     fn lease(&self, held: bool, changed: bool);
+    /// A stored notice signed by `writer` named an id the database does not hold, twice.
+    fn false_notice(&self, writer: Address);
+    /// A stored notice was not acted on: its writer's ids waiting for a lookup were at their
+    /// bound.
+    fn notice_queue_full(&self);
 }
 
 /// A flush that ran: its batch, and what the database said.
@@ -80,6 +90,13 @@ pub trait Probe: crate::store::Probe {
 pub struct Flush {
     batch: Vec<VerifiedPrice>,
     result: Result<FlushOutcome, StoreError>,
+}
+
+/// A lookup of a stored notice's ids that ran: what was asked, and what the database said.
+#[derive(Debug)]
+pub struct NoticeCheck {
+    lookup: Lookup,
+    result: Result<Vec<StoredRound>, StoreError>,
 }
 
 /// The writer's side of a node.
@@ -92,6 +109,8 @@ pub struct Writer {
     probe: Arc<dyn Probe>,
     store: Option<Store>,
     duties: WriterDuties,
+    /// Other writers' stored notices, until the database confirms or refutes them.
+    notices: NoticeChecks,
     heartbeats: Option<JoinHandle<()>>,
     last_stored_id: Option<u64>,
 }
@@ -111,6 +130,7 @@ impl Writer {
             probe,
             store: None,
             duties: WriterDuties::default(),
+            notices: NoticeChecks::default(),
             heartbeats: None,
             last_stored_id: None,
         }
@@ -170,10 +190,97 @@ impl Writer {
         self.duties.lease()
     }
 
-    /// Whether a stored notice from `writer` is to be believed: only writers our own
-    /// heartbeats have seen hold the lease.
-    pub fn believes(&self, writer: &Address) -> bool {
-        self.duties.believes(writer)
+    /// A stored notice of `writer` arrived, naming `ids` this node does not know are stored:
+    /// they wait for a lookup ([`Writer::notice_check_due`]). Without a database a node believes
+    /// no notice.
+    pub fn notice_heard(&mut self, writer: Address, ids: Vec<u64>, now: Instant) {
+        if self.store.is_none() {
+            log::debug!("ignoring a stored notice from {writer}: no database to check it in");
+            return;
+        }
+        let count = ids.len();
+        match self.notices.heard(writer, ids, now) {
+            Heard::Queued | Heard::NothingNew => {}
+            Heard::Penalised { until } => log::debug!(
+                "ignoring a stored notice from {writer}: it sent a false one, and is not \
+                 believed for another {:?}",
+                until.saturating_duration_since(now)
+            ),
+            Heard::Full => {
+                self.probe.notice_queue_full();
+                log::debug!(
+                    "ignoring a stored notice of {count} ids from {writer}: {} of its ids wait \
+                     to be looked up already",
+                    notices::MAX_QUEUED_IDS
+                );
+            }
+        }
+    }
+
+    /// When a notice check may start next, if any is queued (asked while none runs).
+    pub fn next_notice_check(&self) -> Option<Instant> {
+        self.store.as_ref()?;
+        self.notices.next_due()
+    }
+
+    /// The lookup of notices' ids to run now, if one is due. The caller runs one at a time
+    /// (off its loop) and hands the outcome to [`Writer::notices_checked`].
+    pub fn notice_check_due(
+        &mut self,
+        now: Instant,
+    ) -> Option<impl Future<Output = NoticeCheck> + Send + 'static> {
+        let store = self.store.clone()?;
+        let lookup = self.notices.next_lookup(now)?;
+        Some(async move {
+            let result = store.stored_rounds(&lookup.ids).await;
+            NoticeCheck { lookup, result }
+        })
+    }
+
+    /// Applies a lookup's answer: returns the rows the database holds under the ids it asked
+    /// for, whose rounds the node drops; a notice still naming a missing id on its second look
+    /// is counted false, and its writer's notices are not acted on for a while.
+    pub fn notices_checked(&mut self, check: NoticeCheck, now: Instant) -> Vec<StoredRound> {
+        let NoticeCheck { lookup, result } = check;
+        let writer = lookup.writer;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(err) => {
+                // Not the writer's fault: judged again later, never counted against it.
+                log::warn!(
+                    "could not look up the {} ids of a stored notice from {writer}; trying again \
+                     in {:?}: {err}",
+                    lookup.ids.len(),
+                    notices::RECHECK_AFTER
+                );
+                self.notices.looked_up(&lookup, None, now);
+                return Vec::new();
+            }
+        };
+        let found: HashSet<u64> = rows.iter().map(|row| row.id).collect();
+        let checked = self.notices.looked_up(&lookup, Some(&found), now);
+        if checked.false_notices > 0 {
+            for _ in 0..checked.false_notices {
+                self.probe.false_notice(writer);
+            }
+            let shown: Vec<u64> = checked.missing.iter().take(5).copied().collect();
+            log::warn!(
+                "{writer} signed {} stored notices naming {} ids the database does not hold \
+                 (looked up twice, {:?} apart; e.g. {shown:?}): nothing dropped for them, and its \
+                 notices are not acted on for {:?}",
+                checked.false_notices,
+                checked.missing.len(),
+                notices::RECHECK_AFTER,
+                notices::PENALTY
+            );
+        }
+        let stored: HashSet<u64> = checked.stored.into_iter().collect();
+        let rows: HashMap<u64, StoredRound> = rows
+            .into_iter()
+            .filter(|row| stored.contains(&row.id))
+            .map(|row| (row.id, row))
+            .collect();
+        rows.into_values().collect()
     }
 
     /// The newest id this node has stored.
@@ -361,5 +468,29 @@ impl Writer {
             log::warn!("the heartbeat row was not removed in time; it expires on its own");
         }
         let _ = tokio::time::timeout_at(by, store.close()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_without_a_database_looks_up_no_notice_and_so_believes_none() {
+        let mut writer = Writer::new(
+            LeaseSettings {
+                interval: Duration::from_millis(200),
+                lease: Duration::from_millis(600),
+                term: Duration::from_secs(5),
+                warm_up: Duration::from_secs(1),
+            },
+            Deployment::default(),
+            PrivateKeySigner::random(),
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        let now = Instant::now();
+        writer.notice_heard(Address::repeat_byte(1), vec![1, 2], now);
+        assert_eq!(writer.next_notice_check(), None);
+        assert!(writer.notice_check_due(now).is_none());
     }
 }

@@ -10,13 +10,14 @@ use price_oracle::domain::Deployment;
 use price_oracle::identity::Identity;
 use price_oracle::membership::MemberRefresh;
 use price_oracle::metrics::Metrics;
-use price_oracle::signed::VerifiedPrice;
+use price_oracle::signed::{Round, VerifiedPrice};
 use price_oracle::store::lease::Participant;
 use price_oracle::store::prices::{FlushOutcome, Flushed};
 use price_oracle::store::{Store, StoreError};
 use price_oracle::testkit::TestDb;
 use price_oracle::testkit::{self, Signing, wait_for};
 use price_oracle::writer::heartbeat::{self, LeaseSettings, LeaseState};
+use price_oracle::writer::notices::MAX_IDS_PER_LOOKUP;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 use tokio::sync::{oneshot, watch};
 
@@ -1283,4 +1284,64 @@ async fn created_time_is_the_moment_of_the_insert_not_the_start_of_its_transacti
     }
     let _ = blocker.close().await;
     let _ = observer.close().await;
+}
+
+/// What a node checks a stored notice against: one statement reads the rows under the named
+/// ids, ids without a row are simply absent, another round under a stored id reads as a
+/// conflict, and a database that does not answer is an error, never "not stored".
+#[tokio::test]
+async fn a_notices_ids_are_looked_up_in_one_statement_and_a_failure_is_no_answer() {
+    let (db, store, me) = as_writer("notice_lookup").await;
+    let prices = verified_prices(7..10);
+    store
+        .flush(&me.address, &prices, &Deployment::default())
+        .await
+        .unwrap();
+    let metrics = Metrics::default();
+    let (proxy, through) = through_proxy(&db, Duration::from_millis(500)).await;
+    let through = through.with_probe(std::sync::Arc::new(metrics.clone()));
+    let lookups = || {
+        Metrics::counter(
+            &metrics.db_statements,
+            price_oracle::metrics::StatementLabel {
+                kind: "read stored ids",
+            },
+        )
+        .get()
+    };
+
+    // A full lookup's worth of ids, two of them stored, one beyond any BIGINT.
+    let mut asked: Vec<u64> = (1_000..1_000 + MAX_IDS_PER_LOOKUP as u64 - 3).collect();
+    asked.extend([9, 7, u64::MAX]);
+    let mut rows = through.stored_rounds(&asked).await.unwrap();
+    rows.sort_by_key(|row| row.id);
+    assert_eq!(lookups(), 1, "one statement for {} ids", asked.len());
+    assert_eq!(rows.iter().map(|row| row.id).collect::<Vec<_>>(), [7, 9]);
+    for (row, price) in rows.iter().zip([&prices[0], &prices[2]]) {
+        assert!(row.records(price.round()), "{row:?}");
+        assert_eq!(row.pair, "ETH/USD");
+    }
+    // Another origin, or another pair, under a stored id: a conflict, never stored either.
+    let round = *prices[0].round();
+    let other_origin = Round {
+        origin: sample_signers()[1].address(),
+        ..round
+    };
+    let other_pair = Round {
+        pair: price_oracle::pair::Pair::BtcUsd,
+        ..round
+    };
+    assert!(!rows[0].records(&other_origin) && !rows[0].records(&other_pair));
+    // Nothing to ask, nothing asked.
+    assert!(through.stored_rounds(&[]).await.unwrap().is_empty());
+    assert!(through.stored_rounds(&[u64::MAX]).await.unwrap().is_empty());
+    assert_eq!(lookups(), 1);
+
+    proxy.stall();
+    let err = through.stored_rounds(&[7, 8]).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Timeout { .. } | StoreError::Db { .. }),
+        "{err}"
+    );
+    proxy.resume();
 }

@@ -6,16 +6,21 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
+use price_oracle::id::IdGenerator;
 use price_oracle::labels::Limit;
-use price_oracle::message::{Attestation, Gossip};
+use price_oracle::message::{Attestation, Gossip, StoredNotice};
+use price_oracle::metrics::{Metrics, StatementLabel};
+use price_oracle::network::NetworkEvent;
 use price_oracle::network::validation::RefusalReason;
+use price_oracle::node::NodeEvent;
 use price_oracle::pair::Pair;
 use price_oracle::store::Store;
 use price_oracle::testkit::TestDb;
 use price_oracle::testkit::{
     self, Peer, Stored, TestNode, addresses, addresses_of, assert_rows_verify, holds_for, identity,
-    price_by, stop_all, total, wait_for,
+    price_by, stop_all, total, wait_for, wait_until,
 };
+use price_oracle::time::unix_seconds;
 use price_oracle::trigger::Reason;
 use rust_decimal::Decimal;
 
@@ -546,4 +551,177 @@ async fn two_colluders_at_f_two_reading_one_dollar_get_no_value_of_theirs_stored
             .all(|row| !colluders.contains(&row.report.round.origin)),
         "a colluder's round was stored"
     );
+}
+
+/// A member signs stored notices naming every round it hears and every id the origins would
+/// mint in the next seconds. Its key is node 7's, which held the writer lease first, so that
+/// every node's heartbeats saw it hold the lease — what the old rule (believe any of the last 8
+/// lease holders) took as enough. Nodes drop a round only when their own database holds its
+/// row: every round started during the attack is stored, and every node counts the false
+/// notices, against that key alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_signing_false_stored_notices_censors_nothing_and_is_counted() {
+    let cluster = Cluster::with_members("false_notices", 1..=7).await;
+    // Node 7 runs first, on the bootstrap peer alone, and keeps the lease for a long term while
+    // the others join.
+    let mut nodes = cluster
+        .start_with([7], |settings| {
+            settings.min_peers = 1;
+            settings.lease.term = Duration::from_secs(30);
+        })
+        .await;
+    wait_for(
+        "node 7 to hold the lease",
+        Duration::from_secs(30),
+        async || nodes[0].metrics.lease_writer.get() == 1,
+    )
+    .await;
+    nodes.extend(cluster.start(1..=6).await);
+    let heartbeats = |node: &TestNode| {
+        Metrics::counter(
+            &node.metrics.db_statements,
+            StatementLabel { kind: "heartbeat" },
+        )
+        .get()
+    };
+    wait_for(
+        "every node to heartbeat",
+        Duration::from_secs(30),
+        async || nodes.iter().all(|node| heartbeats(node) >= 2),
+    )
+    .await;
+    println!(
+        "node 7 holds the lease as the others heartbeat: {}",
+        nodes[0].metrics.lease_writer.get() == 1
+    );
+    let mut events: Vec<_> = nodes.iter().map(|node| node.node.subscribe()).collect();
+    let (attacker, _, mut heard) =
+        Peer::start_listening(70, vec![cluster.boot_addr.clone()], |_| {}).await;
+    let mut watcher = attacker.handle.clone();
+    watcher.wait_for_peers(3).await;
+    let key = identity(7);
+    // Each origin's ids, as its own generator mints them (without signing thousands of prices).
+    let mut origins: Vec<IdGenerator> = addresses(1..=7)
+        .iter()
+        .map(|origin| IdGenerator::new(IdGenerator::machine_id_from_address(origin)))
+        .collect();
+
+    let attack = Duration::from_secs(20);
+    let started = Instant::now();
+    let rows_before = cluster.rows().await.len();
+    let mut named = HashSet::new();
+    let mut originated = HashSet::new();
+    let mut squatted_until = SystemTime::now();
+    let mut asked = Instant::now();
+    let mut notices = 0;
+    for turn in 0.. {
+        if started.elapsed() >= attack {
+            break;
+        }
+        // A round a second, each node in turn.
+        if turn == 0 || asked.elapsed() >= Duration::from_secs(1) {
+            nodes[turn % nodes.len()].node.originate_now();
+            asked = Instant::now();
+        }
+        let mut ids = Vec::new();
+        while let Ok(NetworkEvent::Gossip(gossip)) = heard.try_recv() {
+            let id = match gossip {
+                Gossip::Price(price) => price.data.id,
+                Gossip::Attestation(attestation) => attestation.data.id,
+                Gossip::Stored(_) => continue,
+            };
+            if named.insert(id) {
+                ids.push(id);
+            }
+        }
+        // Every origin's ids of the next 4 s (peers refuse a notice naming ids more than 6 s
+        // after its time).
+        let horizon = SystemTime::now() + Duration::from_secs(4);
+        while squatted_until < horizon {
+            for origin in &mut origins {
+                let id = origin.next_id_at(squatted_until).unwrap();
+                if named.insert(id) {
+                    ids.push(id);
+                }
+            }
+            squatted_until += Duration::from_millis(10);
+        }
+        let at = unix_seconds(SystemTime::now());
+        for notice in StoredNotice::sign_all(&ids, at, cluster.config, key.signer()) {
+            attacker.handle.publish(Gossip::Stored(notice));
+            notices += 1;
+        }
+        collect_originated(&mut events, &mut originated);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    collect_originated(&mut events, &mut originated);
+
+    // Every round started during the attack is stored, those it named first among them.
+    let stored_ids =
+        async || -> HashSet<u64> { cluster.rows().await.iter().map(Stored::id).collect() };
+    let all_stored = wait_until(
+        "every round started during the attack stored",
+        Instant::now() + Duration::from_secs(20),
+        async || originated.is_subset(&stored_ids().await),
+    )
+    .await;
+    let stored = stored_ids().await;
+    assert!(
+        all_stored.is_ok(),
+        "{} of the {} rounds started during the attack stored",
+        originated.intersection(&stored).count(),
+        originated.len()
+    );
+    let rows = cluster.rows().await;
+    let hit = originated.iter().filter(|id| named.contains(id)).count();
+    println!(
+        "{notices} false notices naming {} ids; {} rounds started during the attack, {hit} of them \
+         named first, all stored ({} rows in all, {rows_before} before)",
+        named.len(),
+        originated.len(),
+        rows.len()
+    );
+    assert!(originated.len() >= 10, "{} rounds", originated.len());
+    assert!(hit >= 1, "the attack named none of the rounds");
+    assert_rows_verify(&rows, 3, &addresses_of(&nodes));
+    // Every node found it out, and counted it against that key only: an honest writer's
+    // notice, checked the same way, is never false.
+    for node in &nodes {
+        let lookups = Metrics::counter(
+            &node.metrics.db_statements,
+            StatementLabel {
+                kind: "read stored ids",
+            },
+        )
+        .get();
+        let found_false = node.metrics.false_notices_of(key.address()).get();
+        println!(
+            "{}: {found_false} false notices counted, {lookups} lookups",
+            node.address
+        );
+        assert!(found_false >= 1, "{} counted no false notice", node.address);
+        for seed in 1..=6 {
+            assert_eq!(
+                node.metrics
+                    .false_notices_of(identity(seed).address())
+                    .get(),
+                0
+            );
+        }
+    }
+    stop_all(nodes).await;
+}
+
+/// The ids of the rounds the nodes started, from their events so far.
+fn collect_originated(
+    events: &mut [tokio::sync::broadcast::Receiver<NodeEvent>],
+    originated: &mut HashSet<u64>,
+) {
+    for receiver in events {
+        while let Ok(event) = receiver.try_recv() {
+            if let NodeEvent::Originated { id, .. } = event {
+                originated.insert(id);
+            }
+        }
+    }
 }
