@@ -622,9 +622,11 @@ mod tests {
             ..price
         };
         let origin = node(1);
-        // On the committee without a fresh observation (it waits), and a fallback turn.
-        let mut waiting = cosigning(4);
-        let mut fallback = Cosigning::new(settings(0, 4), node(2).address());
+        // On the committee without a fresh observation (it waits), and off it (a fallback
+        // turn): six members, f = 1, a committee of three besides the origin.
+        let ranking = committee::ranking(price.id, &price.origin, &members.counting_at(0).unwrap());
+        let mut waiting = Cosigning::new(settings(4), ranking[0]);
+        let mut fallback = Cosigning::new(settings(4), ranking[3]);
         pool.add(&price, &[price.sign(origin.signer())], Moment::now());
         assert_eq!(
             waiting.heard(price, &members, &pool, now),

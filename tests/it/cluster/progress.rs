@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use alloy_primitives::B256;
 use price_oracle::identity::Identity;
 use price_oracle::message::{Gossip, PriceMessage};
 use price_oracle::node::NodeEvent;
@@ -30,8 +31,8 @@ const WINDOW: Duration = Duration::from_secs(12);
 
 /// A round of `identity` at `usd`, and a second observation of its own for the same round: each
 /// message valid, the pair an equivocation.
-fn equivocating_pair(identity: &Identity, usd: &str) -> [PriceMessage; 2] {
-    let first = price_by(identity, SystemTime::now(), usd);
+fn equivocating_pair(config: B256, identity: &Identity, usd: &str) -> [PriceMessage; 2] {
+    let first = price_by(config, identity, SystemTime::now(), usd);
     let mut other = first.data;
     other.price = UsdPrice::from_e8(other.price.e8() + 1).expect("a price");
     let second = PriceMessage::originate(other, identity.signer());
@@ -77,7 +78,11 @@ async fn measure(
     .expect("the move is verified within 20 s");
     // The move's row comes after the window's: once it is stored, so are they.
     wait_for("the move stored", Duration::from_secs(20), async || {
-        cluster.rows().await.iter().any(|row| row.row.price == price.to_decimal())
+        cluster
+            .rows()
+            .await
+            .iter()
+            .any(|row| row.row.price == price.to_decimal())
     })
     .await;
     let rows = cluster
@@ -109,11 +114,15 @@ async fn a_member_stalling_every_round_changes_neither_the_heartbeat_nor_a_move(
     let without = measure(&cluster, &nodes[0], "3060", |_| {}).await;
 
     let (market, mut moves) = watch::channel("3060".to_owned());
-    let (identity, handle) = (staller.identity.clone(), staller.handle.clone());
+    let (config, identity, handle) = (
+        cluster.config,
+        staller.identity.clone(),
+        staller.handle.clone(),
+    );
     let stalling = tokio::spawn(async move {
         loop {
             let usd = moves.borrow_and_update().clone();
-            for message in equivocating_pair(&identity, &usd) {
+            for message in equivocating_pair(config, &identity, &usd) {
                 handle.publish(Gossip::Price(message));
             }
             tokio::select! {
@@ -155,6 +164,9 @@ async fn a_member_stalling_every_round_changes_neither_the_heartbeat_nor_a_move(
         without.move_verified
     );
     let stalled = total(&nodes, |m| m.round_stalled(StallCause::Equivocation).get());
-    assert!(stalled >= 2 * nodes.len() as u64, "{stalled} rounds stalled");
+    assert!(
+        stalled >= 2 * nodes.len() as u64,
+        "{stalled} rounds stalled"
+    );
     stop_all(nodes).await;
 }
