@@ -767,6 +767,12 @@ pub struct ConsensusArgs {
     /// with three pairs (docs/sources.md).
     #[arg(long, env = "ORACLE_OBSERVE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
     pub observe_interval: Duration,
+    /// A member's rounds stand for their pair (nobody else starts one) only this long unless one
+    /// verifies; then the next member in the starting order starts one. A member whose rounds
+    /// fail twice in a row loses its turn to start rounds for ten times this. At least
+    /// 2 × --observe-interval [default: 2 × --observe-interval].
+    #[arg(long, env = "ORACLE_PROGRESS_TIMEOUT", value_parser = parse_duration)]
+    pub progress_timeout: Option<Duration>,
     /// Start a round of a pair when our observation is this far from its newest verified value
     /// (the market moved): 0.5%, 1% or 0.005.
     #[arg(long, env = "ORACLE_DEVIATION", default_value = "0.5%", value_parser = parse_ratio)]
@@ -881,6 +887,9 @@ impl RunArgs {
             deviation: consensus.deviation,
             heartbeat: consensus.heartbeat,
             max_deviation: consensus.max_deviation,
+            progress_timeout: consensus
+                .progress_timeout
+                .unwrap_or(consensus.observe_interval.saturating_mul(2)),
         };
         let lease = LeaseSettings {
             interval: consensus.heartbeat_interval,

@@ -24,7 +24,7 @@ use crate::message::GossipKind;
 use crate::network::validation::{Action, RefusalReason};
 use crate::pair::Pair;
 use crate::price::{ExclusionKind, FailureKind, PairReport, Source, Unused};
-use crate::trigger::Reason;
+use crate::trigger::{Reason, StallCause};
 use crate::writer::{FlushResult, RoundOutcome};
 
 /// Makes a type a prometheus-client label value through a method that names it.
@@ -43,7 +43,7 @@ macro_rules! label_value_by {
 
 label_value_by!(name: Pair, Source);
 label_value_by!(as_str: CosignRefusal, FallbackOutcome, Limit, GossipKind, RefusalReason,
-    ExclusionKind, FailureKind, Reason, FlushResult, RoundOutcome, Expiry);
+    ExclusionKind, FailureKind, Reason, StallCause, FlushResult, RoundOutcome, Expiry);
 
 /// Declares the node's metrics once: each field with its type, its initial value when not
 /// `Default`, and its help text. The struct, its `Default`, its registration under `oracle_`
@@ -152,6 +152,12 @@ pub struct FlushLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExpiryLabel {
     pub kind: Expiry,
+}
+
+/// `cause="…"` of a round that failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StallLabel {
+    pub cause: StallCause,
 }
 
 /// A bound that was hit, e.g. `limit="origin_rate"`.
@@ -263,6 +269,12 @@ declare_metrics! {
         prices_verified: PairCounter => "Prices that reached the signer quorum here, by pair";
         equivocations: Counter =>
             "Members caught signing two different observations for one round (neither counts)";
+        rounds_stalled: Family<StallLabel, Counter> =>
+            "Rounds that stopped standing for their pair unverified, so that the next member \
+             starts one, by cause (timeout: not verified within --progress-timeout; \
+             equivocation: its origin signed two observations)";
+        starter_penalties: Counter =>
+            "Times a member whose rounds kept failing lost its turn to start rounds here";
         member_rounds: Family<MemberRoundLabels, Counter> =>
             "Committee members of the rounds this node stored, by member and outcome (signed: \
              its observation is in the stored report; missed)";
@@ -379,6 +391,11 @@ impl Metrics {
     /// Rounds of `pair` this node started for `trigger`.
     pub fn round_started(&self, pair: Pair, trigger: Reason) -> Counter {
         Self::counter(&self.rounds_started, RoundStartLabels { pair, trigger })
+    }
+
+    /// Rounds that failed for `cause`.
+    pub fn round_stalled(&self, cause: StallCause) -> Counter {
+        Self::counter(&self.rounds_stalled, StallLabel { cause })
     }
 
     /// Fallback turns that ended as `outcome`.

@@ -231,6 +231,14 @@ impl Pool {
             .collect()
     }
 
+    /// Whether the round's origin signed two different observations for it: the round can never
+    /// verify (its origin's observation is gone and refused), so nobody need sign it any more.
+    pub fn origin_equivocated(&self, round: &Round) -> bool {
+        self.entries
+            .get(round)
+            .is_some_and(|entry| entry.equivocators.contains(&round.origin))
+    }
+
     /// Whether `id` is already stored (and forgotten).
     pub fn is_stored(&self, id: u64) -> bool {
         self.stored.contains_key(&id)
@@ -848,6 +856,7 @@ mod tests {
             }
         );
         assert!(!pool.has_observed(&round.round(), &n[2].address()));
+        assert!(!pool.origin_equivocated(&round.round()));
         assert_eq!(pool.counts().verified, 0);
         assert!(pool.due(t(100)).is_empty());
         // Its first observation again, or a third one: refused too.
@@ -876,6 +885,7 @@ mod tests {
         let (other, signature) = observe(&round, &n[0], 1, round.observed_at);
         pool.add(&round, &[sig(&round, &n[0])], t(0));
         pool.add(&other, &[signature], t(0));
+        assert!(pool.origin_equivocated(&round.round()));
         for node in &n[1..] {
             pool.add(&round, &[sig(&round, node)], t(1));
         }

@@ -179,6 +179,9 @@ pub fn node_settings(
             deviation: Decimal::new(5, 3),
             heartbeat: Duration::from_secs(3600),
             max_deviation: Decimal::new(1, 2),
+            // Well past the fallback co-signers' turns (2 s, 4 s): an honest round that needs
+            // them still counts as progress.
+            progress_timeout: Duration::from_secs(10),
         },
         lease: LeaseSettings {
             interval: Duration::from_millis(200),

@@ -24,6 +24,19 @@
 //!
 //! **The heartbeat** is due one observe interval early, so that with the defaults a pair gets a
 //! verified value at least every `--heartbeat` while its first-ranked member is up.
+//!
+//! **A round that makes no progress** stands for nothing: otherwise one member publishing a
+//! round every few seconds that nobody can verify (an observation too old to be signed, or two
+//! different observations for one round) would keep every other member from starting one. An
+//! origin's rounds heard since the pair's newest verified value stand for the pair for
+//! `--progress-timeout` from the first of them, and not past it; an origin caught signing two
+//! observations for its own round (the pool says so) ends that round at once. Either way the
+//! round failed: the next-ranked member starts one, and the failure counts against its origin.
+//! A member with [`FAILURES_TO_PENALTY`] failures in a row (a verified round of its own ends the
+//! row) loses its starter turn for [`PENALTY_TIMEOUTS`] progress timeouts: it is ranked after
+//! every other member, and its rounds stand for nothing; each further failure in the row starts
+//! the penalty again. So one member delays a round by at most one progress timeout, and after
+//! its second failed round only once per penalty.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -35,6 +48,13 @@ use crate::membership::Members;
 use crate::pair::Pair;
 use crate::price::UsdPrice;
 use crate::signed::ROUND_WINDOW;
+
+/// Failed rounds in a row after which their origin loses its starter turn: one may be bad luck
+/// (a market that moved past `--max-deviation` while the round ran), two are a pattern.
+pub const FAILURES_TO_PENALTY: u32 = 2;
+
+/// How long a member loses its starter turn, in progress timeouts (5 minutes by default).
+pub const PENALTY_TIMEOUTS: u32 = 10;
 
 /// When rounds start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +68,16 @@ pub struct TriggerSettings {
     /// A round whose origin's price is farther than this from ours is one we would not join
     /// (`--max-deviation`), so it does not stand for our move.
     pub max_deviation: Decimal,
+    /// An origin's rounds stand for their pair this long from the first of them heard, unless
+    /// one verifies (`--progress-timeout`).
+    pub progress_timeout: Duration,
+}
+
+impl TriggerSettings {
+    /// How long a member whose rounds keep failing loses its starter turn.
+    pub fn penalty(&self) -> Duration {
+        self.progress_timeout.saturating_mul(PENALTY_TIMEOUTS)
+    }
 }
 
 crate::labels::label_values! {
@@ -62,10 +92,34 @@ crate::labels::label_values! {
     }
 }
 
-/// The newest verified value of a pair: its round's id and time, and its median.
+crate::labels::label_values! {
+    /// Why a round stopped standing for its pair unverified, as the `cause` label of
+    /// `rounds_stalled` names it.
+    pub enum StallCause {
+        /// Not verified within `--progress-timeout` of its origin's first round heard.
+        Timeout => "timeout",
+        /// Its origin signed two different observations for it.
+        Equivocation => "equivocation",
+    }
+}
+
+/// A member's round failed here: what the node logs and counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stalled {
+    pub pair: Pair,
+    pub origin: Address,
+    /// Its newest round heard; `None` for this node's own, whose id the triggers do not learn.
+    pub id: Option<u64>,
+    pub cause: StallCause,
+    /// This failure cost its origin its starter turn for that long.
+    pub penalty: Option<Duration>,
+}
+
+/// The newest verified value of a pair: its round's id, origin and time, and its median.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verified {
     pub id: u64,
+    pub origin: Address,
     /// The round's time (its origin's observation), unix seconds.
     pub observed_at: u64,
     pub value: UsdPrice,
@@ -84,22 +138,47 @@ pub enum Decision {
     Quiet,
 }
 
-/// A round heard for a pair (or started by this node) since its newest verified value.
+/// One origin's rounds heard for a pair (or started by this node) since the pair's newest
+/// verified value.
 #[derive(Debug, Clone, Copy)]
 struct Heard {
+    origin: Address,
+    /// Its newest round; `None` for this node's own.
+    id: Option<u64>,
     price: UsdPrice,
+    /// When its newest round was heard.
     at: Instant,
+    /// When the first was: its rounds stand for the pair until `--progress-timeout` after.
+    since: Instant,
+    /// One of them failed: they stand for nothing until the pair's next verified value.
+    failed: bool,
 }
 
 #[derive(Debug, Default)]
 struct PairState {
     verified: Option<Verified>,
-    heard: Option<Heard>,
-    /// When this node's turn to start comes, once a round is due by its own observation.
-    due: Option<Instant>,
+    /// One entry per origin.
+    heard: Vec<Heard>,
+    /// When this node's own observation first said a round is due: its turn counts from then.
+    due_since: Option<Instant>,
     /// The view this node last started a round from, while it stays apart from the verified
     /// value.
     anchor: Option<UsdPrice>,
+}
+
+/// How a member's rounds have fared here.
+#[derive(Debug, Clone, Copy, Default)]
+struct Standing {
+    /// Its rounds that failed since its last verified one.
+    failures: u32,
+    /// Ranked last, and its rounds standing for nothing, until then.
+    penalized_until: Option<Instant>,
+}
+
+impl Standing {
+    fn penalized(&self, now: Instant) -> bool {
+        self.penalized_until.is_some_and(|until| now < until)
+    }
 }
 
 /// The round triggers of one node, for every pair.
@@ -108,6 +187,10 @@ pub struct Triggers {
     settings: TriggerSettings,
     me: Address,
     pairs: HashMap<Pair, PairState>,
+    /// Only members whose rounds failed lately have one.
+    standing: HashMap<Address, Standing>,
+    /// Failures not yet taken by the node.
+    stalled: Vec<Stalled>,
 }
 
 impl Triggers {
@@ -116,6 +199,8 @@ impl Triggers {
             settings,
             me,
             pairs: HashMap::new(),
+            standing: HashMap::new(),
+            stalled: Vec::new(),
         }
     }
 
@@ -128,10 +213,29 @@ impl Triggers {
         self.pairs.get(&pair).and_then(|state| state.verified)
     }
 
-    /// A round of `pair` reached its quorum (or was found stored at start). Older values than
-    /// the newest known are ignored. The rounds heard before it no longer stand for a move:
-    /// the next move is measured from this value.
-    pub fn verified(&mut self, pair: Pair, verified: Verified) {
+    /// Whether `member` has lost its starter turn at `now`.
+    pub fn penalized(&self, member: &Address, now: Instant) -> bool {
+        self.standing
+            .get(member)
+            .is_some_and(|standing| standing.penalized(now))
+    }
+
+    /// The rounds that failed since the last call, oldest first.
+    pub fn take_stalled(&mut self) -> Vec<Stalled> {
+        std::mem::take(&mut self.stalled)
+    }
+
+    /// A round of `pair` reached its quorum (or was found stored at start). Its origin's row of
+    /// failures ends. Older values than the newest known are ignored. The rounds heard before it
+    /// no longer stand for a move: the next move is measured from this value.
+    pub fn verified(&mut self, pair: Pair, verified: Verified, now: Instant) {
+        self.sweep(now);
+        if let Some(standing) = self.standing.get_mut(&verified.origin) {
+            standing.failures = 0;
+            if !standing.penalized(now) {
+                self.standing.remove(&verified.origin);
+            }
+        }
         let state = self.pairs.entry(pair).or_default();
         let newer = state.verified.is_none_or(|known| {
             (verified.observed_at, verified.id) > (known.observed_at, known.id)
@@ -140,18 +244,45 @@ impl Triggers {
             return;
         }
         state.verified = Some(verified);
-        state.due = None;
-        state.heard = None;
+        state.due_since = None;
+        state.heard.clear();
     }
 
-    /// A peer started round `id` of `pair`, its own price `price`. A round already verified
+    /// `origin` started round `id` of `pair`, its own price `price`. A round already verified
     /// (heard again, or late) is not one under way.
-    pub fn heard(&mut self, pair: Pair, id: u64, price: UsdPrice, now: Instant) {
+    pub fn heard(&mut self, pair: Pair, id: u64, origin: Address, price: UsdPrice, now: Instant) {
+        self.sweep(now);
         let state = self.pairs.entry(pair).or_default();
         if state.verified.is_some_and(|known| known.id >= id) {
             return;
         }
-        state.heard = Some(Heard { price, at: now });
+        state.hear(origin, Some(id), price, now);
+    }
+
+    /// The pool holds two different observations of `origin` for its own round `id` of `pair`:
+    /// the round can never verify. It stands for nothing from now on, and fails.
+    pub fn equivocated(
+        &mut self,
+        pair: Pair,
+        id: u64,
+        origin: Address,
+        price: UsdPrice,
+        now: Instant,
+    ) {
+        self.sweep(now);
+        let state = self.pairs.entry(pair).or_default();
+        if state.verified.is_some_and(|known| known.id >= id) {
+            return;
+        }
+        let counted = state
+            .heard
+            .iter()
+            .any(|heard| heard.origin == origin && heard.failed && heard.id == Some(id));
+        let heard = state.hear(origin, Some(id), price, now);
+        heard.failed = true;
+        if !counted {
+            self.fail(pair, origin, Some(id), StallCause::Equivocation, now);
+        }
     }
 
     /// This node observed `ours` for `pair` at `now` (`wall` in unix seconds): whether it starts
@@ -165,8 +296,15 @@ impl Triggers {
         members: &Members,
         requested: bool,
     ) -> Decision {
+        self.sweep(now);
         let settings = self.settings;
         let me = self.me;
+        let standing = &self.standing;
+        let penalized = |member: &Address| {
+            standing
+                .get(member)
+                .is_some_and(|standing| standing.penalized(now))
+        };
         let state = self.pairs.entry(pair).or_default();
         let reason = if requested {
             Some(Reason::Requested)
@@ -174,37 +312,109 @@ impl Triggers {
             state.due_reason(ours, wall, &settings)
         };
         let Some(reason) = reason else {
-            state.due = None;
+            state.due_since = None;
             return Decision::Quiet;
         };
         if reason != Reason::Requested {
-            if state.joinable_round(ours, now, &settings) {
-                state.due = None;
+            if state.joinable_round(ours, now, &settings, me, penalized) {
+                state.due_since = None;
                 return Decision::Covered;
             }
             let last_id = state.verified.map_or(0, |known| known.id);
-            let Some(rank) = starter_rank(pair, last_id, &me, members, wall) else {
+            let Some(rank) = ranked(pair, last_id, &me, members, wall, penalized) else {
                 return Decision::Quiet;
             };
-            let until = *state
-                .due
-                .get_or_insert_with(|| now + start_wait(rank, settings.observe_interval));
+            let until =
+                *state.due_since.get_or_insert(now) + start_wait(rank, settings.observe_interval);
             if now < until {
                 return Decision::Wait { rank, until };
             }
         }
-        state.due = None;
+        state.due_since = None;
         state.anchor = Some(ours);
-        // Our own round stands for the move (and the heartbeat) while it runs.
-        state.heard = Some(Heard {
-            price: ours,
-            at: now,
-        });
+        // Our own round stands for the move (and the heartbeat) while it runs: a fresh one
+        // gets the whole progress timeout, whatever became of our last.
+        let own = state.hear(me, None, ours, now);
+        own.since = now;
+        own.failed = false;
         Decision::Start(reason)
+    }
+
+    /// Fails every origin whose rounds have stood for their pair longer than the progress
+    /// timeout without a verified value.
+    fn sweep(&mut self, now: Instant) {
+        let timeout = self.settings.progress_timeout;
+        let mut failed = Vec::new();
+        for (pair, state) in &mut self.pairs {
+            for heard in &mut state.heard {
+                if !heard.failed && now.saturating_duration_since(heard.since) > timeout {
+                    heard.failed = true;
+                    failed.push((*pair, heard.origin, heard.id));
+                }
+            }
+        }
+        for (pair, origin, id) in failed {
+            self.fail(pair, origin, id, StallCause::Timeout, now);
+        }
+    }
+
+    /// Counts a failed round against its origin, which loses its turn once they keep failing.
+    fn fail(
+        &mut self,
+        pair: Pair,
+        origin: Address,
+        id: Option<u64>,
+        cause: StallCause,
+        now: Instant,
+    ) {
+        let penalty = self.settings.penalty();
+        let standing = self.standing.entry(origin).or_default();
+        standing.failures = standing.failures.saturating_add(1);
+        let penalty = (standing.failures >= FAILURES_TO_PENALTY).then(|| {
+            standing.penalized_until = Some(now + penalty);
+            penalty
+        });
+        self.stalled.push(Stalled {
+            pair,
+            origin,
+            id,
+            cause,
+            penalty,
+        });
     }
 }
 
 impl PairState {
+    /// Notes a round of `origin` heard at `now`: the first since the verified value starts its
+    /// progress timeout.
+    fn hear(
+        &mut self,
+        origin: Address,
+        id: Option<u64>,
+        price: UsdPrice,
+        now: Instant,
+    ) -> &mut Heard {
+        let index = match self.heard.iter().position(|heard| heard.origin == origin) {
+            Some(index) => index,
+            None => {
+                self.heard.push(Heard {
+                    origin,
+                    id,
+                    price,
+                    at: now,
+                    since: now,
+                    failed: false,
+                });
+                self.heard.len() - 1
+            }
+        };
+        let heard = &mut self.heard[index];
+        heard.id = id;
+        heard.price = price;
+        heard.at = now;
+        heard
+    }
+
     /// Why a round is due by this observation, if it is.
     fn due_reason(
         &mut self,
@@ -236,10 +446,20 @@ impl PairState {
     }
 
     /// Whether a round this node would join is under way: heard within the round window, its
-    /// origin's price near our view.
-    fn joinable_round(&self, ours: UsdPrice, now: Instant, settings: &TriggerSettings) -> bool {
-        self.heard.is_some_and(|heard| {
-            now.saturating_duration_since(heard.at) <= ROUND_WINDOW
+    /// origin's price near our view, still making progress, and its origin (unless it is us)
+    /// not penalized.
+    fn joinable_round(
+        &self,
+        ours: UsdPrice,
+        now: Instant,
+        settings: &TriggerSettings,
+        me: Address,
+        penalized: impl Fn(&Address) -> bool,
+    ) -> bool {
+        self.heard.iter().any(|heard| {
+            !heard.failed
+                && (heard.origin == me || !penalized(&heard.origin))
+                && now.saturating_duration_since(heard.at) <= ROUND_WINDOW
                 && heard.price.relative_deviation(ours) <= settings.max_deviation
         })
     }
@@ -268,9 +488,9 @@ pub fn score(pair: Pair, last_id: u64, member: &Address) -> B256 {
     keccak256(input)
 }
 
-/// `me`'s place among the members who may start the next round of `pair` (0 = first), or
-/// `None` when `me` does not count at `wall`. Without a member list (a node that checks no
-/// membership) everyone is first.
+/// `me`'s place among the members who may start the next round of `pair` after round `last_id`
+/// (0 = first), or `None` when `me` does not count at `wall`. Without a member list (a node that
+/// checks no membership) everyone is first.
 pub fn starter_rank(
     pair: Pair,
     last_id: u64,
@@ -278,16 +498,30 @@ pub fn starter_rank(
     members: &Members,
     wall: u64,
 ) -> Option<usize> {
+    ranked(pair, last_id, me, members, wall, |_| false)
+}
+
+/// [`starter_rank`], with the members `penalized` ranked after every other (among themselves,
+/// by score).
+fn ranked(
+    pair: Pair,
+    last_id: u64,
+    me: &Address,
+    members: &Members,
+    wall: u64,
+    penalized: impl Fn(&Address) -> bool,
+) -> Option<usize> {
     let Some(list) = members.counting_at(wall) else {
         return Some(0);
     };
     if !list.contains(me) {
         return None;
     }
-    let mine = score(pair, last_id, me);
+    let key = |member: &Address| (penalized(member), score(pair, last_id, member), *member);
+    let mine = key(me);
     Some(
         list.iter()
-            .filter(|member| *member != me && (score(pair, last_id, member), *member) < (mine, me))
+            .filter(|member| *member != me && key(member) < mine)
             .count(),
     )
 }
@@ -327,8 +561,12 @@ mod tests {
             deviation: Decimal::new(5, 3),
             heartbeat: Duration::from_secs(600),
             max_deviation: Decimal::new(1, 2),
+            progress_timeout: 2 * INTERVAL,
         }
     }
+
+    /// The origin of the values the tests verify: none of the members.
+    const VALUE_ORIGIN: Address = Address::repeat_byte(0x77);
 
     fn addresses(n: u8) -> Vec<Address> {
         (1..=n).map(Address::repeat_byte).collect()
@@ -342,6 +580,7 @@ mod tests {
     fn value(id: u64, seconds: u64, price: &str) -> Verified {
         Verified {
             id,
+            origin: VALUE_ORIGIN,
             observed_at: WALL + seconds,
             value: usd(price),
         }
@@ -361,11 +600,26 @@ mod tests {
 
         fn new(me: Address) -> Self {
             let mut triggers = Triggers::new(settings(), me);
-            triggers.verified(Pair::EthUsd, value(7, 0, "3000"));
+            triggers.verified(Pair::EthUsd, value(7, 0, "3000"), at(0));
             Self {
                 triggers,
                 members: listed(&addresses(5)),
             }
+        }
+
+        /// Hears `origin`'s round `id` at `price`, `seconds` into the test.
+        fn hear(&mut self, id: u64, origin: Address, price: &str, seconds: u64) {
+            self.triggers
+                .heard(Pair::EthUsd, id, origin, usd(price), at(seconds));
+        }
+
+        /// A round of `origin` verified at `seconds`, observed then.
+        fn verify(&mut self, id: u64, origin: Address, price: &str, seconds: u64) {
+            let verified = Verified {
+                origin,
+                ..value(id, seconds, price)
+            };
+            self.triggers.verified(Pair::EthUsd, verified, at(seconds));
         }
 
         /// Observes `price` at `seconds` into the test.
@@ -434,30 +688,185 @@ mod tests {
             Decision::Wait { rank: 1, .. }
         ));
         // A liar's round, far from our view: not ours to trust with the move.
-        second.triggers.heard(Pair::EthUsd, 8, usd("1500"), at(21));
+        second.hear(8, Address::repeat_byte(1), "1500", 21);
         assert_eq!(
             second.observe("3060", 43),
             Decision::Start(Reason::Deviation)
         );
         // The first member's round, near our view: covered while it runs.
         let mut third = Member::ranked(2);
-        third.triggers.heard(Pair::EthUsd, 9, usd("3058"), at(20));
+        let first = Member::ranked(0).triggers.me;
+        third.hear(9, first, "3058", 20);
         assert_eq!(third.observe("3060", 20), Decision::Covered);
         assert_eq!(third.observe("3060", 50), Decision::Covered);
-        // A round that never verified ends with the round window: the move is due again.
+        // A round that never verified ends with the progress timeout: the move is due again.
         assert!(matches!(
             third.observe("3060", 51),
             Decision::Wait { rank: 2, .. }
         ));
         // Verified: the move is done, and the rounds heard before no longer count.
-        third.triggers.verified(Pair::EthUsd, value(9, 20, "3059"));
+        third.verify(9, first, "3059", 52);
         assert_eq!(third.observe("3060", 52), Decision::Quiet);
         // A round heard late, older than the value, is not one under way.
-        third.triggers.heard(Pair::EthUsd, 8, usd("3100"), at(53));
+        third.hear(8, first, "3100", 53);
         assert!(matches!(
             third.observe("3100", 54),
             Decision::Wait { .. } | Decision::Start(_)
         ));
+    }
+
+    /// The member ranked `rank` after round `id` (of five).
+    fn ranked_after(id: u64, rank: usize) -> Address {
+        starter_ranking(Pair::EthUsd, id, &addresses(5))[rank]
+    }
+
+    #[test]
+    fn a_round_that_makes_no_progress_stands_for_the_move_only_until_the_progress_timeout() {
+        // The first-ranked member publishes a near-market round every 20 s that never
+        // verifies (nobody can sign it); the second-ranked one sees the market move at 20 s.
+        let staller = ranked_after(7, 0);
+        let mut second = Member::ranked(1);
+        second.hear(8, staller, "3058", 20);
+        assert_eq!(second.observe("3060", 20), Decision::Covered);
+        second.hear(9, staller, "3059", 40);
+        assert_eq!(second.observe("3060", 50), Decision::Covered);
+        // Its rounds stand for the move for the progress timeout from the first of them, not
+        // from the newest: past it the move is due again, and the next-ranked member's turn
+        // comes after its usual wait.
+        assert_eq!(
+            second.observe("3060", 51),
+            Decision::Wait {
+                rank: 1,
+                until: at(51) + start_wait(1, INTERVAL)
+            }
+        );
+        assert_eq!(
+            second.triggers.take_stalled(),
+            vec![Stalled {
+                pair: Pair::EthUsd,
+                origin: staller,
+                id: Some(9),
+                cause: StallCause::Timeout,
+                penalty: None,
+            }]
+        );
+        // Its later rounds stand for nothing until a value is verified.
+        second.hear(10, staller, "3060", 60);
+        assert!(matches!(second.observe("3060", 66), Decision::Wait { .. }));
+        assert_eq!(
+            second.observe("3060", 74),
+            Decision::Start(Reason::Deviation)
+        );
+        // One failure is not yet a pattern: its rank is its own.
+        assert!(!second.triggers.penalized(&staller, at(74)));
+    }
+
+    #[test]
+    fn a_member_whose_rounds_keep_failing_loses_its_turn_for_a_while() {
+        // The staller is first to start after value 9, the member second.
+        let staller = ranked_after(9, 0);
+        let mut member = Member::new(ranked_after(9, 1));
+        // A first failed round, under value 7.
+        member.hear(8, staller, "3000", 10);
+        member.observe("3000", 41);
+        let failed = member.triggers.take_stalled();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].penalty, None);
+        // Another member's round is verified.
+        member.verify(9, VALUE_ORIGIN, "3000", 50);
+        member.hear(10, staller, "3060", 60);
+        assert_eq!(member.observe("3060", 60), Decision::Covered);
+        // Its second failure in a row: it loses its turn for ten progress timeouts, and the
+        // member ranked second after it starts at once, first now.
+        let penalty = settings().penalty();
+        assert_eq!(penalty, Duration::from_secs(300));
+        assert_eq!(
+            member.observe("3060", 91),
+            Decision::Start(Reason::Deviation)
+        );
+        let failed = member.triggers.take_stalled();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].penalty, Some(penalty));
+        assert!(member.triggers.penalized(&staller, at(91)));
+        assert!(!member.triggers.penalized(&staller, at(91) + penalty));
+        // While penalized, its rounds stand for nothing, and it is ranked after every member.
+        member.verify(11, VALUE_ORIGIN, "3060", 100);
+        let last_id = 11;
+        let my_rank = starter_ranking(Pair::EthUsd, last_id, &addresses(5))
+            .iter()
+            .filter(|other| **other != staller)
+            .position(|other| *other == member.triggers.me)
+            .unwrap();
+        member.hear(12, staller, "3100", 110);
+        let decision = member.observe("3100", 110);
+        assert!(
+            decision == Decision::Start(Reason::Deviation)
+                || decision
+                    == Decision::Wait {
+                        rank: my_rank,
+                        until: at(110) + start_wait(my_rank, INTERVAL)
+                    },
+            "{decision:?}"
+        );
+        // That round fails too, and starts its penalty again: a member that goes on
+        // publishing rounds nobody verifies stays last.
+        member.observe("3100", 141);
+        let penalty_of_staller = |member: &mut Member| {
+            let stalled = member.triggers.take_stalled();
+            let theirs: Vec<_> = stalled.iter().filter(|s| s.origin == staller).collect();
+            assert_eq!(theirs.len(), 1, "{stalled:?}");
+            theirs[0].penalty
+        };
+        assert_eq!(penalty_of_staller(&mut member), Some(penalty));
+        // Its penalty over, its rounds stand for a move again…
+        let over = 141 + penalty.as_secs();
+        assert!(member.triggers.penalized(&staller, at(over - 1)));
+        member.verify(13, VALUE_ORIGIN, "3100", over - 10);
+        member.hear(14, staller, "3150", over);
+        assert_eq!(member.observe("3150", over), Decision::Covered);
+        // …but the row of failures stands: one more failure, and the penalty starts again.
+        member.observe("3150", over + 31);
+        assert_eq!(penalty_of_staller(&mut member), Some(penalty));
+        assert!(member.triggers.penalized(&staller, at(over + 31)));
+        // A round of its own verified ends the row (not the penalty): the next failure is its
+        // first again.
+        member.verify(15, staller, "3150", over + 40);
+        assert!(member.triggers.penalized(&staller, at(over + 40)));
+        member.hear(16, staller, "3150", over + 50);
+        member.observe("3150", over + 81);
+        assert_eq!(penalty_of_staller(&mut member), None);
+    }
+
+    #[test]
+    fn an_origin_that_equivocates_ends_its_round_at_once() {
+        let staller = ranked_after(7, 0);
+        let mut second = Member::ranked(1);
+        second.hear(8, staller, "3058", 20);
+        assert_eq!(second.observe("3060", 20), Decision::Covered);
+        // The pool holds two different observations of the origin for its own round.
+        let equivocate = |member: &mut Member, id: u64, seconds: u64| {
+            member
+                .triggers
+                .equivocated(Pair::EthUsd, id, staller, usd("3059"), at(seconds));
+        };
+        equivocate(&mut second, 8, 21);
+        assert!(matches!(
+            second.observe("3060", 21),
+            Decision::Wait { rank: 1, .. }
+        ));
+        // Every further message of the same round is the same failure.
+        equivocate(&mut second, 8, 22);
+        let failed = second.triggers.take_stalled();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].cause, StallCause::Equivocation);
+        assert_eq!(failed[0].penalty, None);
+        // A second equivocating round is a second failure, whatever the episode.
+        equivocate(&mut second, 9, 30);
+        assert_eq!(
+            second.triggers.take_stalled()[0].penalty,
+            Some(settings().penalty())
+        );
+        assert!(second.triggers.penalized(&staller, at(30)));
     }
 
     #[test]
@@ -474,19 +883,22 @@ mod tests {
             Decision::Start(Reason::Deviation)
         );
         assert_eq!(liar.observe("1510", 341), Decision::Quiet);
+        // Neither of its rounds verified within the progress timeout: it failed twice in a
+        // row, and lets every other member start the heartbeat round first.
+        let penalized = liar.triggers.take_stalled();
+        assert_eq!(penalized.len(), 2);
+        assert_eq!(penalized[1].penalty, Some(settings().penalty()));
         assert_eq!(
             liar.observe("1510", 585),
-            Decision::Start(Reason::Heartbeat)
+            Decision::Wait {
+                rank: 4,
+                until: at(585) + start_wait(4, INTERVAL)
+            }
         );
-        // Its heartbeat round does not verify either: one more per round window, no more.
-        assert_eq!(liar.observe("1510", 600), Decision::Covered);
-        assert_eq!(
-            liar.observe("1510", 616),
-            Decision::Start(Reason::Heartbeat)
-        );
-        // The others' heartbeat round verifies; back near the network's value, it is an
-        // ordinary member again.
-        liar.triggers.verified(Pair::EthUsd, value(8, 586, "3000"));
+        // The others' heartbeat round verifies; back near the network's value, and its penalty
+        // over, it is an ordinary member again.
+        liar.triggers
+            .verified(Pair::EthUsd, value(8, 586, "3000"), at(590));
         assert_eq!(liar.observe("1510", 620), Decision::Quiet);
         assert_eq!(liar.observe("3001", 635), Decision::Quiet);
         assert!(matches!(
@@ -503,7 +915,9 @@ mod tests {
             first.observe("3060", 15),
             Decision::Start(Reason::Deviation)
         );
-        first.triggers.verified(Pair::EthUsd, value(8, 15, "3059"));
+        first
+            .triggers
+            .verified(Pair::EthUsd, value(8, 15, "3059"), at(15));
         // Its view agrees with the new value: no longer apart, it follows the market.
         assert_eq!(first.observe("3061", 30), Decision::Quiet);
         // 0.52 % from the value, though only 0.49 % from the view it last started from.
@@ -558,13 +972,16 @@ mod tests {
     #[test]
     fn older_values_do_not_replace_newer_ones() {
         let mut member = Member::ranked(0);
-        member.triggers.verified(Pair::EthUsd, value(6, 0, "2000"));
+        member
+            .triggers
+            .verified(Pair::EthUsd, value(6, 0, "2000"), at(0));
         member.triggers.verified(
             Pair::EthUsd,
             Verified {
                 observed_at: WALL - 1,
                 ..value(9, 0, "2000")
             },
+            at(0),
         );
         assert_eq!(
             member.triggers.verified_value(Pair::EthUsd),

@@ -209,7 +209,11 @@ impl Cosigning {
         let due = std::mem::replace(&mut self.turns, later);
         let mut actions = Vec::new();
         for data in due.into_values() {
-            if pool.is_stored(data.id) || pool.is_verified(&data.round()) {
+            let round = data.round();
+            if pool.is_stored(data.id)
+                || pool.is_verified(&round)
+                || pool.origin_equivocated(&round)
+            {
                 actions.push(Action::Turn(data, FallbackOutcome::NotNeeded));
                 continue;
             }
@@ -255,9 +259,13 @@ impl Cosigning {
         })
     }
 
-    /// Whether there is nothing left for this node to do on the price.
+    /// Whether there is nothing left for this node to do on the price: stored, signed by us, or
+    /// ended by its origin's equivocation.
     fn settled(&self, data: &PriceData, pool: &Pool) -> bool {
-        pool.is_stored(data.id) || pool.has_observed(&data.round(), &self.me)
+        let round = data.round();
+        pool.is_stored(data.id)
+            || pool.has_observed(&round, &self.me)
+            || pool.origin_equivocated(&round)
     }
 
     fn take_awaiting(&mut self, pair: Pair) -> Vec<PriceData> {
@@ -618,6 +626,38 @@ mod tests {
             vec![Action::Turn(price, FallbackOutcome::NotNeeded)]
         );
         assert_eq!(third.next_turn_due(), None);
+    }
+
+    #[test]
+    fn a_round_whose_origin_equivocated_is_dropped_waiting_or_at_a_turn() {
+        let (now, members) = (Instant::now(), members(6));
+        let mut pool = pool(&members);
+        let price = data("3000", OBSERVED);
+        let other = PriceData {
+            price: "3001".parse().unwrap(),
+            ..price
+        };
+        let origin = node(1);
+        // On the committee without a fresh observation (it waits), and off it (a fallback
+        // turn): six members, f = 1, a committee of three besides the origin.
+        let ranking = committee::ranking(price.id, &price.origin, &members.counting_at(0).unwrap());
+        let mut waiting = Cosigning::new(settings(4), ranking[0]);
+        let mut fallback = Cosigning::new(settings(4), ranking[3]);
+        pool.add(&price, &[price.sign(origin.signer())], Moment::now());
+        assert_eq!(
+            waiting.heard(price, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert!(fallback.heard(price, &members, &pool, now).is_empty());
+        // The origin signs a second observation for its own round.
+        pool.add(&other, &[other.sign(origin.signer())], Moment::now());
+        let fresh = observation("3000", OBSERVED, now);
+        assert!(waiting.observed(Pair::EthUsd, fresh, &pool).is_empty());
+        fallback.observed(Pair::EthUsd, fresh, &pool);
+        assert_eq!(
+            fallback.take_turns(&pool, now + Duration::from_secs(60)),
+            vec![Action::Turn(price, FallbackOutcome::NotNeeded)]
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(super) async fn newest_stored(store: &Store, pairs: PairSet) -> Vec<(Pair, V
                 pair,
                 Verified {
                     id,
+                    origin: report.round.origin,
                     observed_at,
                     value,
                 },

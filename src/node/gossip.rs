@@ -14,21 +14,40 @@ impl Node {
                 let data = message.data;
                 let added = self.pool.add(&data, &message.signatures, now);
                 self.note_added(&data, added);
-                if added != Added::OverLimit {
-                    self.triggers.heard(data.pair, data.id, data.price, now.at);
-                    let members = Arc::clone(&self.members.borrow());
-                    let actions = self.cosigning.heard(data, &members, &self.pool, now.at);
-                    self.carry_out(actions);
+                match added {
+                    Added::OverLimit => {}
+                    // A price carries its origin's signature only: the origin equivocated.
+                    Added::Equivocation { .. } => self.origin_equivocated(&data, now),
+                    _ => {
+                        self.triggers
+                            .heard(data.pair, data.id, data.origin, data.price, now.at);
+                        let members = Arc::clone(&self.members.borrow());
+                        let actions = self.cosigning.heard(data, &members, &self.pool, now.at);
+                        self.carry_out(actions);
+                    }
                 }
             }
             Gossip::Attestation(attestation) => {
-                let added = self
-                    .pool
-                    .add(&attestation.data, &[attestation.signature], now);
-                self.note_added(&attestation.data, added);
+                let data = attestation.data;
+                let added = self.pool.add(&data, &[attestation.signature], now);
+                self.note_added(&data, added);
+                if added
+                    == (Added::Equivocation {
+                        signer: data.origin,
+                    })
+                {
+                    self.origin_equivocated(&data, now);
+                }
             }
             Gossip::Stored(notice) => self.on_stored_notice(&notice, now),
         }
+    }
+
+    /// The origin of `data`'s round signed two different observations for it: the round can
+    /// never verify, and stops standing for its pair at once.
+    fn origin_equivocated(&mut self, data: &PriceData, now: Moment) {
+        self.triggers
+            .equivocated(data.pair, data.id, data.origin, data.price, now.at);
     }
 
     /// Counts and reports what adding observations to the pool did.
@@ -87,9 +106,11 @@ impl Node {
                 round.pair,
                 Verified {
                     id: round.id,
+                    origin: round.origin,
                     observed_at,
                     value,
                 },
+                Instant::now(),
             );
         }
         // Nobody listening is not an error.

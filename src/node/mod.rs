@@ -65,7 +65,7 @@ use crate::store::lease::Participant;
 use crate::store::read::StoredRound;
 use crate::store::{DbSettings, Store};
 use crate::time::{Moment, unix_seconds};
-use crate::trigger::{Decision, Reason, Triggers, Verified};
+use crate::trigger::{Decision, Reason, StallCause, Stalled, Triggers, Verified};
 use crate::writer::{LeaseState, Writer};
 use libp2p::Multiaddr;
 use origination::{ObservationRound, Origination};
@@ -344,6 +344,7 @@ impl Node {
                 _ = expire_timer.tick() => self.expire(),
                 _ = status_timer.tick() => self.refresh_status(),
             }
+            self.note_stalled();
             if self.phase == Phase::Running && was != Phase::Running {
                 self.liveness.running_since = Some(Instant::now());
                 let (states, lists) = self
@@ -392,7 +393,7 @@ impl Node {
                         verified.id,
                         verified.observed_at
                     );
-                    self.triggers.verified(pair, verified);
+                    self.triggers.verified(pair, verified, Instant::now());
                 }
                 self.writer.connected(store);
                 return true;

@@ -105,6 +105,44 @@ impl Node {
         }
     }
 
+    /// Logs and counts the rounds the triggers found failed: each stopped standing for its
+    /// pair, and one that cost its origin its starter turn says so.
+    pub(super) fn note_stalled(&mut self) {
+        for stalled in self.triggers.take_stalled() {
+            let Stalled {
+                pair,
+                origin,
+                id,
+                cause,
+                penalty,
+            } = stalled;
+            self.metrics.round_stalled(cause).inc();
+            let round = match id {
+                Some(id) => format!("round {id}"),
+                None => "our round".to_owned(),
+            };
+            let why = match cause {
+                StallCause::Timeout => format!(
+                    "not verified within {:?}",
+                    self.settings.trigger.progress_timeout
+                ),
+                StallCause::Equivocation => "its origin signed two observations".to_owned(),
+            };
+            match penalty {
+                None => {
+                    log::info!("{round} of {pair} from {origin} stands for nothing more: {why}")
+                }
+                Some(penalty) => {
+                    self.metrics.starter_penalties.inc();
+                    log::warn!(
+                        "{round} of {pair} from {origin} stands for nothing more: {why}; its \
+                         rounds keep failing, so it loses its turn to start rounds for {penalty:?}"
+                    );
+                }
+            }
+        }
+    }
+
     pub(super) fn publish_price(&mut self, message: PriceMessage, now: Moment, reason: Reason) {
         let data = message.data;
         let added = self.pool.add(&data, &message.signatures, now);

@@ -91,6 +91,12 @@ impl NodeSettings {
                 observe_interval: trigger.observe_interval,
             });
         }
+        if trigger.progress_timeout < trigger.observe_interval.saturating_mul(2) {
+            return Err(InvalidSettings::ProgressBeforeObserving {
+                progress_timeout: trigger.progress_timeout,
+                observe_interval: trigger.observe_interval,
+            });
+        }
         if trigger.deviation.is_zero() {
             return Err(InvalidSettings::NoDeviation);
         }
@@ -114,6 +120,15 @@ pub enum InvalidSettings {
     )]
     HeartbeatNotAfterObserving {
         heartbeat: Duration,
+        observe_interval: Duration,
+    },
+    #[error(
+        "--progress-timeout ({progress_timeout:?}) must be at least 2 × --observe-interval \
+         ({observe_interval:?}): a round needs its members' observations, made one observe \
+         interval apart at worst"
+    )]
+    ProgressBeforeObserving {
+        progress_timeout: Duration,
         observe_interval: Duration,
     },
     #[error("--deviation must be above 0: every observation would start a round")]

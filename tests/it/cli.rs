@@ -669,6 +669,10 @@ fn round_timings_are_checked_and_price_interval_now_means_the_heartbeat() {
         "--observe-interval must be at least 1s",
     );
     fails_saying(
+        &run(&["--progress-timeout", "20s"], &[]),
+        "--progress-timeout (20s) must be at least 2 × --observe-interval (15s)",
+    );
+    fails_saying(
         &run(&["--deviation", "0%"], &[]),
         "--deviation must be above 0",
     );

@@ -18,12 +18,16 @@ async fn a_node_refuses_to_start_with_broken_settings_whoever_built_them() {
     no_deviation.trigger.deviation = rust_decimal::Decimal::ZERO;
     let mut never_observes = settings();
     never_observes.trigger.observe_interval = Duration::from_millis(10);
+    let mut gives_up_before_observing = settings();
+    gives_up_before_observing.trigger.progress_timeout =
+        gives_up_before_observing.trigger.observe_interval;
     let mut zero_max_age = settings();
     zero_max_age.pool.max_age = Duration::ZERO;
     for (broken, expected) in [
         (heartbeat_too_short, "--heartbeat"),
         (no_deviation, "--deviation"),
         (never_observes, "--observe-interval"),
+        (gives_up_before_observing, "--progress-timeout"),
         (zero_max_age, "--max-age"),
     ] {
         let refused = broken.validate().expect_err(expected);

@@ -526,6 +526,8 @@ fn bench_settings(
     // Rounds come on demand only (the warm-up's, then the price phase's): observing at the
     // default interval, no heartbeat within the run, a steady market.
     settings.trigger.observe_interval = Duration::from_secs(15);
+    // The node's default: two observe intervals.
+    settings.trigger.progress_timeout = Duration::from_secs(30);
     settings.trigger.heartbeat = Duration::from_secs(24 * 3600);
     settings.lease = LeaseSettings {
         interval: Duration::from_secs(5),

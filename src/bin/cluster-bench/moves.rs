@@ -103,6 +103,8 @@ async fn measure(n: usize, args: &Args, db_url: &str) -> anyhow::Result<MoveResu
     let settings = &args.moves;
     let network = start_network(n, args, db_url, |i, node| {
         node.trigger.observe_interval = settings.observe_interval;
+        // The node's default: two observe intervals.
+        node.trigger.progress_timeout = settings.observe_interval.saturating_mul(2);
         node.trigger.heartbeat = settings.heartbeat;
         node.pool.flush_delay = settings.flush_delay;
         if i < CLIENTS {

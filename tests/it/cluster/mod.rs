@@ -7,6 +7,7 @@ mod attacks;
 mod consensus;
 mod http;
 mod network;
+mod progress;
 mod writer;
 
 use price_oracle::message::GossipKind;
