@@ -632,7 +632,10 @@ mod tests {
     fn a_round_whose_origin_equivocated_is_dropped_waiting_or_at_a_turn() {
         let (now, members) = (Instant::now(), members(6));
         let mut pool = pool(&members);
-        let price = data("3000", OBSERVED);
+        let price = PriceData {
+            config: members.signing_config(),
+            ..data("3000", OBSERVED)
+        };
         let other = PriceData {
             price: "3001".parse().unwrap(),
             ..price

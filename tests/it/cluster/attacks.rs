@@ -289,10 +289,13 @@ async fn outsider_nodes_attack(label: &str, outsider_price: &str) {
             .iter()
             .all(|outsider| !row.signed_by(outsider))
     }));
-    assert_eq!(
-        total(&honest, |m| m.prices_cosigned.get()),
-        12,
-        "each honest node co-signed the 3 other honest prices and no outsider's"
+    // Five members (f = 1): each honest round's committee is three of the four others, member 5
+    // (not running) among them or not, so two or three honest co-signatures each; an outsider's
+    // price never reaches a pool (ignored as not_member), so it adds none.
+    let cosigned = total(&honest, |m| m.prices_cosigned.get());
+    assert!(
+        (8..=12).contains(&cosigned),
+        "the 4 honest prices got {cosigned} co-signatures: 2 or 3 each, none for an outsider"
     );
     stop_all(honest).await;
     stop_all(outsiders).await;
