@@ -28,6 +28,9 @@ pub struct NodeStatus {
     /// The writer as this node's last heartbeat saw it.
     pub writer: Option<String>,
     pub pool: PoolCounts,
+    /// The fault bound this node applies and what follows from it; `None` until its member list
+    /// has been read.
+    pub fault_bound: Option<FaultBoundStatus>,
     /// This node's latest observation of each pair it signs, by pair.
     pub last_observations: std::collections::BTreeMap<String, Observed>,
     /// Each price source's state: ok, failing or blocked, its last quotes, error and exclusion.
@@ -36,6 +39,21 @@ pub struct NodeStatus {
     pub last_stored_id: Option<String>,
     /// Why the node is unhealthy; empty when it is healthy (the rules: docs/operating.md#health).
     pub problems: Vec<String>,
+}
+
+/// The fault bound as a node applies it (`/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FaultBoundStatus {
+    /// The members that count now.
+    pub members: usize,
+    /// Faulty members tolerated: ⌊(members − 1)/3⌋, or `--fault-tolerance` if lower.
+    pub f: usize,
+    /// Observations of distinct members a round needs: 2f + 1.
+    pub quorum: usize,
+    /// Members that observe a round at once, its origin among them: 3f + 1.
+    pub committee_size: usize,
+    /// The configuration digest every signature of this network is bound to.
+    pub config: String,
 }
 
 /// A price this node fetched.
@@ -55,6 +73,19 @@ impl crate::http::Status for NodeStatus {
 }
 
 impl Node {
+    fn fault_bound_status(&self) -> Option<FaultBoundStatus> {
+        let members = std::sync::Arc::clone(&self.members.borrow());
+        let count = members.count().filter(|count| *count > 0)?;
+        let f = members.fault_bound();
+        Some(FaultBoundStatus {
+            members: count,
+            f: f.faults(),
+            quorum: f.quorum(),
+            committee_size: f.committee_size().min(count),
+            config: members.signing_config().to_string(),
+        })
+    }
+
     pub(super) fn refresh_status(&mut self) {
         let lease = self.writer.lease().clone();
         let pool = self.pool.counts();
@@ -88,6 +119,7 @@ impl Node {
             is_writer: lease.is_writer,
             writer: lease.writer.map(|writer| writer.to_checksum(None)),
             pool,
+            fault_bound: self.fault_bound_status(),
             last_observations,
             sources: feed.source_statuses(),
             last_stored_id: self.writer.last_stored_id().map(|id| id.to_string()),

@@ -101,6 +101,24 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
     assert_eq!(source["state"], "ok", "{status}");
     assert_eq!(source["last_quote"]["ETH/USD"], "3000.00000000", "{status}");
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    // Five members: f = 1, a quorum of three, a committee of four.
+    let bound = &status["fault_bound"];
+    assert_eq!(
+        (
+            &bound["members"],
+            &bound["f"],
+            &bound["quorum"],
+            &bound["committee_size"]
+        ),
+        (&5.into(), &1.into(), &3.into(), &4.into()),
+        "{status}"
+    );
+    assert!(
+        bound["config"]
+            .as_str()
+            .is_some_and(|config| config.len() == 66),
+        "{status}"
+    );
     for field in [
         "address",
         "peer_id",
