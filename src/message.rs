@@ -265,15 +265,6 @@ impl Gossip {
         }
     }
 
-    /// The configuration digest its signatures are bound to.
-    pub fn config(&self) -> B256 {
-        match self {
-            Self::Price(message) => message.data.config,
-            Self::Attestation(attestation) => attestation.data.config,
-            Self::Stored(notice) => notice.config,
-        }
-    }
-
     /// What kind of message it is, for counters and logs.
     pub fn kind(&self) -> GossipKind {
         match self {
