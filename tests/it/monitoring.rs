@@ -321,8 +321,10 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
             ("--migrate", "false"),
             ("--min-peers", "0"),
             ("--flush-delay", "1s"),
-            // The idle members may rank ahead of node1 to start a round: short turns.
+            // The idle members may rank ahead of node1 to start a round: short turns; and a
+            // heartbeat round every few seconds, so that one is stored once the lock is gone.
             ("--observe-interval", "2s"),
+            ("--heartbeat", "10s"),
             ("--max-age", "10s"),
             ("--retention", "10s"),
             ("--db-timeout", "1s"),
@@ -343,6 +345,11 @@ async fn every_metric_the_monitoring_files_name_is_served_by_a_node() {
     .await
     .expect("node1 fails to flush, then drops its verified price");
     lock.rollback().await.unwrap();
+    // With three members (f = 0) node1's own rounds verify alone: one is stored, and counted
+    // for its committee, before node2 joins and makes f = 1.
+    scrape_until(&metrics_url, |m| m.contains("oracle_member_rounds_total{"))
+        .await
+        .expect("node1 stores a round of its own once the lock is gone");
 
     add_member("node2");
     scrape_until(&metrics_url, |m| {
