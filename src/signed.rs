@@ -379,13 +379,11 @@ impl Report {
         if self.round.config == V1_DOMAIN {
             return self.observed_at();
         }
-        let mut times: Vec<u64> = self
-            .observations
-            .iter()
-            .map(|entry| entry.observation.observed_at)
-            .collect();
-        times.sort_unstable();
-        times.get(times.len() / 2).copied()
+        median(
+            self.observations
+                .iter()
+                .map(|entry| entry.observation.observed_at),
+        )
     }
 
     /// The digest of the exact set of observations (`observations_digest`).
@@ -471,12 +469,12 @@ pub fn report_digest(
     keccak256(input)
 }
 
-/// The median rule, the one definition every part uses: the prices sorted ascending, the element
+/// The median rule, the one definition every part uses: prices or times sorted ascending, the element
 /// at index ⌊n/2⌋ (for an even count, the upper of the two middle ones); `None` for none.
-pub fn median(prices: impl IntoIterator<Item = UsdPrice>) -> Option<UsdPrice> {
-    let mut prices: Vec<UsdPrice> = prices.into_iter().collect();
-    prices.sort_unstable();
-    prices.get(prices.len() / 2).copied()
+pub fn median<T: Ord + Copy>(values: impl IntoIterator<Item = T>) -> Option<T> {
+    let mut values: Vec<T> = values.into_iter().collect();
+    values.sort_unstable();
+    values.get(values.len() / 2).copied()
 }
 
 /// Addresses as EIP-55 text: the form `oracle keygen` prints and people compare by eye.
