@@ -272,6 +272,7 @@ mod tests {
             &Report {
                 round,
                 observations,
+                commits: Vec::new(),
             },
             1,
         )

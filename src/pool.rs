@@ -469,6 +469,7 @@ impl Entry {
             report: Report {
                 round: self.round,
                 observations,
+                commits: Vec::new(),
             },
             last_signed: self.last_signed.wall,
         }

@@ -136,6 +136,7 @@ mod tests {
         let report = OnChainReport::from(&Report {
             round,
             observations: vec![observed(312_456_789_000, 1_763_700_000), observed(1, 2)],
+            commits: Vec::new(),
         });
         let bytes = report.encode();
         // Head: pair, id, offset of the array (3 words); the array's length and two offsets;

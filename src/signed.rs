@@ -311,6 +311,10 @@ pub struct SignedObservation {
 pub struct Report {
     pub round: Round,
     pub observations: Vec<SignedObservation>,
+    /// Members' signatures over [`Report::digest`], committing to exactly this set of
+    /// observations, its value and its time: `f + 1` of them make the report (protocol v2). A
+    /// round still gathering observations, and a v1 row, has none.
+    pub commits: Vec<SignatureEntry>,
 }
 
 impl Report {
@@ -734,6 +738,7 @@ mod tests {
                 observed(&keys[0], 1, 30),
                 observed(&keys[1], 200_000_000_000, 20),
             ],
+            commits: Vec::new(),
         };
         let mut sorted = report.observations.clone();
         sorted.sort_by_key(|entry| entry.signer);
@@ -783,6 +788,7 @@ mod tests {
                 observed(&origin, VECTOR_PRICE_E8, VECTOR_OBSERVED_AT),
                 observed(&others[0], VECTOR_PRICE_E8 + 1, VECTOR_OBSERVED_AT + 3),
             ],
+            commits: Vec::new(),
         };
         assert_eq!(report.verify(), Ok(()));
         assert!(report.origin_observation().is_some());
@@ -827,6 +833,7 @@ mod tests {
                 observed(&signer, 303_000_000_000, 130),
                 observed(&signer, 301_000_000_000, 110),
             ],
+            commits: Vec::new(),
         };
         assert_eq!(report.value().unwrap().e8(), 301_000_000_000);
         // (3030 − 3000) / 3010, to 8 decimals, rounded down.
@@ -835,6 +842,7 @@ mod tests {
         let empty = Report {
             round: report.round,
             observations: Vec::new(),
+            commits: Vec::new(),
         };
         assert_eq!((empty.value(), empty.spread()), (None, Decimal::ZERO));
     }
@@ -864,6 +872,7 @@ mod tests {
         let report = Report {
             round,
             observations,
+            commits: Vec::new(),
         };
         let entries: Vec<serde_json::Value> = report
             .observations

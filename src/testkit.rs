@@ -679,6 +679,7 @@ pub fn verified_batch(
                 report: Report {
                     round: data.round(),
                     observations,
+                    commits: Vec::new(),
                 },
                 last_signed: SystemTime::now(),
             }

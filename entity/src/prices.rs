@@ -44,6 +44,11 @@ pub struct Model {
     /// The configuration digest (`0x` + 64 hex) every observation was signed under; rows from
     /// before protocol v2 hold `keccak256("price-oracle/v1")`.
     pub config: String,
+    /// `[{"signer":"0x…","signature":"0x…"}, …]`: the members' signatures over the report
+    /// digest, committing to exactly `sign_data`, `price` and `observed_at` (protocol v2; `[]`
+    /// on v1 rows).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub commits: Json,
     /// Commit order, assigned by the database (`GENERATED ALWAYS AS IDENTITY`, drawn under a
     /// lock the inserting transaction holds until it ends): a reader that has seen every row up
     /// to `seq` n sees later rows only with `seq` > n. Gaps are possible.

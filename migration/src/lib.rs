@@ -15,6 +15,7 @@ mod m20261130_000006_prices_notify;
 mod m20261130_000007_prices_read_indexes;
 mod m20261204_000008_prices_observations;
 mod m20261207_000009_prices_config;
+mod m20261207_000010_prices_commits;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000007_prices_read_indexes::Migration),
             Box::new(m20261204_000008_prices_observations::Migration),
             Box::new(m20261207_000009_prices_config::Migration),
+            Box::new(m20261207_000010_prices_commits::Migration),
         ]
     }
 }

@@ -264,6 +264,7 @@ pub(crate) mod tests {
                 observed(&origin, 312_456_789_000, 1_763_700_000),
                 observed(&other, 312_600_000_000, 1_763_700_002),
             ],
+            commits: Vec::new(),
         };
         row_of(&report, 7)
     }

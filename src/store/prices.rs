@@ -271,6 +271,7 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Stateme
             Column::FirstObservedAt,
             Column::LastObservedAt,
             Column::Config,
+            Column::Commits,
         ])
         .on_conflict(OnConflict::column(Column::Id).do_nothing().to_owned())
         .returning_col(Column::Id);
@@ -284,7 +285,7 @@ fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Stateme
 }
 
 /// The columns of one row, in [`insert_statement`]'s order.
-fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 13], StoreError> {
+fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 14], StoreError> {
     let report = &price.report;
     let round = &report.round;
     let time = |seconds: u64| {
@@ -308,6 +309,8 @@ fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 13], StoreEr
     };
     let sign_data = serde_json::to_value(super::row::sign_data(report))
         .map_err(|err| unexpected(err.to_string()))?;
+    let commits =
+        serde_json::to_value(&report.commits).map_err(|err| unexpected(err.to_string()))?;
     Ok([
         Expr::val(db_id(round.id)?),
         Expr::val(round.pair.name()),
@@ -322,6 +325,7 @@ fn row_values(price: &VerifiedPrice, writer: &str) -> Result<[Expr; 13], StoreEr
         Expr::val(time(first)?),
         Expr::val(time(last)?),
         Expr::val(round.config.to_string()),
+        Expr::val(commits),
     ])
 }
 
@@ -393,6 +397,7 @@ mod tests {
             report: Report {
                 round,
                 observations,
+                commits: Vec::new(),
             },
             last_signed: UNIX_EPOCH,
         };

@@ -67,6 +67,8 @@ pub enum RowError {
     SignData(String),
     #[error("config {0:?} is not a 32-byte digest")]
     Config(String),
+    #[error("commits is not a list of signatures: {0}")]
+    Commits(String),
 }
 
 impl TryFrom<&StoredPrice> for Report {
@@ -116,6 +118,8 @@ impl TryFrom<&StoredPrice> for Report {
                 })
             })
             .collect::<Result<_, RowError>>()?;
+        let commits = serde_json::from_value(row.commits.clone())
+            .map_err(|err| RowError::Commits(err.to_string()))?;
         Ok(Self {
             round: Round {
                 config,
@@ -124,6 +128,7 @@ impl TryFrom<&StoredPrice> for Report {
                 origin,
             },
             observations,
+            commits,
         })
     }
 }
@@ -155,6 +160,7 @@ pub fn row_of(report: &Report, seq: i64) -> StoredPrice {
         first_observed_at: at(first),
         last_observed_at: at(last),
         config: report.round.config.to_string(),
+        commits: serde_json::to_value(&report.commits).unwrap_or_default(),
         seq,
     }
 }

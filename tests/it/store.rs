@@ -157,6 +157,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
         report: Report {
             round,
             observations,
+            commits: Vec::new(),
         },
         last_signed: std::time::SystemTime::now(),
     };
