@@ -1,8 +1,10 @@
 //! What nodes gossip, on the wire: a new price from its origin, a co-signer's attestation, the
-//! writer's stored notice, each carrying the signatures that prove who speaks. The signed fields
-//! themselves are [`crate::signed`]'s; here they are framed, encoded and decoded.
+//! origin's report of a round and the members' commits to it, the writer's stored notice, each
+//! carrying the signatures that prove who speaks. The signed fields themselves are
+//! [`crate::signed`]'s; here they are framed, encoded and decoded.
 //!
-//! Every message is `{"type":"price"|"attestation"|"stored","body":{…}}` in one canonical JSON
+//! Every message is `{"type":"price"|"attestation"|"report"|"commit"|"stored","body":{…}}` in one
+//! canonical JSON
 //! encoding (the one [`Gossip::encode`] writes): gossipsub identifies messages by their bytes, so
 //! a message in any other spelling is refused rather than taken for a new one.
 
@@ -12,7 +14,12 @@ use alloy_primitives::{Address, B256, keccak256};
 use alloy_signer_local::PrivateKeySigner;
 use serde::{Deserialize, Serialize};
 
-use crate::signed::{EthSignature, PriceData, SignatureEntry, SignatureError, checksummed_address};
+use crate::pair::Pair;
+use crate::price::UsdPrice;
+use crate::signed::{
+    EthSignature, Observation, PriceData, Report, Round, SignatureEntry, SignatureError,
+    SignedObservation, checksummed_address, id_as_string,
+};
 
 /// Encoded messages larger than this are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
@@ -170,7 +177,183 @@ fn stored_digest(config: B256, writer: &Address, at: u64, ids: &[u64]) -> B256 {
     keccak256(input)
 }
 
-/// Everything nodes gossip: `{"type":"price"|"attestation"|"stored","body":{…}}`.
+/// The origin's report of its round: one exact set of its members' observations (each signed by
+/// its own member over its own digest, in ascending signer order) and the origin's signature over
+/// the report digest ([`Report::digest`]: the configuration, the round, the median, the median
+/// time, the count and the observations digest). Members whose observation it holds commit to
+/// it ([`CommitMessage`]); `f + 1` signatures over one digest make the round's report, so no
+/// writer or relayer can pick another subset. It carries everything it commits to, so it can be
+/// checked on its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportMessage {
+    pub config: B256,
+    #[serde(with = "id_as_string")]
+    pub id: u64,
+    pub pair: Pair,
+    #[serde(with = "checksummed_address")]
+    pub origin: Address,
+    pub observations: Vec<ObservationEntry>,
+    /// The origin's signature over the report digest.
+    pub signature: SignatureEntry,
+}
+
+/// One observation in a [`ReportMessage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationEntry {
+    #[serde(with = "checksummed_address")]
+    pub signer: Address,
+    pub price: UsdPrice,
+    pub observed_at: u64,
+    pub signature: EthSignature,
+}
+
+impl ReportMessage {
+    /// The origin's report of `report`'s observations (in any order), signed by `origin`.
+    pub fn sign(report: &Report, origin: &PrivateKeySigner) -> Option<Self> {
+        let digest = report.digest()?;
+        let mut observations: Vec<ObservationEntry> = report
+            .observations
+            .iter()
+            .map(|entry| ObservationEntry {
+                signer: entry.signer,
+                price: entry.observation.price,
+                observed_at: entry.observation.observed_at,
+                signature: entry.signature,
+            })
+            .collect();
+        observations.sort_unstable_by_key(|entry| entry.signer);
+        Some(Self {
+            config: report.round.config,
+            id: report.round.id,
+            pair: report.round.pair,
+            origin: report.round.origin,
+            observations,
+            signature: SignatureEntry::sign(origin, digest),
+        })
+    }
+
+    pub fn round(&self) -> Round {
+        Round {
+            config: self.config,
+            pair: self.pair,
+            id: self.id,
+            origin: self.origin,
+        }
+    }
+
+    /// The report it stands for, without commits.
+    pub fn report(&self) -> Report {
+        Report {
+            round: self.round(),
+            observations: self
+                .observations
+                .iter()
+                .map(|entry| SignedObservation {
+                    signer: entry.signer,
+                    observation: Observation {
+                        price: entry.price,
+                        observed_at: entry.observed_at,
+                    },
+                    signature: entry.signature,
+                })
+                .collect(),
+            commits: Vec::new(),
+        }
+    }
+
+    /// Each observation's signed fields.
+    pub fn observation_data(&self) -> impl Iterator<Item = PriceData> + '_ {
+        let round = self.round();
+        self.observations.iter().map(move |entry| {
+            PriceData::new(
+                round,
+                Observation {
+                    price: entry.price,
+                    observed_at: entry.observed_at,
+                },
+            )
+        })
+    }
+
+    /// Signed by its origin, with at least one observation, in strictly ascending signer order
+    /// (so distinct, and one spelling of one set).
+    fn check_structure(&self) -> Result<(), DecodeError> {
+        if self.signature.signer != self.origin {
+            return Err(DecodeError::OriginUnsigned(self.origin));
+        }
+        if self.observations.is_empty() {
+            return Err(DecodeError::Malformed(
+                "a report without observations".into(),
+            ));
+        }
+        if let Some(pair) = self
+            .observations
+            .windows(2)
+            .find(|pair| pair[0].signer >= pair[1].signer)
+        {
+            return Err(DecodeError::Malformed(format!(
+                "report observations not in ascending signer order at {}",
+                pair[1].signer
+            )));
+        }
+        Ok(())
+    }
+
+    fn verify_signatures(&self) -> Result<(), DecodeError> {
+        let report = self.report();
+        report
+            .verify()
+            .map_err(|(signer, error)| DecodeError::BadSignature { signer, error })?;
+        let digest = report
+            .digest()
+            .ok_or_else(|| DecodeError::Malformed("a report without observations".into()))?;
+        verify_entry(&self.signature, digest)
+    }
+}
+
+/// A member's commitment to the report of a round whose digest is `digest`: its signature over
+/// that digest. The report itself travels once, in the origin's [`ReportMessage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitMessage {
+    pub config: B256,
+    #[serde(with = "id_as_string")]
+    pub id: u64,
+    pub pair: Pair,
+    #[serde(with = "checksummed_address")]
+    pub origin: Address,
+    pub digest: B256,
+    pub signature: SignatureEntry,
+}
+
+impl CommitMessage {
+    /// `signer`'s commitment to `report`.
+    pub fn sign(report: &Report, signer: &PrivateKeySigner) -> Option<Self> {
+        let digest = report.digest()?;
+        let round = report.round;
+        Some(Self {
+            config: round.config,
+            id: round.id,
+            pair: round.pair,
+            origin: round.origin,
+            digest,
+            signature: SignatureEntry::sign(signer, digest),
+        })
+    }
+
+    pub fn round(&self) -> Round {
+        Round {
+            config: self.config,
+            pair: self.pair,
+            id: self.id,
+            origin: self.origin,
+        }
+    }
+}
+
+/// Everything nodes gossip: `{"type":"price"|"attestation"|"report"|"commit"|"stored","body":{…}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "body", rename_all = "snake_case")]
 pub enum Gossip {
@@ -178,6 +361,10 @@ pub enum Gossip {
     Price(PriceMessage),
     /// A member's own observation of a round.
     Attestation(Attestation),
+    /// The origin's report of its round: one exact set of observations.
+    Report(ReportMessage),
+    /// A member's commitment to a round's report.
+    Commit(CommitMessage),
     /// Ids the writer has stored.
     Stored(StoredNotice),
 }
@@ -214,7 +401,8 @@ impl Gossip {
         }
         match &gossip {
             Self::Price(message) => message.check_structure()?,
-            Self::Attestation(_) => {}
+            Self::Report(report) => report.check_structure()?,
+            Self::Attestation(_) | Self::Commit(_) => {}
             Self::Stored(notice) if notice.ids.is_empty() => {
                 return Err(DecodeError::Malformed("stored notice without ids".into()));
             }
@@ -236,6 +424,8 @@ impl Gossip {
             Self::Attestation(attestation) => {
                 verify_entry(&attestation.signature, attestation.data.digest())
             }
+            Self::Report(report) => report.verify_signatures(),
+            Self::Commit(commit) => verify_entry(&commit.signature, commit.digest),
             Self::Stored(notice) => notice.verify_signature(),
         }
     }
@@ -252,6 +442,10 @@ impl Gossip {
             Self::Attestation(attestation) => {
                 vec![attestation.data.origin, attestation.signature.signer]
             }
+            Self::Report(report) => std::iter::once(report.origin)
+                .chain(report.observations.iter().map(|entry| entry.signer))
+                .collect(),
+            Self::Commit(commit) => vec![commit.origin, commit.signature.signer],
             Self::Stored(notice) => vec![notice.writer],
         }
     }
@@ -261,7 +455,7 @@ impl Gossip {
         match self {
             Self::Price(message) => Some(message.data),
             Self::Attestation(attestation) => Some(attestation.data),
-            Self::Stored(_) => None,
+            Self::Report(_) | Self::Commit(_) | Self::Stored(_) => None,
         }
     }
 
@@ -270,6 +464,8 @@ impl Gossip {
         match self {
             Self::Price(_) => GossipKind::Price,
             Self::Attestation(_) => GossipKind::Attestation,
+            Self::Report(_) => GossipKind::Report,
+            Self::Commit(_) => GossipKind::Commit,
             Self::Stored(_) => GossipKind::Stored,
         }
     }
@@ -280,6 +476,8 @@ crate::labels::label_values! {
     pub enum GossipKind {
         Price => "price",
         Attestation => "attestation",
+        Report => "report",
+        Commit => "commit",
         Stored => "stored",
     }
 }

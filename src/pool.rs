@@ -1,21 +1,30 @@
-//! The consensus pool: a pure state machine over rounds and their members' observations. No
-//! IO, no clock — every call gets `now` — so every transition is unit-tested.
+//! The consensus pool: a pure state machine over rounds, their members' observations and the
+//! commits to their report. No IO, no clock — every call gets `now` — so every transition is
+//! unit-tested.
 //!
 //! ```text
-//!            add (member observations < quorum)      add (≥ quorum, origin's among them)
+//!            add (observations, a report,            f + 1 members' commits to one report
+//!                 commits: not yet f + 1 on one)     of ≥ 2f + 1 members' observations
 //!  (unknown) ──────────────────────────────▶ pending ──────────────────────────────▶ verified
-//!                                          │    ▲ a member removed, an equivocator │   ▲ late
-//!                           older than     │    └──────────────────────────────────┤   │ observations:
-//!                           max_age        ▼              mark_stored              ▼   │ merged, flush delayed
+//!                                          │    ▲ a new member set (another           │   ▲ late
+//!                           older than     │    └ configuration)  ────────────────────┤   │ commits:
+//!                           max_age        ▼              mark_stored                 ▼   │ kept, flush delayed
 //!                                      (dropped)                     stored (tombstone until retention)
 //! ```
 //!
-//! A round is (pair, id, origin); each member adds one observation to it — the origin its own
-//! price, every other member the price it saw itself — each signed over its own digest. Signatures
-//! reach the pool already verified (the network layer checks every message); the pool merges
-//! observations per round, counts distinct *members*, and keeps time. A member that signs two
-//! different observations for one round is equivocating: both carry its signature, so it is
-//! provable; the pool keeps neither and refuses any more of its observations for that round.
+//! A round is (configuration, pair, id, origin); each member adds one observation to it — the
+//! origin its own price, every other member the price it saw itself — each signed over its own
+//! digest. Signatures reach the pool already verified (the network layer checks every message);
+//! the pool merges observations per round, counts distinct *members*, and keeps time. A member
+//! that signs two different observations for one round is equivocating: both carry its
+//! signature, so it is provable; the pool keeps neither and refuses any more of its observations
+//! for that round.
+//!
+//! Once the origin holds `2f + 1` member observations it reports that exact set
+//! ([`Pool::to_commit`]); every member whose observation is in it commits to it, once per round,
+//! and the round is verified when `f + 1` members have committed to one report. At least one of
+//! them is honest and checked it, and what is stored, served and submitted on chain is that
+//! report with its commits: nobody downstream can pick another subset of the round.
 //!
 //! Ids carry their origin's machine bits (validation refuses any other), so only the origin
 //! starts a round under its ids; whatever anyone else publishes under them is one observation
@@ -27,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 
 use crate::membership::Members;
 use crate::signed::{
@@ -51,12 +60,24 @@ pub struct PoolSettings {
     pub max_pending_per_signer: usize,
 }
 
+/// The origin's reports of one round an honest node keeps: a second, different one proves
+/// the origin equivocated; more are not worth memory.
+const MAX_REPORTS_PER_ROUND: usize = 2;
+
 #[derive(Debug, Clone)]
 struct Entry {
     round: Round,
     observations: BTreeMap<Address, (Observation, EthSignature)>,
     /// Members caught signing two observations for this round: none of theirs counts.
     equivocators: BTreeSet<Address>,
+    /// The origin's reports of this round (without commits), by digest: one, unless the
+    /// origin equivocated.
+    reports: BTreeMap<B256, Report>,
+    /// Each member's commitment in this round: the report digest it signed, and its signature.
+    /// A member commits once; a second digest of the same member is refused.
+    commits: BTreeMap<Address, (B256, EthSignature)>,
+    /// The report `f + 1` members committed to, with their commits: the round's one report.
+    committed: Option<Report>,
     /// Whose message created the entry: its pending entries are bounded.
     creator: Address,
     first_seen: Instant,
@@ -133,14 +154,89 @@ impl Pool {
     /// `data.observation()` of the round `data.round()` (from a price message, an attestation
     /// or this node's own signature). The first signature's signer is charged for a new round.
     pub fn add(&mut self, data: &PriceData, signatures: &[SignatureEntry], now: Moment) -> Added {
-        let round = data.round();
+        let Some(creator) = signatures.first().map(|entry| entry.signer) else {
+            return Added::Unchanged;
+        };
+        self.change(data.round(), creator, now, |entry| {
+            entry.merge(data.observation(), signatures, now)
+        })
+    }
+
+    /// Merges the origin's report of its round (already verified: every observation's
+    /// signature, and `signature`, the origin's over the report digest): its observations, the
+    /// report, and the origin's commit to it. A second, different report of the origin is an
+    /// equivocation.
+    pub fn add_report(&mut self, report: &Report, signature: SignatureEntry, now: Moment) -> Added {
+        let Some(digest) = report.digest() else {
+            return Added::Unchanged;
+        };
+        let round = report.round;
+        self.change(round, round.origin, now, |entry| {
+            let mut merged = Merged::New(0);
+            for observation in &report.observations {
+                let signed = SignatureEntry {
+                    signer: observation.signer,
+                    signature: observation.signature,
+                };
+                match (
+                    entry.merge(observation.observation, &[signed], now),
+                    &merged,
+                ) {
+                    (Merged::New(new), Merged::New(before)) => merged = Merged::New(before + new),
+                    (equivocation @ Merged::Equivocation(_), _) => merged = equivocation,
+                    _ => {}
+                }
+            }
+            if !entry.reports.contains_key(&digest) {
+                if entry.reports.len() >= MAX_REPORTS_PER_ROUND {
+                    return Merged::Equivocation(round.origin);
+                }
+                let mut report = report.clone();
+                report.commits.clear();
+                entry.reports.insert(digest, report);
+                if entry.reports.len() > 1 {
+                    merged = Merged::Equivocation(round.origin);
+                }
+            }
+            match (entry.commit(digest, signature, now), merged) {
+                (_, Merged::Equivocation(signer)) => Merged::Equivocation(signer),
+                (Merged::New(new), Merged::New(before)) => Merged::New(before + new),
+                (other, _) => other,
+            }
+        })
+    }
+
+    /// Merges a member's commit (already verified: `signature` over `digest`) to the report of
+    /// `round` whose digest is `digest`. A member's second commit to another digest is an
+    /// equivocation, and refused.
+    pub fn add_commit(
+        &mut self,
+        round: Round,
+        digest: B256,
+        signature: SignatureEntry,
+        now: Moment,
+    ) -> Added {
+        self.change(round, signature.signer, now, |entry| {
+            entry.commit(digest, signature, now)
+        })
+    }
+
+    /// Applies `merge` to the round's entry (made, and charged to `creator`, if new), then
+    /// whether it is committed now.
+    fn change(
+        &mut self,
+        round: Round,
+        creator: Address,
+        now: Moment,
+        merge: impl FnOnce(&mut Entry) -> Merged,
+    ) -> Added {
         if self.stored.contains_key(&round.id) {
             return Added::AlreadyStored;
         }
         if let Some(entry) = self.entries.get_mut(&round) {
             let was_verified = entry.verified_at.is_some();
-            let merged = entry.merge(data.observation(), signatures, now);
-            let verified = entry.check_quorum(&self.members, now.at);
+            let merged = merge(entry);
+            let verified = entry.check_commit(&self.members, now.at);
             match (was_verified, verified) {
                 (false, true) => release(&mut self.pending_by_creator, &entry.creator),
                 (true, false) => *self.pending_by_creator.entry(entry.creator).or_default() += 1,
@@ -148,16 +244,13 @@ impl Pool {
             }
             return match merged {
                 Merged::Equivocation(signer) => Added::Equivocation { signer },
-                Merged::New(0) => Added::Unchanged,
+                Merged::New(0) if verified == was_verified => Added::Unchanged,
                 Merged::New(new_signatures) => Added::Merged {
                     new_signatures,
                     became_verified: verified && !was_verified,
                 },
             };
         }
-        let Some(creator) = signatures.first().map(|entry| entry.signer) else {
-            return Added::Unchanged;
-        };
         let pending = self.pending_by_creator.get(&creator).copied().unwrap_or(0);
         if pending >= self.settings.max_pending_per_signer {
             return Added::OverLimit;
@@ -166,19 +259,21 @@ impl Pool {
             round,
             observations: BTreeMap::new(),
             equivocators: BTreeSet::new(),
+            reports: BTreeMap::new(),
+            commits: BTreeMap::new(),
+            committed: None,
             creator,
             first_seen: now.at,
             last_signed: now,
             verified_at: None,
         };
-        let merged = entry.merge(data.observation(), signatures, now);
-        let verified = entry.check_quorum(&self.members, now.at);
+        let merged = merge(&mut entry);
+        let verified = entry.check_commit(&self.members, now.at);
         if !verified {
             *self.pending_by_creator.entry(creator).or_default() += 1;
         }
         self.entries.insert(round, entry);
         match merged {
-            // Only a message signing two observations at once could do this; none does.
             Merged::Equivocation(signer) => Added::Equivocation { signer },
             Merged::New(new_signatures) => Added::New {
                 new_signatures,
@@ -187,14 +282,43 @@ impl Pool {
         }
     }
 
-    /// Applies a new member set: rounds that lost their quorum (a member removed) are pending
-    /// again, pending ones that gained it (a member added) are verified. Returns the latter.
+    /// The report `me` should sign now for `round`, if any: as its origin, the round's member
+    /// observations once they are `2f + 1` (its proposal); as another member, the origin's one
+    /// report when it holds `me`'s own observation and is valid under the members. Once per
+    /// round, and not once the round is committed.
+    pub fn to_commit(&self, round: &Round, me: &Address) -> Option<Report> {
+        let entry = self.entries.get(round)?;
+        if entry.committed.is_some() || entry.commits.contains_key(me) {
+            return None;
+        }
+        if *me == round.origin {
+            return (entry.reports.is_empty() && entry.has_quorum(&self.members))
+                .then(|| entry.member_report(&self.members));
+        }
+        let [report] = entry.reports.values().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        (report.signers().any(|signer| signer == *me) && entry.report_counts(report, &self.members))
+            .then(|| report.clone())
+    }
+
+    /// Whether the round holds `2f + 1` member observations, the origin's among them: enough for
+    /// its report, whether or not the commits have come.
+    pub fn has_quorum(&self, round: &Round) -> bool {
+        self.entries
+            .get(round)
+            .is_some_and(|entry| entry.has_quorum(&self.members))
+    }
+
+    /// Applies a new member set: rounds of another configuration than the new members' lose
+    /// their report (the commits were made under the old one); pending ones that gained it
+    /// are verified. Returns the latter.
     pub fn set_members(&mut self, members: Arc<Members>, now: Moment) -> Vec<Round> {
         self.members = members;
         let mut newly_verified = Vec::new();
         for entry in self.entries.values_mut() {
-            let was_verified = entry.verified_at.take().is_some();
-            let verified = entry.check_quorum(&self.members, now.at);
+            let was_verified = entry.verified_at.is_some();
+            let verified = entry.check_commit(&self.members, now.at);
             match (was_verified, verified) {
                 (false, true) => {
                     release(&mut self.pending_by_creator, &entry.creator);
@@ -251,11 +375,9 @@ impl Pool {
             .map_or(0, |entry| entry.observations.len())
     }
 
-    /// The report of a verified round as it stands: its member observations, and their median.
+    /// The committed report of a verified round, with the commits known here.
     pub fn report(&self, round: &Round) -> Option<Report> {
-        let entry = self.entries.get(round)?;
-        entry.verified_at?;
-        Some(entry.to_verified(&self.members).report)
+        self.entries.get(round)?.committed.clone()
     }
 
     /// Verified rounds whose last observation is at least `flush_delay` old, oldest id first,
@@ -280,8 +402,7 @@ impl Pool {
             .filter(|entry| entry.verified_at.is_some() && ready(entry))
         {
             let better = |current: &&Entry| {
-                (entry.member_count(&self.members), entry.round)
-                    > (current.member_count(&self.members), current.round)
+                (entry.committed_count(), entry.round) > (current.committed_count(), current.round)
             };
             match by_id.get(&entry.round.id) {
                 Some(current) if !better(current) => {}
@@ -290,10 +411,8 @@ impl Pool {
                 }
             }
         }
-        let mut due: Vec<VerifiedPrice> = by_id
-            .into_values()
-            .map(|entry| entry.to_verified(&self.members))
-            .collect();
+        let mut due: Vec<VerifiedPrice> =
+            by_id.into_values().filter_map(Entry::to_verified).collect();
         due.sort_unstable_by_key(VerifiedPrice::id);
         due
     }
@@ -418,12 +537,127 @@ impl Entry {
         Merged::New(new)
     }
 
-    /// Observations that count: by members who were members when the round was observed.
-    fn member_count(&self, members: &Members) -> usize {
-        self.observations
-            .keys()
-            .filter(|signer| members.counts_at(signer, self.observed_at()))
-            .count()
+    /// Records `signature`'s signer's commit to the report `digest` of this round, unless it
+    /// committed already: to the same digest that changes nothing, to another it is an
+    /// equivocation. A commit to the committed report joins its commits.
+    fn commit(&mut self, digest: B256, signature: SignatureEntry, now: Moment) -> Merged {
+        match self.commits.get(&signature.signer) {
+            Some((known, _)) if *known == digest => return Merged::New(0),
+            Some(_) => return Merged::Equivocation(signature.signer),
+            None => {}
+        }
+        self.commits
+            .insert(signature.signer, (digest, signature.signature));
+        if let Some(committed) = &mut self.committed
+            && committed.digest() == Some(digest)
+        {
+            committed.commits.push(signature);
+        }
+        if now.at >= self.last_signed.at {
+            self.last_signed = now;
+        }
+        Merged::New(1)
+    }
+
+    /// Whether `signer` counts in this round: a member when the round was observed.
+    fn counts(&self, members: &Members, signer: &Address) -> bool {
+        members.counts_at(signer, self.observed_at())
+    }
+
+    /// Whether the members' configuration is the round's (an open relay has none to check).
+    fn same_config(&self, members: &Members) -> bool {
+        members
+            .config_digest()
+            .is_none_or(|config| config == self.round.config)
+    }
+
+    /// Whether the round holds `2f + 1` member observations, the origin's among them, under the
+    /// members' configuration: enough for the origin to report.
+    fn has_quorum(&self, members: &Members) -> bool {
+        self.same_config(members)
+            && self.observations.contains_key(&self.round.origin)
+            && self.counts(members, &self.round.origin)
+            && self
+                .observations
+                .keys()
+                .filter(|signer| self.counts(members, signer))
+                .count()
+                >= members.fault_bound().quorum()
+    }
+
+    /// The report of the round's member observations as they stand (the origin's proposal).
+    fn member_report(&self, members: &Members) -> Report {
+        Report {
+            round: self.round,
+            observations: self
+                .observations
+                .iter()
+                .filter(|(signer, _)| self.counts(members, signer))
+                .map(|(signer, (observation, signature))| SignedObservation {
+                    signer: *signer,
+                    observation: *observation,
+                    signature: *signature,
+                })
+                .collect(),
+            commits: Vec::new(),
+        }
+    }
+
+    /// Whether `report` may be this round's: under the members' configuration, every
+    /// observation a member's, `2f + 1` of them, the origin's among them.
+    fn report_counts(&self, report: &Report, members: &Members) -> bool {
+        self.same_config(members)
+            && report.round == self.round
+            && report.origin_observation().is_some()
+            && report.signers().all(|signer| self.counts(members, &signer))
+            && report.observations.len() >= members.fault_bound().quorum()
+    }
+
+    /// Whether the round is committed now — `f + 1` members' commits to one valid report of
+    /// the origin — and marks it verified (or pending again, under another configuration)
+    /// accordingly.
+    fn check_commit(&mut self, members: &Members, now: Instant) -> bool {
+        if !self.same_config(members) {
+            self.committed = None;
+        }
+        if self.committed.is_none() {
+            let need = members.fault_bound().commit_threshold();
+            self.committed = self
+                .reports
+                .iter()
+                .filter(|(_, report)| self.report_counts(report, members))
+                .find_map(|(digest, report)| {
+                    let commits: Vec<SignatureEntry> = self
+                        .commits
+                        .iter()
+                        .filter(|(signer, (signed, _))| {
+                            signed == digest && self.counts(members, signer)
+                        })
+                        .map(|(signer, (_, signature))| SignatureEntry {
+                            signer: *signer,
+                            signature: *signature,
+                        })
+                        .collect();
+                    (commits.len() >= need).then(|| Report {
+                        commits,
+                        ..report.clone()
+                    })
+                });
+        }
+        let committed = self.committed.is_some();
+        match (committed, self.verified_at) {
+            (true, None) => self.verified_at = Some(now),
+            (false, Some(_)) => self.verified_at = None,
+            _ => {}
+        }
+        committed
+    }
+
+    /// Observations in the committed report (0 before it).
+    fn committed_count(&self) -> usize {
+        self.committed
+            .as_ref()
+            .map_or(0, |report| report.observations.len())
     }
 
     /// The round's time: its origin's observation, else (before that arrives) its id's.
@@ -434,45 +668,11 @@ impl Entry {
         )
     }
 
-    /// Whether the entry has its quorum now — `2f + 1` member observations, the origin's among
-    /// them, under the members' configuration — and marks it verified (or pending again)
-    /// accordingly.
-    fn check_quorum(&mut self, members: &Members, now: Instant) -> bool {
-        let same_config = members
-            .config_digest()
-            .is_none_or(|config| config == self.round.config);
-        let has_quorum = same_config
-            && self.observations.contains_key(&self.round.origin)
-            && members.counts_at(&self.round.origin, self.observed_at())
-            && self.member_count(members) >= members.fault_bound().quorum();
-        match (has_quorum, self.verified_at) {
-            (true, None) => self.verified_at = Some(now),
-            (false, Some(_)) => self.verified_at = None,
-            _ => {}
-        }
-        has_quorum
-    }
-
-    fn to_verified(&self, members: &Members) -> VerifiedPrice {
-        let observed_at = self.observed_at();
-        let observations = self
-            .observations
-            .iter()
-            .filter(|(signer, _)| members.counts_at(signer, observed_at))
-            .map(|(signer, (observation, signature))| SignedObservation {
-                signer: *signer,
-                observation: *observation,
-                signature: *signature,
-            })
-            .collect();
-        VerifiedPrice {
-            report: Report {
-                round: self.round,
-                observations,
-                commits: Vec::new(),
-            },
+    fn to_verified(&self) -> Option<VerifiedPrice> {
+        Some(VerifiedPrice {
+            report: self.committed.clone()?,
             last_signed: self.last_signed.wall,
-        }
+        })
     }
 }
 
@@ -545,11 +745,60 @@ mod tests {
         SignatureEntry::sign(signer.signer(), data.digest())
     }
 
+    /// `origin` reports its round as [`Pool::to_commit`] gives it (it must be due), and each
+    /// of `others` commits to the report it is given: what the last of these did.
+    fn commit(
+        pool: &mut Pool,
+        round: &Round,
+        origin: &Identity,
+        others: &[&Identity],
+        now: Moment,
+    ) -> Added {
+        let report = pool
+            .to_commit(round, &origin.address())
+            .expect("the origin's report is due");
+        let digest = report.digest().unwrap();
+        let mut added =
+            pool.add_report(&report, SignatureEntry::sign(origin.signer(), digest), now);
+        for member in others {
+            let theirs = pool
+                .to_commit(round, &member.address())
+                .expect("a commit is due");
+            assert_eq!(theirs.digest(), Some(digest));
+            added = pool.add_commit(
+                *round,
+                digest,
+                SignatureEntry::sign(member.signer(), digest),
+                now,
+            );
+        }
+        added
+    }
+
+    /// Round `d` observed by `observers` (its origin first) at `now` and committed by the
+    /// origin and the second of them: verified, with f = 1.
+    fn verified(pool: &mut Pool, d: &PriceData, observers: &[Identity], now: Moment) {
+        let all: Vec<_> = observers.iter().map(|node| sig(d, node)).collect();
+        pool.add(d, &all, now);
+        let added = commit(pool, &d.round(), &observers[0], &[&observers[1]], now);
+        assert!(
+            matches!(
+                added,
+                Added::Merged {
+                    became_verified: true,
+                    ..
+                }
+            ),
+            "{added:?}"
+        );
+    }
+
     #[test]
-    fn a_price_becomes_verified_at_the_quorum() {
+    fn a_round_is_verified_when_f_plus_one_members_commit_to_its_origins_report_of_a_quorum() {
         let n = nodes();
         let mut pool = pool();
         let d = data(1, &n[0]);
+        let round = d.round();
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[0])], t(0)),
             Added::New {
@@ -557,16 +806,51 @@ mod tests {
                 verified: false
             }
         );
+        pool.add(&d, &[sig(&d, &n[1])], t(1));
         assert_eq!(
-            pool.add(&d, &[sig(&d, &n[1])], t(1)),
+            pool.to_commit(&round, &n[0].address()),
+            None,
+            "below 2f + 1"
+        );
+        assert_eq!(
+            pool.add(&d, &[sig(&d, &n[2])], t(2)),
             Added::Merged {
                 new_signatures: 1,
                 became_verified: false
             }
         );
-        assert_eq!(pool.counts().pending, 1);
+        assert!(pool.has_quorum(&round));
+        // Nobody but the origin reports, and nobody commits before it does.
+        assert_eq!(pool.to_commit(&round, &n[1].address()), None);
+        let report = pool.to_commit(&round, &n[0].address()).unwrap();
+        assert_eq!(report.observations.len(), 3);
+        let digest = report.digest().unwrap();
         assert_eq!(
-            pool.add(&d, &[sig(&d, &n[2])], t(2)),
+            pool.add_report(&report, SignatureEntry::sign(n[0].signer(), digest), t(3)),
+            Added::Merged {
+                new_signatures: 1,
+                became_verified: false
+            },
+            "the origin's commit alone is f"
+        );
+        assert_eq!(
+            pool.to_commit(&round, &n[0].address()),
+            None,
+            "it reports once"
+        );
+        // Only members whose observation the report holds commit to it.
+        assert_eq!(pool.to_commit(&round, &n[3].address()), None);
+        assert_eq!(
+            pool.to_commit(&round, &n[1].address()),
+            Some(report.clone())
+        );
+        assert_eq!(
+            pool.add_commit(
+                round,
+                digest,
+                SignatureEntry::sign(n[1].signer(), digest),
+                t(4)
+            ),
             Added::Merged {
                 new_signatures: 1,
                 became_verified: true
@@ -580,13 +864,29 @@ mod tests {
                 stored: 0
             }
         );
-        assert!(pool.has_observed(&d.round(), &n[2].address()));
-        assert!(!pool.has_observed(&d.round(), &n[3].address()));
-        assert_eq!(pool.signer_count(&d.round()), 3);
+        let committed = pool.report(&round).unwrap();
+        assert_eq!(committed.observations, report.observations);
+        let committers: Vec<Address> = committed.commits.iter().map(|c| c.signer).collect();
+        assert_eq!(committers.len(), 2);
+        assert!(committers.contains(&n[0].address()) && committers.contains(&n[1].address()));
+        assert!(committed.commits.iter().all(|c| c.verify(digest).is_ok()));
+        // A later commit joins the report's commits; nothing else changes.
+        pool.add_commit(
+            round,
+            digest,
+            SignatureEntry::sign(n[2].signer(), digest),
+            t(5),
+        );
+        assert_eq!(pool.report(&round).unwrap().commits.len(), 3);
+        assert_eq!(
+            pool.to_commit(&round, &n[2].address()),
+            None,
+            "committed already"
+        );
     }
 
     #[test]
-    fn a_full_message_can_arrive_verified() {
+    fn a_full_message_brings_the_quorum_and_the_commits_the_verification() {
         let n = nodes();
         let mut pool = pool();
         let d = data(1, &n[0]);
@@ -595,9 +895,137 @@ mod tests {
             pool.add(&d, &all, t(0)),
             Added::New {
                 new_signatures: 3,
-                verified: true
+                verified: false
             }
         );
+        assert!(pool.has_quorum(&d.round()));
+        assert!(pool.due(t(100)).is_empty());
+    }
+
+    /// Only the origin's report can be committed to: f colluders signing another subset (or
+    /// anything) are f commits, one short.
+    #[test]
+    fn commits_to_a_report_other_than_the_origins_never_verify() {
+        let n = nodes();
+        let mut pool = pool();
+        let d = data(1, &n[0]);
+        let all: Vec<_> = n[..4].iter().map(|node| sig(&d, node)).collect();
+        pool.add(&d, &all, t(0));
+        let report = pool.to_commit(&d.round(), &n[0].address()).unwrap();
+        let mut subset = report.clone();
+        subset
+            .observations
+            .retain(|entry| entry.signer != n[1].address());
+        let picked = subset.digest().unwrap();
+        // Two members (more than f = 1) sign the subset, but it is not the origin's report.
+        for member in &n[2..4] {
+            pool.add_commit(
+                d.round(),
+                picked,
+                SignatureEntry::sign(member.signer(), picked),
+                t(1),
+            );
+        }
+        assert_eq!(pool.counts().verified, 0);
+        // Having committed, they cannot commit to the origin's report as well.
+        let digest = report.digest().unwrap();
+        pool.add_report(&report, SignatureEntry::sign(n[0].signer(), digest), t(2));
+        assert_eq!(
+            pool.add_commit(
+                d.round(),
+                digest,
+                SignatureEntry::sign(n[2].signer(), digest),
+                t(3)
+            ),
+            Added::Equivocation {
+                signer: n[2].address()
+            }
+        );
+        assert_eq!(pool.counts().verified, 0);
+        // An honest member whose observation it holds commits, and that makes f + 1.
+        assert!(matches!(
+            commit_of(&mut pool, &d, &n[1], digest),
+            Added::Merged {
+                became_verified: true,
+                ..
+            }
+        ));
+        assert_eq!(pool.report(&d.round()).unwrap().observations.len(), 4);
+    }
+
+    fn commit_of(
+        pool: &mut Pool,
+        d: &PriceData,
+        member: &Identity,
+        digest: alloy_primitives::B256,
+    ) -> Added {
+        pool.add_commit(
+            d.round(),
+            digest,
+            SignatureEntry::sign(member.signer(), digest),
+            t(4),
+        )
+    }
+
+    /// A report below 2f + 1 member observations, or without its origin's, verifies with no
+    /// number of commits.
+    #[test]
+    fn a_report_below_the_quorum_never_verifies_however_many_commit() {
+        let n = nodes();
+        let mut pool = pool();
+        let d = data(1, &n[0]);
+        let all: Vec<_> = n[..2].iter().map(|node| sig(&d, node)).collect();
+        pool.add(&d, &all, t(0));
+        let short = Report {
+            round: d.round(),
+            observations: all
+                .iter()
+                .map(|entry| SignedObservation {
+                    signer: entry.signer,
+                    observation: d.observation(),
+                    signature: entry.signature,
+                })
+                .collect(),
+            commits: Vec::new(),
+        };
+        let digest = short.digest().unwrap();
+        pool.add_report(&short, SignatureEntry::sign(n[0].signer(), digest), t(1));
+        assert_eq!(pool.to_commit(&d.round(), &n[1].address()), None);
+        for member in &n[1..] {
+            commit_of(&mut pool, &d, member, digest);
+        }
+        assert_eq!(pool.counts().verified, 0);
+    }
+
+    /// An origin that reports two different sets has equivocated: nobody commits to either
+    /// any more (a member that committed to the first keeps that one commit).
+    #[test]
+    fn an_origin_reporting_two_sets_gets_no_more_commits() {
+        let n = nodes();
+        let mut pool = pool();
+        let d = data(1, &n[0]);
+        let all: Vec<_> = n[..4].iter().map(|node| sig(&d, node)).collect();
+        pool.add(&d, &all, t(0));
+        let report = pool.to_commit(&d.round(), &n[0].address()).unwrap();
+        let mut other = report.clone();
+        other
+            .observations
+            .retain(|entry| entry.signer != n[3].address());
+        for (set, at) in [(&report, 1), (&other, 2)] {
+            let digest = set.digest().unwrap();
+            let added = pool.add_report(set, SignatureEntry::sign(n[0].signer(), digest), t(at));
+            assert_eq!(
+                added
+                    == (Added::Equivocation {
+                        signer: n[0].address()
+                    }),
+                at == 2
+            );
+        }
+        for member in &n[1..4] {
+            assert_eq!(pool.to_commit(&d.round(), &member.address()), None);
+        }
+        assert_eq!(pool.counts().verified, 0);
     }
 
     #[test]
@@ -628,13 +1056,11 @@ mod tests {
         }
         assert_eq!(pool.counts().verified, 0);
         assert_eq!(pool.signer_count(&d.round()), 3);
-        assert_eq!(
-            pool.add(&d, &[sig(&d, &n[0])], t(1)),
-            Added::Merged {
-                new_signatures: 1,
-                became_verified: true
-            }
-        );
+        assert!(!pool.has_quorum(&d.round()));
+        assert_eq!(pool.to_commit(&d.round(), &n[0].address()), None);
+        pool.add(&d, &[sig(&d, &n[0])], t(1));
+        assert!(pool.has_quorum(&d.round()));
+        assert!(pool.to_commit(&d.round(), &n[0].address()).is_some());
     }
 
     #[test]
@@ -645,12 +1071,14 @@ mod tests {
         for (i, node) in n[..3].iter().enumerate() {
             pool.add(&d, &[sig(&d, node)], t(i as u64));
         }
+        commit(&mut pool, &d.round(), &n[0], &[&n[1]], t(2));
         assert!(
             pool.due(t(2) + FLUSH_DELAY - Duration::from_secs(1))
                 .is_empty()
         );
         assert_eq!(pool.due(t(2) + FLUSH_DELAY).len(), 1);
-        // A fourth signature arrives late: merged, and the 30 s restart from it.
+        // A fourth observation arrives late: kept out of the committed report, but the 30 s
+        // restart from it.
         assert_eq!(
             pool.add(&d, &[sig(&d, &n[3])], t(20)),
             Added::Merged {
@@ -664,7 +1092,7 @@ mod tests {
         );
         let due = pool.due(t(20) + FLUSH_DELAY);
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].report.observations.len(), 4);
+        assert_eq!(due[0].report.observations.len(), 3);
         assert_eq!(due[0].last_signed, t(20).wall);
         assert_eq!(due[0].round().origin, n[0].address());
     }
@@ -683,9 +1111,7 @@ mod tests {
         let n = nodes();
         let mut pool = pool();
         for (id, at) in [(3, 0), (1, 0), (2, 100)] {
-            let d = data(id, &n[0]);
-            let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
-            pool.add(&d, &all, t(at));
+            verified(&mut pool, &data(id, &n[0]), &n[..3], t(at));
         }
         let ids: Vec<u64> = pool.due(t(31)).iter().map(VerifiedPrice::id).collect();
         assert_eq!(ids, vec![1, 3]);
@@ -697,9 +1123,7 @@ mod tests {
     fn a_wall_clock_step_neither_expires_nor_ripens_prices() {
         let n = nodes();
         let mut pool = pool();
-        let d = data(1, &n[0]);
-        let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
-        pool.add(&d, &all, t(0));
+        verified(&mut pool, &data(1, &n[0]), &n[..3], t(0));
         // Ten seconds later by the monotonic clock, two days later by the wall clock.
         let stepped = Moment {
             at: t(10).at,
@@ -718,9 +1142,7 @@ mod tests {
         let n = nodes();
         let mut pool = pool();
         for id in [2, 1] {
-            let d = data(id, &n[0]);
-            let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
-            pool.add(&d, &all, t(0));
+            verified(&mut pool, &data(id, &n[0]), &n[..3], t(0));
         }
         let pending = data(3, &n[0]);
         pool.add(&pending, &[sig(&pending, &n[0])], t(0));
@@ -734,8 +1156,7 @@ mod tests {
         let n = nodes();
         let mut pool = pool();
         let d = data(1, &n[0]);
-        let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
-        pool.add(&d, &all, t(0));
+        verified(&mut pool, &d, &n[..3], t(0));
         assert_eq!(pool.mark_stored(&[1, 99], t(40)), 1);
         assert_eq!(
             pool.counts(),
@@ -795,10 +1216,11 @@ mod tests {
             pool.add(&honest, &all, t(1)),
             Added::Merged {
                 new_signatures: 3,
-                became_verified: true
+                became_verified: false
             }
         );
         assert_eq!(pool.signer_count(&honest.round()), 4);
+        commit(&mut pool, &honest.round(), &n[0], &[&n[1]], t(1));
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].report.observations.len(), 4);
@@ -827,6 +1249,7 @@ mod tests {
             let (own, signature) = observe(&round, &n[node], e8, round.observed_at + at);
             pool.add(&own, &[signature], t(at));
         }
+        commit(&mut pool, &round.round(), &n[0], &[&n[1]], t(5));
         let due = pool.due(t(100));
         let report = &due[0].report;
         assert_eq!(report.observations.len(), 4);
@@ -847,7 +1270,7 @@ mod tests {
         let round = data(1, &n[0]);
         let all: Vec<_> = n[..3].iter().map(|node| sig(&round, node)).collect();
         pool.add(&round, &all, t(0));
-        assert_eq!(pool.counts().verified, 1);
+        assert!(pool.has_quorum(&round.round()));
         // Node 2 signs a second, different observation: both go, and the quorum with them.
         let (second, signature) = observe(&round, &n[2], 310_000_000_000, round.observed_at);
         assert_eq!(
@@ -858,8 +1281,8 @@ mod tests {
         );
         assert!(!pool.has_observed(&round.round(), &n[2].address()));
         assert!(!pool.origin_equivocated(&round.round()));
-        assert_eq!(pool.counts().verified, 0);
-        assert!(pool.due(t(100)).is_empty());
+        assert!(!pool.has_quorum(&round.round()));
+        assert_eq!(pool.to_commit(&round.round(), &n[0].address()), None);
         // Its first observation again, or a third one: refused too.
         assert!(matches!(
             pool.add(&round, &[sig(&round, &n[2])], t(2)),
@@ -870,12 +1293,30 @@ mod tests {
             pool.add(&round, &[sig(&round, &n[1])], t(3)),
             Added::Unchanged
         );
-        // The others still make the quorum.
+        // The others still make the quorum, and the report is theirs.
         pool.add(&round, &[sig(&round, &n[3])], t(4));
+        commit(&mut pool, &round.round(), &n[0], &[&n[1]], t(4));
         let due = pool.due(t(100));
         let signers: Vec<Address> = due[0].report.signers().collect();
         assert!(!signers.contains(&n[2].address()));
         assert_eq!(signers.len(), 3);
+    }
+
+    /// A committed report is final: a member of it equivocating afterwards (its observation
+    /// is one signed observation of at most f faulty ones) cannot un-commit it.
+    #[test]
+    fn an_equivocation_after_the_commit_leaves_the_report() {
+        let n = nodes();
+        let mut pool = pool();
+        let round = data(1, &n[0]);
+        verified(&mut pool, &round, &n[..3], t(0));
+        let (second, signature) = observe(&round, &n[2], 310_000_000_000, round.observed_at);
+        assert!(matches!(
+            pool.add(&second, &[signature], t(1)),
+            Added::Equivocation { .. }
+        ));
+        assert_eq!(pool.counts().verified, 1);
+        assert_eq!(pool.due(t(100))[0].report.observations.len(), 3);
     }
 
     #[test]
@@ -901,22 +1342,8 @@ mod tests {
         let first = data(1, &n[0]);
         let mut second = data(1, &n[1]);
         second.price = UsdPrice::from_e8(2).unwrap();
-        pool.add(
-            &first,
-            &n[..3]
-                .iter()
-                .map(|node| sig(&first, node))
-                .collect::<Vec<_>>(),
-            t(0),
-        );
-        pool.add(
-            &second,
-            &n[1..5]
-                .iter()
-                .map(|node| sig(&second, node))
-                .collect::<Vec<_>>(),
-            t(0),
-        );
+        verified(&mut pool, &first, &n[..3], t(0));
+        verified(&mut pool, &second, &n[1..5], t(0));
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
         assert_eq!(
@@ -938,13 +1365,14 @@ mod tests {
         assert!(pool.due(t(1000)).is_empty());
         pool.add(&d, &[sig(&d, &n[1])], t(1));
         assert_eq!(pool.counts().verified, 0);
-        assert_eq!(
-            pool.add(&d, &[sig(&d, &n[2])], t(2)),
+        pool.add(&d, &[sig(&d, &n[2])], t(2));
+        assert!(matches!(
+            commit(&mut pool, &d.round(), &n[0], &[&n[1]], t(2)),
             Added::Merged {
-                new_signatures: 1,
-                became_verified: true
+                became_verified: true,
+                ..
             }
-        );
+        ));
         let due = pool.due(t(100));
         let signers: Vec<Address> = due[0].report.signers().collect();
         assert_eq!(signers.len(), 3);
@@ -956,13 +1384,9 @@ mod tests {
         // An outsider's own price never verifies, whoever signs it.
         let outsider = data_in(members.signing_config(), 2, &n[4]);
         let all: Vec<_> = n.iter().map(|node| sig(&outsider, node)).collect();
-        assert!(matches!(
-            pool.add(&outsider, &all, t(3)),
-            Added::New {
-                verified: false,
-                ..
-            }
-        ));
+        pool.add(&outsider, &all, t(3));
+        assert_eq!(pool.to_commit(&outsider.round(), &n[4].address()), None);
+        assert!(!pool.has_quorum(&outsider.round()));
     }
 
     /// A change of the member set is a change of configuration: its rounds in flight, signed
@@ -973,11 +1397,7 @@ mod tests {
         let four = members_of(&n[..4]);
         let mut pool = Pool::new(SETTINGS, Arc::clone(&four));
         let d = data_in(four.signing_config(), 1, &n[0]);
-        pool.add(
-            &d,
-            &n[..3].iter().map(|node| sig(&d, node)).collect::<Vec<_>>(),
-            t(0),
-        );
+        verified(&mut pool, &d, &n[..3], t(0));
         assert_eq!(pool.counts().verified, 1);
         assert!(pool.set_members(members_of(&n), t(1)).is_empty());
         assert_eq!(pool.counts().verified, 0);
@@ -1022,9 +1442,7 @@ mod tests {
         let mut pool = pool();
         let pending = data(1, &n[0]);
         pool.add(&pending, &[sig(&pending, &n[0])], t(0));
-        let verified = data(2, &n[0]);
-        let all: Vec<_> = n[..3].iter().map(|node| sig(&verified, node)).collect();
-        pool.add(&verified, &all, t(0));
+        verified(&mut pool, &data(2, &n[0]), &n[..3], t(0));
         pool.mark_stored(&[3], t(0));
 
         assert_eq!(pool.expire(t(900)), Expired::default());
@@ -1057,8 +1475,7 @@ mod tests {
         let n = nodes();
         let mut pool = pool();
         let d = data(1, &n[0]);
-        let all: Vec<_> = n[..3].iter().map(|node| sig(&d, node)).collect();
-        pool.add(&d, &all, t(100));
+        verified(&mut pool, &d, &n[..3], t(100));
         assert!(pool.due(t(0)).is_empty());
         assert_eq!(pool.expire(t(0)), Expired::default());
         pool.add(&d, &[sig(&d, &n[3])], t(50));
@@ -1084,13 +1501,15 @@ mod tests {
                 verified: false
             }
         );
-        assert_eq!(
-            pool.add(&d, &[sig(&d, &n[0])], t(0)),
+        pool.add(&d, &[sig(&d, &n[0])], t(0));
+        // The origin's own commit is the f + 1 = 1 its report needs.
+        assert!(matches!(
+            commit(&mut pool, &d.round(), &n[0], &[], t(0)),
             Added::Merged {
-                new_signatures: 1,
-                became_verified: true
+                became_verified: true,
+                ..
             }
-        );
+        ));
         assert_eq!(pool.due(t(0)).len(), 1);
     }
 }

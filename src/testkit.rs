@@ -538,7 +538,8 @@ pub async fn stored(conn: &DatabaseConnection) -> Vec<Stored> {
 /// Every row: at least `min_signers` distinct signers whose signatures recover against the
 /// normative digests of their own observations, `signer_count` right, the origin among them,
 /// the price their median and the spread and range theirs (what `oracle verify` checks, and
-/// computed here independently of it), written by one of `writers`.
+/// computed here independently of it), committed by `f + 1` of `writers`, written by one of
+/// `writers`.
 pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Address]) {
     for stored in rows {
         let id = stored.id();
@@ -559,6 +560,21 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
         assert!(
             report.origin_observation().is_some(),
             "row {id}: the origin did not observe"
+        );
+        // Committed: f + 1 distinct signers (among `writers`, the members) over this very
+        // report's digest, f such that 2f + 1 is `min_signers`.
+        let digest = report.digest().expect("a report with observations");
+        let committers: std::collections::HashSet<Address> = report
+            .commits
+            .iter()
+            .filter(|commit| commit.verify(digest).is_ok() && writers.contains(&commit.signer))
+            .map(|commit| commit.signer)
+            .collect();
+        assert!(
+            committers.len() > min_signers.saturating_sub(1) / 2,
+            "row {id}: {} valid member commits of {}",
+            committers.len(),
+            report.commits.len()
         );
         // The median, by a sort of its own rather than the crate's `median`.
         let mut prices: Vec<Decimal> = report
@@ -630,6 +646,57 @@ pub fn participant(seed: u8) -> Participant {
     }
 }
 
+/// Plays an origin's part after its price for a raw peer (one that publishes gossip by hand):
+/// for each of `prices` (rounds of `origin`), collects the attestations `heard` brings and, once
+/// the origin's observation and the first others make `quorum`, publishes the origin's report
+/// of them. Returns when every round is reported, or after `within`.
+pub async fn report_rounds(
+    heard: &mut tokio::sync::mpsc::Receiver<network::NetworkEvent>,
+    handle: &NetworkHandle,
+    origin: &Identity,
+    prices: &[PriceMessage],
+    quorum: usize,
+    within: Duration,
+) {
+    let mut rounds: std::collections::HashMap<Round, Vec<SignedObservation>> = prices
+        .iter()
+        .map(|price| {
+            let round = price.data.round();
+            let own = signed_observation(origin.signer(), round, price.data.observation());
+            (round, vec![own])
+        })
+        .collect();
+    let deadline = Instant::now() + within;
+    while !rounds.is_empty() && Instant::now() < deadline {
+        let Ok(Some(network::NetworkEvent::Gossip(crate::message::Gossip::Attestation(heard)))) =
+            tokio::time::timeout(Duration::from_millis(200), heard.recv()).await
+        else {
+            continue;
+        };
+        let round = heard.data.round();
+        let Some(observations) = rounds.get_mut(&round) else {
+            continue;
+        };
+        observations.push(SignedObservation {
+            signer: heard.signature.signer,
+            observation: heard.data.observation(),
+            signature: heard.signature.signature,
+        });
+        if observations.len() >= quorum
+            && let Some(observations) = rounds.remove(&round)
+        {
+            let report = Report {
+                round,
+                observations,
+                commits: Vec::new(),
+            };
+            if let Some(message) = crate::message::ReportMessage::sign(&report, origin.signer()) {
+                handle.publish(crate::message::Gossip::Report(message));
+            }
+        }
+    }
+}
+
 /// How a test batch is signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signing {
@@ -641,8 +708,8 @@ pub enum Signing {
 }
 
 /// Test rounds `ids` ([`price_data`]) of the first of `signers`, each signer observing the same
-/// price at the same time, verified just now, under the configuration of a network whose members
-/// are `signers` ([`config_of`]).
+/// price at the same time and committing to the report, verified just now, under the
+/// configuration of a network whose members are `signers` ([`config_of`]).
 pub fn verified_batch(
     ids: impl IntoIterator<Item = u64>,
     signers: &[Identity],
@@ -675,12 +742,21 @@ pub fn verified_batch(
                     },
                 })
                 .collect();
+            let mut report = Report {
+                round: data.round(),
+                observations,
+                commits: Vec::new(),
+            };
+            // Every signer commits to the report, as members whose observation it holds do.
+            report.commits = match (signing, report.digest()) {
+                (Signing::Genuine, Some(digest)) => signers
+                    .iter()
+                    .map(|signer| SignatureEntry::sign(signer.signer(), digest))
+                    .collect(),
+                _ => placeholders.clone(),
+            };
             VerifiedPrice {
-                report: Report {
-                    round: data.round(),
-                    observations,
-                    commits: Vec::new(),
-                },
+                report,
                 last_signed: SystemTime::now(),
             }
         })

@@ -211,6 +211,7 @@ impl Cosigning {
         for data in due.into_values() {
             let round = data.round();
             if pool.is_stored(data.id)
+                || pool.has_quorum(&round)
                 || pool.is_verified(&round)
                 || pool.origin_equivocated(&round)
             {

@@ -215,16 +215,23 @@ impl Validator {
             ));
         }
         if let Some(data) = gossip.price_data() {
-            // Another node's --pairs can differ during a change of the network's pairs: not the
-            // relay's fault.
-            if !self.settings.pairs.contains(data.pair) {
-                return Err(Refusal::ignore(
-                    RefusalReason::PairNotSigned,
-                    format!("{} is not among the pairs this node signs", data.pair),
-                ));
-            }
+            self.check_pair(data.pair)?;
             check_id(&data, matches!(gossip, Gossip::Price(_)))?;
             self.check_freshness(data.observed_at, now)?;
+        }
+        // A report is each of its observations, checked as its attestation would be.
+        if let Gossip::Report(report) = &gossip {
+            self.check_pair(report.pair)?;
+            for (entry, data) in report.observations.iter().zip(report.observation_data()) {
+                check_id(&data, entry.signer == report.origin)?;
+                self.check_freshness(data.observed_at, now)?;
+            }
+        }
+        // A commit is as fresh as its round: the id's time is its origin's observation time.
+        if let Gossip::Commit(commit) = &gossip {
+            self.check_pair(commit.pair)?;
+            check_machine(commit.id, &commit.origin)?;
+            self.check_freshness(id::decompose(commit.id).unix_ms / 1000, now)?;
         }
         if let Gossip::Stored(notice) = &gossip {
             check_stored_ids(notice.at, &notice.ids)?;
@@ -238,6 +245,18 @@ impl Validator {
             self.take_origin_token(message.data.origin, message.data.pair, now)?;
         }
         Ok(gossip)
+    }
+
+    /// Another node's --pairs can differ during a change of the network's pairs: not the
+    /// relay's fault.
+    fn check_pair(&self, pair: Pair) -> Result<(), Refusal> {
+        if self.settings.pairs.contains(pair) {
+            return Ok(());
+        }
+        Err(Refusal::ignore(
+            RefusalReason::PairNotSigned,
+            format!("{pair} is not among the pairs this node signs"),
+        ))
     }
 
     fn check_freshness(&self, observed_at: u64, now: SystemTime) -> Result<(), Refusal> {
@@ -296,17 +315,8 @@ impl Validator {
 /// The origin's own price (`origin_price`) was observed when its id was minted; another
 /// member's observation belongs to the round only within [`ROUND_WINDOW`] of that time.
 fn check_id(data: &PriceData, origin_price: bool) -> Result<(), Refusal> {
+    check_machine(data.id, &data.origin)?;
     let parts = id::decompose(data.id);
-    let expected = IdGenerator::machine_id_from_address(&data.origin);
-    if parts.machine != expected {
-        return Err(Refusal::reject(
-            RefusalReason::ForeignId,
-            format!(
-                "id {} has machine bits {:#06x}, its origin {} mints {expected:#06x}",
-                data.id, parts.machine, data.origin
-            ),
-        ));
-    }
     let observed_ms = data.observed_at.saturating_mul(1000);
     if !origin_price {
         let window = ROUND_WINDOW.as_millis() as u64;
@@ -339,6 +349,21 @@ fn check_id(data: &PriceData, origin_price: bool) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// Only `origin` mints ids with its machine bits.
+fn check_machine(id: u64, origin: &Address) -> Result<(), Refusal> {
+    let machine = id::decompose(id).machine;
+    let expected = IdGenerator::machine_id_from_address(origin);
+    if machine == expected {
+        return Ok(());
+    }
+    Err(Refusal::reject(
+        RefusalReason::ForeignId,
+        format!(
+            "id {id} has machine bits {machine:#06x}, its origin {origin} mints {expected:#06x}"
+        ),
+    ))
 }
 
 /// A writer can only have stored prices minted before its notice: an id from later is a lie

@@ -1,7 +1,8 @@
-//! What the node does with gossip: a price or attestation into the pool, a quorum reached
-//! (counted, handed to the triggers, and said once as a [`NodeEvent`]), a stored notice (looked
-//! up in the database before anything is dropped: [`crate::writer::notices`]), and whether and
-//! when to co-sign ([`crate::cosign`] decides; this carries it out).
+//! What the node does with gossip: a price, attestation, report or commit into the pool, a round
+//! committed (counted, handed to the triggers, and said once as a [`NodeEvent`]), a stored notice
+//! (looked up in the database before anything is dropped: [`crate::writer::notices`]), whether
+//! and when to co-sign ([`crate::cosign`] decides; this carries it out), and this node's own
+//! report or commit when the pool says one is due.
 
 use super::*;
 
@@ -13,7 +14,7 @@ impl Node {
             Gossip::Price(message) => {
                 let data = message.data;
                 let added = self.pool.add(&data, &message.signatures, now);
-                self.note_added(&data, added);
+                self.note_added(&data.round(), added);
                 match added {
                     Added::OverLimit => {}
                     // A price carries its origin's signature only: the origin equivocated.
@@ -24,13 +25,14 @@ impl Node {
                         let members = Arc::clone(&self.members.borrow());
                         let actions = self.cosigning.heard(data, &members, &self.pool, now.at);
                         self.carry_out(actions);
+                        self.commit_if_due(&data.round());
                     }
                 }
             }
             Gossip::Attestation(attestation) => {
                 let data = attestation.data;
                 let added = self.pool.add(&data, &[attestation.signature], now);
-                self.note_added(&data, added);
+                self.note_added(&data.round(), added);
                 if added
                     == (Added::Equivocation {
                         signer: data.origin,
@@ -38,8 +40,65 @@ impl Node {
                 {
                     self.origin_equivocated(&data, now);
                 }
+                self.commit_if_due(&data.round());
+            }
+            Gossip::Report(message) => {
+                let report = message.report();
+                let round = report.round;
+                let added = self.pool.add_report(&report, message.signature, now);
+                self.note_added(&round, added);
+                if added
+                    == (Added::Equivocation {
+                        signer: round.origin,
+                    })
+                    && let Some(origin) = report.origin_observation()
+                {
+                    self.origin_equivocated(&report.signed_fields(origin), now);
+                }
+                self.commit_if_due(&round);
+            }
+            Gossip::Commit(commit) => {
+                let round = commit.round();
+                let added = self
+                    .pool
+                    .add_commit(round, commit.digest, commit.signature, now);
+                self.note_added(&round, added);
             }
             Gossip::Stored(notice) => self.on_stored_notice(&notice, now),
+        }
+    }
+
+    /// Signs what the pool says is due from this node for `round`: as its origin, the report
+    /// of its `2f + 1` member observations; as a member whose observation the origin's report
+    /// holds, a commit to it. Each at most once per round.
+    pub(super) fn commit_if_due(&mut self, round: &Round) {
+        let me = self.settings.identity.address();
+        let Some(report) = self.pool.to_commit(round, &me) else {
+            return;
+        };
+        let signer = self.settings.identity.signer();
+        let now = Moment::now();
+        if me == round.origin {
+            let Some(message) = ReportMessage::sign(&report, signer) else {
+                return;
+            };
+            let added = self.pool.add_report(&report, message.signature, now);
+            self.note_added(round, added);
+            log::debug!(
+                "reporting round {} with {} observations",
+                round.id,
+                report.observations.len()
+            );
+            self.network.publish(Gossip::Report(message));
+        } else {
+            let Some(message) = CommitMessage::sign(&report, signer) else {
+                return;
+            };
+            let added = self
+                .pool
+                .add_commit(*round, message.digest, message.signature, now);
+            self.note_added(round, added);
+            self.network.publish(Gossip::Commit(message));
         }
     }
 
@@ -50,28 +109,29 @@ impl Node {
             .equivocated(data.pair, data.id, data.origin, data.price, now.at);
     }
 
-    /// Counts and reports what adding observations to the pool did.
-    pub(super) fn note_added(&mut self, data: &PriceData, added: Added) {
+    /// Counts and reports what adding observations, a report or a commit to the pool did.
+    pub(super) fn note_added(&mut self, round: &Round, added: Added) {
         match added {
             Added::New { verified: true, .. }
             | Added::Merged {
                 became_verified: true,
                 ..
-            } => self.count_verified(&data.round()),
+            } => self.count_verified(round),
             Added::Equivocation { signer } => {
                 self.metrics.equivocations.inc();
                 log::warn!(
-                    "{signer} signed two different observations for round {} of {}: neither counts",
-                    data.id,
-                    data.origin
+                    "{signer} signed two different observations, reports or commits for round \
+                     {} of {}: they do not count",
+                    round.id,
+                    round.origin
                 );
             }
             Added::OverLimit => {
                 self.metrics.limit_hit(Limit::PendingPerSigner);
                 log::debug!(
                     "price {} from {} refused: its signer has too many pending prices here",
-                    data.id,
-                    data.origin
+                    round.id,
+                    round.origin
                 );
             }
             _ => {}
@@ -90,7 +150,7 @@ impl Node {
             .quorum_seconds
             .observe(since_observed.as_secs_f64());
         log::debug!(
-            "price {} verified with {} observations, {since_observed:?} after it was observed",
+            "price {} committed with {} observations, {since_observed:?} after it was observed",
             round.id,
             self.pool.signer_count(round),
         );
@@ -229,7 +289,7 @@ impl Node {
         let own = PriceData::new(price.round(), ours);
         let attestation = Attestation::sign(&own, self.settings.identity.signer());
         let added = self.pool.add(&own, &[attestation.signature], Moment::now());
-        self.note_added(&own, added);
+        self.note_added(&own.round(), added);
         self.metrics.prices_cosigned.inc(own.pair);
         log::debug!(
             "observed {} in round {} of {}",
@@ -238,5 +298,6 @@ impl Node {
             own.origin
         );
         self.network.publish(Gossip::Attestation(attestation));
+        self.commit_if_due(&own.round());
     }
 }

@@ -54,7 +54,9 @@ use crate::cosign::{Action, Cosigning, Declined, FallbackOutcome, Observation};
 use crate::labels::Limit;
 use crate::logging::LogLimiter;
 use crate::membership::{MemberList, Members};
-use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
+use crate::message::{
+    Attestation, CommitMessage, Gossip, PriceMessage, ReportMessage, StoredNotice,
+};
 pub use crate::metrics::Metrics;
 use crate::network::{NetworkEvent, NetworkHandle};
 use crate::pair::{Pair, PairSet};

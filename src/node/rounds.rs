@@ -146,7 +146,7 @@ impl Node {
     pub(super) fn publish_price(&mut self, message: PriceMessage, now: Moment, reason: Reason) {
         let data = message.data;
         let added = self.pool.add(&data, &message.signatures, now);
-        self.note_added(&data, added);
+        self.note_added(&data.round(), added);
         self.metrics.prices_originated.inc(data.pair);
         self.metrics.round_started(data.pair, reason).inc();
         log::info!(
@@ -156,6 +156,8 @@ impl Node {
             data.price
         );
         self.network.publish(Gossip::Price(message));
+        // With f = 0 the origin's own observation is the whole report.
+        self.commit_if_due(&data.round());
         let _ = self.events.send(NodeEvent::Originated {
             id: data.id,
             at: Instant::now(),

@@ -24,7 +24,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use chrono::{DateTime, Utc};
 use entity::prices;
 
@@ -37,7 +37,7 @@ use super::lease::{WRITER_SQL, parse_address};
 use super::members::{CURRENT_MEMBERS_SQL, read_members};
 use super::{Store, StoreError};
 use crate::domain::{Deployment, FaultBound};
-use crate::signed::VerifiedPrice;
+use crate::signed::{Report, VerifiedPrice};
 
 /// Rows per INSERT statement: 10 parameters a row stays far below Postgres' 65,535 limit.
 const INSERT_CHUNK: usize = 1_000;
@@ -215,10 +215,11 @@ impl Store {
     }
 }
 
-/// Each report with only the observations of signers that are members now and were at the
-/// round's time (the rule `oracle verify` applies); those left below the quorum of `2f + 1` (f
-/// of these members in `deployment`), without their origin's observation, or signed under
-/// another configuration than these members', are set apart by id.
+/// The reports the rules let through: signed under these members' configuration (`f` of these
+/// members in `deployment`), every observation a member's now and at the round's time (the rule
+/// `oracle verify` applies), `2f + 1` of them with their origin's, and `f + 1` of these members'
+/// commits over the report digest. A report is committed as a whole, so one that fails is set
+/// apart by id, never trimmed.
 fn members_only(
     batch: &[VerifiedPrice],
     members: &HashMap<Address, u64>,
@@ -227,29 +228,41 @@ fn members_only(
     let list: Vec<Address> = members.keys().copied().collect();
     let f = FaultBound::for_members(Some(list.len()), deployment.max_faults);
     let config = deployment.config_digest(&list, f);
-    let mut below_quorum = Vec::new();
-    let kept = batch
+    let (kept, refused): (Vec<&VerifiedPrice>, Vec<&VerifiedPrice>) = batch
         .iter()
-        .filter_map(|price| {
-            let mut price = price.clone();
-            let round_time = price.report.observed_at();
-            price.report.observations.retain(|entry| {
-                round_time
-                    .is_some_and(|at| members.get(&entry.signer).is_some_and(|since| *since <= at))
-            });
-            let report = &price.report;
-            if report.round.config == config
-                && report.origin_observation().is_some()
-                && report.observations.len() >= f.quorum()
-            {
-                Some(price)
-            } else {
-                below_quorum.push(price.id());
-                None
-            }
-        })
+        .partition(|price| within_rules(&price.report, members, config, f));
+    (
+        kept.into_iter().cloned().collect(),
+        refused.into_iter().map(VerifiedPrice::id).collect(),
+    )
+}
+
+fn within_rules(
+    report: &Report,
+    members: &HashMap<Address, u64>,
+    config: B256,
+    f: FaultBound,
+) -> bool {
+    let Some(round_time) = report.observed_at() else {
+        return false;
+    };
+    let counts = |signer: &Address| {
+        members
+            .get(signer)
+            .is_some_and(|since| *since <= round_time)
+    };
+    // Signatures were checked where they arrived (the network layer), as the observations'
+    // were; `oracle verify` and the readers check them again from the row.
+    let committed: HashSet<Address> = report
+        .commits
+        .iter()
+        .map(|commit| commit.signer)
+        .filter(counts)
         .collect();
-    (kept, below_quorum)
+    report.round.config == config
+        && report.signers().all(|signer| counts(&signer))
+        && report.observations.len() >= f.quorum()
+        && committed.len() >= f.commit_threshold()
 }
 
 fn insert_statement(chunk: &[VerifiedPrice], writer: &Address) -> Result<Statement, StoreError> {
@@ -359,23 +372,17 @@ mod tests {
     use crate::identity::Identity;
     use crate::pair::Pair;
     use crate::price::UsdPrice;
-    use crate::signed::{Observation, PriceData, Report, Round, SignedObservation};
+    use crate::signed::{Observation, PriceData, Round, SignatureEntry, SignedObservation};
 
-    #[test]
-    fn only_observations_of_members_since_the_round_are_written_and_the_value_follows() {
-        let signers: Vec<Identity> = (1..=4u8)
-            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
-            .collect();
-        // Three members, so f = 0 and a round needs one observation.
-        let listed: Vec<Address> = signers[..3].iter().map(Identity::address).collect();
-        let deployment = Deployment::default();
+    /// Round 1 of `signers[0]` under `config`, observed by every one of `signers` (3000, 3001,
+    /// … each signed by its own signer) and committed by `committers`.
+    fn committed(config: B256, signers: &[Identity], committers: &[&Identity]) -> VerifiedPrice {
         let round = Round {
-            config: deployment.config_digest(&listed, FaultBound::new(0)),
+            config,
             pair: Pair::EthUsd,
             id: 1,
             origin: signers[0].address(),
         };
-        // Four observations: 3000, 3001, 3002, 3003, each signed by its own signer.
         let observations = signers
             .iter()
             .zip(0i64..)
@@ -393,35 +400,89 @@ mod tests {
                 }
             })
             .collect();
-        let price = VerifiedPrice {
-            report: Report {
-                round,
-                observations,
-                commits: Vec::new(),
-            },
-            last_signed: UNIX_EPOCH,
+        let mut report = Report {
+            round,
+            observations,
+            commits: Vec::new(),
         };
-        assert_eq!(price.report.value().unwrap().to_string(), "3002.00000000");
-        // Signer 3 joined after the round, signer 4 is no member at all.
-        let members: HashMap<Address, u64> = [
-            (signers[0].address(), 0),
-            (signers[1].address(), 1_000),
-            (signers[2].address(), 1_001),
-        ]
-        .into();
-        let (kept, below) = members_only(std::slice::from_ref(&price), &members, &deployment);
-        assert!(below.is_empty());
-        let written: Vec<Address> = kept[0].report.signers().collect();
-        assert_eq!(written, vec![signers[0].address(), signers[1].address()]);
-        // 3000 and 3001: the element at index 1.
-        assert_eq!(kept[0].report.value().unwrap().to_string(), "3001.00000000");
+        let digest = report.digest().unwrap();
+        report.commits = committers
+            .iter()
+            .map(|member| SignatureEntry::sign(member.signer(), digest))
+            .collect();
+        VerifiedPrice {
+            report,
+            last_signed: UNIX_EPOCH,
+        }
+    }
+
+    fn identities(n: u8) -> Vec<Identity> {
+        (1..=n)
+            .map(|i| Identity::from_secret(&[i; 32]).unwrap())
+            .collect()
+    }
+
+    /// The flush writes a committed report as it is or not at all: trimming it would store a
+    /// set nobody committed to.
+    #[test]
+    fn a_report_with_an_observation_of_no_member_at_the_rounds_time_is_not_written() {
+        let signers = identities(4);
+        // Four members, so f = 1: 3 observations and 2 commits.
+        let listed: Vec<Address> = signers.iter().map(Identity::address).collect();
+        let deployment = Deployment::default();
+        let config = deployment.config_digest(&listed, FaultBound::new(1));
+        let price = committed(config, &signers, &[&signers[0], &signers[1]]);
+        let since = |joined: [u64; 4]| -> HashMap<Address, u64> {
+            listed.iter().copied().zip(joined).collect()
+        };
+        let (kept, refused) =
+            members_only(std::slice::from_ref(&price), &since([0; 4]), &deployment);
+        assert!(refused.is_empty());
+        assert_eq!(kept, vec![price.clone()]);
+        // Signer 4 joined after the round: the report is refused whole, not trimmed.
+        let (kept, refused) = members_only(
+            std::slice::from_ref(&price),
+            &since([0, 0, 0, 1_001]),
+            &deployment,
+        );
+        assert!(kept.is_empty());
+        assert_eq!(refused, vec![1]);
         // Signed for another network: not these members' configuration, not written.
         let elsewhere = Deployment {
             network: "elsewhere".into(),
             ..Deployment::default()
         };
-        let (kept, below) = members_only(&[price], &members, &elsewhere);
+        let (kept, refused) = members_only(&[price], &since([0; 4]), &elsewhere);
         assert!(kept.is_empty());
-        assert_eq!(below, vec![1]);
+        assert_eq!(refused, vec![1]);
+    }
+
+    #[test]
+    fn a_report_without_f_plus_one_member_commits_is_not_written() {
+        let signers = identities(5);
+        let members: HashMap<Address, u64> = signers[..4]
+            .iter()
+            .map(|signer| (signer.address(), 0))
+            .collect();
+        let listed: Vec<Address> = members.keys().copied().collect();
+        let deployment = Deployment::default();
+        let config = deployment.config_digest(&listed, FaultBound::new(1));
+        let refused = |price: &VerifiedPrice| {
+            members_only(std::slice::from_ref(price), &members, &deployment).1 == vec![1]
+        };
+        let good = committed(config, &signers[..4], &[&signers[0], &signers[1]]);
+        assert!(!refused(&good));
+        // One commit (f), a commit repeated, a non-member's commit: short of f + 1.
+        assert!(refused(&committed(config, &signers[..4], &[&signers[0]])));
+        assert!(refused(&committed(
+            config,
+            &signers[..4],
+            &[&signers[0], &signers[0]]
+        )));
+        assert!(refused(&committed(
+            config,
+            &signers[..4],
+            &[&signers[0], &signers[4]]
+        )));
     }
 }

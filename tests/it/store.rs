@@ -108,7 +108,7 @@ fn after_commit_order() -> u32 {
 #[tokio::test]
 async fn the_observations_migration_reads_old_rows_as_equal_observations_and_verify_passes_both() {
     use price_oracle::audit::{AuditRules, Counted, audit_row};
-    use price_oracle::signed::{Observation, Report};
+    use price_oracle::signed::{Observation, Report, SignatureEntry};
     let db = TestDb::create("observations_migration").await;
     let conn = db.connect().await;
     // Every migration before the observations one (the ninth, the configuration, follows).
@@ -153,12 +153,18 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
             testkit::signed_observation(signer.signer(), round, observation)
         })
         .collect();
+    let mut report = Report {
+        round,
+        observations,
+        commits: Vec::new(),
+    };
+    let digest = report.digest().unwrap();
+    report.commits = sample_signers()[..2]
+        .iter()
+        .map(|signer| SignatureEntry::sign(signer.signer(), digest))
+        .collect();
     let new = VerifiedPrice {
-        report: Report {
-            round,
-            observations,
-            commits: Vec::new(),
-        },
+        report,
         last_signed: std::time::SystemTime::now(),
     };
     let flushed = store
@@ -198,8 +204,17 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     assert_eq!(new_row.row.price.to_string(), "3010.00000000", "the median");
     assert_eq!(new_row.row.spread.to_string(), "0.00996677");
 
-    // Down cannot say the new row (a median of differing observations, signed under a v2
-    // configuration); without it, it gives the old row back as it was.
+    // Down cannot say the new row (committed, a median of differing observations, signed
+    // under a v2 configuration); without it, it gives the old row back as it was.
+    let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("carry commit signatures"),
+        "{refused}"
+    );
+    conn.execute_unprepared("UPDATE prices SET commits = '[]' WHERE id = 8")
+        .await
+        .unwrap();
+    Migrator::down(&conn, Some(1)).await.unwrap();
     let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
     assert!(
         refused

@@ -631,6 +631,8 @@ async fn a_member_signing_false_stored_notices_censors_nothing_and_is_counted() 
             let id = match gossip {
                 Gossip::Price(price) => price.data.id,
                 Gossip::Attestation(attestation) => attestation.data.id,
+                Gossip::Report(report) => report.id,
+                Gossip::Commit(commit) => commit.id,
                 Gossip::Stored(_) => continue,
             };
             if named.insert(id) {

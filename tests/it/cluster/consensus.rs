@@ -9,13 +9,13 @@ use alloy_primitives::Address;
 use libp2p::Multiaddr;
 use price_oracle::cosign::{CommitteeSettings, CosignRefusal, FallbackOutcome, committee};
 use price_oracle::domain::{Deployment, FaultBound};
-use price_oracle::message::{Gossip, GossipKind};
+use price_oracle::message::{Gossip, GossipKind, PriceMessage};
 use price_oracle::pair::{Pair, PairSet};
 use price_oracle::signed::price_digest;
 use price_oracle::store::Store;
 use price_oracle::testkit::{
     self, Peer, Stored, TestNode, addresses, addresses_of, assert_rows_verify, holds_for, price_by,
-    stop_all, total, wait_for,
+    report_rounds, stop_all, total, wait_for,
 };
 use rust_decimal::Decimal;
 
@@ -381,7 +381,8 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
         })
         .await;
     // The origin: member 9, speaking raw gossip, so the test picks which ids it publishes.
-    let (origin, _) = Peer::start(9, vec![cluster.boot_addr.clone()]).await;
+    let (origin, _, mut heard) =
+        Peer::start_listening(9, vec![cluster.boot_addr.clone()], |_| {}).await;
     let mut watcher = origin.handle.clone();
     watcher.wait_for_peers(3).await;
     cluster.wait_rows(7, Duration::from_secs(90)).await;
@@ -411,9 +412,28 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
             served.push(price);
         }
     }
-    for price in stranded.iter().chain(&served) {
+    // Its rounds' reports too, as an origin's node makes them (drained of what came before).
+    while heard.try_recv().is_ok() {}
+    let published: Vec<PriceMessage> = stranded.iter().chain(&served).cloned().collect();
+    for price in &published {
         origin.handle.publish(Gossip::Price(price.clone()));
     }
+    let quorum = f.quorum();
+    let reporter = {
+        let handle = origin.handle.clone();
+        let identity = origin.identity.clone();
+        tokio::spawn(async move {
+            report_rounds(
+                &mut heard,
+                &handle,
+                &identity,
+                &published,
+                quorum,
+                Duration::from_secs(60),
+            )
+            .await;
+        })
+    };
     let wanted: HashSet<u64> = stranded.iter().chain(&served).map(|p| p.data.id).collect();
     wait_for(
         "all six prices stored",
@@ -424,6 +444,7 @@ async fn prices_whose_committee_is_down_are_cosigned_by_the_fallback_and_others_
         },
     )
     .await;
+    reporter.abort();
     let stored = cluster.rows().await;
     let signers_ranked = |id: u64| -> Vec<usize> {
         let ranked = committee::ranking(id, &origin_address, &members);

@@ -7,7 +7,8 @@ use price_oracle::labels::Limit;
 use price_oracle::message::{Attestation, Gossip, GossipKind};
 use price_oracle::network::ConnectionBounds;
 use price_oracle::testkit::{
-    Peer, addresses_of, assert_rows_verify, holds_for, identity, price_by, stop_all, wait_for,
+    Peer, addresses_of, assert_rows_verify, holds_for, identity, price_by, report_rounds, stop_all,
+    wait_for,
 };
 
 use crate::common::cluster::Cluster;
@@ -16,13 +17,26 @@ use crate::common::cluster::Cluster;
 async fn a_message_republished_by_another_peer_still_reaches_quorum_everywhere() {
     let cluster = Cluster::new("poison").await;
     let nodes = cluster.start(1..=4).await;
-    let (relay, _) = Peer::start(66, vec![cluster.boot_addr.clone()]).await;
+    let (relay, _, mut heard) =
+        Peer::start_listening(66, vec![cluster.boot_addr.clone()], |_| {}).await;
     let mut watcher = relay.handle.clone();
     watcher.wait_for_peers(3).await;
     cluster.wait_rows(4, Duration::from_secs(60)).await;
     // Member 5's genuine price, first heard from a stranger's peer id.
-    let genuine = price_by(cluster.config, &identity(5), SystemTime::now(), "3000");
+    let member = identity(5);
+    let genuine = price_by(cluster.config, &member, SystemTime::now(), "3000");
     relay.handle.publish(Gossip::Price(genuine.clone()));
+    // Member 5 runs no node: its report (of its price and the first two members' observations,
+    // 2f + 1 with f = 1), signed with its key, is relayed by the stranger too.
+    report_rounds(
+        &mut heard,
+        &relay.handle,
+        &member,
+        std::slice::from_ref(&genuine),
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
     wait_for(
         "the genuine price stored",
         Duration::from_secs(20),
