@@ -642,7 +642,7 @@ pub enum Signing {
 
 /// Test rounds `ids` ([`price_data`]) of the first of `signers`, each signer observing the same
 /// price at the same time, verified just now, under the configuration of a network whose members
-/// are `signers` ([`config_of`]).
+/// are `signers` ([`config_of`]); genuine ones committed by every signer.
 pub fn verified_batch(
     ids: impl IntoIterator<Item = u64>,
     signers: &[Identity],
@@ -675,12 +675,21 @@ pub fn verified_batch(
                     },
                 })
                 .collect();
+            let mut report = Report {
+                round: data.round(),
+                observations,
+                commits: Vec::new(),
+            };
+            // Genuine rounds are committed, by every signer (at least f + 1 of any f the
+            // signers allow), so that they verify as committed reports.
+            if let (Signing::Genuine, Some(digest)) = (signing, report.digest()) {
+                report.commits = signers
+                    .iter()
+                    .map(|signer| SignatureEntry::sign(signer.signer(), digest))
+                    .collect();
+            }
             VerifiedPrice {
-                report: Report {
-                    round: data.round(),
-                    observations,
-                    commits: Vec::new(),
-                },
+                report,
                 last_signed: SystemTime::now(),
             }
         })

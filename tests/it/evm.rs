@@ -1359,3 +1359,104 @@ fn the_v2_digests_of_a_fixed_deployment() {
     assert_eq!(nodes.digest(), Some(digest));
     assert!(net.verify(&report).is_ok());
 }
+
+/// `price_oracle::report::OnChainReport`, what the API hands consumers, built from a node's
+/// `Report` with its commits: verifies at f = 1 and 2 with f + 1 commits (and with every
+/// member's), and is refused with f; a v1 or uncommitted report has no on-chain form at all.
+#[test]
+fn the_crates_on_chain_report_of_a_committed_report_verifies_and_one_with_too_few_commits_does_not()
+{
+    use price_oracle::report::{NoOnChainReport, OnChainReport};
+    use price_oracle::signed::{PriceData, SignatureEntry, V1_DOMAIN};
+
+    for (n, f) in [(4, 1), (7, 2)] {
+        let mut net = Net::new(n, f);
+        let round = Round {
+            config: net.config,
+            pair: Pair::EthUsd,
+            id: ID,
+            origin: net.keys[0].address(),
+        };
+        // 2f+1 members' own signed observations, as a node's pool holds them.
+        let observations: Vec<SignedObservation> = (0..net.min_observations())
+            .map(|index| {
+                let observation = net
+                    .observation(
+                        index,
+                        PRICE_E8 + i64::try_from(index).unwrap() * 1_000_000,
+                        OBSERVED_AT - u64::try_from(index).unwrap(),
+                    )
+                    .observation;
+                SignedObservation {
+                    signer: net.keys[index].address(),
+                    observation,
+                    signature: PriceData::new(round, observation)
+                        .sign(&net.keys[index])
+                        .signature,
+                }
+            })
+            .collect();
+        let mut report = Report {
+            round,
+            observations,
+            commits: Vec::new(),
+        };
+        assert_eq!(
+            OnChainReport::try_from(&report),
+            Err(NoOnChainReport::Uncommitted)
+        );
+        let digest = report.digest().unwrap();
+        let commit = |keys: &[PrivateKeySigner]| -> Vec<SignatureEntry> {
+            keys.iter()
+                .rev()
+                .map(|key| SignatureEntry::sign(key, digest))
+                .collect()
+        };
+        let median = report.value().unwrap().e8();
+        for committers in [net.quorum(), n] {
+            report.commits = commit(&net.keys[..committers]);
+            let bytes = OnChainReport::try_from(&report).unwrap().encode();
+            let (verified, gas) = net
+                .chain
+                .verify(net.verifier, &bytes)
+                .unwrap_or_else(|revert| panic!("f = {f}, {committers} commits: {revert:?}"));
+            assert_eq!(
+                (
+                    verified.pair,
+                    verified.id,
+                    verified.median,
+                    verified.observed_at
+                ),
+                (Pair::EthUsd.hash(), ID, median, report.time().unwrap())
+            );
+            println!("f = {f}: the crate's report with {committers} commits verifies, {gas} gas");
+        }
+        // f commits: refused, however genuine.
+        report.commits = commit(&net.keys[..net.quorum() - 1]);
+        let few = OnChainReport::try_from(&report).unwrap().encode();
+        let refused = net.chain.verify(net.verifier, &few).unwrap_err();
+        assert_eq!(refused.name, "TooFewSignatures", "{refused:?}");
+        // The same commits over a set with one observation's price changed after they were
+        // made: they sign other bytes, so they recover to strangers.
+        report.commits = commit(&net.keys[..net.quorum()]);
+        let mut changed = report.clone();
+        changed.observations[0].observation.price = UsdPrice::from_e8(PRICE_E8 - 1).unwrap();
+        let refused = net
+            .chain
+            .verify(
+                net.verifier,
+                &OnChainReport::try_from(&changed).unwrap().encode(),
+            )
+            .unwrap_err();
+        assert_eq!(refused.name, "NotMember", "{refused:?}");
+        // Under protocol v1 there is no on-chain form: the v2 verifier cannot check it.
+        let v1 = Report {
+            round: Round {
+                config: V1_DOMAIN,
+                ..round
+            },
+            ..report.clone()
+        };
+        assert_eq!(OnChainReport::try_from(&v1), Err(NoOnChainReport::V1));
+    }
+}
