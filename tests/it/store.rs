@@ -153,12 +153,19 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
             testkit::signed_observation(signer.signer(), round, observation)
         })
         .collect();
+    let mut report = Report {
+        round,
+        observations,
+        commits: Vec::new(),
+    };
+    // Committed by two of the three (f + 1 at f = 1), as a v2 row must be.
+    let digest = report.digest().unwrap();
+    report.commits = sample_signers()[..2]
+        .iter()
+        .map(|signer| price_oracle::signed::SignatureEntry::sign(signer.signer(), digest))
+        .collect();
     let new = VerifiedPrice {
-        report: Report {
-            round,
-            observations,
-            commits: Vec::new(),
-        },
+        report,
         last_signed: std::time::SystemTime::now(),
     };
     let flushed = store
@@ -198,8 +205,18 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     assert_eq!(new_row.row.price.to_string(), "3010.00000000", "the median");
     assert_eq!(new_row.row.spread.to_string(), "0.00996677");
 
-    // Down cannot say the new row (a median of differing observations, signed under a v2
-    // configuration); without it, it gives the old row back as it was.
+    // Down cannot drop the new row's commit signatures; without them (cleared here so that the
+    // next step is reached), it cannot say the new row (a median of differing observations,
+    // signed under a v2 configuration); without the row, it gives the old row back as it was.
+    let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("carry commit signatures"),
+        "{refused}"
+    );
+    conn.execute_unprepared("UPDATE prices SET commits = '[]'::jsonb WHERE id = 8")
+        .await
+        .unwrap();
+    Migrator::down(&conn, Some(1)).await.unwrap();
     let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
     assert!(
         refused
