@@ -1,6 +1,7 @@
 //! Checking stored prices from the outside: `oracle verify` recomputes every observation's
 //! digest, recovers every signature, and recomputes the median, the spread and the time range,
-//! trusting nothing the writer claimed. Pure: rows in, verdicts out.
+//! trusting nothing the writer claimed; a v2 row must also carry f + 1 members' commit
+//! signatures over its report digest as stored. Pure: rows in, verdicts out.
 
 use std::collections::HashSet;
 
@@ -19,6 +20,9 @@ pub enum Finding {
     Invalid(String),
     /// Every signature verifies, but fewer distinct (trusted) signers than required.
     BelowQuorum { valid: usize, required: usize },
+    /// A v2 row whose commit signatures all verify over its report digest, but by fewer
+    /// distinct (trusted) members than f + 1: no committed report.
+    Uncommitted { valid: usize, required: usize },
 }
 
 /// The verdict on one row.
@@ -104,14 +108,18 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
         untrusted: 0,
     };
     match check_row(row, rules) {
-        Ok((signatures, counted, quorum)) => {
-            report.signatures = signatures;
-            report.untrusted = signatures - counted;
-            if counted < quorum {
+        Ok(counts) => {
+            report.signatures = counts.signatures;
+            report.untrusted = counts.signatures - counts.counted;
+            if counts.counted < counts.quorum {
                 report.finding = Some(Finding::BelowQuorum {
-                    valid: counted,
-                    required: quorum,
+                    valid: counts.counted,
+                    required: counts.quorum,
                 });
+            } else if let Some((valid, required)) = counts.commits
+                && valid < required
+            {
+                report.finding = Some(Finding::Uncommitted { valid, required });
             }
         }
         Err(reason) => report.finding = Some(Finding::Invalid(reason)),
@@ -119,9 +127,21 @@ pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
     report
 }
 
+/// What a row's valid signatures amount to.
+struct Counts {
+    /// Observation signatures, all valid.
+    signatures: usize,
+    /// Those whose signers count.
+    counted: usize,
+    /// 2f + 1.
+    quorum: usize,
+    /// A v2 row's distinct counting commit signers and f + 1; `None` for a v1 row.
+    commits: Option<(usize, usize)>,
+}
+
 /// The row's valid signatures, how many of them count and how many must, or why the row is
 /// invalid.
-fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize, usize), String> {
+fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
     let report = Report::try_from(row).map_err(|err| err.to_string())?;
     let signatures = report.observations.len();
     if usize::try_from(row.signer_count).ok() != Some(signatures) {
@@ -164,7 +184,49 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<(usize, usize, usi
         .iter()
         .filter(|signer| rules.counted.counts(signer, observed))
         .count();
-    Ok((signatures, counted, f.quorum()))
+    // v1 rows predate commits; a v2 row is only a committed report.
+    let commits = if report.round.config == V1_DOMAIN {
+        None
+    } else {
+        Some((
+            check_commits(&report, rules, observed)?,
+            f.commit_threshold(),
+        ))
+    };
+    Ok(Counts {
+        signatures,
+        counted,
+        quorum: f.quorum(),
+        commits,
+    })
+}
+
+/// The distinct commit signers that count at the row's time, once each, after checking that
+/// every commit recovers to its signer over the report digest of the row as stored. So
+/// observations added, dropped or changed after the commit, or a price or time that is not the
+/// committed one (already tied to the observations by [`check_summary`]), fail here.
+fn check_commits(
+    report: &Report,
+    rules: &AuditRules,
+    observed: DateTime<Utc>,
+) -> Result<usize, String> {
+    let digest = report
+        .digest()
+        .ok_or_else(|| "no observations, so no report digest".to_owned())?;
+    for commit in &report.commits {
+        commit.verify(digest).map_err(|err| {
+            format!(
+                "commit signature of {} does not verify over the report digest {digest} of the \
+                 row as stored: {err}",
+                commit.signer
+            )
+        })?;
+    }
+    let committers: HashSet<Address> = report.commits.iter().map(|commit| commit.signer).collect();
+    Ok(committers
+        .iter()
+        .filter(|signer| rules.counted.counts(signer, observed))
+        .count())
 }
 
 /// What the row says of its observations, recomputed from them: the origin's among them at the
@@ -228,7 +290,7 @@ mod tests {
     use crate::identity::Identity;
     use crate::pair::Pair;
     use crate::price::UsdPrice;
-    use crate::signed::{Observation, PriceData, Round, SignedObservation};
+    use crate::signed::{Observation, PriceData, Round, SignatureEntry, SignedObservation};
     use crate::store::row::row_of;
 
     fn signers(n: u8) -> Vec<Identity> {
@@ -243,8 +305,26 @@ mod tests {
         row_in(V1_DOMAIN, signed_by)
     }
 
-    /// [`row`] signed under configuration `config`.
+    /// [`row`] signed under configuration `config`, committed by every signer when v2.
     fn row_in(config: alloy_primitives::B256, signed_by: &[Identity]) -> StoredPrice {
+        let mut report = report_in(config, signed_by);
+        if config != V1_DOMAIN {
+            report.commits = commits_by(&report, signed_by);
+        }
+        row_of(&report, 1)
+    }
+
+    /// `committers`' signatures over `report`'s digest.
+    fn commits_by(report: &Report, committers: &[Identity]) -> Vec<SignatureEntry> {
+        let digest = report.digest().unwrap();
+        committers
+            .iter()
+            .map(|identity| SignatureEntry::sign(identity.signer(), digest))
+            .collect()
+    }
+
+    /// The report of [`row_in`], uncommitted.
+    fn report_in(config: alloy_primitives::B256, signed_by: &[Identity]) -> Report {
         let round = Round {
             config,
             pair: Pair::EthUsd,
@@ -268,14 +348,11 @@ mod tests {
                 }
             })
             .collect();
-        row_of(
-            &Report {
-                round,
-                observations,
-                commits: Vec::new(),
-            },
-            1,
-        )
+        Report {
+            round,
+            observations,
+            commits: Vec::new(),
+        }
     }
 
     const TWO_OF_THREE: Option<Finding> = Some(Finding::BelowQuorum {
@@ -461,6 +538,143 @@ mod tests {
         let mut rows = always;
         rows[2] = period(&all[2], -10, Some(1));
         assert_eq!(audit_row(&genuine, &members(rows)).finding, None);
+    }
+
+    /// Four members (f = 1, 2 commits needed), every one a member since before the row.
+    fn four_members() -> (Vec<Identity>, AuditRules) {
+        let all = signers(4);
+        let listed: Vec<Address> = all.iter().map(Identity::address).collect();
+        let rules = AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Listed(listed.iter().copied().collect()),
+            network: None,
+        };
+        (all, rules)
+    }
+
+    fn config_of(members: &[Identity]) -> alloy_primitives::B256 {
+        let addresses: Vec<Address> = members.iter().map(Identity::address).collect();
+        Deployment::default().config_digest(&addresses, FaultBound::new(1))
+    }
+
+    #[test]
+    fn a_v2_row_needs_f_plus_one_distinct_member_commits() {
+        let (all, rules) = four_members();
+        let config = config_of(&all);
+        let report = report_in(config, &all[..3]);
+        let committed = |commits: Vec<SignatureEntry>| {
+            let report = Report {
+                commits,
+                ..report.clone()
+            };
+            audit_row(&row_of(&report, 1), &rules).finding
+        };
+        assert_eq!(committed(commits_by(&report, &all[..2])), None);
+        // A member outside the observations may commit too.
+        assert_eq!(committed(commits_by(&report, &all[2..])), None);
+        let short = |valid| Some(Finding::Uncommitted { valid, required: 2 });
+        assert_eq!(committed(Vec::new()), short(0));
+        // Only f commits.
+        assert_eq!(committed(commits_by(&report, &all[..1])), short(1));
+        // The same member twice counts once.
+        let twice = commits_by(&report, &[all[0].clone(), all[0].clone()]);
+        assert_eq!(committed(twice), short(1));
+        // A non-member's commit verifies but does not count.
+        let outsider = Identity::from_secret(&[9; 32]).unwrap();
+        let with_outsider = commits_by(&report, &[all[0].clone(), outsider]);
+        assert_eq!(committed(with_outsider), short(1));
+        // A commit claimed for one member but signed by another is invalid.
+        let mut forged = commits_by(&report, &all[..2]);
+        forged[1].signer = all[3].address();
+        assert!(
+            matches!(committed(forged), Some(Finding::Invalid(ref why)) if why.contains("commit")),
+        );
+    }
+
+    /// The commits bind the exact set: a row whose observations changed after its commit, with
+    /// every summary column recomputed to match, fails on the commits alone.
+    #[test]
+    fn observations_removed_or_changed_after_the_commit_leave_the_commits_unverified() {
+        let (all, rules) = four_members();
+        let config = config_of(&all);
+        let mut report = report_in(config, &all);
+        report.commits = commits_by(&report, &all[..2]);
+        assert_eq!(audit_row(&row_of(&report, 1), &rules).finding, None);
+        let mut dropped = report.clone();
+        dropped.observations.pop();
+        let mut changed = report.clone();
+        changed.observations[3] = report_in(config, &all[..1]).observations[0];
+        changed.observations[3].signer = all[3].address();
+        changed.observations[3].signature =
+            PriceData::new(changed.round, changed.observations[3].observation)
+                .sign(all[3].signer())
+                .signature;
+        for (name, altered) in [("dropped", dropped), ("changed", changed)] {
+            // The observations themselves are genuine: only the commits are stale.
+            assert!(altered.verify().is_ok(), "{name}");
+            let finding = audit_row(&row_of(&altered, 1), &rules).finding;
+            assert!(
+                matches!(finding, Some(Finding::Invalid(ref why)) if why.contains("commit signature")),
+                "{name}: {finding:?}"
+            );
+        }
+    }
+
+    /// Commits count by the same membership rule as observations: a member at the row's time.
+    #[test]
+    fn a_commit_counts_only_if_its_signer_was_a_member_at_the_rows_time() {
+        let all = signers(4);
+        let config = config_of(&all);
+        let row = row_of(
+            &Report {
+                commits: commits_by(
+                    &report_in(config, &all[..3]),
+                    &[all[0].clone(), all[3].clone()],
+                ),
+                ..report_in(config, &all[..3])
+            },
+            1,
+        );
+        let observed = row.observed_at.to_utc();
+        let since = |identity: &Identity, from: i64| SignerRow {
+            address: identity.address(),
+            name: String::new(),
+            added_at: observed + chrono::Duration::seconds(from),
+            revoked_at: None,
+        };
+        let history = |late: i64| {
+            vec![
+                since(&all[0], -10),
+                since(&all[1], -10),
+                since(&all[2], -10),
+                since(&all[3], late),
+            ]
+        };
+        let members = |late: i64| AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Members(history(late)),
+            network: None,
+        };
+        assert_eq!(audit_row(&row, &members(-10)).finding, None);
+        // The fourth member joined after the row: its commit does not count, and with that
+        // the members at the row's time are three (f = 0), whose configuration this is not.
+        assert!(matches!(
+            audit_row(&row, &members(10)).finding,
+            Some(Finding::Invalid(ref why)) if why.contains("configuration")
+        ));
+        // Listed, but not among the counted: one commit of two.
+        let narrowed = AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Listed([all[0].address(), all[1].address(), all[2].address()].into()),
+            network: Some(history(-10)),
+        };
+        assert_eq!(
+            audit_row(&row, &narrowed).finding,
+            Some(Finding::Uncommitted {
+                valid: 1,
+                required: 2
+            })
+        );
     }
 
     #[test]

@@ -220,7 +220,8 @@ const OFFENDERS_SHOWN: usize = 10;
 /// Rows read per query by `oracle verify`.
 const VERIFY_PAGE: u64 = 1_000;
 
-/// `oracle verify`: audit every stored row; exit 1 on any invalid or below-quorum row.
+/// `oracle verify`: audit every stored row; exit 1 on any invalid, below-quorum or uncommitted
+/// row.
 pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let settings = args.db.settings()?;
     let store = Store::connect(&settings)
@@ -240,6 +241,7 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let mut rows_by_pair: std::collections::BTreeMap<String, usize> = Default::default();
     let mut invalid: Vec<(i64, String)> = Vec::new();
     let mut below_quorum: Vec<(i64, String)> = Vec::new();
+    let mut uncommitted: Vec<(i64, String)> = Vec::new();
     let mut after = None;
     loop {
         let page = store.prices_page(after, args.since, VERIFY_PAGE).await?;
@@ -256,6 +258,9 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 Some(Finding::BelowQuorum { valid, required }) => {
                     below_quorum.push((report.id, format!("{valid} of {required} signers")));
                 }
+                Some(Finding::Uncommitted { valid, required }) => {
+                    uncommitted.push((report.id, format!("{valid} of {required} commit signers")));
+                }
                 None => {}
             }
         }
@@ -268,12 +273,13 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     println!("signatures        {signatures}");
     print_offenders("invalid", &invalid);
     print_offenders("below quorum", &below_quorum);
+    print_offenders("uncommitted", &uncommitted);
     let label = match rules.counted {
         Counted::Members(_) => "non-member signers",
         _ => "untrusted signers",
     };
     println!("{label} in {untrusted_rows} rows");
-    let ok = invalid.is_empty() && below_quorum.is_empty();
+    let ok = invalid.is_empty() && below_quorum.is_empty() && uncommitted.is_empty();
     println!("result            {}", if ok { "OK" } else { "FAILED" });
     Ok(if ok {
         ExitCode::SUCCESS

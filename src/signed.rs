@@ -890,6 +890,15 @@ mod tests {
             })
             .collect();
         let (first, last) = report.observed_range().unwrap();
+        // Committed by the first two (f + 1 at f = 1): the on-chain report's signatures.
+        let commits: Vec<SignatureEntry> = keys[..2]
+            .iter()
+            .map(|key| SignatureEntry::sign(key.signer(), report.digest().unwrap()))
+            .collect();
+        let committed = Report {
+            commits: commits.clone(),
+            ..report.clone()
+        };
         // A committee: nine members (f = 2), the vector's key the origin.
         let members = vector_members();
         let f = crate::domain::FaultBound::new(2);
@@ -980,8 +989,15 @@ mod tests {
                 "spread": report.spread().to_string(),
                 "first_observed_at": first,
                 "last_observed_at": last,
+                "commits": commits
+                    .iter()
+                    .map(|commit| serde_json::json!({
+                        "signer": commit.signer.to_checksum(None),
+                        "signature": commit.signature.to_string(),
+                    }))
+                    .collect::<Vec<_>>(),
                 "abi": alloy_primitives::hex::encode_prefixed(
-                    crate::report::OnChainReport::from(&report).encode()
+                    crate::report::OnChainReport::try_from(&committed).unwrap().encode()
                 ),
             },
         })

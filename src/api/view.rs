@@ -80,10 +80,13 @@ pub struct PriceView {
     pub seq: Option<String>,
     /// The node that stored it (EIP-55); `null` while only verified.
     pub written_by: Option<String>,
-    /// `abi.encode(bytes32 keccak256(pair), uint64 id, (int256 priceE8, uint64 observedAt,
-    /// bytes signature)[] observations)`, 0x-hex: the bytes the verifier contract's `verify`
-    /// and the feed's `update` take.
-    pub report: String,
+    /// The committed report, 0x-hex: `abi.encode(bytes32 config, bytes32 keccak256(pair),
+    /// uint64 id, int256 median, uint64 observedAt, uint64 count, bytes32 observations, bytes[]
+    /// signatures)` with every commit signature the price carries — the bytes the verifier
+    /// contract's `verify` and the feed's `update` take. `null` for a price no member has
+    /// committed to (a round only verified, not committed yet) and for prices stored under
+    /// protocol v1, which the verifier cannot check.
+    pub report: Option<String>,
 }
 
 /// One member's observation and its EIP-191 signature over the observation's own digest.
@@ -201,7 +204,10 @@ impl PriceView {
             observations,
             seq: shown.seq.map(|seq| seq.to_string()),
             written_by: shown.written_by,
-            report: hex::encode_prefixed(OnChainReport::from(report).encode()),
+            // A report without an on-chain form shows null rather than bytes no verifier takes.
+            report: OnChainReport::try_from(report)
+                .ok()
+                .map(|on_chain| hex::encode_prefixed(on_chain.encode())),
         }
     }
 
@@ -300,15 +306,54 @@ pub(crate) mod tests {
         );
         assert_eq!(view.seq.as_deref(), Some("7"));
         assert_eq!(view.status, PriceStatus::Stored);
-        let report = OnChainReport::decode(&hex::decode(&view.report).unwrap()).unwrap();
-        assert_eq!(report.pair_hash, PAIR_HASH);
-        assert_eq!(report.id, 1_234_567_890_123_456);
-        assert_eq!(report.observations[0].price_e8, 312_456_789_000);
-        assert_eq!(report.observations[0].signature.to_string(), SIGNATURE);
-        assert_eq!(report.observations[1].observed_at, 1_763_700_002);
         let json = serde_json::to_value(&view).unwrap();
         assert!(json["id"].is_string() && json["seq"].is_string() && json["price_e8"].is_string());
         assert_eq!(json["status"], "stored");
+        // A v1 row has no on-chain form: the v2 verifier cannot check it.
+        assert_eq!(view.report, None);
+        assert!(json["report"].is_null(), "{json}");
+    }
+
+    /// The vector's round under a v2 configuration, committed by `commits` of its two members.
+    fn committed_row(commits: usize) -> (StoredPrice, Report) {
+        let keys = [
+            Identity::from_secret(&SECRET).unwrap(),
+            Identity::from_secret(&[1; 32]).unwrap(),
+        ];
+        let mut report = Report::try_from(&vector_row()).unwrap();
+        report.round.config = alloy_primitives::B256::repeat_byte(7);
+        for entry in &mut report.observations {
+            let key = keys
+                .iter()
+                .find(|key| key.address() == entry.signer)
+                .unwrap();
+            entry.signature = PriceData::new(report.round, entry.observation)
+                .sign(key.signer())
+                .signature;
+        }
+        let digest = report.digest().unwrap();
+        report.commits = keys[..commits]
+            .iter()
+            .map(|key| crate::signed::SignatureEntry::sign(key.signer(), digest))
+            .collect();
+        (row_of(&report, 7), report)
+    }
+
+    #[test]
+    fn a_committed_price_shows_its_on_chain_report_and_an_uncommitted_one_null() {
+        let (row, report) = committed_row(2);
+        let view = PriceView::from_row(&row).unwrap();
+        let on_chain = OnChainReport::decode(&hex::decode(view.report.unwrap()).unwrap()).unwrap();
+        assert_eq!(on_chain, OnChainReport::try_from(&report).unwrap());
+        assert_eq!(on_chain.pair_hash, PAIR_HASH);
+        assert_eq!(on_chain.id, 1_234_567_890_123_456);
+        assert_eq!(on_chain.median_e8, 312_600_000_000);
+        assert_eq!(on_chain.signatures.len(), 2);
+        // A round verified but not committed yet: its view has no report.
+        let (_, uncommitted) = committed_row(0);
+        let verified = PriceView::verified(&uncommitted).unwrap();
+        assert_eq!(verified.report, None);
+        assert!(serde_json::to_value(&verified).unwrap()["report"].is_null());
     }
 
     #[test]

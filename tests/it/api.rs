@@ -2,10 +2,12 @@
 //! every endpoint, pagination in commit order, errors as JSON, the OpenAPI document, the live
 //! stream and its resumption, the stream limit, and `oracle prices` printing what the API says.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::{hex, keccak256};
+use alloy_primitives::{Address, B256, I256, hex, keccak256};
+use alloy_sol_types::SolValue;
 use price_oracle::api::verified::VerifiedPrices;
 use price_oracle::api::{self, ApiLimits, ApiState};
 use price_oracle::http;
@@ -14,7 +16,7 @@ use price_oracle::metrics::{Metrics, StatementLabel};
 use price_oracle::node::NodeStatus;
 use price_oracle::pair::Pair;
 use price_oracle::price::UsdPrice;
-use price_oracle::report::{OnChainObservation, OnChainReport};
+use price_oracle::report::OnChainReport;
 use price_oracle::signed::{SignatureEntry, price_digest};
 use price_oracle::store::lease::Participant;
 use price_oracle::store::prices::FlushOutcome;
@@ -283,23 +285,77 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
         assert_eq!(price["status"], "verified");
         assert!(price["written_by"].is_null() && price["seq"].is_null());
     }
+    // The committed report: its words recomputed from the JSON, its commit signatures
+    // recovered over their digest, each by a distinct one of the signers.
     let report = OnChainReport::decode(&hex::decode(price["report"].as_str().unwrap()).unwrap())
         .expect("the report decodes");
+    let config: B256 = price["config"].as_str().unwrap().parse().unwrap();
+    let mut set: Vec<(Address, i64, u64)> = observations
+        .iter()
+        .zip(&signatures)
+        .map(|(observation, (e8, at, _))| {
+            (
+                observation["signer"].as_str().unwrap().parse().unwrap(),
+                *e8,
+                *at,
+            )
+        })
+        .collect();
+    set.sort_unstable();
+    let set: Vec<u8> = set
+        .into_iter()
+        .flat_map(|(signer, e8, at)| (signer, I256::unchecked_from(e8), at).abi_encode_params())
+        .collect();
+    let count = u64::try_from(observations.len()).unwrap();
     assert_eq!(
-        report,
-        OnChainReport {
-            pair_hash: keccak256("ETH/USD"),
+        (
+            report.config,
+            report.pair_hash,
+            report.id,
+            report.median_e8,
+            report.observed_at,
+            report.count,
+            report.observations_digest
+        ),
+        (
+            config,
+            keccak256("ETH/USD"),
             id,
-            observations: signatures
-                .into_iter()
-                .map(|(price_e8, observed_at, signature)| OnChainObservation {
-                    price_e8,
-                    observed_at,
-                    signature,
-                })
-                .collect(),
-        }
+            prices[prices.len() / 2],
+            BASE + id,
+            count,
+            keccak256(&set)
+        )
     );
+    let digest = keccak256(
+        (
+            config,
+            keccak256("report"),
+            keccak256("ETH/USD"),
+            id,
+            I256::unchecked_from(report.median_e8),
+            report.observed_at,
+            count,
+            keccak256(&set),
+        )
+            .abi_encode_params(),
+    );
+    let committers: HashSet<Address> = report
+        .signatures
+        .iter()
+        .map(|signature| signature.recover(digest).unwrap())
+        .collect();
+    assert_eq!(
+        committers.len(),
+        report.signatures.len(),
+        "distinct committers"
+    );
+    assert!(
+        committers.len() >= 2,
+        "f + 1 = 2 commits of three members: {committers:?}"
+    );
+    let members: HashSet<Address> = signers.iter().map(Identity::address).collect();
+    assert!(committers.is_subset(&members), "{committers:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -119,7 +119,7 @@ async fn an_outsider_with_valid_signatures_forgeries_and_replays_gets_nothing_st
 /// as a member that means to lie would. Every stored value is the median of its observations
 /// (recomputed here, by `oracle verify`'s rule and by the contract), and stays 3000.
 async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<Stored> {
-    let cluster = Cluster::new(label).await;
+    let cluster = Cluster::on_chain(label, MEMBER_SEEDS).await;
     let liar_exchange = testkit::mock_exchange(liar_price).await;
     let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
         settings.trigger.heartbeat = Duration::from_secs(3);
@@ -193,13 +193,9 @@ async fn one_member_lies(label: &str, liar_price: &str, stubborn: bool) -> Vec<S
             row.report.observations
         );
     }
-    let reports: Vec<Vec<u8>> = stored
-        .iter()
-        .map(|row| price_oracle::report::OnChainReport::from(&row.report).encode())
-        .collect();
-    for (verified, _) in
-        common::evm::verify_all(cluster.config, &reports, &addresses(MEMBER_SEEDS), 3)
-    {
+    // Each row verifies on chain, with its own commit signatures, at the honest value.
+    let rows: Vec<&price_oracle::signed::Report> = stored.iter().map(|row| &row.report).collect();
+    for (verified, _) in common::evm::relay_rows(&rows, &addresses(MEMBER_SEEDS), 1) {
         assert_eq!(verified.median, 300_000_000_000, "the contract's median");
     }
     let lies = stored
@@ -481,7 +477,7 @@ async fn a_flood_of_garbage_and_outsider_messages_leaves_prices_flowing_and_memo
 /// an honest one (all honest members read 3000), and the contract, deployed for the network's
 /// configuration with a quorum of five, takes each row at that value.
 async fn two_members_collude(label: &str, lie: &str) -> Vec<Stored> {
-    let cluster = Cluster::with_members(label, 1..=7).await;
+    let cluster = Cluster::on_chain(label, 1..=7).await;
     let liars_exchange = testkit::mock_exchange(lie).await;
     let every_3s = |settings: &mut price_oracle::node::NodeSettings| {
         settings.trigger.heartbeat = Duration::from_secs(3);
@@ -514,12 +510,8 @@ async fn two_members_collude(label: &str, lie: &str) -> Vec<Stored> {
             row.report.observations
         );
     }
-    let reports: Vec<Vec<u8>> = stored
-        .iter()
-        .map(|row| price_oracle::report::OnChainReport::from(&row.report).encode())
-        .collect();
-    let members = addresses(1..=7);
-    for (verified, _) in common::evm::verify_all(cluster.config, &reports, &members, 5) {
+    let rows: Vec<&price_oracle::signed::Report> = stored.iter().map(|row| &row.report).collect();
+    for (verified, _) in common::evm::relay_rows(&rows, &addresses(1..=7), 2) {
         assert_eq!(verified.median, 300_000_000_000, "the contract's median");
     }
     let carrying = stored

@@ -83,7 +83,8 @@ async fn five_nodes_store_every_price_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_digest() {
-    let cluster = Cluster::new("two_pairs").await;
+    // Configured for the test chain's verifier, so that its rows verify there as stored.
+    let cluster = Cluster::on_chain("two_pairs", MEMBER_SEEDS).await;
     // One round per node: each originates ETH/USD and BTC/USD once.
     let pairs: PairSet = [Pair::EthUsd, Pair::BtcUsd].into_iter().collect();
     let mut nodes = cluster
@@ -147,11 +148,9 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
             "{pair}"
         );
     }
-    // Every stored row, as the API hands it to consumers, verifies in the EVM against a
-    // verifier deployed with the members and the quorum, with the row's price as its median.
-    let members = addresses(MEMBER_SEEDS);
-    let mut reports = Vec::new();
-    let mut medians = Vec::new();
+    // The API hands each stored price's committed report to consumers: the crate's on-chain
+    // report of the row, with the row's own commits.
+    let mut reports = 0;
     for pair in ["ETH/USD", "BTC/USD"] {
         let (code, body) = get(&format!("{api}/prices?pair={pair}")).await;
         assert_eq!(code, 200, "{body}");
@@ -160,52 +159,57 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
         assert_eq!(prices.len(), 4, "{pair}: {body}");
         for price in prices {
             assert_eq!(price["pair"], pair);
-            let report = price["report"].as_str().unwrap();
-            reports.push(alloy_primitives::hex::decode(report).unwrap());
-            medians.push(price["price_e8"].as_str().unwrap().parse::<i64>().unwrap());
+            let row = stored
+                .iter()
+                .find(|row| row.id().to_string() == price["id"].as_str().unwrap())
+                .unwrap();
+            let on_chain = price_oracle::report::OnChainReport::try_from(&row.report)
+                .unwrap_or_else(|why| panic!("row {}: {why}", row.id()));
+            assert_eq!(
+                price["report"].as_str(),
+                Some(alloy_primitives::hex::encode_prefixed(on_chain.encode()).as_str())
+            );
+            reports += 1;
         }
     }
-    let verified = common::evm::verify_all(cluster.config, &reports, &members, 3);
-    for ((verified, gas), median) in verified.iter().zip(&medians) {
+    assert_eq!(reports, 8);
+    // Every stored row, committed per protocol v2, verifies in the EVM with its own commit
+    // signatures against the verifier of the network's configuration (members, f = 1), with
+    // the row's value as its median.
+    let members = addresses(MEMBER_SEEDS);
+    let rows: Vec<&price_oracle::signed::Report> = stored.iter().map(|row| &row.report).collect();
+    for ((verified, gas), row) in common::evm::relay_rows(&rows, &members, 1)
+        .iter()
+        .zip(&stored)
+    {
         assert_eq!(
-            verified.median, *median,
-            "the contract's median is the row's price"
+            verified.median,
+            row.report.value().unwrap().e8(),
+            "the contract's median is the row's value"
         );
-        println!("a stored report verifies on chain: {gas} gas");
+        assert_eq!(verified.id, row.id());
+        println!("a stored row verifies on chain: {gas} gas");
     }
-    // The same stored rows, altered, do not: a tampered observation, another round's
-    // observation, a verifier that does not count one of the signers, a quorum above them.
-    use common::evm::Verifier;
-    use price_oracle::report::OnChainReport;
-    let row = OnChainReport::decode(&reports[0]).unwrap();
-    let other = OnChainReport::decode(&reports[1]).unwrap();
-    let refusal = |verifier: &mut Verifier, report: &OnChainReport| {
-        verifier.verify(&report.encode()).unwrap_err().name
-    };
-    let mut verifier = Verifier::deploy_verifier_in(cluster.config, &members, 3).unwrap();
-    let mut tampered = row.clone();
-    tampered.observations[0].price_e8 += 1;
-    assert_eq!(refusal(&mut verifier, &tampered), "NotMember");
-    let mut swapped = row.clone();
-    swapped.observations[1] = other.observations[1];
-    assert_eq!(refusal(&mut verifier, &swapped), "NotMember");
-    let one_signer = stored
-        .iter()
-        .find(|stored| stored.id() == row.id)
-        .map(|stored| stored.report.observations[0].signer)
+    // The same rows, altered after their commit, do not: another median, another row's
+    // observations, fewer commit signatures than f + 1.
+    use common::evm::{Chain, VerifierArgs, committed_row};
+    let mut chain = Chain::new(common::evm::CHAIN_ID);
+    let verifier = chain
+        .deploy_verifier(&VerifierArgs::new(&members, 1))
         .unwrap();
-    let others: Vec<Address> = members
-        .iter()
-        .filter(|member| **member != one_signer)
-        .copied()
-        .collect();
-    let mut without_one = Verifier::deploy_verifier_in(cluster.config, &others, 3).unwrap();
-    assert_eq!(refusal(&mut without_one, &row), "NotMember");
-    let mut five = Verifier::deploy_verifier_in(cluster.config, &members, 5).unwrap();
-    assert_eq!(refusal(&mut five, &row), "BelowQuorum");
+    let mut refusal = |report: &common::evm::CommittedReport| {
+        chain.verify(verifier, &report.encode()).unwrap_err().name
+    };
+    let row = committed_row(&stored[0].report);
+    let mut tampered = row.clone();
+    tampered.median += 1;
+    assert_eq!(refusal(&tampered), "NotMember");
+    let mut swapped = row.clone();
+    swapped.observations = committed_row(&stored[1].report).observations;
+    assert_eq!(refusal(&swapped), "NotMember");
     let mut short = row.clone();
-    short.observations.truncate(2);
-    assert_eq!(refusal(&mut verifier, &short), "BelowQuorum");
+    short.signatures.truncate(1);
+    assert_eq!(refusal(&short), "TooFewSignatures");
     stop_all(nodes).await;
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use alloy_primitives::{Address, B256};
 use libp2p::Multiaddr;
+use price_oracle::domain::{Deployment, FaultBound};
 use price_oracle::mock_exchange::MockExchange;
 use price_oracle::node::NodeSettings;
 use price_oracle::store::Store;
@@ -15,8 +16,10 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 pub const MEMBER_SEEDS: std::ops::RangeInclusive<u8> = 1..=5;
 
 pub struct Cluster {
-    /// The configuration digest its members sign under (the default deployment, f derived).
+    /// The configuration digest its members sign under (its deployment, f derived).
     pub config: B256,
+    /// Where its nodes say they run: the default deployment, or the test chain's verifier.
+    pub deployment: Deployment,
     pub db: TestDb,
     pub conn: DatabaseConnection,
     pub exchange: MockExchange,
@@ -33,6 +36,21 @@ impl Cluster {
 
     /// A network whose members are `members`.
     pub async fn with_members(label: &str, members: impl IntoIterator<Item = u8>) -> Self {
+        Self::deployed(label, members, Deployment::default()).await
+    }
+
+    /// A network whose members are `members`, configured for the verifier the test chain
+    /// deploys first ([`super::evm::on_chain_deployment`]): its rows' commit signatures are over
+    /// that verifier's configuration digest, so they verify there as stored.
+    pub async fn on_chain(label: &str, members: impl IntoIterator<Item = u8>) -> Self {
+        Self::deployed(label, members, super::evm::on_chain_deployment()).await
+    }
+
+    async fn deployed(
+        label: &str,
+        members: impl IntoIterator<Item = u8>,
+        deployment: Deployment,
+    ) -> Self {
         let seeds: Vec<u8> = members.into_iter().collect();
         let addresses: Vec<Address> = seeds
             .iter()
@@ -46,8 +64,10 @@ impl Cluster {
             .await
             .unwrap();
         let (boot, boot_addr) = Peer::start(100, vec![]).await;
+        let f = FaultBound::for_members(Some(addresses.len()), deployment.max_faults);
         Self {
-            config: testkit::config_of(&addresses),
+            config: deployment.config_digest(&addresses, f),
+            deployment,
             db,
             conn,
             exchange: testkit::mock_exchange("3000").await,
@@ -66,7 +86,10 @@ impl Cluster {
 
     /// Node `seed` of this network ([`testkit::node_settings`]).
     pub fn settings(&self, seed: u8) -> NodeSettings {
-        testkit::node_settings(seed, &self.boot_addr, &self.exchange, &self.db.settings())
+        let mut settings =
+            testkit::node_settings(seed, &self.boot_addr, &self.exchange, &self.db.settings());
+        settings.deployment = self.deployment.clone();
+        settings
     }
 
     /// Starts nodes `seeds` as [`Cluster::settings`] makes them.

@@ -1,13 +1,20 @@
 //! The contracts in an in-memory EVM (revm, Cancun rules, as they are compiled for): deploys the
-//! committed artifacts `contracts/PriceVerifier.json` and `contracts/PriceFeed.json`, calls them
-//! in transactions at a block time the test sets, and decodes their custom errors.
+//! committed artifacts `contracts/PriceVerifier.json` and `contracts/PriceFeed.json` on a chain
+//! of a given id, calls them in transactions at a block time the test sets, and decodes their
+//! custom errors and events; and builds the committed reports (protocol v2) they take.
 
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use alloy_primitives::{Address, B256, Bytes, U256};
-use alloy_sol_types::{SolCall, SolConstructor, SolInterface, sol};
-use price_oracle::signed::V1_DOMAIN;
+use alloy_primitives::{Address, B256, Bytes, I256, Log, U256, keccak256};
+use alloy_signer_local::PrivateKeySigner;
+use alloy_sol_types::{SolCall, SolConstructor, SolEvent, SolInterface, SolValue, sol};
+use price_oracle::domain::{Deployment, FaultBound, config_digest, members_digest};
+use price_oracle::pair::Pair;
+use price_oracle::price::UsdPrice;
+use price_oracle::signed::{
+    EthSignature, Observation, Report, Round, SignedObservation, report_digest,
+};
 use revm::context::result::{ExecutionResult, Output};
 use revm::context::{CfgEnv, Context, TxEnv};
 use revm::database::{CacheDB, EmptyDB};
@@ -19,26 +26,35 @@ sol! {
     /// The ABI of `contracts/PriceVerifier.sol`, by hand; a test compares it with the artifact's.
     #[derive(Debug, PartialEq, Eq)]
     contract PriceVerifier {
-        struct Observation {
-            int256 priceE8;
-            uint64 observedAt;
-            bytes signature;
-        }
-
         constructor(
-            bytes32 domain_,
+            bytes32 network_,
             address[] members_,
-            uint256 quorum_,
-            uint256 maxAge_,
-            uint256 maxFutureSkew_
+            uint64 f_,
+            uint64 maxAge_,
+            uint64 maxFutureSkew_
         );
 
-        error InvalidQuorum(uint256 quorum, uint256 members);
+        event ConfigSet(
+            bytes32 previousConfigDigest,
+            bytes32 configDigest,
+            uint64 configCount,
+            address[] members,
+            uint64 f
+        );
+        event OwnershipTransferRequested(address indexed from, address indexed to);
+        event OwnershipTransferred(address indexed from, address indexed to);
+
+        error NotOwner(address caller);
+        error NotPendingOwner(address caller);
+        error FaultBoundTooHigh(uint64 f, uint256 members);
+        error TooManyMembers(uint256 members, uint256 max);
         error ZeroAddressMember(uint256 index);
-        error DuplicateMember(address member);
-        error BelowQuorum(uint256 got, uint256 need);
-        error StaleReport(uint64 oldest, uint256 blockTime, uint256 maxAge);
-        error FutureReport(uint64 newest, uint256 blockTime, uint256 maxFutureSkew);
+        error MembersNotAscending(uint256 index);
+        error ConfigMismatch(bytes32 got, bytes32 want);
+        error TooFewObservations(uint64 count, uint256 need);
+        error TooFewSignatures(uint256 got, uint256 need);
+        error StaleReport(uint64 observedAt, uint256 blockTime, uint256 maxAge);
+        error FutureReport(uint64 observedAt, uint256 blockTime, uint256 maxFutureSkew);
         error BadSignatureLength(uint256 index);
         error HighS(uint256 index);
         error BadV(uint256 index);
@@ -47,37 +63,40 @@ sol! {
         error DuplicateSigner(address signer);
 
         function DOMAIN() external view returns (bytes32);
-        function quorum() external view returns (uint256);
-        function maxAge() external view returns (uint256);
-        function maxFutureSkew() external view returns (uint256);
+        function REPORT() external view returns (bytes32);
+        function MAX_MEMBERS() external view returns (uint256);
+        function network() external view returns (bytes32);
+        function maxAge() external view returns (uint64);
+        function maxFutureSkew() external view returns (uint64);
+        function owner() external view returns (address);
+        function pendingOwner() external view returns (address);
+        function configCount() external view returns (uint64);
+        function configDigest() external view returns (bytes32);
+        function f() external view returns (uint64);
         function members() external view returns (address[] memory);
         function isMember(address account) external view returns (bool);
+        function setConfig(address[] calldata members_, uint64 f_) external;
+        function transferOwnership(address to) external;
+        function acceptOwnership() external;
         function verify(bytes calldata report)
             external
             view
-            returns (bytes32 pair, uint64 id, int256 median, uint64 oldest, uint64 newest);
+            returns (bytes32 pair, uint64 id, int256 median, uint64 observedAt);
     }
 
-    /// The ABI of `contracts/PriceFeed.sol` beyond the verifier's, by hand.
+    /// The ABI of `contracts/PriceFeed.sol`, by hand.
     #[derive(Debug, PartialEq, Eq)]
     contract PriceFeed {
-        constructor(
-            bytes32 domain_,
-            address[] members_,
-            uint256 quorum_,
-            uint256 maxAge_,
-            uint256 maxFutureSkew_,
-            bytes32 pair_,
-            string description_
-        );
+        constructor(address verifier_, bytes32 pair_, string description_);
 
         event AnswerUpdated(int256 indexed current, uint256 indexed roundId, uint256 updatedAt);
 
         error WrongPair(bytes32 got, bytes32 want);
-        error NotNewer(uint64 newest, uint64 held);
+        error NotNewer(uint64 observedAt, uint64 held);
         error NoData();
         error AnswerOutOfRange(int256 median);
 
+        function verifier() external view returns (address);
         function pair() external view returns (bytes32);
         function update(bytes calldata report) external returns (uint80 roundId);
         function decimals() external pure returns (uint8);
@@ -91,7 +110,7 @@ sol! {
             external
             view
             returns (uint80 roundId, int256 answer, uint256 startedAt, uint256 updatedAt, uint80 answeredInRound);
-        function reportIdOf(uint80 roundId_) external view returns (uint64);
+        function reportOf(uint80 roundId_) external view returns (uint64 reportId, uint64 observedAt);
     }
 }
 
@@ -119,6 +138,147 @@ pub const SOURCES: [(&str, &str); 2] = [
 pub const MAX_AGE: u64 = 180;
 pub const MAX_FUTURE_SKEW: u64 = 60;
 
+/// The network name of the deployments tests make unless they say otherwise (the nodes'
+/// default `--network-name`).
+pub const NETWORK_NAME: &str = "price-oracle";
+
+/// The chain tests deploy on unless they say otherwise (Ethereum mainnet's id).
+pub const CHAIN_ID: u64 = 1;
+
+/// The account that deploys, so the verifiers' owner.
+pub const OWNER: Address = Address::repeat_byte(0xca);
+
+/// The account that pushes reports to feeds: no member, no owner, as any relayer may be.
+pub const RELAYER: Address = Address::repeat_byte(0xee);
+
+// ---------------------------------------------------------------------------------------------
+// Committed reports, their digests computed by the crate (`price_oracle::domain`,
+// `price_oracle::signed`): what the nodes sign is what the contract checks.
+
+/// The configuration digest a verifier of `args` deployed at `verifier` on `chain_id` holds,
+/// as the crate computes it.
+pub fn config_of(args: &VerifierArgs, chain_id: u64, verifier: Address) -> B256 {
+    config_digest(
+        args.network,
+        chain_id,
+        verifier,
+        members_digest(&args.members),
+        FaultBound::new(usize::try_from(args.f).expect("f fits usize")),
+    )
+}
+
+/// `member`'s observation of `price_e8` at `observed_at`, as a report's set holds it. The
+/// contract sees an observation only through the set's digest, which covers no signature, so
+/// the signature is left blank.
+pub fn observation_of(member: Address, price_e8: i64, observed_at: u64) -> SignedObservation {
+    SignedObservation {
+        signer: member,
+        observation: Observation {
+            price: UsdPrice::from_e8(price_e8).expect("a test observation's price is a price"),
+            observed_at,
+        },
+        signature: EthSignature::from_bytes([0; 65]),
+    }
+}
+
+/// A committed report as the contracts take it. The fields are public so that tests can spoil
+/// them after signing; [`CommittedReport::digest`] is always recomputed from them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedReport {
+    pub config: B256,
+    pub pair: Pair,
+    pub id: u64,
+    pub median: i64,
+    pub observed_at: u64,
+    pub count: u64,
+    pub observations: B256,
+    /// Raw, so that a test can send any length.
+    pub signatures: Vec<Bytes>,
+}
+
+impl CommittedReport {
+    /// The report of `observations` (round `id` of `pair`, configuration `config`) as the nodes
+    /// build it ([`Report`]'s value, time and observations digest); unsigned.
+    pub fn commit(config: B256, pair: Pair, id: u64, observations: &[SignedObservation]) -> Self {
+        Self::of(&Report {
+            round: Round {
+                config,
+                pair,
+                id,
+                origin: Address::ZERO,
+            },
+            observations: observations.to_vec(),
+            commits: Vec::new(),
+        })
+    }
+
+    /// `report` as committed: its value, its time, its count and its observations' digest.
+    pub fn of(report: &Report) -> Self {
+        Self {
+            config: report.round.config,
+            pair: report.round.pair,
+            id: report.round.id,
+            median: report.value().map(UsdPrice::e8).unwrap_or_default(),
+            observed_at: report.time().unwrap_or_default(),
+            count: u64::try_from(report.observations.len()).expect("a count fits u64"),
+            observations: report.observations_digest(),
+            signatures: Vec::new(),
+        }
+    }
+
+    /// The digest its signers sign, from the fields as they are now (the crate's
+    /// `report_digest`; a median that is no price has no digest there, see
+    /// [`CommittedReport::signed_over`]).
+    pub fn digest(&self) -> B256 {
+        let median = UsdPrice::from_e8(self.median)
+            .unwrap_or_else(|err| panic!("the crate digests no median of {}: {err}", self.median));
+        report_digest(
+            Round {
+                config: self.config,
+                pair: self.pair,
+                id: self.id,
+                origin: Address::ZERO,
+            },
+            median,
+            self.observed_at,
+            usize::try_from(self.count).expect("a count fits usize"),
+            self.observations,
+        )
+    }
+
+    /// The report with each of `keys`' EIP-191 signature over its digest appended.
+    pub fn signed_by(self, keys: &[&PrivateKeySigner]) -> Self {
+        let digest = self.digest();
+        self.signed_over(digest, keys)
+    }
+
+    /// The report with each of `keys`' EIP-191 signature over `digest` appended: for a report
+    /// the crate cannot digest (a median that is no price), with the digest built by hand.
+    pub fn signed_over(mut self, digest: B256, keys: &[&PrivateKeySigner]) -> Self {
+        self.signatures.extend(
+            keys.iter()
+                .map(|key| Bytes::copy_from_slice(EthSignature::sign(key, digest).as_bytes())),
+        );
+        self
+    }
+
+    /// `abi.encode(config, pair, id, median, observedAt, count, observations, signatures)`.
+    pub fn encode(&self) -> Vec<u8> {
+        (
+            self.config,
+            self.pair.hash(),
+            self.id,
+            I256::unchecked_from(self.median),
+            self.observed_at,
+            self.count,
+            self.observations,
+            self.signatures.clone(),
+        )
+            .abi_encode_params()
+    }
+}
+// ---------------------------------------------------------------------------------------------
+
 /// An artifact's JSON.
 pub fn artifact(text: &str) -> serde_json::Value {
     serde_json::from_str(text).expect("an artifact is JSON")
@@ -139,8 +299,7 @@ pub struct Verified {
     pub pair: B256,
     pub id: u64,
     pub median: i64,
-    pub oldest: u64,
-    pub newest: u64,
+    pub observed_at: u64,
 }
 
 /// A round of the feed, as `latestRoundData` and `getRoundData` return it.
@@ -151,6 +310,42 @@ pub struct FeedRound {
     pub started_at: u64,
     pub updated_at: u64,
     pub answered_in_round: u64,
+}
+
+/// A verifier's configuration as its getters give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub digest: B256,
+    pub count: u64,
+    pub f: u64,
+    pub members: Vec<Address>,
+}
+
+/// What a verifier is deployed with: its constructor's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierArgs {
+    /// NETWORK: `keccak256` of the network name.
+    pub network: B256,
+    pub members: Vec<Address>,
+    pub f: u64,
+    pub max_age: u64,
+    pub max_future_skew: u64,
+}
+
+impl VerifierArgs {
+    /// `members` (sorted here, as the contract wants them) and `f`, with the tests' network name
+    /// and freshness bounds.
+    pub fn new(members: &[Address], f: u64) -> Self {
+        let mut members = members.to_vec();
+        members.sort_unstable();
+        Self {
+            network: keccak256(NETWORK_NAME),
+            members,
+            f,
+            max_age: MAX_AGE,
+            max_future_skew: MAX_FUTURE_SKEW,
+        }
+    }
 }
 
 /// Why a contract refused: the custom error's name (or its selector in hex when the error is
@@ -194,63 +389,91 @@ impl Revert {
 
 type Evm = MainnetEvm<Context<revm::context::BlockEnv, TxEnv, CfgEnv, CacheDB<EmptyDB>>>;
 
-/// The account that deploys and calls; the EVM charges no gas price, so it needs no balance.
-const CALLER: Address = Address::repeat_byte(0xca);
+/// A transaction that went through: its returned data, its gas (21 000 + calldata + execution,
+/// Cancun rules) and its logs.
+struct Outcome {
+    data: Bytes,
+    gas: u64,
+    logs: Vec<Log>,
+}
 
-/// One deployed contract in its own in-memory chain, whose block time the test sets.
+/// An in-memory chain of a given id, whose block time the test sets, holding any number of
+/// contracts.
 pub struct Chain {
     evm: Evm,
-    pub address: Address,
+    pub chain_id: u64,
 }
 
 impl fmt::Debug for Chain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Chain({})", self.address)
+        write!(f, "Chain({})", self.chain_id)
     }
 }
 
 impl Chain {
-    /// Deploys `artifact` with `constructor_args` at block time now.
-    fn deploy(artifact: &str, constructor_args: Vec<u8>) -> Result<Self, Revert> {
-        let mut evm = Context::mainnet()
+    /// An empty chain of `chain_id` at block time now.
+    pub fn new(chain_id: u64) -> Self {
+        let evm = Context::mainnet()
             .with_db(CacheDB::new(EmptyDB::default()))
-            .with_cfg(CfgEnv::new().with_spec_and_mainnet_gas_params(SpecId::CANCUN))
+            .with_cfg(
+                CfgEnv::new()
+                    .with_spec_and_mainnet_gas_params(SpecId::CANCUN)
+                    .with_chain_id(chain_id),
+            )
             .modify_cfg_chained(|cfg| cfg.disable_nonce_check = true)
             .build_mainnet();
-        let mut code = creation_code(artifact);
-        code.extend(constructor_args);
-        let tx = TxEnv::builder()
-            .caller(CALLER)
-            .kind(TxKind::Create)
-            .data(code.into())
-            .build_fill();
-        let result = evm
-            .transact_commit(tx)
-            .expect("the EVM runs the deployment");
-        let mut chain = match result {
-            ExecutionResult::Success {
-                output: Output::Create(_, Some(address)),
-                ..
-            } => Self { evm, address },
-            other => return Err(revert_of(other)),
-        };
+        let mut chain = Self { evm, chain_id };
         chain.set_time(unix_now());
-        Ok(chain)
+        chain
     }
 
-    /// The block time of the next calls, unix seconds.
+    /// The block time of the next transactions, unix seconds.
     pub fn set_time(&mut self, unix: u64) {
         self.evm
             .ctx
             .modify_block(|block| block.timestamp = U256::from(unix));
     }
 
-    /// Runs `call` as a transaction from the caller, committed when `commit`: the returned data
-    /// and the transaction's gas (21 000 + calldata + execution, Cancun rules).
-    fn run(&mut self, call: Vec<u8>, commit: bool) -> Result<(Bytes, u64), Revert> {
+    /// The block time, unix seconds.
+    pub fn time(&self) -> u64 {
+        self.evm.ctx.block.timestamp.to()
+    }
+
+    /// Deploys `artifact` with `constructor_args` from [`OWNER`].
+    fn deploy(&mut self, artifact: &str, constructor_args: Vec<u8>) -> Result<Address, Revert> {
+        let mut code = creation_code(artifact);
+        code.extend(constructor_args);
         let tx = TxEnv::builder()
-            .caller(CALLER)
-            .kind(TxKind::Call(self.address))
+            .caller(OWNER)
+            .chain_id(Some(self.chain_id))
+            .kind(TxKind::Create)
+            .data(code.into())
+            .build_fill();
+        let result = self
+            .evm
+            .transact_commit(tx)
+            .expect("the EVM runs the deployment");
+        match result {
+            ExecutionResult::Success {
+                output: Output::Create(_, Some(address)),
+                ..
+            } => Ok(address),
+            other => Err(revert_of(other)),
+        }
+    }
+
+    /// Runs `call` to `to` as a transaction from `from`, committed when `commit`.
+    fn run(
+        &mut self,
+        from: Address,
+        to: Address,
+        call: Vec<u8>,
+        commit: bool,
+    ) -> Result<Outcome, Revert> {
+        let tx = TxEnv::builder()
+            .caller(from)
+            .chain_id(Some(self.chain_id))
+            .kind(TxKind::Call(to))
             .data(call.into())
             .build_fill();
         let result = if commit {
@@ -263,132 +486,159 @@ impl Chain {
         match result {
             ExecutionResult::Success {
                 output: Output::Call(data),
+                logs,
                 ..
-            } => Ok((data, gas)),
+            } => Ok(Outcome { data, gas, logs }),
             other => Err(revert_of(other)),
         }
     }
 
     /// A view call that must not revert.
-    fn view<C: SolCall>(&mut self, call: C) -> C::Return {
-        let (data, _) = self
-            .run(call.abi_encode(), false)
+    fn view<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
+        let outcome = self
+            .run(RELAYER, to, call.abi_encode(), false)
             .unwrap_or_else(|revert| panic!("{} reverted: {revert:?}", C::SIGNATURE));
-        C::abi_decode_returns(&data).unwrap_or_else(|err| panic!("{}: {err}", C::SIGNATURE))
+        C::abi_decode_returns(&outcome.data).unwrap_or_else(|err| panic!("{}: {err}", C::SIGNATURE))
     }
 
-    /// `verify(report)`: what it returns and the transaction's gas, or the revert.
-    pub fn verify(&mut self, report: &[u8]) -> Result<(Verified, u64), Revert> {
-        let (data, gas) = self.run(verify_calldata(report), false)?;
-        let returned = PriceVerifier::verifyCall::abi_decode_returns(&data)
-            .expect("verify returns (bytes32, uint64, int256, uint64, uint64)");
+    /// Deploys a verifier from [`OWNER`].
+    pub fn deploy_verifier(&mut self, deployment: &VerifierArgs) -> Result<Address, Revert> {
+        let args = PriceVerifier::constructorCall {
+            network_: deployment.network,
+            members_: deployment.members.clone(),
+            f_: deployment.f,
+            maxAge_: deployment.max_age,
+            maxFutureSkew_: deployment.max_future_skew,
+        }
+        .abi_encode();
+        self.deploy(VERIFIER_ARTIFACT, args)
+    }
+
+    /// Deploys a feed of `pair` on `verifier`.
+    pub fn deploy_feed(
+        &mut self,
+        verifier: Address,
+        pair: B256,
+        description: &str,
+    ) -> Result<Address, Revert> {
+        let args = PriceFeed::constructorCall {
+            verifier_: verifier,
+            pair_: pair,
+            description_: description.to_owned(),
+        }
+        .abi_encode();
+        self.deploy(FEED_ARTIFACT, args)
+    }
+
+    /// `verify(report)` sent by [`RELAYER`]: what it returns and the transaction's gas.
+    pub fn verify(&mut self, verifier: Address, report: &[u8]) -> Result<(Verified, u64), Revert> {
+        let outcome = self.run(RELAYER, verifier, verify_calldata(report), false)?;
+        let returned = PriceVerifier::verifyCall::abi_decode_returns(&outcome.data)
+            .expect("verify returns (bytes32, uint64, int256, uint64)");
         let verified = Verified {
             pair: returned.pair,
             id: returned.id,
             median: i64::try_from(returned.median)
                 .unwrap_or_else(|_| panic!("the median {} exceeds i64", returned.median)),
-            oldest: returned.oldest,
-            newest: returned.newest,
+            observed_at: returned.observedAt,
         };
-        Ok((verified, gas))
+        Ok((verified, outcome.gas))
     }
 
-    pub fn members(&mut self) -> Vec<Address> {
-        self.view(PriceVerifier::membersCall {})
+    /// `setConfig(members, f)` on `verifier` from `from`: the `ConfigSet` event it emitted.
+    pub fn set_config(
+        &mut self,
+        verifier: Address,
+        from: Address,
+        members: &[Address],
+        f: u64,
+    ) -> Result<PriceVerifier::ConfigSet, Revert> {
+        let call = PriceVerifier::setConfigCall {
+            members_: members.to_vec(),
+            f_: f,
+        };
+        let outcome = self.run(from, verifier, call.abi_encode(), true)?;
+        let [log] = outcome.logs.as_slice() else {
+            panic!("setConfig emits one event: {:?}", outcome.logs);
+        };
+        assert_eq!(log.address, verifier);
+        Ok(PriceVerifier::ConfigSet::decode_log(log)
+            .expect("setConfig emits ConfigSet")
+            .data)
     }
 
-    pub fn quorum(&mut self) -> u64 {
-        self.view(PriceVerifier::quorumCall {}).to()
+    /// `transferOwnership(to)` on `verifier` from `from`.
+    pub fn transfer_ownership(
+        &mut self,
+        verifier: Address,
+        from: Address,
+        to: Address,
+    ) -> Result<(), Revert> {
+        let call = PriceVerifier::transferOwnershipCall { to };
+        self.run(from, verifier, call.abi_encode(), true).map(drop)
     }
 
-    pub fn freshness(&mut self) -> (u64, u64) {
+    /// `acceptOwnership()` on `verifier` from `from`.
+    pub fn accept_ownership(&mut self, verifier: Address, from: Address) -> Result<(), Revert> {
+        let call = PriceVerifier::acceptOwnershipCall {};
+        self.run(from, verifier, call.abi_encode(), true).map(drop)
+    }
+
+    /// The verifier's current configuration.
+    pub fn config(&mut self, verifier: Address) -> Config {
+        Config {
+            digest: self.view(verifier, PriceVerifier::configDigestCall {}),
+            count: self.view(verifier, PriceVerifier::configCountCall {}),
+            f: self.view(verifier, PriceVerifier::fCall {}),
+            members: self.view(verifier, PriceVerifier::membersCall {}),
+        }
+    }
+
+    /// The verifier's owner and pending owner.
+    pub fn owners(&mut self, verifier: Address) -> (Address, Address) {
         (
-            self.view(PriceVerifier::maxAgeCall {}).to(),
-            self.view(PriceVerifier::maxFutureSkewCall {}).to(),
+            self.view(verifier, PriceVerifier::ownerCall {}),
+            self.view(verifier, PriceVerifier::pendingOwnerCall {}),
         )
     }
 
-    pub fn is_member(&mut self, account: Address) -> bool {
-        self.view(PriceVerifier::isMemberCall { account })
+    /// The verifier's constants and what it was deployed with: DOMAIN, REPORT, MAX_MEMBERS,
+    /// network, maxAge and maxFutureSkew.
+    pub fn constants(&mut self, verifier: Address) -> (B256, B256, u64, B256, u64, u64) {
+        (
+            self.view(verifier, PriceVerifier::DOMAINCall {}),
+            self.view(verifier, PriceVerifier::REPORTCall {}),
+            self.view(verifier, PriceVerifier::MAX_MEMBERSCall {}).to(),
+            self.view(verifier, PriceVerifier::networkCall {}),
+            self.view(verifier, PriceVerifier::maxAgeCall {}),
+            self.view(verifier, PriceVerifier::maxFutureSkewCall {}),
+        )
     }
 
-    pub fn domain(&mut self) -> B256 {
-        self.view(PriceVerifier::DOMAINCall {})
-    }
-}
-
-/// A deployed verifier.
-pub type Verifier = Chain;
-
-impl Verifier {
-    /// Deploys a verifier of v1 reports (`keccak256("price-oracle/v1")` as its first digest
-    /// word) with `members`, `quorum` and the tests' freshness bounds.
-    pub fn deploy_verifier(members: &[Address], quorum: u64) -> Result<Self, Revert> {
-        Self::deploy_verifier_in(V1_DOMAIN, members, quorum)
+    pub fn is_member(&mut self, verifier: Address, account: Address) -> bool {
+        self.view(verifier, PriceVerifier::isMemberCall { account })
     }
 
-    /// [`Verifier::deploy_verifier`] for the network of configuration digest `domain`.
-    pub fn deploy_verifier_in(
-        domain: B256,
-        members: &[Address],
-        quorum: u64,
-    ) -> Result<Self, Revert> {
-        Self::deploy_verifier_with(domain, members, quorum, MAX_AGE, MAX_FUTURE_SKEW)
-    }
-
-    pub fn deploy_verifier_with(
-        domain: B256,
-        members: &[Address],
-        quorum: u64,
-        max_age: u64,
-        max_future_skew: u64,
-    ) -> Result<Self, Revert> {
-        let args = PriceVerifier::constructorCall {
-            domain_: domain,
-            members_: members.to_vec(),
-            quorum_: U256::from(quorum),
-            maxAge_: U256::from(max_age),
-            maxFutureSkew_: U256::from(max_future_skew),
-        }
-        .abi_encode();
-        Self::deploy(VERIFIER_ARTIFACT, args)
-    }
-
-    /// Deploys a feed of `pair` with `members`, `quorum` and the tests' freshness bounds.
-    pub fn deploy_feed(
-        members: &[Address],
-        quorum: u64,
-        pair: B256,
-        description: &str,
-    ) -> Result<Self, Revert> {
-        let args = PriceFeed::constructorCall {
-            domain_: V1_DOMAIN,
-            members_: members.to_vec(),
-            quorum_: U256::from(quorum),
-            maxAge_: U256::from(MAX_AGE),
-            maxFutureSkew_: U256::from(MAX_FUTURE_SKEW),
-            pair_: pair,
-            description_: description.to_owned(),
-        }
-        .abi_encode();
-        Self::deploy(FEED_ARTIFACT, args)
-    }
-
-    /// `update(report)` on a feed: the new round's id and the transaction's gas, or the revert.
-    pub fn update(&mut self, report: &[u8]) -> Result<(u64, u64), Revert> {
+    /// `update(report)` on `feed`, sent by [`RELAYER`]: the new round's id and the gas.
+    pub fn update(&mut self, feed: Address, report: &[u8]) -> Result<(u64, u64), Revert> {
         let call = PriceFeed::updateCall {
             report: Bytes::copy_from_slice(report),
         };
-        let (data, gas) = self.run(call.abi_encode(), true)?;
-        let round =
-            PriceFeed::updateCall::abi_decode_returns(&data).expect("update returns uint80");
-        Ok((round.to(), gas))
+        let outcome = self.run(RELAYER, feed, call.abi_encode(), true)?;
+        let round = PriceFeed::updateCall::abi_decode_returns(&outcome.data)
+            .expect("update returns uint80");
+        Ok((round.to(), outcome.gas))
     }
 
     /// `latestRoundData()` of a feed.
-    pub fn latest_round(&mut self) -> Result<FeedRound, Revert> {
-        let (data, _) = self.run(PriceFeed::latestRoundDataCall {}.abi_encode(), false)?;
-        let round = PriceFeed::latestRoundDataCall::abi_decode_returns(&data)
+    pub fn latest_round(&mut self, feed: Address) -> Result<FeedRound, Revert> {
+        let outcome = self.run(
+            RELAYER,
+            feed,
+            PriceFeed::latestRoundDataCall {}.abi_encode(),
+            false,
+        )?;
+        let round = PriceFeed::latestRoundDataCall::abi_decode_returns(&outcome.data)
             .expect("latestRoundData returns five words");
         Ok(feed_round(
             round.roundId.to(),
@@ -400,12 +650,12 @@ impl Verifier {
     }
 
     /// `getRoundData(round)` of a feed.
-    pub fn round(&mut self, round_id: u64) -> Result<FeedRound, Revert> {
+    pub fn round(&mut self, feed: Address, round_id: u64) -> Result<FeedRound, Revert> {
         let call = PriceFeed::getRoundDataCall {
             roundId_: alloy_primitives::Uint::from(round_id),
         };
-        let (data, _) = self.run(call.abi_encode(), false)?;
-        let round = PriceFeed::getRoundDataCall::abi_decode_returns(&data)
+        let outcome = self.run(RELAYER, feed, call.abi_encode(), false)?;
+        let round = PriceFeed::getRoundDataCall::abi_decode_returns(&outcome.data)
             .expect("getRoundData returns five words");
         Ok(feed_round(
             round.roundId.to(),
@@ -416,19 +666,32 @@ impl Verifier {
         ))
     }
 
-    /// `decimals()`, `description()` and `version()` of a feed.
-    pub fn feed_info(&mut self) -> (u8, String, u64) {
+    /// `reportOf(round)` of a feed: the report's id and its own (uncapped) time.
+    pub fn report_of(&mut self, feed: Address, round_id: u64) -> Result<(u64, u64), Revert> {
+        let call = PriceFeed::reportOfCall {
+            roundId_: alloy_primitives::Uint::from(round_id),
+        };
+        let outcome = self.run(RELAYER, feed, call.abi_encode(), false)?;
+        let report = PriceFeed::reportOfCall::abi_decode_returns(&outcome.data)
+            .expect("reportOf returns two words");
+        Ok((report.reportId, report.observedAt))
+    }
+
+    /// `verifier()`, `pair()`, `decimals()`, `description()` and `version()` of a feed.
+    pub fn feed_info(&mut self, feed: Address) -> (Address, B256, u8, String, u64) {
         (
-            self.view(PriceFeed::decimalsCall {}),
-            self.view(PriceFeed::descriptionCall {}),
-            self.view(PriceFeed::versionCall {}).to(),
+            self.view(feed, PriceFeed::verifierCall {}),
+            self.view(feed, PriceFeed::pairCall {}),
+            self.view(feed, PriceFeed::decimalsCall {}),
+            self.view(feed, PriceFeed::descriptionCall {}),
+            self.view(feed, PriceFeed::versionCall {}).to(),
         )
     }
 }
 
 fn feed_round(
     round_id: u64,
-    answer: alloy_primitives::I256,
+    answer: I256,
     started_at: U256,
     updated_at: U256,
     answered_in_round: u64,
@@ -479,25 +742,64 @@ pub fn verify_calldata(report: &[u8]) -> Vec<u8> {
     .abi_encode()
 }
 
-/// Deploys one verifier of the network of configuration `domain` with `members` and `quorum` at
-/// block time now, asserts that every report verifies, and returns what each verification
-/// returned with its gas.
-pub fn verify_all(
-    domain: B256,
-    reports: &[Vec<u8>],
-    members: &[Address],
-    quorum: usize,
-) -> Vec<(Verified, u64)> {
-    let quorum = u64::try_from(quorum).expect("a quorum fits u64");
-    let mut verifier = Verifier::deploy_verifier_in(domain, members, quorum)
-        .unwrap_or_else(|revert| panic!("the verifier deploys: {revert:?}"));
-    reports
+/// Where the first verifier a fresh [`Chain`] deploys lands: [`OWNER`]'s first contract.
+pub fn first_verifier_address() -> Address {
+    OWNER.create(0)
+}
+
+/// The deployment of a network whose reports that first verifier on [`CHAIN_ID`] takes: nodes
+/// run with it sign under the configuration digest the verifier holds.
+pub fn on_chain_deployment() -> Deployment {
+    Deployment {
+        network: NETWORK_NAME.to_owned(),
+        chain_id: CHAIN_ID,
+        verifier: first_verifier_address(),
+        max_faults: None,
+    }
+}
+
+/// A stored row as a relayer hands it on: its committed report with the row's own commit
+/// signatures, as stored.
+pub fn committed_row(row: &Report) -> CommittedReport {
+    let mut report = CommittedReport::of(row);
+    report.signatures = row
+        .commits
         .iter()
-        .enumerate()
-        .map(|(index, report)| {
-            verifier.verify(report).unwrap_or_else(|revert| {
-                panic!("report {index} does not verify on chain: {revert:?}")
-            })
+        .map(|commit| Bytes::copy_from_slice(commit.signature.as_bytes()))
+        .collect();
+    report
+}
+
+/// Relays stored rows, each with its own commit signatures, to a verifier of `members` and
+/// `f` deployed first on a fresh chain at block time now (the network must run with
+/// [`on_chain_deployment`]); asserts that each verifies and returns what each verification
+/// returned with its gas.
+pub fn relay_rows(rows: &[&Report], members: &[Address], f: u64) -> Vec<(Verified, u64)> {
+    let deployment = VerifierArgs::new(members, f);
+    let mut chain = Chain::new(CHAIN_ID);
+    let verifier = chain
+        .deploy_verifier(&deployment)
+        .unwrap_or_else(|revert| panic!("the verifier deploys: {revert:?}"));
+    assert_eq!(verifier, first_verifier_address());
+    let config = chain.config(verifier).digest;
+    assert_eq!(config, config_of(&deployment, CHAIN_ID, verifier));
+    rows.iter()
+        .map(|row| {
+            let id = row.round.id;
+            assert_eq!(
+                row.round.config, config,
+                "row {id} is not of the verifier's configuration: was its network run with \
+                 on_chain_deployment()?"
+            );
+            assert!(
+                row.commits.len() > usize::try_from(f).expect("f fits usize"),
+                "row {id} carries {} commit signatures, f = {f} needs {}",
+                row.commits.len(),
+                f + 1
+            );
+            chain
+                .verify(verifier, &committed_row(row).encode())
+                .unwrap_or_else(|revert| panic!("row {id} does not verify on chain: {revert:?}"))
         })
         .collect()
 }
