@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 
 use crate::api::ApiLimits;
 use crate::api::limits::Cors;
-use crate::cosign::CommitteeSettings;
+use crate::committee::CommitteeSettings;
 use crate::domain::Deployment;
 use crate::identity::Identity;
 use crate::logging::LogFilter;

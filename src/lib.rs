@@ -31,8 +31,10 @@
 //! - [`network`]: libp2p — the one task that owns the Swarm, message validation, discovery.
 //! - [`membership`]: who counts — the `signers` table, narrowed by an optional static file, read
 //!   again when it changes.
-//! - [`cosign`]: whether and when this node co-signs a peer's price — the committee, the fallback
-//!   turns, the decision (pure: returns actions).
+//! - [`committee`]: who observes a round and when — the committee of `3f + 1` drawn per round,
+//!   and the fallback turns after it (pure).
+//! - [`cosign`]: whether and when this node co-signs a peer's price — its turn, the decision
+//!   (pure: returns actions).
 //! - [`pool`]: the consensus state machine — pending → verified → stored (pure).
 //! - [`writer`]: the lease's heartbeats, when to flush, the stop-time flush.
 //! - [`store`]: PostgreSQL, and all of the SQL — migrations, the lease statement, the fenced
@@ -53,6 +55,7 @@
 pub mod api;
 pub mod audit;
 pub mod commands;
+pub mod committee;
 pub mod config;
 pub mod cosign;
 pub mod domain;

@@ -902,15 +902,15 @@ mod tests {
         // A committee: nine members (f = 2), the vector's key the origin.
         let members = vector_members();
         let f = crate::domain::FaultBound::new(2);
-        let settings = crate::cosign::CommitteeSettings::new(std::time::Duration::from_secs(5));
+        let settings = crate::committee::CommitteeSettings::new(std::time::Duration::from_secs(5));
         let ranking: Vec<serde_json::Value> =
-            crate::cosign::committee::ranking(VECTOR_ID, &round.origin, &members)
+            crate::committee::ranking(VECTOR_ID, &round.origin, &members)
                 .iter()
                 .enumerate()
                 .map(|(rank, member)| {
                     serde_json::json!({
                         "member": member.to_checksum(None),
-                        "score": crate::cosign::committee::score(VECTOR_ID, member).to_string(),
+                        "score": crate::committee::score(VECTOR_ID, member).to_string(),
                         "waits_seconds": settings.wait(rank, f).as_secs(),
                     })
                 })
@@ -943,8 +943,8 @@ mod tests {
                 "origin": round.origin.to_checksum(None),
                 "members": members.iter().map(|member| member.to_checksum(None)).collect::<Vec<_>>(),
                 "f": f.faults(),
-                "size": crate::cosign::CommitteeSettings::size(f),
-                "step": crate::cosign::CommitteeSettings::step(f),
+                "size": crate::committee::CommitteeSettings::size(f),
+                "step": crate::committee::CommitteeSettings::step(f),
                 "fallback_seconds": settings.fallback.as_secs(),
                 "ranking": ranking,
             },

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, QueryOrder};
 use tokio::task::JoinHandle;
 
-use crate::cosign::CommitteeSettings;
+use crate::committee::CommitteeSettings;
 use crate::domain::{Deployment, FaultBound};
 use crate::id::IdGenerator;
 use crate::identity::Identity;

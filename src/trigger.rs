@@ -528,7 +528,7 @@ fn ranked(
 
 /// The whole starting order of the next round of `pair` after round `last_id`.
 pub fn starter_ranking(pair: Pair, last_id: u64, members: &[Address]) -> Vec<Address> {
-    crate::cosign::committee::by_score(
+    crate::committee::by_score(
         members
             .iter()
             .map(|member| (score(pair, last_id, member), *member)),

@@ -18,20 +18,18 @@
 //!
 //! A price already stored, or already signed by this node, is never acted on again.
 
-pub mod committee;
-
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
 use rust_decimal::Decimal;
 
+use crate::committee::{self, CommitteeSettings};
 use crate::membership::Members;
 use crate::pair::Pair;
 use crate::pool::Pool;
 use crate::price::UsdPrice;
 use crate::signed::{self, PriceData};
-pub use committee::CommitteeSettings;
 
 /// How far apart in time a peer's observation and ours may be for ours to judge it — the round
 /// window itself: ETH/USD moves, and a ten-minute-old observation says little about a price

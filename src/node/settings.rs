@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use alloy_primitives::Address;
 
-use crate::cosign::{CommitteeSettings, CosignSettings};
+use crate::committee::CommitteeSettings;
+use crate::cosign::CosignSettings;
 use crate::identity::Identity;
 use crate::network::NetworkSettings;
 use crate::pool::PoolSettings;
@@ -43,7 +44,7 @@ pub struct NodeSettings {
     /// fallback turn; past it new ones are dropped.
     pub max_cosign_queue: usize,
     /// When the members after the committee step in.
-    pub committee: crate::cosign::CommitteeSettings,
+    pub committee: crate::committee::CommitteeSettings,
     /// What this node's signatures are bound to besides its members, and the configured `f`.
     pub deployment: crate::domain::Deployment,
 }

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cosign::{CommitteeSettings, committee};
+use crate::committee::{self, CommitteeSettings};
 use crate::domain::Deployment;
 use crate::labels::label_values;
 use crate::membership::Members;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::Address;
 use libp2p::Multiaddr;
-use price_oracle::cosign::{CommitteeSettings, CosignRefusal, FallbackOutcome, committee};
+use price_oracle::committee::{self, CommitteeSettings};
+use price_oracle::cosign::{CosignRefusal, FallbackOutcome};
 use price_oracle::domain::{Deployment, FaultBound};
 use price_oracle::message::{Gossip, GossipKind, PriceMessage};
 use price_oracle::pair::{Pair, PairSet};
