@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use price_oracle::committee::CommitteeSettings;
 use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage};
@@ -89,6 +90,7 @@ fn pool(c: &mut Criterion) {
         retention: Duration::from_secs(3600),
         max_pending_per_signer: 64,
     };
+    let committee = CommitteeSettings::new(Duration::from_secs(5));
     let now = Moment::now();
     let message =
         PriceMessage::originate(price_data(500, signers[0].address()), signers[0].signer());
@@ -97,7 +99,7 @@ fn pool(c: &mut Criterion) {
     c.bench_function("pool: merge a signature", |b| {
         b.iter_batched(
             || {
-                let mut pool = Pool::new(settings, Arc::new(Members::open()));
+                let mut pool = Pool::new(settings, committee, Arc::new(Members::open()));
                 pool.add(&data, &message.signatures, now);
                 pool
             },

@@ -54,6 +54,23 @@ impl CommitteeSettings {
     }
 }
 
+impl CommitteeSettings {
+    /// Whether an observation by the member ranked `rank` counts in a round under fault bound
+    /// `f`, when it came `since` after the round was first heard here: inside the committee
+    /// always; behind it only once its turn had come, `early` sooner at most (for the
+    /// difference between two nodes' hearing of the round). So colluders outside a round's
+    /// committee cannot race the fallback members to fill its quorum.
+    pub fn in_turn(&self, rank: usize, f: FaultBound, since: Duration, early: Duration) -> bool {
+        since.saturating_add(early) >= self.wait(rank, f)
+    }
+
+    /// How much sooner than its turn a member's observation may come to a node checking the
+    /// origin's report: half a fallback, far more than gossip takes between two nodes.
+    pub fn report_slack(&self) -> Duration {
+        self.fallback / 2
+    }
+}
+
 /// The member's score for price `id`: lower co-signs earlier.
 pub fn score(id: u64, member: &Address) -> B256 {
     let mut input = [0u8; 28];
@@ -186,5 +203,20 @@ mod tests {
             0,
             "the origin alone is the quorum"
         );
+    }
+
+    #[test]
+    fn behind_the_committee_an_observation_is_in_turn_from_its_fallback_on() {
+        let settings = CommitteeSettings::new(Duration::from_secs(4));
+        let f = FaultBound::new(1);
+        let second = |s: u64| Duration::from_secs(s);
+        // Ranks 0..3 are the committee (3f co-signers): always in turn.
+        assert!(settings.in_turn(2, f, Duration::ZERO, Duration::ZERO));
+        // Rank 3 waits one fallback, rank 4 two (a step of f = 1).
+        assert!(!settings.in_turn(3, f, second(3), Duration::ZERO));
+        assert!(settings.in_turn(3, f, second(4), Duration::ZERO));
+        assert!(settings.in_turn(3, f, second(3), settings.report_slack()));
+        assert!(!settings.in_turn(4, f, second(7), Duration::ZERO));
+        assert!(settings.in_turn(4, f, second(8), Duration::ZERO));
     }
 }

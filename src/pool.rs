@@ -38,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
 
+use crate::committee::{self, CommitteeSettings};
 use crate::membership::Members;
 use crate::signed::{
     EthSignature, Observation, PriceData, Report, Round, SignatureEntry, SignedObservation,
@@ -68,11 +69,14 @@ const MAX_REPORTS_PER_ROUND: usize = 2;
 struct Entry {
     round: Round,
     observations: BTreeMap<Address, (Observation, EthSignature)>,
+    /// When each observation came here: one from behind the committee counts only if it came
+    /// in its turn.
+    arrived: BTreeMap<Address, Instant>,
     /// Members caught signing two observations for this round: none of theirs counts.
     equivocators: BTreeSet<Address>,
-    /// The origin's reports of this round (without commits), by digest: one, unless the
-    /// origin equivocated.
-    reports: BTreeMap<B256, Report>,
+    /// The origin's reports of this round (without commits), by digest, with when each came:
+    /// one, unless the origin equivocated.
+    reports: BTreeMap<B256, (Report, Instant)>,
     /// Each member's commitment in this round: the report digest it signed, and its signature.
     /// A member commits once; a second digest of the same member is refused.
     commits: BTreeMap<Address, (B256, EthSignature)>,
@@ -131,6 +135,7 @@ pub struct PoolCounts {
 #[derive(Debug)]
 pub struct Pool {
     settings: PoolSettings,
+    committee: CommitteeSettings,
     members: Arc<Members>,
     entries: HashMap<Round, Entry>,
     /// Pending entries per creator, kept in step with `entries`.
@@ -140,9 +145,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(settings: PoolSettings, members: Arc<Members>) -> Self {
+    pub fn new(
+        settings: PoolSettings,
+        committee: CommitteeSettings,
+        members: Arc<Members>,
+    ) -> Self {
         Self {
             settings,
+            committee,
             members,
             entries: HashMap::new(),
             pending_by_creator: HashMap::new(),
@@ -193,7 +203,7 @@ impl Pool {
                 }
                 let mut report = report.clone();
                 report.commits.clear();
-                entry.reports.insert(digest, report);
+                entry.reports.insert(digest, (report, now.at));
                 if entry.reports.len() > 1 {
                     merged = Merged::Equivocation(round.origin);
                 }
@@ -258,6 +268,7 @@ impl Pool {
         let mut entry = Entry {
             round,
             observations: BTreeMap::new(),
+            arrived: BTreeMap::new(),
             equivocators: BTreeSet::new(),
             reports: BTreeMap::new(),
             commits: BTreeMap::new(),
@@ -283,31 +294,39 @@ impl Pool {
     }
 
     /// The report `me` should sign now for `round`, if any: as its origin, the round's member
-    /// observations once they are `2f + 1` (its proposal); as another member, the origin's one
-    /// report when it holds `me`'s own observation and is valid under the members. Once per
+    /// observations that count once they are `2f + 1` (its proposal); as another member, the
+    /// origin's one report when it holds `me`'s own observation, is valid under the members and
+    /// holds no observation from behind the committee that came before its turn. Once per
     /// round, and not once the round is committed.
     pub fn to_commit(&self, round: &Round, me: &Address) -> Option<Report> {
         let entry = self.entries.get(round)?;
         if entry.committed.is_some() || entry.commits.contains_key(me) {
             return None;
         }
+        let members = &self.members;
         if *me == round.origin {
-            return (entry.reports.is_empty() && entry.has_quorum(&self.members))
-                .then(|| entry.member_report(&self.members));
+            return (entry.reports.is_empty() && entry.has_quorum(members, &self.committee))
+                .then(|| entry.member_report(members, &self.committee));
         }
-        let [report] = entry.reports.values().collect::<Vec<_>>()[..] else {
+        let [(report, arrived)] = entry.reports.values().collect::<Vec<_>>()[..] else {
             return None;
         };
-        (report.signers().any(|signer| signer == *me) && entry.report_counts(report, &self.members))
-            .then(|| report.clone())
+        let turns = Turns::of(entry, members, &self.committee);
+        let slack = self.committee.report_slack();
+        (report.signers().any(|signer| signer == *me)
+            && entry.report_counts(report, members)
+            && report
+                .signers()
+                .all(|signer| turns.in_turn(entry, &signer, *arrived, slack)))
+        .then(|| report.clone())
     }
 
-    /// Whether the round holds `2f + 1` member observations, the origin's among them: enough for
-    /// its report, whether or not the commits have come.
+    /// Whether the round holds `2f + 1` member observations that count, the origin's among
+    /// them: enough for its report, whether or not the commits have come.
     pub fn has_quorum(&self, round: &Round) -> bool {
         self.entries
             .get(round)
-            .is_some_and(|entry| entry.has_quorum(&self.members))
+            .is_some_and(|entry| entry.has_quorum(&self.members, &self.committee))
     }
 
     /// Applies a new member set: rounds of another configuration than the new members' lose
@@ -521,12 +540,14 @@ impl Entry {
                 Some((known, _)) if *known == observation => {}
                 Some(_) => {
                     self.observations.remove(&entry.signer);
+                    self.arrived.remove(&entry.signer);
                     self.equivocators.insert(entry.signer);
                     return Merged::Equivocation(entry.signer);
                 }
                 None => {
                     self.observations
                         .insert(entry.signer, (observation, entry.signature));
+                    self.arrived.insert(entry.signer, now.at);
                     new += 1;
                 }
             }
@@ -571,28 +592,39 @@ impl Entry {
             .is_none_or(|config| config == self.round.config)
     }
 
-    /// Whether the round holds `2f + 1` member observations, the origin's among them, under the
-    /// members' configuration: enough for the origin to report.
-    fn has_quorum(&self, members: &Members) -> bool {
+    /// The member observations that count here: by members when the round was observed, each
+    /// inside the committee or come in its turn.
+    fn counting(
+        &self,
+        members: &Members,
+        committee: &CommitteeSettings,
+    ) -> impl Iterator<Item = (&Address, &(Observation, EthSignature))> {
+        let turns = Turns::of(self, members, committee);
+        self.observations.iter().filter(move |(signer, _)| {
+            self.counts(members, signer)
+                && self
+                    .arrived
+                    .get(*signer)
+                    .is_some_and(|arrived| turns.in_turn(self, signer, *arrived, Duration::ZERO))
+        })
+    }
+
+    /// Whether the round holds `2f + 1` member observations that count, the origin's among
+    /// them, under the members' configuration: enough for the origin to report.
+    fn has_quorum(&self, members: &Members, committee: &CommitteeSettings) -> bool {
         self.same_config(members)
             && self.observations.contains_key(&self.round.origin)
             && self.counts(members, &self.round.origin)
-            && self
-                .observations
-                .keys()
-                .filter(|signer| self.counts(members, signer))
-                .count()
-                >= members.fault_bound().quorum()
+            && self.counting(members, committee).count() >= members.fault_bound().quorum()
     }
 
-    /// The report of the round's member observations as they stand (the origin's proposal).
-    fn member_report(&self, members: &Members) -> Report {
+    /// The report of the round's member observations that count, as they stand (the origin's
+    /// proposal).
+    fn member_report(&self, members: &Members, committee: &CommitteeSettings) -> Report {
         Report {
             round: self.round,
             observations: self
-                .observations
-                .iter()
-                .filter(|(signer, _)| self.counts(members, signer))
+                .counting(members, committee)
                 .map(|(signer, (observation, signature))| SignedObservation {
                     signer: *signer,
                     observation: *observation,
@@ -625,8 +657,8 @@ impl Entry {
             self.committed = self
                 .reports
                 .iter()
-                .filter(|(_, report)| self.report_counts(report, members))
-                .find_map(|(digest, report)| {
+                .filter(|(_, (report, _))| self.report_counts(report, members))
+                .find_map(|(digest, (report, _))| {
                     let commits: Vec<SignatureEntry> = self
                         .commits
                         .iter()
@@ -676,6 +708,46 @@ impl Entry {
     }
 }
 
+/// Who is where in a round's committee order, to tell whether an observation came in its
+/// member's turn. Without a member list (an open relay) there is no committee: every
+/// observation is in turn.
+struct Turns<'a> {
+    ranks: Option<HashMap<Address, usize>>,
+    committee: &'a CommitteeSettings,
+    f: crate::domain::FaultBound,
+}
+
+impl<'a> Turns<'a> {
+    fn of(entry: &Entry, members: &Members, committee: &'a CommitteeSettings) -> Self {
+        let ranks = members.counting_at(entry.observed_at()).map(|list| {
+            committee::ranking(entry.round.id, &entry.round.origin, &list)
+                .into_iter()
+                .enumerate()
+                .map(|(rank, member)| (member, rank))
+                .collect()
+        });
+        Self {
+            ranks,
+            committee,
+            f: members.fault_bound(),
+        }
+    }
+
+    /// Whether `signer`'s observation, come at `at` (or `early` sooner), came in its turn.
+    fn in_turn(&self, entry: &Entry, signer: &Address, at: Instant, early: Duration) -> bool {
+        if *signer == entry.round.origin {
+            return true;
+        }
+        let Some(ranks) = &self.ranks else {
+            return true;
+        };
+        ranks.get(signer).is_some_and(|rank| {
+            self.committee
+                .in_turn(*rank, self.f, age(entry.first_seen, at), early)
+        })
+    }
+}
+
 /// `now − then` on the monotonic clock, zero if `then` is later.
 fn age(then: Instant, now: Instant) -> Duration {
     now.saturating_duration_since(then)
@@ -692,6 +764,11 @@ mod tests {
     const MAX_AGE: Duration = Duration::from_secs(900);
     const RETENTION: Duration = Duration::from_secs(3600);
 
+    /// No fallback wait: every member's observation is in turn (turns have a test of their own).
+    const EVERYONE_AT_ONCE: CommitteeSettings = CommitteeSettings {
+        fallback: Duration::ZERO,
+    };
+
     const SETTINGS: PoolSettings = PoolSettings {
         flush_delay: FLUSH_DELAY,
         max_age: MAX_AGE,
@@ -701,7 +778,7 @@ mod tests {
 
     /// A pool whose members are [`nodes`]: five, so f = 1 and a round needs three.
     fn pool() -> Pool {
-        Pool::new(SETTINGS, members_of(&nodes()))
+        Pool::new(SETTINGS, EVERYONE_AT_ONCE, members_of(&nodes()))
     }
 
     /// Only `members` count.
@@ -1357,7 +1434,7 @@ mod tests {
     fn only_member_signatures_count_and_only_they_are_stored() {
         let n = nodes();
         let members = members_of(&n[..4]);
-        let mut pool = Pool::new(SETTINGS, Arc::clone(&members));
+        let mut pool = Pool::new(SETTINGS, EVERYONE_AT_ONCE, Arc::clone(&members));
         let d = data_in(members.signing_config(), 1, &n[0]);
         // Origin plus an outsider: two valid signatures, one member.
         pool.add(&d, &[sig(&d, &n[0]), sig(&d, &n[4])], t(0));
@@ -1395,7 +1472,7 @@ mod tests {
     fn a_new_member_set_ends_the_rounds_of_the_old_configuration() {
         let n = nodes();
         let four = members_of(&n[..4]);
-        let mut pool = Pool::new(SETTINGS, Arc::clone(&four));
+        let mut pool = Pool::new(SETTINGS, EVERYONE_AT_ONCE, Arc::clone(&four));
         let d = data_in(four.signing_config(), 1, &n[0]);
         verified(&mut pool, &d, &n[..3], t(0));
         assert_eq!(pool.counts().verified, 1);
@@ -1491,6 +1568,7 @@ mod tests {
                 flush_delay: Duration::ZERO,
                 ..SETTINGS
             },
+            EVERYONE_AT_ONCE,
             Arc::clone(&three),
         );
         let d = data_in(three.signing_config(), 1, &n[0]);
@@ -1511,5 +1589,52 @@ mod tests {
             }
         ));
         assert_eq!(pool.due(t(0)).len(), 1);
+    }
+
+    /// Item 7 of the fault-bound issue: with f = 1 and five members the committee is the
+    /// origin and three others; the fourth is behind it and counts only from its fallback turn
+    /// (5 s here), so a colluder there cannot race the committee to fill the quorum, neither
+    /// in the origin's report nor in a report a colluding origin makes.
+    #[test]
+    fn an_observation_from_behind_the_committee_counts_only_in_its_turn() {
+        let n = nodes();
+        let committee = CommitteeSettings::new(Duration::from_secs(5));
+        let mut pool = Pool::new(SETTINGS, committee, members_of(&n));
+        let d = data(1, &n[0]);
+        let round = d.round();
+        let list: Vec<Address> = n.iter().map(Identity::address).collect();
+        let ranked = committee::ranking(1, &n[0].address(), &list);
+        let by = |address: Address| n.iter().find(|node| node.address() == address).unwrap();
+        let (first, second, behind) = (by(ranked[0]), by(ranked[1]), by(ranked[3]));
+        pool.add(&d, &[sig(&d, &n[0]), sig(&d, first), sig(&d, behind)], t(0));
+        assert!(
+            !pool.has_quorum(&round),
+            "the one behind came before its turn"
+        );
+        assert_eq!(pool.to_commit(&round, &n[0].address()), None);
+        pool.add(&d, &[sig(&d, second)], t(1));
+        let report = pool.to_commit(&round, &n[0].address()).unwrap();
+        let signers: Vec<Address> = report.signers().collect();
+        assert_eq!(signers.len(), 3);
+        assert!(!signers.contains(&behind.address()));
+        // A colluding origin reporting the early one: members of the committee do not commit.
+        let mut raced = report.clone();
+        raced.observations.push(SignedObservation {
+            signer: behind.address(),
+            observation: d.observation(),
+            signature: sig(&d, behind).signature,
+        });
+        let digest = raced.digest().unwrap();
+        pool.add_report(&raced, SignatureEntry::sign(n[0].signer(), digest), t(1));
+        assert_eq!(pool.to_commit(&round, &first.address()), None);
+        // In its turn, the same member counts.
+        let later = data(2, &n[0]);
+        let ranked = committee::ranking(2, &n[0].address(), &list);
+        let (first, behind) = (by(ranked[0]), by(ranked[3]));
+        pool.add(&later, &[sig(&later, &n[0]), sig(&later, first)], t(10));
+        pool.add(&later, &[sig(&later, behind)], t(15));
+        assert!(pool.has_quorum(&later.round()));
+        let report = pool.to_commit(&later.round(), &n[0].address()).unwrap();
+        assert!(report.signers().any(|signer| signer == behind.address()));
     }
 }

@@ -351,7 +351,11 @@ mod tests {
             retention: Duration::from_secs(3600),
             max_pending_per_signer: 64,
         };
-        Pool::new(settings, Arc::clone(members))
+        Pool::new(
+            settings,
+            CommitteeSettings::new(Duration::from_secs(2)),
+            Arc::clone(members),
+        )
     }
 
     /// Members 1..=n since always.

@@ -83,7 +83,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let node = Node {
         me,
         phase: Phase::WaitingForPeers,
-        pool: Pool::new(settings.pool, initial_members),
+        pool: Pool::new(settings.pool, settings.committee, initial_members),
         cosigning: Cosigning::new(settings.cosign(), me),
         triggers: Triggers::new(settings.trigger, me),
         origination: Origination::new(feed, &me),
