@@ -3,7 +3,8 @@
 //! For each network size N: a fresh PostgreSQL database, the mock exchange, a bootstrap node and
 //! N full nodes over real TCP on 127.0.0.1. After a warm-up (a round from every node stored) and
 //! an idle window, it originates `--prices` prices from random nodes and measures quorum latency
-//! (origin's publish → every node holding the quorum), gossip cost, database load, rows stored
+//! (origin's publish → every node holding the committed report: `2f + 1` observations, the
+//! origin's report of them and `f + 1` commits), gossip cost, database load, rows stored
 //! and the process's footprint. One table row per N; `--json FILE` for machines.
 //!
 //! With `--moves M` it measures freshness instead ([`moves`]): the nodes run on their own
@@ -552,6 +553,9 @@ struct Counters {
     lookups: f64,
 }
 
+/// The messages a round costs: the price, the observations, the origin's report, the commits.
+const ROUND_KINDS: [&str; 4] = ["price", "attestation", "report", "commit"];
+
 impl Counters {
     fn read(node: &RunningNode) -> Self {
         let text = node.metrics_text();
@@ -562,10 +566,19 @@ impl Counters {
                 .sum()
         };
         Self {
-            publishes: sum("oracle_publishes_total{kind=\"price\"}", "")
-                + sum("oracle_publishes_total{kind=\"attestation\"}", ""),
-            payload_bytes: sum("oracle_published_bytes_total{kind=\"price\"}", "")
-                + sum("oracle_published_bytes_total{kind=\"attestation\"}", ""),
+            publishes: ROUND_KINDS
+                .iter()
+                .map(|kind| sum(&format!("oracle_publishes_total{{kind=\"{kind}\"}}"), ""))
+                .sum(),
+            payload_bytes: ROUND_KINDS
+                .iter()
+                .map(|kind| {
+                    sum(
+                        &format!("oracle_published_bytes_total{{kind=\"{kind}\"}}"),
+                        "",
+                    )
+                })
+                .sum(),
             wire_bytes: sum("libp2p_bandwidth_bytes_total{", "Outbound"),
             db_statements: sum("oracle_db_statements_total{", ""),
             flush_statements: sum("oracle_db_statements_total{kind=\"flush", ""),
