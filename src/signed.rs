@@ -1004,10 +1004,13 @@ mod tests {
     }
 
     /// Whole gossip messages, byte for byte: the vector's round as its origin publishes it, the
-    /// second member's attestation, a writer's stored notice (with its own digest), each with its
-    /// gossipsub message id; and an id the vector's key could mint (its machine bits and time).
+    /// second member's attestation, the origin's report of the round and the second member's
+    /// commit to it, a writer's stored notice (with its own digest), each with its gossipsub
+    /// message id; and an id the vector's key could mint (its machine bits and time).
     fn message_vectors(keys: &[Identity], report: &Report) -> serde_json::Value {
-        use crate::message::{Attestation, Gossip, PriceMessage, StoredNotice};
+        use crate::message::{
+            Attestation, CommitMessage, Gossip, PriceMessage, ReportMessage, StoredNotice,
+        };
         let origin = keys[0].signer();
         let member = &report.observations[1];
         let notice = StoredNotice::sign(
@@ -1028,6 +1031,14 @@ mod tests {
                     &report.signed_fields(member),
                     keys[1].signer(),
                 )),
+            ),
+            (
+                "report",
+                Gossip::Report(ReportMessage::sign(report, origin).unwrap()),
+            ),
+            (
+                "commit",
+                Gossip::Commit(CommitMessage::sign(report, keys[1].signer()).unwrap()),
             ),
             ("stored", Gossip::Stored(notice)),
         ];
