@@ -30,6 +30,12 @@ pub const DOMAIN: B256 =
 /// The protocol version's name, hashed into [`DOMAIN`].
 pub const PROTOCOL: &str = "price-oracle/v2";
 
+/// The most faulty members any network tolerates: its origin's report of `2f + 1` observations
+/// (at most 264 bytes each) must fit one gossip message of at most
+/// [`crate::message::MAX_MESSAGE_BYTES`], 16 KiB, and 61 observations do. A network of 91
+/// members or more tolerates 30.
+pub const MAX_FAULTS: usize = 30;
+
 /// The number of faulty members a network tolerates, and the counts that follow from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct FaultBound(usize);
@@ -39,10 +45,11 @@ impl FaultBound {
         Self(f)
     }
 
-    /// The bound for `members` members: ⌊(members − 1)/3⌋, or `configured` when lower. An
-    /// unknown member count (a relay without a list) takes `configured`, or 0.
+    /// The bound for `members` members: ⌊(members − 1)/3⌋ up to [`MAX_FAULTS`], or
+    /// `configured` when lower. An unknown member count (a relay without a list) takes
+    /// `configured`, or 0.
     pub fn for_members(members: Option<usize>, configured: Option<usize>) -> Self {
-        let most = members.map(|n| n.saturating_sub(1) / 3);
+        let most = members.map(|n| (n.saturating_sub(1) / 3).min(MAX_FAULTS));
         Self(match (most, configured) {
             (Some(most), Some(configured)) => most.min(configured),
             (Some(most), None) => most,
@@ -152,6 +159,11 @@ mod tests {
         );
         assert_eq!(f(7, Some(1)), 1, "configured lower");
         assert_eq!(f(7, Some(5)), 2, "never above what the members allow");
+        assert_eq!(
+            [91, 94, 256].map(|n| f(n, None)),
+            [30, 30, 30],
+            "at most MAX_FAULTS"
+        );
         assert_eq!(f(0, None), 0);
         assert_eq!(FaultBound::for_members(None, Some(2)).faults(), 2);
         let two = FaultBound::new(2);

@@ -854,4 +854,50 @@ mod tests {
             assert!(Gossip::decode(&flipped).is_err(), "flip at {i}");
         }
     }
+
+    /// The largest report a network makes — 2f + 1 observations at the most f, each of the
+    /// longest price and time — fits one message, and two more observations (f + 1) would not:
+    /// `MAX_FAULTS` follows from the size limit.
+    #[test]
+    fn the_largest_report_fits_one_message() {
+        let quorum = crate::domain::FaultBound::new(crate::domain::MAX_FAULTS).quorum();
+        let origin = Identity::from_secret(&[1; 32]).unwrap();
+        let round = Round {
+            config: B256::repeat_byte(7),
+            pair: Pair::EthUsd,
+            id: u64::MAX >> 1,
+            origin: origin.address(),
+        };
+        // The longest price; a time of ten digits (until the year 2286: validation refuses
+        // any time far from the receiver's clock).
+        let observation = Observation {
+            price: UsdPrice::from_e8(10_000_000_000_000_000).unwrap(),
+            observed_at: 9_999_999_999,
+        };
+        let observations = (1..=quorum)
+            .map(|i| {
+                let signer = Identity::from_secret(&[u8::try_from(i).unwrap(); 32]).unwrap();
+                SignedObservation {
+                    signer: signer.address(),
+                    observation,
+                    signature: PriceData::new(round, observation)
+                        .sign(signer.signer())
+                        .signature,
+                }
+            })
+            .collect();
+        let report = Report {
+            round,
+            observations,
+            commits: Vec::new(),
+        };
+        let bytes = Gossip::Report(ReportMessage::sign(&report, origin.signer()).unwrap()).encode();
+        assert!(bytes.len() <= MAX_MESSAGE_BYTES, "{} bytes", bytes.len());
+        let per_observation = bytes.len() / quorum;
+        assert!(
+            bytes.len() + 2 * per_observation > MAX_MESSAGE_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+    }
 }

@@ -618,13 +618,18 @@ impl Entry {
             && self.counting(members, committee).count() >= members.fault_bound().quorum()
     }
 
-    /// The report of the round's member observations that count, as they stand (the origin's
-    /// proposal).
+    /// The origin's report: of the member observations that count, its own and the first to
+    /// come up to `2f + 1` — all a report needs, and a bound on its size
+    /// ([`crate::domain::MAX_FAULTS`]).
     fn member_report(&self, members: &Members, committee: &CommitteeSettings) -> Report {
+        let mut counting: Vec<_> = self.counting(members, committee).collect();
+        counting
+            .sort_by_key(|(signer, _)| (**signer != self.round.origin, self.arrived.get(*signer)));
+        counting.truncate(members.fault_bound().quorum());
         Report {
             round: self.round,
-            observations: self
-                .counting(members, committee)
+            observations: counting
+                .into_iter()
                 .map(|(signer, (observation, signature))| SignedObservation {
                     signer: *signer,
                     observation: *observation,
@@ -822,13 +827,13 @@ mod tests {
         SignatureEntry::sign(signer.signer(), data.digest())
     }
 
-    /// `origin` reports its round as [`Pool::to_commit`] gives it (it must be due), and each
-    /// of `others` commits to the report it is given: what the last of these did.
+    /// `origin` reports its round as [`Pool::to_commit`] gives it (it must be due), and the
+    /// first `others` other members of the report commit to it: what the last of these did.
     fn commit(
         pool: &mut Pool,
         round: &Round,
         origin: &Identity,
-        others: &[&Identity],
+        others: usize,
         now: Moment,
     ) -> Added {
         let report = pool
@@ -837,7 +842,13 @@ mod tests {
         let digest = report.digest().unwrap();
         let mut added =
             pool.add_report(&report, SignatureEntry::sign(origin.signer(), digest), now);
-        for member in others {
+        let members = nodes();
+        let committers = report
+            .signers()
+            .filter(|signer| *signer != origin.address())
+            .take(others)
+            .map(|signer| members.iter().find(|m| m.address() == signer).unwrap());
+        for member in committers {
             let theirs = pool
                 .to_commit(round, &member.address())
                 .expect("a commit is due");
@@ -853,11 +864,11 @@ mod tests {
     }
 
     /// Round `d` observed by `observers` (its origin first) at `now` and committed by the
-    /// origin and the second of them: verified, with f = 1.
+    /// origin and one other: verified, with f = 1.
     fn verified(pool: &mut Pool, d: &PriceData, observers: &[Identity], now: Moment) {
         let all: Vec<_> = observers.iter().map(|node| sig(d, node)).collect();
         pool.add(d, &all, now);
-        let added = commit(pool, &d.round(), &observers[0], &[&observers[1]], now);
+        let added = commit(pool, &d.round(), &observers[0], 1, now);
         assert!(
             matches!(
                 added,
@@ -1027,7 +1038,7 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(pool.report(&d.round()).unwrap().observations.len(), 4);
+        assert_eq!(pool.report(&d.round()).unwrap().observations.len(), 3);
     }
 
     fn commit_of(
@@ -1084,10 +1095,18 @@ mod tests {
         let all: Vec<_> = n[..4].iter().map(|node| sig(&d, node)).collect();
         pool.add(&d, &all, t(0));
         let report = pool.to_commit(&d.round(), &n[0].address()).unwrap();
+        // Another set of 2f + 1: the last observation swapped for one the report left out.
         let mut other = report.clone();
-        other
-            .observations
-            .retain(|entry| entry.signer != n[3].address());
+        let left_out = n[1..4]
+            .iter()
+            .find(|node| !report.signers().any(|signer| signer == node.address()))
+            .unwrap();
+        other.observations.pop();
+        other.observations.push(SignedObservation {
+            signer: left_out.address(),
+            observation: d.observation(),
+            signature: sig(&d, left_out).signature,
+        });
         for (set, at) in [(&report, 1), (&other, 2)] {
             let digest = set.digest().unwrap();
             let added = pool.add_report(set, SignatureEntry::sign(n[0].signer(), digest), t(at));
@@ -1148,7 +1167,7 @@ mod tests {
         for (i, node) in n[..3].iter().enumerate() {
             pool.add(&d, &[sig(&d, node)], t(i as u64));
         }
-        commit(&mut pool, &d.round(), &n[0], &[&n[1]], t(2));
+        commit(&mut pool, &d.round(), &n[0], 1, t(2));
         assert!(
             pool.due(t(2) + FLUSH_DELAY - Duration::from_secs(1))
                 .is_empty()
@@ -1297,10 +1316,11 @@ mod tests {
             }
         );
         assert_eq!(pool.signer_count(&honest.round()), 4);
-        commit(&mut pool, &honest.round(), &n[0], &[&n[1]], t(1));
+        commit(&mut pool, &honest.round(), &n[0], 1, t(1));
         let due = pool.due(t(100));
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].report.observations.len(), 4);
+        // The origin's report: its own and the first two to come, the junk among them.
+        assert_eq!(due[0].report.observations.len(), 3);
         assert_eq!(
             due[0].report.value(),
             Some(honest.price),
@@ -1326,15 +1346,16 @@ mod tests {
             let (own, signature) = observe(&round, &n[node], e8, round.observed_at + at);
             pool.add(&own, &[signature], t(at));
         }
-        commit(&mut pool, &round.round(), &n[0], &[&n[1]], t(5));
+        commit(&mut pool, &round.round(), &n[0], 1, t(5));
         let due = pool.due(t(100));
         let report = &due[0].report;
-        assert_eq!(report.observations.len(), 4);
-        // 2999, 3000, 3001, 4500: the element at index 2.
+        // The origin's and the first two to come (2f + 1): 3000, 4500 (at 1 s), 3001 (at 2 s).
+        assert_eq!(report.observations.len(), 3);
+        // Sorted 3000, 3001, 4500: the element at index 1.
         assert_eq!(report.value().unwrap().e8(), 300_100_000_000);
         assert_eq!(
             report.observed_range(),
-            Some((round.observed_at, round.observed_at + 4))
+            Some((round.observed_at, round.observed_at + 2))
         );
         assert_eq!(report.verify(), Ok(()));
         assert!(pool.report(&round.round()).is_some());
@@ -1372,7 +1393,7 @@ mod tests {
         );
         // The others still make the quorum, and the report is theirs.
         pool.add(&round, &[sig(&round, &n[3])], t(4));
-        commit(&mut pool, &round.round(), &n[0], &[&n[1]], t(4));
+        commit(&mut pool, &round.round(), &n[0], 1, t(4));
         let due = pool.due(t(100));
         let signers: Vec<Address> = due[0].report.signers().collect();
         assert!(!signers.contains(&n[2].address()));
@@ -1444,7 +1465,7 @@ mod tests {
         assert_eq!(pool.counts().verified, 0);
         pool.add(&d, &[sig(&d, &n[2])], t(2));
         assert!(matches!(
-            commit(&mut pool, &d.round(), &n[0], &[&n[1]], t(2)),
+            commit(&mut pool, &d.round(), &n[0], 1, t(2)),
             Added::Merged {
                 became_verified: true,
                 ..
@@ -1582,7 +1603,7 @@ mod tests {
         pool.add(&d, &[sig(&d, &n[0])], t(0));
         // The origin's own commit is the f + 1 = 1 its report needs.
         assert!(matches!(
-            commit(&mut pool, &d.round(), &n[0], &[], t(0)),
+            commit(&mut pool, &d.round(), &n[0], 0, t(0)),
             Added::Merged {
                 became_verified: true,
                 ..
