@@ -538,11 +538,10 @@ pub struct NetArgs {
     /// `oracle keygen --psk PATH`): only nodes with the same key can connect [default: public].
     #[arg(long, env = "ORACLE_PSK_FILE")]
     pub psk_file: Option<PathBuf>,
-    /// Publish on the gossip topic's old name, price-oracle/eth-usd/v1, as nodes that predate
-    /// price-oracle/prices/v1 do: only while upgrading a network one node at a time (every node
-    /// listens on both names).
-    #[arg(long, env = "ORACLE_LEGACY_TOPIC")]
-    pub legacy_topic: bool,
+    /// Retired: nodes gossip on price-oracle/prices/v2 alone. Takes an optional value so that
+    /// any use of it, even `ORACLE_LEGACY_TOPIC=false`, is refused by name, not silently taken.
+    #[arg(long, env = "ORACLE_LEGACY_TOPIC", hide = true, num_args = 0..=1, default_missing_value = "true")]
+    pub legacy_topic: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -578,7 +577,21 @@ pub struct LimitArgs {
 }
 
 impl NetArgs {
+    /// Refuses the retired network settings by name: run before any other check, so that the
+    /// message names what to remove rather than something unrelated.
+    fn refuse_retired(&self) -> anyhow::Result<()> {
+        if self.legacy_topic.is_some() {
+            anyhow::bail!(
+                "--legacy-topic (ORACLE_LEGACY_TOPIC) was retired: nodes gossip on \
+                 price-oracle/prices/v2 alone, and a message on an older topic could not verify \
+                 under a v2 configuration; remove it (docs/operating.md#renamed-and-retired-settings)"
+            );
+        }
+        Ok(())
+    }
+
     fn settings(&self, listen: &[Multiaddr]) -> anyhow::Result<NetworkSettings> {
+        self.refuse_retired()?;
         for addr in &self.bootstrap {
             check_bootstrap_addr(addr, self.allow_unauthenticated_bootstrap)?;
         }
@@ -604,7 +617,6 @@ impl NetArgs {
             validation_queue: self.limits.validation_queue,
             max_refused_per_peer: self.limits.max_refused_per_peer,
             psk,
-            publish_legacy_topic: self.legacy_topic,
         })
     }
 
@@ -869,6 +881,7 @@ impl RunArgs {
                  when the market moves --deviation; see --observe-interval)"
             );
         }
+        self.net.refuse_retired()?;
         if consensus.min_signers.is_some() || consensus.cosigners.is_some() {
             anyhow::bail!(
                 "--min-signers and --cosigners (ORACLE_MIN_SIGNERS, ORACLE_COSIGNERS) were retired: \

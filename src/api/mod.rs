@@ -7,12 +7,14 @@
 //! | `GET /v1/prices?pair=&from=&to=&limit=&after=` | history in commit order, keyset-paginated by `seq` |
 //! | `GET /v1/prices/{id}` | one price |
 //! | `GET /v1/prices/stream?pair=&after=` | Server-Sent Events of prices as they are verified and as they commit |
+//! | `GET /v1/network` | the fault bound f, quorum, commit threshold, committee and configuration digest now |
 //! | `GET /v1/openapi.json` | the OpenAPI 3.1 document, generated from the handlers below |
 //!
 //! - [`view`]: the JSON of a price (shared with `oracle prices`).
 //! - [`stored`]: stored prices in memory — each pair's newest, and every new one for the
 //!   streams — read once per node, woken by `LISTEN` ([`crate::store::notify`]).
 //! - [`verified`]: rounds the node's pool has just verified, before they are stored.
+//! - [`network`]: the rule prices are checked against — f and the configuration.
 //! - [`params`]: what a request may ask for, and the limits.
 //! - [`error`]: every error as JSON, with its status.
 //! - `stream`: the SSE stream.
@@ -23,6 +25,7 @@
 
 pub mod error;
 pub mod limits;
+pub mod network;
 pub mod params;
 pub mod stored;
 mod stream;
@@ -41,6 +44,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::membership::MemberView;
 use crate::pair::{Pair, PairSet};
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
@@ -62,6 +66,9 @@ pub struct ApiState {
     pub cors: limits::Cors,
     /// Rounds the node's pool verified, before they are stored.
     pub verified: Arc<VerifiedPrices>,
+    /// The member set the node applies, as it replaces it: read only, so the API never reaches
+    /// into the node's loop.
+    pub members: MemberView,
     /// Cancelled when the node stops: ends every stream, so that the server's graceful stop
     /// does not wait for clients that never hang up.
     pub stop: CancellationToken,
@@ -107,7 +114,10 @@ impl Background {
                        503 (the database is unavailable, or the node serves as many streams as \
                        it may)."
     ),
-    tags((name = "prices", description = "Stored prices"))
+    tags(
+        (name = "prices", description = "Stored prices"),
+        (name = "network", description = "The fault bound and configuration prices are checked against")
+    )
 )]
 struct ApiDoc;
 
@@ -183,6 +193,7 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list))
         .routes(routes!(stream::stream))
         .routes(routes!(by_id))
+        .routes(routes!(network::network))
         .routes(routes!(openapi_json))
 }
 

@@ -72,8 +72,21 @@ pub struct PriceView {
     /// digest): the network, chain, verifier, member set and fault bound.
     #[schema(example = "0xcb75fe49645f9651e513d3c97edb5b87fd190de96fdcf156a03039519dd83e5d")]
     pub config: String,
-    /// Every member's observation with the price, each signed over its own digest.
+    /// Every member's observation with the price, each signed over its own digest. A price
+    /// under the configuration `GET /v1/network` shows holds at least its `quorum` (2f + 1) of
+    /// distinct members.
     pub observations: Vec<ObservationView>,
+    /// What the commits sign (docs/protocol.md, the report digest): `keccak256(abi.encode(
+    /// bytes32 config, bytes32 keccak256("report"), bytes32 keccak256(pair), uint64 id, int256
+    /// median_e8, uint64 observed_at, uint64 count, bytes32 observations))` of this exact set of
+    /// observations, recomputed. `null` while no member has committed (and for prices stored
+    /// under protocol v1).
+    #[schema(example = "0x5d1b1f0c7b7a6a3b1cbb3e8e1c0c6a3f3b7e2a6c2e8b0d7e1f4a9c3b5d6e7f80")]
+    pub report_digest: Option<String>,
+    /// Members' EIP-191 signatures over `report_digest`, each committing to exactly these
+    /// observations: a price is reported once `commit_threshold` (f + 1) distinct members of its
+    /// configuration have. Empty while none has (and under protocol v1).
+    pub commits: Vec<CommitView>,
     /// Commit order of the row: the cursor for `after=` and `Last-Event-ID`, decimal; `null`
     /// while only verified.
     #[schema(example = "4711")]
@@ -109,6 +122,16 @@ pub struct ObservationView {
     /// `personal_sign` of these 32 bytes).
     #[schema(example = "0xdd6a7f59cad3b60997cc7a546a94d05957e9b6d8d5b530b49baab4ee2a968a02")]
     pub digest: String,
+    /// 65 bytes `r ‖ s ‖ v`, `v` ∈ {27, 28}, 0x-hex.
+    pub signature: String,
+}
+
+/// One member's commit: its EIP-191 signature over the price's `report_digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct CommitView {
+    /// The committing member's address (EIP-55).
+    #[schema(example = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23")]
+    pub signer: String,
     /// 65 bytes `r ‖ s ‖ v`, `v` ∈ {27, 28}, 0x-hex.
     pub signature: String,
 }
@@ -202,6 +225,19 @@ impl PriceView {
             origin: round.origin.to_checksum(None),
             config: round.config.to_string(),
             observations,
+            // Shown with the commits that sign it: without any it names nothing to check.
+            report_digest: report
+                .digest()
+                .filter(|_| !report.commits.is_empty())
+                .map(|digest| digest.to_string()),
+            commits: report
+                .commits
+                .iter()
+                .map(|commit| CommitView {
+                    signer: commit.signer.to_checksum(None),
+                    signature: commit.signature.to_string(),
+                })
+                .collect(),
             seq: shown.seq.map(|seq| seq.to_string()),
             written_by: shown.written_by,
             // A report without an on-chain form shows null rather than bytes no verifier takes.

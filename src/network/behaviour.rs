@@ -16,10 +16,6 @@ use crate::message::MAX_MESSAGE_BYTES;
 /// Its version is the protocol's ([`crate::domain::PROTOCOL`]): a v1 node neither hears v2 nor
 /// could verify it.
 pub const TOPIC: &str = "price-oracle/prices/v2";
-/// The topic's name from the days of one pair. Nodes still subscribe to it, so that a network
-/// can be upgraded one node at a time: upgraded nodes publish on it (`--legacy-topic`) until
-/// every node listens on [`TOPIC`]. To be dropped in the release after.
-pub const LEGACY_TOPIC: &str = "price-oracle/eth-usd/v1";
 const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/price-oracle/kad/1.0.0");
 const IDENTIFY_PROTOCOL: &str = "/price-oracle/id/1.0.0";
 
@@ -162,10 +158,8 @@ fn peer_scoring() -> (gossipsub::PeerScoreParams, gossipsub::PeerScoreThresholds
         invalid_message_deliveries_decay: 0.5,
         ..gossipsub::TopicScoreParams::default()
     };
-    for name in [TOPIC, LEGACY_TOPIC] {
-        params
-            .topics
-            .insert(gossipsub::IdentTopic::new(name).hash(), topic.clone());
-    }
+    params
+        .topics
+        .insert(gossipsub::IdentTopic::new(TOPIC).hash(), topic);
     (params, gossipsub::PeerScoreThresholds::default())
 }

@@ -33,7 +33,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-pub use behaviour::{ConnectionBounds, LEGACY_TOPIC, TOPIC};
+pub use behaviour::{ConnectionBounds, TOPIC};
 pub use handle::NetworkHandle;
 use swarm_task::{Links, SwarmTask};
 use validation::{Action, RefusalReason, ValidationSettings, Validator};
@@ -62,8 +62,6 @@ pub struct NetworkSettings {
     pub max_refused_per_peer: u32,
     /// The private network's pre-shared key: only peers holding it can connect. None: public.
     pub psk: Option<libp2p::pnet::PreSharedKey>,
-    /// Publish on [`LEGACY_TOPIC`] instead of [`TOPIC`] (during a rolling upgrade).
-    pub publish_legacy_topic: bool,
 }
 
 impl NetworkSettings {
@@ -81,7 +79,6 @@ impl NetworkSettings {
             validation_queue: DEFAULT_VALIDATION_QUEUE,
             max_refused_per_peer: DEFAULT_MAX_REFUSED_PER_PEER,
             psk: None,
-            publish_legacy_topic: false,
         }
     }
 }

@@ -9,21 +9,20 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use prometheus_client::registry::Registry;
 
 use super::behaviour::Behaviour;
-use super::{LEGACY_TOPIC, NetworkError, NetworkSettings, TOPIC, transport};
+use super::{NetworkError, NetworkSettings, TOPIC, transport};
 
-/// Subscribes to the topic under both names (see [`LEGACY_TOPIC`]) and listens; returns the
-/// topic this node publishes on.
+/// Subscribes to [`TOPIC`] and listens; returns the topic this node publishes on. Only the
+/// protocol's own topic: a message from an older one could not verify under its configuration.
 pub(super) fn join(
     swarm: &mut Swarm<Behaviour>,
     settings: &NetworkSettings,
 ) -> Result<IdentTopic, NetworkError> {
-    for name in [TOPIC, LEGACY_TOPIC] {
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&IdentTopic::new(name))
-            .map_err(|err| NetworkError::Build(format!("subscribe to {name}: {err}")))?;
-    }
+    let topic = IdentTopic::new(TOPIC);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|err| NetworkError::Build(format!("subscribe to {TOPIC}: {err}")))?;
     for addr in &settings.listen {
         swarm
             .listen_on(addr.clone())
@@ -32,11 +31,7 @@ pub(super) fn join(
                 reason: listen_failure(&err),
             })?;
     }
-    Ok(IdentTopic::new(if settings.publish_legacy_topic {
-        LEGACY_TOPIC
-    } else {
-        TOPIC
-    }))
+    Ok(topic)
 }
 
 /// The bootstrap addresses with the peer id each names, if any.
@@ -112,4 +107,33 @@ pub(super) fn build_swarm(
             })
             .build(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The topics of protocols before v2 are not listened on: what is published there is never
+    /// heard (and could not verify under a v2 configuration anyway).
+    #[tokio::test]
+    async fn a_node_subscribes_to_the_v2_topic_alone() {
+        let keypair = Keypair::generate_secp256k1();
+        let validation = crate::network::validation::ValidationSettings {
+            max_age: Duration::from_secs(60),
+            max_future_skew: Duration::from_secs(1),
+            max_origin_rate: 1,
+            pairs: crate::pair::PairSet::ALL,
+        };
+        let settings = NetworkSettings::with_default_limits(vec![], vec![], validation);
+        let mut swarm = build_swarm(&keypair, &settings, &mut Registry::default()).unwrap();
+        let topic = join(&mut swarm, &settings).unwrap();
+        assert_eq!(topic.to_string(), TOPIC);
+        let subscribed: Vec<String> = swarm
+            .behaviour()
+            .gossipsub
+            .topics()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(subscribed, [TOPIC]);
+    }
 }

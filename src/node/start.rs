@@ -21,7 +21,7 @@ use crate::api::verified::VerifiedPrices;
 use crate::cosign::Cosigning;
 use crate::http;
 use crate::logging::LogLimiter;
-use crate::membership::Members;
+use crate::membership::{MemberView, Members};
 use crate::metrics::Metrics;
 use crate::network;
 use crate::pool::Pool;
@@ -49,7 +49,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
     let (network, gossip, network_task) = network::spawn(
         settings.identity.keypair(),
         settings.network.clone(),
-        member_view,
+        member_view.clone(),
         Arc::new(metrics.clone()),
         &mut registry,
     )?;
@@ -65,6 +65,7 @@ pub async fn start(settings: NodeSettings, metrics: Metrics) -> anyhow::Result<R
                 status: &status,
                 registry: &registry,
                 events: events.subscribe(),
+                members: member_view,
             };
             let (bound, task) = serve_http(addr, &settings, &metrics, served, &http_stop).await?;
             (Some(bound), Some(task))
@@ -132,6 +133,8 @@ struct Served<'a> {
     registry: &'a Arc<Registry>,
     /// The node's facts, of which the API renders the verified rounds for its consumers.
     events: broadcast::Receiver<NodeEvent>,
+    /// The member set the node applies, for `/v1/network`.
+    members: MemberView,
 }
 
 /// How long the HTTP runtime gives its tasks after the node's stop (the server's own graceful
@@ -179,6 +182,7 @@ async fn serve_http(
         limits: settings.api,
         cors: settings.api_cors.clone(),
         events: served.events,
+        members: served.members,
         status: served.status.clone(),
         registry: Arc::clone(served.registry),
         stop: stop.clone(),
@@ -202,6 +206,7 @@ struct ApiSetup {
     limits: crate::api::ApiLimits,
     cors: crate::api::limits::Cors,
     events: broadcast::Receiver<NodeEvent>,
+    members: MemberView,
     status: watch::Receiver<NodeStatus>,
     registry: Arc<Registry>,
     stop: CancellationToken,
@@ -227,6 +232,7 @@ impl ApiSetup {
             limits: self.limits,
             cors: self.cors,
             verified,
+            members: self.members,
             stop: self.stop.clone(),
         });
         http::serve(addr, self.status, self.registry, self.stop, Some(api))

@@ -10,8 +10,10 @@ use alloy_primitives::{Address, B256, I256, hex, keccak256};
 use alloy_sol_types::SolValue;
 use price_oracle::api::verified::VerifiedPrices;
 use price_oracle::api::{self, ApiLimits, ApiState};
+use price_oracle::domain::Deployment;
 use price_oracle::http;
 use price_oracle::identity::Identity;
+use price_oracle::membership::Members;
 use price_oracle::metrics::{Metrics, StatementLabel};
 use price_oracle::node::NodeStatus;
 use price_oracle::pair::Pair;
@@ -207,9 +209,30 @@ async fn serve_with(
         limits,
         cors: Default::default(),
         verified: Arc::clone(verified),
+        members: members_of(1..=3, None).1,
         stop: stop.clone(),
     })
     .await
+}
+
+/// A member set of `seeds` under `--fault-tolerance max_faults`, as the node publishes it.
+fn members_of(
+    seeds: std::ops::RangeInclusive<u8>,
+    max_faults: Option<usize>,
+) -> (watch::Sender<Arc<Members>>, watch::Receiver<Arc<Members>>) {
+    watch::channel(Arc::new(members(seeds, max_faults)))
+}
+
+fn members(seeds: std::ops::RangeInclusive<u8>, max_faults: Option<usize>) -> Members {
+    let list = seeds
+        .map(|seed| (testkit::identity(seed).address(), 0))
+        .collect();
+    Members::for_node(None)
+        .with_database(list)
+        .in_deployment(Deployment {
+            max_faults,
+            ..Deployment::default()
+        })
 }
 
 async fn serve_api(state: ApiState) -> (String, JoinHandle<()>) {
@@ -356,6 +379,23 @@ fn assert_verifiable(price: &Value, id: u64, signers: &[Identity]) {
     );
     let members: HashSet<Address> = signers.iter().map(Identity::address).collect();
     assert!(committers.is_subset(&members), "{committers:?}");
+    // The same commits listed in the JSON, each by its signer over the digest shown: checkable
+    // against f + 1 without decoding the report.
+    assert_eq!(price["report_digest"], digest.to_string());
+    let listed: HashSet<Address> = price["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|commit| {
+            let entry = SignatureEntry {
+                signer: commit["signer"].as_str().unwrap().parse().unwrap(),
+                signature: commit["signature"].as_str().unwrap().parse().unwrap(),
+            };
+            entry.verify(digest).unwrap();
+            entry.signer
+        })
+        .collect();
+    assert_eq!(listed, committers);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -495,6 +535,81 @@ async fn bad_requests_unknown_ids_and_unknown_paths_are_json_errors() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// `/v1/network` answers the fault bound the node applies now, following the member set it
+/// publishes: 4 members tolerate f = 1 (quorum 3, commits 2), 7 members f = 2, and
+/// `--fault-tolerance 0` makes it 0 whatever the count; before the list is read, a 503.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_network_endpoint_shows_f_and_what_follows_from_it() {
+    let stop = CancellationToken::new();
+    let unreachable = DbSettings {
+        url: price_oracle::store::DatabaseUrl::new("postgres://oracle@127.0.0.1:1/oracle"),
+        pool_size: 2,
+        timeout: Duration::from_millis(500),
+    };
+    let (publish, view) = watch::channel(Arc::new(Members::for_node(None)));
+    let (base, _server) = serve_api(ApiState {
+        store: Store::connect_lazy(&unreachable).await.unwrap(),
+        pairs: price_oracle::pair::PairSet::only(Pair::EthUsd),
+        limits: UNLIMITED,
+        cors: Default::default(),
+        verified: Arc::default(),
+        members: view,
+        stop: stop.clone(),
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let network = async || {
+        let response = client
+            .get(format!("{base}/v1/network"))
+            .send()
+            .await
+            .unwrap();
+        (response.status(), json_of(response).await)
+    };
+    let (status, json) = network().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{json}");
+
+    let cases = [
+        (1..=4, None, [4, 1, 3, 2, 4]),
+        (1..=7, None, [7, 2, 5, 3, 7]),
+        (1..=4, Some(0), [4, 0, 1, 1, 1]),
+    ];
+    let mut configs = HashSet::new();
+    for (seeds, max_faults, expected) in cases {
+        let members = members(seeds, max_faults);
+        let config = members.config_digest().unwrap().to_string();
+        publish.send_replace(Arc::new(members));
+        let (status, json) = network().await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+        let shown = [
+            "members",
+            "f",
+            "quorum",
+            "commit_threshold",
+            "committee_size",
+        ]
+        .map(|field| json[field].as_u64().unwrap());
+        assert_eq!(shown, expected, "{json}");
+        assert_eq!(json["config"], config);
+        assert_eq!(
+            (&json["protocol"], &json["network"], &json["chain_id"]),
+            (
+                &serde_json::json!("price-oracle/v2"),
+                &serde_json::json!("price-oracle"),
+                &serde_json::json!(0)
+            )
+        );
+        assert_eq!(json["verifier"], Address::ZERO.to_checksum(None));
+        configs.insert(config);
+    }
+    assert_eq!(
+        configs.len(),
+        3,
+        "f and the members are part of the configuration"
+    );
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_that_does_not_answer_is_a_503() {
     let stop = CancellationToken::new();
@@ -553,6 +668,7 @@ async fn the_openapi_document_parses_and_lists_every_path() {
         "/v1/prices",
         "/v1/prices/{id}",
         "/v1/prices/stream",
+        "/v1/network",
         "/v1/openapi.json",
     ] {
         assert!(
@@ -562,7 +678,14 @@ async fn the_openapi_document_parses_and_lists_every_path() {
         );
     }
     let schemas = document["components"]["schemas"].as_object().unwrap();
-    for schema in ["PriceView", "PricePage", "ObservationView", "ErrorBody"] {
+    for schema in [
+        "PriceView",
+        "PricePage",
+        "ObservationView",
+        "CommitView",
+        "NetworkView",
+        "ErrorBody",
+    ] {
         assert!(
             schemas.contains_key(schema),
             "{schema}: {:?}",
@@ -1117,6 +1240,7 @@ async fn browsers_read_the_api_only_from_the_origins_allowed() {
         limits: UNLIMITED,
         cors,
         verified: Arc::default(),
+        members: members_of(1..=3, None).1,
         stop: stop.clone(),
     })
     .await;

@@ -683,6 +683,26 @@ fn round_timings_are_checked_and_price_interval_now_means_the_heartbeat() {
     );
 }
 
+/// `--legacy-topic` was retired with the v1 topics: `run` and `bootstrap` refuse it by name,
+/// flag or variable, whatever its value, before they touch the network.
+#[test]
+fn the_legacy_topic_flag_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["run", "bootstrap"] {
+        let refused = [
+            oracle(dir.path(), &[command, "--name", "n", "--legacy-topic"]),
+            oracle_with_env(
+                dir.path(),
+                &[command, "--name", "n"],
+                &[("ORACLE_LEGACY_TOPIC", "false")],
+            ),
+        ];
+        for output in &refused {
+            fails_saying(output, "--legacy-topic (ORACLE_LEGACY_TOPIC) was retired");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_applies_the_schema_and_never_prints_the_password() {
     let db = price_oracle::testkit::TestDb::create("cli_migrate").await;

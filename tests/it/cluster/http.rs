@@ -119,6 +119,14 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
             .is_some_and(|config| config.len() == 66),
         "{status}"
     );
+    // The consumers' API shows the same bound, from the node's member set.
+    let (code, network) = get(&format!("{base}/v1/network")).await;
+    assert_eq!(code, 200, "{network}");
+    let network: serde_json::Value = serde_json::from_str(&network).unwrap();
+    for field in ["members", "f", "quorum", "committee_size", "config"] {
+        assert_eq!(network[field], bound[field], "{field}: {network} {status}");
+    }
+    assert_eq!(network["commit_threshold"], 2, "{network}");
     for field in [
         "address",
         "peer_id",

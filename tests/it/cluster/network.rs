@@ -1,5 +1,5 @@
 //! The network under the rounds: gossip republished or repeated, the bootstrap node dying,
-//! the connection bound, the swarm key, a node whose network dies, and the old topic name.
+//! the connection bound, the swarm key, and a node whose network dies.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -245,44 +245,4 @@ async fn a_node_whose_network_dies_stops_and_says_why() {
         .expect("the node stops on its own");
     let err = node.node.stop().await.unwrap_err();
     assert!(err.to_string().contains("network"), "{err:#}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_publishing_on_the_old_topic_name_and_on_the_new_one_hear_each_other() {
-    let (new, new_addr) = Peer::start(70, vec![]).await;
-    let (mut old, _) = Peer::start_with(71, vec![new_addr], |settings| {
-        settings.publish_legacy_topic = true
-    })
-    .await;
-    old.handle.wait_for_peers(1).await;
-    let heard = |peer: &Peer| {
-        peer.metrics
-            .messages_received
-            .get_or_create(&price_oracle::metrics::GossipLabel {
-                kind: GossipKind::Price,
-            })
-            .get()
-    };
-    wait_for(
-        "each to hear the other's price",
-        Duration::from_secs(20),
-        async || {
-            // Published again until heard: the mesh forms a moment after the connection.
-            old.handle.publish(Gossip::Price(price_by(
-                price_oracle::testkit::open_config(),
-                &old.identity,
-                SystemTime::now(),
-                "3000",
-            )));
-            new.handle.publish(Gossip::Price(price_by(
-                price_oracle::testkit::open_config(),
-                &new.identity,
-                SystemTime::now(),
-                "3000",
-            )));
-            tokio::time::sleep(Duration::from_millis(400)).await;
-            heard(&old) >= 1 && heard(&new) >= 1
-        },
-    )
-    .await;
 }
