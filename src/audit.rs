@@ -158,7 +158,15 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
         .verify()
         .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
     check_summary(row, &report)?;
-    let observed = row.observed_at.to_utc();
+    // Who counts is decided at the round's time, its origin's observation (protocol §7.3), as
+    // the nodes decided it; the row's `observed_at` is the median time (v1: the origin's).
+    let round_time = report
+        .observed_at()
+        .ok_or_else(|| "no observation of its origin's".to_owned())?;
+    let observed = i64::try_from(round_time)
+        .ok()
+        .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
+        .ok_or_else(|| format!("the origin's observation time {round_time} is out of range"))?;
     let members = match &rules.network {
         Some(history) => Some(members_at(history, observed)),
         None => rules.counted.members_at(observed),
