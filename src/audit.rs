@@ -9,7 +9,7 @@ use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Deployment, FaultBound};
-use crate::signed::{Report, V1_DOMAIN};
+use crate::signed::{ROUND_WINDOW, Report, V1_DOMAIN};
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
 
@@ -48,6 +48,14 @@ pub enum Counted {
 }
 
 impl Counted {
+    /// The member history, when it is the `signers` table.
+    fn history(&self) -> Option<&[SignerRow]> {
+        match self {
+            Self::Members(rows) => Some(rows),
+            Self::Everyone | Self::Listed(_) => None,
+        }
+    }
+
     /// The members at `observed_at`, or `None` when every signer counts (no list).
     fn members_at(&self, observed_at: DateTime<Utc>) -> Option<Vec<Address>> {
         match self {
@@ -73,6 +81,24 @@ fn members_at(rows: &[SignerRow], at: DateTime<Utc>) -> Vec<Address> {
     rows.iter()
         .filter(|row| row.member_at(at))
         .map(|row| row.address)
+        .collect()
+}
+
+/// The member sets of `history` a round at `at` may be signed under: the members at `at`, then
+/// after each change within [`ROUND_WINDOW`] of it. A node binds a round to its member list when
+/// it signs, a little after its observation (a fetch; times are whole seconds), and that list
+/// may already hold a change made since (a member added or removed at `at` + 0.4 s).
+fn member_sets_from(history: &[SignerRow], at: DateTime<Utc>) -> Vec<Vec<Address>> {
+    let window = chrono::Duration::from_std(ROUND_WINDOW).unwrap_or_default();
+    let mut changes: Vec<DateTime<Utc>> = history
+        .iter()
+        .flat_map(|row| std::iter::once(row.added_at).chain(row.revoked_at))
+        .filter(|change| *change > at && *change <= at + window)
+        .collect();
+    changes.sort_unstable();
+    std::iter::once(at)
+        .chain(changes)
+        .map(|instant| members_at(history, instant))
         .collect()
 }
 
@@ -167,27 +193,40 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
         .ok()
         .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
         .ok_or_else(|| format!("the origin's observation time {round_time} is out of range"))?;
-    let members = match &rules.network {
-        Some(history) => Some(members_at(history, observed)),
-        None => rules.counted.members_at(observed),
+    let history = match &rules.network {
+        Some(history) => Some(history.as_slice()),
+        None => rules.counted.history(),
     };
-    let f = rules.fault_bound(members.as_deref());
-    // A v2 row's signatures must be bound to this network's configuration of its time: a
-    // database credential cannot pass off a report signed for another network, member set or
-    // a smaller f (v1 rows carry the v1 domain word and predate configurations).
-    if let Some(members) = &members
-        && report.round.config != V1_DOMAIN
-    {
-        let expected = rules.deployment.config_digest(members, f);
-        if report.round.config != expected {
-            return Err(format!(
-                "signed under configuration {}, not this network's {expected} (its members at \
-                 the row's time, f = {})",
-                report.round.config,
-                f.faults()
-            ));
-        }
-    }
+    // The member sets the row may have been signed under: at the round's time, and (from the
+    // `signers` table) after each change within the round window.
+    let candidates: Vec<Vec<Address>> = match history {
+        Some(history) => member_sets_from(history, observed),
+        None => rules.counted.members_at(observed).into_iter().collect(),
+    };
+    let f_of = |members: &[Address]| rules.fault_bound(Some(members));
+    let f = match candidates.first() {
+        None => rules.fault_bound(None),
+        // v1 rows carry the v1 domain word and predate configurations.
+        Some(first) if report.round.config == V1_DOMAIN => f_of(first),
+        // A v2 row's signatures must be bound to this network's configuration of its time: a
+        // database credential cannot pass off a report signed for another network, member
+        // set or a smaller f.
+        Some(first) => candidates
+            .iter()
+            .find(|members| {
+                rules.deployment.config_digest(members, f_of(members)) == report.round.config
+            })
+            .map(|members| f_of(members))
+            .ok_or_else(|| {
+                format!(
+                    "signed under configuration {}, not this network's {} (its members at the \
+                     row's time, f = {})",
+                    report.round.config,
+                    rules.deployment.config_digest(first, f_of(first)),
+                    f_of(first).faults()
+                )
+            })?,
+    };
     let counted = signers
         .iter()
         .filter(|signer| rules.counted.counts(signer, observed))
@@ -509,6 +548,40 @@ mod tests {
         }
     }
 
+    /// A node binds a round to its member list when it signs, which may already hold a change
+    /// made a moment after the observation: that configuration is the network's too. One from
+    /// a change long after is not.
+    #[test]
+    fn a_row_may_be_signed_under_a_member_change_made_within_the_round_window_after_it() {
+        let all = signers(5);
+        let listed: Vec<Address> = all.iter().map(Identity::address).collect();
+        let five = Deployment::default().config_digest(&listed, FaultBound::new(1));
+        let row = row_in(five, &all[..3]);
+        let round_time = row.first_observed_at.to_utc();
+        let rules = |fifth_added_after: i64| AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Members(
+                all.iter()
+                    .zip([0, 0, 0, 0, fifth_added_after])
+                    .map(|(identity, after)| SignerRow {
+                        address: identity.address(),
+                        name: String::new(),
+                        added_at: round_time + chrono::Duration::milliseconds(after * 1000 + 400)
+                            - chrono::Duration::seconds(if after == 0 { 10 } else { 0 }),
+                        revoked_at: None,
+                    })
+                    .collect(),
+            ),
+            network: None,
+        };
+        assert_eq!(audit_row(&row, &rules(1)).finding, None);
+        let report = audit_row(&row, &rules(60));
+        assert!(
+            matches!(report.finding, Some(Finding::Invalid(ref why)) if why.contains("configuration")),
+            "{report:?}"
+        );
+    }
+
     #[test]
     fn a_signature_counts_only_if_its_signer_was_a_member_when_the_price_was_observed() {
         // Five members (f = 1), three of them signing: removing one leaves four, still f = 1.
@@ -664,11 +737,17 @@ mod tests {
             network: None,
         };
         assert_eq!(audit_row(&row, &members(-10)).finding, None);
-        // The fourth member joined after the row: its commit does not count, and with that
-        // the members at the row's time are three (f = 0), whose configuration this is not.
+        // The fourth member joined a minute after the row: the members at the row's time are
+        // three (f = 0), whose configuration this is not.
+        assert!(matches!(
+            audit_row(&row, &members(60)).finding,
+            Some(Finding::Invalid(ref why)) if why.contains("configuration")
+        ));
+        // Ten seconds after: the configuration may be the one it signed under, but its commit
+        // does not count at the row's time, and one commit is short of f + 1.
         assert!(matches!(
             audit_row(&row, &members(10)).finding,
-            Some(Finding::Invalid(ref why)) if why.contains("configuration")
+            Some(Finding::Uncommitted { valid: 1, .. })
         ));
         // Listed, but not among the counted: one commit of two.
         let narrowed = AuditRules {
