@@ -1006,7 +1006,9 @@ pub struct DbRoleArgs {
 #[command(next_help_heading = "Database")]
 pub struct DbArgs {
     /// PostgreSQL URL; DATABASE_URL is read too. Without either, the URL is built from the
-    /// --db-env file.
+    /// --db-env file. A replicated database: a multi-host URL
+    /// (postgres://user@h1:5432,h2:5432,h3:5432/db) or URLs separated by commas; the node
+    /// writes to the one that takes writes and follows it when it moves.
     #[arg(long, env = "ORACLE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// File with POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, DB_HOST and DB_PORT (the file
@@ -1054,8 +1056,7 @@ pub fn database_password_on_command_line(matches: &clap::ArgMatches) -> bool {
         && sub.value_source(ID) == Some(clap::parser::ValueSource::CommandLine)
         && sub
             .get_one::<String>(ID)
-            .and_then(|url| Url::parse(url).ok())
-            .is_some_and(|url| url.password().is_some())
+            .is_some_and(|url| DatabaseUrl::new(url.as_str()).has_password())
 }
 
 /// What to say when [`database_password_on_command_line`] holds.
@@ -1493,6 +1494,11 @@ mod tests {
             "migrate",
             "--database-url",
             "postgres://oracle@db:5432/oracle"
+        ]));
+        assert!(noticed(&[
+            "migrate",
+            "--database-url",
+            "postgres://oracle:pw@h1:5441,h2:5442/oracle"
         ]));
         assert!(!noticed(&["price"]));
         assert!(!noticed(&["keygen", "--name", "n"]));

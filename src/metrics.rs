@@ -172,6 +172,12 @@ pub struct StatementLabel {
     pub kind: &'static str,
 }
 
+/// A database server.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServerLabel {
+    pub server: String,
+}
+
 /// A price source and a failure kind.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceFailureLabels {
@@ -325,6 +331,14 @@ declare_metrics! {
         db_statements: Family<StatementLabel, Counter> => "Database statements issued, by kind";
         db_failures: Family<StatementLabel, Counter> =>
             "Database statements that failed or timed out, by kind";
+        database_server: Family<ServerLabel, Gauge> =>
+            "1 for the database server this node writes to (the primary when last asked), by \
+             host:port";
+        database_failovers: Counter =>
+            "Times this node moved its pool to another server because the primary changed";
+        database_without_primary_seconds: Gauge<f64, AtomicU64> =>
+            "How long no database server has taken writes, as of the node's last look (0 while \
+             one does)";
         lease_writer: Gauge => "1 while this node holds the writer lease";
         lease_writer_changes: Counter => "Times this node gained or lost the writer lease";
         false_notices: Family<WriterLabel, Counter> =>
@@ -517,6 +531,23 @@ impl crate::store::Probe for Metrics {
 
     fn statement_failed(&self, kind: &'static str) {
         Self::counter(&self.db_failures, StatementLabel { kind }).inc();
+    }
+
+    fn primary_followed(&self, followed: &crate::store::Followed) {
+        self.database_without_primary_seconds
+            .set(followed.without.as_secs_f64());
+        if followed.moved {
+            self.database_failovers.inc();
+        }
+        if let Some(server) = &followed.primary {
+            // One server at a time: the family holds only the one in use.
+            self.database_server.clear();
+            self.database_server
+                .get_or_create(&ServerLabel {
+                    server: server.clone(),
+                })
+                .set(1);
+        }
     }
 }
 

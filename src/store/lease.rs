@@ -165,7 +165,7 @@ impl Store {
             ],
         );
         let row = self
-            .timed("heartbeat", self.db.query_one_raw(statement))
+            .timed("heartbeat", self.db().query_one_raw(statement))
             .await?;
         let members_version = row
             .as_ref()
@@ -186,7 +186,7 @@ impl Store {
     pub async fn writer(&self) -> Result<Option<Address>, StoreError> {
         let statement = Statement::from_string(DbBackend::Postgres, WRITER_SQL);
         let row = self
-            .timed("writer", self.db.query_one_raw(statement))
+            .timed("writer", self.db().query_one_raw(statement))
             .await?;
         match row {
             None => Ok(None),
@@ -210,7 +210,7 @@ impl Store {
                 me.listen_addrs.join(" ").into(),
             ],
         );
-        self.timed("claim lease", self.db.execute_raw(statement))
+        self.timed("claim lease", self.db().execute_raw(statement))
             .await
             .map(|_| ())
     }
@@ -223,7 +223,7 @@ impl Store {
             [me.to_checksum(None).into()],
         );
         let rows = self
-            .timed("peer addresses", self.db.query_all_raw(statement))
+            .timed("peer addresses", self.db().query_all_raw(statement))
             .await?;
         Ok(rows
             .iter()
@@ -244,7 +244,7 @@ impl Store {
             "DELETE FROM heartbeat WHERE node_address = $1",
             [me.key().into()],
         );
-        self.timed("leave", self.db.execute_raw(statement))
+        self.timed("leave", self.db().execute_raw(statement))
             .await
             .map(|_| ())
     }

@@ -70,7 +70,7 @@ impl Store {
             [address.to_checksum(None).into(), name.into()],
         );
         let row = self
-            .timed("add signer", self.db.query_one_raw(statement))
+            .timed("add signer", self.db().query_one_raw(statement))
             .await?
             .ok_or(StoreError::Unexpected {
                 what: "add signer",
@@ -94,7 +94,7 @@ impl Store {
             [address.to_checksum(None).into()],
         );
         let result = self
-            .timed("remove signer", self.db.execute_raw(statement))
+            .timed("remove signer", self.db().execute_raw(statement))
             .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -106,7 +106,7 @@ impl Store {
             "SELECT address, name, added_at, revoked_at FROM signers ORDER BY address",
         );
         let rows = self
-            .timed("read signers", self.db.query_all_raw(statement))
+            .timed("read signers", self.db().query_all_raw(statement))
             .await?;
         rows.iter()
             .map(|row| {
@@ -134,7 +134,7 @@ impl Store {
     pub async fn current_members(&self) -> Result<HashMap<Address, u64>, StoreError> {
         let statement = Statement::from_string(DbBackend::Postgres, CURRENT_MEMBERS_SQL);
         let rows = self
-            .timed("read members", self.db.query_all_raw(statement))
+            .timed("read members", self.db().query_all_raw(statement))
             .await?;
         read_members("read members", &rows)
     }

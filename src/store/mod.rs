@@ -10,12 +10,14 @@
 //! - [`read`]: reads for the consumers' API and `oracle prices`.
 //! - [`notify`]: `LISTEN prices_stored`, which wakes the API's streams when prices commit.
 //! - [`roles`]: the least-privilege role nodes log in as (`oracle db-role`).
+//! - [`primary`]: finding and following the primary of a replicated PostgreSQL.
 //! - [`row`]: a stored row read back as the signed price it records.
 
 pub mod lease;
 pub mod members;
 pub mod notify;
 pub mod prices;
+pub mod primary;
 pub mod read;
 pub mod reports;
 pub mod roles;
@@ -32,6 +34,9 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
+
+pub use primary::Followed;
+use primary::Primary;
 
 /// Server-side bounds on every session a node opens, so that no node can hold the others up
 /// for longer than a few seconds:
@@ -68,17 +73,40 @@ impl DatabaseUrl {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether the URL (any of its servers) carries a password.
+    pub fn has_password(&self) -> bool {
+        self.servers()
+            .iter()
+            .any(|server| userinfo(server.expose()).is_some_and(|info| info.contains(':')))
+    }
+}
+
+/// The `user[:password]` of a single-server URL.
+fn userinfo(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    rest[..end].rsplit_once('@').map(|(info, _)| info)
 }
 
 impl fmt::Display for DatabaseUrl {
+    /// Without the password, also for several servers (a multi-host URL, which no URL parser
+    /// takes, or URLs separated by commas).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match reqwest::Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("***"));
-                f.write_str(url.as_str())
+        let url = self.0.as_str();
+        if primary::several_urls(url) {
+            let masked: Vec<String> = self.servers().iter().map(ToString::to_string).collect();
+            return f.write_str(&masked.join(","));
+        }
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return f.write_str("<unparsable database URL>");
+        };
+        match userinfo(url) {
+            Some(info) if info.contains(':') => {
+                let user = info.split(':').next().unwrap_or_default();
+                write!(f, "{scheme}://{user}:***@{}", &rest[info.len() + 1..])
             }
-            Ok(url) => f.write_str(url.as_str()),
-            Err(_) => f.write_str("<unparsable database URL>"),
+            _ => f.write_str(url),
         }
     }
 }
@@ -168,7 +196,10 @@ pub enum DatabaseState {
 /// The node's handle on the database. Cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct Store {
-    db: DatabaseConnection,
+    /// The pool, on the server that takes writes (see [`primary`]).
+    primary: Arc<Primary>,
+    /// How to open the pool again on another server.
+    shape: PoolShape,
     timeout: Duration,
     /// Whether the last database call succeeded (for `/health`).
     healthy: Arc<AtomicBool>,
@@ -182,23 +213,117 @@ pub trait Probe: Send + Sync + std::fmt::Debug {
     fn statement_issued(&self, kind: &'static str);
     /// A statement of this kind failed or timed out.
     fn statement_failed(&self, kind: &'static str);
+    /// Which server the store writes to, after it looked (at the start, and after a failure
+    /// that a failover may explain).
+    fn primary_followed(&self, _followed: &Followed) {}
+}
+
+/// How a store's pool is opened: kept, to open it again on a new primary.
+#[derive(Debug, Clone, Copy)]
+struct PoolShape {
+    size: u32,
+    session: &'static [(&'static str, &'static str)],
+    /// Statements running longer than this are logged as warnings.
+    slow: Duration,
+    timeout: Duration,
+}
+
+impl PoolShape {
+    fn options(self, url: &DatabaseUrl) -> ConnectOptions {
+        let session = self.session;
+        let mut options = ConnectOptions::new(url.expose());
+        options.map_sqlx_postgres_opts(move |pg| pg.options(session.iter().copied()));
+        options
+            .max_connections(self.size.max(1))
+            .min_connections(0)
+            .connect_timeout(self.timeout)
+            .acquire_timeout(self.timeout)
+            .statement_timeout(self.timeout)
+            .idle_timeout(Duration::from_secs(60))
+            .set_application_name("price-oracle")
+            .sqlx_logging(true)
+            .sqlx_logging_level(log::LevelFilter::Trace)
+            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, self.slow);
+        options
+    }
+
+    /// A pool that connects on first use.
+    async fn open_lazy(self, url: &DatabaseUrl) -> Result<DatabaseConnection, StoreError> {
+        let mut options = self.options(url);
+        options.connect_lazy(true);
+        within(self.timeout, "connect", Database::connect(options)).await
+    }
+
+    /// A pool whose first connection is made (and checked) now.
+    async fn open(self, url: &DatabaseUrl) -> Result<DatabaseConnection, StoreError> {
+        within(
+            self.timeout,
+            "connect",
+            connect_pool(url, self.options(url)),
+        )
+        .await
+    }
 }
 
 impl Store {
-    /// Connects (and checks the connection) within the configured timeout. Every session is
-    /// bounded on the server too (see [`SESSION_LIMITS`]).
+    /// Connects (and checks the connection) within the configured timeout, to the server that
+    /// takes writes when the URL names several. Every session is bounded on the server too
+    /// (see [`SESSION_LIMITS`]).
     pub async fn connect(settings: &DbSettings) -> Result<Self, StoreError> {
-        let db = Self::open(settings, settings.pool_size, SESSION_LIMITS, SLOW_STATEMENT).await?;
-        Ok(Self {
-            db,
-            timeout: settings.timeout,
-            healthy: Arc::new(AtomicBool::new(true)),
-            probe: None,
-        })
+        let shape = Self::node_pool(settings);
+        let servers = settings.url.servers();
+        let index = if servers.len() > 1 {
+            primary::find(&servers, settings.timeout).await?
+        } else {
+            0
+        };
+        let db = shape.open(&servers[index]).await?;
+        Ok(Self::on(Primary::new(servers, index, db), shape))
     }
 
-    /// Reports statements and failures to `probe` from now on.
+    /// A store that opens its connections on first use, so it exists before the database
+    /// answers: the node's read API is served from the start, and answers 503 until the
+    /// database does. It is a pool of its own, so that readers can never take the connections
+    /// the heartbeats and the flush need.
+    pub async fn connect_lazy(settings: &DbSettings) -> Result<Self, StoreError> {
+        let shape = Self::node_pool(settings);
+        let servers = settings.url.servers();
+        // No server may answer yet: start on the first, and follow at the first failure.
+        let index = if servers.len() > 1 {
+            primary::find(&servers, settings.timeout).await.unwrap_or(0)
+        } else {
+            0
+        };
+        let db = shape.open_lazy(&servers[index]).await?;
+        Ok(Self::on(Primary::new(servers, index, db), shape))
+    }
+
+    fn node_pool(settings: &DbSettings) -> PoolShape {
+        PoolShape {
+            size: settings.pool_size,
+            session: SESSION_LIMITS,
+            slow: SLOW_STATEMENT,
+            timeout: settings.timeout,
+        }
+    }
+
+    fn on(primary: Primary, shape: PoolShape) -> Self {
+        Self {
+            primary: Arc::new(primary),
+            shape,
+            timeout: shape.timeout,
+            healthy: Arc::new(AtomicBool::new(true)),
+            probe: None,
+        }
+    }
+
+    /// Reports statements, failures and the server in use to `probe` from now on.
     pub fn with_probe(mut self, probe: Arc<dyn Probe>) -> Self {
+        probe.primary_followed(&Followed {
+            primary: Some(self.primary.server().host()),
+            moved: false,
+            without: Duration::ZERO,
+        });
         self.probe = Some(probe);
         self
     }
@@ -208,62 +333,17 @@ impl Store {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// A store that opens its connections on first use, so it exists before the database
-    /// answers: the node's read API is served from the start, and answers 503 until the
-    /// database does. It is a pool of its own, so that readers can never take the connections
-    /// the heartbeats and the flush need.
-    pub async fn connect_lazy(settings: &DbSettings) -> Result<Self, StoreError> {
-        let mut options =
-            Self::options(settings, settings.pool_size, SESSION_LIMITS, SLOW_STATEMENT);
-        options.connect_lazy(true);
-        let db = within(settings.timeout, "connect", Database::connect(options)).await?;
-        Ok(Self {
-            db,
-            timeout: settings.timeout,
-            healthy: Arc::new(AtomicBool::new(true)),
-            probe: None,
-        })
+    /// The server this store writes to (`host:port`).
+    pub fn server(&self) -> String {
+        self.primary.server().host()
     }
 
-    /// A pool; statements running longer than `slow` are logged as warnings.
-    async fn open(
-        settings: &DbSettings,
-        pool_size: u32,
-        session: &'static [(&'static str, &'static str)],
-        slow: Duration,
-    ) -> Result<DatabaseConnection, StoreError> {
-        let options = Self::options(settings, pool_size, session, slow);
-        within(
-            settings.timeout,
-            "connect",
-            connect_pool(&settings.url, options),
-        )
-        .await
+    /// The pool, on the server that took writes when last asked.
+    fn db(&self) -> DatabaseConnection {
+        self.primary.db()
     }
 
-    fn options(
-        settings: &DbSettings,
-        pool_size: u32,
-        session: &'static [(&'static str, &'static str)],
-        slow: Duration,
-    ) -> ConnectOptions {
-        let mut options = ConnectOptions::new(settings.url.expose());
-        options.map_sqlx_postgres_opts(move |pg| pg.options(session.iter().copied()));
-        options
-            .max_connections(pool_size.max(1))
-            .min_connections(0)
-            .connect_timeout(settings.timeout)
-            .acquire_timeout(settings.timeout)
-            .statement_timeout(settings.timeout)
-            .idle_timeout(Duration::from_secs(60))
-            .set_application_name("price-oracle")
-            .sqlx_logging(true)
-            .sqlx_logging_level(log::LevelFilter::Trace)
-            .sqlx_slow_statements_logging_settings(log::LevelFilter::Warn, slow);
-        options
-    }
-
-    /// Applies pending migrations, one node at a time.
+    /// Applies pending migrations, one node at a time, on the primary.
     ///
     /// The advisory lock lives in a session, so this uses its own one-connection pool: lock,
     /// migrate and unlock all run on the same connection, and if the node dies the server drops
@@ -271,9 +351,16 @@ impl Store {
     pub async fn migrate(settings: &DbSettings) -> Result<(), StoreError> {
         // Migrating can take longer than one statement; give it a generous bound.
         let limit = settings.timeout * 6;
+        let url = primary::primary_url(&settings.url, settings.timeout).await?;
         // Migrations may wait for locks longer than a node's statements do: nodes started
         // together queue for the migration lock, which is no slow statement worth a warning.
-        let db = Self::open(settings, 1, &[], limit).await?;
+        let shape = PoolShape {
+            size: 1,
+            session: &[],
+            slow: limit,
+            timeout: settings.timeout,
+        };
+        let db = shape.open(&url).await?;
         let lock = Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_lock($1)",
@@ -303,20 +390,39 @@ impl Store {
         }
         let result = within(self.timeout, what, call).await;
         self.healthy.store(result.is_ok(), Ordering::Relaxed);
-        if let (Some(probe), Err(_)) = (&self.probe, &result) {
-            probe.statement_failed(what);
+        if let Err(err) = &result {
+            if let Some(probe) = &self.probe {
+                probe.statement_failed(what);
+            }
+            if self.primary.replicated() && primary::may_mean_failover(err) {
+                self.follow_primary().await;
+            }
         }
         result
     }
 
+    /// Looks for the primary again and moves the pool there (see [`primary`]).
+    async fn follow_primary(&self) {
+        let shape = self.shape;
+        let followed = self
+            .primary
+            .follow(self.timeout, async |url: &DatabaseUrl| {
+                shape.open_lazy(url).await
+            })
+            .await;
+        if let (Some(probe), Some(followed)) = (&self.probe, followed) {
+            probe.primary_followed(&followed);
+        }
+    }
+
     /// A cheap round trip, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.timed("ping", self.db.ping()).await
+        self.timed("ping", self.db().ping()).await
     }
 
     /// Closes the pool.
     pub async fn close(self) {
-        let _ = self.db.close().await;
+        let _ = self.db().close().await;
     }
 }
 
@@ -368,6 +474,16 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/postgres"
         );
         assert!(!DatabaseUrl::new("not a url:pw").to_string().contains("pw"));
+        let replicated = DatabaseUrl::new("postgres://oracle:pw@h1:5441,h2:5442/oracle");
+        assert_eq!(
+            replicated.to_string(),
+            "postgres://oracle:***@h1:5441,h2:5442/oracle"
+        );
+        let listed = DatabaseUrl::new("postgres://a:pw1@h1/x,postgres://b:pw2@h2/x");
+        assert_eq!(
+            listed.to_string(),
+            "postgres://a:***@h1/x,postgres://b:***@h2/x"
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Store {
     async fn listen(&self, wake: &watch::Sender<u64>, backoff: &mut Duration) -> StoreError {
         // A store is only ever opened from a PostgreSQL URL (the only backend built in), so its
         // pool is a PostgreSQL pool.
-        let pool = self.db.get_postgres_connection_pool().clone();
+        let pool = self.db().get_postgres_connection_pool().clone();
         let connected = self
             .timed("listen", async move {
                 let mut listener = PgListener::connect_with(&pool).await.map_err(db_err)?;

@@ -78,7 +78,7 @@ impl Store {
         batch: &[VerifiedPrice],
         deployment: &Deployment,
     ) -> Result<FlushOutcome, StoreError> {
-        let txn = self.timed("flush begin", self.db.begin()).await?;
+        let txn = self.timed("flush begin", self.db().begin()).await?;
         let outcome = self.flush_in(&txn, me, batch, deployment).await;
         match outcome {
             Ok(FlushOutcome::Flushed(flushed)) => {

@@ -65,12 +65,12 @@ impl Store {
             .order_by_desc(prices::Column::ObservedAt)
             .order_by_desc(prices::Column::Id)
             .limit(1);
-        self.timed("read latest price", query.one(&self.db)).await
+        self.timed("read latest price", query.one(&self.db())).await
     }
 
     /// The stored price with this id, if any.
     pub async fn price_by_id(&self, id: i64) -> Result<Option<StoredPrice>, StoreError> {
-        self.timed("read price", prices::Entity::find_by_id(id).one(&self.db))
+        self.timed("read price", prices::Entity::find_by_id(id).one(&self.db()))
             .await
     }
 
@@ -91,7 +91,7 @@ impl Store {
             "SELECT id, pair, first_signer FROM prices WHERE id = ANY($1)",
             [Value::from(ids)],
         );
-        let rows = self.timed(WHAT, self.db.query_all_raw(statement)).await?;
+        let rows = self.timed(WHAT, self.db().query_all_raw(statement)).await?;
         let read = |row: &sea_orm::QueryResult| -> Result<StoredRound, sea_orm::DbErr> {
             let id = row.try_get_by_index::<i64>(0)?;
             Ok(StoredRound {
@@ -112,7 +112,8 @@ impl Store {
         query: &HistoryQuery,
     ) -> Result<Vec<StoredPrice>, StoreError> {
         let select = history(query);
-        self.timed("read price history", select.all(&self.db)).await
+        self.timed("read price history", select.all(&self.db()))
+            .await
     }
 
     /// The ids of one page of a pair's history, with their `seq`: [`Store::price_history`]
@@ -126,14 +127,15 @@ impl Store {
             .column(prices::Column::Id)
             .column(prices::Column::Seq)
             .into_tuple::<(i64, i64)>();
-        self.timed("read price history ids", select.all(&self.db))
+        self.timed("read price history ids", select.all(&self.db()))
             .await
     }
 
     /// The stored prices with these ids, in no particular order.
     pub async fn prices_by_ids(&self, ids: &[i64]) -> Result<Vec<StoredPrice>, StoreError> {
         let select = prices::Entity::find().filter(prices::Column::Id.is_in(ids.iter().copied()));
-        self.timed("read prices by id", select.all(&self.db)).await
+        self.timed("read prices by id", select.all(&self.db()))
+            .await
     }
 
     /// Rows of every pair committed after `after` (`seq > after`), in commit order, at most
@@ -149,7 +151,7 @@ impl Store {
             .filter(prices::Column::Seq.gt(after))
             .order_by_asc(prices::Column::Seq)
             .limit(limit);
-        self.timed("read prices committed after", select.all(&self.db))
+        self.timed("read prices committed after", select.all(&self.db()))
             .await
     }
 
@@ -160,7 +162,7 @@ impl Store {
             .select_only()
             .column_as(prices::Column::Seq.max(), "seq")
             .into_tuple::<Option<i64>>();
-        let last = self.timed("read last seq", query.one(&self.db)).await?;
+        let last = self.timed("read last seq", query.one(&self.db())).await?;
         Ok(last.flatten().unwrap_or(0))
     }
 }

@@ -48,7 +48,7 @@ impl Store {
                 Utc::now() - chrono::Duration::from_std(since).unwrap_or(chrono::Duration::MAX);
             query = query.filter(prices::Column::CreatedTime.gte(cutoff));
         }
-        self.timed("read prices", query.all(&self.db)).await
+        self.timed("read prices", query.all(&self.db())).await
     }
 
     /// The most recently stored prices (of one pair, or of all), last committed first.
@@ -63,7 +63,7 @@ impl Store {
         if let Some(pair) = pair {
             query = query.filter(prices::Column::Pair.eq(pair.name()));
         }
-        self.timed("read prices", query.all(&self.db)).await
+        self.timed("read prices", query.all(&self.db())).await
     }
 
     /// Every heartbeat row, the writer first.
@@ -75,7 +75,7 @@ impl Store {
                FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC"#,
         );
         let rows = self
-            .timed("read heartbeats", self.db.query_all_raw(statement))
+            .timed("read heartbeats", self.db().query_all_raw(statement))
             .await?;
         let read = |row: &sea_orm::QueryResult| -> Result<_, sea_orm::DbErr> {
             Ok((

@@ -87,7 +87,8 @@ pub async fn ensure_node_role(
         what: "role name",
         detail: err.to_string(),
     })?;
-    let mut options = ConnectOptions::new(settings.url.expose());
+    let url = super::primary::primary_url(&settings.url, settings.timeout).await?;
+    let mut options = ConnectOptions::new(url.expose());
     options
         .max_connections(1)
         .connect_timeout(settings.timeout)
@@ -95,12 +96,7 @@ pub async fn ensure_node_role(
         .set_application_name("price-oracle db-role")
         // The statements carry the password: never log them, whatever the log level.
         .sqlx_logging(false);
-    let db = within(
-        settings.timeout,
-        "connect",
-        connect_pool(&settings.url, options),
-    )
-    .await?;
+    let db = within(settings.timeout, "connect", connect_pool(&url, options)).await?;
     // One transaction: the role is either fully set up or left as it was.
     let result = async {
         let txn = within(settings.timeout, "begin", db.begin()).await?;

@@ -15,6 +15,7 @@ mod logging;
 mod monitoring;
 mod price_sources;
 mod psk;
+mod replicated;
 mod roles;
 mod rounds;
 mod settings;
