@@ -13,7 +13,9 @@
 #   PROFILE          cargo profile to build and run (default dev; release for speed)
 #   NO_BUILD=1       run the binary already built for PROFILE instead of building it (the test
 #                    suite's scripts run the one its tests built)
-#   DATABASE_URL     the database; otherwise built from .env-db
+#   DATABASE_URL     the database (the admin credential; a multi-host URL for a replicated one,
+#                    e.g. from scripts/pg-ha.sh); otherwise built from .env-db
+#   NODE_ROLES=0     run the nodes with DATABASE_URL's credential, not a role of their own each
 #   ORACLE_*         any node flag, e.g. ORACLE_HEARTBEAT=1m ORACLE_FLUSH_DELAY=10s
 #   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
 #                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
@@ -115,19 +117,40 @@ for b in 0 1; do
   BOOTSTRAP+="/ip4/127.0.0.1/tcp/$port/p2p/$peer_id "
 done
 
+# The URL of DATABASE_URL's servers and database with USER:PASSWORD as the credential.
+node_url() {
+  local scheme="${DATABASE_URL%%://*}" rest="${DATABASE_URL#*://}"
+  local authority="${rest%%[/?]*}"
+  printf '%s://%s:%s@%s%s' "$scheme" "$1" "$2" "${authority##*@}" "${rest:${#authority}}"
+}
+
 # Membership: every node's key is registered in the signers table (the operator's step,
 # `oracle signers add`, done here with the same database credential). Only members count.
+# Each node then logs in with a database role of its own (`oracle db-role --node`, password in
+# keys/nodeN.db-password): the database holds it to its own heartbeat row, to the lease rules,
+# and to inserting prices only while it is the writer. NODE_ROLES=0 runs every node with
+# DATABASE_URL's credential instead.
+declare -A NODE_URL
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
   [ -f "keys/node$i.priv" ] || [ -f "keys/node$i.json" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
-  "$ORACLE" signers add --key "node$i" --log-level warn >/dev/null
+  address=$("$ORACLE" signers add --key "node$i" --log-level warn | awk '{ print $1 }')
+  NODE_URL[$i]=$DATABASE_URL
+  if [ "${NODE_ROLES:-1}" = 1 ]; then
+    password_file="keys/node$i.db-password"
+    [ -s "$password_file" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$password_file")
+    ORACLE_PASSWORD_FILE="$password_file" "$ORACLE" db-role --role "oracle_node$i" \
+      --node "$address" --log-level warn >/dev/null
+    NODE_URL[$i]=$(node_url "oracle_node$i" "$(cat "$password_file")")
+  fi
 done
 say "$NUM_NODES members registered (oracle signers list shows them)"
+[ "${NODE_ROLES:-1}" = 1 ] && say "each node logs in as its own role oracle_nodeN (oracle db-role)"
 
 endpoints=""
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
   port=$(( HTTP_PORT + i ))
-  start "node$i" run --name "node$i" --listen /ip4/127.0.0.1/tcp/0 "${BOOTSTRAP_ARGS[@]}" \
-    --http "127.0.0.1:$port"
+  ORACLE_DATABASE_URL="${NODE_URL[$i]}" start "node$i" run --name "node$i" --migrate=false \
+    --listen /ip4/127.0.0.1/tcp/0 "${BOOTSTRAP_ARGS[@]}" --http "127.0.0.1:$port"
   endpoints+="run_nodes:   node$i  http://127.0.0.1:$port/status  /health  /metrics"$'\n'
 done
 

@@ -143,18 +143,18 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `oracle db-role`: create or update the nodes' least-privilege role.
+/// `oracle db-role`: create or update a node's least-privilege role.
 pub async fn db_role(args: &DbRoleArgs) -> anyhow::Result<ExitCode> {
     crate::store::roles::check_role_name(&args.role)?;
     let password = role_password(args)?;
     let settings = args.db.settings()?;
-    crate::store::roles::ensure_node_role(&settings, &args.role, &password)
+    crate::store::roles::ensure_node_role(&settings, &args.role, &password, &args.node)
         .await
         .with_context(|| format!("cannot set up role {} in {}", args.role, settings.url))?;
     log::info!("role {} is ready in {}", args.role, settings.url);
     println!(
-        "role {} (LOGIN): SELECT, INSERT on prices; SELECT, INSERT, UPDATE, DELETE on heartbeat; SELECT on signers",
-        args.role
+        "role {} (LOGIN) for node {}: SELECT, INSERT on prices (only as the writer); SELECT, INSERT, UPDATE on heartbeat (only its own row, by the lease rules); SELECT on signers, lease_rules, node_roles",
+        args.role, args.node
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -74,8 +74,8 @@ pub enum Command {
     MockExchange(MockExchangeArgs),
     /// Apply pending database migrations (safe to run from many nodes at once).
     Migrate(MigrateArgs),
-    /// Create or update the least-privilege database role nodes log in as. Run it with the
-    /// admin credential, after `oracle migrate`; safe to run again.
+    /// Create or update a node's least-privilege database role (one per node, bound to its
+    /// address). Run it with the admin credential, after `oracle migrate`; safe to run again.
     DbRole(DbRoleArgs),
     /// Run an oracle node: fetch, sign, gossip, co-sign, and store verified prices.
     Run(RunArgs),
@@ -990,9 +990,13 @@ pub struct MigrateArgs {
 
 #[derive(Debug, Args)]
 pub struct DbRoleArgs {
-    /// Name of the role, e.g. oracle_node: lowercase letters, digits and '_'.
+    /// Name of the role, e.g. oracle_node0: lowercase letters, digits and '_'.
     #[arg(long, env = "ORACLE_ROLE")]
     pub role: String,
+    /// The address of the node that logs in with this role (0x…): the only heartbeat row it
+    /// may write, and the writer it must be to insert prices. One role per node.
+    #[arg(long, env = "ORACLE_NODE")]
+    pub node: alloy_primitives::Address,
     /// File holding the role's password [default: the ORACLE_ROLE_PASSWORD environment
     /// variable]. Never given as a flag value: command lines are visible to every local user.
     #[arg(long, env = "ORACLE_PASSWORD_FILE")]

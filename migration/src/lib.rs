@@ -16,6 +16,7 @@ mod m20261130_000007_prices_read_indexes;
 mod m20261204_000008_prices_observations;
 mod m20261207_000009_prices_config;
 mod m20261207_000010_prices_commits;
+mod m20261207_000011_node_roles;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000008_prices_observations::Migration),
             Box::new(m20261207_000009_prices_config::Migration),
             Box::new(m20261207_000010_prices_commits::Migration),
+            Box::new(m20261207_000011_node_roles::Migration),
         ]
     }
 }

@@ -11,9 +11,14 @@
 //! A writer that stops heartbeating keeps its lease until `timestamp` passes, at most `lease`
 //! after its last heartbeat; the first heartbeat of another node after that takes over, so a dead
 //! writer is replaced within **lease + interval** (25 s with the defaults 20 s + 5 s). A node that
-//! shuts down cleanly deletes its row and is replaced at the next heartbeat of another node.
+//! shuts down cleanly sets its row to `-infinity` and is replaced at the next heartbeat of another node.
 //! Two nodes taking at once both write a future `timestamp`; the smaller one sees the greater at
 //! its next heartbeat and stands down.
+//!
+//! With a node role of its own (`oracle db-role --node`), the database enforces these rules
+//! too (migration `m20261207_000011_node_roles`): the lease and the term are capped by
+//! `lease_rules`, a node takes the lease only when nobody holds it, and a node whose term ended
+//! leaves the next one to another live node for `retake_after`.
 //!
 //! Correctness does not rest on the lease: the flush is fenced and the primary key makes every
 //! write exactly-once. The lease only keeps the other nodes from doing useless work.
@@ -71,26 +76,43 @@ pub struct Beat {
 /// A data-modifying CTE's result is not visible to the rest of the statement, so the new row
 /// joins the others by `UNION ALL` instead of being read back from the table.
 /// `$4` lease seconds, `$5` listen addresses, `$6` term seconds, `$7` whether it may take.
+///
+/// The lease and the term are the node's, capped by the database's `lease_rules`, and a node
+/// whose term just ended (released or lapsed) leaves the next one to another live node for
+/// `retake_after`: what the `heartbeat_rules` trigger enforces on node roles, so that an honest
+/// node never sends a heartbeat the database refuses.
 const HEARTBEAT_SQL: &str = r#"
-WITH others AS (
-    SELECT coalesce(max("timestamp"), '-infinity'::timestamptz) AS until
+WITH rules AS (
+    SELECT
+        least(make_interval(secs => $4),
+              coalesce((SELECT max_lease FROM lease_rules), make_interval(secs => $4))) AS lease,
+        least(make_interval(secs => $6),
+              coalesce((SELECT max_term FROM lease_rules), make_interval(secs => $6))) AS term,
+        coalesce((SELECT retake_after FROM lease_rules), interval '0') AS retake_after
+), others AS (
+    SELECT coalesce(max("timestamp"), '-infinity'::timestamptz) AS until,
+           coalesce(max("timestamp") > now() - (SELECT retake_after FROM rules), false) AS alive
     FROM heartbeat WHERE node_address <> $1
 ), mine AS (
-    SELECT "timestamp" AS until, lease_since FROM heartbeat WHERE node_address = $1
+    SELECT "timestamp" AS until, lease_since,
+           CASE WHEN lease_since IS NOT NULL THEN now() ELSE term_ended_at END AS term_ended
+    FROM heartbeat WHERE node_address = $1
 ), action AS (
     SELECT CASE
         WHEN mine.until > now() AND mine.until >= others.until AND mine.lease_since IS NOT NULL
-            THEN CASE WHEN now() - mine.lease_since < make_interval(secs => $6)
+            THEN CASE WHEN now() - mine.lease_since < rules.term
                       THEN 'renew' ELSE 'release' END
-        WHEN others.until < now() AND $7 THEN 'take'
+        WHEN others.until < now() AND $7
+            AND NOT (others.alive AND coalesce(mine.term_ended > now() - rules.retake_after, false))
+            THEN 'take'
         ELSE 'alive'
-    END AS what, mine.lease_since AS since
-    FROM others LEFT JOIN mine ON true
+    END AS what, mine.lease_since AS since, rules.lease
+    FROM others CROSS JOIN rules LEFT JOIN mine ON true
 ), beat AS (
     INSERT INTO heartbeat
         (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs, lease_since)
     SELECT $1, $2, $3,
-        CASE WHEN what IN ('renew', 'take') THEN now() + make_interval(secs => $4) ELSE now() END,
+        CASE WHEN what IN ('renew', 'take') THEN now() + lease ELSE now() END,
         now(), $5,
         CASE what WHEN 'take' THEN now() WHEN 'renew' THEN since END
     FROM action
@@ -111,13 +133,10 @@ ORDER BY "timestamp" DESC, node_address DESC
 LIMIT 1
 "#;
 
-/// A stopping node's claim (see [`Store::claim_lease`]).
-const CLAIM_SQL: &str = r#"
-INSERT INTO heartbeat
-    (node_address, nodename, peer_id, "timestamp", started_at, listen_addrs, lease_since)
-VALUES ($1, $2, $3, now() + make_interval(secs => $4 + 1), now(), $5, now())
-ON CONFLICT (node_address) DO UPDATE
-    SET "timestamp" = EXCLUDED."timestamp", lease_since = EXCLUDED.lease_since
+/// A stopping node leaves: its row stays (so the database still knows when its last term
+/// ended) but never counts again, and the next heartbeat of another node takes the lease.
+const LEAVE_SQL: &str = r#"
+UPDATE heartbeat SET "timestamp" = '-infinity', lease_since = NULL WHERE node_address = $1
 "#;
 
 /// Where the other nodes that heartbeated in the last 10 minutes listen.
@@ -126,9 +145,9 @@ SELECT listen_addrs FROM heartbeat
 WHERE node_address <> $1 AND "timestamp" > now() - interval '10 minutes' AND listen_addrs <> ''
 "#;
 
-/// The writer right now.
-pub(super) const WRITER_SQL: &str =
-    r#"SELECT node_address FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#;
+/// The writer right now (of the nodes that have not left).
+pub(super) const WRITER_SQL: &str = r#"SELECT node_address FROM heartbeat WHERE "timestamp" > '-infinity'
+    ORDER BY "timestamp" DESC, node_address DESC LIMIT 1"#;
 
 impl Store {
     /// Heartbeats with a lease of `lease`, no end of term and no warm-up (tools and tests); see
@@ -194,25 +213,15 @@ impl Store {
         }
     }
 
-    /// Takes the lease for a stopping node's last flush: its heartbeat moves past any running
-    /// node's (`lease` + 1 s ahead of now), so its fenced flush is the writer's. The node
-    /// [`leave`](Self::leave)s right after; if it dies first, the others take over within
-    /// the takeover bound + 1 s.
-    pub async fn claim_lease(&self, me: &Participant, lease: Duration) -> Result<(), StoreError> {
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            CLAIM_SQL,
-            [
-                me.key().into(),
-                me.name.clone().into(),
-                me.peer_id.clone().into(),
-                lease.as_secs_f64().into(),
-                me.listen_addrs.join(" ").into(),
-            ],
-        );
-        self.timed("claim lease", self.db().execute_raw(statement))
-            .await
-            .map(|_| ())
+    /// Takes the lease for a stopping node's last flush, or keeps it, by the rules of any
+    /// heartbeat: never from a node that holds it. Returns whether this node holds it now;
+    /// while another does, the caller waits for it to store and leave.
+    pub async fn claim_lease(&self, me: &Participant, lease: Duration) -> Result<bool, StoreError> {
+        let terms = LeaseTerms {
+            lease,
+            term: Duration::from_secs(u32::MAX.into()),
+        };
+        Ok(self.heartbeat_with(me, terms, true).await?.holds)
     }
 
     /// Where the other recently live nodes listen, as their heartbeats say.
@@ -237,13 +246,10 @@ impl Store {
             .collect())
     }
 
-    /// Removes this node's heartbeat (graceful shutdown): the others take over at once.
+    /// Ends this node's heartbeat (graceful shutdown): the others take over at once.
     pub async fn leave(&self, me: &Participant) -> Result<(), StoreError> {
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "DELETE FROM heartbeat WHERE node_address = $1",
-            [me.key().into()],
-        );
+        let statement =
+            Statement::from_sql_and_values(DbBackend::Postgres, LEAVE_SQL, [me.key().into()]);
         self.timed("leave", self.db().execute_raw(statement))
             .await
             .map(|_| ())

@@ -66,13 +66,13 @@ impl Store {
         self.timed("read prices", query.all(&self.db())).await
     }
 
-    /// Every heartbeat row, the writer first.
+    /// Every heartbeat row of a node that has not left, the writer first.
     pub async fn heartbeats(&self) -> Result<Vec<HeartbeatRow>, StoreError> {
         let statement = Statement::from_string(
             DbBackend::Postgres,
             r#"SELECT node_address, nodename, peer_id,
                       extract(epoch FROM "timestamp" - now())::float8, started_at
-               FROM heartbeat ORDER BY "timestamp" DESC, node_address DESC"#,
+               FROM heartbeat WHERE "timestamp" > '-infinity' ORDER BY "timestamp" DESC, node_address DESC"#,
         );
         let rows = self
             .timed("read heartbeats", self.db().query_all_raw(statement))

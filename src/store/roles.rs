@@ -1,12 +1,17 @@
-//! The least-privilege database role nodes log in as (`oracle db-role`), created by an admin.
+//! The least-privilege database role each node logs in as (`oracle db-role --node`), created
+//! by an admin.
 //!
 //! A node needs to add prices and keep its heartbeat, and to read who the members are; it never
-//! needs to change members, rewrite or delete prices, or change the schema. With this role a
-//! stolen node credential can do no more than a node does.
+//! needs to change members, rewrite or delete prices, or change the schema. Each node has a
+//! role of its own, bound to its address in `node_roles`, and the database's row-level security
+//! and lease trigger (migration `m20261207_000011_node_roles`) hold it to its own heartbeat row,
+//! the lease rules, and inserting prices only while it is the writer. With its role a stolen
+//! node credential can do no more than that node does.
 
+use alloy_primitives::Address;
 use sea_orm::{ConnectOptions, ConnectionTrait, DbBackend, Statement, TransactionTrait};
 
-use super::{DbSettings, StoreError, connect_pool, within};
+use super::{DbSettings, StoreError, connect_pool, describe, within};
 
 /// Why a role name is refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +48,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     (
         "revoke table privileges",
         "SELECT format('REVOKE ALL ON TABLE public.prices, public.heartbeat, public.signers, \
-         public.seaql_migrations FROM %I', $1)",
+         public.seaql_migrations, public.node_roles, public.lease_rules FROM %I', $1)",
     ),
     (
         "grant connect",
@@ -57,10 +62,15 @@ const STATEMENTS: &[(&str, &str)] = &[
         "grant prices",
         "SELECT format('GRANT SELECT, INSERT ON TABLE public.prices TO %I', $1)",
     ),
-    // UPDATE and DELETE also cover the flush's `LOCK TABLE heartbeat IN SHARE MODE`.
+    // UPDATE also covers the flush's `LOCK TABLE heartbeat IN SHARE MODE`. No DELETE: a node
+    // that stops sets its row to `-infinity`, so the end of its last term is remembered.
     (
         "grant heartbeat",
-        "SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE public.heartbeat TO %I', $1)",
+        "SELECT format('GRANT SELECT, INSERT, UPDATE ON TABLE public.heartbeat TO %I', $1)",
+    ),
+    (
+        "grant lease rules",
+        "SELECT format('GRANT SELECT ON TABLE public.lease_rules, public.node_roles TO %I', $1)",
     ),
     (
         "grant signers",
@@ -74,14 +84,20 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Creates `role` (or updates its password) with LOGIN, and grants it exactly what a node
-/// needs: CONNECT on the database, USAGE on `public`, SELECT and INSERT on `prices`, SELECT,
-/// INSERT, UPDATE and DELETE on `heartbeat`, SELECT on `signers`. Run with the admin credential,
-/// after the migrations. Safe to run again.
+/// Binds a role to the node it acts as; one role per node.
+const BIND_SQL: &str = "INSERT INTO node_roles (role_name, node_address) VALUES ($1, $2) \
+     ON CONFLICT (role_name) DO UPDATE SET node_address = EXCLUDED.node_address";
+
+/// Creates `role` (or updates its password) with LOGIN for the node `node`, and grants it
+/// exactly what a node needs: CONNECT on the database, USAGE on `public`, SELECT and INSERT on
+/// `prices`, SELECT, INSERT and UPDATE on `heartbeat`, SELECT on `signers`, `lease_rules` and `node_roles`;
+/// row-level security narrows those to the node's own heartbeat and to prices it writes as the
+/// writer. Run with the admin credential, after the migrations. Safe to run again.
 pub async fn ensure_node_role(
     settings: &DbSettings,
     role: &str,
     password: &str,
+    node: &Address,
 ) -> Result<(), StoreError> {
     check_role_name(role).map_err(|err| StoreError::Unexpected {
         what: "role name",
@@ -117,6 +133,26 @@ pub async fn ensure_node_role(
                 .map_err(|error| StoreError::Db { what, error })?;
             within(settings.timeout, what, txn.execute_unprepared(&sql)).await?;
         }
+        let bind = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            BIND_SQL,
+            [role.into(), node.to_checksum(None).into()],
+        );
+        within(
+            settings.timeout,
+            "bind the role to its node",
+            txn.execute_raw(bind),
+        )
+        .await
+        .map_err(|err| match err {
+            StoreError::Db { what, error } if describe(&error).contains("node_address") => {
+                StoreError::Unexpected {
+                    what,
+                    detail: format!("{node} already has another role: one role per node"),
+                }
+            }
+            other => other,
+        })?;
         within(settings.timeout, "commit", txn.commit()).await
     }
     .await;

@@ -386,8 +386,9 @@ impl Writer {
     }
 
     /// Stores every verified price `pool` holds, due or not, so that nothing with a quorum is
-    /// lost when every node stops at once. The node claims the lease for it; while another
-    /// stopping node holds a later claim, it waits for that one to leave and tries again.
+    /// lost when every node stops at once. The node takes the lease for it when nobody holds
+    /// it (or keeps it); while another node does, it waits for that one to store and leave,
+    /// and tries again until the stop's deadline.
     /// Returns the stored notices to publish.
     pub async fn store_before_stopping(
         &mut self,
@@ -404,7 +405,9 @@ impl Writer {
                 return Vec::new();
             }
             let result = match store.claim_lease(me, self.lease_settings.lease).await {
-                Ok(()) => store.flush(&me.address, &verified, &self.deployment).await,
+                Ok(true) => store.flush(&me.address, &verified, &self.deployment).await,
+                // Another node holds the lease: it stores these too, or leaves and lets us.
+                Ok(false) => Ok(FlushOutcome::NotWriter { writer: None }),
                 Err(err) => Err(err),
             };
             match result {
