@@ -16,6 +16,7 @@
 #   DATABASE_URL     the database (the admin credential; a multi-host URL for a replicated one,
 #                    e.g. from scripts/pg-ha.sh); otherwise built from .env-db
 #   NODE_ROLES=0     run the nodes with DATABASE_URL's credential, not a role of their own each
+#   LOG_DIR          where the per-process logs go (default logs)
 #   ORACLE_*         any node flag, e.g. ORACLE_HEARTBEAT=1m ORACLE_FLUSH_DELAY=10s
 #   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
 #                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
@@ -72,7 +73,8 @@ if [ "$NUM_NODES" -lt 4 ]; then
 fi
 export ORACLE_MIN_PEERS="${ORACLE_MIN_PEERS:-$(( NUM_NODES < 3 ? NUM_NODES : 3 ))}"
 
-mkdir -p logs
+LOG_DIR="${LOG_DIR:-logs}"
+mkdir -p "$LOG_DIR"
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -91,7 +93,7 @@ trap 'exit 143' TERM
 # prefixer ignores Ctrl-C and SIGTERM so that it relays the node's last lines while it stops.
 start() {
   local name=$1; shift
-  "$ORACLE" "$@" --log-file "logs/$name.log" \
+  "$ORACLE" "$@" --log-file "$LOG_DIR/$name.log" \
     > >(trap '' INT TERM; exec sed -u "s/^/$name | /") 2>&1 &
   pids+=($!)
 }
@@ -157,7 +159,7 @@ done
 cat >&2 <<EOT
 
 run_nodes: $NUM_NODES nodes running, bootstrapped from $BOOTSTRAP
-run_nodes: logs:     logs/<name>.log  (tail -f logs/node0.log)
+run_nodes: logs:     $LOG_DIR/<name>.log  (tail -f $LOG_DIR/node0.log)
 run_nodes: HTTP endpoints:
 ${endpoints%$'\n'}
 run_nodes: database: ${DATABASE_URL%%:*}://…@${DATABASE_URL##*@}

@@ -348,6 +348,10 @@ impl Writer {
         }
         if !flushed.inserted.is_empty() {
             log::info!("stored {} verified prices", flushed.inserted.len());
+            // Each id this node's flush was told is committed: what a fault script holds
+            // the database to (none may go missing, none be inserted twice).
+            let ids: Vec<String> = flushed.inserted.iter().map(u64::to_string).collect();
+            log::debug!("stored prices {}", ids.join(","));
         }
         for id in &flushed.conflicting {
             log::error!("price {id} is already stored with a different price; this one is dropped");
