@@ -47,6 +47,9 @@ step "API schema (schemathesis)" scripts/api-schema.sh
 step "keystore interop" scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
 step "fault injection" scripts/faults.sh
+# The replicated database (Patroni, installed with apt when missing): the primary killed in the
+# middle of a flush (three times in a row: scripts/faults.sh --scenario db-failover --long).
+step "database failover" scripts/faults.sh --scenario db-failover
 
 echo "test.sh: every step passed in $((SECONDS - started)) s:" >&2
 printf '  %s\n' "${timings[@]}" >&2
