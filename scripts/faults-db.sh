@@ -116,13 +116,13 @@ for k in $(seq 1 "$KILLS"); do
     t_gone=$(now)
     kill -9 "$pid"
     say "fault $k: kill -9 of $name's postmaster (pid $pid)"
+    read -r new_name _ _ < <(scripts/pg-ha.sh wait-writable 120 | head -1)
   else
-    t_gone=$(now)
-    scripts/pg-ha.sh switchover >/dev/null &
-    SWITCHOVER=$!
     say "fault $k: switchover away from $name"
+    t_gone=$(now)
+    # Returns once the new leader takes writes.
+    read -r new_name _ _ < <(scripts/pg-ha.sh switchover 2>"$LOGS/switchover-$k.log" | tail -1)
   fi
-  read -r new_name _ _ < <(scripts/pg-ha.sh wait-writable 120 | head -1)
   failover=$(since "$t_gone")
   t_writable=$(q "SELECT now()")
   say "  $new_name takes writes after ${failover}s"
@@ -136,7 +136,6 @@ for k in $(seq 1 "$KILLS"); do
   say "  first row stored there after ${resume:-more than 60}s"
   FAILOVER=$(max "$FAILOVER" "$failover")
   RESUME=$(max "$RESUME" "${resume:-999}")
-  [ "$SCENARIO" = db-switchover ] && { wait "$SWITCHOVER" || say "  switchover command failed"; }
   # The next fault only once all three instances run again (the old primary as a standby).
   PG_HA_TIMEOUT=120 scripts/pg-ha.sh up >/dev/null 2>&1 || say "  not all three instances back within 120 s"
   sleep 10
