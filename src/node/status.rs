@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub min_peers: usize,
     /// `not connected`, `ok` or `failing`: the outcome of the last database call.
     pub database: DatabaseState,
+    /// The database server (`host:port`) this node writes to: with several (a replicated
+    /// database), the one that took writes when last asked.
+    pub database_server: Option<String>,
     pub is_writer: bool,
     /// The writer as this node's last heartbeat saw it.
     pub writer: Option<String>,
@@ -116,6 +119,7 @@ impl Node {
             connected_peers: self.network.connected_peers(),
             min_peers: self.settings.min_peers,
             database: self.writer.database_state(),
+            database_server: self.writer.store().map(|store| store.server()),
             is_writer: lease.is_writer,
             writer: lease.writer.map(|writer| writer.to_checksum(None)),
             pool,

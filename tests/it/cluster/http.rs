@@ -134,6 +134,7 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
         "pool",
         "uptime_seconds",
         "last_stored_id",
+        "database_server",
         "problems",
     ] {
         assert!(status.get(field).is_some(), "/status has {field}: {status}");
