@@ -11,7 +11,7 @@
 # with run_nodes.sh (a mock exchange, each node its own database role, the multi-host URL), with
 # short timings: an observation a second, a round every 2 s at least, the flush 3 s after. Once
 # rows are stored, the fault, KILLS times (1; 3 with --long, a different instance each time,
-# after the last one is back as a standby), then 15 s more, then every node stopped (SIGTERM).
+# after the last one is back as a standby), then 8 s more, then every node stopped (SIGTERM).
 #
 # Ends with one JSON line:
 #   lost         ids verified somewhere (debug `price <id> committed with`) that are not stored
@@ -138,10 +138,12 @@ for k in $(seq 1 "$KILLS"); do
   RESUME=$(max "$RESUME" "${resume:-999}")
   # The next fault only once all three instances run again (the old primary as a standby).
   PG_HA_TIMEOUT=120 scripts/pg-ha.sh up >/dev/null 2>&1 || say "  not all three instances back within 120 s"
-  sleep 10
+  say "  $name is back as a standby"
+  if [ "$k" -lt "$KILLS" ]; then sleep 10; fi
 done
 
-sleep 15
+# Rounds verified up to now are stored one flush delay (3 s) after; give them twice that.
+sleep 8
 say "stopping the network"
 kill -TERM "$RUN_PID"; wait "$RUN_PID" 2>/dev/null || true; RUN_PID=""
 
