@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the per-message work: signing, recovering, decoding with full validation,
-//! and merging a signature into the pool.
+//! merging a signature into the pool, and judging a stored row as a node's readers do once per
+//! row they read.
 //!
 //!     cargo bench --bench core
 
@@ -8,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use price_oracle::audit::{AuditRules, Counted, audit_row};
 use price_oracle::committee::CommitteeSettings;
+use price_oracle::domain::Deployment;
 use price_oracle::identity::Identity;
 use price_oracle::membership::Members;
 use price_oracle::message::{Attestation, Gossip, PriceMessage};
@@ -17,7 +20,9 @@ use price_oracle::pair::Pair;
 use price_oracle::pool::{Pool, PoolSettings};
 use price_oracle::price::UsdPrice;
 use price_oracle::signed::{SignatureEntry, price_digest};
-use price_oracle::testkit::{self, identity, price_by, price_data};
+use price_oracle::store::members::SignerRow;
+use price_oracle::store::row::row_of;
+use price_oracle::testkit::{self, Signing, identity, price_by, price_data};
 use price_oracle::time::Moment;
 
 fn signing(c: &mut Criterion) {
@@ -109,5 +114,31 @@ fn pool(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, signing, decoding, pool);
+/// `oracle verify`'s judgement of a stored row of three observations and three commits, with the
+/// member history of the `signers` table: what a node's `/v1` readers do once per row read.
+fn judging(c: &mut Criterion) {
+    let signers: Vec<Identity> = (1..=3).map(identity).collect();
+    let verified = testkit::verified_rounds([1], &signers, Signing::Genuine);
+    let row = row_of(&verified[0].report, 1);
+    let history = signers
+        .iter()
+        .map(|signer| SignerRow {
+            address: signer.address(),
+            name: String::new(),
+            added_at: chrono::DateTime::UNIX_EPOCH,
+            revoked_at: None,
+        })
+        .collect();
+    let rules = AuditRules {
+        deployment: Deployment::default(),
+        counted: Counted::Members(history),
+        network: None,
+    };
+    let now = chrono::Utc::now();
+    c.bench_function("judge a stored row (3 observations, 3 commits)", |b| {
+        b.iter(|| audit_row(black_box(&row), &rules, now).finding.is_none())
+    });
+}
+
+criterion_group!(benches, signing, decoding, pool, judging);
 criterion_main!(benches);

@@ -1,38 +1,115 @@
-//! Checking stored prices from the outside: `oracle verify` recomputes every observation's
-//! digest, recovers every signature, and recomputes the median, the spread and the time range,
-//! trusting nothing the writer claimed; a v2 row must also carry f + 1 members' commit
-//! signatures over its report digest as stored. Pure: rows in, verdicts out.
+//! Checking stored prices from the outside: `oracle verify` and every node's `/v1` readers judge
+//! each row with [`audit_row`], which recomputes every observation's digest, recovers every
+//! signature, and recomputes the median, the spread and the time range, trusting nothing the
+//! writer claimed; a v2 row must also carry f + 1 members' commit signatures over its report
+//! digest as stored. Every observation must be a counting member's, the id must be in its
+//! origin's id space and no observation may come from the future. Pure: rows in, verdicts out.
 
 use std::collections::HashSet;
+use std::fmt;
+use std::time::Duration;
 
 use alloy_primitives::Address;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{Deployment, FaultBound};
+use crate::id::{self, IdGenerator};
 use crate::signed::{ROUND_WINDOW, Report, V1_DOMAIN};
 use crate::store::members::SignerRow;
 use crate::store::reports::StoredPrice;
+
+/// How far past the checker's clock an observation may be dated. Nodes refuse observations
+/// more than `--max-clock-skew` (30 s by default) ahead of their own clocks; the checker's clock
+/// may lag theirs by as much again. An honest row is stored at least `--flush-delay` after its
+/// last observation, so it is never near this bound.
+pub const FUTURE_ALLOWANCE: Duration = Duration::from_secs(60);
 
 /// What is wrong with a row, if anything.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finding {
     /// The row cannot be a genuine oracle price: bad data or a signature that does not verify.
     Invalid(String),
-    /// Every signature verifies, but fewer distinct (trusted) signers than required.
+    /// The id's machine bits are not its origin's: no honest origin mints such an id, and no
+    /// honest member takes part in its round (gossip refuses it as `foreign_id`).
+    ForeignId { machine: u16, origin_mints: u16 },
+    /// An observation dated past the checker's clock and [`FUTURE_ALLOWANCE`] (unix seconds).
+    FromFuture { observed_at: u64, now: u64 },
+    /// Observations of signers that do not count (not members at the round's time, or not
+    /// listed): the median took them in, so the value is not the members' alone.
+    NonMembers { signers: Vec<Address> },
+    /// Every signature verifies, but fewer distinct signers than the quorum, 2f + 1.
     BelowQuorum { valid: usize, required: usize },
     /// A v2 row whose commit signatures all verify over its report digest, but by fewer
-    /// distinct (trusted) members than f + 1: no committed report.
+    /// distinct (counting) members than f + 1: no committed report.
     Uncommitted { valid: usize, required: usize },
+}
+
+crate::labels::label_values! {
+    /// The kinds of [`Finding`]: how `oracle verify` groups offending rows, and the `reason` a
+    /// node's readers count a row they refuse under.
+    pub enum FindingKind {
+        Invalid => "invalid",
+        ForeignId => "foreign_id",
+        FromFuture => "from_future",
+        NonMember => "non_member",
+        BelowQuorum => "below_quorum",
+        Uncommitted => "uncommitted",
+    }
+}
+
+impl Finding {
+    pub fn kind(&self) -> FindingKind {
+        match self {
+            Self::Invalid(_) => FindingKind::Invalid,
+            Self::ForeignId { .. } => FindingKind::ForeignId,
+            Self::FromFuture { .. } => FindingKind::FromFuture,
+            Self::NonMembers { .. } => FindingKind::NonMember,
+            Self::BelowQuorum { .. } => FindingKind::BelowQuorum,
+            Self::Uncommitted { .. } => FindingKind::Uncommitted,
+        }
+    }
+}
+
+/// The reason, as `oracle verify` lists it and a node logs it.
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Invalid(reason) => f.write_str(reason),
+            Self::ForeignId {
+                machine,
+                origin_mints,
+            } => write!(
+                f,
+                "id has machine bits {machine:#06x}, its origin mints {origin_mints:#06x}"
+            ),
+            Self::FromFuture { observed_at, now } => write!(
+                f,
+                "an observation dated {observed_at}, {} s past this clock ({now})",
+                observed_at.saturating_sub(*now)
+            ),
+            Self::NonMembers { signers } => {
+                write!(
+                    f,
+                    "observations of {} signers that do not count:",
+                    signers.len()
+                )?;
+                signers.iter().try_for_each(|signer| write!(f, " {signer}"))
+            }
+            Self::BelowQuorum { valid, required } => write!(f, "{valid} of {required} signers"),
+            Self::Uncommitted { valid, required } => {
+                write!(f, "{valid} of {required} commit signers")
+            }
+        }
+    }
 }
 
 /// The verdict on one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowReport {
     pub id: i64,
+    /// Its observations' signatures, when they all verify (0 otherwise).
     pub signatures: usize,
     pub finding: Option<Finding>,
-    /// Signers that verify but do not count (not listed, or not a member at the time).
-    pub untrusted: usize,
 }
 
 /// Whose signatures count toward a row's quorum.
@@ -124,75 +201,134 @@ impl AuditRules {
     }
 }
 
-/// Checks one row: pair, price, signer list, `signer_count`, `first_signer`, and that every
-/// signature recovers to its signer over the digest recomputed from the row.
-pub fn audit_row(row: &StoredPrice, rules: &AuditRules) -> RowReport {
-    let mut report = RowReport {
-        id: row.id,
-        signatures: 0,
-        finding: None,
-        untrusted: 0,
-    };
-    match check_row(row, rules) {
-        Ok(counts) => {
-            report.signatures = counts.signatures;
-            report.untrusted = counts.signatures - counts.counted;
-            if counts.counted < counts.quorum {
-                report.finding = Some(Finding::BelowQuorum {
-                    valid: counts.counted,
-                    required: counts.quorum,
-                });
-            } else if let Some((valid, required)) = counts.commits
-                && valid < required
-            {
-                report.finding = Some(Finding::Uncommitted { valid, required });
-            }
-        }
-        Err(reason) => report.finding = Some(Finding::Invalid(reason)),
+/// Judges one row, at `now` (the checker's clock, for [`Finding::FromFuture`]): its pair, price,
+/// signer list, `signer_count` and `first_signer`, every signature over the digest recomputed
+/// from the row, its id, its time, who signed it and the quorum and commits that makes. The one
+/// judgement of a stored row: `oracle verify` and the nodes' readers both apply it.
+pub fn audit_row(row: &StoredPrice, rules: &AuditRules, now: DateTime<Utc>) -> RowReport {
+    match check_row(row, rules, now) {
+        Ok(signatures) => RowReport {
+            id: row.id,
+            signatures,
+            finding: None,
+        },
+        Err((signatures, finding)) => RowReport {
+            id: row.id,
+            signatures,
+            finding: Some(finding),
+        },
     }
-    report
 }
 
-/// What a row's valid signatures amount to.
-struct Counts {
-    /// Observation signatures, all valid.
-    signatures: usize,
-    /// Those whose signers count.
-    counted: usize,
-    /// 2f + 1.
-    quorum: usize,
-    /// A v2 row's distinct counting commit signers and f + 1; `None` for a v1 row.
-    commits: Option<(usize, usize)>,
-}
-
-/// The row's valid signatures, how many of them count and how many must, or why the row is
-/// invalid.
-fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
-    let report = Report::try_from(row).map_err(|err| err.to_string())?;
+/// The row's signatures, all valid, with every rule met; or why not (with the signatures, once
+/// they are known to verify). The cheap checks come first, so that a row that fails one costs no
+/// signature recovery.
+fn check_row(
+    row: &StoredPrice,
+    rules: &AuditRules,
+    now: DateTime<Utc>,
+) -> Result<usize, (usize, Finding)> {
+    let unverified = |finding| (0, finding);
+    let invalid = |reason: String| unverified(Finding::Invalid(reason));
+    let report = Report::try_from(row).map_err(|err| invalid(err.to_string()))?;
     let signatures = report.observations.len();
     if usize::try_from(row.signer_count).ok() != Some(signatures) {
-        return Err(format!(
+        return Err(invalid(format!(
             "signer_count {} but {signatures} signatures",
             row.signer_count
-        ));
+        )));
     }
     let mut signers = HashSet::new();
     if let Some(twice) = report.signers().find(|signer| !signers.insert(*signer)) {
-        return Err(format!("signer {twice} listed twice"));
+        return Err(invalid(format!("signer {twice} listed twice")));
     }
+    check_id(&report).map_err(unverified)?;
+    check_time(&report, now).map_err(unverified)?;
     report
         .verify()
-        .map_err(|(signer, err)| format!("signature of {signer}: {err}"))?;
-    check_summary(row, &report)?;
+        .map_err(|(signer, err)| invalid(format!("signature of {signer}: {err}")))?;
+    check_summary(row, &report).map_err(invalid)?;
+    let verified = |finding| (signatures, finding);
     // Who counts is decided at the round's time, its origin's observation (protocol §7.3), as
     // the nodes decided it; the row's `observed_at` is the median time (v1: the origin's).
     let round_time = report
         .observed_at()
-        .ok_or_else(|| "no observation of its origin's".to_owned())?;
+        .ok_or_else(|| invalid("no observation of its origin's".to_owned()))?;
     let observed = i64::try_from(round_time)
         .ok()
         .and_then(|seconds| DateTime::<Utc>::from_timestamp(seconds, 0))
-        .ok_or_else(|| format!("the origin's observation time {round_time} is out of range"))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "the origin's observation time {round_time} is out of range"
+            ))
+        })?;
+    let f = fault_bound_of(&report, rules, observed).map_err(invalid)?;
+    // v1 rows predate commits; a v2 row is only a committed report.
+    let committed = if report.round.config == V1_DOMAIN {
+        None
+    } else {
+        Some(check_commits(&report, rules, observed).map_err(invalid)?)
+    };
+    let outsiders: Vec<Address> = report
+        .signers()
+        .filter(|signer| !rules.counted.counts(signer, observed))
+        .collect();
+    if !outsiders.is_empty() {
+        return Err(verified(Finding::NonMembers { signers: outsiders }));
+    }
+    if signatures < f.quorum() {
+        return Err(verified(Finding::BelowQuorum {
+            valid: signatures,
+            required: f.quorum(),
+        }));
+    }
+    if let Some(valid) = committed
+        && valid < f.commit_threshold()
+    {
+        return Err(verified(Finding::Uncommitted {
+            valid,
+            required: f.commit_threshold(),
+        }));
+    }
+    Ok(signatures)
+}
+
+/// Only the origin mints ids with its machine bits (protocol §5): the low 16 bits of its
+/// address.
+fn check_id(report: &Report) -> Result<(), Finding> {
+    let machine = id::decompose(report.round.id).machine;
+    let origin_mints = IdGenerator::machine_id_from_address(&report.round.origin);
+    if machine == origin_mints {
+        Ok(())
+    } else {
+        Err(Finding::ForeignId {
+            machine,
+            origin_mints,
+        })
+    }
+}
+
+/// No observation dated past `now` and [`FUTURE_ALLOWANCE`]: nodes refuse such observations,
+/// and a row dated ahead would stand as the newest price until its time came.
+fn check_time(report: &Report, now: DateTime<Utc>) -> Result<(), Finding> {
+    let now = u64::try_from(now.timestamp()).unwrap_or_default();
+    let newest = report.observed_range().map_or(0, |(_, last)| last);
+    if newest > now.saturating_add(FUTURE_ALLOWANCE.as_secs()) {
+        return Err(Finding::FromFuture {
+            observed_at: newest,
+            now,
+        });
+    }
+    Ok(())
+}
+
+/// The fault bound of the configuration the row was signed under, at its round's time
+/// `observed`; or why its configuration is not this network's.
+fn fault_bound_of(
+    report: &Report,
+    rules: &AuditRules,
+    observed: DateTime<Utc>,
+) -> Result<FaultBound, String> {
     let history = match &rules.network {
         Some(history) => Some(history.as_slice()),
         None => rules.counted.history(),
@@ -204,10 +340,10 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
         None => rules.counted.members_at(observed).into_iter().collect(),
     };
     let f_of = |members: &[Address]| rules.fault_bound(Some(members));
-    let f = match candidates.first() {
-        None => rules.fault_bound(None),
+    match candidates.first() {
+        None => Ok(rules.fault_bound(None)),
         // v1 rows carry the v1 domain word and predate configurations.
-        Some(first) if report.round.config == V1_DOMAIN => f_of(first),
+        Some(first) if report.round.config == V1_DOMAIN => Ok(f_of(first)),
         // A v2 row's signatures must be bound to this network's configuration of its time: a
         // database credential cannot pass off a report signed for another network, member
         // set or a smaller f.
@@ -225,29 +361,9 @@ fn check_row(row: &StoredPrice, rules: &AuditRules) -> Result<Counts, String> {
                     rules.deployment.config_digest(first, f_of(first)),
                     f_of(first).faults()
                 )
-            })?,
-    };
-    let counted = signers
-        .iter()
-        .filter(|signer| rules.counted.counts(signer, observed))
-        .count();
-    // v1 rows predate commits; a v2 row is only a committed report.
-    let commits = if report.round.config == V1_DOMAIN {
-        None
-    } else {
-        Some((
-            check_commits(&report, rules, observed)?,
-            f.commit_threshold(),
-        ))
-    };
-    Ok(Counts {
-        signatures,
-        counted,
-        quorum: f.quorum(),
-        commits,
-    })
+            }),
+    }
 }
-
 /// The distinct commit signers that count at the row's time, once each, after checking that
 /// every commit recovers to its signer over the report digest of the row as stored. So
 /// observations added, dropped or changed after the commit, or a price or time that is not the
@@ -346,7 +462,23 @@ mod tests {
             .collect()
     }
 
-    /// Round 42 of the first of `signed_by`, each observing 3124.56789 plus its place in 10⁻⁸,
+    /// The first observation's time: 2025-11-21.
+    const OBSERVED: u64 = 1_763_700_000;
+
+    /// The id `origin` mints when it observes at [`OBSERVED`].
+    fn id_by(origin: &Identity) -> u64 {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(OBSERVED);
+        IdGenerator::new(IdGenerator::machine_id_from_address(&origin.address()))
+            .next_id_at(at)
+            .unwrap()
+    }
+
+    /// [`audit_row`] now.
+    fn audit(row: &StoredPrice, rules: &AuditRules) -> RowReport {
+        audit_row(row, rules, Utc::now())
+    }
+
+    /// A round of the first of `signed_by`, each observing 3124.56789 plus its place in 10⁻⁸,
     /// a second apart: a stored row as the flush writes it, signed under v1's domain word.
     fn row(signed_by: &[Identity]) -> StoredPrice {
         row_in(V1_DOMAIN, signed_by)
@@ -375,7 +507,7 @@ mod tests {
         let round = Round {
             config,
             pair: Pair::EthUsd,
-            id: 42,
+            id: id_by(&signed_by[0]),
             origin: signed_by[0].address(),
         };
         let observations = signed_by
@@ -384,7 +516,7 @@ mod tests {
             .map(|(identity, place)| {
                 let observation = Observation {
                     price: UsdPrice::from_e8(312_456_789_000 + place as i64).unwrap(),
-                    observed_at: 1_763_700_000 + place,
+                    observed_at: OBSERVED + place,
                 };
                 SignedObservation {
                     signer: identity.address(),
@@ -402,10 +534,15 @@ mod tests {
         }
     }
 
-    const TWO_OF_THREE: Option<Finding> = Some(Finding::BelowQuorum {
-        valid: 2,
-        required: 3,
-    });
+    /// The finding of observations by `outsiders`.
+    fn non_members(outsiders: &[&Identity]) -> Option<Finding> {
+        Some(Finding::NonMembers {
+            signers: outsiders
+                .iter()
+                .map(|identity| identity.address())
+                .collect(),
+        })
+    }
 
     /// Every signer counts; `f` as configured (a quorum of `2f + 1`).
     fn rules(f: usize) -> AuditRules {
@@ -425,7 +562,7 @@ mod tests {
 
     #[test]
     fn a_genuine_row_passes() {
-        let report = audit_row(&row(&signers(3)), &rules(1));
+        let report = audit(&row(&signers(3)), &rules(1));
         assert_eq!(report.finding, None);
         assert_eq!(report.signatures, 3);
     }
@@ -437,8 +574,9 @@ mod tests {
         price.price += rust_decimal::Decimal::new(1, 8);
         let mut observed = genuine.clone();
         observed.observed_at += chrono::Duration::seconds(1);
+        // Another sequence number: still in the origin's id space.
         let mut id = genuine.clone();
-        id.id += 1;
+        id.id += 1 << 16;
         let mut observation = genuine.clone();
         observation.sign_data[2]["price_e8"] = "1".into();
         let mut median = genuine.clone();
@@ -476,25 +614,30 @@ mod tests {
             ("signer_count", count),
             ("pair", pair),
             ("unknown pair", unknown_pair),
-            ("first_signer", first),
             ("sign_data", garbage),
             ("an observation", observation),
             ("median", median),
             ("spread", spread),
             ("time range", range),
         ] {
-            let report = audit_row(&tampered, &rules(1));
+            let report = audit(&tampered, &rules(1));
             assert!(
                 matches!(report.finding, Some(Finding::Invalid(_))),
                 "{name}: {report:?}"
             );
         }
+        // Another origin does not mint this id: caught before any signature is recovered.
+        let report = audit(&first, &rules(1));
+        assert!(
+            matches!(report.finding, Some(Finding::ForeignId { .. })),
+            "first_signer: {report:?}"
+        );
     }
 
     #[test]
-    fn quorum_counts_only_trusted_signers_when_asked() {
+    fn quorum_and_membership_count_only_trusted_signers_when_asked() {
         let all = signers(6);
-        let report = audit_row(&row(&all[..3]), &rules(2));
+        let report = audit(&row(&all[..3]), &rules(2));
         assert_eq!(
             report.finding,
             Some(Finding::BelowQuorum {
@@ -514,9 +657,93 @@ mod tests {
             counted: Counted::Listed(trusted.into_iter().collect()),
             network: None,
         };
-        let report = audit_row(&row_in(config, &all[..3]), &rules);
-        assert_eq!(report.untrusted, 1);
-        assert_eq!(report.finding, TWO_OF_THREE);
+        let report = audit(&row_in(config, &all[..3]), &rules);
+        assert_eq!(report.finding, non_members(&[&all[2]]));
+    }
+
+    /// A quorum of members does not make a row whose other observations are outsiders': the
+    /// median takes every observation in, so any of them could move it.
+    #[test]
+    fn an_observation_of_a_non_member_fails_a_row_that_has_its_quorum_of_members() {
+        let all = signers(5);
+        let history: Vec<SignerRow> = all[..4]
+            .iter()
+            .map(|identity| SignerRow {
+                address: identity.address(),
+                name: String::new(),
+                added_at: DateTime::<Utc>::from_timestamp(OBSERVED as i64 - 60, 0).unwrap(),
+                revoked_at: None,
+            })
+            .collect();
+        let members: Vec<Address> = all[..4].iter().map(Identity::address).collect();
+        let config = Deployment::default().config_digest(&members, FaultBound::new(1));
+        let rules = AuditRules {
+            deployment: Deployment::default(),
+            counted: Counted::Members(history),
+            network: None,
+        };
+        // Three members of four (f = 1): a report.
+        let three = [all[0].clone(), all[1].clone(), all[2].clone()];
+        assert_eq!(audit(&row_in(config, &three), &rules).finding, None);
+        // The same three and an outsider's observation.
+        let with_outsider = [
+            three[0].clone(),
+            three[1].clone(),
+            three[2].clone(),
+            all[4].clone(),
+        ];
+        let report = audit(&row_in(config, &with_outsider), &rules);
+        assert_eq!(report.finding, non_members(&[&all[4]]));
+        assert_eq!(report.finding.unwrap().kind(), FindingKind::NonMember);
+    }
+
+    /// Only the origin mints ids with its machine bits, the low 16 bits of its address: a row
+    /// under another id fails however well every member signed it.
+    #[test]
+    fn an_id_outside_its_origins_id_space_is_a_finding() {
+        let all = signers(3);
+        let mut report = report_in(V1_DOMAIN, &all);
+        let genuine = report.round.id;
+        report.round.id = genuine ^ 1;
+        report.observations = report
+            .observations
+            .iter()
+            .zip(&all)
+            .map(|(entry, identity)| SignedObservation {
+                signature: PriceData::new(report.round, entry.observation)
+                    .sign(identity.signer())
+                    .signature,
+                ..*entry
+            })
+            .collect();
+        assert!(report.verify().is_ok());
+        let machine = (genuine & 0xffff) as u16;
+        assert_eq!(
+            audit(&row_of(&report, 1), &rules(1)).finding,
+            Some(Finding::ForeignId {
+                machine: machine ^ 1,
+                origin_mints: machine
+            })
+        );
+    }
+
+    /// No observation from the future: the newest may be dated [`FUTURE_ALLOWANCE`] past the
+    /// checker's clock, not a second more.
+    #[test]
+    fn an_observation_from_the_future_is_a_finding() {
+        let genuine = row(&signers(3));
+        let newest = OBSERVED + 2;
+        let at = |unix: u64| DateTime::<Utc>::from_timestamp(unix as i64, 0).unwrap();
+        let allowance = FUTURE_ALLOWANCE.as_secs();
+        let judged = |now| audit_row(&genuine, &rules(1), at(now)).finding;
+        assert_eq!(judged(newest - allowance), None);
+        assert_eq!(
+            judged(newest - allowance - 1),
+            Some(Finding::FromFuture {
+                observed_at: newest,
+                now: newest - allowance - 1
+            })
+        );
     }
 
     /// A v2 row's signatures must be bound to the configuration of the members at its time:
@@ -531,7 +758,7 @@ mod tests {
             network: None,
         };
         let ours = Deployment::default().config_digest(&listed, FaultBound::new(1));
-        assert_eq!(audit_row(&row_in(ours, &all[..3]), &rules).finding, None);
+        assert_eq!(audit(&row_in(ours, &all[..3]), &rules).finding, None);
         let elsewhere = Deployment {
             network: "staging".into(),
             ..Deployment::default()
@@ -540,7 +767,7 @@ mod tests {
             elsewhere.config_digest(&listed, FaultBound::new(1)),
             Deployment::default().config_digest(&listed, FaultBound::new(0)),
         ] {
-            let report = audit_row(&row_in(config, &all[..3]), &rules);
+            let report = audit(&row_in(config, &all[..3]), &rules);
             assert!(
                 matches!(report.finding, Some(Finding::Invalid(ref why)) if why.contains("configuration")),
                 "{report:?}"
@@ -574,8 +801,8 @@ mod tests {
             ),
             network: None,
         };
-        assert_eq!(audit_row(&row, &rules(1)).finding, None);
-        let report = audit_row(&row, &rules(60));
+        assert_eq!(audit(&row, &rules(1)).finding, None);
+        let report = audit(&row, &rules(60));
         assert!(
             matches!(report.finding, Some(Finding::Invalid(ref why)) if why.contains("configuration")),
             "{report:?}"
@@ -600,25 +827,18 @@ mod tests {
             network: None,
         };
         let always: Vec<SignerRow> = all.iter().map(|node| period(node, -10, None)).collect();
-        assert_eq!(audit_row(&genuine, &members(always.clone())).finding, None);
+        assert_eq!(audit(&genuine, &members(always.clone())).finding, None);
         // Added after the observation, or revoked before it: that signature does not count.
         for late in [period(&all[2], 1, None), period(&all[2], -10, Some(0))] {
             let mut rows = always.clone();
             rows[2] = late;
-            let report = audit_row(&genuine, &members(rows));
-            assert_eq!(report.untrusted, 1);
-            assert_eq!(
-                report.finding,
-                Some(Finding::BelowQuorum {
-                    valid: 2,
-                    required: 3
-                })
-            );
+            let report = audit(&genuine, &members(rows));
+            assert_eq!(report.finding, non_members(&[&all[2]]));
         }
         // Revoked later: signatures from its time as a member stay valid.
         let mut rows = always;
         rows[2] = period(&all[2], -10, Some(1));
-        assert_eq!(audit_row(&genuine, &members(rows)).finding, None);
+        assert_eq!(audit(&genuine, &members(rows)).finding, None);
     }
 
     /// Four members (f = 1, 2 commits needed), every one a member since before the row.
@@ -648,7 +868,7 @@ mod tests {
                 commits,
                 ..report.clone()
             };
-            audit_row(&row_of(&report, 1), &rules).finding
+            audit(&row_of(&report, 1), &rules).finding
         };
         assert_eq!(committed(commits_by(&report, &all[..2])), None);
         // A member outside the observations may commit too.
@@ -680,7 +900,7 @@ mod tests {
         let config = config_of(&all);
         let mut report = report_in(config, &all);
         report.commits = commits_by(&report, &all[..2]);
-        assert_eq!(audit_row(&row_of(&report, 1), &rules).finding, None);
+        assert_eq!(audit(&row_of(&report, 1), &rules).finding, None);
         let mut dropped = report.clone();
         dropped.observations.pop();
         let mut changed = report.clone();
@@ -693,7 +913,7 @@ mod tests {
         for (name, altered) in [("dropped", dropped), ("changed", changed)] {
             // The observations themselves are genuine: only the commits are stale.
             assert!(altered.verify().is_ok(), "{name}");
-            let finding = audit_row(&row_of(&altered, 1), &rules).finding;
+            let finding = audit(&row_of(&altered, 1), &rules).finding;
             assert!(
                 matches!(finding, Some(Finding::Invalid(ref why)) if why.contains("commit signature")),
                 "{name}: {finding:?}"
@@ -736,17 +956,17 @@ mod tests {
             counted: Counted::Members(history(late)),
             network: None,
         };
-        assert_eq!(audit_row(&row, &members(-10)).finding, None);
+        assert_eq!(audit(&row, &members(-10)).finding, None);
         // The fourth member joined a minute after the row: the members at the row's time are
         // three (f = 0), whose configuration this is not.
         assert!(matches!(
-            audit_row(&row, &members(60)).finding,
+            audit(&row, &members(60)).finding,
             Some(Finding::Invalid(ref why)) if why.contains("configuration")
         ));
         // Ten seconds after: the configuration may be the one it signed under, but its commit
         // does not count at the row's time, and one commit is short of f + 1.
         assert!(matches!(
-            audit_row(&row, &members(10)).finding,
+            audit(&row, &members(10)).finding,
             Some(Finding::Uncommitted { valid: 1, .. })
         ));
         // Listed, but not among the counted: one commit of two.
@@ -756,7 +976,7 @@ mod tests {
             network: Some(history(-10)),
         };
         assert_eq!(
-            audit_row(&row, &narrowed).finding,
+            audit(&row, &narrowed).finding,
             Some(Finding::Uncommitted {
                 valid: 1,
                 required: 2

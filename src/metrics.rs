@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::audit::FindingKind;
 use crate::cosign::{CosignRefusal, FallbackOutcome};
 use crate::labels::Limit;
 use crate::message::GossipKind;
@@ -43,7 +44,8 @@ macro_rules! label_value_by {
 
 label_value_by!(name: Pair, Source);
 label_value_by!(as_str: CosignRefusal, FallbackOutcome, Limit, GossipKind, RefusalReason,
-    ExclusionKind, FailureKind, Reason, StallCause, FlushResult, RoundOutcome, Expiry);
+    ExclusionKind, FailureKind, Reason, StallCause, FlushResult, RoundOutcome, Expiry,
+    FindingKind);
 
 /// Declares the node's metrics once: each field with its type, its initial value when not
 /// `Default`, and its help text. The struct, its `Default`, its registration under `oracle_`
@@ -158,6 +160,12 @@ pub struct ExpiryLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StallLabel {
     pub cause: StallCause,
+}
+
+/// `reason="…"` of a stored row the API refused: the kind of its finding.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RowRefusalLabel {
+    pub reason: FindingKind,
 }
 
 /// A bound that was hit, e.g. `limit="origin_rate"`.
@@ -345,6 +353,17 @@ declare_metrics! {
             "Stored notices that named an id this node's database did not hold when looked up \
              twice (nothing was dropped for them; their writer's notices are then not acted on \
              for 10 minutes), by the member that signed them";
+        // Every reason at zero from the start: an alert sees the first refusal as an increase.
+        api_rows_refused: Family<RowRefusalLabel, Counter> = {
+            let family = Family::<RowRefusalLabel, Counter>::default();
+            for reason in FindingKind::ALL {
+                let _ = family.get_or_create(&RowRefusalLabel { reason: *reason });
+            }
+            family
+        } =>
+            "Stored rows the /v1 API refused to serve because they do not verify (oracle \
+             verify's rules), once per row, by reason (invalid, foreign_id, from_future, \
+             non_member, below_quorum, uncommitted)";
     }
 }
 
@@ -548,6 +567,12 @@ impl crate::store::Probe for Metrics {
                 })
                 .set(1);
         }
+    }
+}
+
+impl crate::api::checked::Probe for Metrics {
+    fn row_refused(&self, reason: FindingKind) {
+        Self::counter(&self.api_rows_refused, RowRefusalLabel { reason }).inc();
     }
 }
 

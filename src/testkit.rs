@@ -13,7 +13,7 @@
 //! - [`SseReader`]: a client of the API's Server-Sent Events stream.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use alloy_primitives::{Address, B256};
 use alloy_signer_local::PrivateKeySigner;
@@ -113,6 +113,23 @@ pub fn price_data(id: u64, origin: Address) -> PriceData {
     }
 }
 
+/// The id `origin` mints for test round `n`: observed at `EPOCH + n`, so minted then, in its
+/// own id space (its machine bits), as a real origin's id is. Rounds keep their order.
+pub fn round_id(n: u64, origin: &Address) -> u64 {
+    let machine = IdGenerator::machine_id_from_address(origin);
+    IdGenerator::new(machine)
+        .next_id_at(UNIX_EPOCH + Duration::from_secs(EPOCH + n))
+        .expect("a time after the id epoch")
+}
+
+/// Test round `n` of `origin`: [`price_data`] of `n` under its proper id ([`round_id`]).
+pub fn round_data(n: u64, origin: Address) -> PriceData {
+    PriceData {
+        id: round_id(n, &origin),
+        ..price_data(n, origin)
+    }
+}
+
 /// The price of test price `id`.
 pub fn price_of(id: u64) -> UsdPrice {
     UsdPrice::from_e8(300_000_000_000 + id as i64).expect("a valid price")
@@ -148,6 +165,57 @@ pub fn price_by(config: B256, identity: &Identity, at: SystemTime, usd: &str) ->
         origin: identity.address(),
     };
     PriceMessage::originate(data, identity.signer())
+}
+
+/// A committed report of a round `observers[0]` starts at `at`, under its own id: each of
+/// `observers` observes its price (USD) at `at` and signs it under `config`, and each of
+/// `committers` commits to the set. Any keys will do, members' or not, at any time: what
+/// whoever can write `prices` could store by hand ([`insert_by_hand`]).
+pub fn report_signed_by(
+    config: B256,
+    at: SystemTime,
+    observers: &[(&Identity, &str)],
+    committers: &[&Identity],
+) -> Report {
+    let origin = observers.first().map(|(origin, _)| *origin);
+    let round = price_by(config, origin.expect("an origin"), at, "1")
+        .data
+        .round();
+    let observations = observers
+        .iter()
+        .map(|(observer, usd)| {
+            let observation = Observation {
+                price: UsdPrice::parse_quote(usd).expect("a test price"),
+                observed_at: crate::time::unix_seconds(at),
+            };
+            signed_observation(observer.signer(), round, observation)
+        })
+        .collect();
+    let mut report = Report {
+        round,
+        observations,
+        commits: Vec::new(),
+    };
+    let digest = report.digest().expect("a report with observations");
+    report.commits = committers
+        .iter()
+        .map(|committer| SignatureEntry::sign(committer.signer(), digest))
+        .collect();
+    report
+}
+
+/// Writes `report`'s row into `db` as the database's owner can (the admin credential), past
+/// the flush and every check of a node; returns the row as stored, with its `seq`.
+pub async fn insert_by_hand(db: &TestDb, report: &Report) -> StoredPrice {
+    use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, IntoActiveModel};
+    let mut row = crate::store::row::row_of(report, 0).into_active_model();
+    // Both are the database's to fill in: the commit order and the insert's clock.
+    row.seq = NotSet;
+    row.created_time = NotSet;
+    let conn = db.connect().await;
+    let stored = row.insert(&conn).await.expect("insert a row by hand");
+    let _ = conn.close().await;
+    stored
 }
 
 /// Node `seed` of a test network: short intervals (lease heartbeats every 200 ms, a 1 s flush
@@ -605,6 +673,7 @@ pub fn assert_rows_verify(rows: &[Stored], min_signers: usize, writers: &[Addres
                 counted: crate::audit::Counted::Everyone,
                 network: None,
             },
+            chrono::Utc::now(),
         );
         assert_eq!(audit.finding, None, "row {id}: oracle verify disagrees");
     }
@@ -709,25 +778,46 @@ pub enum Signing {
 
 /// Test rounds `ids` ([`price_data`]) of the first of `signers`, each signer observing the same
 /// price at the same time and committing to the report, verified just now, under the
-/// configuration of a network whose members are `signers` ([`config_of`]).
+/// configuration of a network whose members are `signers` ([`config_of`]). The ids are taken
+/// as they are: for the store, which does not judge them; [`verified_rounds`] mints them as
+/// origins do, for readers and `oracle verify`.
 pub fn verified_batch(
     ids: impl IntoIterator<Item = u64>,
     signers: &[Identity],
     signing: Signing,
 ) -> Vec<VerifiedPrice> {
     let origin = signers.first().map(Identity::address).unwrap_or_default();
+    let data = ids.into_iter().map(|id| price_data(id, origin));
+    batch_of(data, signers, signing)
+}
+
+/// [`verified_batch`] of test rounds `rounds` under the ids their origin mints ([`round_data`]):
+/// rows that pass every reader's check.
+pub fn verified_rounds(
+    rounds: impl IntoIterator<Item = u64>,
+    signers: &[Identity],
+    signing: Signing,
+) -> Vec<VerifiedPrice> {
+    let origin = signers.first().map(Identity::address).unwrap_or_default();
+    let data = rounds.into_iter().map(|n| round_data(n, origin));
+    batch_of(data, signers, signing)
+}
+
+/// `data`, each round observed by every one of `signers` and committed to by them.
+fn batch_of(
+    data: impl IntoIterator<Item = PriceData>,
+    signers: &[Identity],
+    signing: Signing,
+) -> Vec<VerifiedPrice> {
     let placeholders: Vec<SignatureEntry> = signers
         .iter()
         .map(|signer| SignatureEntry::sign(signer.signer(), Default::default()))
         .collect();
     let addresses: Vec<Address> = signers.iter().map(Identity::address).collect();
     let config = config_of(&addresses);
-    ids.into_iter()
-        .map(|id| {
-            let data = PriceData {
-                config,
-                ..price_data(id, origin)
-            };
+    data.into_iter()
+        .map(|data| {
+            let data = PriceData { config, ..data };
             let observations = signers
                 .iter()
                 .zip(&placeholders)

@@ -13,6 +13,8 @@
 //! - [`view`]: the JSON of a price (shared with `oracle prices`).
 //! - [`stored`]: stored prices in memory — each pair's newest, and every new one for the
 //!   streams — read once per node, woken by `LISTEN` ([`crate::store::notify`]).
+//! - [`checked`]: every stored row judged by `oracle verify`'s rules before it is held or
+//!   served; a row that fails is counted, logged once and never served.
 //! - [`verified`]: rounds the node's pool has just verified, before they are stored.
 //! - [`network`]: the rule prices are checked against — f and the configuration.
 //! - [`params`]: what a request may ask for, and the limits.
@@ -23,6 +25,7 @@
 //! database, through a [`Store`] of its own, so readers can never take the connections the
 //! node's heartbeats and flush need; every query is one indexed statement.
 
+pub mod checked;
 pub mod error;
 pub mod limits;
 pub mod network;
@@ -48,6 +51,7 @@ use crate::membership::MemberView;
 use crate::pair::{Pair, PairSet};
 use crate::store::Store;
 use crate::store::read::HistoryQuery;
+use checked::Checker;
 use error::{ApiError, ApiPath, ApiQuery, ErrorBody, TooManyRequests};
 pub use params::ApiLimits;
 use params::{LatestParams, ListParams};
@@ -67,8 +71,11 @@ pub struct ApiState {
     /// Rounds the node's pool verified, before they are stored.
     pub verified: Arc<VerifiedPrices>,
     /// The member set the node applies, as it replaces it: read only, so the API never reaches
-    /// into the node's loop.
+    /// into the node's loop. Its deployment, and its changes, are what stored rows are judged
+    /// by ([`checked`]).
     pub members: MemberView,
+    /// Where stored rows refused as not verifying are counted.
+    pub probe: Arc<dyn checked::Probe>,
     /// Cancelled when the node stops: ends every stream, so that the server's graceful stop
     /// does not wait for clients that never hang up.
     pub stop: CancellationToken,
@@ -112,7 +119,10 @@ impl Background {
                        integer (id, price_e8, seq) is a decimal string. Errors are \
                        {\"error\": \"...\"} with status 400 (bad request), 404 (not found) or \
                        503 (the database is unavailable, or the node serves as many streams as \
-                       it may)."
+                       it may). Every stored price is checked by the serving node before it is \
+                       served, with the rules of `oracle verify`: a stored row that does not \
+                       verify is never served (left out of history and streams, never the \
+                       latest, 404 by id)."
     ),
     tags(
         (name = "prices", description = "Stored prices"),
@@ -131,7 +141,8 @@ pub fn router(state: ApiState) -> Router {
         .and_then(|document| serde_json::to_string(&document))
         .map_err(|err| err.to_string());
     let api = Arc::new(state);
-    let stored = Arc::new(StoredPrices::new(api.limits.stream_backlog));
+    let checker = Checker::new(api.members.clone(), Arc::clone(&api.probe));
+    let stored = Arc::new(StoredPrices::new(api.limits.stream_backlog, checker));
     let background = Arc::new(Background::default());
     follow_stored_prices(&api, &stored, &background);
     let router = router
@@ -252,7 +263,7 @@ fn shown(row: &crate::store::reports::StoredPrice) -> Result<PriceView, ApiError
         ("If-None-Match" = Option<String>, Header, description = "An `ETag` of an earlier answer: 304 if the answer is still the same"),
     ),
     responses(
-        (status = 200, description = "The pair's newest stored price by observation time (ties: the greater id); with `include=verified`, the fresher of it and the newest round this node saw verified but not stored yet (`status` says which)", body = PriceView,
+        (status = 200, description = "The pair's newest stored price that verifies, by observation time (ties: the greater id); with `include=verified`, the fresher of it and the newest round this node saw verified but not stored yet (`status` says which)", body = PriceView,
             headers(
                 ("ETag" = String, description = "Names the price and its status"),
                 ("Cache-Control" = String, description = "`public, max-age=1`"),
@@ -380,7 +391,7 @@ fn holds(request: &HeaderMap, etag: &str) -> bool {
     tag = "prices",
     params(ListParams),
     responses(
-        (status = 200, description = "One page, in seq order", body = PricePage,
+        (status = 200, description = "One page, in seq order. A stored row that does not verify is left out, and `next` still moves past it: a page may hold fewer than `limit` prices while `next` is set", body = PricePage,
             headers(
                 ("Cache-Control" = String, description = "A full page (`next` set) never changes: `public, max-age=31536000, immutable`; the last page grows: `public, max-age=1`"),
                 ("Content-Encoding" = Option<String>, description = "`gzip` for a full page the node has served before, when `Accept-Encoding` takes gzip (several times fewer bytes); otherwise absent: JSON as is"),
@@ -440,7 +451,8 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
 }
 
 /// One stored price by id. A stored price never changes: its answer may be cached for good, and
-/// a client that names its `ETag` gets a 304 without the node reading anything.
+/// a client that names its `ETag` gets a 304, without the node reading anything when it holds
+/// the price. A stored row that does not verify is a 404 that says so.
 #[utoipa::path(
     get,
     path = "/v1/prices/{id}",
@@ -457,7 +469,7 @@ fn accepts_gzip(request: &HeaderMap) -> bool {
             )),
         (status = 304, description = "The `ETag` given in `If-None-Match` is this price's"),
         (status = 400, description = "Not a decimal id", body = ErrorBody),
-        (status = 404, description = "No price with this id", body = ErrorBody),
+        (status = 404, description = "No price with this id; or a row stored under it that does not verify (a signature, a non-member's observation, below the quorum or uncommitted, an id outside its origin's space, a time in the future), which this node never serves: the error says so and why", body = ErrorBody),
         (status = 503, description = "The database is unavailable", body = ErrorBody),
         TooManyRequests,
     )
@@ -468,23 +480,15 @@ async fn by_id(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = params::price_id(&id)?;
-    let etag = stored_etag(&id.to_string());
-    if holds(&request, &etag) {
-        let cached = Cached {
-            json: axum::body::Bytes::new(),
-            etag,
-            cache_control: STORED_CACHE_CONTROL,
-        };
-        return Ok(cached.respond(&request, None));
+    // Judged once, from memory after: a 304 needs no read while the price is held, and an
+    // `ETag` of a row this node refuses gets no 304.
+    match shared.stored.price(&shared.api.store, id).await? {
+        Some(Ok(price)) => Ok(Cached::stored(&price, STORED_CACHE_CONTROL).respond(&request, None)),
+        Some(Err(refused)) => Err(ApiError::NotFound(format!(
+            "stored price {id} does not verify ({refused}): this node does not serve it"
+        ))),
+        None => Err(ApiError::NotFound(format!("no stored price with id {id}"))),
     }
-    let row = shared
-        .api
-        .store
-        .price_by_id(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no stored price with id {id}")))?;
-    let price = StoredJson::render(&row).map_err(|reason| ApiError::Malformed { id, reason })?;
-    Ok(Cached::stored(&price, STORED_CACHE_CONTROL).respond(&request, None))
 }
 
 /// This document.

@@ -4,15 +4,19 @@
 //! stream. So `latest` never touches the database (and still answers while it is down, with the
 //! age of what it holds), and a thousand streams cost one query per commit, not a thousand.
 //!
-//! Every price serialized here, by the reader or for a history page, is kept by id in a cache
-//! bounded by its bytes (a stored price never changes): a page of history then costs one query
-//! for its ids, and rows only for the prices not held. A full page never changes either (a row
-//! that commits later has a greater `seq` than all of it), so full pages are kept whole, by
-//! query, in a second cache — and, once a client that takes gzip asks for one again, gzipped
-//! too: a 100-row page is mostly hex (signatures, digests, the ABI report with its padding and
-//! its copy of each signature) and shrinks several times (501 KB to 57 KB for prices of five
-//! observations), which is what a node serving the same pages to many clients sends (and the
-//! kernel copies, and each client reads).
+//! Nothing is held, sent or served before it verifies: every row read, by the reader, for a
+//! history page, a stream's replay or one price, is judged once by [`super::checked`] — the
+//! rules of `oracle verify` — and a refused row is left out (so `latest` keeps the pair's
+//! previous good price). Every price that verified is kept serialized by id in a cache bounded
+//! by its bytes (a stored price never changes), and every refused id with its reason: a page of
+//! history then costs one query for its ids, and rows (and their judgement) only for the ids
+//! not held. A full page never changes either (a row that commits later has a greater `seq`
+//! than all of it), so full pages are kept whole, by query, in a second cache — and, once a
+//! client that takes gzip asks for one again, gzipped too: a 100-row page is mostly hex
+//! (signatures, digests, the ABI report with its padding and its copy of each signature) and
+//! shrinks several times (501 KB to 57 KB for prices of five observations), which is what a
+//! node serving the same pages to many clients sends (and the kernel copies, and each client
+//! reads).
 //!
 //! The reader reads `seq > its cursor` in commit order, as every reader of the table does (see
 //! [`crate::store::read`]): a lost notification or a reconnect loses no row, since the next read
@@ -31,7 +35,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use super::checked::Checker;
 use super::view::PriceView;
+use crate::audit::{Finding, FindingKind};
 use crate::pair::{Pair, PairSet};
 use crate::store::read::HistoryQuery;
 use crate::store::reports::StoredPrice;
@@ -39,6 +45,8 @@ use crate::store::{Store, StoreError};
 
 /// Rows read per query while catching up.
 const PAGE: u64 = 256;
+/// Rows read per query while looking for a pair's newest price that verifies.
+const NEWEST_PAGE: u64 = 16;
 /// The bytes of JSON the cache of serialized prices holds (some 2,000 prices of five
 /// observations).
 const CACHE_BYTES: u64 = 8 << 20;
@@ -93,12 +101,19 @@ pub struct Newest {
     pub age: Duration,
 }
 
-/// The node's stored prices in memory, and the broadcast of new ones to its streams.
+/// A row as this node serves it — verified and serialized — or why it refuses it.
+pub type Judged = Result<Arc<StoredJson>, FindingKind>;
+
+/// The node's stored prices in memory, and the broadcast of new ones to its streams. Only rows
+/// that verify ([`Checker`]) are ever held, sent or served.
 pub struct StoredPrices {
     held: RwLock<Held>,
     sender: broadcast::Sender<Arc<StoredJson>>,
+    /// Rows that verified, serialized: each judged once when read (a row never changes for a
+    /// node's role; one an admin changes after it was judged is served as it was judged).
     by_id: Cache<i64, Arc<StoredJson>, JsonBytes>,
     pages: Cache<HistoryQuery, Arc<FullPage>, JsonBytes>,
+    checker: Checker,
 }
 
 /// A full page of history, kept: its JSON, and its gzip once asked for.
@@ -189,13 +204,83 @@ impl Page {
 }
 
 impl StoredPrices {
-    /// `backlog`: how many prices a stream may fall behind by before it is dropped.
-    pub fn new(backlog: usize) -> Self {
+    /// `backlog`: how many prices a stream may fall behind by before it is dropped; `checker`
+    /// judges every row read.
+    pub fn new(backlog: usize, checker: Checker) -> Self {
         Self {
             held: RwLock::default(),
             sender: broadcast::Sender::new(backlog.max(1)),
             by_id: Cache::with_weighter(2_048, CACHE_BYTES, JsonBytes),
             pages: Cache::with_weighter(64, PAGE_CACHE_BYTES, JsonBytes),
+            checker,
+        }
+    }
+
+    /// The stored price `id` as served: from memory when judged before, else read and judged.
+    /// `Ok(None)`: no row has this id.
+    pub async fn price(&self, store: &Store, id: i64) -> Result<Option<Judged>, StoreError> {
+        if let Some(judged) = self.known(id) {
+            return Ok(Some(judged));
+        }
+        let Some(row) = store.price_by_id(id).await? else {
+            return Ok(None);
+        };
+        let read_at = Instant::now();
+        Ok(self.judged(store, &[row], read_at).await?.pop())
+    }
+
+    /// Each of `rows`, all read from the database by `read_at`, as served: judged and
+    /// serialized once, from memory after; or why it is refused.
+    pub(super) async fn judged(
+        &self,
+        store: &Store,
+        rows: &[StoredPrice],
+        read_at: Instant,
+    ) -> Result<Vec<Judged>, StoreError> {
+        let known: Vec<Option<Judged>> = rows.iter().map(|row| self.known(row.id)).collect();
+        let unknown: Vec<&StoredPrice> = rows
+            .iter()
+            .zip(&known)
+            .filter(|(_, known)| known.is_none())
+            .map(|(row, _)| row)
+            .collect();
+        let mut verdicts = self
+            .checker
+            .judge(store, &unknown, read_at)
+            .await?
+            .into_iter();
+        Ok(rows
+            .iter()
+            .zip(known)
+            .map(|(row, known)| {
+                known.unwrap_or_else(|| match verdicts.next().flatten() {
+                    None => self.keep(row),
+                    Some(refused) => Err(refused),
+                })
+            })
+            .collect())
+    }
+
+    /// What this node made of the row `id` when it last read it, while it remembers.
+    fn known(&self, id: i64) -> Option<Judged> {
+        match self.by_id.get(&id) {
+            Some(price) => Some(Ok(price)),
+            None => self.checker.refused(id).map(Err),
+        }
+    }
+
+    /// A row that verified, serialized and kept; refused if this code cannot show it.
+    fn keep(&self, row: &StoredPrice) -> Judged {
+        match StoredJson::render(row) {
+            Ok(price) => {
+                let price = Arc::new(price);
+                self.by_id.insert(row.id, Arc::clone(&price));
+                Ok(price)
+            }
+            Err(reason) => Err(self.checker.refuse(
+                row.id,
+                &Finding::Invalid(format!("cannot be shown: {reason}")),
+            )),
         }
     }
 
@@ -234,38 +319,39 @@ impl StoredPrices {
         })
     }
 
-    /// One page of history: the ids from the database, the prices from the cache where held.
+    /// One page of history: the ids from the database, the prices from memory where judged
+    /// before, the others read and judged.
     pub async fn page(&self, store: &Store, query: &HistoryQuery) -> Result<Page, StoreError> {
         let keys = store.price_history_ids(query).await?;
-        let mut prices: Vec<(i64, Option<Arc<StoredJson>>)> = keys
+        let mut judged: Vec<(i64, Option<Judged>)> =
+            keys.iter().map(|(id, _)| (*id, self.known(*id))).collect();
+        let missing: Vec<i64> = judged
             .iter()
-            .map(|(id, _)| (*id, self.by_id.get(id)))
-            .collect();
-        let missing: Vec<i64> = prices
-            .iter()
-            .filter(|(_, held)| held.is_none())
+            .filter(|(_, known)| known.is_none())
             .map(|(id, _)| *id)
             .collect();
         if !missing.is_empty() {
-            let mut read = HashMap::new();
-            for row in store.prices_by_ids(&missing).await? {
-                if let Some(price) = rendered(&row) {
-                    let price = Arc::new(price);
-                    self.by_id.insert(row.id, Arc::clone(&price));
-                    read.insert(row.id, price);
-                }
-            }
-            for (id, held) in &mut prices {
-                if held.is_none() {
-                    *held = read.remove(id);
+            let rows = store.prices_by_ids(&missing).await?;
+            let read_at = Instant::now();
+            let mut read: HashMap<i64, Judged> = rows
+                .iter()
+                .map(|row| row.id)
+                .zip(self.judged(store, &rows, read_at).await?)
+                .collect();
+            for (id, known) in &mut judged {
+                if known.is_none() {
+                    *known = read.remove(id);
                 }
             }
         }
         let full = keys.len() as u64 == query.limit;
         Ok(Page {
-            // A row that cannot be shown is left out (it was logged); `next` still moves past
+            // A refused row is left out (it was counted and logged); `next` still moves past
             // it, or it would stop every reader there for good.
-            prices: prices.into_iter().filter_map(|(_, price)| price).collect(),
+            prices: judged
+                .into_iter()
+                .filter_map(|(_, judged)| judged?.ok())
+                .collect(),
             next: keys.last().filter(|_| full).map(|(_, seq)| *seq),
         })
     }
@@ -326,7 +412,8 @@ impl StoredPrices {
     }
 
     /// Reads past the cursor until nothing more is there; the first time, the newest price of
-    /// each pair and the cursor to start from.
+    /// each pair and the cursor to start from. Rows are judged before the cursor moves past
+    /// them: a row that cannot be judged now (the member history unreadable) is read again.
     async fn catch_up(&self, store: &Store, pairs: PairSet) -> Result<(), StoreError> {
         let mut cursor = match self.cursor() {
             Some(cursor) => cursor,
@@ -334,9 +421,11 @@ impl StoredPrices {
         };
         loop {
             let rows = store.prices_committed_after(cursor, PAGE).await?;
-            for row in &rows {
+            let read_at = Instant::now();
+            let judged = self.judged(store, &rows, read_at).await?;
+            for (row, judged) in rows.iter().zip(judged) {
                 cursor = row.seq;
-                self.add(row, pairs);
+                self.add(row.seq, judged.ok(), pairs);
             }
             if (rows.len() as u64) < PAGE {
                 break;
@@ -351,10 +440,8 @@ impl StoredPrices {
         let cursor = store.last_seq().await?;
         let mut newest = HashMap::new();
         for pair in pairs.iter() {
-            if let Some(row) = store.latest_price(pair).await?
-                && let Some(price) = rendered(&row)
-            {
-                newest.insert(pair, Arc::new(price));
+            if let Some(price) = self.newest_served(store, pair).await? {
+                newest.insert(pair, price);
             }
         }
         let mut held = self.write();
@@ -363,17 +450,44 @@ impl StoredPrices {
         Ok(cursor)
     }
 
-    /// A row past the cursor: the pair's newest if it is fresher (a row can commit after a
-    /// fresher one), and to every stream.
-    fn add(&self, row: &StoredPrice, pairs: PairSet) {
-        let price = rendered(row).filter(|price| pairs.contains(price.pair));
+    /// The newest stored price of `pair` that verifies: refused rows (one dated in the future
+    /// would stay the newest for good) are passed over, newest first.
+    async fn newest_served(
+        &self,
+        store: &Store,
+        pair: Pair,
+    ) -> Result<Option<Arc<StoredJson>>, StoreError> {
+        let mut below = None;
+        loop {
+            let rows = store.newest_prices(pair, below, NEWEST_PAGE).await?;
+            let read_at = Instant::now();
+            // One at a time: the newest usually verifies, and the rest need not be judged.
+            for row in &rows {
+                let judged = self
+                    .judged(store, std::slice::from_ref(row), read_at)
+                    .await?;
+                if let Some(Ok(price)) = judged.into_iter().next() {
+                    return Ok(Some(price));
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() as u64 == NEWEST_PAGE => {
+                    below = Some((last.observed_at, last.id));
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// A row past the cursor, `price` if it verified: the pair's newest if it is fresher (a
+    /// row can commit after a fresher one), and to every stream.
+    fn add(&self, seq: i64, price: Option<Arc<StoredJson>>, pairs: PairSet) {
+        let price = price.filter(|price| pairs.contains(price.pair));
         let mut held = self.write();
-        held.cursor = Some(row.seq);
+        held.cursor = Some(seq);
         let Some(price) = price else {
             return;
         };
-        let price = Arc::new(price);
-        self.by_id.insert(row.id, Arc::clone(&price));
         let fresher = held
             .newest
             .get(&price.pair)
@@ -403,14 +517,6 @@ async fn woken(wake: &mut watch::Receiver<u64>) {
     if wake.changed().await.is_err() {
         std::future::pending::<()>().await;
     }
-}
-
-/// A row as served, or `None` (logged) for one this code cannot show: refusing it would stop
-/// every reader at that row for good.
-fn rendered(row: &StoredPrice) -> Option<StoredJson> {
-    StoredJson::render(row)
-        .inspect_err(|reason| log::error!("API: leaving out stored price {}: {reason}", row.id))
-        .ok()
 }
 
 #[cfg(test)]

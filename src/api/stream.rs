@@ -128,9 +128,11 @@ pub(super) async fn stream(
     // reaches this stream live.
     let (live, now) = streams.stored.follow().ok_or(ApiError::NotLoaded)?;
     let verified = streams.verified.subscribe();
+    let cursor = resume.unwrap_or(now);
     let mut tail = Tail {
         pair,
-        cursor: resume.unwrap_or(now),
+        cursor,
+        read_to: cursor,
         replaying: resume.is_some_and(|cursor| cursor < now),
         ended: false,
         buffered: VecDeque::new(),
@@ -243,6 +245,9 @@ struct Tail {
     pair: Pair,
     /// The greatest `seq` sent (or passed over).
     cursor: i64,
+    /// The greatest `seq` the replay has read: where its next page starts. Ahead of `cursor`
+    /// while what it read waits in `buffered`.
+    read_to: i64,
     /// Reading the client's missed prices from the database, page by page; then live.
     replaying: bool,
     /// The node gave up on this stream and said why: the next event ends it.
@@ -320,25 +325,27 @@ impl Tail {
         )
     }
 
-    /// Reads the next page of missed prices; a short page ends the replay.
+    /// Reads the next page of missed prices, each judged as the node's reader judges it; a
+    /// short page ends the replay.
     async fn replay(&mut self) -> Result<(), ApiError> {
         let query = HistoryQuery {
             pair: self.pair,
-            after: self.cursor,
+            after: self.read_to,
             from: None,
             to: None,
             limit: STREAM_PAGE,
         };
-        let rows = self.streams.store.price_history(&query).await?;
+        let store = &self.streams.store;
+        let rows = store.price_history(&query).await?;
+        let read_at = std::time::Instant::now();
+        let judged = self.streams.stored.judged(store, &rows, read_at).await?;
         self.replaying = (rows.len() as u64) == STREAM_PAGE;
-        for row in &rows {
-            match StoredJson::render(row) {
-                Ok(price) => self.buffered.push_back(Arc::new(price)),
-                // Passed over, not retried: it would stop this stream at that row for good.
-                Err(reason) => {
-                    log::error!("API stream: leaving out stored price {}: {reason}", row.id);
-                    self.cursor = self.cursor.max(row.seq);
-                }
+        for (row, judged) in rows.iter().zip(judged) {
+            self.read_to = row.seq;
+            // A refused row is passed over, not retried: it would stop this stream there for
+            // good (it was counted and logged).
+            if let Ok(price) = judged {
+                self.buffered.push_back(price);
             }
         }
         Ok(())

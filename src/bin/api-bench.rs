@@ -230,7 +230,9 @@ async fn wait_for_latest(client: &reqwest::Client, url: &str) -> anyhow::Result<
 /// Enough history for a full page: copies of the oldest row under older ids, each signature
 /// replaced by distinct bytes (well-formed: r and a low s, v = 27), so that a page is as varied
 /// — and compresses as little — as real history, where every signature differs. (The copies'
-/// signatures do not match their digests; the API shows rows as stored without checking them.)
+/// signatures do not match their digests. Since the nodes judge every row before serving it,
+/// they refuse these copies: history pages then come back nearly empty, so measure history again
+/// only once the copies are signed with the members' keys.)
 async fn seed_history(db: &sea_orm::sqlx::PgPool) -> anyhow::Result<()> {
     let (rows,): (i64,) = sea_orm::sqlx::query_as("SELECT count(*) FROM prices")
         .fetch_one(db)

@@ -215,10 +215,11 @@ struct ApiSetup {
 impl ApiSetup {
     /// The API's store, its reader and the server, on the current (the HTTP) runtime.
     async fn serve(self, addr: SocketAddr) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+        let metrics = Arc::new(self.metrics);
         let api_store = Store::connect_lazy(&self.db)
             .await
             .context("cannot set up the /v1 API's database pool")?
-            .with_probe(Arc::new(self.metrics));
+            .with_probe(Arc::clone(&metrics) as Arc<dyn crate::store::Probe>);
         let verified = Arc::new(VerifiedPrices::default());
         tokio::spawn(render_verified(
             self.events,
@@ -233,6 +234,7 @@ impl ApiSetup {
             cors: self.cors,
             verified,
             members: self.members,
+            probe: metrics,
             stop: self.stop.clone(),
         });
         http::serve(addr, self.status, self.registry, self.stop, Some(api))

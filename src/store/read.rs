@@ -7,11 +7,11 @@
 //! `seq > last seen` never skips a row that committed late. Ids are the origins' clocks and
 //! `created_time` is taken before the commit; either as a cursor would skip such rows for good.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use entity::prices;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    Statement, Value,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement, Value,
 };
 
 use super::reports::StoredPrice;
@@ -60,12 +60,35 @@ impl Store {
     /// "Newest" is the market's order, not the table's: a price observed earlier can commit
     /// later (its quorum took longer), and it must not replace a fresher one here.
     pub async fn latest_price(&self, pair: Pair) -> Result<Option<StoredPrice>, StoreError> {
-        let query = prices::Entity::find()
+        Ok(self.newest_prices(pair, None, 1).await?.pop())
+    }
+
+    /// The newest prices of `pair` by observation time (ties: the greater id), newest first, at
+    /// most `limit`; with `below`, only those older than that `(observed_at, id)`: the next
+    /// page, for a reader that passes over rows it refuses.
+    pub async fn newest_prices(
+        &self,
+        pair: Pair,
+        below: Option<(DateTime<FixedOffset>, i64)>,
+        limit: u64,
+    ) -> Result<Vec<StoredPrice>, StoreError> {
+        let mut query = prices::Entity::find()
             .filter(prices::Column::Pair.eq(pair.name()))
             .order_by_desc(prices::Column::ObservedAt)
             .order_by_desc(prices::Column::Id)
-            .limit(1);
-        self.timed("read latest price", query.one(&self.db())).await
+            .limit(limit);
+        if let Some((observed_at, id)) = below {
+            query = query.filter(
+                Condition::any()
+                    .add(prices::Column::ObservedAt.lt(observed_at))
+                    .add(
+                        Condition::all()
+                            .add(prices::Column::ObservedAt.eq(observed_at))
+                            .add(prices::Column::Id.lt(id)),
+                    ),
+            );
+        }
+        self.timed("read latest price", query.all(&self.db())).await
     }
 
     /// The stored price with this id, if any.

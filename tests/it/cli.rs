@@ -742,19 +742,27 @@ async fn migrate_applies_the_schema_and_never_prints_the_password() {
     assert!(!err.contains("hunter2"), "{err}");
 }
 
-async fn store_signed_prices(db: &price_oracle::testkit::TestDb, ids: &[u64]) {
+/// Stores test rounds `rounds` ([`price_oracle::testkit::round_id`]) of test nodes 1 to 3, the
+/// members, through the flush.
+async fn store_signed_prices(db: &price_oracle::testkit::TestDb, rounds: &[u64]) {
     use price_oracle::store::prices::FlushOutcome;
     use price_oracle::testkit::{self, Signing};
 
     let (store, writer) = testkit::writer_store(db).await;
     let signers: Vec<_> = (1..=3).map(testkit::identity).collect();
-    let batch = testkit::verified_batch(ids.iter().copied(), &signers, Signing::Genuine);
+    let batch = testkit::verified_rounds(rounds.iter().copied(), &signers, Signing::Genuine);
     let outcome = store
         .flush(&writer.address, &batch, &Default::default())
         .await
         .unwrap();
-    assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == ids.len()));
+    assert!(matches!(outcome, FlushOutcome::Flushed(ref f) if f.inserted.len() == rounds.len()));
     store.close().await;
+}
+
+/// The id of test round `n` of [`store_signed_prices`].
+fn id_of(n: u64) -> u64 {
+    use price_oracle::testkit;
+    testkit::round_id(n, &testkit::identity(1).address())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -785,15 +793,19 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     let conn = db.connect().await;
     // One tampered price (no longer the median of the observations), one tampered signature (a
     // changed byte in the second signature's s).
-    conn.execute_unprepared("UPDATE prices SET price = price + 1 WHERE id = 102")
-        .await
-        .unwrap();
-    conn.execute_unprepared(
-        "UPDATE prices SET sign_data = jsonb_set(sign_data, '{1,signature}', \
+    conn.execute_unprepared(&format!(
+        "UPDATE prices SET price = price + 1 WHERE id = {}",
+        id_of(102)
+    ))
+    .await
+    .unwrap();
+    conn.execute_unprepared(&format!(
+        "UPDATE prices SET sign_data = jsonb_set(sign_data, '{{1,signature}}', \
          to_jsonb(overlay(sign_data->1->>'signature' placing \
          (CASE WHEN substr(sign_data->1->>'signature', 80, 1) = 'a' THEN 'b' ELSE 'a' END) \
-         from 80 for 1))) WHERE id = 104",
-    )
+         from 80 for 1))) WHERE id = {}",
+        id_of(104)
+    ))
     .await
     .unwrap();
     let _ = conn.close().await;
@@ -803,15 +815,25 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
     let out = stdout(&tampered);
     assert!(out.contains("invalid           2"), "{out}");
     assert!(
-        out.contains("  102  price 3001.00000102 is not the median"),
+        out.contains(&format!(
+            "  {}  price 3001.00000102 is not the median",
+            id_of(102)
+        )),
         "{out}"
     );
-    assert!(out.contains("  104  signature of"), "{out}");
-    assert!(!out.contains("  101 ") && !out.contains("  103 "), "{out}");
+    assert!(
+        out.contains(&format!("  {}  signature of", id_of(104))),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&format!("  {} ", id_of(101)))
+            && !out.contains(&format!("  {} ", id_of(103))),
+        "{out}"
+    );
     assert!(out.contains("FAILED"), "{out}");
 
-    // A trusted-signers list naming none of the signers leaves the clean rows below quorum
-    // (three members: f = 0, one counting signature each would do).
+    // A trusted-signers list naming none of the signers: every observation of the clean rows is
+    // a non-member's.
     let dir = tempfile::tempdir().unwrap();
     let trusted = dir.path().join("trusted.txt");
     let lines: Vec<String> = (9..=9u8)
@@ -831,7 +853,34 @@ async fn verify_passes_a_clean_database_and_names_tampered_rows() {
         trusted.display().to_string(),
     ])
     .await;
-    fails_printing(&out, "below quorum      2");
+    fails_printing(&out, "non-member        2");
+}
+
+/// Rows written by hand that no quorum of members made fail `oracle verify`, each named: one
+/// dated in the future, and observations of non-members, even beside a member's quorum (its
+/// median was theirs). A genuine row still passes.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_fails_rows_no_quorum_of_members_made() {
+    let db = price_oracle::testkit::TestDb::create("verify_forged").await;
+    store_signed_prices(&db, &[1]).await;
+    let forged = crate::common::forged::rows();
+    for (report, _) in &forged {
+        price_oracle::testkit::insert_by_hand(&db, report).await;
+    }
+    let out = oracle_async(vec![
+        "verify".into(),
+        "--database-url".into(),
+        db.url.clone(),
+    ])
+    .await;
+    fails_printing(&out, "rows              4");
+    prints(&out, "invalid           0");
+    prints(&out, "from the future   1");
+    prints(&out, "non-member        2");
+    for (report, _) in &forged {
+        prints(&out, &format!("  {}  ", report.round.id));
+    }
+    assert!(!stdout(&out).contains(&format!("  {}  ", id_of(1))));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -116,7 +116,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     // Signed as v1 signed: under the v1 domain word, which the configuration migration gives.
     let old = price_oracle::signed::PriceData {
         config: price_oracle::signed::V1_DOMAIN,
-        ..testkit::price_data(7, sample_signers()[0].address())
+        ..testkit::round_data(7, sample_signers()[0].address())
     };
     let entries: Vec<_> = sample_signers()
         .iter()
@@ -125,7 +125,8 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     let at = chrono::DateTime::from_timestamp(old.observed_at as i64, 0).unwrap();
     conn.execute_unprepared(&format!(
         "INSERT INTO prices (id, pair, price, observed_at, first_signer, sign_data, signer_count, \
-         lastsigned_time, written_by) VALUES (7, 'ETH/USD', {}, '{at}', '{}', '{}', 3, '{at}', '{}')",
+         lastsigned_time, written_by) VALUES ({}, 'ETH/USD', {}, '{at}', '{}', '{}', 3, '{at}', '{}')",
+        old.id,
         old.price,
         old.origin.to_checksum(None),
         serde_json::to_string(&entries).unwrap(),
@@ -140,7 +141,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     let members: Vec<_> = sample_signers().iter().map(Identity::address).collect();
     let round = price_oracle::signed::Round {
         config: testkit::config_of(&members),
-        ..testkit::price_data(8, sample_signers()[0].address()).round()
+        ..testkit::round_data(8, sample_signers()[0].address()).round()
     };
     let observations = sample_signers()
         .iter()
@@ -171,7 +172,8 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
         .flush(&writer.address, &[new], &Deployment::default())
         .await
         .unwrap();
-    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted == [8]));
+    let new_id = round.id;
+    assert!(matches!(flushed, FlushOutcome::Flushed(ref f) if f.inserted == [new_id]));
 
     let rows = testkit::stored(&conn).await;
     let rules = AuditRules {
@@ -184,7 +186,7 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
     };
     for row in &rows {
         assert_eq!(
-            audit_row(&row.row, &rules).finding,
+            audit_row(&row.row, &rules, chrono::Utc::now()).finding,
             None,
             "row {}",
             row.id()
@@ -213,9 +215,11 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
         refused.to_string().contains("carry commit signatures"),
         "{refused}"
     );
-    conn.execute_unprepared("UPDATE prices SET commits = '[]' WHERE id = 8")
-        .await
-        .unwrap();
+    conn.execute_unprepared(&format!(
+        "UPDATE prices SET commits = '[]' WHERE id = {new_id}"
+    ))
+    .await
+    .unwrap();
     Migrator::down(&conn, Some(1)).await.unwrap();
     let refused = Migrator::down(&conn, Some(1)).await.unwrap_err();
     assert!(
@@ -224,14 +228,14 @@ async fn the_observations_migration_reads_old_rows_as_equal_observations_and_ver
             .contains("signed under a v2 configuration"),
         "{refused}"
     );
-    conn.execute_unprepared("DELETE FROM prices WHERE id = 8")
+    conn.execute_unprepared(&format!("DELETE FROM prices WHERE id = {new_id}"))
         .await
         .unwrap();
     Migrator::down(&conn, Some(2)).await.unwrap();
     let sign_data = conn
         .query_one_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT sign_data FROM prices WHERE id = 7",
+            format!("SELECT sign_data FROM prices WHERE id = {}", old.id),
         ))
         .await
         .unwrap()

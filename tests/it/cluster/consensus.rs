@@ -344,7 +344,7 @@ async fn a_member_added_while_running_counts_and_a_removed_one_stops_counting() 
         network: None,
     };
     for row in store.prices_page(None, None, 1000).await.unwrap() {
-        let report = price_oracle::audit::audit_row(&row, &rules);
+        let report = price_oracle::audit::audit_row(&row, &rules, chrono::Utc::now());
         assert_eq!(report.finding, None, "row {}", row.id);
     }
     store.close().await;

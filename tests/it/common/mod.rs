@@ -1,10 +1,11 @@
 //! Shared by the integration tests, beside the library's harness (`price_oracle::testkit`): a
 //! whole test network ([`cluster`]), a TCP proxy that can cut or stall the connection to the
-//! database, a check of the flush's fence, the EVM ([`evm`]) and the `oracle` binary as the
-//! tests run it ([`oracle`]).
+//! database, a check of the flush's fence, the EVM ([`evm`]), the `oracle` binary as the
+//! tests run it ([`oracle`]) and rows no quorum of members made ([`forged`]).
 
 pub mod cluster;
 pub mod evm;
+pub mod forged;
 pub mod oracle;
 
 use std::net::SocketAddr;
