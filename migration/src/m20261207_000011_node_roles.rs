@@ -8,8 +8,8 @@
 //! - the trigger `heartbeat_rules` bounds a lease to `lease_rules.max_lease` past `now()`,
 //!   keeps a term's start while it is renewed and ends it after `max_term`, lets a node take
 //!   the lease only when no other holds it, and not again within `retake_after` of its own
-//!   term's end while another node is alive (so a term cannot be stretched by releasing and
-//!   taking at once);
+//!   term's end while another live node may take it (so a term cannot be stretched by
+//!   releasing and taking at once);
 //! - row-level security on `prices`: a node role inserts only rows `written_by` itself, and
 //!   only while its heartbeat is the live writer's (the greatest `timestamp`, in the future).
 //!
@@ -101,10 +101,14 @@ BEGIN
         last_term_end := CASE WHEN OLD.lease_since IS NOT NULL THEN now()
                               ELSE OLD.term_ended_at END;
     END IF;
+    -- Only while another live node may take it instead (its own term did not just end).
     IF last_term_end > now() - rules.retake_after
         AND EXISTS (SELECT 1 FROM heartbeat
                     WHERE node_address <> NEW.node_address
-                      AND "timestamp" > now() - rules.retake_after) THEN
+                      AND "timestamp" > now() - rules.retake_after
+                      AND lease_since IS NULL
+                      AND (term_ended_at IS NULL
+                           OR term_ended_at <= now() - rules.retake_after)) THEN
         RAISE EXCEPTION 'this node''s term ended at %: another live node takes the lease first (lease_rules.retake_after %)',
             last_term_end, rules.retake_after USING ERRCODE = 'check_violation';
     END IF;

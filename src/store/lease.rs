@@ -78,9 +78,10 @@ pub struct Beat {
 /// `$4` lease seconds, `$5` listen addresses, `$6` term seconds, `$7` whether it may take.
 ///
 /// The lease and the term are the node's, capped by the database's `lease_rules`, and a node
-/// whose term just ended (released or lapsed) leaves the next one to another live node for
-/// `retake_after`: what the `heartbeat_rules` trigger enforces on node roles, so that an honest
-/// node never sends a heartbeat the database refuses.
+/// whose term just ended (released or lapsed) leaves the next one for `retake_after` to another
+/// live node that may take it: what the `heartbeat_rules` trigger enforces on node roles, so
+/// that an honest node never sends a heartbeat the database refuses. (When every live node's
+/// term just ended, any may take it: nobody waits for a node that cannot come.)
 const HEARTBEAT_SQL: &str = r#"
 WITH rules AS (
     SELECT
@@ -91,7 +92,11 @@ WITH rules AS (
         coalesce((SELECT retake_after FROM lease_rules), interval '0') AS retake_after
 ), others AS (
     SELECT coalesce(max("timestamp"), '-infinity'::timestamptz) AS until,
-           coalesce(max("timestamp") > now() - (SELECT retake_after FROM rules), false) AS alive
+           -- Another live node that may take the lease itself (its own term did not just end).
+           coalesce(bool_or("timestamp" > now() - (SELECT retake_after FROM rules)
+               AND lease_since IS NULL
+               AND coalesce(term_ended_at <= now() - (SELECT retake_after FROM rules), true)),
+               false) AS could_take
     FROM heartbeat WHERE node_address <> $1
 ), mine AS (
     SELECT "timestamp" AS until, lease_since,
@@ -103,7 +108,8 @@ WITH rules AS (
             THEN CASE WHEN now() - mine.lease_since < rules.term
                       THEN 'renew' ELSE 'release' END
         WHEN others.until < now() AND $7
-            AND NOT (others.alive AND coalesce(mine.term_ended > now() - rules.retake_after, false))
+            AND NOT (others.could_take
+                     AND coalesce(mine.term_ended > now() - rules.retake_after, false))
             THEN 'take'
         ELSE 'alive'
     END AS what, mine.lease_since AS since, rules.lease
