@@ -93,18 +93,23 @@ wait_rows() { # N LIMIT_S: waits for N rows
 wait_rows 3 120 || { say "no rows stored within 120 s"; exit 1; }
 say "storing: $(stored) rows"
 
-# Waits until a postgres client of the network holds a transaction on prices or the lease's
-# fence on the server at port $1 (up to 10 s); true when it saw one.
+# Waits (up to 10 s) until a node's flush holds its fence — the SHARE lock on heartbeat it takes
+# first and keeps until it commits — on the server at port $1; true when it saw one. One session
+# polling every millisecond inside the server: a flush lasts milliseconds, too short for a new
+# psql per look.
 in_flush() {
-  local t0; t0=$(now)
-  while awk -v a="$(since "$t0")" 'BEGIN { exit !(a < 10) }'; do
-    [ "$(psql -XAtq "postgres://postgres@127.0.0.1:$1/$DB" -c "SELECT count(*) FROM pg_stat_activity
-        WHERE datname = current_database() AND application_name = 'price-oracle'
-          AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
-          AND (query ILIKE '%INSERT INTO \"prices\"%' OR query ILIKE 'LOCK TABLE heartbeat%')" 2>/dev/null)" \
-      -gt 0 ] 2>/dev/null && return 0
-  done
-  return 1
+  psql -XAtq "postgres://postgres@127.0.0.1:$1/$DB" -c "SET statement_timeout = '11s'" -c "
+    DO \$\$ BEGIN
+      FOR i IN 1..10000 LOOP
+        IF EXISTS (SELECT 1 FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                   WHERE c.relname = 'heartbeat' AND l.mode = 'ShareLock' AND l.granted
+                     AND l.pid <> pg_backend_pid()) THEN
+          RETURN;
+        END IF;
+        PERFORM pg_sleep(0.001);
+      END LOOP;
+      RAISE EXCEPTION 'no flush seen';
+    END \$\$;" >/dev/null 2>&1
 }
 
 FAILOVER=0 RESUME=0 MID=0 KILLED=()
