@@ -8,6 +8,10 @@
 //! folder is a variable of the binary. The binary's side is its clap definition (`Cli`), hidden
 //! (retired) names left out. The files are read as Kustomize's inputs, not rendered: kubectl
 //! may be absent where the tests run (scripts/k8s-check.sh renders and validates the overlays).
+//!
+//! And the scripts those containers run do their part against a real database: the setup
+//! Job's makes every address of members.txt a member with a role of its own, a pod's init
+//! container picks that pod's files alone, and a member logs in as its own role.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,7 +19,11 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 use price_oracle::config::Cli;
+use price_oracle::testkit::{TestDb, server_url};
+use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::common::oracle::{self, stderr, stdout};
 
 /// The manifests' folder, relative to the repository.
 const MANIFESTS: &str = "deploy/k8s";
@@ -171,6 +179,159 @@ fn every_node_mounts_its_own_key_only_and_runs_unprivileged() {
     }
     nodes.sort();
     assert_eq!(nodes, ["oracle-bootstrap", "oracle-member"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scripts_make_members_that_log_in_as_their_own_role() {
+    let db = TestDb::create("k8s").await;
+    let dir = tempfile::tempdir().unwrap();
+    let at = dir.path();
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(MANIFESTS)
+        .join("base/scripts");
+    // Roles belong to the server, not the test's database: pod names of this run alone.
+    let prefix = format!("t{:08x}", rand::random::<u32>());
+    let pods = [0, 1].map(|n| format!("{prefix}-member-{n}"));
+    for folder in ["keys", "db", "pod"] {
+        fs::create_dir(at.join(folder)).unwrap();
+    }
+    let mut members = String::from("# the members\n\n");
+    for pod in &pods {
+        let password = format!("keys/{pod}.password");
+        fs::write(at.join(&password), "key password\n").unwrap();
+        let made = oracle::run(
+            at,
+            &[
+                "keygen",
+                "--name",
+                pod,
+                "--key-dir",
+                "keys",
+                "--keystore",
+                "--password-file",
+                &password,
+            ],
+        );
+        assert!(made.status.success(), "{}", stderr(&made));
+        let address = stdout(&made)
+            .lines()
+            .find_map(|line| Some(line.strip_prefix("address")?.trim().to_owned()))
+            .unwrap();
+        members.push_str(&format!("{address}  # {pod}\n"));
+        fs::write(at.join("db").join(pod), format!("{prefix}db\n")).unwrap();
+    }
+    fs::write(at.join("members.txt"), &members).unwrap();
+
+    // The setup Job.
+    let setup = oracle::script(at, &scripts.join("setup.sh"))
+        .env("MEMBERS", "members.txt")
+        .env("DB_PASSWORDS", "db")
+        .env("ORACLE_DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let listed = stdout(&setup);
+    assert!(setup.status.success(), "{listed}{}", stderr(&setup));
+    assert!(listed.contains("2 members"), "{listed}");
+
+    // A pod's init container: a pod without files is told which one is missing; a member's
+    // gets its own three, which only it may read.
+    let pick = |pod: &str, pairs: &[String]| {
+        oracle::script(at, &scripts.join("pick-key.sh"))
+            .env("POD_NAME", pod)
+            .args(pairs)
+            .output()
+            .unwrap()
+    };
+    let stranger = pick("nobody", &["keys/nobody.json=pod/nobody.json".to_owned()]);
+    assert!(!stranger.status.success());
+    assert!(
+        stderr(&stranger).contains("no nobody.json"),
+        "{}",
+        stderr(&stranger)
+    );
+    let pod = &pods[0];
+    let picked = pick(
+        pod,
+        &[
+            format!("keys/{pod}.json=pod/{pod}.json"),
+            format!("keys/{pod}.password=pod/key-password"),
+            format!("db/{pod}=pod/db-password"),
+        ],
+    );
+    assert!(picked.status.success(), "{}", stderr(&picked));
+    let files: Vec<fs::DirEntry> = fs::read_dir(at.join("pod"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(files.len(), 3, "its own three files only");
+    for file in &files {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o400, "{:?}", file.file_name());
+    }
+
+    // The member: logs in as its own role, at the URL its script puts together.
+    let server = reqwest::Url::parse(&db.url).unwrap();
+    let hosts = format!(
+        "{}:{}",
+        server.host_str().unwrap(),
+        server.port().unwrap_or(5432)
+    );
+    let mut member = oracle::script(at, &scripts.join("run-member.sh"))
+        .env("POD_NAME", pod)
+        .env("ORACLE_NAME", pod)
+        .env("ORACLE_KEY_DIR", "pod")
+        .env("ORACLE_PASSWORD_FILE", "pod/key-password")
+        .env("ORACLE_MIGRATE", "false")
+        .env("ORACLE_MIN_PEERS", "0")
+        .env("ORACLE_LISTEN", "/ip4/127.0.0.1/tcp/0")
+        // Nothing answers there: the test is about the database, not prices.
+        .env("ORACLE_SOURCE_BASE_URL", "http://127.0.0.1:9")
+        .env("DATABASE_HOSTS", &hosts)
+        .env("DATABASE_NAME", &db.name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let role = pod.replace('-', "_");
+    let admin = db.connect().await;
+    let sessions = format!(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = '{}' AND usename = '{role}'",
+        db.name
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut logged_in = false;
+    while !logged_in && std::time::Instant::now() < deadline {
+        let found = admin
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                sessions.clone(),
+            ))
+            .await
+            .unwrap();
+        logged_in = found.is_some();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The shell exec'd the node: this stops the node itself.
+    member.kill().unwrap();
+    member.wait().unwrap();
+    let _ = admin.close().await;
+    drop_roles(&db, &pods).await;
+    assert!(logged_in, "{pod} did not log in as {role} within 30 s");
+}
+
+/// Drops the roles setup.sh made for `pods`, which would outlive the test's database.
+async fn drop_roles(db: &TestDb, pods: &[String]) {
+    let admin = db.connect().await;
+    let server = Database::connect(server_url()).await.unwrap();
+    for role in pods.iter().map(|pod| pod.replace('-', "_")) {
+        let owned = format!("DROP OWNED BY \"{role}\"");
+        admin.execute_unprepared(&owned).await.unwrap();
+        let dropped = format!("DROP ROLE \"{role}\"");
+        server.execute_unprepared(&dropped).await.unwrap();
+    }
+    let _ = admin.close().await;
+    let _ = server.close().await;
 }
 
 /// Every file under deploy/k8s, by its path below it.

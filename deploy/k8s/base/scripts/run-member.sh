@@ -4,7 +4,7 @@
 # URL is put together here so that the role's password stands in no pod spec (kubectl
 # describe) and on no command line (ps).
 set -eu
-password=$(cat /keys/db-password)
+password=$(cat "$ORACLE_KEY_DIR/db-password")
 # Read into the URL as it is: anything but these characters would need escaping.
 case $password in
   '' | *[!A-Za-z0-9._~-]*)

@@ -18,6 +18,6 @@ while read -r address hash name rest; do
   oracle signers add "$address" --label "$name"
   # The role scripts/run-member.sh logs in as: the pod's name with '_' for '-'.
   oracle db-role --role "$(echo "$name" | tr - _)" --node "$address" \
-    --password-file "/secrets/db/$name"
+    --password-file "$DB_PASSWORDS/$name"
 done <"$MEMBERS"
 oracle signers list
