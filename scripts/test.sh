@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: a PostgreSQL that answers, then format, the contract artifact,
-# lints, the alert rules, every test and the fault-injection suite's short form. Each step's
-# time is printed as it ends, and all of them at the end: where a run's minutes go.
+# lints, the alert rules, the Kubernetes manifests, every test and the fault-injection suite's
+# short form. Each step's time is printed as it ends, and all of them at the end: where a run's
+# minutes go.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,9 @@ step "contract artifacts" scripts/compile-contract.sh --check
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 # The alert rules and their unit tests (promtool).
 step "alert rules" scripts/alerts.sh
+# The Kubernetes manifests: every overlay rendered and validated (kubernetes-validate, installed
+# with pip when missing).
+step "kubernetes manifests" scripts/k8s-check.sh
 # Every test. cargo-nextest (when installed) runs each in a process of its own, several at once
 # (.config/nextest.toml says how many, and which never together); it skips doctests, so those
 # run first and nextest's summary closes the tests' output. Without nextest: plain `cargo test`.

@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod deployment;
 mod evm;
+mod kubernetes;
 mod logging;
 mod monitoring;
 mod price_sources;

@@ -8,7 +8,26 @@ use std::process::{Command, Output};
 /// `oracle` in `dir`, with a clean environment as to its own variables; a test sets the ones it
 /// is about.
 pub fn command(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_oracle"));
+    clean(Command::new(env!("CARGO_BIN_EXE_oracle")), dir)
+}
+
+/// `sh script` in `dir`, with the same clean environment and this build's `oracle` first on
+/// the `PATH`: a script that runs `oracle …` as a container would.
+pub fn script(dir: &Path, script: &Path) -> Command {
+    let binary = Path::new(env!("CARGO_BIN_EXE_oracle")).parent().unwrap();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut command = clean(Command::new("sh"), dir);
+    command.arg(script).env(
+        "PATH",
+        std::env::join_paths(
+            std::iter::once(binary.to_path_buf()).chain(std::env::split_paths(&path)),
+        )
+        .unwrap(),
+    );
+    command
+}
+
+fn clean(mut command: Command, dir: &Path) -> Command {
     command.current_dir(dir);
     for (key, _) in std::env::vars_os() {
         if key
