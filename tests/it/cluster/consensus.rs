@@ -205,8 +205,14 @@ async fn two_pairs_are_each_stored_with_a_quorum_of_signatures_over_their_own_di
     let mut tampered = row.clone();
     tampered.median += 1;
     assert_eq!(refusal(&tampered), "NotMember");
+    // Another row's observations: one whose set differs (two rounds observed in the same
+    // second at the same price by the same members commit to the same observations).
     let mut swapped = row.clone();
-    swapped.observations = committed_row(&stored[1].report).observations;
+    swapped.observations = stored
+        .iter()
+        .map(|other| committed_row(&other.report).observations)
+        .find(|observations| *observations != row.observations)
+        .expect("some stored round was observed at another time or price");
     assert_eq!(refusal(&swapped), "NotMember");
     let mut short = row.clone();
     short.signatures.truncate(1);
