@@ -204,7 +204,7 @@ do_up() {
   done
 
   {
-    printf 'HOSTS_DB=%q\nHOSTS_DB_URL=%q\nHOSTS_ADMIN_URL=%q\n' "$db" "$db_url" "$ADMIN_URL"
+    printf 'HOSTS_DIR=%q\nHOSTS_DB=%q\nHOSTS_DB_URL=%q\nHOSTS_ADMIN_URL=%q\n' "$DIR" "$db" "$db_url" "$ADMIN_URL"
     printf 'HOSTS_NODES=%q\nHOSTS_BOOTSTRAP=%q\nHOSTS_LOGS=%q\nHOSTS_KEYS=%q\n' "$NUM_NODES" "$bootstrap" "$LOGS" "$keys"
     printf 'HOSTS_HOST_IP=%q\nHOSTS_BOOT_IP=%q\nHOSTS_EXCHANGE=%q\n' "$HOST_IP" "$BOOT_IP" "http://$HOST_IP:$MOCK_PORT"
     for i in $(seq 0 $(( NUM_NODES - 1 ))); do
