@@ -43,12 +43,14 @@
 #                 node that did not start the round (/v1/prices/stream; cluster-bench --moves);
 #                 all_nodes_p99_ms: until every node's stream showed it; rounds_per_move
 #   quorum_p50_ms/p99_ms (latency)  observation -> a node has the committed report, per node
+#   heartbeat_failures (and the worst node's), writer_changes: the lease's health meanwhile
 #   partition: majority_rows (stored during the cut), store_gap_s (longest time without a new
 #   row during it), minority_rows (rows the minority wrote then), minority_lease_s (seconds a
 #   minority node held the lease), rejoin_peers_s / rejoin_stored_s (heal -> the minority nodes
-#   have their peers back / a row with their observation is stored; worst of them)
+#   have --min-peers (3) peers again / a row with their observation is stored; worst of them),
+#   minority_peers_after (their peers once both held; before the cut each had 5)
 # Exit 0 only when lost, lost_acked and duplicates are 0 and verify passed, and: partition —
-# the majority stored rows during every cut and the minority rejoined within 60 s; loss — no
+# the majority stored rows during every cut and the minority rejoined within 30 s; loss — no
 # round unverified and no move missed; latency — the round trips matched the matrix, no move
 # missed and move -> verified p99 <= observe interval + 2 s.
 #
@@ -56,7 +58,8 @@
 #
 # Needs root. Installs iptables with apt, and for hosts-latency NetfilterQueue with pip (with
 # libnetfilter-queue-dev from apt to build it), when missing. Settings (environment):
-# NO_BUILD=1 runs the binary already built; NUM_NODES (5); HOSTS_KEEP=1 leaves the network up
+# NO_BUILD=1 runs the binary already built; NUM_NODES (5); LOSS_PCT (5); ORACLE_DB_TIMEOUT
+# (3s), ORACLE_DB_POOL_SIZE (the node's default); HOSTS_KEEP=1 leaves the network up
 # afterwards (scripts/hosts.sh down removes it). Logs: logs-hosts/ (the nodes'; moves.jsonl,
 # netdelay-NAME.log, verify.txt).
 set -euo pipefail
@@ -108,14 +111,18 @@ LOSS=$(awk -v p="${LOSS_PCT:-5}" 'BEGIN { print p / 100 }')
 # Moves: four observe intervals apart plus up to one more (cluster-bench --moves).
 SPACING=$(( 4 * OBSERVE )) JITTER=$OBSERVE
 SETTLE=$(( FLUSH + 20 ))
-REJOIN_LIMIT=60
+# After a cut of a minute or more a node has closed its silent connections (60 s without a
+# ping answered) and, short of peers, dials the heartbeat table's addresses every 10 s; a round
+# or two more puts its observation in a row (measured 5 s). Kept open, the connections resumed
+# only at TCP's next retransmission, up to about the cut's length after the heal.
+REJOIN_LIMIT=30
 export ORACLE_OBSERVE_INTERVAL=${OBSERVE}s ORACLE_HEARTBEAT=${ROUND_HB}s ORACLE_FLUSH_DELAY=${FLUSH}s \
   ORACLE_HEARTBEAT_INTERVAL=${HB_INTERVAL}s ORACLE_LEASE_DURATION=${LEASE}s ORACLE_WRITER_TERM=${TERM}s \
-  ORACLE_COSIGN_FALLBACK=${FALLBACK}s ORACLE_DB_TIMEOUT=3s ORACLE_SOURCE_TIMEOUT=3s \
+  ORACLE_COSIGN_FALLBACK=${FALLBACK}s ORACLE_DB_TIMEOUT="${ORACLE_DB_TIMEOUT:-3s}" ORACLE_SOURCE_TIMEOUT=3s \
   ORACLE_LOG_LEVEL="debug,tracing::span=info,libp2p_gossipsub=info"
 # The mock exchange's walk stands still: the market moves only when the moves move it.
 export ORACLE_VOLATILITY=0
-SETTINGS="observe ${OBSERVE}s, round heartbeat ${ROUND_HB}s, flush ${FLUSH}s, heartbeat interval ${HB_INTERVAL}s, lease ${LEASE}s, writer term ${TERM}s, cosign fallback ${FALLBACK}s"
+SETTINGS="observe ${OBSERVE}s, round heartbeat ${ROUND_HB}s, flush ${FLUSH}s, heartbeat interval ${HB_INTERVAL}s, lease ${LEASE}s, writer term ${TERM}s, cosign fallback ${FALLBACK}s, db timeout $ORACLE_DB_TIMEOUT${ORACLE_DB_POOL_SIZE:+, db pool $ORACLE_DB_POOL_SIZE}"
 
 # ---------------------------------------------------------------- cleanup
 RULES=()     # "WHERE CHAIN RULE…" of every iptables rule added (WHERE: a host name or root)
@@ -208,7 +215,8 @@ FAULT_END=""
 if [ "$SCENARIO" = hosts-partition ]; then
   declare -A BEFORE
   for n in "${NODES[@]}"; do BEFORE[$n]=$(peers_of "$n"); done
-  MAJ_ROWS=() GAPS=() MIN_ROWS=() MIN_LEASE=() REJOIN_P=0 REJOIN_S=0 MINORITIES=()
+  MIN_PEERS=3
+  MAJ_ROWS=() GAPS=() MIN_ROWS=() MIN_LEASE=() REJOIN_P=0 REJOIN_S=0 MINORITIES=() PEERS_AFTER=()
   for k in $(seq 1 "$CUTS"); do
     w=""
     for _ in $(seq 1 20); do w=$(lease_holder); [ -n "$w" ] && break; sleep 0.5; done
@@ -244,11 +252,13 @@ if [ "$SCENARIO" = hosts-partition ]; then
     MAJ_ROWS+=("$rows") GAPS+=("$gap") MIN_ROWS+=("$min_rows") MIN_LEASE+=("$lease_s")
     [ "$rows" -gt "$min_rows" ] || { OK=false; say "  the majority stored nothing during the cut"; }
     say "  healed: $rows rows stored during the cut ($min_rows written by the minority, which held the lease ~${lease_s}s), longest gap ${gap}s"
-    # Rejoin: each minority node back to the peers it had, and its observation in a new row.
+    # Rejoin: each minority node back to --min-peers connected peers (3: a node short of them
+    # dials the heartbeat table's addresses until it has them, not necessarily every peer it
+    # had), and its observation in a new row.
     declare -A JOINED=() STORED=()
     while le "$(since "$t_heal")" "$REJOIN_LIMIT"; do
       for n in "${minority[@]}"; do
-        [ -z "${JOINED[$n]:-}" ] && [ "$(peers_of "$n")" -ge "${BEFORE[$n]}" ] && JOINED[$n]=$(since "$t_heal")
+        [ -z "${JOINED[$n]:-}" ] && [ "$(peers_of "$n")" -ge "$MIN_PEERS" ] && JOINED[$n]=$(since "$t_heal")
         [ -z "${STORED[$n]:-}" ] && [ "$(q "SELECT count(*) FROM prices WHERE sign_data::text ILIKE '%$(address_of "$n")%'
              AND observed_at > to_timestamp($db_heal)")" -gt 0 ] && STORED[$n]=$(since "$t_heal")
       done
@@ -263,15 +273,16 @@ if [ "$SCENARIO" = hosts-partition ]; then
         REJOIN_P=$(max "$REJOIN_P" "${JOINED[$n]}") REJOIN_S=$(max "$REJOIN_S" "${STORED[$n]}")
       fi
     done
-    say "  rejoined: peers back after ${REJOIN_P}s, own observation stored after ${REJOIN_S}s (worst so far)"
+    for n in "${minority[@]}"; do PEERS_AFTER+=("$(peers_of "$n")"); done
+    say "  rejoined: $MIN_PEERS peers after ${REJOIN_P}s, own observation stored after ${REJOIN_S}s (worst so far); peers now ${PEERS_AFTER[*]: -2} (before the cut ${BEFORE[$w]} ${BEFORE[$other]})"
     unset JOINED STORED
     [ "$k" -lt "$CUTS" ] && sleep 10
   done
   FAULT_END=$(now)
   j() { local IFS=,; echo "[$*]"; }
-  EXTRA=$(printf '"minority":"%s","cut_s":%d,"cuts":%d,"majority_rows":%s,"store_gap_s":%s,"minority_rows":%s,"minority_lease_s":%s,"rejoin_peers_s":%s,"rejoin_stored_s":%s' \
+  EXTRA=$(printf '"minority":"%s","cut_s":%d,"cuts":%d,"majority_rows":%s,"store_gap_s":%s,"minority_rows":%s,"minority_lease_s":%s,"rejoin_peers_s":%s,"rejoin_stored_s":%s,"minority_peers_after":%s' \
     "${MINORITIES[*]}" "$CUT" "$CUTS" "$(j "${MAJ_ROWS[@]}")" "$(j "${GAPS[@]}")" "$(j "${MIN_ROWS[@]}")" \
-    "$(j "${MIN_LEASE[@]}")" "$REJOIN_P" "$REJOIN_S")
+    "$(j "${MIN_LEASE[@]}")" "$REJOIN_P" "$REJOIN_S" "$(j "${PEERS_AFTER[@]}")")
 fi
 
 # ---------------------------------------------------------------- hosts-loss
@@ -426,6 +437,15 @@ lost_acked=$(comm -23 <(echo "$acked" | sort -u) <(echo "$stored_ids") | count)
 duplicates=$(echo "$acked" | uniq -d | count)
 unverified=$(comm -23 <(echo "$originated" | awk -v end="$FAULT_END" "$ID_AWK"' NF && t($1) < end') <(echo "$verified") | count)
 if "$ORACLE" verify --database-url "$HOSTS_DB_URL" --log-level warn >"$LOGS/verify.txt" 2>&1; then verify=ok; else verify=failed; fi
+# The lease's health under the fault: failed heartbeats (all nodes, and the worst node's) and
+# how often the writer changed.
+hb_failed=0 hb_worst="-" hb_worst_n=-1 writer_changes=0
+for n in "${NODES[@]}"; do
+  failed=$(grep -c 'heartbeat failed' "$LOGS/$n.log" || true)
+  hb_failed=$(( hb_failed + failed ))
+  [ "$failed" -gt "$hb_worst_n" ] && hb_worst_n=$failed hb_worst="$n:$failed"
+  writer_changes=$(( writer_changes + $(grep -c 'this node is now the writer' "$LOGS/$n.log" || true) ))
+done
 
 # Stored rows were verified first: none seen verified means the log line is no longer what the
 # nodes print, and "lost" would count nothing.
@@ -441,8 +461,8 @@ case "$SCENARIO" in
     p99=$(jq -r '.verified_p99_ms // 1e9' "$LOGS/moves.json" 2>/dev/null || echo 1e9)
     [ "$missed" = 0 ] && le "$p99" "$(( (OBSERVE + 2) * 1000 ))" || OK=false ;;
 esac
-printf '{"scenario":"%s","mode":"%s","nodes":%d,"settings":"%s",%s,"originated":%d,"verified":%d,"stored":%d,"unverified":%d,"lost":%d,"lost_acked":%d,"duplicates":%d,%s,"verify":"%s","seconds":%.0f,"ok":%s}\n' \
+printf '{"scenario":"%s","mode":"%s","nodes":%d,"settings":"%s",%s,"originated":%d,"verified":%d,"stored":%d,"unverified":%d,"lost":%d,"lost_acked":%d,"duplicates":%d,%s,"heartbeat_failures":%d,"heartbeat_failures_worst":"%s","writer_changes":%d,"verify":"%s","seconds":%.0f,"ok":%s}\n' \
   "$SCENARIO" "$MODE" "$NUM_NODES" "$SETTINGS" "$EXTRA" "$(echo "$originated" | count)" "$(echo "$verified" | count)" \
-  "$(echo "$stored_ids" | count)" "$unverified" "$lost" "$lost_acked" "$duplicates" "$MOVES" "$verify" \
-  "$(since "$T_START")" "$OK" | tee "$LOGS/result.json"
+  "$(echo "$stored_ids" | count)" "$unverified" "$lost" "$lost_acked" "$duplicates" "$MOVES" "$hb_failed" \
+  "$hb_worst" "$writer_changes" "$verify" "$(since "$T_START")" "$OK" | tee "$LOGS/result.json"
 $OK

@@ -82,6 +82,7 @@ install_socat() {
 # the process itself just before it becomes CMD: exactly the process to signal later.
 spawn() {
   local ns=$1 log=$2 pidfile=$3; shift 3
+  # shellcheck disable=SC2016  # expanded by the inner sh, not here
   local inner=(sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@")
   if [ "$ns" = - ]; then
     setsid "${inner[@]}" </dev/null >>"$LOGS/$log" 2>&1 &
@@ -101,6 +102,14 @@ start_time() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/nul
 # ---------------------------------------------------------------------------------------------
 # up
 
+# On leaving `up` early: remove what it made so far.
+up_exit() {
+  local rc=$?
+  trap - EXIT
+  if [ "$rc" != 0 ]; then say "up failed: removing what it made"; do_down || true; fi
+  exit "$rc"
+}
+
 do_up() {
   need_root up
   [ -e "$STATE" ] && die "already up (or a failed up was not cleaned): scripts/hosts.sh down first"
@@ -114,7 +123,7 @@ do_up() {
   : >"$STATE"
   echo "$ADMIN_URL" >"$DIR/admin-url"
   # From here on, a failure (or Ctrl-C) removes what was made so far.
-  trap 'rc=$?; trap - EXIT; if [ "$rc" != 0 ]; then say "up failed: removing what it made"; do_down || true; fi; exit "$rc"' EXIT
+  trap up_exit EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
   local t0; t0=$(now)
