@@ -65,6 +65,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 SCENARIO=${1:?usage: faults-hosts.sh hosts-partition|hosts-loss|hosts-latency [--long]}
 MODE=short
 [ "${2:-}" = --long ] && MODE=long
