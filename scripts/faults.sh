@@ -10,6 +10,8 @@
 #   scripts/faults.sh --long   # every fault repeated for minutes: about 14 minutes
 #   scripts/faults.sh --scenario db-failover [--long]     # the replicated database: see
 #   scripts/faults.sh --scenario db-switchover [--long]   # scripts/faults-db.sh
+#   scripts/faults.sh --scenario hosts-partition|hosts-loss|hosts-latency [--long]
+#                              # nodes on hosts of their own: see scripts/faults-hosts.sh
 #
 #   1. writer killed   kill -9 the lease holder every 15 s, restart it 3 s later with the same
 #                      flags; the takeover is timed (bound: --lease-duration + --heartbeat-interval)
@@ -48,14 +50,15 @@ while [ "$#" -gt 0 ]; do
     --long) MODE=long ;;
     --scenario) SCENARIO=${2:?--scenario needs a name}; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "usage: $0 [--long] [--scenario db-failover|db-switchover]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--long] [--scenario db-failover|db-switchover|hosts-partition|hosts-loss|hosts-latency]" >&2; exit 2 ;;
   esac
   shift
 done
 case "$SCENARIO" in
   '') ;;
   db-failover|db-switchover) exec scripts/faults-db.sh "$SCENARIO" "$( [ "$MODE" = long ] && echo --long )" ;;
-  *) echo "faults: unknown scenario $SCENARIO (db-failover, db-switchover)" >&2; exit 2 ;;
+  hosts-partition|hosts-loss|hosts-latency) exec scripts/faults-hosts.sh "$SCENARIO" "$( [ "$MODE" = long ] && echo --long )" ;;
+  *) echo "faults: unknown scenario $SCENARIO (db-failover, db-switchover, hosts-partition, hosts-loss, hosts-latency)" >&2; exit 2 ;;
 esac
 
 # Timings of the nodes: an observation a second, a round at least every 5 s (more when the mock's

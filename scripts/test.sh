@@ -54,6 +54,9 @@ step "fault injection" scripts/faults.sh
 # The replicated database (Patroni, installed with apt when missing): the primary killed in the
 # middle of a flush (three times in a row: scripts/faults.sh --scenario db-failover --long).
 step "database failover" scripts/faults.sh --scenario db-failover
+# Nodes on hosts of their own (network namespaces on a bridge): two of five cut off for 60 s and
+# healed (the loss and WAN-latency scenarios: scripts/faults.sh --scenario hosts-loss|hosts-latency).
+step "partition across hosts" scripts/faults.sh --scenario hosts-partition
 
 echo "test.sh: every step passed in $((SECONDS - started)) s:" >&2
 printf '  %s\n' "${timings[@]}" >&2

@@ -12,7 +12,9 @@
 //! - **With which observation**: one made for the round — no earlier than the origin's (the same
 //!   second counts) and still fresh. A node observes every `--observe-interval`, but its last
 //!   observation may predate the market move that started the round: judged by it, the round
-//!   would be refused, or its median would miss the move.
+//!   would be refused, or its median would miss the move. One of the origin's own second may
+//!   predate it too (observations count whole seconds): it may sign, but not refuse; a price
+//!   it disagrees with waits for the next observation.
 //! - **When ours is missing** (or older than the round): the price waits (a bounded queue) for
 //!   the next observation, which the node is asked to make at once ([`Action::Observe`]).
 //!
@@ -249,7 +251,20 @@ impl Cosigning {
                 && ours.signed().observed_at >= data.observed_at
         });
         Some(match fresh {
-            Some(ours) => self.decide(&data, ours),
+            Some(ours) => match self.decide(&data, ours) {
+                // Signed observations count whole seconds: ours of the origin's own second may
+                // still predate the move that started the round. Disagreeing with it is not
+                // final; the price waits for the next observation, made at once (and after the
+                // origin's, as we heard its price), which `observed` decides by.
+                Action::Decline(_, Declined::Deviates { .. })
+                    if ours.signed().observed_at == data.observed_at
+                        && self.awaiting.len() < self.settings.max_queue =>
+                {
+                    self.awaiting.push(data);
+                    Action::Observe
+                }
+                decided => decided,
+            },
             None if self.awaiting.len() >= self.settings.max_queue => Action::QueueFull(data),
             None => {
                 self.awaiting.push(data);
@@ -389,12 +404,18 @@ mod tests {
             cosigning.heard(close, &members, &pool, now),
             vec![Action::Sign(close, ours("3000"))]
         );
+        // A far one is declined once the next observation agrees with ours (of the same
+        // second, ours may predate a move: below).
         let far = PriceData {
             id: 2,
             ..data("3100", OBSERVED)
         };
+        assert_eq!(
+            cosigning.heard(far, &members, &pool, now),
+            vec![Action::Observe]
+        );
         assert!(matches!(
-            cosigning.heard(far, &members, &pool, now)[..],
+            cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool)[..],
             [Action::Decline(_, Declined::Deviates { .. })]
         ));
     }
@@ -454,6 +475,50 @@ mod tests {
         assert!(matches!(
             cosigning.heard(same_second, &members, &pool, now)[..],
             [Action::Sign(..)]
+        ));
+    }
+
+    #[test]
+    fn disagreeing_with_an_observation_of_the_same_second_waits_for_the_next_one() {
+        let (now, members) = (Instant::now(), members(4));
+        let pool = pool(&members);
+        let mut cosigning = cosigning(2);
+        // Ours was taken early in the second, before the market moved 2 %; the origin's later
+        // in the same second, after. Measured across hosts (docs/performance.md, "Across
+        // hosts"): judged by ours, the round went unsigned and waited for the fallback.
+        cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
+        let moved = data("3060", OBSERVED);
+        assert_eq!(
+            cosigning.heard(moved, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        let after = observation("3061", OBSERVED, now);
+        assert_eq!(
+            cosigning.observed(Pair::EthUsd, after, &pool),
+            vec![Action::Sign(moved, after.signed())]
+        );
+        // The next observation decides: still far from it, the price is declined.
+        let far = PriceData {
+            id: 2,
+            ..data("3200", OBSERVED)
+        };
+        assert_eq!(
+            cosigning.heard(far, &members, &pool, now),
+            vec![Action::Observe]
+        );
+        assert!(matches!(
+            cosigning.observed(Pair::EthUsd, after, &pool)[..],
+            [Action::Decline(_, Declined::Deviates { .. })]
+        ));
+        // A price of a later second than ours is judged by the next observation anyway; one of
+        // an earlier second, by ours at once.
+        let earlier = PriceData {
+            id: 3,
+            ..data("3200", OBSERVED - 1)
+        };
+        assert!(matches!(
+            cosigning.heard(earlier, &members, &pool, now)[..],
+            [Action::Decline(_, Declined::Deviates { .. })]
         ));
     }
 

@@ -23,7 +23,7 @@ use super::intake::{self, Intake, IntakeBounds};
 use super::swarm;
 use super::validation::{Action, RefusalReason};
 use super::validator::{Received, Verdict};
-use super::{NetworkSettings, Probe, RESPONSIVE_WINDOW};
+use super::{NetworkSettings, Probe, RESPONSIVE_WINDOW, SILENT_PEER_CLOSE};
 use crate::labels::Limit;
 use crate::logging::LogLimiter;
 use crate::message::Gossip;
@@ -256,6 +256,7 @@ impl SwarmTask {
             *current = responsive;
             changed
         });
+        self.close_silent();
         for peer in self.intake.expired_blocks(Instant::now()) {
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);
         }
@@ -275,6 +276,25 @@ impl SwarmTask {
         if !no_peers && self.last_kad_refresh.elapsed() >= refresh_interval {
             self.last_kad_refresh = Instant::now();
             self.look_around();
+        }
+    }
+
+    /// Closes the connections of peers that answered no ping for [`SILENT_PEER_CLOSE`].
+    fn close_silent(&mut self) {
+        let silent: Vec<PeerId> = self
+            .last_answer
+            .iter()
+            .filter(|(_, answered)| answered.elapsed() > SILENT_PEER_CLOSE)
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in silent {
+            log::info!(
+                "closing the connection to {peer}: no ping answered for {}s",
+                SILENT_PEER_CLOSE.as_secs()
+            );
+            // Once: its ConnectionClosed may come later than the next maintenance.
+            self.last_answer.remove(&peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
