@@ -51,12 +51,24 @@ step "API schema (schemathesis)" scripts/api-schema.sh
 step "keystore interop" scripts/keystore-interop.sh
 # Faults against real processes, short form (the long form: scripts/faults.sh --long).
 step "fault injection" scripts/faults.sh
-# The replicated database (Patroni, installed with apt when missing): the primary killed in the
-# middle of a flush (three times in a row: scripts/faults.sh --scenario db-failover --long).
-step "database failover" scripts/faults.sh --scenario db-failover
-# Nodes on hosts of their own (network namespaces on a bridge): two of five cut off for 60 s and
-# healed (the loss and WAN-latency scenarios: scripts/faults.sh --scenario hosts-loss|hosts-latency).
-step "partition across hosts" scripts/faults.sh --scenario hosts-partition
+# Side by side, since they share nothing (ports, databases, keys, logs) and mostly wait:
+# - the replicated database (Patroni, installed with apt when missing): the primary killed in the
+#   middle of a flush (three times in a row: scripts/faults.sh --scenario db-failover --long);
+# - nodes on hosts of their own (network namespaces on a bridge): two of five cut off for 60 s
+#   and healed (loss and WAN latency: scripts/faults.sh --scenario hosts-loss|hosts-latency).
+# both CMD… -- CMD…: runs the two at once; fails when either does.
+both() {
+  local first=()
+  while [ "$1" != -- ]; do first+=("$1"); shift; done
+  shift
+  "${first[@]}" &
+  local pid=$! rc=0
+  "$@" || rc=$?
+  wait "$pid" || rc=$?
+  return "$rc"
+}
+step "database failover, partition across hosts" \
+  both scripts/faults.sh --scenario db-failover -- scripts/faults.sh --scenario hosts-partition
 
 echo "test.sh: every step passed in $((SECONDS - started)) s:" >&2
 printf '  %s\n' "${timings[@]}" >&2
