@@ -140,6 +140,18 @@ async fn http_endpoints_report_health_status_and_moving_metrics() {
         assert!(status.get(field).is_some(), "/status has {field}: {status}");
     }
 
+    // Four rows may all have been node1's own rounds, or rounds whose committee it was not in:
+    // wait for its first co-signature rather than race it.
+    let cosigned = "oracle_prices_cosigned_total{pair=\"ETH/USD\"}";
+    wait_for(
+        "node1 co-signs a round",
+        Duration::from_secs(60),
+        async || {
+            let (_, text) = get(&format!("{base}/metrics")).await;
+            value(&parse_exposition(&text), cosigned) > value(&before, cosigned)
+        },
+    )
+    .await;
     let (_, text) = get(&format!("{base}/metrics")).await;
     let after = parse_exposition(&text);
     for series in [
