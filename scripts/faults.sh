@@ -316,11 +316,14 @@ unstored_before() {
     END { print n + 0 }' "$ID_DIR/stored" "$ID_DIR/verified"
 }
 # Waits up to SETTLE s for every price verified before $1 to be stored; prints the seconds taken.
+# Never less than a flush delay and 3 s past $1: a price minted just before $1 is verified a
+# moment later and stored a flush delay after that, so an empty list earlier proves nothing.
 settle() {
-  local t0 left; t0=$(now)
+  local t0 left due; t0=$(now)
+  due=$(awk -v a="$1" -v d="$FLUSH_DELAY" 'BEGIN { printf "%.2f", a + d + 3 }')
   while :; do
     left=$(unstored_before "$1")
-    [ "$left" = 0 ] && break
+    [ "$left" = 0 ] && le "$due" "$(now)" && break
     le "$SETTLE" "$(since "$t0")" && break
     sleep 1
   done
