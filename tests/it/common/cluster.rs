@@ -51,6 +51,7 @@ impl Cluster {
         members: impl IntoIterator<Item = u8>,
         deployment: Deployment,
     ) -> Self {
+        super::log_to_stderr();
         let seeds: Vec<u8> = members.into_iter().collect();
         let addresses: Vec<Address> = seeds
             .iter()

@@ -16,6 +16,25 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Sends the log of every node a test runs to stderr, which nextest shows only for a test that
+/// fails: a failed network test in CI then says what its nodes did. `ORACLE_TEST_LOG` sets the
+/// filter (`--log-level`'s syntax); the default keeps the lease's changes and the stores.
+pub fn log_to_stderr() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = std::env::var("ORACLE_TEST_LOG")
+            .unwrap_or_else(|_| "warn,price_oracle=info,price_oracle::writer=debug".to_owned());
+        let settings = price_oracle::logging::LogSettings {
+            filter: filter.parse().unwrap_or_else(|err| panic!("ORACLE_TEST_LOG: {err}")),
+            format: price_oracle::logging::LogFormat::Text,
+            file: None,
+            node: None,
+        };
+        // Another test of this process may have installed one first: either is fine.
+        let _ = price_oracle::logging::init(&settings);
+    });
+}
+
 /// Installed in test databases only: refuses any row whose writer does not hold the lease at the
 /// moment of its insert, an independent check of the flush's fence.
 pub const LEASE_CHECK_TRIGGER: &str = r#"
