@@ -30,6 +30,8 @@
 # cluster up afterwards (scripts/pg-ha.sh down stops it). Logs: logs-faults-db/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/ids.sh
+source scripts/lib/ids.sh
 
 SCENARIO=${1:?usage: faults-db.sh db-failover|db-switchover [--long]}
 KILLS=1
@@ -161,29 +163,17 @@ sleep 8
 say "stopping the network"
 kill -TERM "$RUN_PID"; wait "$RUN_PID" 2>/dev/null || true; RUN_PID=""
 
-ids() { grep -hoE "$1" "$LOGS"/node*.log 2>/dev/null || true; }
-verified=$(ids 'price [0-9]+ committed with' | awk '{ print $2 }' | sort -u)
-acked=$(ids 'stored prices [0-9,]+' | awk '{ print $3 }' | tr ',' '\n' | grep . | sort || true)
-stored_ids=$(q "SELECT id FROM prices ORDER BY id" | sort -u)
-count() { grep -c . || true; }
-lost=$(comm -23 <(echo "$verified") <(echo "$stored_ids") | count)
-lost_acked=$(comm -23 <(echo "$acked" | sort -u) <(echo "$stored_ids") | count)
-duplicates=$(echo "$acked" | uniq -d | count)
+tally_ids
 if "$ORACLE" verify --database-url "$DB_URL" --log-level warn >"$LOGS/verify.txt" 2>&1; then
   verify=ok
 else
   verify=failed
 fi
 ok=true
-# Stored rows were verified first: none seen verified means the log line is no longer what the
-# nodes print, and "lost" would count nothing.
-if [ -n "$stored_ids" ] && [ -z "$verified" ]; then
-  say "no 'price <id> committed with' line in the logs: the count of lost prices is blind"
-  ok=false
-fi
+if [ "$blind" = 1 ]; then say "$BLIND_COUNT"; ok=false; fi
 [ "$lost" = 0 ] && [ "$lost_acked" = 0 ] && [ "$duplicates" = 0 ] && [ "$verify" = ok ] \
   && awk -v r="$RESUME" -v l="$RESUME_LIMIT" 'BEGIN { exit !(r <= l) }' || ok=false
 printf '{"scenario":"%s","faults":%d,"killed":"%s","mid_flush":%d,"verified":%d,"stored":%d,"lost":%d,"lost_acked":%d,"duplicates":%d,"failover_s":%s,"resume_s":%s,"verify":"%s","ok":%s}\n' \
-  "$SCENARIO" "$KILLS" "${KILLED[*]}" "$MID" "$(echo "$verified" | count)" "$(echo "$stored_ids" | count)" \
+  "$SCENARIO" "$KILLS" "${KILLED[*]}" "$MID" "$(echo "$verified" | lines)" "$(echo "$stored_ids" | lines)" \
   "$lost" "$lost_acked" "$duplicates" "$FAILOVER" "$RESUME" "$verify" "$ok"
 $ok

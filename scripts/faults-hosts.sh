@@ -64,6 +64,8 @@
 # netdelay-NAME.log, verify.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/ids.sh
+source scripts/lib/ids.sh
 
 case "${1:-}" in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 SCENARIO=${1:?usage: faults-hosts.sh hosts-partition|hosts-loss|hosts-latency [--long]}
@@ -409,8 +411,6 @@ fi
 
 # ---------------------------------------------------------------- settle, stop, count
 ID_AWK='function t(id) { return 1735689600 + int(id / 16777216) / 100 }'
-ids() { grep -hoE "$1" "$LOGS"/node*.log 2>/dev/null || true; }
-verified_ids() { ids 'price [0-9]+ committed with' | awk '{ print $2 }' | sort -u; }
 # Verified prices minted before the fault ended that are not stored yet.
 unstored() {
   comm -23 <(verified_ids | awk -v end="$FAULT_END" "$ID_AWK"' t($1) < end') <(q 'SELECT id FROM prices' | sort -u) | grep -c . || true
@@ -428,15 +428,9 @@ for _ in $(seq 1 150); do
   sleep 0.1
 done
 
-verified=$(verified_ids)
-originated=$(ids 'originated price [0-9]+' | awk '{ print $3 }' | sort -u)
-acked=$(ids 'stored prices [0-9,]+' | awk '{ print $3 }' | tr ',' '\n' | grep . | sort || true)
-stored_ids=$(q 'SELECT id FROM prices ORDER BY id' | sort -u)
-count() { grep -c . || true; }
-lost=$(comm -23 <(echo "$verified") <(echo "$stored_ids") | count)
-lost_acked=$(comm -23 <(echo "$acked" | sort -u) <(echo "$stored_ids") | count)
-duplicates=$(echo "$acked" | uniq -d | count)
-unverified=$(comm -23 <(echo "$originated" | awk -v end="$FAULT_END" "$ID_AWK"' NF && t($1) < end') <(echo "$verified") | count)
+originated=$(originated_ids)
+tally_ids
+unverified=$(comm -23 <(echo "$originated" | awk -v end="$FAULT_END" "$ID_AWK"' NF && t($1) < end') <(echo "$verified") | lines)
 if "$ORACLE" verify --database-url "$HOSTS_DB_URL" --log-level warn >"$LOGS/verify.txt" 2>&1; then verify=ok; else verify=failed; fi
 # The lease's health under the fault: failed heartbeats (all nodes, and the worst node's) and
 # how often the writer changed.
@@ -448,11 +442,7 @@ for n in "${NODES[@]}"; do
   writer_changes=$(( writer_changes + $(grep -c 'this node is now the writer' "$LOGS/$n.log" || true) ))
 done
 
-# Stored rows were verified first: none seen verified means the log line is no longer what the
-# nodes print, and "lost" would count nothing.
-if [ -n "$stored_ids" ] && [ -z "$verified" ]; then
-  say "no 'price <id> committed with' line in the logs: the count of lost prices is blind"; OK=false
-fi
+if [ "$blind" = 1 ]; then say "$BLIND_COUNT"; OK=false; fi
 [ "$lost" = 0 ] && [ "$lost_acked" = 0 ] && [ "$duplicates" = 0 ] && [ "$verify" = ok ] || OK=false
 MOVES=$(moves_fields)
 missed=$(jq -r '.missed // 0' "$LOGS/moves.json" 2>/dev/null || echo 0)
@@ -463,7 +453,7 @@ case "$SCENARIO" in
     [ "$missed" = 0 ] && le "$p99" "$(( (OBSERVE + 2) * 1000 ))" || OK=false ;;
 esac
 printf '{"scenario":"%s","mode":"%s","nodes":%d,"settings":"%s",%s,"originated":%d,"verified":%d,"stored":%d,"unverified":%d,"lost":%d,"lost_acked":%d,"duplicates":%d,%s,"heartbeat_failures":%d,"heartbeat_failures_worst":"%s","writer_changes":%d,"verify":"%s","seconds":%.0f,"ok":%s}\n' \
-  "$SCENARIO" "$MODE" "$NUM_NODES" "$SETTINGS" "$EXTRA" "$(echo "$originated" | count)" "$(echo "$verified" | count)" \
-  "$(echo "$stored_ids" | count)" "$unverified" "$lost" "$lost_acked" "$duplicates" "$MOVES" "$hb_failed" \
+  "$SCENARIO" "$MODE" "$NUM_NODES" "$SETTINGS" "$EXTRA" "$(echo "$originated" | lines)" "$(echo "$verified" | lines)" \
+  "$(echo "$stored_ids" | lines)" "$unverified" "$lost" "$lost_acked" "$duplicates" "$MOVES" "$hb_failed" \
   "$hb_worst" "$writer_changes" "$verify" "$(since "$T_START")" "$OK" | tee "$LOGS/result.json"
 $OK

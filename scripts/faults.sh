@@ -42,6 +42,8 @@
 # FAULTS_NO_BUILD=1) runs the binary already built instead of building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/ids.sh
+source scripts/lib/ids.sh
 
 MODE=short
 SCENARIO=""
@@ -278,11 +280,9 @@ collect_stops() {
 ID_DIR="$WORK/ids"
 collect_ids() {
   mkdir -p "$ID_DIR"
-  { grep -hoE 'originated price [0-9]+' "$LOGS"/node*.log 2>/dev/null || true; } \
-    | awk '{ print $3 }' | sort -u >"$ID_DIR/originated"
-  { grep -hoE 'price [0-9]+ committed with' "$LOGS"/node*.log 2>/dev/null || true; } \
-    | awk '{ print $2 }' | sort -u >"$ID_DIR/verified"
-  q 'SELECT id FROM prices' | sort -u >"$ID_DIR/stored"
+  originated_ids >"$ID_DIR/originated"
+  verified_ids >"$ID_DIR/verified"
+  db_ids >"$ID_DIR/stored"
 }
 # Scenario windows, "start end" epoch seconds each; an id belongs to the window its time is in.
 WIN_NAME=("calm") WIN_START=(0) WIN_END=(0) WIN_NOTE=("warm-up and pauses") WIN_OK=("-")
@@ -628,7 +628,7 @@ fi
 all_verified=$(awk '{ n += $3 } END { print n + 0 }' <<<"$counts")
 all_stored=$(awk '{ n += $4 } END { print n + 0 }' <<<"$counts")
 if [ "$all_stored" -gt 0 ] && [ "$all_verified" = 0 ]; then
-  say "no 'price <id> committed with' line in the logs although $all_stored prices were stored: the count of lost prices is blind"
+  say "$BLIND_COUNT ($all_stored rows)"
   FAILED=1
 fi
 if grep -l 'panicked' "$LOGS"/*.console >/dev/null 2>&1; then
