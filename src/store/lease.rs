@@ -70,6 +70,8 @@ pub struct Beat {
     /// that just ended its term is still the greatest row until the next node takes over, but
     /// no longer flushes: its flushes would race the taker's.
     pub holds: bool,
+    /// The lease and term this heartbeat applied: the node's, capped by `lease_rules`.
+    pub applied: LeaseTerms,
 }
 
 /// Decides, upserts and reads the writer in one statement (see the module docs for the rules).
@@ -130,7 +132,9 @@ WITH rules AS (
             lease_since = EXCLUDED.lease_since
     RETURNING node_address, "timestamp"
 )
-SELECT node_address, (MEMBERS_VERSION), (SELECT what IN ('renew', 'take') FROM action) FROM (
+SELECT node_address, (MEMBERS_VERSION), (SELECT what IN ('renew', 'take') FROM action),
+       (SELECT extract(epoch FROM lease)::float8 FROM rules),
+       (SELECT extract(epoch FROM term)::float8 FROM rules) FROM (
     SELECT node_address, "timestamp" FROM heartbeat WHERE node_address <> $1
     UNION ALL
     SELECT node_address, "timestamp" FROM beat
@@ -200,10 +204,21 @@ impl Store {
             .as_ref()
             .and_then(|row| row.try_get_by_index::<bool>(2).ok())
             .unwrap_or(false);
+        let seconds = |index: usize, asked: Duration| {
+            row.as_ref()
+                .and_then(|row| row.try_get_by_index::<f64>(index).ok())
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                .unwrap_or(asked)
+        };
+        let applied = LeaseTerms {
+            lease: seconds(3, terms.lease),
+            term: seconds(4, terms.term),
+        };
         Ok(Beat {
             writer: read_address("heartbeat", row)?,
             members_version,
             holds,
+            applied,
         })
     }
 

@@ -70,6 +70,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let started = tokio::time::Instant::now();
+    // The terms the database last applied, so a cap is told once, not at every heartbeat.
+    let mut applied = settings.terms();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -87,6 +89,12 @@ pub async fn run(
         let next = match beat {
             Ok(beat) => {
                 members.on_version(&store, &beat.members_version).await;
+                if beat.applied != applied {
+                    applied = beat.applied;
+                    if let Some(cap) = capped(settings.terms(), applied) {
+                        log::warn!("{cap}");
+                    }
+                }
                 LeaseState {
                     is_writer: beat.holds && beat.writer == me.address,
                     writer: Some(beat.writer),
@@ -128,9 +136,59 @@ pub async fn run(
     }
 }
 
+/// What the database's `lease_rules` shortened, if anything: every node then heartbeats by the
+/// database's figures, and an operator should know the flags are not what runs.
+fn capped(asked: LeaseTerms, applied: LeaseTerms) -> Option<String> {
+    let mut cut = Vec::new();
+    if applied.lease < asked.lease {
+        cut.push(format!(
+            "the lease to {:?} (--lease-duration {:?})",
+            applied.lease, asked.lease
+        ));
+    }
+    if applied.term < asked.term {
+        cut.push(format!(
+            "the writer's term to {:?} (--writer-term {:?})",
+            applied.term, asked.term
+        ));
+    }
+    (!cut.is_empty()).then(|| {
+        format!(
+            "the database's lease_rules cap {}; this node heartbeats by them",
+            cut.join(" and ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cap_by_the_database_names_the_flag_it_overrides() {
+        let asked = LeaseTerms {
+            lease: Duration::from_secs(90),
+            term: Duration::from_secs(300),
+        };
+        assert_eq!(capped(asked, asked), None);
+        let lease_cut = LeaseTerms {
+            lease: Duration::from_secs(60),
+            ..asked
+        };
+        assert_eq!(
+            capped(asked, lease_cut).as_deref(),
+            Some(
+                "the database's lease_rules cap the lease to 60s (--lease-duration 90s); \
+                 this node heartbeats by them"
+            )
+        );
+        let both = LeaseTerms {
+            lease: Duration::from_secs(60),
+            term: Duration::from_secs(120),
+        };
+        let told = capped(asked, both).unwrap_or_default();
+        assert!(told.contains("--lease-duration 90s") && told.contains("--writer-term 300s"));
+    }
 
     #[test]
     fn takeover_bound_is_lease_plus_interval() {

@@ -409,7 +409,14 @@ async fn honest_nodes_on_their_own_roles_heartbeat_take_turns_and_store() {
             lease: Duration::from_secs(20),
             term: Duration::from_secs(60),
         };
-        anyhow::ensure!(store_a.heartbeat_with(&me_a, terms, true).await?.holds);
+        let first = store_a.heartbeat_with(&me_a, terms, true).await?;
+        anyhow::ensure!(first.holds);
+        // The database says what it applied: the lease as asked (under max_lease), the term cut.
+        let applied = LeaseTerms {
+            lease: Duration::from_secs(20),
+            term: Duration::from_secs(2),
+        };
+        anyhow::ensure!(first.applied == applied, "{:?}", first.applied);
         anyhow::ensure!(!store_b.heartbeat_with(&me_b, terms, true).await?.holds);
         let batch = testkit::verified_batch(1..3, &signers, Signing::Placeholder);
         let flushed = store_a
