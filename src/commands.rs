@@ -389,9 +389,12 @@ async fn connect_for(db: &crate::config::DbArgs) -> anyhow::Result<Store> {
 /// directly and printed as the same JSON (one line), so scripts can use either.
 pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
     // The request is checked before connecting: a bad one needs no database to be refused.
-    let (db, question) = match command {
-        PricesCommand::Latest(args) => (&args.db, Question::Latest(args.pair)),
-        PricesCommand::Get(args) => (&args.db, Question::Get(api::params::price_id(&args.id)?)),
+    let (db, consensus, question) = match command {
+        PricesCommand::Latest(args) => (&args.db, &args.consensus, Question::Latest(args.pair)),
+        PricesCommand::Get(args) => {
+            let id = api::params::price_id(&args.id)?;
+            (&args.db, &args.consensus, Question::Get(id))
+        }
         PricesCommand::List(args) => {
             let request = api::params::HistoryRequest {
                 pair: Some(args.pair.name().to_owned()),
@@ -402,11 +405,12 @@ pub async fn prices(command: &PricesCommand) -> anyhow::Result<ExitCode> {
             };
             // Any pair the code knows: the database read here is the operator's own.
             let query = request.check(crate::pair::PairSet::ALL, &api::ApiLimits::DEFAULT)?;
-            (&args.db, Question::List(query))
+            (&args.db, &args.consensus, Question::List(query))
         }
     };
     let store = connect_for(db).await?;
-    let answer = question.answer(&store).await;
+    let reader = api::DirectReader::new(consensus.deployment());
+    let answer = question.answer(&reader, &store).await;
     store.close().await;
     println!("{}", answer?);
     Ok(ExitCode::SUCCESS)
@@ -421,13 +425,12 @@ enum Question {
 
 impl Question {
     /// The answer as the API's JSON.
-    async fn answer(&self, store: &Store) -> anyhow::Result<String> {
-        let json = match self {
-            Self::Latest(pair) => serde_json::to_string(&api::latest_price(store, *pair).await?),
-            Self::Get(id) => serde_json::to_string(&api::price(store, *id).await?),
-            Self::List(query) => serde_json::to_string(&api::history(store, query).await?),
-        };
-        json.context("cannot write the answer as JSON")
+    async fn answer(&self, reader: &api::DirectReader, store: &Store) -> anyhow::Result<String> {
+        Ok(match self {
+            Self::Latest(pair) => reader.latest(store, *pair).await?,
+            Self::Get(id) => reader.price(store, *id).await?,
+            Self::List(query) => reader.history(store, query).await?,
+        })
     }
 }
 

@@ -94,7 +94,8 @@ pub enum Command {
     Prices(PricesCommand),
 }
 
-/// `oracle prices …`: the `/v1` API's answers, read from the database directly.
+/// `oracle prices …`: the `/v1` API's answers, read from the database directly and judged as
+/// the API judges every row.
 #[derive(Debug, Subcommand)]
 pub enum PricesCommand {
     /// The newest stored price of a pair (by observation time), as GET /v1/prices/latest.
@@ -110,6 +111,10 @@ pub struct PricesLatestArgs {
     /// The pair.
     #[arg(long, env = "ORACLE_PAIR", default_value = crate::pair::Pair::DEFAULT.name())]
     pub pair: crate::pair::Pair,
+    /// The network a row's signatures must be bound to, and its f: a row that does not verify
+    /// by them is never printed, as a node's API never serves it.
+    #[command(flatten)]
+    pub consensus: DomainArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -118,6 +123,10 @@ pub struct PricesLatestArgs {
 pub struct PricesGetArgs {
     /// The price's id (decimal).
     pub id: String,
+    /// The network a row's signatures must be bound to, and its f: a row that does not verify
+    /// by them is never printed, as a node's API never serves it.
+    #[command(flatten)]
+    pub consensus: DomainArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -140,6 +149,10 @@ pub struct PricesListArgs {
     /// beginning].
     #[arg(long, env = "ORACLE_AFTER")]
     pub after: Option<u64>,
+    /// The network a row's signatures must be bound to, and its f: a row that does not verify
+    /// by them is never printed, as a node's API never serves it.
+    #[command(flatten)]
+    pub consensus: DomainArgs,
     #[command(flatten)]
     pub db: DbArgs,
 }

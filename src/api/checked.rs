@@ -31,6 +31,14 @@ pub trait Probe: Send + Sync + std::fmt::Debug {
     fn row_refused(&self, reason: FindingKind);
 }
 
+/// A probe for a one-off reader (`oracle prices`): its refusals are logged, not counted.
+#[derive(Debug)]
+pub struct Unwatched;
+
+impl Probe for Unwatched {
+    fn row_refused(&self, _: FindingKind) {}
+}
+
 /// The judge of the rows one API reads.
 pub struct Checker {
     members: MemberView,

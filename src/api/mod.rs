@@ -208,48 +208,61 @@ fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(openapi_json))
 }
 
-/// The newest stored price of `pair` by observation time (ties: the greater id).
-pub async fn latest_price(store: &Store, pair: Pair) -> Result<PriceView, ApiError> {
-    let row = store
-        .latest_price(pair)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no stored price of {pair} yet")))?;
-    shown(&row)
+/// What `/v1` answers, read from the database and judged as a node's API judges every row (for
+/// `oracle prices`): the same JSON, and the same refusals — a row that does not verify is
+/// never printed, `latest` is the newest that verifies, a page leaves such rows out.
+pub struct DirectReader {
+    stored: StoredPrices,
 }
 
-/// The stored price with this id.
-pub async fn price(store: &Store, id: i64) -> Result<PriceView, ApiError> {
-    let row = store
-        .price_by_id(id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no stored price with id {id}")))?;
-    shown(&row)
+impl DirectReader {
+    /// Judges rows by the `signers` table, in `deployment` (what signatures are bound to).
+    pub fn new(deployment: crate::domain::Deployment) -> Self {
+        let members = crate::membership::Members::for_node(None).in_deployment(deployment);
+        // Nobody changes the members while a command reads: the view needs no sender.
+        let (_, view) = tokio::sync::watch::channel(Arc::new(members));
+        Self {
+            stored: StoredPrices::new(1, Checker::new(view, Arc::new(checked::Unwatched))),
+        }
+    }
+
+    /// `GET /v1/prices/latest?pair=` (stored prices only: a command has no pool).
+    pub async fn latest(&self, store: &Store, pair: Pair) -> Result<String, ApiError> {
+        let newest = self.stored.newest_served(store, pair).await?;
+        let newest = newest.ok_or_else(|| ApiError::NotFound(no_stored_price_of(pair)))?;
+        Ok(text(&newest.json))
+    }
+
+    /// `GET /v1/prices/{id}`.
+    pub async fn price(&self, store: &Store, id: i64) -> Result<String, ApiError> {
+        match self.stored.price(store, id).await? {
+            Some(Ok(price)) => Ok(text(&price.json)),
+            Some(Err(refused)) => Err(ApiError::NotFound(refused_price(id, refused))),
+            None => Err(ApiError::NotFound(no_price_with_id(id))),
+        }
+    }
+
+    /// `GET /v1/prices?…`.
+    pub async fn history(&self, store: &Store, query: &HistoryQuery) -> Result<String, ApiError> {
+        Ok(text(&self.stored.page(store, query).await?.to_json()))
+    }
 }
 
-/// One page of history in commit order. A row that cannot be shown is left out (and logged):
-/// refusing the page would stop every reader at that row for good. `next` still moves past it.
-pub async fn history(store: &Store, query: &HistoryQuery) -> Result<PricePage, ApiError> {
-    let rows = store.price_history(query).await?;
-    let full = rows.len() as u64 == query.limit;
-    let next = rows.last().filter(|_| full).map(|row| row.seq.to_string());
-    let prices = rows
-        .iter()
-        .filter_map(|row| match PriceView::from_row(row) {
-            Ok(view) => Some(view),
-            Err(reason) => {
-                log::error!("API: leaving out stored price {}: {reason}", row.id);
-                None
-            }
-        })
-        .collect();
-    Ok(PricePage { prices, next })
+/// JSON this crate serialized, as text.
+fn text(json: &[u8]) -> String {
+    String::from_utf8_lossy(json).into_owned()
 }
 
-fn shown(row: &crate::store::reports::StoredPrice) -> Result<PriceView, ApiError> {
-    PriceView::from_row(row).map_err(|reason| ApiError::Malformed {
-        id: row.id,
-        reason: reason.to_string(),
-    })
+fn no_stored_price_of(pair: Pair) -> String {
+    format!("no stored price of {pair} yet")
+}
+
+fn no_price_with_id(id: i64) -> String {
+    format!("no stored price with id {id}")
+}
+
+fn refused_price(id: i64, refused: crate::audit::FindingKind) -> String {
+    format!("stored price {id} does not verify ({refused}): this node does not serve it")
 }
 
 /// The newest price of a pair, from the node's memory: it never waits for the database, and
@@ -297,7 +310,7 @@ async fn latest(
         // Nothing stored, or nothing known yet: what the pool verified still stands.
         (None, Some(verified)) => Cached::verified(&verified),
         (None, None) if newest.is_some() => {
-            return Err(ApiError::NotFound(format!("no stored price of {pair} yet")));
+            return Err(ApiError::NotFound(no_stored_price_of(pair)));
         }
         (None, None) => return Err(ApiError::NotLoaded),
     };
@@ -484,10 +497,8 @@ async fn by_id(
     // `ETag` of a row this node refuses gets no 304.
     match shared.stored.price(&shared.api.store, id).await? {
         Some(Ok(price)) => Ok(Cached::stored(&price, STORED_CACHE_CONTROL).respond(&request, None)),
-        Some(Err(refused)) => Err(ApiError::NotFound(format!(
-            "stored price {id} does not verify ({refused}): this node does not serve it"
-        ))),
-        None => Err(ApiError::NotFound(format!("no stored price with id {id}"))),
+        Some(Err(refused)) => Err(ApiError::NotFound(refused_price(id, refused))),
+        None => Err(ApiError::NotFound(no_price_with_id(id))),
     }
 }
 

@@ -452,7 +452,7 @@ impl StoredPrices {
 
     /// The newest stored price of `pair` that verifies: refused rows (one dated in the future
     /// would stay the newest for good) are passed over, newest first.
-    async fn newest_served(
+    pub(super) async fn newest_served(
         &self,
         store: &Store,
         pair: Pair,

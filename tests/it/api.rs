@@ -1075,8 +1075,29 @@ async fn oracle_prices_prints_what_the_api_answers() {
             .await
     );
 
+    // Rows no quorum of members made, the newest of them dated 2030: neither prints them.
+    let forged = common::forged::rows();
+    for (report, _) in &forged {
+        testkit::insert_by_hand(&api.db, report).await;
+    }
+    assert_eq!(cli(&["latest"]).await, api.ok("/v1/prices/latest").await);
+    let all = cli(&["list", "--limit", "10"]).await;
+    assert_eq!(rounds_of(&all), [7, 8, 9], "refused rows are left out");
+    assert_eq!(all, api.ok("/v1/prices?limit=10").await);
+
     // Errors: one line, exit 1, the same words as the API's.
     let failed = |args: &[&str]| oracle::run_blocking(prices(args));
+    for (report, reason) in &forged {
+        let id = report.round.id.to_string();
+        let output = failed(&["get", &id]).await;
+        assert_eq!(output.status.code(), Some(1));
+        let (status, json) = api.get(&format!("/v1/prices/{id}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains(reason.as_str()), "{error}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.trim_end().ends_with(error), "{stderr}");
+    }
     for (output, says) in [
         (
             failed(&["get", "12x"]).await,
