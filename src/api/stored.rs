@@ -457,9 +457,8 @@ impl StoredPrices {
         store: &Store,
         pair: Pair,
     ) -> Result<Option<Arc<StoredJson>>, StoreError> {
-        let mut below = None;
-        loop {
-            let rows = store.newest_prices(pair, below, NEWEST_PAGE).await?;
+        let mut pages = store.newest_first(pair, NEWEST_PAGE);
+        while let Some(rows) = pages.next_page().await? {
             let read_at = Instant::now();
             // One at a time: the newest usually verifies, and the rest need not be judged.
             for row in &rows {
@@ -470,13 +469,8 @@ impl StoredPrices {
                     return Ok(Some(price));
                 }
             }
-            match rows.last() {
-                Some(last) if rows.len() as u64 == NEWEST_PAGE => {
-                    below = Some((last.observed_at, last.id));
-                }
-                _ => return Ok(None),
-            }
         }
+        Ok(None)
     }
 
     /// A row past the cursor, `price` if it verified: the pair's newest if it is fresher (a

@@ -54,19 +54,51 @@ pub struct HistoryQuery {
     pub limit: u64,
 }
 
+/// A pair's stored prices, newest first, a page at a time ([`Store::newest_first`]).
+pub struct NewestFirst<'a> {
+    store: &'a Store,
+    pair: Pair,
+    page: u64,
+    /// Where the next page starts: below the last row read.
+    below: Option<(DateTime<FixedOffset>, i64)>,
+    ended: bool,
+}
+
+impl NewestFirst<'_> {
+    /// The next page, newest first; `None` once past the oldest row.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<StoredPrice>>, StoreError> {
+        if self.ended {
+            return Ok(None);
+        }
+        let rows = self
+            .store
+            .newest_prices(self.pair, self.below, self.page)
+            .await?;
+        self.ended = (rows.len() as u64) < self.page;
+        self.below = rows.last().map(|last| (last.observed_at, last.id));
+        Ok((!rows.is_empty()).then_some(rows))
+    }
+}
+
 impl Store {
-    /// The newest price of `pair` by observation time (ties: the greater id), if any.
+    /// The stored prices of `pair` newest first, `page` rows per read: for a reader that takes
+    /// the newest row passing its own judgement.
     ///
     /// "Newest" is the market's order, not the table's: a price observed earlier can commit
-    /// later (its quorum took longer), and it must not replace a fresher one here.
-    pub async fn latest_price(&self, pair: Pair) -> Result<Option<StoredPrice>, StoreError> {
-        Ok(self.newest_prices(pair, None, 1).await?.pop())
+    /// later (its quorum took longer), and it must not replace a fresher one.
+    pub fn newest_first(&self, pair: Pair, page: u64) -> NewestFirst<'_> {
+        NewestFirst {
+            store: self,
+            pair,
+            page: page.max(1),
+            below: None,
+            ended: false,
+        }
     }
 
-    /// The newest prices of `pair` by observation time (ties: the greater id), newest first, at
-    /// most `limit`; with `below`, only those older than that `(observed_at, id)`: the next
-    /// page, for a reader that passes over rows it refuses.
-    pub async fn newest_prices(
+    /// At most `limit` prices of `pair` by observation time (ties: the greater id), newest
+    /// first; with `below`, only those older than that `(observed_at, id)`.
+    async fn newest_prices(
         &self,
         pair: Pair,
         below: Option<(DateTime<FixedOffset>, i64)>,

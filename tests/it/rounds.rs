@@ -14,6 +14,7 @@ use price_oracle::testkit::{
     wait_for,
 };
 use price_oracle::trigger::Reason;
+use sea_orm::ConnectionTrait;
 
 use crate::common::cluster::Cluster;
 
@@ -151,6 +152,42 @@ async fn two_percent_moves_are_streamed_verified_then_stored_each_after_at_most_
     assert_eq!(rounds(&nodes, Reason::Deviation), before - at_start);
     let stored = cluster.rows().await;
     assert_rows_verify(&stored, 3, &addresses_of(&nodes));
+    stop_all(nodes).await;
+}
+
+/// Rows no quorum made, written by whoever can write `prices` — the newest 1 USD dated 2030 — do
+/// not drive the triggers of nodes that start after them: they take up from the newest row that
+/// verifies, as the API serves it. Taken from the forged row, the market's 3,000 USD was a move
+/// from 1 USD for as long as that row stayed the newest (until 2030), and the heartbeat was due
+/// only after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_row_dated_in_the_future_neither_starts_nor_holds_off_rounds() {
+    let cluster = Cluster::new("forged_future").await;
+    let forged = crate::common::forged::rows();
+    // Written past the test's own check that only the lease holder inserts, as an admin could.
+    let lease_check = async |toggle: &str| {
+        let sql = format!("ALTER TABLE prices {toggle} TRIGGER lease_check");
+        cluster.conn.execute_unprepared(&sql).await.unwrap();
+    };
+    lease_check("DISABLE").await;
+    for (report, _) in &forged {
+        price_oracle::testkit::insert_by_hand(&cluster.db, report).await;
+    }
+    lease_check("ENABLE").await;
+    let nodes = cluster
+        .start_on_triggers(1..=4, |settings| {
+            settings.trigger.heartbeat = Duration::from_secs(2);
+        })
+        .await;
+    cluster
+        .wait_rows(forged.len() + 2, Duration::from_secs(40))
+        .await;
+    assert_eq!(
+        rounds(&nodes, Reason::Deviation),
+        0,
+        "no move from a forged value"
+    );
+    assert!(rounds(&nodes, Reason::Heartbeat) >= 2);
     stop_all(nodes).await;
 }
 

@@ -25,7 +25,9 @@ pub fn log_to_stderr() {
         let filter = std::env::var("ORACLE_TEST_LOG")
             .unwrap_or_else(|_| "warn,price_oracle=info,price_oracle::writer=debug".to_owned());
         let settings = price_oracle::logging::LogSettings {
-            filter: filter.parse().unwrap_or_else(|err| panic!("ORACLE_TEST_LOG: {err}")),
+            filter: filter
+                .parse()
+                .unwrap_or_else(|err| panic!("ORACLE_TEST_LOG: {err}")),
             format: price_oracle::logging::LogFormat::Text,
             file: None,
             node: None,
