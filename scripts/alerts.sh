@@ -17,20 +17,18 @@
 # with apt when missing and we are root, as scripts/db.sh does for PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 say() { echo "alerts.sh: $*" >&2; }
 
 # need COMMAND PACKAGE
 need() {
   command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing $2 with apt (for $1)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    # promtool is all we use. Without recommends: no node exporter. On a host booted with
-    # systemd the package also starts a Prometheus server on :9090 (`systemctl disable --now
-    # prometheus` stops it); containers usually refuse to start services.
-    apt-get install -y -qq --no-install-recommends "$2" >&2
-  else
+  say "installing $2 with apt (for $1)"
+  # promtool is all we use. Without recommends: no node exporter. On a host booted with
+  # systemd the package also starts a Prometheus server on :9090 (`systemctl disable --now
+  # prometheus` stops it); containers usually refuse to start services.
+  if ! apt_install "$2"; then
     say "$1 is missing and cannot be installed here (needs root and apt-get): install $2"
     exit 1
   fi

@@ -13,6 +13,8 @@
 # Results: docs/performance.md#the-read-api-api-bench. Installs wrk with apt when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 
 SUBSCRIBERS="${SUBSCRIBERS:-5000}"
 DURATION="${DURATION:-10s}"
@@ -22,7 +24,7 @@ export ORACLE_HEARTBEAT="${ORACLE_HEARTBEAT:-5s}" ORACLE_FLUSH_DELAY="${ORACLE_F
 
 if ! command -v wrk >/dev/null; then
   echo "api-bench: installing wrk" >&2
-  apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+  apt_install wrk || { echo "api-bench: cannot install wrk (apt install wrk)" >&2; exit 1; }
 fi
 ulimit -n "$(ulimit -Hn)"
 # One build for both (run_nodes.sh then finds the node built), with the node's own features.

@@ -13,6 +13,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 url="${1:-${TEST_DATABASE_URL:-${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}}}"
 say() { echo "db.sh: $*" >&2; }
 
@@ -86,12 +88,8 @@ find_bin() {
 }
 
 if ! find_bin initdb >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    say "installing PostgreSQL with apt"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq postgresql postgresql-client >&2
-  else
+  say "installing PostgreSQL with apt"
+  if ! apt_install postgresql postgresql-client; then
     say "no PostgreSQL binaries and cannot install them (need root and apt-get)"; exit 1
   fi
 fi

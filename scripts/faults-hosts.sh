@@ -64,6 +64,8 @@
 # netdelay-NAME.log, verify.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 # shellcheck source=lib/ids.sh
 source scripts/lib/ids.sh
 
@@ -82,17 +84,14 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0 ? a : b) }'; }
 
 # ---------------------------------------------------------------- tools
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || { say "missing $* and no apt-get to install it"; exit 1; }
+need_packages() {
   say "installing $* with apt"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } \
-    || { say "apt-get install $* failed"; exit 1; }
+  apt_install "$@" || { say "cannot install $* (needs apt-get and root)"; exit 1; }
 }
-command -v iptables >/dev/null 2>&1 || apt_install iptables
+command -v iptables >/dev/null 2>&1 || need_packages iptables
 if [ "$SCENARIO" = hosts-latency ] && ! python3 -c 'import netfilterqueue' 2>/dev/null; then
   # A C extension built against libnetfilter_queue: no wheel on PyPI.
-  [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || apt_install libnetfilter-queue-dev
+  [ -e /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || need_packages libnetfilter-queue-dev
   say "installing NetfilterQueue with pip"
   python3 -m pip install --quiet --disable-pip-version-check 'NetfilterQueue>=1.1,<2' >&2 \
     || { say "cannot install NetfilterQueue (python3 -m pip install NetfilterQueue)"; exit 1; }

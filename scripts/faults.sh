@@ -42,6 +42,8 @@
 # FAULTS_NO_BUILD=1) runs the binary already built instead of building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 # shellcheck source=lib/ids.sh
 source scripts/lib/ids.sh
 
@@ -98,13 +100,8 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 # ---------------------------------------------------------------- build, database, ports
 # socat is the cuttable proxy in front of PostgreSQL; install it where apt can.
 if ! command -v socat >/dev/null 2>&1; then
-  if command -v apt-get >/dev/null 2>&1; then
-    say "installing socat"
-    sudo_cmd=""
-    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-    $sudo_cmd apt-get install -y -qq socat >/dev/null 2>&1 \
-      || { $sudo_cmd apt-get update -qq >/dev/null 2>&1 && $sudo_cmd apt-get install -y -qq socat >/dev/null; }
-  fi
+  say "installing socat"
+  apt_install socat || true
   command -v socat >/dev/null 2>&1 || { echo "faults: socat is required (apt install socat)" >&2; exit 1; }
 fi
 if [ "${NO_BUILD:-${FAULTS_NO_BUILD:-0}}" != 1 ]; then

@@ -39,6 +39,8 @@
 # for the network (120). Needs root (namespaces, links); installs socat with apt when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 
 NUM_NODES="${NUM_NODES:-5}"
 case "$NUM_NODES" in ''|*[!0-9]*|0) echo "hosts: NUM_NODES must be a positive number" >&2; exit 2 ;; esac
@@ -70,11 +72,8 @@ need_root() { [ "$(id -u)" = 0 ] || die "$1 needs root (network namespaces, link
 
 install_socat() {
   command -v socat >/dev/null 2>&1 && return 0
-  command -v apt-get >/dev/null 2>&1 || die "socat is required (apt install socat)"
   say "installing socat"
-  apt-get install -y -qq socat >/dev/null 2>&1 \
-    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq socat >/dev/null; } \
-    || die "apt-get install socat failed"
+  apt_install socat || die "socat is required and could not be installed (apt install socat)"
 }
 
 # spawn NAMESPACE|- LOGNAME PIDFILE CMD…: starts CMD in its own session (a terminal's Ctrl-C

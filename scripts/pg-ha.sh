@@ -37,6 +37,8 @@
 # first created: later, `patronictl -c $PG_HA_DIR/pg1/patroni.yml edit-config`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/apt.sh
+source scripts/lib/apt.sh
 
 DIR="${PG_HA_DIR:-/tmp/price-oracle-pg-ha}"
 DIR="${DIR%/}"
@@ -89,13 +91,7 @@ install_if_missing() {
     chmod 755 "$policy"; ours=1
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  local apt=(apt-get install -y -qq --no-install-recommends "${missing[@]}")
-  if ! "${apt[@]}" >&2; then
-    # A clean machine may have stale or no package lists.
-    apt-get update -qq >&2
-    "${apt[@]}" >&2 || { [ -n "$ours" ] && rm -f "$policy"; die "apt-get install ${missing[*]} failed"; }
-  fi
+  apt_install "${missing[@]}" || { [ -n "$ours" ] && rm -f "$policy"; die "apt-get install ${missing[*]} failed"; }
   if [ -n "$ours" ]; then rm -f "$policy"; trap - EXIT; fi
   if ! [[ -x /usr/bin/patroni && -x /usr/bin/etcd && -x "$PG_BIN/postgres" && -x "$PG_BIN/psql" ]]; then
     die "installed ${missing[*]}, but a binary is still missing"
