@@ -17,6 +17,8 @@
 #                    e.g. from scripts/pg-ha.sh); otherwise built from .env-db
 #   NODE_ROLES=0     run the nodes with DATABASE_URL's credential, not a role of their own each
 #   LOG_DIR          where the per-process logs go (default logs)
+#   ORACLE_KEY_DIR   where the keys and the database passwords are (default keys); two networks
+#                    started at once from one checkout need one each
 #   ORACLE_*         any node flag, e.g. ORACLE_HEARTBEAT=1m ORACLE_FLUSH_DELAY=10s
 #   ORACLE_KEY_PASSWORD (or ORACLE_PASSWORD_FILE)  new keys are encrypted keystores, keys/NAME.json,
 #                    opened with it; without it keys are unencrypted keys/NAME.priv (docs/keys.md)
@@ -74,6 +76,9 @@ fi
 export ORACLE_MIN_PEERS="${ORACLE_MIN_PEERS:-$(( NUM_NODES < 3 ? NUM_NODES : 3 ))}"
 
 LOG_DIR="${LOG_DIR:-logs}"
+export ORACLE_KEY_DIR="${ORACLE_KEY_DIR:-keys}"
+KEY_DIR=$ORACLE_KEY_DIR
+mkdir -p "$KEY_DIR"
 mkdir -p "$LOG_DIR"
 pids=()
 stop() {
@@ -112,7 +117,7 @@ for b in 0 1; do
   name="boot$b"
   [ "$b" = 0 ] && name=boot
   port=$(( BOOTSTRAP_PORT + b ))
-  [ -f "keys/$name.priv" ] || [ -f "keys/$name.json" ] || "$ORACLE" keygen --name "$name" --log-level warn >/dev/null
+  [ -f "$KEY_DIR/$name.priv" ] || [ -f "$KEY_DIR/$name.json" ] || "$ORACLE" keygen --name "$name" --log-level warn >/dev/null
   peer_id=$("$ORACLE" keygen --name "$name" --show --log-level warn | awk '/^peer id/ { print $3 }')
   start "$name" bootstrap --name "$name" --listen "/ip4/127.0.0.1/tcp/$port"
   BOOTSTRAP_ARGS+=(--bootstrap "/ip4/127.0.0.1/tcp/$port/p2p/$peer_id")
@@ -134,11 +139,11 @@ node_url() {
 # DATABASE_URL's credential instead.
 declare -A NODE_URL
 for i in $(seq 0 $(( NUM_NODES - 1 ))); do
-  [ -f "keys/node$i.priv" ] || [ -f "keys/node$i.json" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
+  [ -f "$KEY_DIR/node$i.priv" ] || [ -f "$KEY_DIR/node$i.json" ] || "$ORACLE" keygen --name "node$i" --log-level warn >/dev/null
   address=$("$ORACLE" signers add --key "node$i" --log-level warn | awk '{ print $1 }')
   NODE_URL[$i]=$DATABASE_URL
   if [ "${NODE_ROLES:-1}" = 1 ]; then
-    password_file="keys/node$i.db-password"
+    password_file="$KEY_DIR/node$i.db-password"
     [ -s "$password_file" ] || (umask 077; head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$password_file")
     ORACLE_PASSWORD_FILE="$password_file" "$ORACLE" db-role --role "oracle_node$i" \
       --node "$address" --log-level warn >/dev/null

@@ -49,6 +49,8 @@ request-timeout = $STREAM_SECONDS
 max-stream-events = $STREAM_EVENTS
 TOML
 
+# Keys of its own: test.sh runs this beside another run_nodes.sh network (faults-db.sh).
+export ORACLE_KEY_DIR=logs/api-schema-keys
 setsid ./run_nodes.sh > logs/api-schema-run.out 2>&1 &
 runner=$!
 cleanup() {

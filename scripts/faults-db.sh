@@ -78,7 +78,8 @@ trap cleanup EXIT INT TERM
 export ORACLE_OBSERVE_INTERVAL=1s ORACLE_HEARTBEAT=2s ORACLE_FLUSH_DELAY=3s \
   ORACLE_HEARTBEAT_INTERVAL=1s ORACLE_LEASE_DURATION=3s ORACLE_WRITER_TERM=15s \
   ORACLE_DB_TIMEOUT=3s ORACLE_LOG_LEVEL="debug,tracing::span=info,libp2p_gossipsub=info"
-DATABASE_URL="$DB_URL" MOCK_EXCHANGE=1 NUM_NODES=4 NO_BUILD=1 LOG_DIR="$LOGS" \
+# Keys of its own (fresh each run): test.sh runs this beside api-schema.sh's network.
+DATABASE_URL="$DB_URL" MOCK_EXCHANGE=1 NUM_NODES=4 NO_BUILD=1 LOG_DIR="$LOGS" ORACLE_KEY_DIR="$LOGS/keys" \
   MOCK_PORT=$(( 21000 + RANDOM % 1000 )) BOOTSTRAP_PORT=$(( 22000 + RANDOM % 1000 )) \
   HTTP_PORT=$(( 23000 + RANDOM % 1000 )) \
   ./run_nodes.sh >"$LOGS/run_nodes.console" 2>&1 &

@@ -44,31 +44,38 @@ fi
 # compile the whole crate a third time for a binary that behaves the same (the feature adds
 # hooks only Rust callers in tests reach, none on the command line).
 export NO_BUILD=1
-# The /v1 API against its own OpenAPI document (schemathesis, installed with pip when missing),
-# short form (the long form: scripts/api-schema.sh --long).
-step "API schema (schemathesis)" scripts/api-schema.sh
 # Keystores open both ways between oracle and eth-account (installed with pip when missing).
 step "keystore interop" scripts/keystore-interop.sh
-# Faults against real processes, short form (the long form: scripts/faults.sh --long).
+# Faults against real processes, short form (the long form: scripts/faults.sh --long). Alone:
+# its bounds (a writer replaced within 4 s) are timings.
 step "fault injection" scripts/faults.sh
-# Side by side, since they share nothing (ports, databases, keys, logs) and mostly wait:
+# together CMD… [-- CMD…]…: runs the commands at once; fails when any does. For scripts that
+# share nothing (ports, databases, keys, logs) and mostly wait, with no timing tighter than
+# seconds:
+# - the /v1 API against its own OpenAPI document (schemathesis, installed with pip when
+#   missing), short form (the long form: scripts/api-schema.sh --long);
 # - the replicated database (Patroni, installed with apt when missing): the primary killed in the
 #   middle of a flush (three times in a row: scripts/faults.sh --scenario db-failover --long);
 # - nodes on hosts of their own (network namespaces on a bridge): two of five cut off for 60 s
 #   and healed (loss and WAN latency: scripts/faults.sh --scenario hosts-loss|hosts-latency).
-# both CMD… -- CMD…: runs the two at once; fails when either does.
-both() {
-  local first=()
-  while [ "$1" != -- ]; do first+=("$1"); shift; done
-  shift
-  "${first[@]}" &
-  local pid=$! rc=0
-  "$@" || rc=$?
-  wait "$pid" || rc=$?
+together() {
+  local pids=() command=() rc=0
+  while [ $# -gt 0 ]; do
+    if [ "$1" = -- ]; then
+      "${command[@]}" & pids+=($!); command=()
+    else
+      command+=("$1")
+    fi
+    shift
+  done
+  "${command[@]}" & pids+=($!)
+  for pid in "${pids[@]}"; do wait "$pid" || rc=$?; done
   return "$rc"
 }
-step "database failover, partition across hosts" \
-  both scripts/faults.sh --scenario db-failover -- scripts/faults.sh --scenario hosts-partition
+step "API schema, database failover, partition across hosts" \
+  together scripts/api-schema.sh \
+  -- scripts/faults.sh --scenario db-failover \
+  -- scripts/faults.sh --scenario hosts-partition
 
 echo "test.sh: every step passed in $((SECONDS - started)) s:" >&2
 printf '  %s\n' "${timings[@]}" >&2
