@@ -393,11 +393,16 @@ mod tests {
         Cosigning::new(settings(max_queue), node(2).address())
     }
 
+    /// The usual start: now, four members, their pool, node 2's co-signing (a queue of 2).
+    fn node2_of_four() -> (Instant, Arc<Members>, Pool, Cosigning) {
+        let members = members(4);
+        let pool = pool(&members);
+        (Instant::now(), members, pool, cosigning(2))
+    }
+
     #[test]
     fn a_close_price_observed_at_the_same_time_is_signed() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
         let close = data("3010", OBSERVED);
         assert_eq!(
@@ -422,9 +427,7 @@ mod tests {
 
     #[test]
     fn a_price_observed_far_from_our_observation_is_not_judged_by_it() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED, now), &pool);
         let window = COSIGN_WINDOW.as_secs();
         let old = data("3000", OBSERVED - window - 2);
@@ -449,9 +452,7 @@ mod tests {
 
     #[test]
     fn an_observation_older_than_the_round_is_not_used_it_may_predate_the_move() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         cosigning.observed(Pair::EthUsd, observation("3000", OBSERVED - 1, now), &pool);
         // The market moved 2 % and the origin saw it: our last observation did not.
         let moved = data("3060", OBSERVED);
@@ -480,9 +481,7 @@ mod tests {
 
     #[test]
     fn disagreeing_with_an_observation_of_the_same_second_waits_for_the_next_one() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         // Ours was taken early in the second, before the market moved 2 %; the origin's later
         // in the same second, after. Measured across hosts (docs/performance.md, "Across
         // hosts"): judged by ours, the round went unsigned and waited for the fallback.
@@ -524,9 +523,7 @@ mod tests {
 
     #[test]
     fn without_a_fresh_observation_prices_wait_in_a_bounded_queue() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         let close = data("3000", OBSERVED);
         let far = PriceData {
             id: 2,
@@ -561,9 +558,7 @@ mod tests {
 
     #[test]
     fn an_observation_older_than_the_window_is_not_used() {
-        let (now, members) = (Instant::now(), members(4));
-        let pool = pool(&members);
-        let mut cosigning = cosigning(2);
+        let (now, members, pool, mut cosigning) = node2_of_four();
         let old = now
             .checked_sub(COSIGN_WINDOW + Duration::from_secs(1))
             .unwrap();
